@@ -1,0 +1,104 @@
+// Command intercept-demo is the demo workload used by kubectl-intercept's
+// end-to-end tests. It serves HTTP/1.1, h2c, WebSocket, Server-Sent Events and
+// gRPC on one port (--listen) and a raw TCP line echo on another
+// (--tcp-listen); every answer names the pod that produced it. See package
+// github.com/kubectl-intercept/kubectl-intercept/pkg/demo for the endpoints.
+//
+// Environment: POD_NAME (default: the hostname), MESSAGE, and PORT, which
+// sets the HTTP port when --listen is not given.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/demo"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "intercept-demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	defaultPod := os.Getenv("POD_NAME")
+	if defaultPod == "" {
+		defaultPod, _ = os.Hostname()
+	}
+	var (
+		listen    = flag.String("listen", ":8080", "HTTP/1.1 + h2c + gRPC listen address (PORT env overrides the default)")
+		tcpListen = flag.String("tcp-listen", ":9090", "raw TCP line-echo listen address; empty disables it")
+		pod       = flag.String("pod", defaultPod, "pod name reported in answers (default $POD_NAME or the hostname)")
+		message   = flag.String("message", os.Getenv("MESSAGE"), "message reported by the JSON echo (default $MESSAGE)")
+		grace     = flag.Duration("shutdown-timeout", 10*time.Second, "how long to wait for requests to finish on SIGTERM")
+	)
+	flag.Parse()
+	listenSet := false
+	flag.Visit(func(f *flag.Flag) { listenSet = listenSet || f.Name == "listen" })
+	if port := os.Getenv("PORT"); port != "" && !listenSet {
+		*listen = ":" + port
+	}
+
+	logger := log.New(os.Stdout, "", log.LstdFlags|log.LUTC)
+	srv := demo.NewServer(demo.Config{Pod: *pod, Message: *message, Log: os.Stdout})
+	httpSrv := srv.HTTPServer(*listen)
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- httpSrv.Serve(ln) }()
+	logger.Printf("pod=%s serving http/1.1, h2c and grpc on %s", *pod, ln.Addr())
+
+	var tcpLn net.Listener
+	if *tcpListen != "" {
+		if tcpLn, err = net.Listen("tcp", *tcpListen); err != nil {
+			_ = httpSrv.Close()
+			return err
+		}
+		go func() { errc <- srv.ServeLineEcho(tcpLn) }()
+		logger.Printf("pod=%s serving tcp line echo on %s", *pod, tcpLn.Addr())
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	select {
+	case <-ctx.Done():
+		logger.Printf("pod=%s shutting down", *pod)
+	case err := <-errc:
+		// A listener failed unexpectedly; shut the rest down and report it.
+		_ = httpSrv.Close()
+		if tcpLn != nil {
+			_ = tcpLn.Close()
+		}
+		srv.Drain()
+		if err == nil || errors.Is(err, http.ErrServerClosed) {
+			err = errors.New("listener stopped unexpectedly")
+		}
+		return err
+	}
+
+	if tcpLn != nil {
+		_ = tcpLn.Close()
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), *grace)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		logger.Printf("pod=%s graceful shutdown incomplete: %v", *pod, err)
+		_ = httpSrv.Close()
+	}
+	logger.Printf("pod=%s stopped", *pod)
+	return nil
+}

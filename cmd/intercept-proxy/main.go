@@ -1,0 +1,96 @@
+// Command intercept-proxy is the sidecar kubectl-intercept adds to the copy
+// of a workload, and a standalone header-routing proxy for benchmarks:
+//
+//	intercept-proxy --listen :8080 --upstream 127.0.0.1:9000 --route x-dev:alice=127.0.0.1:3000
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/proxy"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/version"
+)
+
+type routeFlags []proxy.StaticRoute
+
+func (r *routeFlags) String() string { return fmt.Sprint(*r) }
+
+func (r *routeFlags) Set(s string) error {
+	match, addr, ok := strings.Cut(s, "=")
+	if !ok || addr == "" {
+		return fmt.Errorf("route %q is not NAME:VALUE=HOST:PORT", s)
+	}
+	name, value, err := tunnel.ParseHeader(match)
+	if err != nil {
+		return err
+	}
+	*r = append(*r, proxy.StaticRoute{Header: name, Value: value, Addr: addr})
+	return nil
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "health" {
+		os.Exit(health(os.Args[2:]))
+	}
+	var cfg proxy.Config
+	var routes routeFlags
+	var verbose, showVersion bool
+	flag.StringVar(&cfg.Listen, "listen", ":18080", "address callers' traffic arrives on")
+	flag.StringVar(&cfg.Upstream, "upstream", "127.0.0.1:8080", "the app: where requests without a matching route go")
+	flag.StringVar(&cfg.Control, "control", "", "tunnel control address, on loopback (empty: no tunnels)")
+	flag.StringVar(&cfg.Pod, "pod", os.Getenv("POD_NAME"), "this pod's name")
+	flag.DurationVar(&cfg.DrainDelay, "drain-delay", 2*time.Second, "keep serving this long after SIGTERM before draining")
+	flag.Var(&routes, "route", "NAME:VALUE=HOST:PORT: requests with header NAME equal to VALUE go to HOST:PORT (repeatable)")
+	flag.BoolVar(&verbose, "v", false, "log every proxy error and tunnel event")
+	flag.BoolVar(&showVersion, "version", false, "print the version and exit")
+	flag.Parse()
+	if showVersion {
+		fmt.Println(version.Version)
+		return
+	}
+	cfg.Static = routes
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := proxy.Run(ctx, cfg, log); err != nil {
+		log.Error("intercept-proxy stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// health checks that the proxy accepts connections: `intercept-proxy health ADDR`.
+func health(args []string) int {
+	addr := "127.0.0.1:18080"
+	if len(args) > 0 {
+		addr = args[0]
+	}
+	c := &http.Client{Timeout: 2 * time.Second}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	req.Header.Set(tunnel.ProbeHeader, "1")
+	resp, err := c.Do(req)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		fmt.Fprintln(os.Stderr, errors.New(resp.Status))
+		return 1
+	}
+	return 0
+}

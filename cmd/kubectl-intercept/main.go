@@ -1,0 +1,22 @@
+// Command kubectl-intercept is the kubectl plugin: `kubectl intercept`.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	_ "k8s.io/client-go/plugin/pkg/client/auth" // cloud auth providers in kubeconfigs
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cli"
+)
+
+func main() {
+	cmd := cli.NewCmdRoot(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
+	if err := cmd.Execute(); err != nil {
+		if !cli.IsAlreadyReported(err) {
+			fmt.Fprintln(os.Stderr, "error:", err)
+		}
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,379 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/cli-runtime/pkg/resource"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/version"
+)
+
+// EnvProxyImage overrides the default sidecar image.
+const EnvProxyImage = "KUBECTL_INTERCEPT_PROXY_IMAGE"
+
+const interceptExample = `  # Requests with header X-C6O-INTERCEPT: yes to my-service go to localhost:3000
+  kubectl intercept svc/my-service -l 3000
+
+  # Port 8080 of a Service in namespace shop, for requests with x-dev: alice
+  kubectl intercept svc/my-service -n shop -r 8080 -l 3000 -x x-dev:alice
+
+  # Every connection to the port, whatever its headers
+  kubectl intercept svc/my-service -l 3000 --all
+
+  # Stay in the foreground; Ctrl-C ends the intercept
+  kubectl intercept svc/my-service -l 3000 -w`
+
+// InterceptOptions are the inputs of `kubectl intercept svc/NAME`.
+type InterceptOptions struct {
+	configFlags *genericclioptions.ConfigFlags
+	genericiooptions.IOStreams
+
+	RemotePort string
+	LocalPort  int
+	Header     string
+	All        bool
+	Clean      bool
+	Quiet      bool
+	Wait       bool
+	DryRun     bool
+	ProxyImage string
+	Timeout    time.Duration
+	// detached is set in the background process that holds the tunnels.
+	detached bool
+
+	Namespace  string
+	Service    string
+	Route      tunnel.Route
+	Client     kubernetes.Interface
+	RESTConfig *rest.Config
+	stateKey   string
+}
+
+// NewCmdIntercept builds the root command, which starts an intercept.
+func NewCmdIntercept(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &InterceptOptions{configFlags: flags, IOStreams: streams, Timeout: 2 * time.Minute}
+	cmd := &cobra.Command{
+		Use:   "intercept [svc/]NAME -l LOCAL_PORT [-r REMOTE_PORT] [-x name:value | -a]",
+		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl intercept"},
+		Short: "Send a Service's requests that carry your header to a port on your machine",
+		Long: `Intercept a Service: requests that carry your header go to LOCAL_PORT on this
+machine, every other request keeps going to the workload in the cluster.
+
+kubectl-intercept copies the workload behind the Service with a proxy sidecar,
+points the Service at the copy once it is ready, and tunnels matching requests
+back over the Kubernetes API (pods/portforward): no agent, no privileges, no
+account. 'kubectl intercept close' restores the Service exactly as it was.`,
+		Example:       interceptExample,
+		Args:          cobra.MaximumNArgs(1),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			if err := o.Complete(cmd, args); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	cmd.SetContext(context.Background())
+	f := cmd.Flags()
+	f.StringVarP(&o.RemotePort, "remote-port", "r", "", "Service port to intercept, by name or number (optional when the Service has one port)")
+	f.IntVarP(&o.LocalPort, "local-port", "l", 0, "local port intercepted requests go to")
+	f.StringVarP(&o.Header, "header", "x", tunnel.DefaultHeaderName+":"+tunnel.DefaultHeaderValue, "name:value of the header that marks your requests (name case-insensitive)")
+	f.BoolVarP(&o.All, "all", "a", false, "intercept every connection to the port, whatever its headers")
+	f.BoolVarP(&o.Clean, "clean", "c", false, "close and clean up an existing intercept of this Service first")
+	f.BoolVarP(&o.Quiet, "quiet", "q", false, "print only errors")
+	f.BoolVarP(&o.Wait, "wait", "w", false, "stay in the foreground until interrupted (SIGINT/SIGTERM), then close")
+	f.BoolVar(&o.DryRun, "dry-run", false, "print the copy and the Service change as YAML; change nothing")
+	f.StringVar(&o.ProxyImage, "proxy-image", "", "sidecar image (default: $"+EnvProxyImage+", else "+version.ProxyImage()+")")
+	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the copy's pods and the tunnels")
+	f.BoolVar(&o.detached, "detached", false, "")
+	_ = f.MarkHidden("detached")
+	return cmd
+}
+
+// Complete resolves the Service argument, the namespace and the clients.
+func (o *InterceptOptions) Complete(cmd *cobra.Command, args []string) error {
+	var err error
+	if o.Namespace, o.Service, err = resolveService(o.configFlags, args[0]); err != nil {
+		return err
+	}
+	if o.ProxyImage == "" {
+		o.ProxyImage = os.Getenv(EnvProxyImage)
+	}
+	if o.ProxyImage == "" {
+		o.ProxyImage = version.ProxyImage()
+	}
+	if o.All {
+		o.Route = tunnel.Route{All: true}
+	} else {
+		name, value, err := tunnel.ParseHeader(o.Header)
+		if err != nil {
+			return err
+		}
+		o.Route = tunnel.Route{Header: name, Value: value}
+	}
+	o.Route.Owner = owner()
+	if o.RESTConfig, o.Client, err = clients(o.configFlags); err != nil {
+		return err
+	}
+	o.stateKey = stateKey(o.configFlags, o.Namespace, o.Service)
+	return nil
+}
+
+// Validate checks the flags without the network.
+func (o *InterceptOptions) Validate() error {
+	if o.LocalPort < 1 || o.LocalPort > 65535 {
+		if o.DryRun && o.LocalPort == 0 {
+			return nil
+		}
+		return errors.New("say where intercepted requests go with -l LOCAL_PORT (1-65535)")
+	}
+	if o.Timeout <= 0 {
+		return errors.New("--timeout must be positive")
+	}
+	return nil
+}
+
+// Run starts the intercept. In the foreground (-w) it holds the tunnels
+// until interrupted; otherwise a background process holds them and Run
+// returns once the intercept is active.
+func (o *InterceptOptions) Run(ctx context.Context) error {
+	if !o.Wait && !o.detached && !o.DryRun {
+		return detach(o.stateKey, o.Out, o.ErrOut)
+	}
+	p, ready := newProgress(o.Out, o.ErrOut, o.Quiet), func() {}
+	if o.detached {
+		p, ready = detachedProgress(o.Quiet)
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if o.Clean {
+		if _, err := session.Close(ctx, o.Client, session.CloseOptions{Namespace: o.Namespace, Service: o.Service, Progress: p}); err != nil {
+			return err
+		}
+	}
+	st, err := session.Start(ctx, o.Client, session.StartOptions{
+		Namespace: o.Namespace, Service: o.Service, Port: o.RemotePort,
+		ProxyImage: o.ProxyImage, ReadyTimeout: o.Timeout, DryRun: o.DryRun, Progress: p,
+	})
+	if err != nil {
+		return err
+	}
+	if o.DryRun {
+		return printDryRun(o.Out, st)
+	}
+	if !localListening(o.LocalPort) {
+		p.Warn(fmt.Sprintf("nothing listens on localhost:%d yet: intercepted requests fail until your service runs there", o.LocalPort))
+	}
+
+	rec := st.Record
+	follower := &tunnel.Follower{
+		Config: o.RESTConfig, Client: o.Client, Namespace: o.Namespace,
+		Selector: labels.SelectorFromSet(rec.SessionSelector()).String(),
+		Port:     int(rec.Plan.ControlPort), Route: o.Route,
+		Local: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.LocalPort)),
+		Log:   func(format string, args ...any) { p.Infof(format, args...) },
+	}
+	fctx, stopTunnels := context.WithCancel(ctx)
+	defer stopTunnels()
+	ferr := make(chan error, 1)
+	go func() { ferr <- follower.Run(fctx) }()
+
+	end := func(cause error) error {
+		stopTunnels()
+		<-ferr
+		return o.leave(st, p, cause)
+	}
+	done := p.Step("opening tunnels to the copy's pods")
+	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	err = follower.WaitRegistered(wctx, 1)
+	cancel()
+	done(err)
+	if err != nil {
+		return end(err)
+	}
+	done = p.Step("checking that service " + o.Service + " reaches the sidecar")
+	pod, err := verifyActive(ctx, follower, st.Service, rec.Port, o.Timeout)
+	done(err)
+	if err != nil {
+		return end(err)
+	}
+	o.printActive(p, st, pod)
+	ready()
+	select {
+	case <-ctx.Done():
+		return end(nil)
+	case err := <-ferr:
+		ferr <- err
+		return end(err)
+	}
+}
+
+func (o *InterceptOptions) printActive(p *progress, st *session.Started, pod string) {
+	what := "requests with header " + o.Route.String()
+	if o.Route.All {
+		what = "every connection"
+	}
+	p.Infof("Intercepting service %s/%s port %s: %s go to localhost:%d (verified through pod %s).", o.Namespace, o.Service, st.Record.Port, what, o.LocalPort, pod)
+	if !o.Route.All {
+		p.Infof("Try it from inside the cluster: curl -H '%s: %s' http://%s.%s:%s/", o.Route.Header, o.Route.Value, o.Service, o.Namespace, servicePort(st.Service, st.Record.Port))
+	}
+	if o.Wait {
+		p.Infof("Press Ctrl-C to end the intercept.")
+	} else {
+		p.Infof("End it with: kubectl intercept close svc/%s -n %s", o.Service, o.Namespace)
+	}
+}
+
+// leave ends this developer's part: the tunnels are down (so the route is
+// gone); the last developer out restores the Service and deletes the copy.
+func (o *InterceptOptions) leave(st *session.Started, p *progress, cause error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	others, err := liveRoutes(ctx, o.RESTConfig, o.Client, o.Namespace, st.Record)
+	if err == nil && len(others) > 0 {
+		p.Infof("%d other intercept(s) of service %s remain; the Service stays switched until the last one ends.", len(others), o.Service)
+		return cause
+	}
+	_, cerr := session.Close(ctx, o.Client, session.CloseOptions{Namespace: o.Namespace, Service: o.Service, ID: st.Record.ID, Progress: p})
+	if cerr != nil {
+		cerr = fmt.Errorf("closing the intercept: %w; run `kubectl intercept close svc/%s -n %s`", cerr, o.Service, o.Namespace)
+		if cause == nil {
+			return cerr
+		}
+		p.Warn(cerr.Error())
+	}
+	if cause == nil {
+		p.Infof("Service %s/%s is restored.", o.Namespace, o.Service)
+	}
+	return cause
+}
+
+// verifyActive asks a sidecar to request the Service's ClusterIP with the
+// probe header until a sidecar answers: only then do callers reach the copy.
+func verifyActive(ctx context.Context, f *tunnel.Follower, svc *corev1.Service, port string, timeout time.Duration) (string, error) {
+	url := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, servicePort(svc, port)) + "/"
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		c, err := f.AnyClient()
+		if err == nil {
+			var pod string
+			if pod, err = c.Probe(url); err == nil {
+				return pod, nil
+			}
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("requests to service %s (%s) did not reach a sidecar within %s: %v", svc.Name, url, timeout, last)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func servicePort(svc *corev1.Service, key string) string {
+	for _, p := range svc.Spec.Ports {
+		if p.Name == key || strconv.Itoa(int(p.Port)) == key {
+			return strconv.Itoa(int(p.Port))
+		}
+	}
+	return key
+}
+
+func localListening(port int) bool {
+	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func printDryRun(out interface{ Write([]byte) (int, error) }, st *session.Started) error {
+	for _, obj := range []any{st.Copy, st.Switched} {
+		b, err := yaml.Marshal(obj)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "---\n%s", b)
+	}
+	return nil
+}
+
+// resolveService turns svc/NAME, service/NAME or NAME into a namespace and
+// a Service name, the way kubectl resolves resource arguments.
+func resolveService(flags *genericclioptions.ConfigFlags, arg string) (string, string, error) {
+	ns, _, err := flags.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return "", "", fmt.Errorf("reading the namespace from kubeconfig: %w", err)
+	}
+	r := resource.NewBuilder(flags).
+		WithScheme(scheme.Scheme, scheme.Scheme.PrioritizedVersionsAllGroups()...).
+		NamespaceParam(ns).DefaultNamespace().
+		ResourceNames("services", arg).
+		SingleResourceType().
+		Do()
+	infos, err := r.Infos()
+	if err != nil {
+		return "", "", fmt.Errorf("finding %s: %w", arg, err)
+	}
+	if len(infos) != 1 {
+		return "", "", fmt.Errorf("%s names %d objects; give one Service", arg, len(infos))
+	}
+	info := infos[0]
+	if kind := info.Mapping.GroupVersionKind.Kind; kind != "Service" {
+		return "", "", fmt.Errorf("%s is a %s: kubectl intercept works on Services (svc/NAME)", arg, kind)
+	}
+	return info.Namespace, info.Name, nil
+}
+
+func clients(flags *genericclioptions.ConfigFlags) (*rest.Config, kubernetes.Interface, error) {
+	cfg, err := flags.ToRESTConfig()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading kubeconfig: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, cs, nil
+}
+
+// owner names the developer in messages to others: user@host.
+func owner() string {
+	host, _ := os.Hostname()
+	user := os.Getenv("USER")
+	if user == "" {
+		user = "someone"
+	}
+	return strings.TrimSuffix(user+"@"+host, "@")
+}

@@ -1,0 +1,22 @@
+// Package cli holds the kubectl-intercept commands, one file each, in
+// kubectl's pattern: an Options struct, NewCmdX, Complete/Validate/Run.
+package cli
+
+import (
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+)
+
+// NewCmdRoot builds `kubectl intercept` and its subcommands.
+func NewCmdRoot(streams genericiooptions.IOStreams) *cobra.Command {
+	flags := genericclioptions.NewConfigFlags(true)
+	cmd := NewCmdIntercept(flags, streams)
+	flags.AddFlags(cmd.PersistentFlags())
+	cmd.AddCommand(
+		NewCmdClose(flags, streams),
+		NewCmdList(flags, streams),
+		NewCmdVersion(streams),
+	)
+	return cmd
+}

@@ -1,0 +1,138 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"time"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+)
+
+// Handler routes each request (each HTTP/2 stream on its own) either to a
+// developer's tunnel or to the upstream app.
+type Handler struct {
+	Table *Table
+	// Upstream is the app container's address, host:port.
+	Upstream string
+	// Pod names this pod in probe answers.
+	Pod string
+	Log *slog.Logger
+
+	upstream1, upstream2 http.RoundTripper
+	rp                   *httputil.ReverseProxy
+}
+
+type ctxKey struct{}
+
+// NewHandler builds the handler for an upstream app.
+func NewHandler(table *Table, upstream, pod string, log *slog.Logger) *Handler {
+	dial := func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", upstream)
+	}
+	h := &Handler{Table: table, Upstream: upstream, Pod: pod, Log: log,
+		upstream1: newTransport(dial, false), upstream2: newTransport(dial, true)}
+	h.rp = &httputil.ReverseProxy{
+		// Rewrite (not Director) so no X-Forwarded-* header is added: the
+		// app sees what the client sent.
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = pr.In.Host
+			if pr.Out.URL.Host == "" {
+				pr.Out.URL.Host = upstream
+			}
+			pr.Out.Host = pr.In.Host
+		},
+		Transport:     roundTripperFunc(h.roundTrip),
+		FlushInterval: -1, // stream: SSE, gRPC, long bodies
+		ErrorHandler:  h.errorHandler,
+		ErrorLog:      nil,
+	}
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get(tunnel.ProbeHeader) != "" {
+		w.Header().Set(tunnel.ProbePodHeader, h.Pod)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	rt := h.upstream1
+	if rr := h.Table.match(r.Header); rr != nil {
+		rt = rr.transport
+		if r.ProtoMajor == 2 {
+			rt = rr.h2
+		}
+	} else if r.ProtoMajor == 2 {
+		rt = h.upstream2
+	}
+	h.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, rt)))
+}
+
+func (h *Handler) roundTrip(r *http.Request) (*http.Response, error) {
+	rt, _ := r.Context().Value(ctxKey{}).(http.RoundTripper)
+	if rt == nil {
+		rt = h.upstream1
+	}
+	return rt.RoundTrip(r)
+}
+
+func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) {
+		return // the client left; nobody to answer
+	}
+	if h.Log != nil {
+		h.Log.Warn("proxy error", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusBadGateway)
+	fmt.Fprintf(w, "intercept-proxy: %v\n", err)
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// newTransport returns a transport that reaches one destination through dial,
+// over HTTP/1.1 or, with h2, HTTP/2 with prior knowledge (h2c). Only the
+// request's URL host differs between requests; the dial ignores it.
+func newTransport(dial tunnel.DialFunc, h2 bool) *http.Transport {
+	t := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dial(ctx)
+		},
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: 1 * time.Second,
+		DisableCompression:    true,
+		ForceAttemptHTTP2:     false,
+	}
+	if h2 {
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		t.Protocols = &p
+	}
+	return t
+}
+
+// pipeToRoute hands a whole connection to an --all route: no HTTP parsing.
+func pipeToRoute(ctx context.Context, conn net.Conn, r *route, log *slog.Logger) {
+	remote, err := r.dial(ctx)
+	if err != nil {
+		if log != nil {
+			log.Warn("tunnel dial failed", "route", r.Route.String(), "err", err)
+		}
+		conn.Close()
+		return
+	}
+	tunnel.Pipe(conn, remote)
+}
+
+var _ io.Closer = (*allListener)(nil)

@@ -1,0 +1,115 @@
+// Package proxy is the sidecar's data plane: requests whose header matches a
+// live route go through that developer's tunnel; everything else goes to the
+// app container in the same pod, unchanged.
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+)
+
+// route is a live route and the way to reach its developer.
+type route struct {
+	tunnel.Route
+	dial      tunnel.DialFunc
+	transport http.RoundTripper // HTTP/1.1 to the developer
+	h2        http.RoundTripper // h2c to the developer
+}
+
+// Table holds the live routes. Lookups happen on every request; changes only
+// when a developer comes or goes, so a copy-on-write slice behind an RWMutex
+// keeps the hot path to a read lock and a short scan.
+type Table struct {
+	mu     sync.RWMutex
+	routes []*route
+}
+
+var _ tunnel.RouteTable = (*Table)(nil)
+
+// Add installs r, refusing one that conflicts with a live route.
+func (t *Table) Add(r tunnel.Route, dial tunnel.DialFunc) (func(), error) {
+	if !r.All {
+		r.Header = http.CanonicalHeaderKey(r.Header)
+	}
+	nr := &route{Route: r, dial: dial, transport: newTransport(dial, false), h2: newTransport(dial, true)}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, old := range t.routes {
+		if old.Conflicts(r) {
+			return nil, fmt.Errorf("%w: %s is intercepted by %s; pick another header value with -x", tunnel.ErrConflict, old.Route, ownerOrSomeone(old.Owner))
+		}
+	}
+	t.routes = append(append([]*route(nil), t.routes...), nr)
+	return func() { t.remove(nr) }, nil
+}
+
+func ownerOrSomeone(o string) string {
+	if o == "" {
+		return "another developer"
+	}
+	return o
+}
+
+func (t *Table) remove(r *route) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	kept := make([]*route, 0, len(t.routes))
+	for _, x := range t.routes {
+		if x != r {
+			kept = append(kept, x)
+		}
+	}
+	t.routes = kept
+	r.closeIdle()
+}
+
+// List returns the live routes.
+func (t *Table) List() []tunnel.Route {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]tunnel.Route, len(t.routes))
+	for i, r := range t.routes {
+		out[i] = r.Route
+	}
+	return out
+}
+
+// match returns the route a request belongs to, or nil for the app.
+func (t *Table) match(h http.Header) *route {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, r := range t.routes {
+		if r.All {
+			return r
+		}
+		for _, v := range h[r.Header] {
+			if v == r.Value {
+				return r
+			}
+		}
+	}
+	return nil
+}
+
+// all returns the route that takes every connection, if there is one.
+func (t *Table) all() *route {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, r := range t.routes {
+		if r.All {
+			return r
+		}
+	}
+	return nil
+}
+
+func (r *route) closeIdle() {
+	for _, rt := range []http.RoundTripper{r.transport, r.h2} {
+		if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
+			c.CloseIdleConnections()
+		}
+	}
+}

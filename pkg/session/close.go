@@ -1,0 +1,280 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sort"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+)
+
+// CloseOptions are the inputs of Close.
+type CloseOptions struct {
+	Namespace, Service string
+	// ID, if set, limits the close to that session: the Service is only
+	// restored if it still points at that session's copy.
+	ID string
+	// Timeout bounds the wait for the copy's pods to be gone.
+	Timeout  time.Duration
+	Progress Progress
+}
+
+// Closed says what Close did.
+type Closed struct {
+	// Restored is true when the Service was switched back.
+	Restored bool
+	// Kept lists changes of others to the Service that were kept.
+	Kept []string
+	// Deleted lists the copies removed.
+	Deleted []string
+}
+
+// Close restores the Service and removes what the session made. It works
+// from any state a crash can leave (a copy without a switch, a switch
+// without a live tunnel, a record on the copy only) and is idempotent.
+func Close(ctx context.Context, cs kubernetes.Interface, o CloseOptions) (*Closed, error) {
+	p := o.Progress
+	if p == nil {
+		p = NopProgress{}
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 60 * time.Second
+	}
+	out := &Closed{}
+	svc, err := cs.CoreV1().Services(o.Namespace).Get(ctx, o.Service, metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, describeAPIError(err, "reading service "+o.Service)
+	}
+	if apierrors.IsNotFound(err) {
+		svc = nil
+	}
+	copies, err := findCopies(ctx, cs, o.Namespace, o.Service)
+	if err != nil {
+		return nil, err
+	}
+	var rec *Record
+	if svc != nil {
+		if raw, ok := svc.Annotations[AnnotationRecord]; ok {
+			if rec, err = DecodeRecord(raw); err != nil {
+				return nil, fmt.Errorf("service %s: %w", o.Service, err)
+			}
+		}
+	}
+	if rec == nil {
+		// The Service's annotations were wiped (kubectl apply, a GitOps
+		// sync): the copy carries the same record.
+		for _, c := range copies {
+			if r, err := DecodeRecord(c.Annotations[AnnotationRecord]); err == nil && (o.ID == "" || r.ID == o.ID) {
+				rec = r
+				break
+			}
+		}
+	}
+
+	if svc != nil && rec != nil && (o.ID == "" || rec.ID == o.ID) {
+		done := p.Step("restoring service " + o.Service)
+		restored, kept, err := restoreService(ctx, cs, o.Namespace, o.Service, rec)
+		done(err)
+		if err != nil {
+			return nil, err
+		}
+		out.Restored, out.Kept = restored, kept
+		for _, k := range kept {
+			p.Warn("kept " + k)
+		}
+		if restored {
+			done = p.Step("waiting for service " + o.Service + " endpoints to leave the copy")
+			err := waitEndpointsMoved(ctx, cs, o.Namespace, o.Service, 15*time.Second)
+			done(err)
+			if err != nil {
+				p.Warn(err.Error())
+			}
+		}
+	}
+
+	for _, c := range copies {
+		if o.ID != "" && c.Labels[LabelSession] != o.ID {
+			continue
+		}
+		done := p.Step("deleting deployment " + c.Name)
+		err := deleteCopy(ctx, cs, o.Namespace, c, o.Timeout)
+		done(err)
+		if err != nil {
+			return out, err
+		}
+		out.Deleted = append(out.Deleted, c.Name)
+	}
+	return out, nil
+}
+
+// restoreService switches the Service back (three-way), retrying on conflicts.
+func restoreService(ctx context.Context, cs kubernetes.Interface, ns, name string, rec *Record) (restored bool, kept []string, err error) {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		svc, err := cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if raw, ok := svc.Annotations[AnnotationRecord]; ok {
+			if r, err := DecodeRecord(raw); err == nil && r.ID != rec.ID {
+				return nil // another session owns the Service now
+			}
+		}
+		out, k := Restore(svc, rec)
+		kept = k
+		if maps.Equal(out.Spec.Selector, svc.Spec.Selector) && maps.Equal(out.Annotations, svc.Annotations) &&
+			equalPorts(out.Spec.Ports, svc.Spec.Ports) {
+			return nil
+		}
+		if _, err = cs.CoreV1().Services(ns).Update(ctx, out, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+		restored = true
+		return nil
+	})
+	if err != nil {
+		return false, nil, describeAPIError(err, "restoring service "+name)
+	}
+	return restored, kept, nil
+}
+
+func equalPorts(a, b []corev1.ServicePort) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// waitEndpointsMoved waits until no endpoint of the Service is a pod of a
+// copy, so new connections reach the original before the copy goes away.
+func waitEndpointsMoved(ctx context.Context, cs kubernetes.Interface, ns, name string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	sel := labels.SelectorFromSet(map[string]string{"kubernetes.io/service-name": name}).String()
+	for {
+		slices, err := cs.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err == nil {
+			onCopy := false
+			for _, s := range slices.Items {
+				for _, e := range s.Endpoints {
+					if e.TargetRef != nil && e.TargetRef.Kind == "Pod" && isCopyPod(ctx, cs, ns, e.TargetRef.Name) {
+						onCopy = true
+					}
+				}
+			}
+			if !onCopy {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("service %s still lists pods of the copy after %s; deleting the copy anyway", name, timeout)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func isCopyPod(ctx context.Context, cs kubernetes.Interface, ns, pod string) bool {
+	p, err := cs.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+	if err != nil {
+		return false
+	}
+	_, ok := p.Labels[LabelSession]
+	return ok
+}
+
+// findCopies lists the copy Deployments made for a Service (all of them
+// when service is empty), oldest first.
+func findCopies(ctx context.Context, cs kubernetes.Interface, ns, service string) ([]appsv1.Deployment, error) {
+	sel := labels.SelectorFromSet(map[string]string{LabelManagedBy: ManagedByValue}).String()
+	list, err := cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return nil, describeAPIError(err, "listing copies in namespace "+ns)
+	}
+	var out []appsv1.Deployment
+	for _, d := range list.Items {
+		r, err := DecodeRecord(d.Annotations[AnnotationRecord])
+		if err != nil {
+			continue
+		}
+		if service == "" || r.Service == service {
+			out = append(out, d)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreationTimestamp.Before(&out[j].CreationTimestamp) })
+	return out, nil
+}
+
+// deleteCopy deletes a copy and waits for its pods to be gone: their
+// sidecars drain connections on the way out.
+func deleteCopy(ctx context.Context, cs kubernetes.Interface, ns string, d appsv1.Deployment, timeout time.Duration) error {
+	bg := metav1.DeletePropagationBackground
+	err := cs.AppsV1().Deployments(ns).Delete(ctx, d.Name, metav1.DeleteOptions{
+		PropagationPolicy: &bg,
+		Preconditions:     &metav1.Preconditions{UID: &d.UID},
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return describeAPIError(err, "deleting deployment "+d.Name)
+	}
+	id := d.Labels[LabelSession]
+	if id == "" {
+		return nil
+	}
+	sel := labels.SelectorFromSet(map[string]string{LabelSession: id}).String()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err == nil && len(pods.Items) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("deployment %s is deleted but its pods are still terminating after %s; they go away on their own", d.Name, timeout)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+
+// FindAll lists every Service with intercept residue in the namespace: an
+// annotation on the Service, or a copy that names it.
+func FindAll(ctx context.Context, cs kubernetes.Interface, ns string) ([]string, error) {
+	names := map[string]bool{}
+	svcs, err := cs.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, describeAPIError(err, "listing services in namespace "+ns)
+	}
+	for _, s := range svcs.Items {
+		if _, ok := s.Annotations[AnnotationRecord]; ok {
+			names[s.Name] = true
+		}
+	}
+	copies, err := findCopies(ctx, cs, ns, "")
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range copies {
+		if r, err := DecodeRecord(c.Annotations[AnnotationRecord]); err == nil {
+			names[r.Service] = true
+		}
+	}
+	out := make([]string, 0, len(names))
+	for n := range names {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out, nil
+}

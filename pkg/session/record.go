@@ -1,0 +1,82 @@
+// Package session is the intercept as the cluster holds it: the record kept
+// in annotations on the Service (and on the copy, in case someone wipes the
+// Service's), the switch of the Service to the copy and back, and the start
+// and close sequences over a kubernetes.Interface.
+package session
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
+)
+
+// Keys of the labels and annotations kubectl-intercept writes. Nothing else
+// of ours lands on objects we did not create.
+const (
+	// AnnotationRecord holds the session record (JSON) on the Service while
+	// it is intercepted, and on the copy Deployment for its whole life.
+	AnnotationRecord = "intercept.kubectl.dev/session"
+	// LabelSession marks the copy and its pods with the session ID; on its
+	// own it is the intercepted Service's selector.
+	LabelSession = "intercept.kubectl.dev/session"
+	// LabelManagedBy marks objects we created.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is LabelManagedBy's value.
+	ManagedByValue = "kubectl-intercept"
+)
+
+// RecordVersion is the version of the record's format.
+const RecordVersion = 1
+
+// Record is what must be known to restore the Service and find what we made.
+type Record struct {
+	Version int    `json:"version"`
+	ID      string `json:"id"`
+	// Service is the intercepted Service's name.
+	Service string `json:"service"`
+	// Workload is the original Deployment's name; Copy the copy's.
+	Workload string `json:"workload"`
+	Copy     string `json:"copy"`
+	// Port is the intercepted Service port, by name or number.
+	Port string `json:"port"`
+	// Selector is the Service's selector before the switch.
+	Selector map[string]string `json:"selector"`
+	// TargetPort is the port's targetPort before the switch; nil when the
+	// switch did not change it (a named targetPort the sidecar took over).
+	TargetPort *intstr.IntOrString `json:"targetPort,omitempty"`
+	Plan       workload.PortPlan   `json:"plan"`
+	Created    time.Time           `json:"created"`
+}
+
+// Encode renders the record for an annotation.
+func (r *Record) Encode() string {
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic(err) // a Record always marshals
+	}
+	return string(b)
+}
+
+// DecodeRecord reads a record from an annotation value.
+func DecodeRecord(s string) (*Record, error) {
+	var r Record
+	if err := json.Unmarshal([]byte(s), &r); err != nil {
+		return nil, fmt.Errorf("reading the intercept record (annotation %s): %w", AnnotationRecord, err)
+	}
+	if r.Version > RecordVersion {
+		return nil, fmt.Errorf("the intercept record was written by a newer kubectl-intercept (format %d); upgrade", r.Version)
+	}
+	if r.ID == "" || len(r.Selector) == 0 {
+		return nil, fmt.Errorf("the intercept record (annotation %s) is incomplete", AnnotationRecord)
+	}
+	return &r, nil
+}
+
+// SessionSelector is the Service's selector while intercepted.
+func (r *Record) SessionSelector() map[string]string {
+	return map[string]string{LabelSession: r.ID}
+}

@@ -1,0 +1,73 @@
+package session
+
+import (
+	"fmt"
+	"maps"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Switch returns svc pointed at the copy: the selector becomes the session
+// label alone and, unless the sidecar took over a named targetPort, the
+// intercepted port's targetPort becomes the sidecar's port. The record is
+// written in the same update, so the change and how to undo it land together.
+func Switch(svc *corev1.Service, rec *Record) (*corev1.Service, error) {
+	out := svc.DeepCopy()
+	i := portIndex(out, rec.Port)
+	if i < 0 {
+		return nil, fmt.Errorf("service %s no longer has port %s", svc.Name, rec.Port)
+	}
+	rec.Selector = maps.Clone(svc.Spec.Selector)
+	rec.TargetPort = nil
+	if rec.Plan.TargetPortName == "" {
+		tp := out.Spec.Ports[i].TargetPort
+		rec.TargetPort = &tp
+		out.Spec.Ports[i].TargetPort = intstr.FromInt32(rec.Plan.SidecarPort)
+	}
+	out.Spec.Selector = rec.SessionSelector()
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
+	out.Annotations[AnnotationRecord] = rec.Encode()
+	return out, nil
+}
+
+// Restore returns current with our change undone and nothing else: a
+// three-way restore. A field someone changed after the switch (a deploy, a
+// GitOps sync) keeps their value; kept lists what was left for that reason.
+func Restore(current *corev1.Service, rec *Record) (out *corev1.Service, kept []string) {
+	out = current.DeepCopy()
+	if maps.Equal(out.Spec.Selector, rec.SessionSelector()) {
+		out.Spec.Selector = maps.Clone(rec.Selector)
+	} else if !maps.Equal(out.Spec.Selector, rec.Selector) {
+		kept = append(kept, fmt.Sprintf("selector %v (changed by someone else during the intercept)", out.Spec.Selector))
+	}
+	if rec.TargetPort != nil {
+		if i := portIndex(out, rec.Port); i >= 0 {
+			tp := out.Spec.Ports[i].TargetPort
+			switch {
+			case tp.Type == intstr.Int && tp.IntVal == rec.Plan.SidecarPort:
+				out.Spec.Ports[i].TargetPort = *rec.TargetPort
+			case tp != *rec.TargetPort:
+				kept = append(kept, fmt.Sprintf("port %s targetPort %s (changed by someone else during the intercept)", rec.Port, tp.String()))
+			}
+		}
+	}
+	delete(out.Annotations, AnnotationRecord)
+	if len(out.Annotations) == 0 {
+		out.Annotations = nil
+	}
+	return out, kept
+}
+
+// portIndex finds a Service port by name or number.
+func portIndex(svc *corev1.Service, port string) int {
+	for i, p := range svc.Spec.Ports {
+		if p.Name == port || strconv.Itoa(int(p.Port)) == port {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,370 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
+)
+
+// Progress receives what a sequence is doing, for the person at the terminal.
+type Progress interface {
+	// Step starts a step; the returned func ends it.
+	Step(what string) (done func(err error))
+	Warn(msg string)
+}
+
+// NopProgress discards progress.
+type NopProgress struct{}
+
+// Step implements Progress.
+func (NopProgress) Step(string) func(error) { return func(error) {} }
+
+// Warn implements Progress.
+func (NopProgress) Warn(string) {}
+
+// StartOptions are the inputs of Start.
+type StartOptions struct {
+	Namespace, Service string
+	// Port is -r: the Service port by name or number, or empty.
+	Port       string
+	ProxyImage string
+	// ReadyTimeout bounds the wait for the copy's pods.
+	ReadyTimeout time.Duration
+	// DryRun computes the copy and the Service change without applying them.
+	DryRun   bool
+	Progress Progress
+}
+
+// Started is an intercept's session after Start.
+type Started struct {
+	Record  *Record
+	Service *corev1.Service
+	// Created is true when this call made the session (false: joined one).
+	Created bool
+	// Copy and Switched are what a dry run would apply.
+	Copy     *appsv1.Deployment
+	Switched *corev1.Service
+}
+
+// Start makes the session for the Service, or joins the one that is there:
+// copy the workload with the sidecar, wait until the copy is ready, then
+// switch the Service in one update. On failure it undoes what it made.
+func Start(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*Started, error) {
+	p := o.Progress
+	if p == nil {
+		p = NopProgress{}
+	}
+	done := p.Step("resolving service " + o.Service)
+	svc, err := cs.CoreV1().Services(o.Namespace).Get(ctx, o.Service, metav1.GetOptions{})
+	if err != nil {
+		done(err)
+		return nil, describeAPIError(err, "reading service "+o.Service)
+	}
+	if raw, ok := svc.Annotations[AnnotationRecord]; ok && !o.DryRun {
+		st, err := join(ctx, cs, svc, raw, o)
+		done(err)
+		if st != nil || err != nil {
+			return st, err
+		}
+		done = p.Step("cleaning up a stale intercept of service " + o.Service)
+		_, err = Close(ctx, cs, CloseOptions{Namespace: o.Namespace, Service: o.Service, Progress: NopProgress{}})
+		if err != nil {
+			done(err)
+			return nil, err
+		}
+		if svc, err = cs.CoreV1().Services(o.Namespace).Get(ctx, o.Service, metav1.GetOptions{}); err != nil {
+			done(err)
+			return nil, describeAPIError(err, "reading service "+o.Service)
+		}
+	}
+	port, err := workload.SelectPort(svc, o.Port)
+	if err != nil {
+		done(err)
+		return nil, err
+	}
+	target, err := workload.Resolve(ctx, cs, svc, LabelSession)
+	if err != nil {
+		done(err)
+		return nil, err
+	}
+	pvcs, err := claims(ctx, cs, target.Deployment)
+	if err != nil {
+		done(err)
+		return nil, err
+	}
+	warnings, err := workload.Preflight(svc, port, target.Deployment, pvcs)
+	done(err)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		p.Warn(w)
+	}
+
+	rec := &Record{
+		Version:  RecordVersion,
+		ID:       newID(),
+		Service:  svc.Name,
+		Workload: target.Deployment.Name,
+		Port:     portKey(port),
+		Created:  time.Now().UTC().Truncate(time.Second),
+	}
+	rec.Copy = copyName(target.Deployment.Name, rec.ID)
+	replicas := target.Deployment.Status.ReadyReplicas
+	if replicas < 1 {
+		replicas = 1
+	}
+	cp, plan, err := workload.Copy(workload.CopyInput{
+		Original: target.Deployment, Service: svc, Port: port, Replicas: replicas,
+		Name: rec.Copy, SessionLabel: LabelSession, SessionID: rec.ID,
+		Labels:     map[string]string{LabelManagedBy: ManagedByValue, LabelSession: rec.ID},
+		ProxyImage: o.ProxyImage,
+	})
+	if err != nil {
+		return nil, err
+	}
+	rec.Plan = plan
+	switched, err := Switch(svc, rec)
+	if err != nil {
+		return nil, err
+	}
+	cp.Annotations = map[string]string{AnnotationRecord: rec.Encode()}
+	if o.DryRun {
+		return &Started{Record: rec, Service: svc, Created: true, Copy: cp, Switched: switched}, nil
+	}
+
+	done = p.Step(fmt.Sprintf("creating deployment %s (copy of %s with the sidecar)", cp.Name, target.Deployment.Name))
+	if _, err := cs.AppsV1().Deployments(o.Namespace).Create(ctx, cp, metav1.CreateOptions{}); err != nil {
+		done(err)
+		return nil, describeAPIError(err, "creating deployment "+cp.Name)
+	}
+	done(nil)
+	undo := func(cause error) error {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if _, cerr := Close(cctx, cs, CloseOptions{Namespace: o.Namespace, Service: o.Service, ID: rec.ID, Progress: NopProgress{}}); cerr != nil {
+			return fmt.Errorf("%w (and undoing it failed: %v; run `kubectl intercept close svc/%s`)", cause, cerr, o.Service)
+		}
+		return cause
+	}
+
+	done = p.Step(fmt.Sprintf("waiting for %d/%d pods of %s to be ready", replicas, replicas, cp.Name))
+	err = WaitReady(ctx, cs, o.Namespace, cp.Name, rec.ID, replicas, o.ReadyTimeout)
+	done(err)
+	if err != nil {
+		return nil, undo(err)
+	}
+
+	done = p.Step("switching service " + svc.Name + " to the copy")
+	joined, err := switchService(ctx, cs, o.Namespace, svc.Name, rec)
+	done(err)
+	if err != nil {
+		return nil, undo(err)
+	}
+	if joined != nil {
+		// Another developer switched it first: use their session.
+		_ = undo(nil)
+		return joined, nil
+	}
+	svc, err = cs.CoreV1().Services(o.Namespace).Get(ctx, svc.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, undo(describeAPIError(err, "reading service "+o.Service))
+	}
+	return &Started{Record: rec, Service: svc, Created: true}, nil
+}
+
+// join returns the live session on svc, or nil when its copy is gone (a
+// stale record to clean up).
+func join(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, raw string, o StartOptions) (*Started, error) {
+	rec, err := DecodeRecord(raw)
+	if err != nil {
+		return nil, fmt.Errorf("service %s: %w; run `kubectl intercept close svc/%s` to restore it", svc.Name, err, svc.Name)
+	}
+	if o.Port != "" && o.Port != rec.Port {
+		if i := portIndex(svc, o.Port); i < 0 || portKey(&svc.Spec.Ports[i]) != rec.Port {
+			return nil, fmt.Errorf("service %s is already intercepted on port %s; a second port is not supported, intercept port %s or close the other session", svc.Name, rec.Port, rec.Port)
+		}
+	}
+	d, err := cs.AppsV1().Deployments(svc.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) || (err == nil && d.DeletionTimestamp != nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, describeAPIError(err, "reading deployment "+rec.Copy)
+	}
+	return &Started{Record: rec, Service: svc}, nil
+}
+
+// switchService points the Service at the copy, retrying on conflicts. If
+// another session switched it in the meantime, it returns that session.
+func switchService(ctx context.Context, cs kubernetes.Interface, ns, name string, rec *Record) (*Started, error) {
+	var joined *Started
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		svc, err := cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if raw, ok := svc.Annotations[AnnotationRecord]; ok {
+			other, err := DecodeRecord(raw)
+			if err != nil {
+				return err
+			}
+			if other.ID != rec.ID {
+				joined = &Started{Record: other, Service: svc}
+				return nil
+			}
+		}
+		sw, err := Switch(svc, rec)
+		if err != nil {
+			return err
+		}
+		_, err = cs.CoreV1().Services(ns).Update(ctx, sw, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return nil, describeAPIError(err, "switching service "+name)
+	}
+	return joined, nil
+}
+
+// WaitReady waits until want pods of the copy are ready, and fails within
+// seconds when they cannot start (admission, quota, image pull, crash),
+// with the reason the cluster gave.
+func WaitReady(ctx context.Context, cs kubernetes.Interface, ns, name, id string, want int32, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	sel := labels.SelectorFromSet(map[string]string{LabelSession: id}).String()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil && d.Status.ObservedGeneration >= d.Generation && d.Status.ReadyReplicas >= want && d.Status.UpdatedReplicas >= want {
+			return nil
+		}
+		if reason := podFailure(ctx, cs, ns, sel); reason != "" {
+			return fmt.Errorf("the copy's pods cannot start: %s", reason)
+		}
+		if reason := replicaSetFailure(ctx, cs, ns, sel); reason != "" {
+			return fmt.Errorf("the copy's pods cannot be created: %s", reason)
+		}
+		select {
+		case <-ctx.Done():
+			ready := int32(0)
+			if d != nil {
+				ready = d.Status.ReadyReplicas
+			}
+			return fmt.Errorf("timed out after %s waiting for deployment %s: %d/%d pods ready (see `kubectl describe deployment %s -n %s`)", timeout, name, ready, want, name, ns)
+		case <-tick.C:
+		}
+	}
+}
+
+// podFailure reports a container stuck in a state that will not resolve by
+// waiting.
+func podFailure(ctx context.Context, cs kubernetes.Interface, ns, sel string) string {
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return ""
+	}
+	for _, pod := range pods.Items {
+		for _, st := range append(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses...) {
+			if w := st.State.Waiting; w != nil {
+				switch w.Reason {
+				case "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError", "CrashLoopBackOff", "RunContainerError":
+					return fmt.Sprintf("pod %s container %s: %s: %s", pod.Name, st.Name, w.Reason, w.Message)
+				}
+			}
+			if t := st.LastTerminationState.Terminated; t != nil && st.Name == workload.SidecarName {
+				return fmt.Sprintf("pod %s: the sidecar exited (%s, code %d): %s", pod.Name, t.Reason, t.ExitCode, t.Message)
+			}
+		}
+	}
+	return ""
+}
+
+// replicaSetFailure reports why the copy's ReplicaSet cannot create pods:
+// Pod Security, quotas and webhooks refuse pods there, not in our request.
+func replicaSetFailure(ctx context.Context, cs kubernetes.Interface, ns, sel string) string {
+	rss, err := cs.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return ""
+	}
+	for _, rs := range rss.Items {
+		for _, c := range rs.Status.Conditions {
+			if c.Type == appsv1.ReplicaSetReplicaFailure && c.Status == corev1.ConditionTrue {
+				return c.Message
+			}
+		}
+	}
+	return ""
+}
+
+func claims(ctx context.Context, cs kubernetes.Interface, d *appsv1.Deployment) (map[string]*corev1.PersistentVolumeClaim, error) {
+	out := map[string]*corev1.PersistentVolumeClaim{}
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.PersistentVolumeClaim == nil {
+			continue
+		}
+		pvc, err := cs.CoreV1().PersistentVolumeClaims(d.Namespace).Get(ctx, v.PersistentVolumeClaim.ClaimName, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, describeAPIError(err, "reading persistentvolumeclaim "+v.PersistentVolumeClaim.ClaimName)
+		}
+		if err == nil {
+			out[pvc.Name] = pvc
+		}
+	}
+	return out, nil
+}
+
+func portKey(p *corev1.ServicePort) string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return strconv.Itoa(int(p.Port))
+}
+
+// newID returns a short random ID, valid in names and label values.
+func newID() string {
+	const alphabet = "bcdfghjklmnpqrstvwxz2456789"
+	b := make([]byte, 6)
+	rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+// copyName names the copy Deployment: short enough that its pods' names
+// (name-<rs hash>-<pod hash>) stay valid.
+func copyName(workload, id string) string {
+	const max = 47
+	suffix := "-intercept-" + id
+	if len(workload)+len(suffix) > max {
+		workload = strings.TrimRight(workload[:max-len(suffix)], "-.")
+	}
+	return workload + suffix
+}
+
+// describeAPIError wraps an API error with what we were doing, and for
+// permission errors, the verb and resource that are missing.
+func describeAPIError(err error, doing string) error {
+	var st apierrors.APIStatus
+	if apierrors.IsForbidden(err) && errors.As(err, &st) {
+		return fmt.Errorf("%s: permission denied: %s (ask for the Role in docs/rbac.yaml)", doing, st.Status().Message)
+	}
+	return fmt.Errorf("%s: %w", doing, err)
+}

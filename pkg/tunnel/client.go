@@ -1,0 +1,140 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/hashicorp/yamux"
+)
+
+// Client is the developer's end of one tunnel session (one sidecar).
+type Client struct {
+	sess *yamux.Session
+	mu   sync.Mutex // one control call at a time
+	ctrl *codec
+}
+
+// NewClient starts a tunnel session over conn and opens its control stream.
+func NewClient(conn io.ReadWriteCloser) (*Client, error) {
+	sess, err := yamux.Client(conn, Config())
+	if err != nil {
+		return nil, fmt.Errorf("starting tunnel session: %w", err)
+	}
+	st, err := sess.OpenStream()
+	if err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("opening tunnel control stream: %w", err)
+	}
+	return &Client{sess: sess, ctrl: newCodec(st)}, nil
+}
+
+func (c *Client) call(req Request) (Response, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var resp Response
+	if err := c.ctrl.write(req); err != nil {
+		return resp, fmt.Errorf("sending %s to the sidecar: %w", req.Op, err)
+	}
+	if err := c.ctrl.read(&resp); err != nil {
+		return resp, fmt.Errorf("reading the sidecar's answer to %s: %w", req.Op, err)
+	}
+	if resp.Error != "" {
+		return resp, errors.New(resp.Error)
+	}
+	return resp, nil
+}
+
+// Register installs the route in the sidecar for as long as this session
+// lives, and returns the sidecar's pod.
+func (c *Client) Register(r Route) (string, error) {
+	resp, err := c.call(Request{Op: "register", Route: &r})
+	return resp.Pod, err
+}
+
+// Routes lists the sidecar's live routes.
+func (c *Client) Routes() ([]Route, error) {
+	resp, err := c.call(Request{Op: "routes"})
+	return resp.Routes, err
+}
+
+// Probe asks the sidecar to request url from inside the cluster and returns
+// the pod whose sidecar answered.
+func (c *Client) Probe(url string) (string, error) {
+	resp, err := c.call(Request{Op: "probe", URL: url})
+	return resp.ProbedPod, err
+}
+
+// Serve pipes every connection the sidecar opens to a connection from dial
+// (the local port) until the session ends or ctx is done. onConn, if set, is
+// told about each connection's outcome.
+func (c *Client) Serve(ctx context.Context, dial DialFunc, onErr func(error)) error {
+	go func() {
+		select {
+		case <-ctx.Done():
+			c.sess.Close()
+		case <-c.sess.CloseChan():
+		}
+	}()
+	for {
+		st, err := c.sess.AcceptStream()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("tunnel session ended: %w", err)
+		}
+		go func() {
+			local, err := dial(ctx)
+			if err != nil {
+				st.Close()
+				if onErr != nil {
+					onErr(err)
+				}
+				return
+			}
+			Pipe(st, local)
+		}()
+	}
+}
+
+// Done is closed when the session ends.
+func (c *Client) Done() <-chan struct{} { return c.sess.CloseChan() }
+
+// Close ends the session; the sidecar removes its routes at once.
+func (c *Client) Close() error { return c.sess.Close() }
+
+// Pipe copies both ways between a and b until both directions end, passing
+// half-closes on where the connection supports them, then closes both.
+func Pipe(a, b net.Conn) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); copyHalf(a, b) }()
+	go func() { defer wg.Done(); copyHalf(b, a) }()
+	wg.Wait()
+	a.Close()
+	b.Close()
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+func copyHalf(dst, src net.Conn) {
+	_, err := io.Copy(dst, src)
+	if err == nil {
+		if cw, ok := dst.(closeWriter); ok {
+			cw.CloseWrite()
+			return
+		}
+		if st, ok := dst.(*yamux.Stream); ok {
+			// Closing a yamux stream sends FIN and still reads: a half-close.
+			st.Close()
+			return
+		}
+	}
+	// An error, or no way to half-close: end both directions.
+	dst.Close()
+	src.Close()
+}

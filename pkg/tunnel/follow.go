@@ -1,0 +1,226 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// Follower keeps one tunnel to every ready pod of a copy, registering the
+// developer's route on each: pods that come get a tunnel within a second,
+// pods that go lose theirs. A route lives as long as its tunnel.
+type Follower struct {
+	Config    *rest.Config
+	Client    kubernetes.Interface
+	Namespace string
+	// Selector selects the copy's pods; Port is the sidecar's control port.
+	Selector string
+	Port     int
+	Route    Route
+	// Local is where intercepted connections go, host:port.
+	Local string
+	// Log receives events for the person at the terminal.
+	Log func(format string, args ...any)
+
+	mu      sync.Mutex
+	clients map[string]*Client // by pod name, registered
+	active  map[string]context.CancelFunc
+	fatal   chan error
+}
+
+// Run follows the pods until ctx ends or a route is refused (taken by
+// another developer), which it returns.
+func (f *Follower) Run(ctx context.Context) error {
+	f.mu.Lock()
+	f.clients = map[string]*Client{}
+	f.active = map[string]context.CancelFunc{}
+	f.fatal = make(chan error, 1)
+	f.mu.Unlock()
+	defer f.stopAll()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		f.sync(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-f.fatal:
+			return err
+		case <-tick.C:
+		}
+	}
+}
+
+func (f *Follower) sync(ctx context.Context) {
+	pods, err := f.Client.CoreV1().Pods(f.Namespace).List(ctx, metav1.ListOptions{LabelSelector: f.Selector})
+	if err != nil {
+		if ctx.Err() == nil {
+			f.logf("listing the copy's pods: %v", err)
+		}
+		return
+	}
+	seen := map[string]bool{}
+	for _, p := range pods.Items {
+		if !podServes(&p) {
+			continue
+		}
+		seen[p.Name] = true
+		f.mu.Lock()
+		_, running := f.active[p.Name]
+		if !running {
+			pctx, cancel := context.WithCancel(ctx)
+			f.active[p.Name] = cancel
+			go f.hold(pctx, p.Name)
+		}
+		f.mu.Unlock()
+	}
+	f.mu.Lock()
+	for name, cancel := range f.active {
+		if !seen[name] {
+			cancel() // the pod is gone or no longer ready
+			delete(f.active, name)
+		}
+	}
+	f.mu.Unlock()
+}
+
+// hold keeps a tunnel to one pod until ctx ends or the tunnel drops.
+func (f *Follower) hold(ctx context.Context, pod string) {
+	defer func() {
+		f.mu.Lock()
+		delete(f.clients, pod)
+		if c, ok := f.active[pod]; ok && ctx.Err() == nil {
+			c()
+			delete(f.active, pod) // let the next sync reconnect
+		}
+		f.mu.Unlock()
+	}()
+	conn, err := DialPod(ctx, f.Config, f.Namespace, pod, f.Port)
+	if err != nil {
+		if ctx.Err() == nil {
+			f.logf("tunnel to pod %s: %v", pod, err)
+		}
+		return
+	}
+	c, err := NewClient(conn)
+	if err != nil {
+		conn.Close()
+		f.logf("tunnel to pod %s: %v", pod, err)
+		return
+	}
+	defer c.Close()
+	if _, err := c.Register(f.Route); err != nil {
+		if errors.Is(err, ErrConflict) || containsConflict(err) {
+			select {
+			case f.fatal <- err:
+			default:
+			}
+			return
+		}
+		f.logf("registering route on pod %s: %v", pod, err)
+		return
+	}
+	f.mu.Lock()
+	f.clients[pod] = c
+	f.mu.Unlock()
+	f.logf("tunnel up: pod %s", pod)
+	dial := func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", f.Local)
+	}
+	err = c.Serve(ctx, dial, func(err error) {
+		f.logf("intercepted connection from pod %s: local port %s: %v", pod, f.Local, err)
+	})
+	if ctx.Err() == nil {
+		f.logf("tunnel to pod %s dropped (%v); reconnecting", pod, err)
+	}
+}
+
+func containsConflict(err error) bool {
+	return err != nil && strings.Contains(err.Error(), ErrConflict.Error())
+}
+
+// podServes reports whether a pod is running, ready and not leaving.
+func podServes(p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// Registered returns the pods whose sidecar holds the route now.
+func (f *Follower) Registered() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]string, 0, len(f.clients))
+	for p := range f.clients {
+		out = append(out, p)
+	}
+	return out
+}
+
+// AnyClient returns one live tunnel, for control calls.
+func (f *Follower) AnyClient() (*Client, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.clients {
+		return c, nil
+	}
+	return nil, fmt.Errorf("no tunnel to a pod of the copy is up")
+}
+
+// WaitRegistered waits until n pods hold the route.
+func (f *Follower) WaitRegistered(ctx context.Context, n int) error {
+	for {
+		if len(f.Registered()) >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for tunnels: %d of %d pods reached: %w", len(f.Registered()), n, ctx.Err())
+		case err := <-f.fatalChan():
+			// Put it back for Run to return as well.
+			select {
+			case f.fatal <- err:
+			default:
+			}
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (f *Follower) fatalChan() chan error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fatal
+}
+
+func (f *Follower) stopAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, cancel := range f.active {
+		cancel()
+	}
+	f.active = map[string]context.CancelFunc{}
+}
+
+func (f *Follower) logf(format string, args ...any) {
+	if f.Log != nil {
+		f.Log(format, args...)
+	}
+}

@@ -1,0 +1,105 @@
+package tunnel
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/transport/spdy"
+)
+
+// DialPod opens one byte stream to port on the pod's loopback through the
+// API server's pods/portforward subresource, as kubectl port-forward does:
+// WebSocket first (RBAC: get pods/portforward), SPDY as the fallback (RBAC:
+// create pods/portforward). Closing the returned stream ends the
+// port-forward connection.
+func DialPod(ctx context.Context, cfg *rest.Config, namespace, pod string, port int) (io.ReadWriteCloser, error) {
+	u, err := url.Parse(cfg.Host)
+	if err != nil {
+		return nil, fmt.Errorf("parsing API server address %q: %w", cfg.Host, err)
+	}
+	u.Path, err = url.JoinPath(u.Path, "api/v1/namespaces", namespace, "pods", pod, "portforward")
+	if err != nil {
+		return nil, err
+	}
+	transport, upgrader, err := spdy.RoundTripperFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("preparing port-forward transport: %w", err)
+	}
+	spdyDialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
+	wsDialer, err := portforward.NewSPDYOverWebsocketDialer(u, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("preparing port-forward transport: %w", err)
+	}
+	dialer := portforward.NewFallbackDialer(wsDialer, spdyDialer, func(err error) bool {
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+	})
+
+	conn, _, err := dialer.Dial(portforward.PortForwardProtocolV1Name)
+	if err != nil {
+		return nil, fmt.Errorf("port-forward to pod %s/%s: %w", namespace, pod, err)
+	}
+	headers := http.Header{}
+	headers.Set(corev1.StreamType, corev1.StreamTypeError)
+	headers.Set(corev1.PortHeader, strconv.Itoa(port))
+	headers.Set(corev1.PortForwardRequestIDHeader, "0")
+	errStream, err := conn.CreateStream(headers)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("port-forward to pod %s/%s: creating error stream: %w", namespace, pod, err)
+	}
+	errStream.Close() // we only read from it
+	headers.Set(corev1.StreamType, corev1.StreamTypeData)
+	data, err := conn.CreateStream(headers)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("port-forward to pod %s/%s: creating data stream: %w", namespace, pod, err)
+	}
+	s := &podStream{Stream: data, conn: conn}
+	go func() {
+		// The kubelet reports a failed dial inside the pod on the error
+		// stream; that ends the whole connection.
+		msg, _ := io.ReadAll(errStream)
+		if len(msg) > 0 {
+			s.err.Store(fmt.Errorf("port-forward to pod %s/%s port %d: %s", namespace, pod, port, msg))
+			s.Close()
+		}
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			s.Close()
+		case <-conn.CloseChan():
+		}
+	}()
+	return s, nil
+}
+
+type podStream struct {
+	httpstream.Stream
+	conn httpstream.Connection
+	err  atomic.Value
+}
+
+func (s *podStream) Read(p []byte) (int, error) {
+	n, err := s.Stream.Read(p)
+	if err != nil {
+		if e, ok := s.err.Load().(error); ok {
+			return n, e
+		}
+	}
+	return n, err
+}
+
+func (s *podStream) Close() error {
+	s.Stream.Reset()
+	return s.conn.Close()
+}

@@ -1,0 +1,302 @@
+package workload
+
+import (
+	"fmt"
+	"strconv"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+)
+
+// SidecarName is the name of the container added to the copy's pods.
+const SidecarName = "intercept-proxy"
+
+// CopyInput is everything the copy is made from.
+type CopyInput struct {
+	Original *appsv1.Deployment
+	Service  *corev1.Service
+	Port     *corev1.ServicePort
+	// Replicas of the copy: as many as the original has ready.
+	Replicas int32
+	// Name of the copy Deployment.
+	Name string
+	// SessionLabel, SessionID label the copy's pods; alone they become the
+	// Service's selector.
+	SessionLabel, SessionID string
+	// Labels go on the copy Deployment's own metadata (ours only).
+	Labels map[string]string
+	// Annotations go on the copy Deployment's own metadata.
+	Annotations map[string]string
+	ProxyImage  string
+}
+
+// PortPlan says how traffic reaches the sidecar.
+type PortPlan struct {
+	// AppPort is the app container's port the Service targeted.
+	AppPort int32 `json:"appPort"`
+	// SidecarPort takes the Service's traffic; ControlPort (loopback) the tunnels.
+	SidecarPort int32 `json:"sidecarPort"`
+	ControlPort int32 `json:"controlPort"`
+	// TargetPortName is set when the Service targets a named port: the
+	// sidecar takes the name and the Service's targetPort stays as it is.
+	TargetPortName string `json:"targetPortName,omitempty"`
+}
+
+// reservedPorts are ports service meshes claim inside pods.
+func reservedPort(p int32) bool {
+	return (p >= 15000 && p <= 15090) || p == 4140 || p == 4143 || p == 4191
+}
+
+// Copy returns the copy of in.Original that serves the Service's port
+// through the sidecar, and how its ports are laid out. It never modifies
+// its input.
+func Copy(in CopyInput) (*appsv1.Deployment, PortPlan, error) {
+	tmpl := in.Original.Spec.Template.DeepCopy()
+	spec := &tmpl.Spec
+	plan, err := planPorts(spec, in.Port)
+	if err != nil {
+		return nil, plan, fmt.Errorf("service %s port %s: %w", in.Service.Name, portName(in.Port), err)
+	}
+
+	// The pods keep the original's labels, so NetworkPolicies, mesh
+	// policies and other Services still apply to them, minus the ones the
+	// original's controllers generate (which would let them adopt the pods).
+	podLabels := map[string]string{}
+	for k, v := range tmpl.Labels {
+		if k != appsv1.DefaultDeploymentUniqueLabelKey {
+			podLabels[k] = v
+		}
+	}
+	podLabels[in.SessionLabel] = in.SessionID
+	tmpl.Labels = podLabels
+
+	if plan.TargetPortName != "" {
+		renameAppPort(spec, plan)
+	}
+	scopeAntiAffinity(spec, tmpl.Labels, in.SessionLabel, in.SessionID)
+	spec.Containers = append(spec.Containers, sidecar(in.ProxyImage, plan))
+
+	d := &appsv1.Deployment{
+		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        in.Name,
+			Namespace:   in.Original.Namespace,
+			Labels:      in.Labels,
+			Annotations: in.Annotations,
+		},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(in.Replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{in.SessionLabel: in.SessionID}},
+			Template: *tmpl,
+			// Surge only: a copy's pods never go below what serves traffic.
+			Strategy: appsv1.DeploymentStrategy{
+				Type: appsv1.RollingUpdateDeploymentStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDeployment{
+					MaxUnavailable: ptr.To(intstr.FromInt32(0)),
+					MaxSurge:       ptr.To(intstr.FromInt32(1)),
+				},
+			},
+			RevisionHistoryLimit:    ptr.To(int32(1)),
+			MinReadySeconds:         in.Original.Spec.MinReadySeconds,
+			ProgressDeadlineSeconds: in.Original.Spec.ProgressDeadlineSeconds,
+		},
+	}
+	return d, plan, nil
+}
+
+// planPorts finds the app's port the Service targets and picks the sidecar's
+// ports clear of every port the pod declares and of mesh ports.
+func planPorts(spec *corev1.PodSpec, sp *corev1.ServicePort) (PortPlan, error) {
+	var plan PortPlan
+	used := map[int32]bool{}
+	for _, c := range allContainers(spec) {
+		for _, p := range c.Ports {
+			used[p.ContainerPort] = true
+		}
+	}
+	tp := sp.TargetPort
+	switch {
+	case tp.Type == intstr.String && tp.StrVal != "":
+		for _, c := range spec.Containers {
+			for _, p := range c.Ports {
+				if p.Name == tp.StrVal {
+					plan.AppPort, plan.TargetPortName = p.ContainerPort, p.Name
+				}
+			}
+		}
+		if plan.AppPort == 0 {
+			return plan, fmt.Errorf("targetPort %q names no container port of the workload", tp.StrVal)
+		}
+	case tp.IntVal != 0:
+		plan.AppPort = tp.IntVal
+	default:
+		plan.AppPort = sp.Port
+	}
+	used[plan.AppPort] = true
+	next := func(from int32) int32 {
+		for p := from; ; p++ {
+			if !used[p] && !reservedPort(p) {
+				used[p] = true
+				return p
+			}
+		}
+	}
+	plan.SidecarPort = next(18080)
+	plan.ControlPort = next(plan.SidecarPort + 1)
+	return plan, nil
+}
+
+// renameAppPort gives the app's port another name so the sidecar can take
+// the Service's named targetPort (policies written against the name follow
+// it), and turns probes that used the name into the number.
+func renameAppPort(spec *corev1.PodSpec, plan PortPlan) {
+	renamed := appPortName(plan.TargetPortName)
+	byNumber := intstr.FromInt32(plan.AppPort)
+	fix := func(port *intstr.IntOrString) {
+		if port.Type == intstr.String && port.StrVal == plan.TargetPortName {
+			*port = byNumber
+		}
+	}
+	fixHandler := func(h *corev1.ProbeHandler) {
+		if h.HTTPGet != nil {
+			fix(&h.HTTPGet.Port)
+		}
+		if h.TCPSocket != nil {
+			fix(&h.TCPSocket.Port)
+		}
+	}
+	fixLifecycle := func(h *corev1.LifecycleHandler) {
+		if h != nil && h.HTTPGet != nil {
+			fix(&h.HTTPGet.Port)
+		}
+		if h != nil && h.TCPSocket != nil {
+			fix(&h.TCPSocket.Port)
+		}
+	}
+	for i := range spec.Containers {
+		c := &spec.Containers[i]
+		for j := range c.Ports {
+			if c.Ports[j].Name == plan.TargetPortName {
+				c.Ports[j].Name = renamed
+			}
+		}
+		for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+			if p != nil {
+				fixHandler(&p.ProbeHandler)
+			}
+		}
+		if c.Lifecycle != nil {
+			fixLifecycle(c.Lifecycle.PostStart)
+			fixLifecycle(c.Lifecycle.PreStop)
+		}
+	}
+}
+
+// appPortName is the app port's name in the copy: a valid IANA service
+// name (at most 15 characters) that differs from the original.
+func appPortName(name string) string {
+	n := "app-" + name
+	if len(n) > 15 {
+		n = n[:15]
+	}
+	for len(n) > 0 && n[len(n)-1] == '-' {
+		n = n[:len(n)-1]
+	}
+	if n == name {
+		n = "app-" + strconv.Itoa(len(name))
+	}
+	return n
+}
+
+// scopeAntiAffinity narrows required anti-affinity terms that select the
+// pods' own labels to the copy's pods: otherwise the original's pods repel
+// the copy and it never schedules on a small cluster.
+func scopeAntiAffinity(spec *corev1.PodSpec, podLabels map[string]string, key, id string) {
+	if spec.Affinity == nil || spec.Affinity.PodAntiAffinity == nil {
+		return
+	}
+	terms := spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+	for i := range terms {
+		sel := terms[i].LabelSelector
+		if sel == nil || !selectsOwnPods(sel, podLabels) {
+			continue
+		}
+		sel.MatchExpressions = append(sel.MatchExpressions, metav1.LabelSelectorRequirement{
+			Key: key, Operator: metav1.LabelSelectorOpIn, Values: []string{id},
+		})
+	}
+}
+
+func selectsOwnPods(sel *metav1.LabelSelector, podLabels map[string]string) bool {
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		return false
+	}
+	return s.Matches(labelSet(podLabels))
+}
+
+type labelSet map[string]string
+
+func (l labelSet) Has(k string) bool   { _, ok := l[k]; return ok }
+func (l labelSet) Get(k string) string { return l[k] }
+func (l labelSet) Lookup(k string) (string, bool) {
+	v, ok := l[k]
+	return v, ok
+}
+
+// sidecar is the proxy container. It passes Pod Security "restricted", has
+// no CPU limit (throttling it would throttle the whole Service) and no
+// liveness probe (a restart would cut every developer's tunnel).
+func sidecar(image string, plan PortPlan) corev1.Container {
+	portName := plan.TargetPortName
+	if portName == "" {
+		portName = "intercept"
+	}
+	return corev1.Container{
+		Name:  SidecarName,
+		Image: image,
+		Args: []string{
+			"--listen=:" + strconv.Itoa(int(plan.SidecarPort)),
+			"--upstream=127.0.0.1:" + strconv.Itoa(int(plan.AppPort)),
+			"--control=127.0.0.1:" + strconv.Itoa(int(plan.ControlPort)),
+		},
+		Env: []corev1.EnvVar{{
+			Name:      "POD_NAME",
+			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}},
+		}},
+		Ports: []corev1.ContainerPort{{Name: portName, ContainerPort: plan.SidecarPort, Protocol: corev1.ProtocolTCP}},
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path:        "/",
+				Port:        intstr.FromInt32(plan.SidecarPort),
+				HTTPHeaders: []corev1.HTTPHeader{{Name: tunnel.ProbeHeader, Value: "kubelet"}},
+			}},
+			PeriodSeconds:    2,
+			FailureThreshold: 2,
+		},
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("10m"),
+				corev1.ResourceMemory: resource.MustParse("32Mi"),
+			},
+			Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+		},
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		SecurityContext: &corev1.SecurityContext{
+			RunAsNonRoot:             ptr.To(true),
+			RunAsUser:                ptr.To(int64(65532)),
+			RunAsGroup:               ptr.To(int64(65532)),
+			AllowPrivilegeEscalation: ptr.To(false),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}
+}

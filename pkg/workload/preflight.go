@@ -1,0 +1,153 @@
+package workload
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// SelectPort picks the Service port to intercept from -r (a name or a
+// number; empty when the Service has one port).
+func SelectPort(svc *corev1.Service, want string) (*corev1.ServicePort, error) {
+	ports := svc.Spec.Ports
+	if want == "" {
+		if len(ports) == 1 {
+			return &ports[0], nil
+		}
+		return nil, fmt.Errorf("service %s has %d ports (%s): say which one to intercept with -r", svc.Name, len(ports), describePorts(ports))
+	}
+	for i := range ports {
+		if ports[i].Name == want || strconv.Itoa(int(ports[i].Port)) == want {
+			return &ports[i], nil
+		}
+	}
+	return nil, fmt.Errorf("service %s has no port %q (it has %s)", svc.Name, want, describePorts(ports))
+}
+
+func describePorts(ports []corev1.ServicePort) string {
+	var s []string
+	for _, p := range ports {
+		d := strconv.Itoa(int(p.Port))
+		if p.Name != "" {
+			d = p.Name + "=" + d
+		}
+		s = append(s, d)
+	}
+	return strings.Join(s, ", ")
+}
+
+// Preflight checks, before anything changes, whether a copy of d can serve
+// the Service's port. It returns an error for what cannot work and warnings
+// for what works with a cost the user should know about. pvcs holds the
+// claims d's volumes refer to, by name.
+func Preflight(svc *corev1.Service, port *corev1.ServicePort, d *appsv1.Deployment, pvcs map[string]*corev1.PersistentVolumeClaim) (warnings []string, err error) {
+	var refuse []string
+	if port.Protocol != "" && port.Protocol != corev1.ProtocolTCP {
+		refuse = append(refuse, fmt.Sprintf("port %s speaks %s: the sidecar proxies TCP only", portName(port), port.Protocol))
+	}
+	spec := &d.Spec.Template.Spec
+	if spec.HostNetwork {
+		refuse = append(refuse, "its pods use hostNetwork: a copy would fight the original for the node's ports")
+	}
+	for _, c := range allContainers(spec) {
+		for _, p := range c.Ports {
+			if p.HostPort != 0 {
+				refuse = append(refuse, fmt.Sprintf("container %s binds hostPort %d: a copy on the same node cannot start", c.Name, p.HostPort))
+			}
+		}
+	}
+	for _, v := range spec.Volumes {
+		if v.PersistentVolumeClaim == nil {
+			continue
+		}
+		pvc := pvcs[v.PersistentVolumeClaim.ClaimName]
+		if pvc == nil || readWriteOnce(pvc) {
+			refuse = append(refuse, fmt.Sprintf("volume %s mounts claim %s, which is ReadWriteOnce (or unknown): the copy's pods could not attach it, or would share the original's data",
+				v.Name, v.PersistentVolumeClaim.ClaimName))
+		}
+	}
+	if rolloutInProgress(d) {
+		refuse = append(refuse, fmt.Sprintf("deployment %s is rolling out: wait for `kubectl rollout status deployment/%s`, then try again", d.Name, d.Name))
+	}
+	if len(refuse) > 0 {
+		return nil, fmt.Errorf("cannot intercept service %s (deployment %s):\n  - %s", svc.Name, d.Name, strings.Join(refuse, "\n  - "))
+	}
+
+	if n := len(spec.InitContainers); n > 0 {
+		warnings = append(warnings, fmt.Sprintf("deployment %s has %d init container(s): they run again in the copy's pods (migrations, registrations)", d.Name, n))
+	}
+	if r := d.Spec.Replicas; r != nil && *r == 1 && d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
+		warnings = append(warnings, fmt.Sprintf("deployment %s looks like a singleton (1 replica, Recreate): while intercepted, the copy runs beside it, so scheduled jobs and queue consumers run twice", d.Name))
+	}
+	for _, p := range svc.Spec.Ports {
+		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP && p.Name != port.Name {
+			warnings = append(warnings, fmt.Sprintf("port %s (%s) moves to the copy's pods unproxied", portName(&p), p.Protocol))
+		}
+	}
+	if len(svc.Spec.Ports) > 1 {
+		warnings = append(warnings, fmt.Sprintf("service %s has %d ports: all of them move to the copy's pods; only %s is routed by header", svc.Name, len(svc.Spec.Ports), portName(port)))
+	}
+	if who := gitOpsOwner(svc.Labels, svc.Annotations); who != "" {
+		warnings = append(warnings, fmt.Sprintf("service %s is managed by %s, which may set its selector back during the intercept (the intercept then stops receiving traffic; close still works)", svc.Name, who))
+	}
+	return warnings, nil
+}
+
+func portName(p *corev1.ServicePort) string {
+	if p.Name != "" {
+		return fmt.Sprintf("%s (%d)", p.Name, p.Port)
+	}
+	return strconv.Itoa(int(p.Port))
+}
+
+func readWriteOnce(pvc *corev1.PersistentVolumeClaim) bool {
+	for _, m := range pvc.Spec.AccessModes {
+		if m == corev1.ReadWriteOnce || m == corev1.ReadWriteOncePod {
+			return true
+		}
+	}
+	return false
+}
+
+func rolloutInProgress(d *appsv1.Deployment) bool {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	s := d.Status
+	return s.ObservedGeneration < d.Generation || s.UpdatedReplicas < want || s.Replicas > want
+}
+
+// gitOpsOwner names the tool that manages an object, from the labels and
+// annotations Argo CD, Flux and Helm leave on what they apply.
+func gitOpsOwner(labels, annotations map[string]string) string {
+	var who []string
+	for k := range annotations {
+		if strings.HasPrefix(k, "argocd.argoproj.io/") {
+			who = append(who, "Argo CD")
+			break
+		}
+	}
+	if _, ok := labels["argocd.argoproj.io/instance"]; ok {
+		who = append(who, "Argo CD")
+	}
+	for k := range labels {
+		if strings.HasPrefix(k, "kustomize.toolkit.fluxcd.io/") || strings.HasPrefix(k, "helm.toolkit.fluxcd.io/") {
+			who = append(who, "Flux")
+			break
+		}
+	}
+	if labels["app.kubernetes.io/managed-by"] == "Helm" || annotations["meta.helm.sh/release-name"] != "" {
+		who = append(who, "Helm")
+	}
+	sort.Strings(who)
+	return strings.Join(dedupe(who), " and ")
+}
+
+func allContainers(spec *corev1.PodSpec) []corev1.Container {
+	return append(append([]corev1.Container(nil), spec.InitContainers...), spec.Containers...)
+}
