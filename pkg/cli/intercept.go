@@ -73,9 +73,9 @@ type InterceptOptions struct {
 func NewCmdIntercept(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &InterceptOptions{configFlags: flags, IOStreams: streams, Timeout: 2 * time.Minute}
 	cmd := &cobra.Command{
-		Use:   "intercept [svc/]NAME -l LOCAL_PORT [-r REMOTE_PORT] [-x name:value | -a]",
+		Use:         "intercept [svc/]NAME -l LOCAL_PORT [-r REMOTE_PORT] [-x name:value | -a]",
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl intercept"},
-		Short: "Send a Service's requests that carry your header to a port on your machine",
+		Short:       "Send a Service's requests that carry your header to a port on your machine",
 		Long: `Intercept a Service: requests that carry your header go to LOCAL_PORT on this
 machine, every other request keeps going to the workload in the cluster.
 
@@ -319,7 +319,10 @@ func localListening(port int) bool {
 }
 
 func printDryRun(out interface{ Write([]byte) (int, error) }, st *session.Started) error {
-	for _, obj := range []any{st.Copy, st.Switched} {
+	svc := st.Switched.DeepCopy()
+	svc.APIVersion, svc.Kind = "v1", "Service"
+	svc.ManagedFields = nil
+	for _, obj := range []any{st.Copy, svc} {
 		b, err := yaml.Marshal(obj)
 		if err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"time"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
@@ -22,6 +23,9 @@ type Handler struct {
 	Upstream string
 	// Pod names this pod in probe answers.
 	Pod string
+	// H2C says the port speaks HTTP/2 without TLS (appProtocol h2c): HTTP/2
+	// requests stay HTTP/2 on the way to the app and the developer.
+	H2C bool
 	Log *slog.Logger
 
 	upstream1, upstream2 http.RoundTripper
@@ -63,16 +67,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	h2 := h.wantsH2(r)
 	rt := h.upstream1
 	if rr := h.Table.match(r.Header); rr != nil {
 		rt = rr.transport
-		if r.ProtoMajor == 2 {
+		if h2 {
 			rt = rr.h2
 		}
-	} else if r.ProtoMajor == 2 {
+	} else if h2 {
 		rt = h.upstream2
 	}
 	h.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, rt)))
+}
+
+// wantsH2 decides how a request travels on: HTTP/2 (h2c) when it came in
+// over HTTP/2 and either is gRPC (which needs HTTP/2's trailers and full
+// duplex) or the port is declared h2c; otherwise HTTP/1.1, which every
+// HTTP server speaks, so an HTTP/2 caller still reaches an HTTP/1.1 app.
+func (h *Handler) wantsH2(r *http.Request) bool {
+	if r.ProtoMajor != 2 {
+		return false
+	}
+	return h.H2C || strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
 }
 
 func (h *Handler) roundTrip(r *http.Request) (*http.Response, error) {

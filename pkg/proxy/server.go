@@ -23,6 +23,8 @@ type Config struct {
 	Control string
 	// Pod names this pod.
 	Pod string
+	// H2C: the port speaks HTTP/2 with prior knowledge (appProtocol h2c).
+	H2C bool
 	// Static routes (standalone mode): header match to a fixed address.
 	Static []StaticRoute
 	// DrainDelay is how long to keep serving after SIGTERM before closing
@@ -52,6 +54,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	h := NewHandler(table, cfg.Upstream, cfg.Pod, log)
+	h.H2C = cfg.H2C
 
 	dataLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

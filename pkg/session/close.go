@@ -248,7 +248,6 @@ func deleteCopy(ctx context.Context, cs kubernetes.Interface, ns string, d appsv
 	}
 }
 
-
 // FindAll lists every Service with intercept residue in the namespace: an
 // annotation on the Service, or a copy that names it.
 func FindAll(ctx context.Context, cs kubernetes.Interface, ns string) ([]string, error) {

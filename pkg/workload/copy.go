@@ -80,7 +80,7 @@ func Copy(in CopyInput) (*appsv1.Deployment, PortPlan, error) {
 		renameAppPort(spec, plan)
 	}
 	scopeAntiAffinity(spec, tmpl.Labels, in.SessionLabel, in.SessionID)
-	spec.Containers = append(spec.Containers, sidecar(in.ProxyImage, plan))
+	spec.Containers = append(spec.Containers, sidecar(in.ProxyImage, plan, speaksH2C(in.Port)))
 
 	d := &appsv1.Deployment{
 		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
@@ -253,19 +253,23 @@ func (l labelSet) Lookup(k string) (string, bool) {
 // sidecar is the proxy container. It passes Pod Security "restricted", has
 // no CPU limit (throttling it would throttle the whole Service) and no
 // liveness probe (a restart would cut every developer's tunnel).
-func sidecar(image string, plan PortPlan) corev1.Container {
+func sidecar(image string, plan PortPlan, h2c bool) corev1.Container {
 	portName := plan.TargetPortName
 	if portName == "" {
 		portName = "intercept"
 	}
+	args := []string{
+		"--listen=:" + strconv.Itoa(int(plan.SidecarPort)),
+		"--upstream=127.0.0.1:" + strconv.Itoa(int(plan.AppPort)),
+		"--control=127.0.0.1:" + strconv.Itoa(int(plan.ControlPort)),
+	}
+	if h2c {
+		args = append(args, "--h2c")
+	}
 	return corev1.Container{
 		Name:  SidecarName,
 		Image: image,
-		Args: []string{
-			"--listen=:" + strconv.Itoa(int(plan.SidecarPort)),
-			"--upstream=127.0.0.1:" + strconv.Itoa(int(plan.AppPort)),
-			"--control=127.0.0.1:" + strconv.Itoa(int(plan.ControlPort)),
-		},
+		Args:  args,
 		Env: []corev1.EnvVar{{
 			Name:      "POD_NAME",
 			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}},
@@ -299,4 +303,9 @@ func sidecar(image string, plan PortPlan) corev1.Container {
 		},
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
+}
+
+// speaksH2C reports whether the Service port declares HTTP/2 without TLS.
+func speaksH2C(p *corev1.ServicePort) bool {
+	return p.AppProtocol != nil && (*p.AppProtocol == "kubernetes.io/h2c" || *p.AppProtocol == "h2c")
 }

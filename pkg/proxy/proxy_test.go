@@ -1,0 +1,145 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+)
+
+func named(name string) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Answered-By", name)
+		w.Header().Set("X-Forwarded-Seen", r.Header.Get("X-Forwarded-For"))
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, name)
+	}))
+}
+
+// startProxy runs the sidecar in standalone mode and returns its address.
+func startProxy(t *testing.T, cfg Config) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan string, 1)
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Ready = func(data, _ net.Addr) { addrc <- data.String() }
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case a := <-addrc:
+		return a
+	case err := <-done:
+		t.Fatal(err)
+	}
+	return ""
+}
+
+func answeredBy(t *testing.T, c *http.Client, url string, h map[string]string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	for k, v := range h {
+		req.Header.Add(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("X-Forwarded-Seen") != "" {
+		t.Errorf("the proxy added X-Forwarded-For: %q", resp.Header.Get("X-Forwarded-Seen"))
+	}
+	return resp.Header.Get("X-Answered-By")
+}
+
+// Requests with the route's header (name in any case) go to the route; all
+// others to the upstream, on the same kept-alive connection, over HTTP/1.1
+// and h2c (per stream).
+func TestRoutingPerRequest(t *testing.T) {
+	app, dev := named("app"), named("dev")
+	defer app.Close()
+	defer dev.Close()
+	addr := startProxy(t, Config{
+		Upstream: strings.TrimPrefix(app.URL, "http://"),
+		Static:   []StaticRoute{{Header: "x-dev", Value: "alice", Addr: strings.TrimPrefix(dev.URL, "http://")}},
+	})
+	h2 := &http.Transport{}
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	h2.Protocols = &p
+	for name, c := range map[string]*http.Client{"http1": {}, "h2c": {Transport: h2}} {
+		t.Run(name, func(t *testing.T) {
+			for i := 0; i < 5; i++ {
+				if got := answeredBy(t, c, "http://"+addr+"/", map[string]string{"X-DEV": "alice"}); got != "dev" {
+					t.Fatalf("matching request answered by %q", got)
+				}
+				if got := answeredBy(t, c, "http://"+addr+"/", map[string]string{"X-Dev": "bob"}); got != "app" {
+					t.Fatalf("other value answered by %q", got)
+				}
+				if got := answeredBy(t, c, "http://"+addr+"/", nil); got != "app" {
+					t.Fatalf("request without header answered by %q", got)
+				}
+			}
+		})
+	}
+}
+
+// An upstream that does not listen gives a prompt 502 with a reason.
+func TestUpstreamDownIs502(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	addr := startProxy(t, Config{Upstream: dead})
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "connect") {
+		t.Fatalf("got %d %q, want 502 naming the connect failure", resp.StatusCode, body)
+	}
+}
+
+// A second route for the same header value is refused, naming the owner;
+// removing the first frees it.
+func TestTableConflicts(t *testing.T) {
+	var tb Table
+	dial := func(context.Context) (net.Conn, error) { return nil, nil }
+	rm, err := tb.Add(tunnel.Route{Header: "x-dev", Value: "alice", Owner: "alice@laptop"}, dial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.Add(tunnel.Route{Header: "X-DEV", Value: "alice"}, dial); err == nil || !strings.Contains(err.Error(), "alice@laptop") {
+		t.Fatalf("conflict not refused: %v", err)
+	}
+	if _, err := tb.Add(tunnel.Route{Header: "x-dev", Value: "bob"}, dial); err != nil {
+		t.Fatalf("another value refused: %v", err)
+	}
+	if _, err := tb.Add(tunnel.Route{All: true}, dial); err == nil {
+		t.Fatal("--all accepted beside header routes")
+	}
+	rm()
+	if _, err := tb.Add(tunnel.Route{Header: "x-dev", Value: "alice"}, dial); err != nil {
+		t.Fatalf("freed route refused: %v", err)
+	}
+}
+
+// The probe header is answered by the sidecar itself, naming its pod.
+func TestProbeAnsweredBySidecar(t *testing.T) {
+	app := named("app")
+	defer app.Close()
+	addr := startProxy(t, Config{Upstream: strings.TrimPrefix(app.URL, "http://"), Pod: "copy-1"})
+	pod, err := probe(context.Background(), "http://"+addr+"/")
+	if err != nil || pod != "copy-1" {
+		t.Fatalf("probe: %q, %v", pod, err)
+	}
+}

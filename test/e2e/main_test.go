@@ -1,0 +1,286 @@
+// Package e2e runs kubectl-intercept against the real local cluster
+// (hack/cluster.sh): a real API server, kubelet, containerd and kube-proxy,
+// with traffic from this host through Service ClusterIPs.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+)
+
+var (
+	cs         kubernetes.Interface
+	kubeconfig string
+	plugin     string
+	demoImage  string
+)
+
+func TestMain(m *testing.M) {
+	repo, _ := filepath.Abs("../..")
+	kubeconfig = os.Getenv("KUBECONFIG")
+	if kubeconfig == "" {
+		kubeconfig = "/var/tmp/kubectl-intercept/cluster/kubeconfig"
+	}
+	// Start the cluster once per run, or reuse the one that is up.
+	up := exec.Command(filepath.Join(repo, "hack/cluster.sh"), "up")
+	up.Stdout, up.Stderr = os.Stderr, os.Stderr
+	if err := up.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: the local cluster is not available (hack/cluster.sh up, as root):", err)
+		os.Exit(1)
+	}
+	plugin = os.Getenv("E2E_PLUGIN")
+	if plugin == "" {
+		plugin = filepath.Join(repo, "bin/kubectl-intercept")
+	}
+	demoImage = envOr("E2E_DEMO_IMAGE", "localhost/kubectl-intercept/demo:0.1.0")
+	if os.Getenv("KUBECTL_INTERCEPT_PROXY_IMAGE") == "" {
+		os.Setenv("KUBECTL_INTERCEPT_PROXY_IMAGE", "localhost/kubectl-intercept/intercept-proxy:0.1.0")
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	cs = kubernetes.NewForConfigOrDie(cfg)
+	os.Exit(m.Run())
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// newNamespace creates a fresh namespace, deleted when the test ends.
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 3)
+	rand.Read(b)
+	name := "e2e-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
+	if len(name) > 50 {
+		name = name[:50]
+	}
+	name = strings.TrimRight(name, "-") + "-" + hex.EncodeToString(b)
+	_, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpNamespace(t, name)
+		}
+		_ = cs.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	return name
+}
+
+func dumpNamespace(t *testing.T, ns string) {
+	out, _ := exec.Command(envOr("E2E_KUBECTL", "kubectl"), "--kubeconfig", kubeconfig, "-n", ns, "get", "all,events", "-o", "wide").CombinedOutput()
+	t.Logf("namespace %s at failure:\n%s", ns, out)
+}
+
+// demoOptions shapes the demo Deployment and Service.
+type demoOptions struct {
+	name     string
+	replicas int32
+	// numericTarget makes the Service's targetPort a number instead of "http".
+	numericTarget bool
+	serviceMutate func(*corev1.Service)
+}
+
+// deployDemo creates the demo app (Deployment + Service) and waits until
+// its pods are ready.
+func deployDemo(t *testing.T, ns string, o demoOptions) *corev1.Service {
+	t.Helper()
+	if o.name == "" {
+		o.name = "demo"
+	}
+	if o.replicas == 0 {
+		o.replicas = 2
+	}
+	labels := map[string]string{"app": o.name}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: o.name, Namespace: ns, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(o.replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					TerminationGracePeriodSeconds: ptr.To(int64(5)),
+					Containers: []corev1.Container{{
+						Name:            "demo",
+						Image:           demoImage,
+						ImagePullPolicy: corev1.PullNever,
+						Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
+							FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}, {Name: "tcp", ContainerPort: 9090}},
+						ReadinessProbe: &corev1.Probe{
+							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},
+							PeriodSeconds: 1,
+						},
+					}},
+				},
+			},
+		},
+	}
+	ctx := context.Background()
+	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	target := intstr.FromString("http")
+	if o.numericTarget {
+		target = intstr.FromInt32(8080)
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: o.name, Namespace: ns},
+		Spec: corev1.ServiceSpec{
+			Selector: labels,
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: target, Protocol: corev1.ProtocolTCP}},
+		},
+	}
+	if o.serviceMutate != nil {
+		o.serviceMutate(svc)
+	}
+	svc, err := cs.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 90*time.Second, "demo deployment ready", func() bool {
+		d, err := cs.AppsV1().Deployments(ns).Get(ctx, o.name, metav1.GetOptions{})
+		return err == nil && d.Status.ReadyReplicas == o.replicas && d.Status.UpdatedReplicas == o.replicas
+	})
+	return svc
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// echo is what the demo app (and our stand-in laptop service) answers.
+type echo struct {
+	Pod     string            `json:"pod"`
+	Headers map[string]string `json:"headers"`
+	Proto   string            `json:"proto"`
+}
+
+// get sends one request on a new connection and decodes the echo.
+func get(url string, header http.Header) (echo, int, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return echo{}, 0, err
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Do(req)
+	if err != nil {
+		return echo{}, 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return echo{}, resp.StatusCode, err
+	}
+	var e echo
+	if err := json.Unmarshal(body, &e); err != nil {
+		return echo{}, resp.StatusCode, fmt.Errorf("status %d, body %q: %w", resp.StatusCode, body, err)
+	}
+	return e, resp.StatusCode, nil
+}
+
+func serviceURL(svc *corev1.Service) string {
+	return fmt.Sprintf("http://%s:%d/", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port)
+}
+
+// pluginProc is a running kubectl-intercept.
+type pluginProc struct {
+	cmd *exec.Cmd
+	mu  sync.Mutex
+	out bytes.Buffer
+}
+
+func (p *pluginProc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.Write(b)
+}
+
+func (p *pluginProc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// startPlugin runs kubectl-intercept in the background.
+func startPlugin(t *testing.T, args ...string) *pluginProc {
+	t.Helper()
+	p := &pluginProc{cmd: pluginCmd(t, args...)}
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+			p.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("kubectl-intercept %v output:\n%s", args, p.output())
+		}
+	})
+	return p
+}
+
+// waitOutput waits until the plugin printed s.
+func (p *pluginProc) waitOutput(t *testing.T, s string, timeout time.Duration) {
+	t.Helper()
+	waitFor(t, timeout, fmt.Sprintf("kubectl-intercept to print %q", s), func() bool {
+		return strings.Contains(p.output(), s)
+	})
+}
+
+func pluginCmd(t *testing.T, args ...string) *exec.Cmd {
+	cmd := exec.Command(plugin, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "XDG_STATE_HOME="+t.TempDir(), "NO_COLOR=1")
+	return cmd
+}
+
+// runPlugin runs kubectl-intercept to completion.
+func runPlugin(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := pluginCmd(t, args...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
