@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -139,6 +141,7 @@ func (o *InterceptOptions) Complete(cmd *cobra.Command, args []string) error {
 		o.Route = tunnel.Route{Header: name, Value: value}
 	}
 	o.Route.Owner = owner()
+	o.Route.Client = clientID()
 	if o.RESTConfig, o.Client, err = clients(o.configFlags); err != nil {
 		return err
 	}
@@ -257,7 +260,15 @@ func (o *InterceptOptions) printActive(p *progress, st *session.Started, pod str
 func (o *InterceptOptions) leave(st *session.Started, p *progress, cause error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	others, err := liveRoutes(ctx, o.RESTConfig, o.Client, o.Namespace, st.Record)
+	routes, err := liveRoutes(ctx, o.RESTConfig, o.Client, o.Namespace, st.Record)
+	// The sidecars may not have seen our tunnels close yet: ours is not an
+	// other (a route can't be held twice, so equal means ours).
+	var others []tunnel.Route
+	for _, r := range routes {
+		if !(r.Conflicts(o.Route) && r.All == o.Route.All) {
+			others = append(others, r)
+		}
+	}
 	if err == nil && len(others) > 0 {
 		p.Infof("%d other intercept(s) of service %s remain; the Service stays switched until the last one ends.", len(others), o.Service)
 		return cause
@@ -369,6 +380,13 @@ func clients(flags *genericclioptions.ConfigFlags) (*rest.Config, kubernetes.Int
 		return nil, nil, err
 	}
 	return cfg, cs, nil
+}
+
+// clientID identifies this process to the sidecars.
+func clientID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // owner names the developer in messages to others: user@host.

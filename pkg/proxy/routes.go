@@ -37,12 +37,17 @@ func (t *Table) Add(r tunnel.Route, dial tunnel.DialFunc) (func(), error) {
 	nr := &route{Route: r, dial: dial, transport: newTransport(dial, false), h2: newTransport(dial, true)}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	kept := make([]*route, 0, len(t.routes)+1)
 	for _, old := range t.routes {
+		if r.Client != "" && old.Client == r.Client {
+			continue // the same CLI, reconnected: the new registration wins
+		}
 		if old.Conflicts(r) {
 			return nil, fmt.Errorf("%w: %s is intercepted by %s; pick another header value with -x", tunnel.ErrConflict, old.Route, ownerOrSomeone(old.Owner))
 		}
+		kept = append(kept, old)
 	}
-	t.routes = append(append([]*route(nil), t.routes...), nr)
+	t.routes = append(kept, nr)
 	return func() { t.remove(nr) }, nil
 }
 

@@ -149,14 +149,16 @@ func containsConflict(err error) bool {
 	return err != nil && strings.Contains(err.Error(), ErrConflict.Error())
 }
 
-// podServes reports whether a pod is running, ready and not leaving.
+// podServes reports whether a pod's sidecar may receive traffic: running
+// and not leaving. Readiness is not required: a pod that fails a probe for a
+// moment still serves the connections it has, and its tunnel must stay.
 func podServes(p *corev1.Pod) bool {
-	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
 		return false
 	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
+	for _, c := range p.Status.ContainerStatuses {
+		if c.Name == "intercept-proxy" {
+			return c.State.Running != nil
 		}
 	}
 	return false

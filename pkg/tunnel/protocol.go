@@ -61,6 +61,10 @@ type Route struct {
 	All bool `json:"all,omitempty"`
 	// Owner names the developer (user@host) for messages to others.
 	Owner string `json:"owner,omitempty"`
+	// Client identifies one running CLI. A registration from the same
+	// client replaces its earlier one, which a sidecar may not yet have
+	// seen drop when the client reconnects.
+	Client string `json:"client,omitempty"`
 }
 
 // String renders the route the way the CLI's -x flag takes it.

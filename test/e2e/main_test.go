@@ -97,8 +97,10 @@ func newNamespace(t *testing.T) string {
 }
 
 func dumpNamespace(t *testing.T, ns string) {
-	out, _ := exec.Command(envOr("E2E_KUBECTL", "kubectl"), "--kubeconfig", kubeconfig, "-n", ns, "get", "all,events", "-o", "wide").CombinedOutput()
-	t.Logf("namespace %s at failure:\n%s", ns, out)
+	kubectl := envOr("E2E_KUBECTL", "kubectl")
+	out, _ := exec.Command(kubectl, "--kubeconfig", kubeconfig, "-n", ns, "get", "all", "-o", "wide").CombinedOutput()
+	ev, _ := exec.Command(kubectl, "--kubeconfig", kubeconfig, "-n", ns, "get", "events", "--field-selector", "type=Warning,reason!=MissingClusterDNS").CombinedOutput()
+	t.Logf("namespace %s at failure:\n%s\n%s", ns, out, ev)
 }
 
 // demoOptions shapes the demo Deployment and Service.

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# hack/demo.sh: the main job, end to end, on the local cluster: deploy the
+# demo service, run a "laptop" service on this machine, intercept the demo
+# Service with a header, and show which requests go where. Called by
+# `make demo`, which builds everything and starts the cluster first.
+set -euo pipefail
+
+KUBECTL=${KUBECTL:-kubectl}
+PLUGIN=${PLUGIN:-bin/kubectl-intercept}
+DEMO_IMAGE=${DEMO_IMAGE:-localhost/kubectl-intercept/demo:0.1.0}
+export KUBECTL_INTERCEPT_PROXY_IMAGE=${PROXY_IMAGE:-localhost/kubectl-intercept/intercept-proxy:0.1.0}
+export XDG_STATE_HOME=${XDG_STATE_HOME:-$(mktemp -d)}
+NS=intercept-demo
+LOCAL_PORT=3000
+k() { "$KUBECTL" -n "$NS" "$@"; }
+say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+
+say "1. A demo service in namespace $NS (2 replicas)"
+"$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+cat <<YAML | k apply -f -
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: demo}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: demo}}
+  template:
+    metadata: {labels: {app: demo}}
+    spec:
+      containers:
+      - name: demo
+        image: $DEMO_IMAGE
+        imagePullPolicy: IfNotPresent
+        env:
+        - name: POD_NAME
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: demo}
+spec:
+  selector: {app: demo}
+  ports: [{name: http, port: 80, targetPort: http}]
+YAML
+k rollout status deployment/demo --timeout=120s
+IP=$(k get svc demo -o jsonpath='{.spec.clusterIP}')
+
+say "2. The developer's version of the service, on this machine at localhost:$LOCAL_PORT"
+"${LAPTOP:-dist/linux_$(go env GOARCH)/intercept-demo}" --listen "127.0.0.1:$LOCAL_PORT" --tcp-listen "" \
+	--pod "alice-laptop" --message "served from this machine" >/dev/null 2>&1 &
+LOCAL_PID=$!
+trap 'kill $LOCAL_PID 2>/dev/null || true; "$PLUGIN" close svc/demo -n "$NS" >/dev/null 2>&1 || true' EXIT
+sleep 0.5
+
+say "3. kubectl intercept svc/demo -n $NS -l $LOCAL_PORT -x x-dev:alice"
+"$PLUGIN" svc/demo -n "$NS" -l "$LOCAL_PORT" -x x-dev:alice
+
+say "4. Requests through the Service's ClusterIP ($IP)"
+for i in 1 2 3; do
+	printf 'without header  -> %s\n' "$(curl -s "http://$IP/" | head -c 60)"
+	printf 'x-dev: alice    -> %s\n' "$(curl -s -H 'x-dev: alice' "http://$IP/" | head -c 60)"
+done
+
+say "5. kubectl intercept list -n $NS"
+"$PLUGIN" list -n "$NS"
+
+say "6. kubectl intercept close svc/demo -n $NS"
+"$PLUGIN" close svc/demo -n "$NS"
+printf 'x-dev: alice    -> %s\n' "$(curl -s -H 'x-dev: alice' "http://$IP/" | head -c 60)"
+say "The Service is as it was. Remove the demo with: $KUBECTL delete namespace $NS"
