@@ -120,7 +120,7 @@ func (o *CloseOptions) Run(ctx context.Context) error {
 	if !o.Force {
 		rec, _ := currentRecord(ctx, o.Client, o.Namespace, o.Service)
 		if rec != nil {
-			routes, err := liveRoutes(ctx, o.RESTConfig, o.Client, o.Namespace, rec)
+			routes, err := othersLive(ctx, o.RESTConfig, o.Client, o.Namespace, rec, nil)
 			if err == nil && len(routes) > 0 {
 				p.Infof("%d intercept(s) of service %s by others are live (%s); the Service stays switched. Use --force to end them all.",
 					len(routes), o.Service, describeRoutes(routes))
@@ -169,6 +169,37 @@ func currentRecord(ctx context.Context, cs kubernetes.Interface, ns, name string
 		return nil, nil
 	}
 	return session.DecodeRecord(raw)
+}
+
+// othersLive returns the live routes that are not exclude's. A route whose
+// developer just crashed can outlive them by one heartbeat timeout, so when
+// there are others it asks again once that has passed: what is left then is
+// really live.
+func othersLive(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, ns string, rec *session.Record, exclude *tunnel.Route) ([]tunnel.Route, error) {
+	var others []tunnel.Route
+	for attempt := 0; attempt < 2; attempt++ {
+		routes, err := liveRoutes(ctx, cfg, cs, ns, rec)
+		if err != nil {
+			return nil, err
+		}
+		others = others[:0]
+		for _, r := range routes {
+			// Our own route may not have been seen to drop yet; a route
+			// can't be held twice, so an equal one is ours.
+			if exclude == nil || !(r.Conflicts(*exclude) && r.All == exclude.All) {
+				others = append(others, r)
+			}
+		}
+		if len(others) == 0 || attempt == 1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return others, nil
+		case <-time.After(tunnel.KeepAliveInterval + tunnel.KeepAliveTimeout + time.Second):
+		}
+	}
+	return others, nil
 }
 
 // liveRoutes asks a sidecar of the session which routes are live: the

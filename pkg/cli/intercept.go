@@ -260,15 +260,7 @@ func (o *InterceptOptions) printActive(p *progress, st *session.Started, pod str
 func (o *InterceptOptions) leave(st *session.Started, p *progress, cause error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	routes, err := liveRoutes(ctx, o.RESTConfig, o.Client, o.Namespace, st.Record)
-	// The sidecars may not have seen our tunnels close yet: ours is not an
-	// other (a route can't be held twice, so equal means ours).
-	var others []tunnel.Route
-	for _, r := range routes {
-		if !(r.Conflicts(o.Route) && r.All == o.Route.All) {
-			others = append(others, r)
-		}
-	}
+	others, err := othersLive(ctx, o.RESTConfig, o.Client, o.Namespace, st.Record, &o.Route)
 	if err == nil && len(others) > 0 {
 		p.Infof("%d other intercept(s) of service %s remain; the Service stays switched until the last one ends.", len(others), o.Service)
 		return cause

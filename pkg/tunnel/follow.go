@@ -31,21 +31,33 @@ type Follower struct {
 	// Log receives events for the person at the terminal.
 	Log func(format string, args ...any)
 
+	once    sync.Once
 	mu      sync.Mutex
 	clients map[string]*Client // by pod name, registered
 	active  map[string]context.CancelFunc
 	fatal   chan error
+	stopped chan struct{} // closed when Run returns, runErr set
+	runErr  error
+}
+
+func (f *Follower) init() {
+	f.once.Do(func() {
+		f.clients = map[string]*Client{}
+		f.active = map[string]context.CancelFunc{}
+		f.fatal = make(chan error, 1)
+		f.stopped = make(chan struct{})
+	})
 }
 
 // Run follows the pods until ctx ends or a route is refused (taken by
 // another developer), which it returns.
-func (f *Follower) Run(ctx context.Context) error {
-	f.mu.Lock()
-	f.clients = map[string]*Client{}
-	f.active = map[string]context.CancelFunc{}
-	f.fatal = make(chan error, 1)
-	f.mu.Unlock()
-	defer f.stopAll()
+func (f *Follower) Run(ctx context.Context) (err error) {
+	f.init()
+	defer func() {
+		f.stopAll()
+		f.runErr = err
+		close(f.stopped)
+	}()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -114,7 +126,9 @@ func (f *Follower) hold(ctx context.Context, pod string) {
 	c, err := NewClient(conn)
 	if err != nil {
 		conn.Close()
-		f.logf("tunnel to pod %s: %v", pod, err)
+		if ctx.Err() == nil {
+			f.logf("tunnel to pod %s: %v", pod, err)
+		}
 		return
 	}
 	defer c.Close()
@@ -185,8 +199,10 @@ func (f *Follower) AnyClient() (*Client, error) {
 	return nil, fmt.Errorf("no tunnel to a pod of the copy is up")
 }
 
-// WaitRegistered waits until n pods hold the route.
+// WaitRegistered waits until n pods hold the route, or Run ends (a refused
+// route), returning Run's error.
 func (f *Follower) WaitRegistered(ctx context.Context, n int) error {
+	f.init()
 	for {
 		if len(f.Registered()) >= n {
 			return nil
@@ -194,22 +210,14 @@ func (f *Follower) WaitRegistered(ctx context.Context, n int) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for tunnels: %d of %d pods reached: %w", len(f.Registered()), n, ctx.Err())
-		case err := <-f.fatalChan():
-			// Put it back for Run to return as well.
-			select {
-			case f.fatal <- err:
-			default:
+		case <-f.stopped:
+			if f.runErr != nil {
+				return f.runErr
 			}
-			return err
+			return fmt.Errorf("the tunnels stopped")
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-func (f *Follower) fatalChan() chan error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.fatal
 }
 
 func (f *Follower) stopAll() {

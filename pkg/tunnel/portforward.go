@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/httpstream"
@@ -43,7 +44,7 @@ func DialPod(ctx context.Context, cfg *rest.Config, namespace, pod string, port 
 		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
 	})
 
-	conn, _, err := dialer.Dial(portforward.PortForwardProtocolV1Name)
+	conn, err := dialWithTimeout(ctx, dialer, DialTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("port-forward to pod %s/%s: %w", namespace, pod, err)
 	}
@@ -81,6 +82,39 @@ func DialPod(ctx context.Context, cfg *rest.Config, namespace, pod string, port 
 		}
 	}()
 	return s, nil
+}
+
+// DialTimeout bounds the port-forward upgrade: the dialers have no timeout
+// of their own, and a dial that hangs would hold a pod's tunnel forever.
+const DialTimeout = 10 * time.Second
+
+func dialWithTimeout(ctx context.Context, d httpstream.Dialer, timeout time.Duration) (httpstream.Connection, error) {
+	type result struct {
+		conn httpstream.Connection
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, _, err := d.Dial(portforward.PortForwardProtocolV1Name)
+		ch <- result{c, err}
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.conn, r.err
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	go func() {
+		if r := <-ch; r.conn != nil {
+			r.conn.Close()
+		}
+	}()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return nil, fmt.Errorf("no answer within %s", timeout)
 }
 
 type podStream struct {

@@ -199,9 +199,17 @@ func TestFailOpenAfterKill(t *testing.T) {
 	p.cmd.Process.Kill()
 	p.cmd.Wait()
 	killed := time.Now()
+	// Both copy pods must have dropped the route: five requests in a row
+	// (each on a new connection, spread by kube-proxy) reach the cluster.
+	streak := 0
 	waitFor(t, 2*time.Second, "header requests to reach the cluster again", func() bool {
 		e, code, err := get(serviceURL(svc), header("X-C6O-INTERCEPT", "yes"))
-		return err == nil && code == 200 && strings.HasPrefix(e.Pod, "demo-")
+		if err == nil && code == 200 && strings.HasPrefix(e.Pod, "demo-") {
+			streak++
+		} else {
+			streak = 0
+		}
+		return streak >= 5
 	})
 	t.Logf("fail-open after kill -9: %s", time.Since(killed).Round(time.Millisecond))
 

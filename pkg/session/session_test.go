@@ -1,0 +1,130 @@
+package session
+
+import (
+	"context"
+	"reflect"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
+)
+
+func service(target intstr.IntOrString) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: "ns", Annotations: map[string]string{"owner": "team-a"}},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "shop"},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: target}},
+		},
+	}
+}
+
+func record(named bool) *Record {
+	r := &Record{Version: 1, ID: "abc123", Service: "shop", Workload: "shop", Copy: "shop-intercept-abc123", Port: "http",
+		Plan: workload.PortPlan{AppPort: 8080, SidecarPort: 18080, ControlPort: 18081}}
+	if named {
+		r.Plan.TargetPortName = "http"
+	}
+	return r
+}
+
+// Switch then Restore gives back the Service exactly, for named and numeric
+// targetPorts.
+func TestSwitchRestoreRoundTrip(t *testing.T) {
+	for name, tc := range map[string]struct {
+		target intstr.IntOrString
+		named  bool
+	}{"numeric": {intstr.FromInt32(8080), false}, "named": {intstr.FromString("http"), true}} {
+		t.Run(name, func(t *testing.T) {
+			orig := service(tc.target)
+			rec := record(tc.named)
+			sw, err := Switch(orig, rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(sw.Spec.Selector, map[string]string{LabelSession: "abc123"}) {
+				t.Fatalf("selector after switch: %v", sw.Spec.Selector)
+			}
+			wantTarget := intstr.FromInt32(18080)
+			if tc.named {
+				wantTarget = tc.target
+			}
+			if sw.Spec.Ports[0].TargetPort != wantTarget {
+				t.Fatalf("targetPort after switch: %v, want %v", sw.Spec.Ports[0].TargetPort, wantTarget)
+			}
+			back, kept := Restore(sw, rec)
+			if len(kept) != 0 || !reflect.DeepEqual(back, orig) {
+				t.Fatalf("restore is not exact (kept %v):\n got %+v\nwant %+v", kept, back, orig)
+			}
+		})
+	}
+}
+
+// A change someone made after the switch is kept (three-way restore).
+func TestRestoreKeepsOthersChanges(t *testing.T) {
+	rec := record(false)
+	sw, _ := Switch(service(intstr.FromInt32(8080)), rec)
+	sw.Spec.Selector = map[string]string{"app": "shop", "version": "v2"} // a deploy set it back, differently
+	sw.Spec.Ports[0].TargetPort = intstr.FromInt32(9090)
+	sw.Annotations["deployed"] = "today"
+	back, kept := Restore(sw, rec)
+	if back.Spec.Selector["version"] != "v2" || back.Spec.Ports[0].TargetPort.IntVal != 9090 || back.Annotations["deployed"] != "today" {
+		t.Fatalf("someone else's change was reverted: %+v", back.Spec)
+	}
+	if _, ok := back.Annotations[AnnotationRecord]; ok {
+		t.Fatal("our annotation is still there")
+	}
+	if len(kept) != 2 {
+		t.Fatalf("kept = %v, want the selector and the targetPort reported", kept)
+	}
+}
+
+// Close works from the states a crash leaves, and twice.
+func TestCloseFromCrashStates(t *testing.T) {
+	ctx := context.Background()
+	copyDeployment := func(rec *Record) *appsv1.Deployment {
+		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{
+			Name: rec.Copy, Namespace: "ns",
+			Labels:      map[string]string{LabelManagedBy: ManagedByValue, LabelSession: rec.ID},
+			Annotations: map[string]string{AnnotationRecord: rec.Encode()},
+		}}
+	}
+	rec := record(false)
+	rec.Selector, rec.TargetPort = map[string]string{"app": "shop"}, ptrTo(intstr.FromInt32(8080))
+	switched, _ := Switch(service(intstr.FromInt32(8080)), record(false))
+	wiped := switched.DeepCopy()
+	delete(wiped.Annotations, AnnotationRecord)
+
+	for name, objs := range map[string][]*struct{ svc *corev1.Service }{
+		"copy created, not switched":   {{service(intstr.FromInt32(8080))}},
+		"switched, copy gone":          {{switched}},
+		"switched, annotations wiped":  {{wiped}},
+		"switched, copy still running": {{switched}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cs := fake.NewClientset(objs[0].svc)
+			if name != "switched, copy gone" {
+				cs.AppsV1().Deployments("ns").Create(ctx, copyDeployment(rec), metav1.CreateOptions{})
+			}
+			for i := 0; i < 2; i++ {
+				if _, err := Close(ctx, cs, CloseOptions{Namespace: "ns", Service: "shop"}); err != nil {
+					t.Fatalf("close #%d: %v", i+1, err)
+				}
+			}
+			got, _ := cs.CoreV1().Services("ns").Get(ctx, "shop", metav1.GetOptions{})
+			if want := service(intstr.FromInt32(8080)); !reflect.DeepEqual(got.Spec, want.Spec) || !reflect.DeepEqual(got.Annotations, want.Annotations) {
+				t.Fatalf("service not restored:\n got %+v %v\nwant %+v %v", got.Spec, got.Annotations, want.Spec, want.Annotations)
+			}
+			if ds, _ := cs.AppsV1().Deployments("ns").List(ctx, metav1.ListOptions{}); len(ds.Items) != 0 {
+				t.Fatalf("copy left behind: %s", ds.Items[0].Name)
+			}
+		})
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
