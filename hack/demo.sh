@@ -54,8 +54,8 @@ LOCAL_PID=$!
 trap 'kill $LOCAL_PID 2>/dev/null || true; "$PLUGIN" close svc/demo -n "$NS" >/dev/null 2>&1 || true' EXIT
 sleep 0.5
 
-say "3. kubectl intercept svc/demo -n $NS -l $LOCAL_PORT -x x-dev:alice"
-"$PLUGIN" svc/demo -n "$NS" -l "$LOCAL_PORT" -x x-dev:alice
+say "3. kubectl intercept svc/demo -n $NS -l $LOCAL_PORT -x x-dev:alice --detach"
+"$PLUGIN" svc/demo -n "$NS" -l "$LOCAL_PORT" -x x-dev:alice --detach
 
 say "4. Requests through the Service's ClusterIP ($IP)"
 for i in 1 2 3; do

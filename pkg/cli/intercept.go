@@ -42,8 +42,9 @@ const interceptExample = `  # Requests with header X-C6O-INTERCEPT: yes to my-se
   # Every connection to the port, whatever its headers
   kubectl intercept svc/my-service -l 3000 --all
 
-  # Stay in the foreground; Ctrl-C ends the intercept
-  kubectl intercept svc/my-service -l 3000 -w`
+  # Return at once and keep the intercept in the background until closed
+  kubectl intercept svc/my-service -l 3000 --detach
+  kubectl intercept close svc/my-service`
 
 // InterceptOptions are the inputs of `kubectl intercept svc/NAME`.
 type InterceptOptions struct {
@@ -57,6 +58,7 @@ type InterceptOptions struct {
 	Clean      bool
 	Quiet      bool
 	Wait       bool
+	Detach     bool
 	DryRun     bool
 	ProxyImage string
 	Timeout    time.Duration
@@ -110,7 +112,8 @@ account. 'kubectl intercept close' restores the Service exactly as it was.`,
 	f.BoolVarP(&o.All, "all", "a", false, "intercept every connection to the port, whatever its headers")
 	f.BoolVarP(&o.Clean, "clean", "c", false, "close and clean up an existing intercept of this Service first")
 	f.BoolVarP(&o.Quiet, "quiet", "q", false, "print only errors")
-	f.BoolVarP(&o.Wait, "wait", "w", false, "stay in the foreground until interrupted (SIGINT/SIGTERM), then close")
+	f.BoolVarP(&o.Wait, "wait", "w", false, "stay in the foreground until SIGINT/SIGTERM, then close (the default; kept for czctl users)")
+	f.BoolVarP(&o.Detach, "detach", "d", false, "return once the intercept is active and hold it in a background process until `kubectl intercept close`")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the copy and the Service change as YAML; change nothing")
 	f.StringVar(&o.ProxyImage, "proxy-image", "", "sidecar image (default: $"+EnvProxyImage+", else "+version.ProxyImage()+")")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the copy's pods and the tunnels")
@@ -157,17 +160,20 @@ func (o *InterceptOptions) Validate() error {
 		}
 		return errors.New("say where intercepted requests go with -l LOCAL_PORT (1-65535)")
 	}
+	if o.Wait && o.Detach {
+		return errors.New("-w (stay in the foreground) and --detach contradict each other; pick one")
+	}
 	if o.Timeout <= 0 {
 		return errors.New("--timeout must be positive")
 	}
 	return nil
 }
 
-// Run starts the intercept. In the foreground (-w) it holds the tunnels
-// until interrupted; otherwise a background process holds them and Run
-// returns once the intercept is active.
+// Run starts the intercept and, like kubectl port-forward, holds the
+// tunnels in the foreground until interrupted, then closes. With --detach a
+// background process holds them and Run returns once the intercept is active.
 func (o *InterceptOptions) Run(ctx context.Context) error {
-	if !o.Wait && !o.detached && !o.DryRun {
+	if o.Detach && !o.detached && !o.DryRun {
 		return detach(o.stateKey, o.Out, o.ErrOut)
 	}
 	p, ready := newProgress(o.Out, o.ErrOut, o.Quiet), func() {}
@@ -248,7 +254,7 @@ func (o *InterceptOptions) printActive(p *progress, st *session.Started, pod str
 	if !o.Route.All {
 		p.Infof("Try it from inside the cluster: curl -H '%s: %s' http://%s.%s:%s/", o.Route.Header, o.Route.Value, o.Service, o.Namespace, servicePort(st.Service, st.Record.Port))
 	}
-	if o.Wait {
+	if !o.detached {
 		p.Infof("Press Ctrl-C to end the intercept.")
 	} else {
 		p.Infof("End it with: kubectl intercept close svc/%s -n %s", o.Service, o.Namespace)

@@ -140,7 +140,7 @@ func TestInterceptForegroundDefaultHeader(t *testing.T) {
 	}
 }
 
-// Without -w the intercept runs in the background; list shows it and close
+// With --detach the intercept runs in the background; list shows it and close
 // ends it, with a numeric targetPort switched and restored.
 func TestInterceptBackgroundListClose(t *testing.T) {
 	ns := newNamespace(t)
@@ -159,7 +159,7 @@ func TestInterceptBackgroundListClose(t *testing.T) {
 		}
 		return string(out)
 	}
-	out := run("demo", "-n", ns, "-l", strconv.Itoa(port), "-x", "x-dev:alice")
+	out := run("demo", "-n", ns, "-l", strconv.Itoa(port), "-x", "x-dev:alice", "--detach")
 	if !strings.Contains(out, "runs in the background") {
 		t.Fatalf("unexpected output:\n%s", out)
 	}
@@ -273,7 +273,7 @@ func TestCloseKeepsOthersChangesAndSurvivesWipedAnnotations(t *testing.T) {
 	port := laptop(t, laptopPod)
 	before := takeSnapshot(t, ns, "demo")
 
-	out, err := runPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port))
+	out, err := runPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "--detach")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
