@@ -91,7 +91,7 @@ func Close(ctx context.Context, cs kubernetes.Interface, o CloseOptions) (*Close
 			p.Warn("kept " + k)
 		}
 		if restored {
-			done = p.Step("waiting for service " + o.Service + " endpoints to leave the copy")
+			done = p.Step("waiting for service " + o.Service + " endpoints to include the original")
 			err := waitEndpointsMoved(ctx, cs, o.Namespace, o.Service, 15*time.Second)
 			done(err)
 			if err != nil {
@@ -157,8 +157,10 @@ func equalPorts(a, b []corev1.ServicePort) bool {
 	return true
 }
 
-// waitEndpointsMoved waits until no endpoint of the Service is a pod of a
-// copy, so new connections reach the original before the copy goes away.
+// waitEndpointsMoved waits until the Service's endpoints include a ready pod
+// of the original again, so new connections reach it before the copy goes.
+// (The copy's pods keep the original's labels, so the restored selector
+// still lists them until they terminate; that is fine: they serve too.)
 func waitEndpointsMoved(ctx context.Context, cs kubernetes.Interface, ns, name string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -166,22 +168,19 @@ func waitEndpointsMoved(ctx context.Context, cs kubernetes.Interface, ns, name s
 	for {
 		slices, err := cs.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
 		if err == nil {
-			onCopy := false
 			for _, s := range slices.Items {
 				for _, e := range s.Endpoints {
-					if e.TargetRef != nil && e.TargetRef.Kind == "Pod" && isCopyPod(ctx, cs, ns, e.TargetRef.Name) {
-						onCopy = true
+					ready := e.Conditions.Ready == nil || *e.Conditions.Ready
+					if ready && e.TargetRef != nil && e.TargetRef.Kind == "Pod" && !isCopyPod(ctx, cs, ns, e.TargetRef.Name) {
+						return nil
 					}
 				}
-			}
-			if !onCopy {
-				return nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("service %s still lists pods of the copy after %s; deleting the copy anyway", name, timeout)
-		case <-time.After(200 * time.Millisecond):
+			return fmt.Errorf("service %s lists no ready pod of the original after %s; deleting the copy anyway", name, timeout)
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
