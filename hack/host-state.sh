@@ -3,7 +3,7 @@
 # a stable order, so a snapshot before `cluster-up` and one after
 # `cluster-down` can be compared with diff: processes, links, network
 # namespaces, iptables/nft rules, mounts, cgroups, sysctls.
-set -euo pipefail
+set -u  # a snapshot: empty sections are fine, so no -e or pipefail
 CACHE_DIR=${CACHE_DIR:-/var/tmp/kubectl-intercept}
 
 section() { printf '== %s\n' "$1"; }
