@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -220,9 +221,15 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		<-ferr
 		return o.leave(st, p, cause)
 	}
-	done := p.Step("opening tunnels to the copy's pods")
+	// Every replica must hold the route before we call it active, or some
+	// of the developer's requests would miss the laptop.
+	want := 1
+	if d, err := o.Client.AppsV1().Deployments(o.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{}); err == nil && d.Status.ReadyReplicas > 1 {
+		want = int(d.Status.ReadyReplicas)
+	}
+	done := p.Step(fmt.Sprintf("opening tunnels to the copy's %d pod(s)", want))
 	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	err = follower.WaitRegistered(wctx, 1)
+	err = follower.WaitRegistered(wctx, want)
 	cancel()
 	done(err)
 	if err != nil {
@@ -236,6 +243,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	}
 	o.printActive(p, st, pod)
 	ready()
+	go session.WatchSwitch(fctx, o.Client, o.Namespace, o.Service, rec, 2*time.Second, p.Warn)
 	select {
 	case <-ctx.Done():
 		return end(nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -44,6 +45,10 @@ type Entry struct {
 	Ready     string         `json:"ready"`
 	Routes    []tunnel.Route `json:"routes"`
 	Created   time.Time      `json:"created"`
+	// Status is active (live routes), idle (no live route: a stale
+	// session to close), reverted (someone switched the Service away),
+	// copy-missing, or residue (a copy without a switched Service).
+	Status string `json:"status"`
 	// Problem is set when the routes could not be read.
 	Problem string `json:"problem,omitempty"`
 }
@@ -69,7 +74,7 @@ func NewCmdList(flags *genericclioptions.ConfigFlags, streams genericiooptions.I
 		},
 	}
 	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "list intercepts in every namespace")
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: json or yaml (default: a table)")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: wide, json or yaml (default: a table)")
 	return cmd
 }
 
@@ -89,10 +94,10 @@ func (o *ListOptions) Complete() error {
 // Validate checks the output format.
 func (o *ListOptions) Validate() error {
 	switch o.Output {
-	case "", "json", "yaml":
+	case "", "wide", "json", "yaml":
 		return nil
 	}
-	return fmt.Errorf("unknown output format %q: use json or yaml", o.Output)
+	return fmt.Errorf("unknown output format %q: use wide, json or yaml", o.Output)
 }
 
 // Run lists.
@@ -119,25 +124,42 @@ func (o *ListOptions) Run(ctx context.Context) error {
 		fmt.Fprintf(o.ErrOut, "No intercepts in %s.\n", where)
 		return nil
 	}
+	wide := o.Output == "wide"
 	tw := tabwriter.NewWriter(o.Out, 0, 8, 3, ' ', 0)
 	if o.AllNamespaces {
 		fmt.Fprint(tw, "NAMESPACE\t")
 	}
-	fmt.Fprintln(tw, "SERVICE\tPORT\tWORKLOAD\tCOPY\tREADY\tROUTES\tAGE")
+	fmt.Fprint(tw, "SERVICE\tPORT\tCOPY\tREADY\tSTATUS\tROUTES\tAGE")
+	if wide {
+		fmt.Fprint(tw, "\tWORKLOAD\tPROBLEM")
+	}
+	fmt.Fprintln(tw)
+	stale := 0
 	for _, e := range entries {
 		if o.AllNamespaces {
 			fmt.Fprintf(tw, "%s\t", e.Namespace)
 		}
 		routes := describeRoutes(e.Routes)
-		if e.Problem != "" {
-			routes = "unknown (" + e.Problem + ")"
-		} else if routes == "" {
+		if routes == "" {
 			routes = "<none>"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Service, e.Port, e.Workload, e.Copy, e.Ready, routes,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", e.Service, e.Port, e.Copy, e.Ready, e.Status, routes,
 			duration.HumanDuration(time.Since(e.Created)))
+		if wide {
+			fmt.Fprintf(tw, "\t%s\t%s", e.Workload, e.Problem)
+		}
+		fmt.Fprintln(tw)
+		if e.Status != "active" {
+			stale++
+		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if stale > 0 {
+		fmt.Fprintf(o.ErrOut, "%d intercept(s) have no live route or are broken: `kubectl intercept close svc/NAME` cleans one up, `close --all` every one in the namespace.\n", stale)
+	}
+	return nil
 }
 
 func (o *ListOptions) entries(ctx context.Context) ([]Entry, error) {
@@ -146,35 +168,67 @@ func (o *ListOptions) entries(ctx context.Context) ([]Entry, error) {
 		return nil, fmt.Errorf("listing services: %w", err)
 	}
 	entries := []Entry{}
+	switched := map[string]bool{}
 	for _, s := range svcs.Items {
 		raw, ok := s.Annotations[session.AnnotationRecord]
 		if !ok {
 			continue
 		}
-		e := Entry{Namespace: s.Namespace, Service: s.Name}
+		switched[s.Namespace+"/"+s.Name] = true
+		e := Entry{Namespace: s.Namespace, Service: s.Name, Routes: []tunnel.Route{}}
 		rec, err := session.DecodeRecord(raw)
 		if err != nil {
-			e.Problem = err.Error()
+			e.Status, e.Problem = "broken", err.Error()
 			entries = append(entries, e)
 			continue
 		}
 		e.Port, e.Workload, e.Copy, e.Created = rec.Port, rec.Workload, rec.Copy, rec.Created
-		if d, err := o.Client.AppsV1().Deployments(s.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{}); err == nil {
-			want := int32(0)
-			if d.Spec.Replicas != nil {
-				want = *d.Spec.Replicas
-			}
-			e.Ready = fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, want)
-		} else {
-			e.Ready = "missing"
+		d, err := o.Client.AppsV1().Deployments(s.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{})
+		if err != nil {
+			e.Ready, e.Status = "-", "copy-missing"
+			entries = append(entries, e)
+			continue
 		}
-		if e.Routes, err = liveRoutes(ctx, o.RESTConfig, o.Client, s.Namespace, rec); err != nil {
-			e.Problem = strings.SplitN(err.Error(), "\n", 2)[0]
+		e.Ready = fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, ptrValue(d.Spec.Replicas))
+		routes, err := liveRoutes(ctx, o.RESTConfig, o.Client, s.Namespace, rec)
+		switch {
+		case err != nil:
+			e.Status, e.Problem = "unknown", strings.SplitN(err.Error(), "\n", 2)[0]
+		case !maps.Equal(s.Spec.Selector, rec.SessionSelector()):
+			e.Status, e.Problem = "reverted", session.RevertMessage(&s)
+		case len(routes) == 0:
+			e.Status = "idle"
+		default:
+			e.Status = "active"
 		}
-		if e.Routes == nil {
-			e.Routes = []tunnel.Route{}
+		if routes != nil {
+			e.Routes = routes
 		}
 		entries = append(entries, e)
 	}
+	// Copies whose Service is not switched (a crash between creating the
+	// copy and the switch, or annotations wiped): residue to clean up.
+	copies, err := o.Client.AppsV1().Deployments(o.Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: session.LabelManagedBy + "=" + session.ManagedByValue})
+	if err != nil {
+		return nil, fmt.Errorf("listing copies: %w", err)
+	}
+	for _, d := range copies.Items {
+		rec, err := session.DecodeRecord(d.Annotations[session.AnnotationRecord])
+		if err != nil || switched[d.Namespace+"/"+rec.Service] {
+			continue
+		}
+		entries = append(entries, Entry{Namespace: d.Namespace, Service: rec.Service, Port: rec.Port, Workload: rec.Workload,
+			Copy: d.Name, Ready: fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, ptrValue(d.Spec.Replicas)),
+			Routes: []tunnel.Route{}, Created: rec.Created, Status: "residue",
+			Problem: "a copy without a switched Service"})
+	}
 	return entries, nil
+}
+
+func ptrValue(p *int32) int32 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }

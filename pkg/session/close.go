@@ -133,7 +133,7 @@ func restoreService(ctx context.Context, cs kubernetes.Interface, ns, name strin
 			equalPorts(out.Spec.Ports, svc.Spec.Ports) {
 			return nil
 		}
-		if _, err = cs.CoreV1().Services(ns).Update(ctx, out, metav1.UpdateOptions{}); err != nil {
+		if _, err = cs.CoreV1().Services(ns).Update(ctx, out, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
 			return err
 		}
 		restored = true
@@ -167,6 +167,9 @@ func waitEndpointsMoved(ctx context.Context, cs kubernetes.Interface, ns, name s
 	sel := labels.SelectorFromSet(map[string]string{"kubernetes.io/service-name": name}).String()
 	for {
 		slices, err := cs.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err == nil && len(slices.Items) == 0 {
+			return nil // no endpoint controller writes slices: nothing to wait for
+		}
 		if err == nil {
 			for _, s := range slices.Items {
 				for _, e := range s.Endpoints {

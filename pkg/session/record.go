@@ -27,6 +27,9 @@ const (
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	// ManagedByValue is LabelManagedBy's value.
 	ManagedByValue = "kubectl-intercept"
+	// FieldManager names our writes in the objects' managedFields, so a
+	// revert by someone else can be told apart and named.
+	FieldManager = "kubectl-intercept"
 )
 
 // RecordVersion is the version of the record's format.

@@ -148,7 +148,7 @@ func Start(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*Start
 	}
 
 	done = p.Step(fmt.Sprintf("creating deployment %s (copy of %s with the sidecar)", cp.Name, target.Deployment.Name))
-	if _, err := cs.AppsV1().Deployments(o.Namespace).Create(ctx, cp, metav1.CreateOptions{}); err != nil {
+	if _, err := cs.AppsV1().Deployments(o.Namespace).Create(ctx, cp, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
 		done(err)
 		return nil, describeAPIError(err, "creating deployment "+cp.Name)
 	}
@@ -232,7 +232,7 @@ func switchService(ctx context.Context, cs kubernetes.Interface, ns, name string
 		if err != nil {
 			return err
 		}
-		_, err = cs.CoreV1().Services(ns).Update(ctx, sw, metav1.UpdateOptions{})
+		_, err = cs.CoreV1().Services(ns).Update(ctx, sw, metav1.UpdateOptions{FieldManager: FieldManager})
 		return err
 	})
 	if err != nil {

@@ -15,9 +15,9 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// Follower keeps one tunnel to every ready pod of a copy, registering the
-// developer's route on each: pods that come get a tunnel within a second,
-// pods that go lose theirs. A route lives as long as its tunnel.
+// Follower keeps one tunnel to every running pod of a copy, registering the
+// developer's route on each: pods that come get a tunnel as soon as the
+// watch reports them, pods that go lose theirs. A route lives as long as its tunnel.
 type Follower struct {
 	Config    *rest.Config
 	Client    kubernetes.Interface
@@ -58,7 +58,12 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 		f.runErr = err
 		close(f.stopped)
 	}()
-	tick := time.NewTicker(time.Second)
+	// A watch makes pods that come or go known at once (port-forward itself
+	// never notices a deleted pod); the ticker resyncs and retries tunnels
+	// that failed.
+	changed := make(chan struct{}, 1)
+	go f.watchPods(ctx, changed)
+	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
 		f.sync(ctx)
@@ -67,8 +72,31 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 			return nil
 		case err := <-f.fatal:
 			return err
+		case <-changed:
 		case <-tick.C:
 		}
+	}
+}
+
+// watchPods signals changed on every event of the copy's pods, re-watching
+// when the watch ends.
+func (f *Follower) watchPods(ctx context.Context, changed chan<- struct{}) {
+	for ctx.Err() == nil {
+		w, err := f.Client.CoreV1().Pods(f.Namespace).Watch(ctx, metav1.ListOptions{LabelSelector: f.Selector})
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for range w.ResultChan() {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}
+		w.Stop()
 	}
 }
 

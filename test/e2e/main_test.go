@@ -108,8 +108,9 @@ type demoOptions struct {
 	name     string
 	replicas int32
 	// numericTarget makes the Service's targetPort a number instead of "http".
-	numericTarget bool
-	serviceMutate func(*corev1.Service)
+	numericTarget    bool
+	serviceMutate    func(*corev1.Service)
+	deploymentMutate func(*appsv1.Deployment)
 }
 
 // deployDemo creates the demo app (Deployment + Service) and waits until
@@ -147,6 +148,9 @@ func deployDemo(t *testing.T, ns string, o demoOptions) *corev1.Service {
 				},
 			},
 		},
+	}
+	if o.deploymentMutate != nil {
+		o.deploymentMutate(d)
 	}
 	ctx := context.Background()
 	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
