@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -137,18 +136,3 @@ func newTransport(dial tunnel.DialFunc, h2 bool) *http.Transport {
 	}
 	return t
 }
-
-// pipeToRoute hands a whole connection to an --all route: no HTTP parsing.
-func pipeToRoute(ctx context.Context, conn net.Conn, r *route, log *slog.Logger) {
-	remote, err := r.dial(ctx)
-	if err != nil {
-		if log != nil {
-			log.Warn("tunnel dial failed", "route", r.Route.String(), "err", err)
-		}
-		conn.Close()
-		return
-	}
-	tunnel.Pipe(conn, remote)
-}
-
-var _ io.Closer = (*allListener)(nil)

@@ -143,3 +143,46 @@ func TestProbeAnsweredBySidecar(t *testing.T) {
 		t.Fatalf("probe: %q, %v", pod, err)
 	}
 }
+
+// With an --all route every connection goes to the route untouched (here a
+// line protocol, not HTTP), except a probe, which the sidecar answers.
+func TestAllRouteRawTCPAndProbe(t *testing.T) {
+	app := named("app")
+	defer app.Close()
+	echo, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer echo.Close()
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	table := &Table{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	srv := &http.Server{Handler: NewHandler(table, strings.TrimPrefix(app.URL, "http://"), "copy-1", slog.New(slog.NewTextHandler(io.Discard, nil)))}
+	go srv.Serve(&allListener{Listener: ln, table: table, ctx: ctx, log: slog.New(slog.NewTextHandler(io.Discard, nil)), pod: "copy-1"})
+	defer srv.Close()
+	table.Add(tunnel.Route{All: true}, func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", echo.Addr().String())
+	})
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "not http at all\n")
+	c.(*net.TCPConn).CloseWrite()
+	got, _ := io.ReadAll(c)
+	c.Close()
+	if string(got) != "not http at all\n" {
+		t.Fatalf("raw connection got back %q", got)
+	}
+	if pod, err := probe(ctx, "http://"+ln.Addr().String()+"/"); err != nil || pod != "copy-1" {
+		t.Fatalf("probe under --all: %q %v", pod, err)
+	}
+}

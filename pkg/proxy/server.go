@@ -1,12 +1,16 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
@@ -93,7 +97,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		go ts.Serve(srvCtx, ctrlLn)
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(&allListener{Listener: dataLn, table: table, ctx: srvCtx, log: log}) }()
+	go func() {
+		errc <- srv.Serve(&allListener{Listener: dataLn, table: table, ctx: srvCtx, log: log, pod: cfg.Pod})
+	}()
 	log.Info("serving", "listen", dataLn.Addr().String(), "upstream", cfg.Upstream, "control", cfg.Control)
 
 	select {
@@ -141,6 +147,7 @@ type allListener struct {
 	table *Table
 	ctx   context.Context
 	log   *slog.Logger
+	pod   string
 }
 
 func (l *allListener) Accept() (net.Conn, error) {
@@ -150,9 +157,59 @@ func (l *allListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if r := l.table.all(); r != nil {
-			go pipeToRoute(l.ctx, c, r, l.log)
+			go l.pipeToRoute(c, r)
 			continue
 		}
 		return c, nil
 	}
+}
+
+// probeWait is how long an --all connection is watched for a probe before
+// it is piped: a client that speaks first has sent its request by then;
+// one that waits for the server loses at most this much.
+const probeWait = 50 * time.Millisecond
+
+// pipeToRoute hands a whole connection to an --all route, no HTTP parsing,
+// except that a probe (the first bytes carry the probe header) is answered
+// here, so an --all intercept can be verified like any other.
+func (l *allListener) pipeToRoute(conn net.Conn, r *route) {
+	br := bufio.NewReaderSize(conn, 4096)
+	conn.SetReadDeadline(time.Now().Add(probeWait))
+	br.Peek(1)
+	conn.SetReadDeadline(time.Time{})
+	first, _ := br.Peek(br.Buffered())
+	if bytes.Contains(bytes.ToLower(first), probeMarker) {
+		fmt.Fprintf(conn, "HTTP/1.1 204 No Content\r\n%s: %s\r\nConnection: close\r\n\r\n", tunnel.ProbePodHeader, l.pod)
+		conn.Close()
+		return
+	}
+	remote, err := r.dial(l.ctx)
+	if err != nil {
+		l.log.Warn("tunnel dial failed", "route", r.Route.String(), "err", err)
+		conn.Close()
+		return
+	}
+	tunnel.Pipe(&bufferedConn{Conn: conn, r: br}, remote)
+}
+
+var probeMarker = []byte(strings.ToLower(tunnel.ProbeHeader) + ":")
+
+// bufferedConn reads what was peeked before the rest of the connection.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// WriteTo keeps io.Copy from using the TCP connection's own WriteTo, which
+// would skip the peeked bytes.
+func (c *bufferedConn) WriteTo(w io.Writer) (int64, error) { return c.r.WriteTo(w) }
+
+// CloseWrite passes half-closes on to the TCP connection.
+func (c *bufferedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
 }

@@ -91,6 +91,10 @@ func Start(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*Start
 			return nil, describeAPIError(err, "reading service "+o.Service)
 		}
 	}
+	if err := workload.CheckService(svc); err != nil {
+		done(err)
+		return nil, err
+	}
 	port, err := workload.SelectPort(svc, o.Port)
 	if err != nil {
 		done(err)

@@ -2,6 +2,7 @@ package workload
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -73,13 +74,13 @@ func Copy(in CopyInput) (*appsv1.Deployment, PortPlan, error) {
 			podLabels[k] = v
 		}
 	}
+	scopeAntiAffinity(spec, podLabels, in.SessionLabel, in.SessionID)
 	podLabels[in.SessionLabel] = in.SessionID
 	tmpl.Labels = podLabels
 
 	if plan.TargetPortName != "" {
 		renameAppPort(spec, plan)
 	}
-	scopeAntiAffinity(spec, tmpl.Labels, in.SessionLabel, in.SessionID)
 	spec.Containers = append(spec.Containers, sidecar(in.ProxyImage, plan, speaksH2C(in.Port)))
 
 	d := &appsv1.Deployment{
@@ -214,23 +215,58 @@ func appPortName(name string) string {
 	return n
 }
 
-// scopeAntiAffinity narrows required anti-affinity terms that select the
-// pods' own labels to the copy's pods: otherwise the original's pods repel
-// the copy and it never schedules on a small cluster.
-func scopeAntiAffinity(spec *corev1.PodSpec, podLabels map[string]string, key, id string) {
-	if spec.Affinity == nil || spec.Affinity.PodAntiAffinity == nil {
-		return
+// scopeAntiAffinity handles required pod anti-affinity terms that select
+// the pods' own labels. Anti-affinity is symmetric: the original's pods,
+// whose terms we cannot change, would repel any copy pod carrying those
+// labels, and on a small cluster the copy would never schedule. So the copy's
+// pods drop the labels such terms select on, and the copy's own terms select
+// the session label instead, so its replicas still spread among themselves.
+// It returns the dropped label keys.
+func scopeAntiAffinity(spec *corev1.PodSpec, podLabels map[string]string, key, id string) []string {
+	keys := SelfAntiAffinityKeys(spec, podLabels)
+	if len(keys) == 0 {
+		return nil
 	}
 	terms := spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution
 	for i := range terms {
-		sel := terms[i].LabelSelector
+		if sel := terms[i].LabelSelector; sel != nil && selectsOwnPods(sel, podLabels) {
+			terms[i].LabelSelector = &metav1.LabelSelector{MatchLabels: map[string]string{key: id}}
+		}
+	}
+	for _, k := range keys {
+		delete(podLabels, k)
+	}
+	return keys
+}
+
+// SelfAntiAffinityKeys lists the label keys that required anti-affinity
+// terms of spec use to select pods with podLabels.
+func SelfAntiAffinityKeys(spec *corev1.PodSpec, podLabels map[string]string) []string {
+	if spec.Affinity == nil || spec.Affinity.PodAntiAffinity == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var keys []string
+	for _, term := range spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution {
+		sel := term.LabelSelector
 		if sel == nil || !selectsOwnPods(sel, podLabels) {
 			continue
 		}
-		sel.MatchExpressions = append(sel.MatchExpressions, metav1.LabelSelectorRequirement{
-			Key: key, Operator: metav1.LabelSelectorOpIn, Values: []string{id},
-		})
+		add := func(k string) {
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+		for k := range sel.MatchLabels {
+			add(k)
+		}
+		for _, e := range sel.MatchExpressions {
+			add(e.Key)
+		}
 	}
+	sort.Strings(keys)
+	return keys
 }
 
 func selectsOwnPods(sel *metav1.LabelSelector, podLabels map[string]string) bool {

@@ -83,6 +83,10 @@ func Preflight(svc *corev1.Service, port *corev1.ServicePort, d *appsv1.Deployme
 	if r := d.Spec.Replicas; r != nil && *r == 1 && d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
 		warnings = append(warnings, fmt.Sprintf("deployment %s looks like a singleton (1 replica, Recreate): while intercepted, the copy runs beside it, so scheduled jobs and queue consumers run twice", d.Name))
 	}
+	if keys := SelfAntiAffinityKeys(spec, d.Spec.Template.Labels); len(keys) > 0 {
+		warnings = append(warnings, fmt.Sprintf("deployment %s requires its pods to avoid each other (pod anti-affinity on %s): the copy's pods go without the label(s) %s so the original's pods do not repel them, and policies that select those labels do not apply to the copy",
+			d.Name, strings.Join(keys, ", "), strings.Join(keys, ", ")))
+	}
 	for _, p := range svc.Spec.Ports {
 		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP && p.Name != port.Name {
 			warnings = append(warnings, fmt.Sprintf("port %s (%s) moves to the copy's pods unproxied", portName(&p), p.Protocol))
