@@ -235,8 +235,12 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return end(err)
 	}
-	done = p.Step("checking that service " + o.Service + " reaches the sidecar")
-	pod, err := verifyActive(ctx, follower, st.Service, rec.Port, o.Timeout)
+	done = p.Step("checking that service " + o.Service + " reaches the sidecars only")
+	err = session.WaitEndpointsOnCopy(ctx, o.Client, o.Namespace, o.Service, rec, o.Timeout)
+	var pod string
+	if err == nil {
+		pod, err = verifyActive(ctx, follower, st.Service, rec.Port, o.Timeout)
+	}
 	done(err)
 	if err != nil {
 		return end(err)
@@ -294,20 +298,26 @@ func (o *InterceptOptions) leave(st *session.Started, p *progress, cause error) 
 }
 
 // verifyActive asks a sidecar to request the Service's ClusterIP with the
-// probe header until a sidecar answers: only then do callers reach the copy.
+// probe header until sidecars answer three times in a row, each on a new
+// connection: kube-proxy then sends new connections to the copy.
 func verifyActive(ctx context.Context, f *tunnel.Follower, svc *corev1.Service, port string, timeout time.Duration) (string, error) {
 	url := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, servicePort(svc, port)) + "/"
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last error
+	streak := 0
 	for {
 		c, err := f.AnyClient()
 		if err == nil {
 			var pod string
 			if pod, err = c.Probe(url); err == nil {
-				return pod, nil
+				if streak++; streak == 3 {
+					return pod, nil
+				}
+				continue
 			}
 		}
+		streak = 0
 		last = err
 		select {
 		case <-ctx.Done():

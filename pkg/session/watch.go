@@ -72,3 +72,51 @@ func selectorManager(svc *corev1.Service) string {
 	}
 	return fmt.Sprintf("%q (%s%s)", best.Manager, best.Operation, when)
 }
+
+// WaitEndpointsOnCopy waits until every ready endpoint of the Service is a
+// pod of the session's copy: until then kube-proxy may still send new
+// connections to the original's pods.
+func WaitEndpointsOnCopy(ctx context.Context, cs kubernetes.Interface, ns, name string, rec *Record, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	sliceSel := "kubernetes.io/service-name=" + name
+	podSel := LabelSession + "=" + rec.ID
+	for {
+		if onCopyOnly(ctx, cs, ns, sliceSel, podSel) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("service %s still lists pods other than the copy's after %s", name, timeout)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func onCopyOnly(ctx context.Context, cs kubernetes.Interface, ns, sliceSel, podSel string) bool {
+	slices, err := cs.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: sliceSel})
+	if err != nil {
+		return false
+	}
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: podSel})
+	if err != nil {
+		return false
+	}
+	copyPods := map[string]bool{}
+	for _, p := range pods.Items {
+		copyPods[p.Name] = true
+	}
+	ready := 0
+	for _, s := range slices.Items {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready != nil && !*e.Conditions.Ready {
+				continue
+			}
+			if e.TargetRef == nil || !copyPods[e.TargetRef.Name] {
+				return false
+			}
+			ready++
+		}
+	}
+	return ready > 0
+}
