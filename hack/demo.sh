@@ -58,9 +58,11 @@ say "3. kubectl intercept svc/demo -n $NS -l $LOCAL_PORT -x x-dev:alice --detach
 "$PLUGIN" svc/demo -n "$NS" -l "$LOCAL_PORT" -x x-dev:alice --detach
 
 say "4. Requests through the Service's ClusterIP ($IP)"
+# who answered: the "pod" field of the demo app's JSON echo
+who() { curl -s "$@" | tr -d '\n' | grep -o '"pod": *"[^"]*"' | cut -d'"' -f4; }
 for i in 1 2 3; do
-	printf 'without header  -> %s\n' "$(curl -s "http://$IP/" | head -c 60)"
-	printf 'x-dev: alice    -> %s\n' "$(curl -s -H 'x-dev: alice' "http://$IP/" | head -c 60)"
+	printf 'curl http://%s/                    -> %s\n' "$IP" "$(who "http://$IP/")"
+	printf 'curl -H "x-dev: alice" http://%s/  -> %s\n' "$IP" "$(who -H 'x-dev: alice' "http://$IP/")"
 done
 
 say "5. kubectl intercept list -n $NS"
@@ -68,5 +70,5 @@ say "5. kubectl intercept list -n $NS"
 
 say "6. kubectl intercept close svc/demo -n $NS"
 "$PLUGIN" close svc/demo -n "$NS"
-printf 'x-dev: alice    -> %s\n' "$(curl -s -H 'x-dev: alice' "http://$IP/" | head -c 60)"
+printf 'curl -H "x-dev: alice" http://%s/  -> %s\n' "$IP" "$(who -H 'x-dev: alice' "http://$IP/")"
 say "The Service is as it was. Remove the demo with: $KUBECTL delete namespace $NS"

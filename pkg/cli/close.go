@@ -103,8 +103,8 @@ func (o *CloseOptions) Run(ctx context.Context) error {
 		}
 		var errs []error
 		for _, name := range names {
-			_, _ = stopBackground(stateKey(o.configFlags, o.Namespace, name), o.Timeout)
-			if err := o.closeService(ctx, p, name); err != nil {
+			stopped, _ := stopBackground(stateKey(o.configFlags, o.Namespace, name), o.Timeout)
+			if err := o.closeService(ctx, p, name, stopped); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -128,15 +128,17 @@ func (o *CloseOptions) Run(ctx context.Context) error {
 			}
 		}
 	}
-	return o.closeService(ctx, p, o.Service)
+	return o.closeService(ctx, p, o.Service, stopped)
 }
 
-func (o *CloseOptions) closeService(ctx context.Context, p *progress, name string) error {
+// closeService restores one Service; stopped says a background intercept
+// of ours ended just before (and so may have restored it already).
+func (o *CloseOptions) closeService(ctx context.Context, p *progress, name string, stopped bool) error {
 	res, err := session.Close(ctx, o.Client, session.CloseOptions{Namespace: o.Namespace, Service: name, Timeout: o.Timeout, Progress: p})
 	if err != nil {
 		return err
 	}
-	if !res.Restored && len(res.Deleted) == 0 {
+	if !res.Restored && len(res.Deleted) == 0 && !stopped {
 		p.Infof("Service %s/%s has no intercept; nothing to do.", o.Namespace, name)
 		return nil
 	}

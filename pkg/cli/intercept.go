@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"os/user"
 	"strconv"
 	"strings"
 	"syscall"
@@ -408,9 +409,12 @@ func clientID() string {
 // owner names the developer in messages to others: user@host.
 func owner() string {
 	host, _ := os.Hostname()
-	user := os.Getenv("USER")
-	if user == "" {
-		user = "someone"
+	name := os.Getenv("USER")
+	if u, err := user.Current(); name == "" && err == nil {
+		name = u.Username
 	}
-	return strings.TrimSuffix(user+"@"+host, "@")
+	if name == "" {
+		name = "someone"
+	}
+	return strings.TrimSuffix(name+"@"+host, "@")
 }
