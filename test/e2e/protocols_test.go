@@ -1,0 +1,241 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/demo"
+)
+
+// laptopDemo runs the demo app on this machine as the developer's service,
+// answering as "laptop": every protocol the cluster's demo speaks.
+func laptopDemo(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := demo.NewServer(demo.Config{Pod: laptopPod}).HTTPServer("")
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Every protocol, through a live intercept, for the route to the laptop
+// (header x-dev: alice, or gRPC metadata) and for everyone else.
+func TestProtocolsThroughIntercept(t *testing.T) {
+	ns := newNamespace(t)
+	svc := deployDemo(t, ns, demoOptions{})
+	p := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(laptopDemo(t)), "-x", "x-dev:alice")
+	p.waitOutput(t, "Intercepting service", 2*time.Minute)
+	addr := net.JoinHostPort(svc.Spec.ClusterIP, "80")
+	isLaptop := func(pod string) bool { return pod == laptopPod }
+	isCluster := func(pod string) bool { return strings.HasPrefix(pod, "demo-") }
+	routes := []struct {
+		name   string
+		header http.Header
+		want   func(string) bool
+	}{
+		{"to laptop", header("x-dev", "alice"), isLaptop},
+		{"to cluster", header("x-dev", "bob"), isCluster},
+	}
+
+	t.Run("h2c streams routed one by one on one connection", func(t *testing.T) {
+		tr := &http.Transport{}
+		var protos http.Protocols
+		protos.SetUnencryptedHTTP2(true)
+		tr.Protocols = &protos
+		defer tr.CloseIdleConnections()
+		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		var wg sync.WaitGroup
+		errs := make(chan error, 100)
+		for i := 0; i < 100; i++ {
+			r := routes[i%2]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+				req.Header = r.header.Clone()
+				resp, err := c.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer resp.Body.Close()
+				var e echo
+				json.NewDecoder(resp.Body).Decode(&e)
+				if resp.ProtoMajor != 2 || !r.want(e.Pod) {
+					errs <- fmt.Errorf("%s: proto %s answered by %q", r.name, resp.Proto, e.Pod)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	})
+
+	t.Run("gRPC unary and bidi streaming by metadata", func(t *testing.T) {
+		conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		client := demo.NewEchoClient(conn)
+		for _, r := range routes {
+			ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "x-dev", r.header.Get("x-dev")), 10*time.Second)
+			var md metadata.MD
+			reply, err := client.Echo(ctx, &demo.Message{Message: "hi"}, grpc.Header(&md))
+			if err != nil || !r.want(reply.Pod) || reply.Message != "hi" {
+				t.Errorf("%s: unary answered %+v, %v", r.name, reply, err)
+			}
+			stream, err := client.Chat(ctx)
+			if err != nil {
+				t.Fatalf("%s: chat: %v", r.name, err)
+			}
+			for i := 0; i < 3; i++ {
+				if err := stream.Send(&demo.Message{Message: strconv.Itoa(i)}); err != nil {
+					t.Fatal(err)
+				}
+				m, err := stream.Recv()
+				if err != nil || m.Message != strconv.Itoa(i) || !r.want(m.Pod) {
+					t.Errorf("%s: chat message %d: %+v, %v", r.name, i, m, err)
+				}
+			}
+			stream.CloseSend()
+			if _, err := stream.Recv(); err != io.EOF {
+				t.Errorf("%s: chat end: %v, want EOF (grpc-status OK in trailers)", r.name, err)
+			}
+			cancel()
+		}
+	})
+
+	t.Run("large bodies stream both ways", func(t *testing.T) {
+		const size = 100 << 20
+		want := sha256.New()
+		io.Copy(want, demo.Pattern(size))
+		wantSum := hex.EncodeToString(want.Sum(nil))
+		c := &http.Client{Timeout: 2 * time.Minute}
+		for _, r := range routes {
+			req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/bytes?n=%d", addr, size), nil)
+			req.Header = r.header.Clone()
+			start := time.Now()
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatalf("%s: download: %v", r.name, err)
+			}
+			h := sha256.New()
+			n, err := io.Copy(h, resp.Body)
+			resp.Body.Close()
+			if err != nil || n != size || hex.EncodeToString(h.Sum(nil)) != wantSum || !r.want(resp.Header.Get(demo.PodHeader)) {
+				t.Errorf("%s: download got %d bytes from %q, %v", r.name, n, resp.Header.Get(demo.PodHeader), err)
+			}
+			t.Logf("%s: 100 MiB down in %s", r.name, time.Since(start).Round(time.Millisecond))
+
+			start = time.Now()
+			req, _ = http.NewRequest(http.MethodPost, "http://"+addr+"/upload", demo.Pattern(size))
+			req.Header = r.header.Clone()
+			req.ContentLength = size
+			resp, err = c.Do(req)
+			if err != nil {
+				t.Fatalf("%s: upload: %v", r.name, err)
+			}
+			var up demo.UploadResponse
+			json.NewDecoder(resp.Body).Decode(&up)
+			resp.Body.Close()
+			if up.Bytes != size || up.SHA256 != wantSum || !r.want(up.Pod) {
+				t.Errorf("%s: upload answered %+v", r.name, up)
+			}
+			t.Logf("%s: 100 MiB up in %s", r.name, time.Since(start).Round(time.Millisecond))
+		}
+	})
+
+	t.Run("status codes pass through", func(t *testing.T) {
+		for _, r := range routes {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/status/503", nil)
+			req.Header = r.header.Clone()
+			resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+			if err != nil || resp.StatusCode != 503 {
+				t.Errorf("%s: %v %v", r.name, resp, err)
+			}
+			if resp != nil {
+				resp.Body.Close()
+			}
+		}
+	})
+
+	// WebSocket and Server-Sent Events held open for a minute, both routes
+	// at once.
+	t.Run("long-lived", func(t *testing.T) {
+		for _, r := range routes {
+			t.Run("websocket "+r.name, func(t *testing.T) {
+				t.Parallel()
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				defer cancel()
+				ws, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", &websocket.DialOptions{HTTPHeader: r.header})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ws.CloseNow()
+				_, first, err := ws.Read(ctx)
+				if err != nil || !r.want(string(first)) {
+					t.Fatalf("first message %q, %v", first, err)
+				}
+				end := time.Now().Add(61 * time.Second)
+				for i := 0; time.Now().Before(end); i++ {
+					msg := fmt.Sprintf("ping %d", i)
+					if err := ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+						t.Fatalf("after %s: %v", time.Until(end), err)
+					}
+					_, got, err := ws.Read(ctx)
+					if err != nil || string(got) != msg {
+						t.Fatalf("echo %q, %v", got, err)
+					}
+					time.Sleep(5 * time.Second)
+				}
+				ws.Close(websocket.StatusNormalClosure, "")
+			})
+			t.Run("sse "+r.name, func(t *testing.T) {
+				t.Parallel()
+				req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/sse?interval=1s&count=62", nil)
+				req.Header = r.header.Clone()
+				resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				start, events := time.Now(), 0
+				sc := bufio.NewScanner(resp.Body)
+				for sc.Scan() {
+					if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+						if !r.want(data) {
+							t.Fatalf("event from %q", data)
+						}
+						events++
+					}
+				}
+				if events != 62 || time.Since(start) < 60*time.Second {
+					t.Fatalf("%d events in %s, want 62 over a minute", events, time.Since(start))
+				}
+			})
+		}
+	})
+}
