@@ -50,7 +50,7 @@ images:
 e2e: build cluster-up images
 	KUBECONFIG=$(KUBECONFIG_E2E) KUBECTL_INTERCEPT_PROXY_IMAGE=$(PROXY_IMAGE) E2E_DEMO_IMAGE=$(DEMO_IMAGE) \
 	E2E_PLUGIN=$(CURDIR)/bin/kubectl-intercept E2E_KUBECTL=$(CACHE_DIR)/bin/kubectl \
-		$(GO) test -count=1 -timeout 30m -v ./test/e2e/...
+		$(GO) test -count=1 -timeout 30m -parallel 4 -v ./test/e2e/...
 
 demo: build cluster-up images
 	KUBECONFIG=$(KUBECONFIG_E2E) PROXY_IMAGE=$(PROXY_IMAGE) DEMO_IMAGE=$(DEMO_IMAGE) \

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -66,17 +67,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	h2 := h.wantsH2(r)
-	rt := h.upstream1
-	if rr := h.Table.match(r.Header); rr != nil {
-		rt = rr.transport
-		if h2 {
-			rt = rr.h2
-		}
-	} else if h2 {
-		rt = h.upstream2
-	}
-	h.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, rt)))
+	d := decision{route: h.Table.match(r.Header), h2: h.wantsH2(r)}
+	h.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, d)))
+}
+
+// decision is where ServeHTTP sent a request, for roundTrip.
+type decision struct {
+	route *route // nil: the app
+	h2    bool
 }
 
 // wantsH2 decides how a request travels on: HTTP/2 (h2c) when it came in
@@ -91,12 +89,47 @@ func (h *Handler) wantsH2(r *http.Request) bool {
 }
 
 func (h *Handler) roundTrip(r *http.Request) (*http.Response, error) {
-	rt, _ := r.Context().Value(ctxKey{}).(http.RoundTripper)
-	if rt == nil {
-		rt = h.upstream1
+	d, _ := r.Context().Value(ctxKey{}).(decision)
+	app := h.upstream1
+	if d.h2 {
+		app = h.upstream2
 	}
-	return rt.RoundTrip(r)
+	if d.route == nil {
+		return app.RoundTrip(r)
+	}
+	rt := d.route.transport
+	if d.h2 {
+		rt = d.route.h2
+	}
+	// The transport closes the body on every error; keep it open so the
+	// request can still go to the app if the tunnel turns out to be gone.
+	tr := r
+	if r.Body != nil && r.Body != http.NoBody {
+		tr = r.Clone(r.Context())
+		tr.Body = keepOpen{r.Body}
+	}
+	resp, err := rt.RoundTrip(tr)
+	if err != nil && errors.Is(err, errTunnelGone) {
+		// The developer left a moment ago and this sidecar has not yet
+		// seen it: fail open. Nothing of the request was sent (the dial
+		// failed), so the app gets it whole.
+		if h.Log != nil {
+			h.Log.Debug("tunnel gone, request goes to the app", "route", d.route.Route.String())
+		}
+		return app.RoundTrip(r)
+	}
+	if err != nil && tr != r {
+		r.Body.Close()
+	}
+	return resp, err
 }
+
+// errTunnelGone marks a failed dial through a developer's tunnel.
+var errTunnelGone = errors.New("tunnel to the developer is gone")
+
+type keepOpen struct{ io.Reader }
+
+func (keepOpen) Close() error { return nil }
 
 func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -184,5 +185,34 @@ func TestAllRouteRawTCPAndProbe(t *testing.T) {
 	}
 	if pod, err := probe(ctx, "http://"+ln.Addr().String()+"/"); err != nil || pod != "copy-1" {
 		t.Fatalf("probe under --all: %q %v", pod, err)
+	}
+}
+
+// A route whose tunnel is gone (the sidecar has not yet seen the developer
+// leave) fails open: the request, body and all, goes to the app.
+func TestGoneTunnelFailsOpen(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Answered-By", "app")
+		w.Write(b)
+	}))
+	defer app.Close()
+	table := &Table{}
+	table.Add(tunnel.Route{Header: "x-dev", Value: "alice"}, func(context.Context) (net.Conn, error) {
+		return nil, errors.New("session shutdown")
+	})
+	h := NewHandler(table, strings.TrimPrefix(app.URL, "http://"), "p", nil)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/", strings.NewReader("payload"))
+	req.Header.Set("X-Dev", "alice")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Answered-By") != "app" || string(body) != "payload" {
+		t.Fatalf("got %d from %q body %q", resp.StatusCode, resp.Header.Get("X-Answered-By"), body)
 	}
 }

@@ -4,7 +4,9 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"sync"
 
@@ -34,7 +36,14 @@ func (t *Table) Add(r tunnel.Route, dial tunnel.DialFunc) (func(), error) {
 	if !r.All {
 		r.Header = http.CanonicalHeaderKey(r.Header)
 	}
-	nr := &route{Route: r, dial: dial, transport: newTransport(dial, false), h2: newTransport(dial, true)}
+	tunnelDial := func(ctx context.Context) (net.Conn, error) {
+		c, err := dial(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errTunnelGone, err)
+		}
+		return c, nil
+	}
+	nr := &route{Route: r, dial: dial, transport: newTransport(tunnelDial, false), h2: newTransport(tunnelDial, true)}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	kept := make([]*route, 0, len(t.routes)+1)

@@ -107,9 +107,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("serving traffic: %w", err)
 	case <-ctx.Done():
 	}
-	// Drain: the Service has (or is about to have) moved away; keep
-	// answering for a moment, then close idle keep-alive connections and
-	// send HTTP/2 GOAWAY, and let requests in flight finish.
+	// Drain. kube-proxy takes a moment to stop sending new connections to
+	// a terminating pod, so keep accepting for DrainDelay; meanwhile every
+	// HTTP/1.1 response says Connection: close, so pooled connections move
+	// away after their next request. Then close idle connections, send
+	// HTTP/2 GOAWAY, and let requests in flight finish.
+	srv.SetKeepAlivesEnabled(false)
 	time.Sleep(cfg.DrainDelay)
 	shCtx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()

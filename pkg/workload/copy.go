@@ -81,6 +81,7 @@ func Copy(in CopyInput) (*appsv1.Deployment, PortPlan, error) {
 	if plan.TargetPortName != "" {
 		renameAppPort(spec, plan)
 	}
+	holdAppWhileDraining(spec, plan)
 	spec.Containers = append(spec.Containers, sidecar(in.ProxyImage, plan, speaksH2C(in.Port)))
 
 	d := &appsv1.Deployment{
@@ -197,6 +198,44 @@ func renameAppPort(spec *corev1.PodSpec, plan PortPlan) {
 			fixLifecycle(c.Lifecycle.PreStop)
 		}
 	}
+}
+
+// appDrainSeconds is how long the copy's app keeps running after its pod is
+// deleted: longer than the sidecar's drain delay, so requests the sidecar
+// still accepts while kube-proxy catches up have an app to go to.
+const appDrainSeconds = 4
+
+// holdAppWhileDraining gives the app container that serves the intercepted
+// port a preStop sleep, unless it has a preStop hook of its own: all
+// containers of a pod get SIGTERM at once, and an app that stops listening
+// at once would turn the sidecar's drain into 502s. The copy only; the
+// original is never changed.
+func holdAppWhileDraining(spec *corev1.PodSpec, plan PortPlan) {
+	for i := range spec.Containers {
+		c := &spec.Containers[i]
+		if !servesPort(c, plan.AppPort) && len(spec.Containers) > 1 {
+			continue
+		}
+		if c.Lifecycle == nil {
+			c.Lifecycle = &corev1.Lifecycle{}
+		}
+		if c.Lifecycle.PreStop == nil {
+			c.Lifecycle.PreStop = &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: appDrainSeconds}}
+		}
+		if g := spec.TerminationGracePeriodSeconds; g != nil && *g < appDrainSeconds+2 {
+			spec.TerminationGracePeriodSeconds = ptr.To(int64(appDrainSeconds + 2))
+		}
+		return
+	}
+}
+
+func servesPort(c *corev1.Container, port int32) bool {
+	for _, p := range c.Ports {
+		if p.ContainerPort == port {
+			return true
+		}
+	}
+	return false
 }
 
 // appPortName is the app port's name in the copy: a valid IANA service
