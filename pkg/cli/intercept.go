@@ -127,6 +127,19 @@ account. 'kubectl intercept close' restores the Service exactly as it was.`,
 // Complete resolves the Service argument, the namespace and the clients.
 func (o *InterceptOptions) Complete(cmd *cobra.Command, args []string) error {
 	var err error
+	if o.RESTConfig, o.Client, err = clients(o.configFlags); err != nil {
+		return err
+	}
+	if !o.DryRun {
+		// Every missing permission at once, before anything changes.
+		ns, _, err := o.configFlags.ToRawKubeConfigLoader().Namespace()
+		if err != nil {
+			return fmt.Errorf("reading the namespace from kubeconfig: %w", err)
+		}
+		if err := session.CheckAccess(cmd.Context(), o.Client, ns, session.Needed); err != nil {
+			return err
+		}
+	}
 	if o.Namespace, o.Service, err = resolveService(o.configFlags, args[0]); err != nil {
 		return err
 	}
@@ -147,9 +160,6 @@ func (o *InterceptOptions) Complete(cmd *cobra.Command, args []string) error {
 	}
 	o.Route.Owner = owner()
 	o.Route.Client = clientID()
-	if o.RESTConfig, o.Client, err = clients(o.configFlags); err != nil {
-		return err
-	}
 	o.stateKey = stateKey(o.configFlags, o.Namespace, o.Service)
 	return nil
 }

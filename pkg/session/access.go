@@ -1,0 +1,79 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	authv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Permission is one thing the tool does in a namespace.
+type Permission struct {
+	Group, Resource, Subresource string
+	// Verbs must all be allowed: port-forward is authorized as get over
+	// WebSocket and as create over the SPDY fallback, so it is one
+	// permission with two verbs.
+	Verbs []string
+	// Why is shown when it is missing.
+	Why string
+}
+
+func (p Permission) String() string {
+	r := p.Resource
+	if p.Subresource != "" {
+		r += "/" + p.Subresource
+	}
+	if p.Group != "" {
+		r += "." + p.Group
+	}
+	return strings.Join(p.Verbs, ",") + " " + r
+}
+
+// Needed is every permission an intercept uses, the same list as
+// docs/rbac.yaml.
+var Needed = []Permission{
+	{Resource: "services", Verbs: []string{"get", "list", "update"}, Why: "read the Service, switch it and restore it"},
+	{Resource: "pods", Verbs: []string{"get", "list", "watch"}, Why: "find the workload and follow the copy's pods"},
+	{Resource: "pods", Subresource: "portforward", Verbs: []string{"get", "create"}, Why: "the tunnel to the sidecars"},
+	{Resource: "persistentvolumeclaims", Verbs: []string{"get"}, Why: "check the workload's volumes"},
+	{Group: "apps", Resource: "deployments", Verbs: []string{"get", "list", "create", "delete"}, Why: "read the original, create and delete the copy"},
+	{Group: "apps", Resource: "replicasets", Verbs: []string{"get", "list"}, Why: "find the Deployment behind the pods, see why the copy's pods fail"},
+	{Group: "discovery.k8s.io", Resource: "endpointslices", Verbs: []string{"list"}, Why: "know when the Service has moved"},
+}
+
+// CheckAccess asks the API server (SelfSubjectAccessReview) for every
+// permission in perms and reports all that are missing at once, before
+// anything changes.
+func CheckAccess(ctx context.Context, cs kubernetes.Interface, ns string, perms []Permission) error {
+	var missing []string
+	for _, p := range perms {
+		var denied []string
+		for _, verb := range p.Verbs {
+			review := &authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{
+				ResourceAttributes: &authv1.ResourceAttributes{
+					Namespace: ns, Verb: verb, Group: p.Group, Resource: p.Resource, Subresource: p.Subresource,
+				},
+			}}
+			res, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+			if err != nil {
+				return fmt.Errorf("checking permissions in namespace %s: %w", ns, err)
+			}
+			if !res.Status.Allowed {
+				denied = append(denied, verb)
+			}
+		}
+		if len(denied) > 0 {
+			q := p
+			q.Verbs = denied
+			missing = append(missing, fmt.Sprintf("%s (to %s)", q, p.Why))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing permissions in namespace %s; nothing was changed:\n  - %s\nAsk for the Role in docs/rbac.yaml (kubectl create rolebinding ... --role=kubectl-intercept)",
+			ns, strings.Join(missing, "\n  - "))
+	}
+	return nil
+}
