@@ -21,7 +21,7 @@ PKG := github.com/kubectl-intercept/kubectl-intercept
 LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Commit=$(COMMIT)
 export CACHE_DIR CLUSTER_DIR VERSION PROXY_IMAGE DEMO_IMAGE
 
-.PHONY: build vet unit cross cluster-up cluster-down images demo e2e test clean
+.PHONY: build vet unit cross cluster-up cluster-down images demo e2e test clean bench
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kubectl-intercept ./cmd/kubectl-intercept
@@ -60,3 +60,8 @@ test: vet unit cross e2e
 
 clean:
 	rm -rf bin dist
+
+# Data-plane benchmark, intercept-proxy vs nginx and HAProxy on loopback
+# (about 7 minutes; writes bench/results.md). See bench/run.sh.
+bench:
+	bash bench/run.sh
