@@ -308,9 +308,15 @@ func (o *InterceptOptions) leave(st *session.Started, p *progress, cause error) 
 	return cause
 }
 
+// activeProbes is how many probes in a row must reach sidecars. Each is a
+// new connection that kube-proxy balances at random over the endpoints it
+// has programmed; while half of them were still the original's, ten in a
+// row would reach sidecars by chance once in a thousand.
+const activeProbes = 10
+
 // verifyActive asks a sidecar to request the Service's ClusterIP with the
-// probe header until sidecars answer three times in a row, each on a new
-// connection: kube-proxy then sends new connections to the copy.
+// probe header until sidecars answer activeProbes times in a row: kube-proxy
+// then sends new connections to the copy.
 func verifyActive(ctx context.Context, f *tunnel.Follower, svc *corev1.Service, port string, timeout time.Duration) (string, error) {
 	url := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, servicePort(svc, port)) + "/"
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -322,7 +328,7 @@ func verifyActive(ctx context.Context, f *tunnel.Follower, svc *corev1.Service, 
 		if err == nil {
 			var pod string
 			if pod, err = c.Probe(url); err == nil {
-				if streak++; streak == 3 {
+				if streak++; streak == activeProbes {
 					return pod, nil
 				}
 				continue
@@ -402,6 +408,7 @@ func clients(flags *genericclioptions.ConfigFlags) (*rest.Config, kubernetes.Int
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading kubeconfig: %w", err)
 	}
+	injectFault(cfg)
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, nil, err

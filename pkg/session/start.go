@@ -64,10 +64,10 @@ type Started struct {
 // copy the workload with the sidecar, wait until the copy is ready, then
 // switch the Service in one update. On failure it undoes what it made.
 func Start(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*Started, error) {
-	p := o.Progress
-	if p == nil {
-		p = NopProgress{}
+	if o.Progress == nil {
+		o.Progress = NopProgress{}
 	}
+	p := o.Progress
 	done := p.Step("resolving service " + o.Service)
 	svc, err := cs.CoreV1().Services(o.Namespace).Get(ctx, o.Service, metav1.GetOptions{})
 	if err != nil {
@@ -119,6 +119,9 @@ func Start(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*Start
 		p.Warn(w)
 	}
 
+	if st, err := resume(ctx, cs, svc, target, port, o); st != nil || err != nil {
+		return st, err
+	}
 	rec := &Record{
 		Version:  RecordVersion,
 		ID:       newID(),
@@ -157,6 +160,40 @@ func Start(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*Start
 		return nil, describeAPIError(err, "creating deployment "+cp.Name)
 	}
 	done(nil)
+	return finish(ctx, cs, svc, rec, replicas, o)
+}
+
+// resume picks up a copy of this Service that an earlier start made but
+// never switched to (it crashed, or is still starting): rather than make a
+// second one, wait for it and switch to it.
+func resume(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, target *workload.Target, port *corev1.ServicePort, o StartOptions) (*Started, error) {
+	if o.DryRun {
+		return nil, nil
+	}
+	copies, err := findCopies(ctx, cs, o.Namespace, svc.Name)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(copies) - 1; i >= 0; i-- { // newest first
+		c := copies[i]
+		rec, err := DecodeRecord(c.Annotations[AnnotationRecord])
+		if err != nil || c.DeletionTimestamp != nil || rec.Workload != target.Deployment.Name || rec.Port != portKey(port) {
+			continue
+		}
+		o.Progress.Warn(fmt.Sprintf("resuming the intercept an earlier start left unfinished (deployment %s)", c.Name))
+		replicas := int32(1)
+		if c.Spec.Replicas != nil {
+			replicas = *c.Spec.Replicas
+		}
+		return finish(ctx, cs, svc, rec, replicas, o)
+	}
+	return nil, nil
+}
+
+// finish waits for the copy and switches the Service to it; on failure it
+// undoes the session.
+func finish(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, rec *Record, replicas int32, o StartOptions) (*Started, error) {
+	p := o.Progress
 	undo := func(cause error) error {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
@@ -166,8 +203,8 @@ func Start(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*Start
 		return cause
 	}
 
-	done = p.Step(fmt.Sprintf("waiting for %d/%d pods of %s to be ready", replicas, replicas, cp.Name))
-	err = WaitReady(ctx, cs, o.Namespace, cp.Name, rec.ID, replicas, o.ReadyTimeout)
+	done := p.Step(fmt.Sprintf("waiting for %d/%d pods of %s to be ready", replicas, replicas, rec.Copy))
+	err := WaitReady(ctx, cs, o.Namespace, rec.Copy, rec.ID, replicas, o.ReadyTimeout)
 	done(err)
 	if err != nil {
 		return nil, undo(err)

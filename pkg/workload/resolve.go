@@ -35,14 +35,13 @@ func Resolve(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, 
 		return nil, fmt.Errorf("listing the pods of service %s (selector %s): %w", svc.Name, sel, err)
 	}
 	owners := map[string][]corev1.Pod{}
-	var copies, unsupported []string
+	var unsupported []string
 	for _, p := range pods.Items {
 		if p.DeletionTimestamp != nil {
 			continue
 		}
 		if _, ok := p.Labels[sessionLabel]; ok {
-			copies = append(copies, p.Name)
-			continue
+			continue // a pod of one of our copies: not the workload
 		}
 		ref := metav1.GetControllerOf(&p)
 		if ref == nil {
@@ -64,10 +63,6 @@ func Resolve(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, 
 		default:
 			unsupported = append(unsupported, strings.ToLower(ref.Kind)+"/"+ref.Name)
 		}
-	}
-	if len(copies) > 0 {
-		return nil, fmt.Errorf("service %s selects pods of an earlier intercept's copy (%s): "+
-			"run `kubectl intercept close svc/%s` (or add -c) to clean it up first", svc.Name, strings.Join(copies, ", "), svc.Name)
 	}
 	if len(unsupported) > 0 {
 		sort.Strings(unsupported)

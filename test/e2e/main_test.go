@@ -252,7 +252,15 @@ func (p *pluginProc) output() string {
 // startPlugin runs kubectl-intercept in the background.
 func startPlugin(t *testing.T, args ...string) *pluginProc {
 	t.Helper()
+	return startPluginEnv(t, nil, args...)
+}
+
+// startPluginEnv runs kubectl-intercept in the background with extra
+// environment variables.
+func startPluginEnv(t *testing.T, env []string, args ...string) *pluginProc {
+	t.Helper()
 	p := &pluginProc{cmd: pluginCmd(t, args...)}
+	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"k8s.io/client-go/rest"
+)
+
+// EnvFaultAfter makes the process exit (code 3) right after its N-th
+// successful mutating API call: the crash tests use it to stop the start and
+// close sequences after every step and check that close recovers.
+const EnvFaultAfter = "KUBECTL_INTERCEPT_FAULT_AFTER"
+
+// injectFault wraps cfg's transport when EnvFaultAfter is set.
+func injectFault(cfg *rest.Config) {
+	n, err := strconv.Atoi(os.Getenv(EnvFaultAfter))
+	if err != nil || n <= 0 {
+		return
+	}
+	var count atomic.Int64
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := rt.RoundTrip(r)
+			if err == nil && resp.StatusCode < 300 && mutating(r) && count.Add(1) == int64(n) {
+				fmt.Fprintf(os.Stderr, "fault injected after mutating call %d: %s %s\n", n, r.Method, r.URL.Path)
+				os.Exit(3)
+			}
+			return resp, err
+		})
+	})
+}
+
+// mutating tells the calls that change the cluster from reads, access
+// reviews and port-forwards.
+func mutating(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+	default:
+		return false
+	}
+	return !strings.Contains(r.URL.Path, "selfsubjectaccessreviews") && !strings.HasSuffix(r.URL.Path, "/portforward")
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
