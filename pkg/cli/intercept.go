@@ -222,12 +222,14 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		Local: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.LocalPort)),
 		Log:   func(format string, args ...any) { p.Infof(format, args...) },
 	}
-	fctx, stopTunnels := context.WithCancel(ctx)
+	// The tunnels outlive Ctrl-C until Leave has let requests in flight end.
+	fctx, stopTunnels := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopTunnels()
 	ferr := make(chan error, 1)
 	go func() { ferr <- follower.Run(fctx) }()
 
 	end := func(cause error) error {
+		follower.Leave(2 * time.Second)
 		stopTunnels()
 		<-ferr
 		return o.leave(st, p, cause)

@@ -55,6 +55,21 @@ func (c *Client) Register(r Route) (string, error) {
 	return resp.Pod, err
 }
 
+// Unregister removes this session's routes from the sidecar while the
+// tunnel stays up, so requests in flight can finish.
+func (c *Client) Unregister() error {
+	_, err := c.call(Request{Op: "unregister"})
+	return err
+}
+
+// InFlight is the number of intercepted connections open on the session.
+func (c *Client) InFlight() int {
+	if n := c.sess.NumStreams() - 1; n > 0 { // minus the control stream
+		return n
+	}
+	return 0
+}
+
 // Routes lists the sidecar's live routes.
 func (c *Client) Routes() ([]Route, error) {
 	resp, err := c.call(Request{Op: "routes"})

@@ -206,6 +206,32 @@ func podServes(p *corev1.Pod) bool {
 	return false
 }
 
+// Leave unregisters the route from every sidecar, then waits (at most
+// timeout) for the intercepted connections in flight to finish, so a
+// developer who ends an intercept fails none of their own requests.
+func (f *Follower) Leave(timeout time.Duration) {
+	f.mu.Lock()
+	clients := make([]*Client, 0, len(f.clients))
+	for _, c := range f.clients {
+		clients = append(clients, c)
+	}
+	f.mu.Unlock()
+	for _, c := range clients {
+		_ = c.Unregister()
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		busy := 0
+		for _, c := range clients {
+			busy += c.InFlight()
+		}
+		if busy == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Registered returns the pods whose sidecar holds the route now.
 func (f *Follower) Registered() []string {
 	f.mu.Lock()

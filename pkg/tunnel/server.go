@@ -105,6 +105,13 @@ func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser) {
 				break
 			}
 			removes = append(removes, rm)
+		case "unregister":
+			// A developer leaving on purpose: no new request is routed to
+			// them; the tunnel stays up for the requests in flight.
+			for _, rm := range removes {
+				rm()
+			}
+			removes = nil
 		case "routes":
 			resp.Routes = s.Routes.List()
 		case "probe":

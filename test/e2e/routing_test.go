@@ -45,6 +45,11 @@ func TestAllTraffic(t *testing.T) {
 	p := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "-a")
 	p.waitOutput(t, "Intercepting service", 2*time.Minute)
 	waitFor(t, 30*time.Second, "tunnels to 2 pods", func() bool { return strings.Count(p.output(), "tunnel up:") >= 2 })
+	// Once seen at the laptop, every connection must go there.
+	waitFor(t, 2*time.Second, "a request without header to reach the laptop", func() bool {
+		e, code, err := get(serviceURL(svc), nil)
+		return err == nil && code == 200 && e.Pod == laptopPod
+	})
 	for i := 0; i < 10; i++ {
 		if got := routedTo(t, svc, nil); got != laptopPod {
 			t.Fatalf("request %d without header reached %q, want the laptop", i, got)
