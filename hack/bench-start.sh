@@ -20,31 +20,7 @@ k() { "$KUBECTL" -n "$NS" "$@"; }
 now() { date +%s.%N; }
 
 "$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
-cat <<YAML | k apply -f - >/dev/null
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: demo}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: demo}}
-  template:
-    metadata: {labels: {app: demo}}
-    spec:
-      terminationGracePeriodSeconds: 5
-      containers:
-      - name: demo
-        image: ${DEMO_IMAGE:-localhost/kubectl-intercept/demo:0.1.0}
-        imagePullPolicy: IfNotPresent
-        ports: [{name: http, containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: demo}
-spec:
-  selector: {app: demo}
-  ports: [{name: http, port: 80, targetPort: http}]
-YAML
+sed "s|DEMO_IMAGE|${DEMO_IMAGE:-localhost/kubectl-intercept/demo:0.1.0}|" "$(dirname "$0")/demo-app.yaml" | k apply -f - >/dev/null
 k rollout status deployment/demo --timeout=120s >/dev/null
 trap '"$KUBECTL" delete namespace "$NS" --wait=false >/dev/null 2>&1 || true' EXIT
 

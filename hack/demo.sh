@@ -17,33 +17,7 @@ say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
 say "1. A demo service in namespace $NS (2 replicas)"
 "$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
-cat <<YAML | k apply -f -
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: demo}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: demo}}
-  template:
-    metadata: {labels: {app: demo}}
-    spec:
-      containers:
-      - name: demo
-        image: $DEMO_IMAGE
-        imagePullPolicy: IfNotPresent
-        env:
-        - name: POD_NAME
-          valueFrom: {fieldRef: {fieldPath: metadata.name}}
-        ports: [{name: http, containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: demo}
-spec:
-  selector: {app: demo}
-  ports: [{name: http, port: 80, targetPort: http}]
-YAML
+sed "s|DEMO_IMAGE|$DEMO_IMAGE|" "$(dirname "$0")/demo-app.yaml" | k apply -f -
 k rollout status deployment/demo --timeout=120s
 IP=$(k get svc demo -o jsonpath='{.spec.clusterIP}')
 

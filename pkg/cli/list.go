@@ -16,6 +16,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
@@ -189,7 +190,7 @@ func (o *ListOptions) entries(ctx context.Context) ([]Entry, error) {
 			entries = append(entries, e)
 			continue
 		}
-		e.Ready = fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, ptrValue(d.Spec.Replicas))
+		e.Ready = fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, ptr.Deref(d.Spec.Replicas, 0))
 		routes, err := liveRoutes(ctx, o.RESTConfig, o.Client, s.Namespace, rec)
 		switch {
 		case err != nil:
@@ -219,16 +220,9 @@ func (o *ListOptions) entries(ctx context.Context) ([]Entry, error) {
 			continue
 		}
 		entries = append(entries, Entry{Namespace: d.Namespace, Service: rec.Service, Port: rec.Port, Workload: rec.Workload,
-			Copy: d.Name, Ready: fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, ptrValue(d.Spec.Replicas)),
+			Copy: d.Name, Ready: fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, ptr.Deref(d.Spec.Replicas, 0)),
 			Routes: []tunnel.Route{}, Created: rec.Created, Status: "residue",
 			Problem: "a copy without a switched Service"})
 	}
 	return entries, nil
-}
-
-func ptrValue(p *int32) int32 {
-	if p == nil {
-		return 0
-	}
-	return *p
 }

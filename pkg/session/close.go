@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -130,7 +130,7 @@ func restoreService(ctx context.Context, cs kubernetes.Interface, ns, name strin
 		out, k := Restore(svc, rec)
 		kept = k
 		if maps.Equal(out.Spec.Selector, svc.Spec.Selector) && maps.Equal(out.Annotations, svc.Annotations) &&
-			equalPorts(out.Spec.Ports, svc.Spec.Ports) {
+			slices.Equal(out.Spec.Ports, svc.Spec.Ports) {
 			return nil
 		}
 		if _, err = cs.CoreV1().Services(ns).Update(ctx, out, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
@@ -143,18 +143,6 @@ func restoreService(ctx context.Context, cs kubernetes.Interface, ns, name strin
 		return false, nil, describeAPIError(err, "restoring service "+name)
 	}
 	return restored, kept, nil
-}
-
-func equalPorts(a, b []corev1.ServicePort) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // waitEndpointsMoved waits until the Service's endpoints include a ready pod

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
@@ -313,16 +314,7 @@ func selectsOwnPods(sel *metav1.LabelSelector, podLabels map[string]string) bool
 	if err != nil {
 		return false
 	}
-	return s.Matches(labelSet(podLabels))
-}
-
-type labelSet map[string]string
-
-func (l labelSet) Has(k string) bool   { _, ok := l[k]; return ok }
-func (l labelSet) Get(k string) string { return l[k] }
-func (l labelSet) Lookup(k string) (string, bool) {
-	v, ok := l[k]
-	return v, ok
+	return s.Matches(labels.Set(podLabels))
 }
 
 // sidecar is the proxy container. It passes Pod Security "restricted", has

@@ -199,18 +199,7 @@ func TestFailOpenAfterKill(t *testing.T) {
 	p.cmd.Process.Kill()
 	p.cmd.Wait()
 	killed := time.Now()
-	// Both copy pods must have dropped the route: five requests in a row
-	// (each on a new connection, spread by kube-proxy) reach the cluster.
-	streak := 0
-	waitFor(t, 2*time.Second, "header requests to reach the cluster again", func() bool {
-		e, code, err := get(serviceURL(svc), header("X-C6O-INTERCEPT", "yes"))
-		if err == nil && code == 200 && strings.HasPrefix(e.Pod, "demo-") {
-			streak++
-		} else {
-			streak = 0
-		}
-		return streak >= 5
-	})
+	waitFailedOpen(t, svc, 2*time.Second)
 	t.Logf("fail-open after kill -9: %s", time.Since(killed).Round(time.Millisecond))
 
 	if out, err := runPlugin(t, "close", "svc/demo", "-n", ns); err != nil {
@@ -325,4 +314,21 @@ func TestDryRunChangesNothing(t *testing.T) {
 	if after := takeSnapshot(t, ns, "demo"); !reflect.DeepEqual(before, after) {
 		t.Fatalf("--dry-run changed the namespace")
 	}
+}
+
+// waitFailedOpen waits until header requests reach the in-cluster app again:
+// five in a row, each on a new connection spread by kube-proxy, so every
+// copy pod must have dropped the route.
+func waitFailedOpen(t *testing.T, svc *corev1.Service, bound time.Duration) {
+	t.Helper()
+	streak := 0
+	waitFor(t, bound, "header requests to reach the cluster again", func() bool {
+		e, code, err := get(serviceURL(svc), header("X-C6O-INTERCEPT", "yes"))
+		if err == nil && code == 200 && strings.HasPrefix(e.Pod, "demo-") {
+			streak++
+		} else {
+			streak = 0
+		}
+		return streak >= 5
+	})
 }

@@ -135,16 +135,7 @@ func TestFailOpenAfterSIGSTOP(t *testing.T) {
 	}
 	p.cmd.Process.Signal(syscall.SIGSTOP)
 	stopped := time.Now()
-	streak := 0
-	waitFor(t, 5*time.Second, "header requests to reach the cluster while the CLI is stopped", func() bool {
-		e, code, err := get(serviceURL(svc), header("X-C6O-INTERCEPT", "yes"))
-		if err == nil && code == 200 && strings.HasPrefix(e.Pod, "demo-") {
-			streak++
-		} else {
-			streak = 0
-		}
-		return streak >= 5
-	})
+	waitFailedOpen(t, svc, 5*time.Second)
 	t.Logf("fail-open after SIGSTOP: %s", time.Since(stopped).Round(time.Millisecond))
 	if got := routedTo(t, svc, nil); !strings.HasPrefix(got, "demo-") {
 		t.Fatalf("a request without header reached %q", got)
