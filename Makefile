@@ -5,6 +5,9 @@
 #   make images         sidecar + demo images into dist/images/, loaded into the cluster if up
 #   make demo           cluster, demo service, an intercept with traffic flowing
 #   make test           everything: vet, unit, cross-build, cluster e2e
+#   make snapshot       release archives for every platform into dist/ (GoReleaser, offline)
+#   make release-test   snapshot + the krew manifest checks against its archives
+#   make krew-install-test  install the snapshot with krew, run it through kubectl
 #   make cluster-down   stop the cluster and undo every host change
 
 SHELL := /usr/bin/env bash
@@ -21,18 +24,28 @@ PKG := github.com/kubectl-intercept/kubectl-intercept
 LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Commit=$(COMMIT)
 export CACHE_DIR CLUSTER_DIR VERSION PROXY_IMAGE DEMO_IMAGE
 
-.PHONY: build vet unit cross cluster-up cluster-down images demo e2e test clean bench
+# Release tooling, pinned in hack/tools/*/go.mod, built once into the cache.
+TOOLS_DIR := $(CACHE_DIR)/tools
+GORELEASER_VERSION := $(shell sed -n 's|^\tgithub.com/goreleaser/goreleaser/v2 \(v[^ ]*\).*|\1|p' hack/tools/goreleaser/go.mod)
+KREW_VERSION := $(shell sed -n 's|^\tsigs.k8s.io/krew \(v[^ ]*\).*|\1|p' hack/tools/krew/go.mod)
+GORELEASER := $(TOOLS_DIR)/goreleaser-$(GORELEASER_VERSION)
+KREW := $(TOOLS_DIR)/krew-$(KREW_VERSION)
+KREW_VALIDATE := $(TOOLS_DIR)/validate-krew-manifest-$(KREW_VERSION)
+KUBECTL := $(CACHE_DIR)/bin/kubectl
+
+.PHONY: build vet unit cross cluster-up cluster-down images demo e2e test clean bench \
+	tools snapshot release-test krew-install-test
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kubectl-intercept ./cmd/kubectl-intercept
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/intercept-proxy ./cmd/intercept-proxy
 
 vet:
-	@test -z "$$(gofmt -l cmd pkg hack/mkimage test)" || { gofmt -l cmd pkg hack/mkimage test; echo "gofmt needed"; exit 1; }
+	@test -z "$$(gofmt -l cmd pkg hack test)" || { gofmt -l cmd pkg hack test; echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 
-unit:
-	$(GO) test -race -count=1 ./pkg/... ./cmd/...
+unit: $(KREW_VALIDATE)
+	KREW_VALIDATE=$(KREW_VALIDATE) $(GO) test -race -count=1 ./pkg/... ./cmd/... ./hack/mkimage/... ./hack/krewmanifest/...
 
 # One target besides the host's, so a platform-specific slip shows early.
 cross:
@@ -57,6 +70,35 @@ demo: build cluster-up images
 		PLUGIN=$(CURDIR)/bin/kubectl-intercept KUBECTL=$(CACHE_DIR)/bin/kubectl hack/demo.sh
 
 test: vet unit cross e2e
+
+tools: $(GORELEASER) $(KREW) $(KREW_VALIDATE)
+
+$(GORELEASER):
+	@mkdir -p $(TOOLS_DIR)
+	cd hack/tools/goreleaser && $(GO) build -o $@.tmp github.com/goreleaser/goreleaser/v2 && mv $@.tmp $@
+
+$(KREW):
+	@mkdir -p $(TOOLS_DIR)
+	cd hack/tools/krew && $(GO) build -o $@.tmp sigs.k8s.io/krew/cmd/krew && mv $@.tmp $@
+
+$(KREW_VALIDATE):
+	@mkdir -p $(TOOLS_DIR)
+	cd hack/tools/krew && $(GO) build -o $@.tmp sigs.k8s.io/krew/cmd/validate-krew-manifest && mv $@.tmp $@
+
+# Every platform's archive, checksums and the sidecar image tarballs, as a
+# release would make them, without publishing anything.
+snapshot: $(GORELEASER)
+	$(GORELEASER) check
+	$(GORELEASER) release --snapshot --clean
+
+release-test: snapshot $(KREW_VALIDATE)
+	RELEASE_DIST=$(CURDIR)/dist KREW_VALIDATE=$(KREW_VALIDATE) KREW_MANIFEST_OUT=$(CURDIR)/dist/intercept.yaml \
+		$(GO) test -count=1 -run 'Manifest' -v ./hack/krewmanifest/
+
+krew-install-test: release-test $(KREW)
+	@test -x $(KUBECTL) || hack/cluster.sh build
+	KREW=$(KREW) KUBECTL=$(KUBECTL) KREW_MANIFEST=$(CURDIR)/dist/intercept.yaml DIST=$(CURDIR)/dist \
+		hack/krew-install-test.sh
 
 clean:
 	rm -rf bin dist

@@ -19,6 +19,11 @@
 //	CGO_ENABLED=0 go build -o /tmp/intercept-demo ./cmd/intercept-demo
 //	go run ./hack/mkimage -o /tmp/demo.tar -t localhost/kubectl-intercept/demo:0.1.0 \
 //	    -entrypoint /intercept-demo /intercept-demo=/tmp/intercept-demo
+//
+// `mkimage push REF TARBALL...` pushes single-platform tarballs made this way
+// as one multi-platform image (an index with one manifest per tarball) to a
+// registry, with the credentials of $HOME/.docker/config.json; the release
+// runs it once per version.
 package main
 
 import (
@@ -57,7 +62,13 @@ type file struct {
 }
 
 func main() {
-	if err := run(); err != nil {
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "push" {
+		err = pushCommand(os.Args[2:])
+	} else {
+		err = run()
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "mkimage:", err)
 		os.Exit(1)
 	}

@@ -25,7 +25,7 @@ func named(name string) *httptest.Server {
 }
 
 // startProxy runs the sidecar in standalone mode and returns its address.
-func startProxy(t *testing.T, cfg Config) string {
+func startProxy(t testing.TB, cfg Config) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan string, 1)

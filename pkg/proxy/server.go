@@ -34,9 +34,16 @@ type Config struct {
 	// DrainDelay is how long to keep serving after SIGTERM before closing
 	// idle connections, so endpoints have moved away first.
 	DrainDelay time.Duration
+	// HeaderTimeout bounds how long a caller may take to send a request's
+	// head (slowloris); 30s when zero.
+	HeaderTimeout time.Duration
 	// Ready, if set, is called once both listeners are bound.
 	Ready func(data, control net.Addr)
 }
+
+// MaxHeaderBytes bounds a request's head; a larger one is answered 431 and
+// never reaches the app.
+const MaxHeaderBytes = 1 << 20
 
 // StaticRoute sends requests whose Header equals Value to Addr.
 type StaticRoute struct {
@@ -80,9 +87,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		cfg.Ready(dataLn.Addr(), ca)
 	}
 
+	if cfg.HeaderTimeout == 0 {
+		cfg.HeaderTimeout = 30 * time.Second
+	}
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: cfg.HeaderTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	var p http.Protocols

@@ -60,23 +60,32 @@ func Close(ctx context.Context, cs kubernetes.Interface, o CloseOptions) (*Close
 	if err != nil {
 		return nil, err
 	}
-	var rec *Record
+	var (
+		rec        *Record
+		unreadable error
+	)
 	if svc != nil {
 		if raw, ok := svc.Annotations[AnnotationRecord]; ok {
 			if rec, err = DecodeRecord(raw); err != nil {
-				return nil, fmt.Errorf("service %s: %w", o.Service, err)
+				unreadable, rec = err, nil
 			}
 		}
 	}
 	if rec == nil {
 		// The Service's annotations were wiped (kubectl apply, a GitOps
-		// sync): the copy carries the same record.
+		// sync) or mangled by hand: the copy carries the same record.
 		for _, c := range copies {
 			if r, err := DecodeRecord(c.Annotations[AnnotationRecord]); err == nil && (o.ID == "" || r.ID == o.ID) {
 				rec = r
 				break
 			}
 		}
+	}
+	if rec == nil && unreadable != nil {
+		return nil, fmt.Errorf("service %s: %w\n"+
+			"No copy of the record is left to restore from, so the Service's original selector is unknown here. "+
+			"Set its selector back by hand (kubectl edit svc %s -n %s), then remove the record: "+
+			"kubectl annotate svc %s -n %s %s-", o.Service, unreadable, o.Service, o.Namespace, o.Service, o.Namespace, AnnotationRecord)
 	}
 
 	if svc != nil && rec != nil && (o.ID == "" || rec.ID == o.ID) {

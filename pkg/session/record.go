@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
 )
@@ -64,7 +65,9 @@ func (r *Record) Encode() string {
 	return string(b)
 }
 
-// DecodeRecord reads a record from an annotation value.
+// DecodeRecord reads a record from an annotation value. A record that was
+// hand-edited or cut short is refused with what is wrong, never half-used:
+// the restore must not act on a guess.
 func DecodeRecord(s string) (*Record, error) {
 	var r Record
 	if err := json.Unmarshal([]byte(s), &r); err != nil {
@@ -73,10 +76,48 @@ func DecodeRecord(s string) (*Record, error) {
 	if r.Version > RecordVersion {
 		return nil, fmt.Errorf("the intercept record was written by a newer kubectl-intercept (format %d); upgrade", r.Version)
 	}
-	if r.ID == "" || len(r.Selector) == 0 {
-		return nil, fmt.Errorf("the intercept record (annotation %s) is incomplete", AnnotationRecord)
+	if err := r.check(); err != nil {
+		return nil, fmt.Errorf("the intercept record (annotation %s) %w", AnnotationRecord, err)
 	}
 	return &r, nil
+}
+
+// check tells whether the record names what a restore needs, in forms the
+// API server accepts.
+func (r *Record) check() error {
+	switch {
+	case r.Version < 1:
+		return fmt.Errorf("has no format version")
+	case !validID(r.ID):
+		return fmt.Errorf("has an invalid session id %q", r.ID)
+	case len(validation.IsDNS1035Label(r.Service)) > 0:
+		return fmt.Errorf("names no valid service (%q)", r.Service)
+	case len(validation.IsDNS1123Subdomain(r.Workload)) > 0 || len(validation.IsDNS1123Subdomain(r.Copy)) > 0:
+		return fmt.Errorf("names no valid workload and copy (%q, %q)", r.Workload, r.Copy)
+	case len(r.Selector) == 0:
+		return fmt.Errorf("has no selector to restore")
+	case r.Port == "":
+		return fmt.Errorf("names no port")
+	}
+	for k, v := range r.Selector {
+		if len(validation.IsQualifiedName(k)) > 0 || len(validation.IsValidLabelValue(v)) > 0 {
+			return fmt.Errorf("has an invalid selector entry %q=%q", k, v)
+		}
+	}
+	return nil
+}
+
+// validID tells whether s is a session id as newID makes them.
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 16 {
+		return false
+	}
+	for _, c := range s {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // SessionSelector is the Service's selector while intercepted.

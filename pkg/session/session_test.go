@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"reflect"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -128,3 +129,76 @@ func TestCloseFromCrashStates(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// A record hand-edited into nonsense on the Service: close restores from the
+// copy's record; with no copy left it refuses and says how to repair by
+// hand, changing nothing.
+func TestCloseWithMangledRecord(t *testing.T) {
+	ctx := context.Background()
+	rec := record(false)
+	rec.Selector, rec.TargetPort = map[string]string{"app": "shop"}, ptrTo(intstr.FromInt32(8080))
+	switched, _ := Switch(service(intstr.FromInt32(8080)), record(false))
+	switched.Annotations[AnnotationRecord] = `{"version":1,"id":"abc123","selector":{"app":` // cut short
+
+	t.Run("copy holds the record", func(t *testing.T) {
+		cs := fake.NewClientset(switched.DeepCopy())
+		cs.AppsV1().Deployments("ns").Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{
+			Name: rec.Copy, Namespace: "ns",
+			Labels:      map[string]string{LabelManagedBy: ManagedByValue, LabelSession: rec.ID},
+			Annotations: map[string]string{AnnotationRecord: rec.Encode()},
+		}}, metav1.CreateOptions{})
+		if _, err := Close(ctx, cs, CloseOptions{Namespace: "ns", Service: "shop"}); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		got, _ := cs.CoreV1().Services("ns").Get(ctx, "shop", metav1.GetOptions{})
+		if want := service(intstr.FromInt32(8080)); !reflect.DeepEqual(got.Spec, want.Spec) || !reflect.DeepEqual(got.Annotations, want.Annotations) {
+			t.Fatalf("service not restored:\n got %+v %v\nwant %+v %v", got.Spec, got.Annotations, want.Spec, want.Annotations)
+		}
+	})
+	t.Run("no copy left", func(t *testing.T) {
+		cs := fake.NewClientset(switched.DeepCopy())
+		_, err := Close(ctx, cs, CloseOptions{Namespace: "ns", Service: "shop"})
+		if err == nil || !strings.Contains(err.Error(), "kubectl annotate svc shop -n ns "+AnnotationRecord+"-") {
+			t.Fatalf("close = %v, want a refusal that says how to repair by hand", err)
+		}
+		got, _ := cs.CoreV1().Services("ns").Get(ctx, "shop", metav1.GetOptions{})
+		if !reflect.DeepEqual(got.Spec, switched.Spec) {
+			t.Fatalf("a refused close changed the Service: %+v", got.Spec)
+		}
+	})
+}
+
+// Whatever an annotation holds, decoding never panics, and a record it
+// accepts is complete and survives a round trip.
+func FuzzDecodeRecord(f *testing.F) {
+	full := record(true)
+	full.Selector, full.TargetPort = map[string]string{"app": "shop", "tier": "web"}, ptrTo(intstr.FromString("http"))
+	f.Add(full.Encode())
+	f.Add(record(false).Encode())
+	f.Add(`{}`)
+	f.Add(`null`)
+	f.Add(`{"version":99,"id":"abc123"}`)
+	f.Add(`{"version":1,"id":"ABC","service":"shop","workload":"shop","copy":"c","port":"http","selector":{"app":"shop"}}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := DecodeRecord(s)
+		if err != nil {
+			if r != nil {
+				t.Fatal("a record and an error")
+			}
+			if strings.TrimSpace(err.Error()) == "" {
+				t.Fatal("an empty error")
+			}
+			return
+		}
+		if r.ID == "" || r.Service == "" || r.Copy == "" || len(r.Selector) == 0 {
+			t.Fatalf("accepted an incomplete record: %+v", r)
+		}
+		again, err := DecodeRecord(r.Encode())
+		if err != nil {
+			t.Fatalf("re-encoded record refused: %v", err)
+		}
+		if !reflect.DeepEqual(again.Selector, r.Selector) || again.ID != r.ID || again.Copy != r.Copy {
+			t.Fatalf("round trip changed the record: %+v -> %+v", r, again)
+		}
+	})
+}

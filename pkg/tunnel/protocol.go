@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Heartbeat timing. A laptop that sleeps keeps its sockets open, so only a
@@ -90,10 +91,11 @@ func ParseHeader(s string) (name, value string, err error) {
 	if !ok || name == "" || value == "" {
 		return "", "", fmt.Errorf("header %q is not name:value (for example x-dev:alice)", s)
 	}
-	for _, c := range name {
-		if c <= ' ' || c >= 0x7f || strings.ContainsRune("()<>@,;:\\\"/[]?={}", c) {
-			return "", "", fmt.Errorf("header name %q has a character HTTP does not allow in header names", name)
-		}
+	if !httpguts.ValidHeaderFieldName(name) {
+		return "", "", fmt.Errorf("header name %q has a character HTTP does not allow in header names", name)
+	}
+	if !httpguts.ValidHeaderFieldValue(value) {
+		return "", "", fmt.Errorf("header value %q has a control character HTTP does not allow in header values", value)
 	}
 	return name, value, nil
 }
