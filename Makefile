@@ -34,7 +34,7 @@ KREW_VALIDATE := $(TOOLS_DIR)/validate-krew-manifest-$(KREW_VERSION)
 KUBECTL := $(CACHE_DIR)/bin/kubectl
 
 .PHONY: build vet unit cross cluster-up cluster-down images demo e2e test clean bench \
-	tools snapshot release-test krew-install-test
+	tools snapshot krew-manifest release-test krew-install-test
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kubectl-intercept ./cmd/kubectl-intercept
@@ -89,7 +89,15 @@ $(KREW_VALIDATE):
 # release would make them, without publishing anything.
 snapshot: $(GORELEASER)
 	$(GORELEASER) check
-	$(GORELEASER) release --snapshot --clean
+	SNAPSHOT_COMMIT=$(COMMIT) $(GORELEASER) release --snapshot --clean
+
+# Refresh plugins/intercept.yaml (the krew-index manifest) for a release:
+# make krew-manifest TAG=v0.1.0 (krew-release-bot does the same from the
+# published archives).
+krew-manifest: $(GORELEASER)
+	@test -n "$(TAG)" || { echo "usage: make krew-manifest TAG=vX.Y.Z" >&2; exit 2; }
+	SNAPSHOT_VERSION=$(patsubst v%,%,$(TAG)) $(GORELEASER) release --snapshot --clean
+	$(GO) run ./hack/krewmanifest -tag $(TAG) -dist dist -o plugins/intercept.yaml
 
 release-test: snapshot $(KREW_VALIDATE)
 	RELEASE_DIST=$(CURDIR)/dist KREW_VALIDATE=$(KREW_VALIDATE) KREW_MANIFEST_OUT=$(CURDIR)/dist/intercept.yaml \

@@ -20,9 +20,18 @@ trap 'rm -rf "$root"' EXIT
 export KREW_ROOT=$root/krew HOME=$root/home
 mkdir -p "$HOME"
 
+# krew's list and uninstall read the local copy of the index (a git clone of
+# krew-index); here it is a local repository holding only our manifest.
+index=$KREW_ROOT/index/default
+mkdir -p "$index/plugins"
+cp "$KREW_MANIFEST" "$index/plugins/intercept.yaml"
+git -C "$index" init -q
+git -C "$index" -c user.name=krew-install-test -c user.email=krew-install-test@localhost add plugins
+git -C "$index" -c user.name=krew-install-test -c user.email=krew-install-test@localhost commit -qm "index with intercept"
+
 echo "[krew] install --manifest=$KREW_MANIFEST --archive=$archive (KREW_ROOT=$KREW_ROOT)"
 "$KREW" install --manifest="$KREW_MANIFEST" --archive="$archive"
-"$KREW" list
+"$KREW" list | grep -qx '.*intercept' || { echo "krew list does not show intercept" >&2; exit 1; }
 
 # kubectl finds kubectl-intercept on PATH, as it does after a real install.
 out=$(PATH="$KREW_ROOT/bin:$(dirname "$KUBECTL"):/usr/bin:/bin" kubectl intercept version)

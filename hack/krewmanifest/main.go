@@ -1,5 +1,5 @@
 // Command krewmanifest renders .krew.yaml, the krew-release-bot template,
-// into a krew-index manifest for one tag, as the bot does on a release, but
+// (minus its leading comment) into a krew-index manifest for one tag, as the bot does on a release, but
 // taking each archive from a local directory (a GoReleaser dist/) instead of
 // downloading it: the uri stays the release URL, the sha256 is the local
 // file's.
@@ -17,6 +17,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"text/template"
 )
 
@@ -56,6 +57,10 @@ type shaFunc func(uri string) (string, error)
 // and addURIAndSha URL TAG expands the URL (itself a template over .TagName)
 // into the manifest's `uri:` and `sha256:` lines.
 func render(text, tag string, sha shaFunc) ([]byte, error) {
+	// The template's leading comment is about the template.
+	for strings.HasPrefix(text, "#") {
+		_, text, _ = strings.Cut(text, "\n")
+	}
 	data := struct{ TagName string }{tag}
 	funcs := template.FuncMap{
 		"addURIAndSha": func(url, tag string) (string, error) {

@@ -34,6 +34,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -165,6 +166,9 @@ func run() error {
 		return fmt.Errorf("set config: %w", err)
 	}
 
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		return err
+	}
 	if err := tarball.WriteToFile(*out, ref, img); err != nil {
 		return fmt.Errorf("write %s: %w", *out, err)
 	}

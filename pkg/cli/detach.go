@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -75,7 +74,7 @@ func detach(key string, out, errOut io.Writer) error {
 	cmd := exec.Command(self, append(os.Args[1:], "--detached")...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{pw}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = detachedAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the background intercept: %w", err)
 	}
@@ -175,7 +174,7 @@ func runningPid(key string) int {
 	if err != nil || pid <= 0 {
 		return 0
 	}
-	if syscall.Kill(pid, 0) != nil {
+	if !alive(pid) {
 		return 0
 	}
 	// The pid may have been reused: it must be one of ours.
@@ -194,12 +193,12 @@ func stopBackground(key string, timeout time.Duration) (bool, error) {
 	if pid == 0 {
 		return false, nil
 	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+	if err := terminate(pid); err != nil {
 		return false, nil
 	}
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if syscall.Kill(pid, 0) != nil {
+		if !alive(pid) {
 			return true, nil
 		}
 		time.Sleep(100 * time.Millisecond)
