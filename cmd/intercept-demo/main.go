@@ -4,6 +4,10 @@
 // (--tcp-listen); every answer names the pod that produced it. See package
 // github.com/kubectl-intercept/kubectl-intercept/pkg/demo for the endpoints.
 //
+// With --dial HOST:PORT it serves nothing: it opens one TCP connection, says
+// whether it could, and exits 0 if so, 1 if not (a reachability check run as
+// a pod in the tests).
+//
 // Environment: POD_NAME (default: the hostname), MESSAGE, and PORT, which
 // sets the HTTP port when --listen is not given.
 package main
@@ -42,8 +46,18 @@ func run() error {
 		pod       = flag.String("pod", defaultPod, "pod name reported in answers (default $POD_NAME or the hostname)")
 		message   = flag.String("message", os.Getenv("MESSAGE"), "message reported by the JSON echo (default $MESSAGE)")
 		grace     = flag.Duration("shutdown-timeout", 10*time.Second, "how long to wait for requests to finish on SIGTERM")
+		dial      = flag.String("dial", "", "only check that HOST:PORT accepts a TCP connection, then exit")
 	)
 	flag.Parse()
+	if *dial != "" {
+		c, err := net.DialTimeout("tcp", *dial, 3*time.Second)
+		if err != nil {
+			return fmt.Errorf("%s is not reachable: %w", *dial, err)
+		}
+		c.Close()
+		fmt.Printf("%s accepts connections\n", *dial)
+		return nil
+	}
 	listenSet := false
 	flag.Visit(func(f *flag.Flag) { listenSet = listenSet || f.Name == "listen" })
 	if port := os.Getenv("PORT"); port != "" && !listenSet {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -134,9 +135,16 @@ func (o *CloseOptions) Run(ctx context.Context) error {
 // closeService restores one Service; stopped says a background intercept
 // of ours ended just before (and so may have restored it already).
 func (o *CloseOptions) closeService(ctx context.Context, p *progress, name string, stopped bool) error {
-	res, err := session.Close(ctx, o.Client, session.CloseOptions{Namespace: o.Namespace, Service: name, Timeout: o.Timeout, Progress: p})
+	res, err := session.Close(ctx, o.Client, session.CloseOptions{Namespace: o.Namespace, Service: name, Timeout: o.Timeout, Force: o.Force, Progress: p})
 	if err != nil {
 		return err
+	}
+	if len(res.Busy) > 0 {
+		p.Infof("Another kubectl-intercept is starting an intercept of service %s/%s right now (deployment %s); it is left to them. Use --force to end it anyway.",
+			o.Namespace, name, strings.Join(res.Busy, ", "))
+		if !res.Restored && len(res.Deleted) == 0 {
+			return nil
+		}
 	}
 	if !res.Restored && len(res.Deleted) == 0 && !stopped {
 		p.Infof("Service %s/%s has no intercept; nothing to do.", o.Namespace, name)

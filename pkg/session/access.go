@@ -39,7 +39,7 @@ var Needed = []Permission{
 	{Resource: "pods", Verbs: []string{"get", "list", "watch"}, Why: "find the workload and follow the copy's pods"},
 	{Resource: "pods", Subresource: "portforward", Verbs: []string{"get", "create"}, Why: "the tunnel to the sidecars"},
 	{Resource: "persistentvolumeclaims", Verbs: []string{"get"}, Why: "check the workload's volumes"},
-	{Group: "apps", Resource: "deployments", Verbs: []string{"get", "list", "create", "delete"}, Why: "read the original, create and delete the copy"},
+	{Group: "apps", Resource: "deployments", Verbs: []string{"get", "list", "create", "update", "delete"}, Why: "read the original; create, mark and delete the copy"},
 	{Group: "apps", Resource: "replicasets", Verbs: []string{"get", "list"}, Why: "find the Deployment behind the pods, see why the copy's pods fail"},
 	{Group: "discovery.k8s.io", Resource: "endpointslices", Verbs: []string{"list"}, Why: "know when the Service has moved"},
 }

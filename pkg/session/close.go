@@ -23,7 +23,10 @@ type CloseOptions struct {
 	// restored if it still points at that session's copy.
 	ID string
 	// Timeout bounds the wait for the copy's pods to be gone.
-	Timeout  time.Duration
+	Timeout time.Duration
+	// Force closes a session even while another kubectl-intercept is
+	// starting or joining it.
+	Force    bool
 	Progress Progress
 }
 
@@ -35,6 +38,9 @@ type Closed struct {
 	Kept []string
 	// Deleted lists the copies removed.
 	Deleted []string
+	// Busy lists copies left alone because another kubectl-intercept is
+	// starting or joining their session right now.
+	Busy []string
 }
 
 // Close restores the Service and removes what the session made. It works
@@ -88,9 +94,42 @@ func Close(ctx context.Context, cs kubernetes.Interface, o CloseOptions) (*Close
 			"kubectl annotate svc %s -n %s %s-", o.Service, unreadable, o.Service, o.Namespace, o.Service, o.Namespace, AnnotationRecord)
 	}
 
+	// Claim what this close removes; a session someone is starting or
+	// joining right now is theirs.
+	var targets []appsv1.Deployment
+	claimed := map[string]bool{}
+	for _, c := range copies {
+		if o.ID != "" && c.Labels[LabelSession] != o.ID {
+			continue
+		}
+		ok, err := claim(ctx, cs, o.Namespace, c.Name, o.Force)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			out.Busy = append(out.Busy, c.Name)
+			continue
+		}
+		claimed[c.Labels[LabelSession]] = true
+		targets = append(targets, c)
+	}
+	// The Service goes back if its session is one this close claimed, or
+	// one whose copy is gone (a crash's leftover); never when it points at
+	// a session someone is starting.
+	restorable := func(r *Record) bool {
+		if o.ID != "" && r.ID != o.ID {
+			return false
+		}
+		if claimed[r.ID] {
+			return true
+		}
+		_, err := cs.AppsV1().Deployments(o.Namespace).Get(ctx, r.Copy, metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	}
+
 	if svc != nil && rec != nil && (o.ID == "" || rec.ID == o.ID) {
 		done := p.Step("restoring service " + o.Service)
-		restored, kept, err := restoreService(ctx, cs, o.Namespace, o.Service, rec)
+		restored, kept, err := restoreService(ctx, cs, o.Namespace, o.Service, rec, restorable)
 		done(err)
 		if err != nil {
 			return nil, err
@@ -109,10 +148,7 @@ func Close(ctx context.Context, cs kubernetes.Interface, o CloseOptions) (*Close
 		}
 	}
 
-	for _, c := range copies {
-		if o.ID != "" && c.Labels[LabelSession] != o.ID {
-			continue
-		}
+	for _, c := range targets {
 		done := p.Step("deleting deployment " + c.Name)
 		err := deleteCopy(ctx, cs, o.Namespace, c, o.Timeout)
 		done(err)
@@ -125,18 +161,25 @@ func Close(ctx context.Context, cs kubernetes.Interface, o CloseOptions) (*Close
 }
 
 // restoreService switches the Service back (three-way), retrying on conflicts.
-func restoreService(ctx context.Context, cs kubernetes.Interface, ns, name string, rec *Record) (restored bool, kept []string, err error) {
+// It restores the session the Service points at now (its record may be
+// newer than rec), and only if restorable says that session may go; rec
+// stands in when the Service's annotations were wiped.
+func restoreService(ctx context.Context, cs kubernetes.Interface, ns, name string, rec *Record, restorable func(*Record) bool) (restored bool, kept []string, err error) {
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		svc, err := cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
+		cur := rec
 		if raw, ok := svc.Annotations[AnnotationRecord]; ok {
-			if r, err := DecodeRecord(raw); err == nil && r.ID != rec.ID {
-				return nil // another session owns the Service now
+			if r, err := DecodeRecord(raw); err == nil {
+				cur = r
 			}
 		}
-		out, k := Restore(svc, rec)
+		if !restorable(cur) {
+			return nil // a session someone is starting owns the Service now
+		}
+		out, k := Restore(svc, cur)
 		kept = k
 		if maps.Equal(out.Spec.Selector, svc.Spec.Selector) && maps.Equal(out.Annotations, svc.Annotations) &&
 			slices.Equal(out.Spec.Ports, svc.Spec.Ports) {

@@ -58,6 +58,17 @@ type Started struct {
 	// Copy and Switched are what a dry run would apply.
 	Copy     *appsv1.Deployment
 	Switched *corev1.Service
+
+	beat *beat // the starting mark on the copy, until Settle
+}
+
+// Settle says this start is over (the intercept is active, or abandoned):
+// the session's copy stops being marked as starting, so a close by someone
+// else no longer leaves it alone. Safe to call twice.
+func (s *Started) Settle() {
+	if s != nil {
+		s.beat.Stop()
+	}
 }
 
 // Start makes the session for the Service, or joins the one that is there:
@@ -67,6 +78,17 @@ func Start(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*Start
 	if o.Progress == nil {
 		o.Progress = NopProgress{}
 	}
+	for attempt := 1; ; attempt++ {
+		st, err := startOnce(ctx, cs, o)
+		if errors.Is(err, ErrClosing) && attempt < 3 {
+			o.Progress.Warn("another kubectl-intercept closed the intercept of service " + o.Service + " while this one joined it; starting again")
+			continue
+		}
+		return st, err
+	}
+}
+
+func startOnce(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*Started, error) {
 	p := o.Progress
 	done := p.Step("resolving service " + o.Service)
 	svc, err := cs.CoreV1().Services(o.Namespace).Get(ctx, o.Service, metav1.GetOptions{})
@@ -155,12 +177,17 @@ func Start(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*Start
 	}
 
 	done = p.Step(fmt.Sprintf("creating deployment %s (copy of %s with the sidecar)", cp.Name, target.Deployment.Name))
+	cp.Annotations[AnnotationStarting] = beatValue()
 	if _, err := cs.AppsV1().Deployments(o.Namespace).Create(ctx, cp, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
 		done(err)
 		return nil, describeAPIError(err, "creating deployment "+cp.Name)
 	}
-	done(nil)
-	return finish(ctx, cs, svc, rec, replicas, o)
+	b, err := startBeat(ctx, cs, o.Namespace, cp.Name)
+	done(err)
+	if err != nil {
+		return nil, err
+	}
+	return finish(ctx, cs, svc, rec, replicas, b, o)
 }
 
 // resume picks up a copy of this Service that an earlier start made but
@@ -180,21 +207,29 @@ func resume(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, t
 		if err != nil || c.DeletionTimestamp != nil || rec.Workload != target.Deployment.Name || rec.Port != portKey(port) {
 			continue
 		}
+		b, err := startBeat(ctx, cs, o.Namespace, c.Name)
+		if errors.Is(err, ErrClosing) {
+			continue // a close is removing it
+		}
+		if err != nil {
+			return nil, err
+		}
 		o.Progress.Warn(fmt.Sprintf("resuming the intercept an earlier start left unfinished (deployment %s)", c.Name))
 		replicas := int32(1)
 		if c.Spec.Replicas != nil {
 			replicas = *c.Spec.Replicas
 		}
-		return finish(ctx, cs, svc, rec, replicas, o)
+		return finish(ctx, cs, svc, rec, replicas, b, o)
 	}
 	return nil, nil
 }
 
 // finish waits for the copy and switches the Service to it; on failure it
 // undoes the session.
-func finish(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, rec *Record, replicas int32, o StartOptions) (*Started, error) {
+func finish(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, rec *Record, replicas int32, b *beat, o StartOptions) (*Started, error) {
 	p := o.Progress
 	undo := func(cause error) error {
+		b.Stop()
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		if _, cerr := Close(cctx, cs, CloseOptions{Namespace: o.Namespace, Service: o.Service, ID: rec.ID, Progress: NopProgress{}}); cerr != nil {
@@ -205,6 +240,9 @@ func finish(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, r
 
 	done := p.Step(fmt.Sprintf("waiting for %d/%d pods of %s to be ready", replicas, replicas, rec.Copy))
 	err := WaitReady(ctx, cs, o.Namespace, rec.Copy, rec.ID, replicas, o.ReadyTimeout)
+	if err == nil && b.Lost() {
+		err = ErrClosing
+	}
 	done(err)
 	if err != nil {
 		return nil, undo(err)
@@ -212,6 +250,9 @@ func finish(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, r
 
 	done = p.Step("switching service " + svc.Name + " to the copy")
 	joined, err := switchService(ctx, cs, o.Namespace, svc.Name, rec)
+	if err == nil && joined == nil && b.Lost() {
+		err = ErrClosing
+	}
 	done(err)
 	if err != nil {
 		return nil, undo(err)
@@ -219,13 +260,16 @@ func finish(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, r
 	if joined != nil {
 		// Another developer switched it first: use their session.
 		_ = undo(nil)
+		if joined.beat, err = startBeat(ctx, cs, o.Namespace, joined.Record.Copy); err != nil {
+			return nil, err
+		}
 		return joined, nil
 	}
 	svc, err = cs.CoreV1().Services(o.Namespace).Get(ctx, svc.Name, metav1.GetOptions{})
 	if err != nil {
 		return nil, undo(describeAPIError(err, "reading service "+o.Service))
 	}
-	return &Started{Record: rec, Service: svc, Created: true}, nil
+	return &Started{Record: rec, Service: svc, Created: true, beat: b}, nil
 }
 
 // join returns the live session on svc, or nil when its copy is gone (a
@@ -240,14 +284,16 @@ func join(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, raw
 			return nil, fmt.Errorf("service %s is already intercepted on port %s; a second port is not supported, intercept port %s or close the other session", svc.Name, rec.Port, rec.Port)
 		}
 	}
-	d, err := cs.AppsV1().Deployments(svc.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) || (err == nil && d.DeletionTimestamp != nil) {
+	// Joining marks the copy as starting, so a close that races with this
+	// leaves the session to us; a copy a close has claimed is stale.
+	b, err := startBeat(ctx, cs, svc.Namespace, rec.Copy)
+	if errors.Is(err, ErrClosing) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, describeAPIError(err, "reading deployment "+rec.Copy)
+		return nil, err
 	}
-	return &Started{Record: rec, Service: svc}, nil
+	return &Started{Record: rec, Service: svc, beat: b}, nil
 }
 
 // switchService points the Service at the copy, retrying on conflicts. If

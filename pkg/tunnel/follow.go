@@ -50,7 +50,7 @@ func (f *Follower) init() {
 }
 
 // Run follows the pods until ctx ends or a route is refused (taken by
-// another developer), which it returns.
+// another developer, or a kind the sidecar cannot match), which it returns.
 func (f *Follower) Run(ctx context.Context) (err error) {
 	f.init()
 	defer func() {
@@ -110,10 +110,16 @@ func (f *Follower) sync(ctx context.Context) {
 	}
 	seen := map[string]bool{}
 	for _, p := range pods.Items {
-		if !podServes(&p) {
+		serving, draining := podServes(&p), podDraining(&p)
+		if !serving && !draining {
 			continue
 		}
+		// A deleted pod's sidecar keeps serving while it drains, so its
+		// tunnel stays until the sidecar ends it; none is opened to it.
 		seen[p.Name] = true
+		if !serving {
+			continue
+		}
 		f.mu.Lock()
 		_, running := f.active[p.Name]
 		if !running {
@@ -161,7 +167,7 @@ func (f *Follower) hold(ctx context.Context, pod string) {
 	}
 	defer c.Close()
 	if _, err := c.Register(f.Route); err != nil {
-		if errors.Is(err, ErrConflict) || containsConflict(err) {
+		if errors.Is(err, ErrConflict) || containsConflict(err) || errors.Is(err, ErrUnsupported) {
 			select {
 			case f.fatal <- err:
 			default:
@@ -183,7 +189,7 @@ func (f *Follower) hold(ctx context.Context, pod string) {
 		f.logf("intercepted connection from pod %s: local port %s: %v", pod, f.Local, err)
 	})
 	if ctx.Err() == nil {
-		f.logf("tunnel to pod %s dropped (%v); reconnecting", pod, err)
+		f.logf("tunnel to pod %s closed (%v); reconnecting while the pod serves", pod, err)
 	}
 }
 
@@ -195,9 +201,17 @@ func containsConflict(err error) bool {
 // and not leaving. Readiness is not required: a pod that fails a probe for a
 // moment still serves the connections it has, and its tunnel must stay.
 func podServes(p *corev1.Pod) bool {
-	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
-		return false
-	}
+	return p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" && sidecarRunning(p)
+}
+
+// podDraining reports whether a pod is being deleted while its sidecar
+// still runs: it finishes the requests it has and those kube-proxy still
+// sends it, the developer's among them.
+func podDraining(p *corev1.Pod) bool {
+	return p.DeletionTimestamp != nil && sidecarRunning(p)
+}
+
+func sidecarRunning(p *corev1.Pod) bool {
 	for _, c := range p.Status.ContainerStatuses {
 		if c.Name == "intercept-proxy" {
 			return c.State.Running != nil
