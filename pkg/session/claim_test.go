@@ -119,3 +119,32 @@ func TestStartLearnsOfAClaim(t *testing.T) {
 		t.Fatalf("the copy is still there: %v", err)
 	}
 }
+
+// Two kubectl-intercepts resumed the same unswitched copy and both switch
+// the Service to it: the second switch changes nothing, and the record
+// keeps the Service's real original selector.
+func TestSecondSwitchToTheSameSessionKeepsTheOriginal(t *testing.T) {
+	ctx := context.Background()
+	cs := fake.NewClientset(service(intstr.FromInt32(8080)))
+	for i := 0; i < 2; i++ {
+		rec := record(false)
+		if joined, err := switchService(ctx, cs, "ns", "shop", rec); err != nil || joined != nil {
+			t.Fatalf("switch #%d: %v %v", i+1, joined, err)
+		}
+	}
+	svc, _ := cs.CoreV1().Services("ns").Get(ctx, "shop", metav1.GetOptions{})
+	got, err := DecodeRecord(svc.Annotations[AnnotationRecord])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Selector, map[string]string{"app": "shop"}) {
+		t.Fatalf("the record's original selector is %v after two switches", got.Selector)
+	}
+	if _, err := Close(ctx, cs, CloseOptions{Namespace: "ns", Service: "shop"}); err != nil {
+		t.Fatal(err)
+	}
+	svc, _ = cs.CoreV1().Services("ns").Get(ctx, "shop", metav1.GetOptions{})
+	if !reflect.DeepEqual(svc.Spec.Selector, map[string]string{"app": "shop"}) {
+		t.Fatalf("selector after close: %v", svc.Spec.Selector)
+	}
+}

@@ -14,6 +14,9 @@ import (
 // intercepted port's targetPort becomes the sidecar's port. The record is
 // written in the same update, so the change and how to undo it land together.
 func Switch(svc *corev1.Service, rec *Record) (*corev1.Service, error) {
+	if maps.Equal(svc.Spec.Selector, rec.SessionSelector()) {
+		return nil, fmt.Errorf("service %s is already switched to session %s", svc.Name, rec.ID)
+	}
 	out := svc.DeepCopy()
 	i := portIndex(out, rec.Port)
 	if i < 0 {

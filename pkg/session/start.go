@@ -314,6 +314,11 @@ func switchService(ctx context.Context, cs kubernetes.Interface, ns, name string
 				joined = &Started{Record: other, Service: svc}
 				return nil
 			}
+			// Already switched to this session (another kubectl-intercept
+			// resumed the same copy): switching again would record the
+			// session's own selector as the original.
+			*rec = *other
+			return nil
 		}
 		sw, err := Switch(svc, rec)
 		if err != nil {
