@@ -5,9 +5,11 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
@@ -37,6 +39,16 @@ func TestInterceptValidate(t *testing.T) {
 		{"wait and detach", InterceptOptions{LocalPort: 3000, Wait: true, Detach: true, Timeout: 1}, "contradict"},
 		{"ok", InterceptOptions{LocalPort: 3000, Timeout: 1}, ""},
 		{"dry run needs no port", InterceptOptions{DryRun: true, Timeout: 1}, ""},
+		{"cookie", InterceptOptions{LocalPort: 3000, Timeout: 1, Cookie: "dev=alice"}, ""},
+		{"baggage", InterceptOptions{LocalPort: 3000, Timeout: 1, Baggage: "dev=alice%20smith"}, ""},
+		{"header and cookie", InterceptOptions{LocalPort: 3000, Timeout: 1, Header: "x-dev:alice", Cookie: "dev=alice"}, "give only one"},
+		{"cookie and baggage", InterceptOptions{LocalPort: 3000, Timeout: 1, Cookie: "dev=alice", Baggage: "dev=alice"}, "give only one"},
+		{"baggage and all", InterceptOptions{LocalPort: 3000, Timeout: 1, Baggage: "dev=alice", All: true}, "give only one"},
+		{"cookie without value", InterceptOptions{LocalPort: 3000, Timeout: 1, Cookie: "dev"}, "not name=value (for example dev=alice)"},
+		{"cookie name not a token", InterceptOptions{LocalPort: 3000, Timeout: 1, Cookie: "my dev=alice"}, "cookie names cannot have"},
+		{"cookie value with a space", InterceptOptions{LocalPort: 3000, Timeout: 1, Cookie: "dev=alice smith"}, "cookie values cannot have"},
+		{"baggage value not encoded", InterceptOptions{LocalPort: 3000, Timeout: 1, Baggage: "dev=alice smith"}, "write %20 instead"},
+		{"bad header", InterceptOptions{LocalPort: 3000, Timeout: 1, Header: "x-dev"}, "not name:value"},
 	} {
 		err := tc.o.Validate()
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
@@ -58,7 +70,7 @@ func TestCloseValidate(t *testing.T) {
 func TestRootFlags(t *testing.T) {
 	var out bytes.Buffer
 	cmd := NewCmdRoot(genericiooptions.IOStreams{Out: &out, ErrOut: &out})
-	for _, f := range []string{"namespace", "context", "kubeconfig", "as", "remote-port", "local-port", "header", "all", "clean", "quiet", "wait", "detach", "dry-run", "proxy-image", "timeout"} {
+	for _, f := range []string{"namespace", "context", "kubeconfig", "as", "remote-port", "local-port", "header", "cookie", "baggage", "all", "clean", "quiet", "wait", "detach", "dry-run", "proxy-image", "timeout"} {
 		if cmd.Flags().Lookup(f) == nil && cmd.PersistentFlags().Lookup(f) == nil {
 			t.Errorf("flag --%s missing", f)
 		}
@@ -72,5 +84,68 @@ func TestDescribeRoutes(t *testing.T) {
 	got := describeRoutes([]tunnel.Route{{Header: "X-Dev", Value: "a", Owner: "alice@l"}, {All: true}})
 	if got != "X-Dev:a by alice@l, all traffic" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// With none of -x, --cookie, --baggage and --all the default header marks
+// the developer's requests; each flag gives its kind of route.
+func TestMatchRoute(t *testing.T) {
+	for _, tc := range []struct {
+		o    InterceptOptions
+		want tunnel.Route
+	}{
+		{InterceptOptions{}, tunnel.Route{Header: tunnel.DefaultHeaderName, Value: tunnel.DefaultHeaderValue}},
+		{InterceptOptions{Header: "x-dev: alice"}, tunnel.Route{Header: "x-dev", Value: "alice"}},
+		{InterceptOptions{Cookie: "dev=alice"}, tunnel.Route{Cookie: "dev", Value: "alice"}},
+		{InterceptOptions{Baggage: "dev=alice%20smith"}, tunnel.Route{Baggage: "dev", Value: "alice smith"}},
+		{InterceptOptions{All: true}, tunnel.Route{All: true}},
+	} {
+		if got, err := tc.o.matchRoute(); err != nil || got != tc.want {
+			t.Errorf("%+v: got %#v, %v; want %#v", tc.o, got, err, tc.want)
+		}
+	}
+}
+
+// Once active, the CLI says how to send matching requests: for a cookie,
+// the line to paste in the browser's console and a curl; for baggage, a
+// curl and why it keeps matching through the call graph.
+func TestPrintActive(t *testing.T) {
+	st := &session.Started{
+		Record:  &session.Record{Port: "http"},
+		Service: svc("shop", "web", corev1.ServicePort{Name: "http", Port: 8080}),
+	}
+	for _, tc := range []struct {
+		route tunnel.Route
+		want  []string
+	}{
+		{tunnel.Route{Header: "x-dev", Value: "alice"}, []string{
+			"requests with header x-dev:alice go to localhost:3000",
+			"curl -H 'x-dev: alice' http://web.shop:8080/",
+		}},
+		{tunnel.Route{Cookie: "dev", Value: "alice"}, []string{
+			"requests with cookie dev=alice go to localhost:3000",
+			"curl -H 'Cookie: dev=alice' http://web.shop:8080/",
+			`document.cookie = "dev=alice; path=/"`,
+		}},
+		{tunnel.Route{Cookie: "dev", Value: "it's"}, []string{
+			`curl -H 'Cookie: dev=it'\''s' http://web.shop:8080/`,
+		}},
+		{tunnel.Route{Baggage: "dev", Value: "alice smith"}, []string{
+			"requests with baggage dev=alice%20smith go to localhost:3000",
+			"curl -H 'baggage: dev=alice%20smith' http://web.shop:8080/",
+			"OpenTelemetry",
+		}},
+	} {
+		var out bytes.Buffer
+		o := &InterceptOptions{Namespace: "shop", Service: "web", LocalPort: 3000, Route: tc.route}
+		o.printActive(newProgress(&out, &out, false), st, "web-copy-1")
+		for _, want := range tc.want {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("%s: output lacks %q:\n%s", tc.route, want, out.String())
+			}
+		}
+		if tc.route.Cookie == "" && strings.Contains(out.String(), "document.cookie") {
+			t.Errorf("%s: output tells to set a cookie:\n%s", tc.route, out.String())
+		}
 	}
 }

@@ -47,9 +47,10 @@ func NewCmdClose(flags *genericclioptions.ConfigFlags, streams genericiooptions.
 
   # Remove every intercept's residue in the namespace, live or not
   kubectl intercept close --all`,
-		Args:          cobra.MaximumNArgs(1),
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: serviceArgCompletion(flags, true),
+		SilenceUsage:      true,
+		SilenceErrors:     true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.Complete(args); err != nil {
 				return err

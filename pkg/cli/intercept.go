@@ -41,6 +41,14 @@ const interceptExample = `  # Requests with header X-C6O-INTERCEPT: yes to my-se
   # Port 8080 of a Service in namespace shop, for requests with x-dev: alice
   kubectl intercept svc/my-service -n shop -r 8080 -l 3000 -x x-dev:alice
 
+  # Requests from a browser that holds the cookie dev=alice (the command
+  # prints the line to paste in the browser's devtools console)
+  kubectl intercept svc/my-service -l 3000 --cookie dev=alice
+
+  # Requests whose OpenTelemetry baggage has dev=alice, however deep
+  # my-service is in the call graph
+  kubectl intercept svc/my-service -l 3000 --baggage dev=alice
+
   # Every connection to the port, whatever its headers
   kubectl intercept svc/my-service -l 3000 --all
 
@@ -55,7 +63,11 @@ type InterceptOptions struct {
 
 	RemotePort string
 	LocalPort  int
+	// Header, Cookie, Baggage and All say which requests are the
+	// developer's: one of them, or none for the default header.
 	Header     string
+	Cookie     string
+	Baggage    string
 	All        bool
 	Clean      bool
 	Quiet      bool
@@ -79,20 +91,22 @@ type InterceptOptions struct {
 func NewCmdIntercept(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &InterceptOptions{configFlags: flags, IOStreams: streams, Timeout: 2 * time.Minute}
 	cmd := &cobra.Command{
-		Use:         "intercept [svc/]NAME -l LOCAL_PORT [-r REMOTE_PORT] [-x name:value | -a]",
+		Use:         "kubectl-intercept [svc/]NAME -l LOCAL_PORT [-r REMOTE_PORT] [-x name:value | --cookie name=value | --baggage key=value | -a]",
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl intercept"},
 		Short:       "Send a Service's requests that carry your header to a port on your machine",
-		Long: `Intercept a Service: requests that carry your header go to LOCAL_PORT on this
-machine, every other request keeps going to the workload in the cluster.
+		Long: `Intercept a Service: requests that carry your header (or cookie, or baggage
+member) go to LOCAL_PORT on this machine, every other request keeps going to
+the workload in the cluster.
 
 kubectl-intercept copies the workload behind the Service with a proxy sidecar,
 points the Service at the copy once it is ready, and tunnels matching requests
 back over the Kubernetes API (pods/portforward): no agent, no privileges, no
 account. 'kubectl intercept close' restores the Service exactly as it was.`,
-		Example:       interceptExample,
-		Args:          cobra.MaximumNArgs(1),
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		Example:           interceptExample,
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: serviceArgCompletion(flags, false),
+		SilenceUsage:      true,
+		SilenceErrors:     true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return cmd.Help()
@@ -110,7 +124,9 @@ account. 'kubectl intercept close' restores the Service exactly as it was.`,
 	f := cmd.Flags()
 	f.StringVarP(&o.RemotePort, "remote-port", "r", "", "Service port to intercept, by name or number (optional when the Service has one port)")
 	f.IntVarP(&o.LocalPort, "local-port", "l", 0, "local port intercepted requests go to")
-	f.StringVarP(&o.Header, "header", "x", tunnel.DefaultHeaderName+":"+tunnel.DefaultHeaderValue, "name:value of the header that marks your requests (name case-insensitive)")
+	f.StringVarP(&o.Header, "header", "x", tunnel.DefaultHeaderName+":"+tunnel.DefaultHeaderValue, "name:value of the header that marks your requests (name case-insensitive); used unless --cookie, --baggage or --all is given")
+	f.StringVar(&o.Cookie, "cookie", "", "name=value of a cookie that marks your requests, for a browser, which cannot add a header")
+	f.StringVar(&o.Baggage, "baggage", "", "key=value of a W3C baggage member that marks your requests (value percent-encoded); OpenTelemetry carries it across services")
 	f.BoolVarP(&o.All, "all", "a", false, "intercept every connection to the port, whatever its headers")
 	f.BoolVarP(&o.Clean, "clean", "c", false, "close and clean up an existing intercept of this Service first")
 	f.BoolVarP(&o.Quiet, "quiet", "q", false, "print only errors")
@@ -121,12 +137,22 @@ account. 'kubectl intercept close' restores the Service exactly as it was.`,
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the copy's pods and the tunnels")
 	f.BoolVar(&o.detached, "detached", false, "")
 	_ = f.MarkHidden("detached")
+	_ = cmd.RegisterFlagCompletionFunc("remote-port", remotePortCompletion(flags))
+	for _, name := range []string{"local-port", "header", "cookie", "baggage", "proxy-image", "timeout"} {
+		_ = cmd.RegisterFlagCompletionFunc(name, cobra.NoFileCompletions)
+	}
 	return cmd
 }
 
 // Complete resolves the Service argument, the namespace and the clients.
 func (o *InterceptOptions) Complete(cmd *cobra.Command, args []string) error {
 	var err error
+	if !cmd.Flags().Changed("header") {
+		o.Header = "" // the default applies only when nothing else is given
+	}
+	if o.Route, err = o.matchRoute(); err != nil {
+		return err
+	}
 	if o.RESTConfig, o.Client, err = clients(o.configFlags); err != nil {
 		return err
 	}
@@ -149,23 +175,45 @@ func (o *InterceptOptions) Complete(cmd *cobra.Command, args []string) error {
 	if o.ProxyImage == "" {
 		o.ProxyImage = version.ProxyImage()
 	}
-	if o.All {
-		o.Route = tunnel.Route{All: true}
-	} else {
-		name, value, err := tunnel.ParseHeader(o.Header)
-		if err != nil {
-			return err
-		}
-		o.Route = tunnel.Route{Header: name, Value: value}
-	}
 	o.Route.Owner = owner()
 	o.Route.Client = clientID()
 	o.stateKey = stateKey(o.configFlags, o.Namespace, o.Service)
 	return nil
 }
 
+// matchRoute builds the route from -x, --cookie, --baggage or --all, which
+// may not be combined; with none of them, the default header.
+func (o *InterceptOptions) matchRoute() (tunnel.Route, error) {
+	given := 0
+	for _, set := range []bool{o.Header != "", o.Cookie != "", o.Baggage != "", o.All} {
+		if set {
+			given++
+		}
+	}
+	if given > 1 {
+		return tunnel.Route{}, errors.New("-x, --cookie, --baggage and --all each say which requests are yours; give only one of them")
+	}
+	switch {
+	case o.All:
+		return tunnel.Route{All: true}, nil
+	case o.Cookie != "":
+		name, value, err := tunnel.ParseCookie(o.Cookie)
+		return tunnel.Route{Cookie: name, Value: value}, err
+	case o.Baggage != "":
+		key, value, err := tunnel.ParseBaggage(o.Baggage)
+		return tunnel.Route{Baggage: key, Value: value}, err
+	case o.Header == "":
+		return tunnel.Route{Header: tunnel.DefaultHeaderName, Value: tunnel.DefaultHeaderValue}, nil
+	}
+	name, value, err := tunnel.ParseHeader(o.Header)
+	return tunnel.Route{Header: name, Value: value}, err
+}
+
 // Validate checks the flags without the network.
 func (o *InterceptOptions) Validate() error {
+	if _, err := o.matchRoute(); err != nil {
+		return err
+	}
 	if o.LocalPort < 1 || o.LocalPort > 65535 {
 		if o.DryRun && o.LocalPort == 0 {
 			return nil
@@ -229,6 +277,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	go func() { ferr <- follower.Run(fctx) }()
 
 	end := func(cause error) error {
+		st.Settle()
 		follower.Leave(2 * time.Second)
 		stopTunnels()
 		<-ferr
@@ -258,6 +307,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return end(err)
 	}
+	st.Settle()
 	o.printActive(p, st, pod)
 	ready()
 	go session.WatchSwitch(fctx, o.Client, o.Namespace, o.Service, rec, 2*time.Second, p.Warn)
@@ -271,13 +321,25 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 }
 
 func (o *InterceptOptions) printActive(p *progress, st *session.Started, pod string) {
-	what := "requests with header " + o.Route.String()
-	if o.Route.All {
+	r := o.Route
+	what := "requests with " + r.String()
+	switch {
+	case r.All:
 		what = "every connection"
+	case r.Header != "":
+		what = "requests with header " + r.String()
 	}
 	p.Infof("Intercepting service %s/%s port %s: %s go to localhost:%d (verified through pod %s).", o.Namespace, o.Service, st.Record.Port, what, o.LocalPort, pod)
-	if !o.Route.All {
-		p.Infof("Try it from inside the cluster: curl -H '%s: %s' http://%s.%s:%s/", o.Route.Header, o.Route.Value, o.Service, o.Namespace, servicePort(st.Service, st.Record.Port))
+	url := fmt.Sprintf("http://%s.%s:%s/", o.Service, o.Namespace, servicePort(st.Service, st.Record.Port))
+	switch {
+	case r.Cookie != "":
+		p.Infof("Try it from inside the cluster: curl -H %s %s", shellQuote("Cookie: "+r.Cookie+"="+r.Value), url)
+		p.Infof("From a browser, open your frontend, paste in its devtools console and reload: document.cookie = \"%s=%s; path=/\"", r.Cookie, r.Value)
+	case r.Baggage != "":
+		p.Infof("Try it from inside the cluster: curl -H %s %s", shellQuote("baggage: "+r.Baggage+"="+tunnel.EscapeBaggage(r.Value)), url)
+		p.Infof("OpenTelemetry SDKs pass baggage on with every call a service makes: requests that start with it come here however deep %s is in the call graph.", o.Service)
+	case !r.All:
+		p.Infof("Try it from inside the cluster: curl -H %s %s", shellQuote(r.Header+": "+r.Value), url)
 	}
 	if !o.detached {
 		p.Infof("Press Ctrl-C to end the intercept.")
@@ -296,7 +358,11 @@ func (o *InterceptOptions) leave(st *session.Started, p *progress, cause error) 
 		p.Infof("%d other intercept(s) of service %s remain; the Service stays switched until the last one ends.", len(others), o.Service)
 		return cause
 	}
-	_, cerr := session.Close(ctx, o.Client, session.CloseOptions{Namespace: o.Namespace, Service: o.Service, ID: st.Record.ID, Progress: p})
+	res, cerr := session.Close(ctx, o.Client, session.CloseOptions{Namespace: o.Namespace, Service: o.Service, ID: st.Record.ID, Progress: p})
+	if cerr == nil && len(res.Busy) > 0 {
+		p.Infof("Another kubectl-intercept is joining the intercept of service %s; the Service stays switched for it.", o.Service)
+		return cause
+	}
 	if cerr != nil {
 		cerr = fmt.Errorf("closing the intercept: %w; run `kubectl intercept close svc/%s -n %s`", cerr, o.Service, o.Namespace)
 		if cause == nil {
@@ -344,6 +410,11 @@ func verifyActive(ctx context.Context, f *tunnel.Follower, svc *corev1.Service, 
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// shellQuote quotes s for a POSIX shell, for commands printed to paste.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func servicePort(svc *corev1.Service, key string) string {

@@ -8,11 +8,14 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 )
 
-// NewCmdRoot builds `kubectl intercept` and its subcommands.
+// NewCmdRoot builds `kubectl intercept` and its subcommands, with cobra's
+// `completion` command for shell completion scripts.
 func NewCmdRoot(streams genericiooptions.IOStreams) *cobra.Command {
 	flags := genericclioptions.NewConfigFlags(true)
 	cmd := NewCmdIntercept(flags, streams)
+	cmd.CompletionOptions.DisableDefaultCmd = false
 	flags.AddFlags(cmd.PersistentFlags())
+	_ = cmd.RegisterFlagCompletionFunc("namespace", namespaceCompletion(flags))
 	cmd.AddCommand(
 		NewCmdClose(flags, streams),
 		NewCmdList(flags, streams),

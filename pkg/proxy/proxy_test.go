@@ -134,6 +134,37 @@ func TestTableConflicts(t *testing.T) {
 	}
 }
 
+// Two developers may use the same cookie (or baggage key) with their own
+// values; the same name and value is refused with a hint at the flag, and
+// the sidecar refuses a route it could not match.
+func TestTableConflictsByKind(t *testing.T) {
+	var tb Table
+	dial := func(context.Context) (net.Conn, error) { return nil, nil }
+	for _, r := range []tunnel.Route{
+		{Cookie: "dev", Value: "alice", Owner: "alice@laptop"},
+		{Cookie: "dev", Value: "bob"},
+		{Baggage: "dev", Value: "alice"},
+		{Header: "dev", Value: "alice"},
+	} {
+		if _, err := tb.Add(r, dial); err != nil {
+			t.Fatalf("%s refused: %v", r, err)
+		}
+	}
+	_, err := tb.Add(tunnel.Route{Cookie: "dev", Value: "alice"}, dial)
+	if !errors.Is(err, tunnel.ErrConflict) || !strings.Contains(err.Error(), "alice@laptop") || !strings.Contains(err.Error(), "--cookie") {
+		t.Fatalf("same cookie: %v", err)
+	}
+	if _, err := tb.Add(tunnel.Route{Baggage: "dev", Value: "alice"}, dial); err == nil || !strings.Contains(err.Error(), "--baggage") {
+		t.Fatalf("same baggage: %v", err)
+	}
+	if _, err := tb.Add(tunnel.Route{Value: "alice"}, dial); err == nil || errors.Is(err, tunnel.ErrConflict) {
+		t.Fatalf("route naming nothing to match: %v", err)
+	}
+	if n := len(tb.List()); n != 4 {
+		t.Fatalf("%d routes live, want 4", n)
+	}
+}
+
 // The probe header is answered by the sidecar itself, naming its pod.
 func TestProbeAnsweredBySidecar(t *testing.T) {
 	app := named("app")

@@ -1,6 +1,6 @@
-// Package proxy is the sidecar's data plane: requests whose header matches a
-// live route go through that developer's tunnel; everything else goes to the
-// app container in the same pod, unchanged.
+// Package proxy is the sidecar's data plane: requests whose header, cookie
+// or baggage matches a live route go through that developer's tunnel;
+// everything else goes to the app container in the same pod, unchanged.
 package proxy
 
 import (
@@ -31,8 +31,12 @@ type Table struct {
 
 var _ tunnel.RouteTable = (*Table)(nil)
 
-// Add installs r, refusing one that conflicts with a live route.
+// Add installs r, refusing one that conflicts with a live route or that
+// this sidecar cannot match.
 func (t *Table) Add(r tunnel.Route, dial tunnel.DialFunc) (func(), error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
 	if !r.All {
 		r.Header = http.CanonicalHeaderKey(r.Header)
 	}
@@ -52,12 +56,23 @@ func (t *Table) Add(r tunnel.Route, dial tunnel.DialFunc) (func(), error) {
 			continue // the same CLI, reconnected: the new registration wins
 		}
 		if old.Conflicts(r) {
-			return nil, fmt.Errorf("%w: %s is intercepted by %s; pick another header value with -x", tunnel.ErrConflict, old.Route, ownerOrSomeone(old.Owner))
+			return nil, fmt.Errorf("%w: %s is intercepted by %s; %s", tunnel.ErrConflict, old.Route, ownerOrSomeone(old.Owner), pickAnother(r))
 		}
 		kept = append(kept, old)
 	}
 	t.routes = append(kept, nr)
 	return func() { t.remove(nr) }, nil
+}
+
+// pickAnother says how to ask for a route like r that is free.
+func pickAnother(r tunnel.Route) string {
+	switch {
+	case r.Cookie != "":
+		return "pick another cookie value with --cookie"
+	case r.Baggage != "":
+		return "pick another baggage value with --baggage"
+	}
+	return "pick another header value with -x"
 }
 
 func ownerOrSomeone(o string) string {
@@ -96,13 +111,8 @@ func (t *Table) match(h http.Header) *route {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
-		if r.All {
+		if r.matches(h) {
 			return r
-		}
-		for _, v := range h[r.Header] {
-			if v == r.Value {
-				return r
-			}
 		}
 	}
 	return nil

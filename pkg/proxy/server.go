@@ -29,7 +29,8 @@ type Config struct {
 	Pod string
 	// H2C: the port speaks HTTP/2 with prior knowledge (appProtocol h2c).
 	H2C bool
-	// Static routes (standalone mode): header match to a fixed address.
+	// Static routes (standalone mode): header, cookie or baggage match to
+	// a fixed address.
 	Static []StaticRoute
 	// DrainDelay is how long to keep serving after SIGTERM before closing
 	// idle connections, so endpoints have moved away first.
@@ -45,9 +46,10 @@ type Config struct {
 // never reaches the app.
 const MaxHeaderBytes = 1 << 20
 
-// StaticRoute sends requests whose Header equals Value to Addr.
+// StaticRoute sends requests whose Header, Cookie or Baggage member (one of
+// the three) equals Value to Addr.
 type StaticRoute struct {
-	Header, Value, Addr string
+	Header, Cookie, Baggage, Value, Addr string
 }
 
 // Run serves until ctx ends, then drains.
@@ -55,7 +57,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	table := &Table{}
 	for _, s := range cfg.Static {
 		addr := s.Addr
-		_, err := table.Add(tunnel.Route{Header: s.Header, Value: s.Value, Owner: "--route " + addr},
+		_, err := table.Add(tunnel.Route{Header: s.Header, Cookie: s.Cookie, Baggage: s.Baggage, Value: s.Value, Owner: "--route " + addr},
 			func(ctx context.Context) (net.Conn, error) {
 				var d net.Dialer
 				return d.DialContext(ctx, "tcp", addr)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -43,5 +44,28 @@ func TestTunnelConflictRefused(t *testing.T) {
 	}
 	if got := table.List(); len(got) != 1 || got[0].Owner != "alice@a" {
 		t.Fatalf("routes after the refusal: %v", got)
+	}
+}
+
+// A cookie route registered through a tunnel is held as sent, and a
+// request carrying the cookie is matched to it.
+func TestTunnelCookieRoute(t *testing.T) {
+	table := &Table{}
+	srv := &tunnel.Server{Pod: "p", Routes: table}
+	a, b := net.Pipe()
+	go srv.ServeConn(context.Background(), a)
+	c, err := tunnel.NewClient(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Register(tunnel.Route{Cookie: "dev", Value: "alice", Client: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	if r := table.match(http.Header{"Cookie": {"session=1; dev=alice"}}); r == nil || r.Cookie != "dev" {
+		t.Fatalf("request with the cookie matched %v", r)
+	}
+	if r := table.match(http.Header{"Cookie": {"session=1; dev=bob"}}); r != nil {
+		t.Fatalf("request with another value matched %s", r.Route)
 	}
 }

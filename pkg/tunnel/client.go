@@ -52,7 +52,23 @@ func (c *Client) call(req Request) (Response, error) {
 // lives, and returns the sidecar's pod.
 func (c *Client) Register(r Route) (string, error) {
 	resp, err := c.call(Request{Op: "register", Route: &r})
-	return resp.Pod, err
+	if err != nil || r.All || r.Header != "" {
+		return resp.Pod, err
+	}
+	// A sidecar older than cookie and baggage routes drops the fields it
+	// does not know and installs a route that matches nothing: make sure
+	// it holds this one as sent.
+	routes, err := c.Routes()
+	if err != nil {
+		return resp.Pod, err
+	}
+	for _, got := range routes {
+		if got.Cookie == r.Cookie && got.Baggage == r.Baggage && got.Value == r.Value {
+			return resp.Pod, nil
+		}
+	}
+	return resp.Pod, fmt.Errorf("%w: the sidecar in pod %s cannot match %s, its image is older than this CLI; "+
+		"use -x NAME:VALUE instead, or, once nobody else intercepts the Service, run `kubectl intercept close` on it and intercept again to get a current sidecar", ErrUnsupported, resp.Pod, r)
 }
 
 // Unregister removes this session's routes from the sidecar while the

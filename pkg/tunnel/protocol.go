@@ -9,14 +9,13 @@ package tunnel
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/yamux"
-	"golang.org/x/net/http/httpguts"
 )
 
 // Heartbeat timing. A laptop that sleeps keeps its sockets open, so only a
@@ -53,11 +52,23 @@ const (
 	ProbePodHeader = "X-Kubectl-Intercept-Pod"
 )
 
-// Route says which requests go to one developer.
+// Route says which requests go to one developer: those that carry a header
+// (Header), a cookie (Cookie) or a W3C baggage member (Baggage) with Value,
+// exactly one of the three; or every connection (All). A Route with only
+// Header and Value, as CLIs before cookie and baggage routes send, is a
+// header match.
 type Route struct {
 	// Header is matched case-insensitively; Value exactly.
 	Header string `json:"header,omitempty"`
-	Value  string `json:"value,omitempty"`
+	// Cookie names a cookie of the request's Cookie headers; its value,
+	// without surrounding double quotes, must be Value.
+	Cookie string `json:"cookie,omitempty"`
+	// Baggage is the key of a member of the request's baggage headers; its
+	// value, percent-decoded, must be Value.
+	Baggage string `json:"baggage,omitempty"`
+	// Value is what the header, cookie or baggage member must equal; for
+	// Baggage it is held percent-decoded.
+	Value string `json:"value,omitempty"`
 	// All routes every connection of the port, whatever it carries.
 	All bool `json:"all,omitempty"`
 	// Owner names the developer (user@host) for messages to others.
@@ -68,36 +79,60 @@ type Route struct {
 	Client string `json:"client,omitempty"`
 }
 
-// String renders the route the way the CLI's -x flag takes it.
+// String renders the route the way the CLI's flags take it: name:value
+// for -x, "cookie name=value" for --cookie, "baggage key=value" for
+// --baggage (the value percent-encoded, as a baggage header carries it).
 func (r Route) String() string {
-	if r.All {
+	switch {
+	case r.All:
 		return "all traffic"
+	case r.Cookie != "":
+		return "cookie " + r.Cookie + "=" + r.Value
+	case r.Baggage != "":
+		return "baggage " + r.Baggage + "=" + EscapeBaggage(r.Value)
 	}
 	return r.Header + ":" + r.Value
 }
 
-// Conflicts reports whether two routes would claim the same requests.
+// Conflicts reports whether two routes would claim the same requests: an
+// All route conflicts with every route, others when they match the same
+// header (in any case), cookie or baggage key with the same value.
 func (r Route) Conflicts(o Route) bool {
 	if r.All || o.All {
 		return true
 	}
-	return http.CanonicalHeaderKey(r.Header) == http.CanonicalHeaderKey(o.Header) && r.Value == o.Value
+	return http.CanonicalHeaderKey(r.Header) == http.CanonicalHeaderKey(o.Header) &&
+		r.Cookie == o.Cookie && r.Baggage == o.Baggage && r.Value == o.Value
 }
 
-// ParseHeader parses the -x flag's name:value.
-func ParseHeader(s string) (name, value string, err error) {
-	name, value, ok := strings.Cut(s, ":")
-	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
-	if !ok || name == "" || value == "" {
-		return "", "", fmt.Errorf("header %q is not name:value (for example x-dev:alice)", s)
+// Validate reports what makes a route one a sidecar cannot match: it must
+// be All or name exactly one of a header, a cookie and a baggage key, with
+// a value that kind of field can carry.
+func (r Route) Validate() error {
+	if r.All {
+		return nil
 	}
-	if !httpguts.ValidHeaderFieldName(name) {
-		return "", "", fmt.Errorf("header name %q has a character HTTP does not allow in header names", name)
+	var err error
+	named := 0
+	if r.Header != "" {
+		named++
+		err = checkHeader(r.Header, r.Value)
 	}
-	if !httpguts.ValidHeaderFieldValue(value) {
-		return "", "", fmt.Errorf("header value %q has a control character HTTP does not allow in header values", value)
+	if r.Cookie != "" {
+		named++
+		err = checkCookie(r.Cookie, r.Value)
 	}
-	return name, value, nil
+	if r.Baggage != "" {
+		named++
+		err = checkBaggage(r.Baggage, r.Value)
+	}
+	switch {
+	case named == 0:
+		return errors.New("the route names no header, cookie or baggage key to match (is the CLI newer than this sidecar?)")
+	case named > 1:
+		return fmt.Errorf("the route names more than one of header %q, cookie %q and baggage key %q; a route matches one", r.Header, r.Cookie, r.Baggage)
+	}
+	return err
 }
 
 // Request is one call on the control stream.

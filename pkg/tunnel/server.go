@@ -135,3 +135,7 @@ func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser) {
 
 // ErrConflict is returned by RouteTable.Add for a route already taken.
 var ErrConflict = errors.New("route already taken")
+
+// ErrUnsupported is returned by Client.Register when the sidecar cannot
+// match the kind of route given.
+var ErrUnsupported = errors.New("route not supported")
