@@ -36,10 +36,17 @@ func injectFault(cfg *rest.Config) {
 }
 
 // mutating tells the calls that change the cluster from reads, access
-// reviews and port-forwards.
+// reviews and port-forwards. Updates of a Deployment are the starting and
+// closing marks on the copy (a heartbeat runs on its own clock): they are
+// not steps of the sequence, and a crash between two of them leaves the
+// state of the step before, with a mark that stops moving.
 func mutating(r *http.Request) bool {
 	switch r.Method {
-	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+	case http.MethodPost, http.MethodPatch, http.MethodDelete:
+	case http.MethodPut:
+		if strings.Contains(r.URL.Path, "/deployments/") {
+			return false
+		}
 	default:
 		return false
 	}

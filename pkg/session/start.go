@@ -209,7 +209,16 @@ func resume(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, t
 		}
 		b, err := startBeat(ctx, cs, o.Namespace, c.Name)
 		if errors.Is(err, ErrClosing) {
-			continue // a close is removing it
+			// A close claimed it and restored the Service (this one is not
+			// switched), then may have died before deleting it: finish that.
+			o.Progress.Warn(fmt.Sprintf("removing deployment %s, left over from a close that did not finish", c.Name))
+			bg := metav1.DeletePropagationBackground
+			err := cs.AppsV1().Deployments(o.Namespace).Delete(ctx, c.Name, metav1.DeleteOptions{
+				PropagationPolicy: &bg, Preconditions: &metav1.Preconditions{UID: &c.UID}})
+			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				return nil, describeAPIError(err, "deleting deployment "+c.Name)
+			}
+			continue
 		}
 		if err != nil {
 			return nil, err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -127,4 +128,43 @@ func TestRevertByAnotherToolIsReported(t *testing.T) {
 	if err := p.cmd.Wait(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A browser cannot add a header: a cookie, or a W3C baggage member that
+// tracing propagates across services, selects the laptop instead.
+func TestCookieAndBaggageRoutes(t *testing.T) {
+	ns := newNamespace(t)
+	svc := deployDemo(t, ns, demoOptions{})
+	before := takeSnapshot(t, ns, "demo")
+	alice, bob := laptop(t, "alice"), laptop(t, "bob")
+
+	a := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(alice), "--cookie", "dev=alice", "-w")
+	a.waitOutput(t, "Intercepting service", 2*time.Minute)
+	if !strings.Contains(a.output(), `document.cookie = "dev=alice; path=/"`) {
+		t.Fatalf("no browser instructions for the cookie:\n%s", a.output())
+	}
+	b := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(bob), "--baggage", "dev=bob", "-w")
+	b.waitOutput(t, "Intercepting service", 2*time.Minute)
+
+	for i := 0; i < 10; i++ {
+		if got := routedTo(t, svc, header("Cookie", "theme=dark; dev=alice")); got != "alice" {
+			t.Fatalf("a request with cookie dev=alice reached %q", got)
+		}
+		if got := routedTo(t, svc, header("Cookie", "dev=alice2")); got == "alice" {
+			t.Fatal("cookie dev=alice2 reached alice's laptop")
+		}
+		if got := routedTo(t, svc, header("Baggage", "userId=7, dev=bob;prop=1")); got != "bob" {
+			t.Fatalf("a request with baggage dev=bob reached %q", got)
+		}
+		if got := routedTo(t, svc, nil); !strings.HasPrefix(got, "demo-") {
+			t.Fatalf("a plain request reached %q", got)
+		}
+	}
+	for _, p := range []*pluginProc{a, b} {
+		p.cmd.Process.Signal(os.Interrupt)
+		if err := p.cmd.Wait(); err != nil {
+			t.Fatalf("kubectl-intercept: %v\n%s", err, p.output())
+		}
+	}
+	assertRestored(t, ns, "demo", before)
 }
