@@ -22,6 +22,21 @@ import (
 
 const managedBy = "app.kubernetes.io/managed-by=kubectl-intercept"
 
+// laptopCLI returns a runner of kubectl-intercept commands that share one
+// state directory, as on one developer's machine (so close finds the
+// background intercept), failing the test when a command fails.
+func laptopCLI(t *testing.T) func(args ...string) {
+	state := t.TempDir()
+	return func(args ...string) {
+		t.Helper()
+		cmd := pluginCmd(t, args...)
+		cmd.Env = append(cmd.Env, "XDG_STATE_HOME="+state)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("kubectl-intercept %v: %v\n%s", args, err, out)
+		}
+	}
+}
+
 // theCopy returns the copy Deployment of the namespace's one intercept.
 func theCopy(t *testing.T, ns string) *appsv1.Deployment {
 	t.Helper()
@@ -90,15 +105,7 @@ func TestRoutesFollowCopyPods(t *testing.T) {
 	svc := deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")
 	port := laptop(t, laptopPod)
-	state := t.TempDir()
-	run := func(args ...string) {
-		t.Helper()
-		cmd := pluginCmd(t, args...)
-		cmd.Env = append(cmd.Env, "XDG_STATE_HOME="+state)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("kubectl-intercept %v: %v\n%s", args, err, out)
-		}
-	}
+	run := laptopCLI(t)
 	run("svc/demo", "-n", ns, "-l", strconv.Itoa(port), "--detach")
 	dev := header("X-C6O-INTERCEPT", "yes")
 
@@ -394,15 +401,7 @@ func TestCloseKeepsADeployMadeDuringTheIntercept(t *testing.T) {
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	port := laptop(t, laptopPod)
-	state := t.TempDir()
-	run := func(args ...string) {
-		t.Helper()
-		cmd := pluginCmd(t, args...)
-		cmd.Env = append(cmd.Env, "XDG_STATE_HOME="+state)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("kubectl-intercept %v: %v\n%s", args, err, out)
-		}
-	}
+	run := laptopCLI(t)
 	run("svc/demo", "-n", ns, "-l", strconv.Itoa(port), "--detach")
 	copyBefore := theCopy(t, ns)
 
