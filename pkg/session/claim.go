@@ -54,11 +54,10 @@ var ErrClosing = errors.New("the intercept was closed while starting")
 
 // beat keeps AnnotationStarting on a copy fresh.
 type beat struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	lost   atomic.Bool
-	once   sync.Once
-	stop   func()
+	done chan struct{}
+	lost atomic.Bool
+	once sync.Once
+	stop func()
 }
 
 // startBeat marks the copy as being started, and keeps the mark fresh until
@@ -68,7 +67,7 @@ func startBeat(ctx context.Context, cs kubernetes.Interface, ns, name string) (*
 		return nil, err
 	}
 	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	b := &beat{cancel: cancel, done: make(chan struct{})}
+	b := &beat{done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
 		t := time.NewTicker(beatEvery)

@@ -262,13 +262,8 @@ func findCopies(ctx context.Context, cs kubernetes.Interface, ns, service string
 // deleteCopy deletes a copy and waits for its pods to be gone: their
 // sidecars drain connections on the way out.
 func deleteCopy(ctx context.Context, cs kubernetes.Interface, ns string, d appsv1.Deployment, timeout time.Duration) error {
-	bg := metav1.DeletePropagationBackground
-	err := cs.AppsV1().Deployments(ns).Delete(ctx, d.Name, metav1.DeleteOptions{
-		PropagationPolicy: &bg,
-		Preconditions:     &metav1.Preconditions{UID: &d.UID},
-	})
-	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		return describeAPIError(err, "deleting deployment "+d.Name)
+	if err := deleteDeployment(ctx, cs, ns, d); err != nil {
+		return err
 	}
 	id := d.Labels[LabelSession]
 	if id == "" {
@@ -288,6 +283,20 @@ func deleteCopy(ctx context.Context, cs kubernetes.Interface, ns string, d appsv
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// deleteDeployment deletes a copy, that very object (a copy made again
+// under the same name is left alone), its pods in the background.
+func deleteDeployment(ctx context.Context, cs kubernetes.Interface, ns string, d appsv1.Deployment) error {
+	bg := metav1.DeletePropagationBackground
+	err := cs.AppsV1().Deployments(ns).Delete(ctx, d.Name, metav1.DeleteOptions{
+		PropagationPolicy: &bg,
+		Preconditions:     &metav1.Preconditions{UID: &d.UID},
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return describeAPIError(err, "deleting deployment "+d.Name)
+	}
+	return nil
 }
 
 // FindAll lists every Service with intercept residue in the namespace: an

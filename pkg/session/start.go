@@ -212,11 +212,8 @@ func resume(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, t
 			// A close claimed it and restored the Service (this one is not
 			// switched), then may have died before deleting it: finish that.
 			o.Progress.Warn(fmt.Sprintf("removing deployment %s, left over from a close that did not finish", c.Name))
-			bg := metav1.DeletePropagationBackground
-			err := cs.AppsV1().Deployments(o.Namespace).Delete(ctx, c.Name, metav1.DeleteOptions{
-				PropagationPolicy: &bg, Preconditions: &metav1.Preconditions{UID: &c.UID}})
-			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-				return nil, describeAPIError(err, "deleting deployment "+c.Name)
+			if err := deleteDeployment(ctx, cs, o.Namespace, c); err != nil {
+				return nil, err
 			}
 			continue
 		}
