@@ -30,8 +30,8 @@ func shippedRole(t *testing.T) *rbacv1.Role {
 	return &role
 }
 
-// bindRole grants rbacUser exactly role in ns, replacing an earlier grant.
-func bindRole(t *testing.T, ns string, role *rbacv1.Role) {
+// bindRole grants user exactly role in ns, replacing an earlier grant.
+func bindRole(t *testing.T, ns, user string, role *rbacv1.Role) {
 	t.Helper()
 	ctx := t.Context()
 	role = role.DeepCopy()
@@ -43,7 +43,7 @@ func bindRole(t *testing.T, ns string, role *rbacv1.Role) {
 	rb := &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "developer", Namespace: ns},
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: rbacUser}},
+		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: user}},
 	}
 	if _, err := cs.RbacV1().RoleBindings(ns).Get(ctx, rb.Name, metav1.GetOptions{}); err != nil {
 		if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
@@ -61,7 +61,7 @@ func TestLeastPrivilegeRole(t *testing.T) {
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	role := shippedRole(t)
-	bindRole(t, ns, role)
+	bindRole(t, ns, rbacUser, role)
 	as := []string{"--as", rbacUser, "-n", ns}
 
 	port := laptop(t, laptopPod)
@@ -97,7 +97,7 @@ func TestLeastPrivilegeRole(t *testing.T) {
 				if len(r.Verbs) == 0 {
 					reduced.Rules = slices.Delete(reduced.Rules, ri, ri+1)
 				}
-				bindRole(t, ns, reduced)
+				bindRole(t, ns, rbacUser, reduced)
 				out, err := runPlugin(t, append(as, "svc/demo", "-l", strconv.Itoa(port))...)
 				resource := strings.TrimSuffix(rule.Resources[0], "s")
 				if err == nil || !strings.Contains(out, "missing permissions") || !strings.Contains(out, resource) {

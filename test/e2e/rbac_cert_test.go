@@ -1,0 +1,184 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+)
+
+const certUser = "e2e-cert-developer"
+
+// clientCertificate has the cluster's CA sign a client certificate for user
+// through a CertificateSigningRequest (kube-controller-manager signs with
+// the CA, see hack/cluster.sh) and returns the certificate and its key, PEM.
+func clientCertificate(t *testing.T, user string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	ctx := t.Context()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	request, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: user}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrs := cs.CertificatesV1().CertificateSigningRequests()
+	csr, err := csrs.Create(ctx, &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: user + "-"},
+		Spec: certificatesv1.CertificateSigningRequestSpec{
+			Request:           pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: request}),
+			SignerName:        certificatesv1.KubeAPIServerClientSignerName,
+			Usages:            []certificatesv1.KeyUsage{certificatesv1.UsageClientAuth},
+			ExpirationSeconds: ptr.To(int32(3600)),
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating a CertificateSigningRequest for %s: %v", user, err)
+	}
+	t.Cleanup(func() {
+		_ = csrs.Delete(context.Background(), csr.Name, metav1.DeleteOptions{})
+	})
+	csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+		Type:    certificatesv1.CertificateApproved,
+		Status:  corev1.ConditionTrue,
+		Reason:  "E2EApproved",
+		Message: "approved by the e2e tests",
+	})
+	if _, err := csrs.UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("approving CertificateSigningRequest %s: %v", csr.Name, err)
+	}
+	waitFor(t, 60*time.Second, "kube-controller-manager to sign CertificateSigningRequest "+csr.Name, func() bool {
+		got, err := csrs.Get(ctx, csr.Name, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		for _, c := range got.Status.Conditions {
+			if c.Type == certificatesv1.CertificateDenied || c.Type == certificatesv1.CertificateFailed {
+				t.Fatalf("CertificateSigningRequest %s: %s: %s", csr.Name, c.Reason, c.Message)
+			}
+		}
+		certPEM = got.Status.Certificate
+		return len(certPEM) > 0
+	})
+	return certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+}
+
+// certKubeconfig writes a kubeconfig for user into a temporary directory:
+// the admin kubeconfig's server and CA, and a client certificate signed by
+// the cluster's CA. It holds no other credentials and no impersonation.
+func certKubeconfig(t *testing.T, user string) string {
+	t.Helper()
+	admin, err := clientcmd.LoadFromFile(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminContext, ok := admin.Contexts[admin.CurrentContext]
+	if !ok {
+		t.Fatalf("%s: no current context", kubeconfig)
+	}
+	adminCluster, ok := admin.Clusters[adminContext.Cluster]
+	if !ok {
+		t.Fatalf("%s: no cluster %q", kubeconfig, adminContext.Cluster)
+	}
+	ca := adminCluster.CertificateAuthorityData
+	if len(ca) == 0 && adminCluster.CertificateAuthority != "" {
+		if ca, err = os.ReadFile(adminCluster.CertificateAuthority); err != nil {
+			t.Fatal(err)
+		}
+	}
+	certPEM, keyPEM := clientCertificate(t, user)
+
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: adminCluster.Server, CertificateAuthorityData: ca}
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM}
+	cfg.Contexts[user] = &clientcmdapi.Context{Cluster: "local", AuthInfo: user}
+	cfg.CurrentContext = user
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// The whole flow works for a user who authenticates with a client
+// certificate (not impersonation) and is bound only to docs/rbac.yaml's
+// Role, and that user can do nothing in another namespace.
+func TestLeastPrivilegeRoleAsClientCertificateUser(t *testing.T) {
+	ns := newNamespace(t)
+	other := newNamespace(t)
+	svc := deployDemo(t, ns, demoOptions{})
+	bindRole(t, ns, certUser, shippedRole(t))
+	config := certKubeconfig(t, certUser)
+	// As on a developer's laptop, no admin credentials are within reach:
+	// KUBECONFIG names the certificate user's kubeconfig too.
+	env := []string{"KUBECONFIG=" + config}
+	args := func(namespace string, rest ...string) []string {
+		return append([]string{"--kubeconfig", config, "-n", namespace}, rest...)
+	}
+	run := func(args ...string) (string, error) {
+		t.Helper()
+		cmd := pluginCmd(t, args...)
+		cmd.Env = append(cmd.Env, env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+
+	restConfig, err := clientcmd.BuildConfigFromFlags("", config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asUser := kubernetes.NewForConfigOrDie(restConfig)
+	if _, err := asUser.AppsV1().Deployments(ns).List(t.Context(), metav1.ListOptions{}); err != nil {
+		t.Fatalf("get deployments in %s as %s, which the Role allows: %v", ns, certUser, err)
+	}
+	_, err = asUser.AppsV1().Deployments(other).List(t.Context(), metav1.ListOptions{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `"`+certUser+`"`) {
+		t.Fatalf("get deployments in %s as %s: want forbidden for that user, got %v", other, certUser, err)
+	}
+
+	port := laptop(t, laptopPod)
+	before := takeSnapshot(t, ns, "demo")
+	p := startPluginEnv(t, env, args(ns, "svc/demo", "-l", strconv.Itoa(port))...)
+	p.waitOutput(t, "Intercepting service", 2*time.Minute)
+	if got := routedTo(t, svc, header("X-C6O-INTERCEPT", "yes")); got != laptopPod {
+		t.Fatalf("header request reached %q", got)
+	}
+	if got := routedTo(t, svc, nil); got == laptopPod || !strings.HasPrefix(got, "demo-") {
+		t.Fatalf("request without the header reached %q, want a demo pod", got)
+	}
+	if out, err := run(args(ns, "list")...); err != nil || !strings.Contains(out, "active") {
+		t.Fatalf("list as %s: %v\n%s", certUser, err, out)
+	}
+	if out, err := run(args(other, "list")...); err == nil || !strings.Contains(out, "forbidden") {
+		t.Fatalf("list in %s as %s: want forbidden, got err %v:\n%s", other, certUser, err, out)
+	}
+	p.cmd.Process.Signal(syscall.SIGINT)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("kubectl-intercept as %s: %v\n%s", certUser, err, p.output())
+	}
+	assertRestored(t, ns, "demo", before)
+}
