@@ -1,0 +1,105 @@
+package inspect
+
+import (
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+const testRoute = "X-C6O-INTERCEPT:yes"
+
+// serveBoth serves h on loopback over HTTP/1.1 and h2c, as the CLI serves
+// connections out of the tunnel, and returns its address.
+func serveBoth(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv.Protocols = &p
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// app starts a local app (the developer's service) and returns its address.
+func app(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return strings.TrimPrefix(s.URL, "http://")
+}
+
+// forwarding starts a Forwarder in front of the app at local and returns
+// its base URL and the store it records into.
+func forwarding(t *testing.T, local string) (string, *Store) {
+	t.Helper()
+	store := NewStore(0)
+	return "http://" + serveBoth(t, NewForwarder(local, testRoute, store)), store
+}
+
+// h2cClient speaks HTTP/2 with prior knowledge, as the sidecar does for
+// gRPC callers.
+func h2cClient() *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &p}, Timeout: 10 * time.Second}
+}
+
+var client = &http.Client{Timeout: 10 * time.Second}
+
+// waitFor waits until the store's exchanges (newest first) satisfy ok.
+func waitFor(t *testing.T, s *Store, what string, ok func([]Exchange) bool) []Exchange {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		next := s.Since(math.MaxUint64).Next
+		list := s.List()
+		if ok(list) {
+			return list
+		}
+		select {
+		case <-next:
+		case <-deadline:
+			t.Fatalf("waited 5s for %s; the store holds %+v", what, list)
+		}
+	}
+}
+
+// waitDone waits for n exchanges, all finished, and returns them newest
+// first: the caller has its response a moment before the forwarder records
+// the end.
+func waitDone(t *testing.T, s *Store, n int) []Exchange {
+	t.Helper()
+	return waitFor(t, s, "finished exchanges", func(list []Exchange) bool {
+		if len(list) < n {
+			return false
+		}
+		for _, ex := range list {
+			if !ex.Done {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// freeAddr returns a loopback address where nothing listens.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
