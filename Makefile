@@ -12,6 +12,10 @@
 
 SHELL := /usr/bin/env bash
 GO ?= go
+# go.mod's toolchain line: ngrok's agent wants a Go that distrusts the
+# revoked eMudhra roots. The go command fetches it from the module proxy.
+GOTOOLCHAIN ?= $(shell sed -n 's/^toolchain //p' go.mod)
+export GOTOOLCHAIN
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 CACHE_DIR ?= /var/tmp/kubectl-intercept
@@ -33,7 +37,7 @@ KREW := $(TOOLS_DIR)/krew-$(KREW_VERSION)
 KREW_VALIDATE := $(TOOLS_DIR)/validate-krew-manifest-$(KREW_VERSION)
 KUBECTL := $(CACHE_DIR)/bin/kubectl
 
-.PHONY: build vet unit cross cluster-up cluster-down images demo e2e test clean bench \
+.PHONY: build vet unit cross cluster-up cluster-down images demo e2e test clean bench chromium \
 	tools snapshot krew-manifest release-test krew-install-test
 
 build:
@@ -44,7 +48,7 @@ vet:
 	@test -z "$$(gofmt -l cmd pkg hack test)" || { gofmt -l cmd pkg hack test; echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 
-unit: $(KREW_VALIDATE)
+unit: $(KREW_VALIDATE) chromium
 	KREW_VALIDATE=$(KREW_VALIDATE) $(GO) test -race -count=1 ./pkg/... ./cmd/... ./hack/mkimage/... ./hack/krewmanifest/...
 
 # One target besides the host's, so a platform-specific slip shows early.
@@ -60,7 +64,7 @@ cluster-down:
 images:
 	hack/images.sh
 
-e2e: build cluster-up images
+e2e: build cluster-up images chromium
 	KUBECONFIG=$(KUBECONFIG_E2E) KUBECTL_INTERCEPT_PROXY_IMAGE=$(PROXY_IMAGE) E2E_DEMO_IMAGE=$(DEMO_IMAGE) \
 	E2E_PLUGIN=$(CURDIR)/bin/kubectl-intercept E2E_KUBECTL=$(CACHE_DIR)/bin/kubectl \
 		$(GO) test -count=1 -timeout 30m -parallel 4 -v ./test/e2e/...
@@ -70,6 +74,13 @@ demo: build cluster-up images
 		PLUGIN=$(CURDIR)/bin/kubectl-intercept KUBECTL=$(CACHE_DIR)/bin/kubectl hack/demo.sh
 
 test: vet unit cross e2e
+
+# The inspector's page is tested in headless Chromium (Debian's package).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		test "$$(id -u)" = 0 || { echo "the inspector's browser tests need Chromium: apt-get install chromium (as root)" >&2; exit 1; }; \
+		echo "installing chromium (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 tools: $(GORELEASER) $(KREW) $(KREW_VALIDATE)
 

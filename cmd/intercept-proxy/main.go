@@ -52,6 +52,7 @@ func main() {
 	flag.StringVar(&cfg.Pod, "pod", os.Getenv("POD_NAME"), "this pod's name")
 	flag.DurationVar(&cfg.DrainDelay, "drain-delay", 2*time.Second, "keep serving this long after SIGTERM before draining")
 	flag.BoolVar(&cfg.H2C, "h2c", false, "the app speaks HTTP/2 without TLS: keep HTTP/2 requests HTTP/2 on the way")
+	flag.BoolVar(&cfg.NoFastPath, "no-fast-path", false, "serve every request through net/http, even those for the app (for comparison)")
 	flag.Var(&routes, "route", "NAME:VALUE=HOST:PORT: requests with header NAME equal to VALUE go to HOST:PORT (repeatable)")
 	flag.BoolVar(&verbose, "v", false, "log every proxy error and tunnel event")
 	flag.BoolVar(&showVersion, "version", false, "print the version and exit")

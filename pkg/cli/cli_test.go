@@ -49,6 +49,10 @@ func TestInterceptValidate(t *testing.T) {
 		{"cookie value with a space", InterceptOptions{LocalPort: 3000, Timeout: 1, Cookie: "dev=alice smith"}, "cookie values cannot have"},
 		{"baggage value not encoded", InterceptOptions{LocalPort: 3000, Timeout: 1, Baggage: "dev=alice smith"}, "write %20 instead"},
 		{"bad header", InterceptOptions{LocalPort: 3000, Timeout: 1, Header: "x-dev"}, "not name:value"},
+		{"ngrok without a token", InterceptOptions{LocalPort: 3000, Timeout: 1, Tunnel: "ngrok"}, "NGROK_AUTHTOKEN"},
+		{"ngrok", InterceptOptions{LocalPort: 3000, Timeout: 1, Tunnel: "ngrok", NgrokAuthtoken: "t"}, ""},
+		{"ngrok and all", InterceptOptions{LocalPort: 3000, Timeout: 1, Tunnel: "ngrok", NgrokAuthtoken: "t", All: true}, "built-in tunnel"},
+		{"unknown tunnel", InterceptOptions{LocalPort: 3000, Timeout: 1, Tunnel: "ssh"}, "use builtin or ngrok"},
 	} {
 		err := tc.o.Validate()
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
@@ -138,7 +142,10 @@ func TestPrintActive(t *testing.T) {
 	} {
 		var out bytes.Buffer
 		o := &InterceptOptions{Namespace: "shop", Service: "web", LocalPort: 3000, Route: tc.route}
-		o.printActive(newProgress(&out, &out, false), st, "web-copy-1")
+		o.printActive(newProgress(&out, &out, false), st, "web-copy-1", &front{inspectURL: "http://127.0.0.1:4041/"})
+		if !strings.Contains(out.String(), "See each intercepted request at http://127.0.0.1:4041/") {
+			t.Errorf("%s: output lacks the inspector's address:\n%s", tc.route, out.String())
+		}
 		for _, want := range tc.want {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("%s: output lacks %q:\n%s", tc.route, want, out.String())

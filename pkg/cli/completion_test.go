@@ -168,12 +168,14 @@ func TestShellCompletion(t *testing.T) {
 		{[]string{"--kubeconfig", kc, "a"}, []string{"api"}}, // the context's namespace, team
 		{[]string{"--kubeconfig", kc, "w"}, nil},
 		{[]string{"--kubeconfig", kc, ""}, []string{"close\tEnd your intercept of a Service; the last one out restores the Service",
-			"completion\tGenerate the autocompletion script for the specified shell", "help\tHelp about any command",
+			"completion\tGenerate the autocompletion script for the specified shell",
+			"doctor\tCheck that your header, cookie or baggage reaches an intercepted Service from an entry point",
+			"help\tHelp about any command",
 			"list\tList the intercepted Services of the namespace and their live routes",
 			"version\tPrint the version of kubectl-intercept and of the sidecar image it uses", "api"}},
 		{[]string{"--kubeconfig", kc, "-n", "shop", "svc/w"}, []string{"svc/web", "svc/worker"}},
 		{[]string{"--kubeconfig", kc, "--namespace=shop", "-l", "3000", "w"}, []string{"web", "worker"}},
-		{[]string{"--kubeconfig", kc, "--context", "staging", "d"}, []string{"db"}},
+		{[]string{"--kubeconfig", kc, "--context", "staging", "d"}, []string{"doctor\tCheck that your header, cookie or baggage reaches an intercepted Service from an entry point", "db"}},
 		{[]string{"--kubeconfig", kc, "-n", "shop", "svc/web", "-r", ""}, []string{"http\tport 80/TCP", "80\thttp", "grpc\tport 9090/TCP", "9090\tgrpc"}},
 		{[]string{"--kubeconfig", kc, "-n", "shop", "-r", ""}, nil}, // no Service typed yet
 		{[]string{"--kubeconfig", kc, "-n", "s"}, []string{"shop"}},

@@ -76,6 +76,12 @@ type InterceptOptions struct {
 	DryRun     bool
 	ProxyImage string
 	Timeout    time.Duration
+	// Tunnel is how requests reach this machine: builtin (through the
+	// Kubernetes API) or ngrok.
+	Tunnel         string
+	NgrokAuthtoken string
+	// Inspect is the inspector's address, or "false".
+	Inspect string
 	// detached is set in the background process that holds the tunnels.
 	detached bool
 
@@ -135,10 +141,14 @@ account. 'kubectl intercept close' restores the Service exactly as it was.`,
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the copy and the Service change as YAML; change nothing")
 	f.StringVar(&o.ProxyImage, "proxy-image", "", "sidecar image (default: $"+EnvProxyImage+", else "+version.ProxyImage()+")")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the copy's pods and the tunnels")
+	f.StringVar(&o.Tunnel, "tunnel", tunnelBuiltin, "how intercepted requests reach this machine: builtin (through the Kubernetes API, no account) or ngrok (an HTTPS endpoint of your ngrok account)")
+	f.StringVar(&o.NgrokAuthtoken, "ngrok-authtoken", "", "ngrok authtoken for --tunnel ngrok (default: $"+tunnel.EnvNgrokAuthtoken+", which keeps it out of the process list)")
+	f.StringVar(&o.Inspect, "inspect", "127.0.0.1:4040", "address of the local web page that shows the intercepted requests (the next free port if taken); --inspect=false turns it off")
 	f.BoolVar(&o.detached, "detached", false, "")
 	_ = f.MarkHidden("detached")
 	_ = cmd.RegisterFlagCompletionFunc("remote-port", remotePortCompletion(flags))
-	for _, name := range []string{"local-port", "header", "cookie", "baggage", "proxy-image", "timeout"} {
+	_ = cmd.RegisterFlagCompletionFunc("tunnel", cobra.FixedCompletions([]string{tunnelBuiltin, tunnelNgrok}, cobra.ShellCompDirectiveNoFileComp))
+	for _, name := range []string{"local-port", "header", "cookie", "baggage", "proxy-image", "timeout", "ngrok-authtoken", "inspect"} {
 		_ = cmd.RegisterFlagCompletionFunc(name, cobra.NoFileCompletions)
 	}
 	return cmd
@@ -171,6 +181,9 @@ func (o *InterceptOptions) Complete(cmd *cobra.Command, args []string) error {
 	}
 	if o.ProxyImage == "" {
 		o.ProxyImage = os.Getenv(EnvProxyImage)
+	}
+	if o.NgrokAuthtoken == "" {
+		o.NgrokAuthtoken = os.Getenv(tunnel.EnvNgrokAuthtoken)
 	}
 	if o.ProxyImage == "" {
 		o.ProxyImage = version.ProxyImage()
@@ -226,6 +239,19 @@ func (o *InterceptOptions) Validate() error {
 	if o.Timeout <= 0 {
 		return errors.New("--timeout must be positive")
 	}
+	switch o.Tunnel {
+	case tunnelBuiltin, "":
+	case tunnelNgrok:
+		if o.All {
+			return errors.New("--all sends raw connections, which need the built-in tunnel: leave out --tunnel ngrok")
+		}
+		if o.NgrokAuthtoken == "" && !o.DryRun {
+			return errors.New("--tunnel ngrok needs your ngrok authtoken: set " + tunnel.EnvNgrokAuthtoken +
+				" (or pass --ngrok-authtoken); it is on https://dashboard.ngrok.com/get-started/your-authtoken")
+		}
+	default:
+		return fmt.Errorf("--tunnel %q: use builtin or ngrok", o.Tunnel)
+	}
 	return nil
 }
 
@@ -243,6 +269,15 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	fr := &front{}
+	if !o.DryRun {
+		var err error
+		if fr, err = o.openFront(ctx); err != nil {
+			return err
+		}
+		defer fr.close()
+		o.Route.Remote, o.Route.Secret = fr.remote, fr.secret
+	}
 	if o.Clean {
 		if _, err := session.Close(ctx, o.Client, session.CloseOptions{Namespace: o.Namespace, Service: o.Service, Progress: p}); err != nil {
 			return err
@@ -268,6 +303,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		Selector: labels.SelectorFromSet(rec.SessionSelector()).String(),
 		Port:     int(rec.Plan.ControlPort), Route: o.Route,
 		Local: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.LocalPort)),
+		HTTP:  fr.handler,
 		Log:   func(format string, args ...any) { p.Infof(format, args...) },
 	}
 	// The tunnels outlive Ctrl-C until Leave has let requests in flight end.
@@ -308,7 +344,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		return end(err)
 	}
 	st.Settle()
-	o.printActive(p, st, pod)
+	o.printActive(p, st, pod, fr)
 	ready()
 	go session.WatchSwitch(fctx, o.Client, o.Namespace, o.Service, rec, 2*time.Second, p.Warn)
 	select {
@@ -320,7 +356,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	}
 }
 
-func (o *InterceptOptions) printActive(p *progress, st *session.Started, pod string) {
+func (o *InterceptOptions) printActive(p *progress, st *session.Started, pod string, fr *front) {
 	r := o.Route
 	what := "requests with " + r.String()
 	switch {
@@ -340,6 +376,12 @@ func (o *InterceptOptions) printActive(p *progress, st *session.Started, pod str
 		p.Infof("OpenTelemetry SDKs pass baggage on with every call a service makes: requests that start with it come here however deep %s is in the call graph.", o.Service)
 	case !r.All:
 		p.Infof("Try it from inside the cluster: curl -H %s %s", shellQuote(r.Header+": "+r.Value), url)
+	}
+	if fr.remote != "" {
+		p.Infof("Requests reach this machine through ngrok endpoint %s; it refuses requests that lack this intercept's secret.", fr.remote)
+	}
+	if fr.inspectURL != "" {
+		p.Infof("See each intercepted request at %s", fr.inspectURL)
 	}
 	if !o.detached {
 		p.Infof("Press Ctrl-C to end the intercept.")

@@ -80,6 +80,9 @@ type UploadResponse struct {
 //	/bytes?n=N     N bytes of the Pattern, streamed
 //	/upload        POST/PUT: JSON UploadResponse with size and sha256 of the body
 //	/status/CODE   answers with status CODE (200-599)
+//	/call?to=URL&forward=NAME,...
+//	               GETs URL passing on only the named request headers, and
+//	               answers with URL's status and a JSON CallResponse
 //	gRPC           HTTP/2 requests with content-type application/grpc* go to
 //	               the demo.Echo service (see EchoServer)
 //
@@ -112,6 +115,7 @@ func NewServer(cfg Config) *Server {
 	s.mux.HandleFunc("/bytes", s.handleBytes)
 	s.mux.HandleFunc("/upload", s.handleUpload)
 	s.mux.HandleFunc("/status/{code}", s.handleStatus)
+	s.mux.HandleFunc("/call", s.handleCall)
 	return s
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,8 @@ type Handler struct {
 	// requests stay HTTP/2 on the way to the app and the developer.
 	H2C bool
 	Log *slog.Logger
+	// Watches, if set, records the requests that carry a doctor's marker.
+	Watches *Watches
 
 	upstream1, upstream2 http.RoundTripper
 	rp                   *httputil.ReverseProxy
@@ -52,6 +55,7 @@ func NewHandler(table *Table, upstream, pod string, log *slog.Logger) *Handler {
 				pr.Out.URL.Host = upstream
 			}
 			pr.Out.Host = pr.In.Host
+			keepAsSent(pr)
 		},
 		Transport:     roundTripperFunc(h.roundTrip),
 		FlushInterval: -1, // stream: SSE, gRPC, long bodies
@@ -67,6 +71,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	h.Watches.Observe(r)
 	d := decision{route: h.Table.match(r.Header), h2: h.wantsH2(r)}
 	h.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, d)))
 }
@@ -168,4 +173,59 @@ func newTransport(dial tunnel.DialFunc, h2 bool) *http.Transport {
 		t.Protocols = &p
 	}
 	return t
+}
+
+// newRemoteTransport returns the way to a route's Remote endpoint over
+// HTTPS (HTTP/2 where the endpoint offers it, which gRPC needs), with each
+// request rewritten by tunnel.ToRemote. A failed dial counts as the
+// developer gone, so the request goes to the app.
+func newRemoteTransport(r tunnel.Route, tlsConf *tls.Config) http.RoundTripper {
+	var d net.Dialer
+	t := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", errTunnelGone, err)
+			}
+			return c, nil
+		},
+		TLSClientConfig:       tlsConf,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: 1 * time.Second,
+		DisableCompression:    true,
+	}
+	return remoteTransport{Transport: t, route: r}
+}
+
+type remoteTransport struct {
+	*http.Transport
+	route tunnel.Route
+}
+
+func (t remoteTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	out := r.Clone(r.Context())
+	if err := tunnel.ToRemote(out, t.route); err != nil {
+		return nil, err
+	}
+	return t.Transport.RoundTrip(out)
+}
+
+// forwarded are the headers ReverseProxy drops from the outbound request
+// when Rewrite is used: an ingress in front of the Service set them, and the
+// app must still see them.
+var forwarded = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+
+// keepAsSent puts back what ReverseProxy takes out before Rewrite: the
+// forwarding headers, and a query it cannot parse (a=1;b=2), which the app
+// may well read.
+func keepAsSent(pr *httputil.ProxyRequest) {
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+	for _, name := range forwarded {
+		if v, ok := pr.In.Header[name]; ok {
+			pr.Out.Header[name] = v
+		}
+	}
 }

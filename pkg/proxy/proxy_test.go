@@ -27,10 +27,21 @@ func named(name string) *httptest.Server {
 // startProxy runs the sidecar in standalone mode and returns its address.
 func startProxy(t testing.TB, cfg Config) string {
 	t.Helper()
+	return startProxyReady(t, cfg, nil)
+}
+
+// startProxyReady runs the sidecar and sends its control address on ctrl.
+func startProxyReady(t testing.TB, cfg Config, ctrl chan<- string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan string, 1)
 	cfg.Listen = "127.0.0.1:0"
-	cfg.Ready = func(data, _ net.Addr) { addrc <- data.String() }
+	cfg.Ready = func(data, control net.Addr) {
+		addrc <- data.String()
+		if ctrl != nil {
+			ctrl <- control.String()
+		}
+	}
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
 	t.Cleanup(func() { cancel(); <-done })
@@ -197,7 +208,10 @@ func TestAllRouteRawTCPAndProbe(t *testing.T) {
 	defer cancel()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	srv := &http.Server{Handler: NewHandler(table, strings.TrimPrefix(app.URL, "http://"), "copy-1", slog.New(slog.NewTextHandler(io.Discard, nil)))}
-	go srv.Serve(&allListener{Listener: ln, table: table, ctx: ctx, log: slog.New(slog.NewTextHandler(io.Discard, nil)), pod: "copy-1"})
+	toHTTP := &connListener{addr: ln.Addr(), conns: make(chan net.Conn), done: make(chan struct{})}
+	go srv.Serve(toHTTP)
+	go (&dispatcher{table: table, ctx: ctx, log: slog.New(slog.NewTextHandler(io.Discard, nil)), pod: "copy-1", http: toHTTP}).run(ln)
+	defer ln.Close()
 	defer srv.Close()
 	table.Add(tunnel.Route{All: true}, func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
@@ -245,5 +259,38 @@ func TestGoneTunnelFailsOpen(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || resp.Header.Get("X-Answered-By") != "app" || string(body) != "payload" {
 		t.Fatalf("got %d from %q body %q", resp.StatusCode, resp.Header.Get("X-Answered-By"), body)
+	}
+}
+
+// Forwarding headers an ingress set reach the app as they came through
+// net/http too (the path of requests that are not the fast path's): the
+// sidecar neither adds nor drops them.
+func TestForwardingHeadersKept(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, name := range forwarded {
+			w.Header()["Seen-"+name] = r.Header[name]
+		}
+	}))
+	defer app.Close()
+	addr := startProxy(t, Config{Upstream: strings.TrimPrefix(app.URL, "http://"), NoFastPath: true})
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	sent := http.Header{
+		"Forwarded":         {"for=198.51.100.7;proto=https"},
+		"X-Forwarded-For":   {"198.51.100.7, 10.0.0.2"},
+		"X-Forwarded-Host":  {"shop.example.com"},
+		"X-Forwarded-Proto": {"https"},
+	}
+	for k, v := range sent {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for k, v := range sent {
+		if got := resp.Header.Values("Seen-" + k); len(got) != 1 || got[0] != v[0] {
+			t.Errorf("app saw %s %q, want %q", k, got, v)
+		}
 	}
 }

@@ -5,6 +5,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -27,6 +28,9 @@ type route struct {
 type Table struct {
 	mu     sync.RWMutex
 	routes []*route
+	// RemoteTLS, if set, is the TLS configuration for routes with a
+	// Remote endpoint; nil trusts the usual roots.
+	RemoteTLS *tls.Config
 }
 
 var _ tunnel.RouteTable = (*Table)(nil)
@@ -48,6 +52,10 @@ func (t *Table) Add(r tunnel.Route, dial tunnel.DialFunc) (func(), error) {
 		return c, nil
 	}
 	nr := &route{Route: r, dial: dial, transport: newTransport(tunnelDial, false), h2: newTransport(tunnelDial, true)}
+	if r.Remote != "" {
+		rt := newRemoteTransport(r, t.RemoteTLS)
+		nr.transport, nr.h2 = rt, rt
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	kept := make([]*route, 0, len(t.routes)+1)
@@ -102,6 +110,7 @@ func (t *Table) List() []tunnel.Route {
 	out := make([]tunnel.Route, len(t.routes))
 	for i, r := range t.routes {
 		out[i] = r.Route
+		out[i].Secret = "" // only its own developer knows it
 	}
 	return out
 }
@@ -116,6 +125,13 @@ func (t *Table) match(h http.Header) *route {
 		}
 	}
 	return nil
+}
+
+// any reports whether some route is live.
+func (t *Table) any() bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.routes) > 0
 }
 
 // all returns the route that takes every connection, if there is one.

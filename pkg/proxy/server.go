@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
@@ -38,6 +39,8 @@ type Config struct {
 	// HeaderTimeout bounds how long a caller may take to send a request's
 	// head (slowloris); 30s when zero.
 	HeaderTimeout time.Duration
+	// NoFastPath sends every request through net/http (to compare).
+	NoFastPath bool
 	// Ready, if set, is called once both listeners are bound.
 	Ready func(data, control net.Addr)
 }
@@ -68,6 +71,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	h := NewHandler(table, cfg.Upstream, cfg.Pod, log)
 	h.H2C = cfg.H2C
+	h.Watches = &Watches{Pod: cfg.Pod}
 
 	dataLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -106,13 +110,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	srvCtx, stopTunnels := context.WithCancel(context.Background())
 	defer stopTunnels()
 	if ctrlLn != nil {
-		ts := &tunnel.Server{Pod: cfg.Pod, Routes: table, Probe: probe}
+		ts := &tunnel.Server{Pod: cfg.Pod, Routes: table, Probe: probe, Watches: h.Watches}
 		go ts.Serve(srvCtx, ctrlLn)
 	}
-	errc := make(chan error, 1)
-	go func() {
-		errc <- srv.Serve(&allListener{Listener: dataLn, table: table, ctx: srvCtx, log: log, pod: cfg.Pod})
-	}()
+	toHTTP := &connListener{addr: dataLn.Addr(), conns: make(chan net.Conn), done: make(chan struct{})}
+	var fast *fastPath
+	if !cfg.NoFastPath {
+		fast = &fastPath{table: table, watches: h.Watches, upstream: cfg.Upstream,
+			headerTimeout: cfg.HeaderTimeout, log: log, handoff: toHTTP.push}
+	}
+	d := &dispatcher{table: table, ctx: srvCtx, log: log, pod: cfg.Pod, fast: fast, http: toHTTP}
+	errc := make(chan error, 2)
+	go func() { errc <- d.run(dataLn) }()
+	go func() { errc <- srv.Serve(toHTTP) }()
 	log.Info("serving", "listen", dataLn.Addr().String(), "upstream", cfg.Upstream, "control", cfg.Control)
 
 	select {
@@ -126,11 +136,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// away after their next request. Then close idle connections, send
 	// HTTP/2 GOAWAY, and let requests in flight finish.
 	srv.SetKeepAlivesEnabled(false)
+	if fast != nil {
+		fast.draining.Store(true)
+	}
 	time.Sleep(cfg.DrainDelay)
+	dataLn.Close()
 	shCtx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
+	if fast != nil {
+		go fast.drain(shCtx)
+	}
 	if err := srv.Shutdown(shCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
+	}
+	if fast != nil {
+		fast.drain(shCtx)
 	}
 	return nil
 }
@@ -157,28 +177,68 @@ func probe(ctx context.Context, url string) (string, error) {
 	return pod, nil
 }
 
-// allListener hands connections to an --all route before HTTP sees them.
-type allListener struct {
-	net.Listener
+// dispatcher hands each connection to an --all route if there is one,
+// else to the fast path, else to net/http.
+type dispatcher struct {
 	table *Table
 	ctx   context.Context
 	log   *slog.Logger
 	pod   string
+	fast  *fastPath
+	http  *connListener
 }
 
-func (l *allListener) Accept() (net.Conn, error) {
+func (l *dispatcher) run(ln net.Listener) error {
 	for {
-		c, err := l.Listener.Accept()
+		c, err := ln.Accept()
 		if err != nil {
-			return nil, err
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
 		}
-		if r := l.table.all(); r != nil {
+		switch r := l.table.all(); {
+		case r != nil:
 			go l.pipeToRoute(c, r)
-			continue
+		case l.fast != nil:
+			go l.fast.serve(c)
+		default:
+			l.http.push(c)
 		}
-		return c, nil
 	}
 }
+
+// connListener is what net/http serves: the connections given to it.
+type connListener struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (l *connListener) push(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return l.addr }
 
 // probeWait is how long an --all connection is watched for a probe before
 // it is piped: a client that speaks first has sent its request by then;
@@ -188,7 +248,7 @@ const probeWait = 50 * time.Millisecond
 // pipeToRoute hands a whole connection to an --all route, no HTTP parsing,
 // except that a probe (the first bytes carry the probe header) is answered
 // here, so an --all intercept can be verified like any other.
-func (l *allListener) pipeToRoute(conn net.Conn, r *route) {
+func (l *dispatcher) pipeToRoute(conn net.Conn, r *route) {
 	br := bufio.NewReaderSize(conn, 4096)
 	conn.SetReadDeadline(time.Now().Add(probeWait))
 	br.Peek(1)

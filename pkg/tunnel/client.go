@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
+	"net/http"
 	"sync"
 
 	"github.com/hashicorp/yamux"
@@ -52,18 +54,18 @@ func (c *Client) call(req Request) (Response, error) {
 // lives, and returns the sidecar's pod.
 func (c *Client) Register(r Route) (string, error) {
 	resp, err := c.call(Request{Op: "register", Route: &r})
-	if err != nil || r.All || r.Header != "" {
+	if err != nil || r.All || (r.Header != "" && r.Remote == "") {
 		return resp.Pod, err
 	}
-	// A sidecar older than cookie and baggage routes drops the fields it
-	// does not know and installs a route that matches nothing: make sure
-	// it holds this one as sent.
+	// A sidecar older than cookie, baggage and remote routes drops the
+	// fields it does not know and installs a route that matches nothing
+	// or sends it the wrong way: make sure it holds this one as sent.
 	routes, err := c.Routes()
 	if err != nil {
 		return resp.Pod, err
 	}
 	for _, got := range routes {
-		if got.Cookie == r.Cookie && got.Baggage == r.Baggage && got.Value == r.Value {
+		if got.Cookie == r.Cookie && got.Baggage == r.Baggage && got.Value == r.Value && got.Remote == r.Remote {
 			return resp.Pod, nil
 		}
 	}
@@ -130,6 +132,31 @@ func (c *Client) Serve(ctx context.Context, dial DialFunc, onErr func(error)) er
 			Pipe(st, local)
 		}()
 	}
+}
+
+// ServeHTTP serves every connection the sidecar opens with h, as HTTP/1.1
+// or HTTP/2 cleartext (which the sidecar uses for gRPC), until the session
+// ends or ctx is done.
+func (c *Client) ServeHTTP(ctx context.Context, h http.Handler) error {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: h, Protocols: &p, ErrorLog: log.New(io.Discard, "", 0)}
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-c.sess.CloseChan():
+		}
+		srv.Close() // closes the session too: it is the listener
+	}()
+	err := srv.Serve(c.sess)
+	if ctx.Err() != nil {
+		return nil
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = errors.New("session closed")
+	}
+	return fmt.Errorf("tunnel session ended: %w", err)
 }
 
 // Done is closed when the session ends.

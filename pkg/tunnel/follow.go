@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +29,10 @@ type Follower struct {
 	Route    Route
 	// Local is where intercepted connections go, host:port.
 	Local string
+	// HTTP, if set, serves the intercepted requests of a route that is not
+	// All (it forwards them to Local and may record them); otherwise each
+	// connection is piped to Local as it is.
+	HTTP http.Handler
 	// Log receives events for the person at the terminal.
 	Log func(format string, args ...any)
 
@@ -185,9 +190,13 @@ func (f *Follower) hold(ctx context.Context, pod string) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", f.Local)
 	}
-	err = c.Serve(ctx, dial, func(err error) {
-		f.logf("intercepted connection from pod %s: local port %s: %v", pod, f.Local, err)
-	})
+	if f.HTTP != nil && !f.Route.All {
+		err = c.ServeHTTP(ctx, f.HTTP)
+	} else {
+		err = c.Serve(ctx, dial, func(err error) {
+			f.logf("intercepted connection from pod %s: local port %s: %v", pod, f.Local, err)
+		})
+	}
 	if ctx.Err() == nil {
 		f.logf("tunnel to pod %s closed (%v); reconnecting while the pod serves", pod, err)
 	}

@@ -77,6 +77,14 @@ type Route struct {
 	// client replaces its earlier one, which a sidecar may not yet have
 	// seen drop when the client reconnects.
 	Client string `json:"client,omitempty"`
+	// Remote, when set, is an HTTPS endpoint (an ngrok URL) that matching
+	// requests are sent to instead of this tunnel; the tunnel then only
+	// holds the route and its heartbeat.
+	Remote string `json:"remote,omitempty"`
+	// Secret goes with every request sent to Remote, so the developer's
+	// end can refuse strangers who find the URL. It travels only on the
+	// control stream and a sidecar never lists it.
+	Secret string `json:"secret,omitempty"`
 }
 
 // String renders the route the way the CLI's flags take it: name:value
@@ -109,7 +117,13 @@ func (r Route) Conflicts(o Route) bool {
 // be All or name exactly one of a header, a cookie and a baggage key, with
 // a value that kind of field can carry.
 func (r Route) Validate() error {
+	if err := checkRemote(r.Remote, r.Secret); err != nil {
+		return err
+	}
 	if r.All {
+		if r.Remote != "" {
+			return errors.New("every connection (--all) can't go through a remote endpoint: it carries HTTP requests only")
+		}
 		return nil
 	}
 	var err error
@@ -137,10 +151,19 @@ func (r Route) Validate() error {
 
 // Request is one call on the control stream.
 type Request struct {
-	Op    string `json:"op"` // register, routes, probe
+	// Op is register, unregister, routes or probe; and, for `kubectl
+	// intercept doctor`, watch, seen or send (see doctor.go).
+	Op    string `json:"op"`
 	Route *Route `json:"route,omitempty"`
-	// URL is what a probe requests, from inside the cluster.
+	// URL is what a probe or a send requests, from inside the cluster.
 	URL string `json:"url,omitempty"`
+	// Host is the Host header of a send (the Service's DNS name; URL
+	// holds its ClusterIP, which needs no cluster DNS).
+	Host string `json:"host,omitempty"`
+	// Marker is what a watch looks for and what a send carries.
+	Marker *Marker `json:"marker,omitempty"`
+	// Nonce names the watch whose hits seen returns.
+	Nonce string `json:"nonce,omitempty"`
 }
 
 // Response answers a Request.
@@ -150,6 +173,10 @@ type Response struct {
 	Routes []Route `json:"routes,omitempty"`
 	// ProbedPod is the pod whose sidecar answered a probe.
 	ProbedPod string `json:"probedPod,omitempty"`
+	// Hits are the requests a watch recorded, for seen.
+	Hits []Hit `json:"hits,omitempty"`
+	// Status is the HTTP status that answered a send.
+	Status int `json:"status,omitempty"`
 }
 
 // codec reads and writes newline-delimited JSON on a stream.

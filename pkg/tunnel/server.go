@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 
 	"github.com/hashicorp/yamux"
 )
@@ -30,6 +31,12 @@ type Server struct {
 	// Probe requests url from inside the cluster and returns the pod of the
 	// sidecar that answered.
 	Probe func(ctx context.Context, url string) (string, error)
+	// Watches records the requests that carry a doctor's marker; nil: this
+	// sidecar cannot watch.
+	Watches Watcher
+	// Send requests url with a doctor's marker from inside the cluster
+	// and returns the answer's status; SendMarked when nil.
+	Send func(ctx context.Context, url, host string, m Marker) (int, error)
 }
 
 // Serve accepts tunnel connections on ln until ctx ends.
@@ -78,10 +85,14 @@ func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser) {
 		}
 		return st, nil
 	}
-	var removes []func()
+	var removes, unwatches []func()
 	defer func() {
 		for _, rm := range removes {
 			rm()
+		}
+		// A doctor's watches end with its session.
+		for _, stop := range unwatches {
+			stop()
 		}
 	}()
 	c := newCodec(ctrl)
@@ -124,13 +135,66 @@ func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser) {
 				resp.Error = err.Error()
 			}
 			resp.ProbedPod = pod
+		case "watch":
+			stop, err := s.watch(req.Marker)
+			if err != nil {
+				resp.Error = err.Error()
+				break
+			}
+			unwatches = append(unwatches, stop)
+		case "seen":
+			if s.Watches == nil {
+				resp.Error = "this sidecar cannot watch"
+				break
+			}
+			hits, ok := s.Watches.Seen(req.Nonce)
+			if !ok {
+				resp.Error = fmt.Sprintf("no watch for marker %s%s on this sidecar (a watch ends after %s)", MarkerPrefix, req.Nonce, WatchTTL)
+			}
+			resp.Hits = hits
+		case "send":
+			status, err := s.send(ctx, req)
+			if err != nil {
+				resp.Error = err.Error()
+			}
+			resp.Status = status
 		default:
-			resp.Error = fmt.Sprintf("unknown operation %q", req.Op)
+			resp.Error = fmt.Sprintf("%s %q", unknownOp, req.Op)
 		}
 		if err := c.write(resp); err != nil {
 			return
 		}
 	}
+}
+
+func (s *Server) watch(m *Marker) (func(), error) {
+	if s.Watches == nil {
+		return nil, errors.New("this sidecar cannot watch")
+	}
+	if m == nil {
+		return nil, errors.New("watch without a marker")
+	}
+	return s.Watches.Watch(*m)
+}
+
+// send requests a Service for the doctor. It carries only the marker (no
+// other header a caller could choose) and only GETs over plain HTTP: what
+// a probe may already request, with the marker instead of the probe header.
+func (s *Server) send(ctx context.Context, req Request) (int, error) {
+	if req.Marker == nil {
+		return 0, errors.New("send without a marker")
+	}
+	if err := req.Marker.Validate(); err != nil {
+		return 0, err
+	}
+	if !strings.HasPrefix(req.URL, "http://") {
+		return 0, fmt.Errorf("send to %q: only http:// URLs", req.URL)
+	}
+	send := s.Send
+	if send == nil {
+		send = SendMarked
+	}
+	return send(ctx, req.URL, req.Host, *req.Marker)
 }
 
 // ErrConflict is returned by RouteTable.Add for a route already taken.

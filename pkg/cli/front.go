@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/inspect"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+)
+
+// Tunnel kinds for --tunnel.
+const (
+	tunnelBuiltin = "builtin"
+	tunnelNgrok   = "ngrok"
+)
+
+// inspectOff is the --inspect value that turns the inspector off.
+const inspectOff = "false"
+
+// front is the developer's end of intercepted HTTP: requests arrive from
+// the built-in tunnel or the ngrok endpoint, are recorded for the
+// inspector, and go on to the local port.
+type front struct {
+	// handler serves requests arriving through the built-in tunnel.
+	handler http.Handler
+	// inspectURL is where the inspector's page is, if it runs.
+	inspectURL string
+	// remote is the ngrok endpoint's URL and secret, if there is one.
+	remote, secret string
+	servers        []*http.Server
+}
+
+// openFront starts what the intercept needs on this machine before the
+// cluster is touched, so a taken port or an unreachable ngrok fails early.
+func (o *InterceptOptions) openFront(ctx context.Context) (*front, error) {
+	local := net.JoinHostPort("127.0.0.1", strconv.Itoa(o.LocalPort))
+	if o.Route.All {
+		// Raw connections: nothing to record, nowhere but the tunnel.
+		return &front{}, nil
+	}
+	f := &front{}
+	store := inspect.NewStore(500)
+	f.handler = inspect.NewForwarder(local, o.Route.String(), store)
+	if o.Inspect != inspectOff {
+		ln, err := inspect.Listen(o.Inspect)
+		if err != nil {
+			return nil, fmt.Errorf("starting the inspector: %w; pick another address with --inspect ADDR or turn it off with --inspect=false", err)
+		}
+		f.serve(ln, inspect.NewUI(store, f.handler))
+		f.inspectURL = "http://" + ln.Addr().String() + "/"
+	}
+	if o.Tunnel == tunnelNgrok {
+		ep, err := tunnel.ListenNgrok(ctx, o.NgrokAuthtoken, ngrokTimeout)
+		if err != nil {
+			f.close()
+			return nil, err
+		}
+		f.remote, f.secret = ep.URL(), tunnel.NewSecret()
+		f.serve(ep, tunnel.Guard(f.secret, f.handler))
+	}
+	return f, nil
+}
+
+// ngrokTimeout bounds the wait for ngrok's service.
+const ngrokTimeout = 20 * time.Second
+
+func (f *front) serve(ln net.Listener, h http.Handler) {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: h, Protocols: &p, ReadHeaderTimeout: 30 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	f.servers = append(f.servers, srv)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			ln.Close()
+		}
+	}()
+}
+
+// close stops the inspector and the endpoint.
+func (f *front) close() {
+	for _, s := range f.servers {
+		s.Close()
+	}
+}

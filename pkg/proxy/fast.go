@@ -1,0 +1,597 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+)
+
+// The fast path serves the requests every teammate sends, those for the
+// app, without net/http: it reads a request's head, checks it, decides the
+// route, and writes the head on to the app byte for byte, then passes the
+// body and the response through with their own framing. The app sees what
+// the caller sent, header case, order and duplicates included, and the
+// sidecar does no per-request work beyond one scan of the head.
+//
+// Anything else (HTTP/1.0, HTTP/2, upgrades, Expect: 100-continue, an odd
+// Transfer-Encoding, a request that matches a developer's route, the probe,
+// a doctor's watch) goes to net/http with the bytes read so far: the
+// connection is handed over and stays with net/http from then on.
+
+// fastHeadMax bounds a head the fast path reads; larger heads go to
+// net/http, which allows up to MaxHeaderBytes.
+const fastHeadMax = 32 << 10
+
+// errNotFast sends a connection to net/http.
+var errNotFast = errors.New("not for the fast path")
+
+// fastPath serves HTTP/1.1 connections whose requests go to the app.
+type fastPath struct {
+	table         *Table
+	watches       *Watches
+	upstream      string
+	headerTimeout time.Duration
+	log           *slog.Logger
+	// handoff gives a connection to net/http.
+	handoff func(net.Conn)
+
+	draining atomic.Bool
+	mu       sync.Mutex
+	idle     map[*fastConn]struct{}
+	wg       sync.WaitGroup
+}
+
+type fastConn struct {
+	c  net.Conn
+	br *bufio.Reader
+	up net.Conn
+	ub *bufio.Reader
+}
+
+// serve runs one caller's connection.
+func (f *fastPath) serve(c net.Conn) {
+	f.wg.Add(1)
+	defer f.wg.Done()
+	fc := &fastConn{c: c, br: bufio.NewReaderSize(c, fastHeadMax)}
+	handed, served := false, 0
+	defer func() {
+		f.setIdle(fc, false)
+		if fc.up != nil {
+			fc.up.Close()
+		}
+		if !handed {
+			c.Close()
+		}
+	}()
+	for {
+		// The deadline first: a drain that finds the connection idle
+		// moves it to now, and that must stick.
+		c.SetReadDeadline(time.Now().Add(f.headerTimeout))
+		f.setIdle(fc, true)
+		if f.draining.Load() && served > 0 {
+			return
+		}
+		req, err := f.readHead(fc.br)
+		c.SetReadDeadline(time.Time{})
+		f.setIdle(fc, false)
+		if errors.Is(err, errNotFast) {
+			handed = true
+			f.handoff(&bufferedConn{Conn: c, r: fc.br})
+			return
+		}
+		if err != nil {
+			return // the caller left, was too slow, or sent nothing at all
+		}
+		served++
+		keep, err := f.forward(fc, req)
+		if err != nil {
+			f.log.Debug("fast path", "err", err)
+		}
+		if !keep || err != nil {
+			return
+		}
+	}
+}
+
+// setIdle tracks connections waiting for a request, which a drain closes.
+func (f *fastPath) setIdle(fc *fastConn, idle bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.idle == nil {
+		f.idle = map[*fastConn]struct{}{}
+	}
+	if idle {
+		f.idle[fc] = struct{}{}
+	} else {
+		delete(f.idle, fc)
+	}
+}
+
+// drain makes every connection close after its current request, closes
+// the idle ones at once, and waits until all are gone or ctx ends.
+func (f *fastPath) drain(ctx context.Context) {
+	f.draining.Store(true)
+	f.mu.Lock()
+	for fc := range f.idle {
+		// Wake the read of the next head; the loop sees draining.
+		fc.c.SetReadDeadline(time.Now())
+	}
+	f.mu.Unlock()
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// fastRequest is what the fast path needs of a request's head.
+type fastRequest struct {
+	head    []byte // the head as received, final CRLF included
+	head1   bool   // HEAD: the response has no body
+	chunked bool
+	length  int64
+	close   bool // Connection: close
+}
+
+// readHead peeks at the next request's head and returns it if the fast
+// path can take the request; errNotFast if net/http must; another error if
+// the connection is done.
+func (f *fastPath) readHead(br *bufio.Reader) (*fastRequest, error) {
+	head, err := peekHead(br)
+	if err != nil {
+		return nil, err
+	}
+	req, ok := parseRequestHead(head)
+	if !ok {
+		return nil, errNotFast
+	}
+	if f.watches.Active() {
+		return nil, errNotFast
+	}
+	if f.table.any() && f.table.match(routedHead(head)) != nil {
+		return nil, errNotFast
+	}
+	return req, nil
+}
+
+// peekHead returns the bytes up to and including the blank line that ends
+// a head, without consuming them. A head that does not fit the buffer is
+// errNotFast.
+func peekHead(br *bufio.Reader) ([]byte, error) {
+	n := 1
+	for {
+		buf, err := br.Peek(n)
+		if err != nil {
+			if len(buf) > 0 && errors.Is(err, bufio.ErrBufferFull) {
+				return nil, errNotFast
+			}
+			if len(buf) > 0 && len(buf) == br.Buffered() {
+				// Partial head then EOF: let net/http answer it.
+				return nil, errNotFast
+			}
+			return nil, err
+		}
+		buf, _ = br.Peek(br.Buffered())
+		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
+			return buf[:i+4], nil
+		}
+		if len(buf) >= br.Size() {
+			return nil, errNotFast
+		}
+		n = len(buf) + 1
+	}
+}
+
+// parseRequestHead checks a head and reads its framing. ok is false for
+// anything the fast path leaves to net/http.
+func parseRequestHead(head []byte) (req *fastRequest, ok bool) {
+	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
+	method, rest1, ok1 := bytes.Cut(line, []byte(" "))
+	target, proto, ok2 := bytes.Cut(rest1, []byte(" "))
+	if !ok1 || !ok2 || len(method) == 0 || len(target) == 0 || string(proto) != "HTTP/1.1" {
+		return nil, false
+	}
+	for _, b := range method {
+		if !httpguts.IsTokenRune(rune(b)) {
+			return nil, false
+		}
+	}
+	for _, b := range target {
+		if b <= ' ' || b == 0x7f {
+			return nil, false
+		}
+	}
+	req = &fastRequest{head: head, head1: string(method) == http.MethodHead, length: 0}
+	hosts, lengths := 0, 0
+	for {
+		var field []byte
+		field, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		if len(field) == 0 {
+			break
+		}
+		name, value, found := bytes.Cut(field, []byte(":"))
+		if !found || !httpguts.ValidHeaderFieldName(string(name)) {
+			return nil, false // includes obs-fold and bare LF
+		}
+		value = bytes.Trim(value, " \t")
+		if !httpguts.ValidHeaderFieldValue(string(value)) {
+			return nil, false
+		}
+		switch {
+		case asciiEqualFold(name, "Host"):
+			hosts++
+		case asciiEqualFold(name, "Content-Length"):
+			n, err := strconv.ParseInt(string(value), 10, 64)
+			if err != nil || n < 0 || (lengths > 0 && n != req.length) {
+				return nil, false
+			}
+			req.length = n
+			lengths++
+		case asciiEqualFold(name, "Transfer-Encoding"):
+			if req.chunked || !asciiEqualFold(value, "chunked") {
+				return nil, false
+			}
+			req.chunked = true
+		case asciiEqualFold(name, "Connection"):
+			if hasToken(value, "upgrade") {
+				return nil, false
+			}
+			req.close = req.close || hasToken(value, "close")
+		case asciiEqualFold(name, "Upgrade"), asciiEqualFold(name, "Expect"), asciiEqualFold(name, tunnel.ProbeHeader):
+			return nil, false
+		}
+	}
+	if hosts != 1 || (req.chunked && lengths > 0) {
+		return nil, false
+	}
+	return req, true
+}
+
+// routedHead returns the header of a head for route matching.
+func routedHead(head []byte) http.Header {
+	h := http.Header{}
+	_, rest, _ := bytes.Cut(head, []byte("\r\n"))
+	for {
+		var field []byte
+		field, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		if len(field) == 0 {
+			return h
+		}
+		name, value, _ := bytes.Cut(field, []byte(":"))
+		k := http.CanonicalHeaderKey(string(name))
+		h[k] = append(h[k], string(bytes.Trim(value, " \t")))
+	}
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// hasToken reports whether a comma-separated header value has token.
+func hasToken(v []byte, token string) bool {
+	for len(v) > 0 {
+		var t []byte
+		t, v, _ = bytes.Cut(v, []byte(","))
+		if asciiEqualFold(bytes.Trim(t, " \t"), token) {
+			return true
+		}
+	}
+	return false
+}
+
+// forward sends one request to the app and its response back. keep says
+// whether the caller's connection can carry another request.
+func (f *fastPath) forward(fc *fastConn, req *fastRequest) (keep bool, err error) {
+	noBody := !req.chunked && req.length == 0
+	for attempt := 0; ; attempt++ {
+		reused := fc.up != nil
+		if !reused {
+			up, err := net.DialTimeout("tcp", f.upstream, 10*time.Second)
+			if err != nil {
+				writeBadGateway(fc.c, fmt.Errorf("the app does not answer on %s: %v", f.upstream, err))
+				return false, nil
+			}
+			fc.up, fc.ub = up, bufio.NewReaderSize(up, fastHeadMax)
+		}
+		if noBody || !req.chunked && int64(fc.br.Buffered()-len(req.head)) >= req.length {
+			// The whole request is buffered: one write, no body to stream.
+			whole, _ := fc.br.Peek(len(req.head) + int(req.length))
+			if _, err := fc.up.Write(whole); err != nil {
+				if reused && noBody && attempt == 0 {
+					f.dropUpstream(fc)
+					continue
+				}
+				return false, fmt.Errorf("writing to the app: %w", err)
+			}
+			keep, err := f.response(fc, req, reused && noBody && attempt == 0)
+			if errors.Is(err, errStaleUpstream) {
+				continue // the app had closed the kept connection: once more on a new one
+			}
+			fc.br.Discard(len(whole))
+			return keep && !req.close, err
+		}
+		if _, err := fc.up.Write(req.head); err != nil {
+			return false, fmt.Errorf("writing to the app: %w", err)
+		}
+		fc.br.Discard(len(req.head))
+		// The body goes up while the response comes down: an app may
+		// answer before it has read the whole body, or stream both ways.
+		bodyDone := make(chan error, 1)
+		up := fc.up
+		go func() {
+			var err error
+			if req.chunked {
+				err = copyChunked(up, fc.br)
+			} else {
+				err = copyN(up, fc.br, req.length)
+			}
+			if err != nil {
+				// A broken body: the app must not wait for the rest.
+				up.Close()
+			}
+			bodyDone <- err
+		}()
+		keep, err = f.response(fc, req, false)
+		var berr error
+		select {
+		case berr = <-bodyDone:
+		default:
+			// Answered before the body was all sent (a 413, say): give
+			// the caller a moment to finish sending, then hang up.
+			fc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			berr = <-bodyDone
+			keep = false
+		}
+		if berr != nil {
+			f.dropUpstream(fc)
+			if err == nil {
+				err = fmt.Errorf("request body: %w", berr)
+			}
+			keep = false
+		}
+		return keep && !req.close, err
+	}
+}
+
+// errStaleUpstream says a kept connection to the app had been closed by it
+// before the request arrived; nothing was answered, the request may go again.
+var errStaleUpstream = errors.New("the app closed the kept connection")
+
+func (f *fastPath) dropUpstream(fc *fastConn) {
+	if fc.up != nil {
+		fc.up.Close()
+	}
+	fc.up, fc.ub = nil, nil
+}
+
+// response passes the app's response (and any 1xx before it) to the
+// caller. With mayRetry, an app that closed without a byte of answer gives
+// errStaleUpstream and nothing is written.
+func (f *fastPath) response(fc *fastConn, req *fastRequest, mayRetry bool) (keep bool, err error) {
+	for {
+		head, err := peekHead(fc.ub)
+		if err != nil {
+			stale := mayRetry && fc.ub.Buffered() == 0
+			f.dropUpstream(fc)
+			if stale {
+				return false, errStaleUpstream
+			}
+			if errors.Is(err, errNotFast) {
+				err = errors.New("response head too large or cut short")
+			}
+			writeBadGateway(fc.c, fmt.Errorf("reading the app's response: %v", err))
+			return false, nil
+		}
+		mayRetry = false
+		status, framing, ok := parseResponseHead(head)
+		if !ok {
+			f.dropUpstream(fc)
+			writeBadGateway(fc.c, errors.New("the app's response is not valid HTTP/1.1"))
+			return false, nil
+		}
+		informational := status >= 100 && status < 200
+		noBody := informational || req.head1 || status == 204 || status == 304
+		out, consumed := head, len(head)
+		if f.draining.Load() && !framing.close && !informational {
+			// Tell the caller to move to another endpoint.
+			out = append(append(append([]byte{}, head[:len(head)-2]...), "Connection: close\r\n"...), "\r\n"...)
+			framing.close = true
+		} else if !noBody && !framing.chunked && framing.length > 0 && int64(fc.ub.Buffered()-len(head)) >= framing.length {
+			// Head and body in one write.
+			out, _ = fc.ub.Peek(len(head) + int(framing.length))
+			consumed, noBody = len(out), true
+		}
+		if _, err := fc.c.Write(out); err != nil {
+			return false, err
+		}
+		fc.ub.Discard(consumed)
+		if informational {
+			continue // 100 Continue, 103 Early Hints: the real one follows
+		}
+		switch {
+		case noBody:
+		case framing.chunked:
+			err = copyChunked(fc.c, fc.ub)
+		case framing.length >= 0:
+			err = copyN(fc.c, fc.ub, framing.length)
+		default:
+			// Delimited by the app closing: so must the caller's end be.
+			err = copyN(fc.c, fc.ub, -1)
+			f.dropUpstream(fc)
+			return false, err
+		}
+		if framing.close {
+			f.dropUpstream(fc)
+		}
+		return err == nil && !framing.close, err
+	}
+}
+
+// copyN copies n bytes (-1: until EOF) from src to dst, each piece as soon
+// as it arrives, straight from src's buffer.
+func copyN(dst io.Writer, src *bufio.Reader, n int64) error {
+	for n != 0 {
+		if src.Buffered() == 0 {
+			if _, err := src.Peek(1); err != nil {
+				if n < 0 && errors.Is(err, io.EOF) {
+					return nil
+				}
+				return err
+			}
+		}
+		k := src.Buffered()
+		if n > 0 && int64(k) > n {
+			k = int(n)
+		}
+		b, _ := src.Peek(k)
+		if _, err := dst.Write(b); err != nil {
+			return err
+		}
+		src.Discard(k)
+		if n > 0 {
+			n -= int64(k)
+		}
+	}
+	return nil
+}
+
+type responseFraming struct {
+	chunked bool
+	length  int64 // -1: none given
+	close   bool
+}
+
+func parseResponseHead(head []byte) (status int, fr responseFraming, ok bool) {
+	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+		return 0, fr, false
+	}
+	status, err := strconv.Atoi(string(line[9:12]))
+	if err != nil || status < 100 || status > 999 {
+		return 0, fr, false
+	}
+	fr.length = -1
+	fr.close = line[7] == '0' // HTTP/1.0 without keep-alive handling: close
+	for {
+		var field []byte
+		field, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		if len(field) == 0 {
+			break
+		}
+		name, value, found := bytes.Cut(field, []byte(":"))
+		if !found {
+			return 0, fr, false
+		}
+		value = bytes.Trim(value, " \t")
+		switch {
+		case asciiEqualFold(name, "Content-Length"):
+			n, err := strconv.ParseInt(string(value), 10, 64)
+			if err != nil || n < 0 || (fr.length >= 0 && n != fr.length) {
+				return 0, fr, false
+			}
+			fr.length = n
+		case asciiEqualFold(name, "Transfer-Encoding"):
+			if !asciiEqualFold(value, "chunked") {
+				return 0, fr, false
+			}
+			fr.chunked = true
+		case asciiEqualFold(name, "Connection"):
+			fr.close = fr.close || hasToken(value, "close")
+		}
+	}
+	if fr.chunked {
+		fr.length = -1
+	}
+	return status, fr, true
+}
+
+// copyChunked copies a chunked body, trailers included, to dst as it
+// comes, each chunk as soon as it is read.
+func copyChunked(dst io.Writer, src *bufio.Reader) error {
+	for {
+		line, err := readLine(src)
+		if err != nil {
+			return err
+		}
+		size, _, _ := bytes.Cut(line, []byte(";"))
+		n, err := strconv.ParseUint(string(bytes.TrimRight(size, " \t")), 16, 62)
+		if err != nil {
+			return fmt.Errorf("bad chunk size %q", line)
+		}
+		if _, err := dst.Write(append(line, '\r', '\n')); err != nil {
+			return err
+		}
+		if n == 0 {
+			// Trailers, then the blank line.
+			for {
+				t, err := readLine(src)
+				if err != nil {
+					return err
+				}
+				if _, err := dst.Write(append(t, '\r', '\n')); err != nil {
+					return err
+				}
+				if len(t) == 0 {
+					return nil
+				}
+			}
+		}
+		if err := copyN(dst, src, int64(n)); err != nil {
+			return err
+		}
+		crlf, err := readLine(src)
+		if err != nil || len(crlf) != 0 {
+			return errors.New("chunk not followed by CRLF")
+		}
+		if _, err := dst.Write([]byte("\r\n")); err != nil {
+			return err
+		}
+	}
+}
+
+// readLine reads a CRLF-terminated line of at most 4 KiB, without the CRLF.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return nil, err
+	}
+	if len(line) < 2 || line[len(line)-2] != '\r' || len(line) > 4096 {
+		return nil, errors.New("malformed line")
+	}
+	return append([]byte(nil), line[:len(line)-2]...), nil
+}
+
+func writeBadGateway(w io.Writer, err error) {
+	body := "intercept-proxy: " + err.Error() + "\n"
+	fmt.Fprintf(w, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+}

@@ -1,0 +1,398 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+)
+
+// rawApp is an app that records each request head byte for byte and
+// answers with the response its answer function gives.
+type rawApp struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	heads []string
+	conns atomic.Int64
+	open  []net.Conn
+}
+
+// kill stops the app as a restart would: listener and connections closed.
+func (a *rawApp) kill() {
+	a.ln.Close()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range a.open {
+		c.Close()
+	}
+}
+
+func newRawApp(t *testing.T, answer func(head string) string) *rawApp {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveRaw(t, ln, answer)
+}
+
+func serveRaw(t *testing.T, ln net.Listener, answer func(head string) string) *rawApp {
+	a := &rawApp{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			a.conns.Add(1)
+			a.mu.Lock()
+			a.open = append(a.open, c)
+			a.mu.Unlock()
+			go a.serve(c, answer)
+		}
+	}()
+	return a
+}
+
+func (a *rawApp) serve(c net.Conn, answer func(head string) string) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for {
+		var head strings.Builder
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			head.WriteString(line)
+			if line == "\r\n" {
+				break
+			}
+		}
+		a.mu.Lock()
+		a.heads = append(a.heads, head.String())
+		a.mu.Unlock()
+		out := answer(head.String())
+		if _, err := io.WriteString(c, out); err != nil || strings.Contains(out, "Connection: close") {
+			return
+		}
+	}
+}
+
+func (a *rawApp) addr() string { return a.ln.Addr().String() }
+
+func (a *rawApp) lastHead() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.heads) == 0 {
+		return ""
+	}
+	return a.heads[len(a.heads)-1]
+}
+
+const okResponse = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+// send writes raw to addr and reads n responses back.
+func send(t *testing.T, addr, raw string, n int) []*http.Response {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	var out []*http.Response
+	for range n {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", len(out)+1, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		out = append(out, resp)
+	}
+	return out
+}
+
+// What the app receives through the sidecar is what the caller sent: header
+// names' case, their order, duplicates, nothing added, nothing dropped.
+func TestFastPathIsTransparent(t *testing.T) {
+	app := newRawApp(t, func(string) string { return okResponse })
+	proxy := startProxy(t, Config{Upstream: app.addr()})
+	raw := "GET /a?x=1;y=2 HTTP/1.1\r\n" +
+		"host: shop.example\r\n" +
+		"x-lower: 1\r\n" +
+		"X-UPPER: 2\r\n" +
+		"X-Dup: first\r\n" +
+		"Accept: */*\r\n" +
+		"X-Dup: second\r\n" +
+		"X-Forwarded-For: 198.51.100.7\r\n" +
+		"x-spaced:   padded value  \r\n" +
+		"\r\n"
+	send(t, app.addr(), raw, 1)
+	direct := app.lastHead()
+	send(t, proxy, raw, 1)
+	if via := app.lastHead(); via != direct {
+		t.Fatalf("the app saw a different head through the sidecar:\ndirect:\n%q\nvia the sidecar:\n%q", direct, via)
+	}
+}
+
+// Pipelined requests are answered in order over one connection to the app.
+func TestFastPathPipeliningAndKeepAlive(t *testing.T) {
+	app := newRawApp(t, func(head string) string {
+		path := strings.Fields(head)[1]
+		return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(path), path)
+	})
+	proxy := startProxy(t, Config{Upstream: app.addr()})
+	var raw strings.Builder
+	for i := range 5 {
+		fmt.Fprintf(&raw, "GET /r%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+	}
+	fmt.Fprintf(&raw, "POST /r5 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+	resps := send(t, proxy, raw.String(), 6)
+	for i, r := range resps {
+		body, _ := io.ReadAll(r.Body)
+		if want := fmt.Sprintf("/r%d", i); string(body) != want {
+			t.Errorf("response %d is %q, want %q", i, body, want)
+		}
+	}
+	if n := app.conns.Load(); n != 1 {
+		t.Errorf("the app got %d connections for one caller's connection, want 1", n)
+	}
+}
+
+// Framing the app chose reaches the caller intact: chunked with trailers,
+// HEAD with a length but no body, 204, a 103 before the answer, and a body
+// delimited by the app closing.
+func TestFastPathResponseFraming(t *testing.T) {
+	app := newRawApp(t, func(head string) string {
+		switch strings.Fields(head)[1] {
+		case "/chunked":
+			return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n"
+		case "/head":
+			return "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+		case "/empty":
+			return "HTTP/1.1 204 No Content\r\n\r\n"
+		case "/hints":
+			return "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n" + okResponse
+		}
+		return "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close"
+	})
+	proxy := startProxy(t, Config{Upstream: app.addr()})
+	resps := send(t, proxy, "GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n"+
+		"GET /empty HTTP/1.1\r\nHost: x\r\n\r\n"+
+		"GET /hints HTTP/1.1\r\nHost: x\r\n\r\n", 4)
+	if body, _ := io.ReadAll(resps[0].Body); string(body) != "hello world" || resps[0].Trailer.Get("X-Sum") != "42" {
+		t.Errorf("chunked: body %q trailer %v", body, resps[0].Trailer)
+	}
+	if resps[1].StatusCode != 204 || resps[2].StatusCode != 103 || resps[3].StatusCode != 200 {
+		t.Errorf("statuses %d %d %d, want 204, then 103 and its 200", resps[1].StatusCode, resps[2].StatusCode, resps[3].StatusCode)
+	}
+	// HEAD: the length of the body a GET would get, and no body, so the
+	// next response on the connection is read right.
+	c, err := net.Dial("tcp", proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "HEAD /head HTTP/1.1\r\nHost: x\r\n\r\nGET /empty HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	head, err := http.ReadResponse(br, &http.Request{Method: http.MethodHead})
+	if err != nil || head.ContentLength != 1000 {
+		t.Fatalf("HEAD: %v, Content-Length %d, want 1000", err, head.ContentLength)
+	}
+	if next, err := http.ReadResponse(br, nil); err != nil || next.StatusCode != 204 {
+		t.Fatalf("the response after HEAD: %v %v", err, next)
+	}
+	r := send(t, proxy, "GET /close HTTP/1.1\r\nHost: x\r\n\r\n", 1)[0]
+	if body, _ := io.ReadAll(r.Body); string(body) != "until close" {
+		t.Errorf("close-delimited body %q", body)
+	}
+}
+
+// An app that closes idle kept connections (as many do after a few
+// seconds) costs the caller nothing: the request goes again on a new one.
+func TestFastPathAppClosedKeptConnection(t *testing.T) {
+	app := newRawApp(t, func(string) string { return okResponse })
+	proxy := startProxy(t, Config{Upstream: app.addr()})
+	c, err := net.Dial("tcp", proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	get := func() int {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	if get() != 200 {
+		t.Fatal("first request failed")
+	}
+	// The app restarts: every kept connection to it is closed.
+	app.kill()
+	app2 := newRawAppOn(t, app.addr(), func(string) string { return okResponse })
+	time.Sleep(50 * time.Millisecond)
+	if code := get(); code != 200 || app2.lastHead() == "" {
+		t.Fatalf("after the app closed the kept connection: status %d", code)
+	}
+}
+
+// newRawAppOn starts an app on addr, once the port is free again.
+func newRawAppOn(t *testing.T, addr string, answer func(string) string) *rawApp {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			return serveRaw(t, ln, answer)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A 32 MiB upload echoed back while it is still being sent: the body and
+// the response stream at once, nothing is held whole.
+func TestFastPathFullDuplexEcho(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.NewResponseController(w).EnableFullDuplex()
+		w.WriteHeader(200)
+		io.Copy(w, r.Body)
+	}))
+	defer app.Close()
+	proxy := startProxy(t, Config{Upstream: strings.TrimPrefix(app.URL, "http://")})
+	const size = 32 << 20
+	src := io.LimitReader(rand.Reader, size)
+	sent := sha256.New()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+proxy+"/echo", io.TeeReader(src, sent))
+	req.ContentLength = size
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got := sha256.New()
+	n, err := io.Copy(got, resp.Body)
+	if err != nil || n != size || !bytes.Equal(got.Sum(nil), sent.Sum(nil)) {
+		t.Fatalf("echo: %d bytes, err %v, same bytes %v", n, err, bytes.Equal(got.Sum(nil), sent.Sum(nil)))
+	}
+}
+
+// Server-sent events reach the caller as they are written, not when the
+// response ends.
+func TestFastPathStreamsAsWritten(t *testing.T) {
+	release := make(chan struct{})
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, "data: second\n\n")
+	}))
+	defer app.Close()
+	defer close(release)
+	proxy := startProxy(t, Config{Upstream: strings.TrimPrefix(app.URL, "http://")})
+	resp, err := http.Get("http://" + proxy + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("first event: %q, %v", line, err)
+	}
+}
+
+// A developer's route added while a caller's connection is kept alive
+// applies to that connection's next request.
+func TestFastPathHandsMatchingRequestsToTheRoute(t *testing.T) {
+	app := named("app")
+	defer app.Close()
+	dev := named("dev")
+	defer dev.Close()
+	ctrl := make(chan string, 1)
+	cfg := Config{Upstream: strings.TrimPrefix(app.URL, "http://"), Control: "127.0.0.1:0", Listen: "127.0.0.1:0"}
+	proxyAddr := startProxyReady(t, cfg, ctrl)
+	c := &http.Client{}
+	if got := answeredBy(t, c, "http://"+proxyAddr+"/", map[string]string{"X-Dev": "alice"}); got != "app" {
+		t.Fatalf("before the route: %q", got)
+	}
+	conn, err := net.Dial("tcp", <-ctrl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := tunnel.NewClient(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if _, err := tc.Register(tunnel.Route{Header: "x-dev", Value: "alice", Client: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	go tc.Serve(context.Background(), func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", strings.TrimPrefix(dev.URL, "http://"))
+	}, nil)
+	if got := answeredBy(t, c, "http://"+proxyAddr+"/", map[string]string{"X-Dev": "alice"}); got != "dev" {
+		t.Fatalf("with the route, on the kept connection: %q", got)
+	}
+	if got := answeredBy(t, c, "http://"+proxyAddr+"/", nil); got != "app" {
+		t.Fatalf("others after the hand-over: %q", got)
+	}
+}
+
+// While draining, each response tells the caller to close, so clients move
+// to other endpoints.
+func TestFastPathDrainSaysClose(t *testing.T) {
+	app := newRawApp(t, func(string) string { return okResponse })
+	f := &fastPath{table: &Table{}, upstream: app.addr(), headerTimeout: 5 * time.Second,
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), handoff: func(c net.Conn) { c.Close() }}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go f.serve(c)
+		}
+	}()
+	f.draining.Store(true)
+	r := send(t, ln.Addr().String(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 1)[0]
+	if !r.Close {
+		t.Fatalf("a response while draining lacks Connection: close: %v", r.Header)
+	}
+}

@@ -1,0 +1,278 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// fakeWatcher records watches in memory; Hit adds a hit to a live watch.
+type fakeWatcher struct {
+	mu      sync.Mutex
+	pod     string
+	watches map[string][]Hit
+}
+
+func (f *fakeWatcher) Watch(m Marker) (func(), error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.watches == nil {
+		f.watches = map[string][]Hit{}
+	}
+	f.watches[m.Nonce] = []Hit{}
+	return func() { f.mu.Lock(); delete(f.watches, m.Nonce); f.mu.Unlock() }, nil
+}
+
+func (f *fakeWatcher) Seen(nonce string) ([]Hit, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h, ok := f.watches[nonce]
+	return h, ok
+}
+
+func (f *fakeWatcher) hit(nonce string, c Carrier, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.watches[nonce]; ok {
+		f.watches[nonce] = append(f.watches[nonce], Hit{Carrier: c, Name: name, Method: "GET", Path: "/", Pod: f.pod, Time: time.Now()})
+	}
+}
+
+func (f *fakeWatcher) live() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.watches)
+}
+
+func connect(t *testing.T, srv *Server) *Client {
+	t.Helper()
+	a, b := net.Pipe()
+	go srv.ServeConn(context.Background(), a)
+	c, err := NewClient(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// watch, seen and send over the control stream: the watch reports what
+// the sidecar recorded, ends with the session, and a send carries the
+// marker and answers with the status.
+func TestDoctorOps(t *testing.T) {
+	w := &fakeWatcher{pod: "p1"}
+	var sent struct {
+		url, host string
+		m         Marker
+	}
+	srv := &Server{Pod: "p1", Routes: &fakeTable{routes: map[string]DialFunc{}}, Watches: w,
+		Send: func(_ context.Context, url, host string, m Marker) (int, error) {
+			sent.url, sent.host, sent.m = url, host, m
+			return http.StatusTeapot, nil
+		}}
+	c := connect(t, srv)
+	m := NewMarker("x-dev", "dev", "dev")
+	if pod, err := c.Watch(m); err != nil || pod != "p1" {
+		t.Fatalf("watch: %q, %v", pod, err)
+	}
+	w.hit(m.Nonce, CarrierBaggage, "dev")
+	hits, err := c.Seen(m.Nonce)
+	if err != nil || len(hits) != 1 || hits[0].Carrier != CarrierBaggage || hits[0].Pod != "p1" {
+		t.Fatalf("seen: %+v, %v", hits, err)
+	}
+	if _, err := c.Seen("00000000deadbeef"); err == nil || !strings.Contains(err.Error(), "no watch for marker doctor-00000000deadbeef") {
+		t.Fatalf("seen of an unknown nonce: %v", err)
+	}
+	status, err := c.Send("http://10.0.0.1:8080/checkout", "web.shop.svc", m)
+	if err != nil || status != http.StatusTeapot || sent.url != "http://10.0.0.1:8080/checkout" || sent.host != "web.shop.svc" || sent.m != m {
+		t.Fatalf("send: %d, %v; the sidecar got %+v", status, err, sent)
+	}
+	if _, err := c.Send("https://example.com/", "", m); err == nil {
+		t.Fatal("a send to an https URL was made")
+	}
+	if _, err := c.Watch(Marker{Nonce: "zz"}); err == nil {
+		t.Fatal("a watch with a bad marker was accepted")
+	}
+	c.Close()
+	deadline := time.Now().Add(2 * time.Second)
+	for w.live() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the watch outlived its session by 2s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// oldSidecar answers every operation but register and routes as sidecars
+// from before the doctor did.
+func oldSidecar(conn io.ReadWriteCloser, pod string) {
+	sess, err := yamux.Server(conn, Config())
+	if err != nil {
+		return
+	}
+	defer sess.Close()
+	st, err := sess.AcceptStream()
+	if err != nil {
+		return
+	}
+	c := newCodec(st)
+	for {
+		var req Request
+		if err := c.read(&req); err != nil {
+			return
+		}
+		resp := Response{Pod: pod}
+		if req.Op != "routes" {
+			resp.Error = fmt.Sprintf("unknown operation %q", req.Op)
+		}
+		if err := c.write(resp); err != nil {
+			return
+		}
+	}
+}
+
+// A sidecar from before the doctor cannot watch: the error says so and
+// names its pod.
+func TestWatchOnOldSidecar(t *testing.T) {
+	a, b := net.Pipe()
+	go oldSidecar(a, "web-copy-old")
+	c, err := NewClient(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.Watch(NewMarker("x-dev", "", ""))
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "web-copy-old") || !strings.Contains(err.Error(), "older than this CLI") {
+		t.Fatalf("watch on an old sidecar: %v", err)
+	}
+}
+
+// WatchSidecars watches on every pod it reaches and collects what each
+// saw; a pod it cannot reach is reported as missed; a sidecar too old to
+// watch fails the whole watch, naming its pod.
+func TestWatchSidecars(t *testing.T) {
+	watchers := map[string]*fakeWatcher{"p1": {pod: "p1"}, "p2": {pod: "p2"}}
+	dial := func(_ context.Context, pod string) (io.ReadWriteCloser, error) {
+		a, b := net.Pipe()
+		switch w, ok := watchers[pod]; {
+		case ok:
+			go (&Server{Pod: pod, Routes: &fakeTable{routes: map[string]DialFunc{}}, Watches: w}).ServeConn(context.Background(), a)
+		case pod == "old":
+			go oldSidecar(a, pod)
+		default:
+			return nil, fmt.Errorf("port-forward to pod %s: connection refused", pod)
+		}
+		return b, nil
+	}
+	m := NewMarker("x-dev", "dev", "dev")
+	o, err := WatchSidecars(context.Background(), []string{"p1", "gone", "p2"}, dial, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if got := strings.Join(o.Pods(), ","); got != "p1,p2" || o.Missed["gone"] == nil {
+		t.Fatalf("watching %s, missed %v", got, o.Missed)
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		watchers["p2"].hit(m.Nonce, CarrierHeader, "x-dev")
+		watchers["p1"].hit(m.Nonce, CarrierBaggage, "dev")
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hits, err := o.Collect(ctx, 10*time.Millisecond, func(h []Hit) bool { return len(h) == 2 })
+	if err != nil || len(hits) != 2 {
+		t.Fatalf("collected %+v, %v", hits, err)
+	}
+	pods := map[string]Carrier{}
+	for _, h := range hits {
+		pods[h.Pod] = h.Carrier
+	}
+	if pods["p1"] != CarrierBaggage || pods["p2"] != CarrierHeader {
+		t.Fatalf("hits by pod: %v", pods)
+	}
+	// Nothing more arrives: Collect returns what it has when ctx ends.
+	short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	if hits, err := o.Collect(short, 10*time.Millisecond, func([]Hit) bool { return false }); err != nil || len(hits) != 2 {
+		t.Fatalf("collect until the deadline: %d hits, %v", len(hits), err)
+	}
+
+	_, err = WatchSidecars(context.Background(), []string{"p1", "old"}, dial, NewMarker("x-dev", "", ""))
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "pod old") {
+		t.Fatalf("with an old sidecar: %v", err)
+	}
+	if _, err := WatchSidecars(context.Background(), []string{"gone"}, dial, m); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("with no reachable sidecar: %v", err)
+	}
+}
+
+// The marker travels in all three carriers, added to the cookies and
+// baggage a request has already; SendMarked follows no redirect.
+func TestSendMarked(t *testing.T) {
+	var got http.Header
+	var host string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, host = r.Header.Clone(), r.Host
+		http.Redirect(w, r, "/login", http.StatusFound)
+	}))
+	defer srv.Close()
+	m := Marker{Nonce: "0123456789abcdef", Header: "X-C6O-INTERCEPT", Cookie: "x-intercept", Baggage: "x-intercept"}
+	status, err := SendMarked(context.Background(), srv.URL+"/checkout", "web.shop.svc", m)
+	if err != nil || status != http.StatusFound {
+		t.Fatalf("status %d, %v; want the redirect itself", status, err)
+	}
+	want := map[string]string{
+		"X-C6o-Intercept": "doctor-0123456789abcdef",
+		"Cookie":          "x-intercept=doctor-0123456789abcdef",
+		"Baggage":         "x-intercept=doctor-0123456789abcdef",
+	}
+	for k, v := range want {
+		if got.Get(k) != v {
+			t.Errorf("%s: %q, want %q", k, got.Get(k), v)
+		}
+	}
+	if host != "web.shop.svc" {
+		t.Errorf("Host %q", host)
+	}
+	h := http.Header{"Cookie": {"theme=dark"}, "Baggage": {"userId=7"}}
+	m.Apply(h)
+	if h.Get("Cookie") != "theme=dark; x-intercept=doctor-0123456789abcdef" || h.Get("Baggage") != "userId=7,x-intercept=doctor-0123456789abcdef" {
+		t.Errorf("applied to a request with cookies and baggage: %v", h)
+	}
+}
+
+// NewMarker makes a fresh, valid nonce each time; Validate refuses what a
+// sidecar could not look for.
+func TestMarker(t *testing.T) {
+	a, b := NewMarker("x-dev", "", ""), NewMarker("x-dev", "", "")
+	if a.Nonce == b.Nonce || a.Validate() != nil || !strings.HasPrefix(a.Value(), "doctor-") {
+		t.Fatalf("markers %+v %+v (%v)", a, b, a.Validate())
+	}
+	if got := fmt.Sprint(NewMarker("x-dev", "", "dev").Carriers()); got != "[header baggage]" {
+		t.Errorf("carriers %s", got)
+	}
+	for _, bad := range []Marker{
+		{Nonce: "0123456789abcdef"},
+		{Nonce: "short", Header: "x-dev"},
+		{Nonce: "0123456789abcdeg", Header: "x-dev"},
+		{Nonce: "0123456789abcdef", Cookie: "de v"},
+		{Nonce: "0123456789abcdef", Baggage: "de,v"},
+	} {
+		if bad.Validate() == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,48 @@
+package tunnel
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Without a token nothing is attempted, and the error says where to get one.
+func TestListenNgrokNeedsAuthtoken(t *testing.T) {
+	_, err := ListenNgrok(context.Background(), "", time.Second)
+	if err == nil || !strings.Contains(err.Error(), EnvNgrokAuthtoken) {
+		t.Fatalf("err = %v, want one naming %s", err, EnvNgrokAuthtoken)
+	}
+}
+
+// ngrok's agent retries an unreachable service forever; ListenNgrok gives
+// up after its timeout and says what to check.
+func TestListenNgrokGivesUp(t *testing.T) {
+	// A stand-in for ngrok's service that accepts and never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	ngrokConnectURL = ln.Addr().String()
+	defer func() { ngrokConnectURL = "" }()
+
+	start := time.Now()
+	_, err = ListenNgrok(context.Background(), "2fake_token", 2*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "could not be reached within 2s") {
+		t.Fatalf("err = %v", err)
+	}
+	if waited := time.Since(start); waited > 10*time.Second {
+		t.Fatalf("gave up after %s, want about 2s", waited)
+	}
+}
