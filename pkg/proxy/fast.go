@@ -151,20 +151,14 @@ type fastRequest struct {
 // readHead peeks at the next request's head and returns it if the fast
 // path can take the request; errNotFast if net/http must; another error if
 // the connection is done.
-func (f *fastPath) readHead(br *bufio.Reader) (*fastRequest, error) {
+func (f *fastPath) readHead(br *bufio.Reader) (fastRequest, error) {
 	head, err := peekHead(br)
 	if err != nil {
-		return nil, err
+		return fastRequest{}, err
 	}
 	req, ok := parseRequestHead(head)
-	if !ok {
-		return nil, errNotFast
-	}
-	if f.watches.Active() {
-		return nil, errNotFast
-	}
-	if f.table.any() && f.table.match(routedHead(head)) != nil {
-		return nil, errNotFast
+	if !ok || f.watches.Active() || f.table.any() && f.table.match(routedHead(head)) != nil {
+		return fastRequest{}, errNotFast
 	}
 	return req, nil
 }
@@ -199,38 +193,28 @@ func peekHead(br *bufio.Reader) ([]byte, error) {
 
 // parseRequestHead checks a head and reads its framing. ok is false for
 // anything the fast path leaves to net/http.
-func parseRequestHead(head []byte) (req *fastRequest, ok bool) {
+func parseRequestHead(head []byte) (req fastRequest, ok bool) {
 	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
 	method, rest1, ok1 := bytes.Cut(line, []byte(" "))
 	target, proto, ok2 := bytes.Cut(rest1, []byte(" "))
 	if !ok1 || !ok2 || len(method) == 0 || len(target) == 0 || string(proto) != "HTTP/1.1" {
-		return nil, false
+		return fastRequest{}, false
 	}
 	for _, b := range method {
 		if !httpguts.IsTokenRune(rune(b)) {
-			return nil, false
+			return fastRequest{}, false
 		}
 	}
 	for _, b := range target {
 		if b <= ' ' || b == 0x7f {
-			return nil, false
+			return fastRequest{}, false
 		}
 	}
-	req = &fastRequest{head: head, head1: string(method) == http.MethodHead, length: 0}
+	req = fastRequest{head: head, head1: string(method) == http.MethodHead}
 	hosts, lengths := 0, 0
-	for {
-		var field []byte
-		field, rest, _ = bytes.Cut(rest, []byte("\r\n"))
-		if len(field) == 0 {
-			break
-		}
-		name, value, found := bytes.Cut(field, []byte(":"))
-		if !found || !httpguts.ValidHeaderFieldName(string(name)) {
-			return nil, false // includes obs-fold and bare LF
-		}
-		value = bytes.Trim(value, " \t")
-		if !httpguts.ValidHeaderFieldValue(string(value)) {
-			return nil, false
+	ok = eachField(rest, func(name, value []byte) bool {
+		if !validName(name) || !validValue(value) {
+			return false // includes obs-fold and bare LF
 		}
 		switch {
 		case asciiEqualFold(name, "Host"):
@@ -238,44 +222,79 @@ func parseRequestHead(head []byte) (req *fastRequest, ok bool) {
 		case asciiEqualFold(name, "Content-Length"):
 			n, err := strconv.ParseInt(string(value), 10, 64)
 			if err != nil || n < 0 || (lengths > 0 && n != req.length) {
-				return nil, false
+				return false
 			}
 			req.length = n
 			lengths++
 		case asciiEqualFold(name, "Transfer-Encoding"):
 			if req.chunked || !asciiEqualFold(value, "chunked") {
-				return nil, false
+				return false
 			}
 			req.chunked = true
 		case asciiEqualFold(name, "Connection"):
 			if hasToken(value, "upgrade") {
-				return nil, false
+				return false
 			}
 			req.close = req.close || hasToken(value, "close")
 		case asciiEqualFold(name, "Upgrade"), asciiEqualFold(name, "Expect"), asciiEqualFold(name, tunnel.ProbeHeader):
-			return nil, false
+			return false
 		}
-	}
-	if hosts != 1 || (req.chunked && lengths > 0) {
-		return nil, false
+		return true
+	})
+	if !ok || hosts != 1 || (req.chunked && lengths > 0) {
+		return fastRequest{}, false
 	}
 	return req, true
+}
+
+// eachField calls fn with each header field of a head's lines after the
+// first, the value without surrounding blanks, until fn returns false; it
+// reports whether every field had a colon and fn never said no.
+func eachField(lines []byte, fn func(name, value []byte) bool) bool {
+	for {
+		var field []byte
+		field, lines, _ = bytes.Cut(lines, []byte("\r\n"))
+		if len(field) == 0 {
+			return true
+		}
+		name, value, found := bytes.Cut(field, []byte(":"))
+		if !found || !fn(name, bytes.Trim(value, " \t")) {
+			return false
+		}
+	}
+}
+
+// validName reports whether b is a header field name (a token).
+func validName(b []byte) bool {
+	for _, c := range b {
+		if !httpguts.IsTokenRune(rune(c)) {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// validValue reports whether b may be a header field value: no control
+// bytes but tab.
+func validValue(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // routedHead returns the header of a head for route matching.
 func routedHead(head []byte) http.Header {
 	h := http.Header{}
 	_, rest, _ := bytes.Cut(head, []byte("\r\n"))
-	for {
-		var field []byte
-		field, rest, _ = bytes.Cut(rest, []byte("\r\n"))
-		if len(field) == 0 {
-			return h
-		}
-		name, value, _ := bytes.Cut(field, []byte(":"))
+	eachField(rest, func(name, value []byte) bool {
 		k := http.CanonicalHeaderKey(string(name))
-		h[k] = append(h[k], string(bytes.Trim(value, " \t")))
-	}
+		h[k] = append(h[k], string(value))
+		return true
+	})
+	return h
 }
 
 func asciiEqualFold(b []byte, s string) bool {
@@ -311,7 +330,7 @@ func hasToken(v []byte, token string) bool {
 
 // forward sends one request to the app and its response back. keep says
 // whether the caller's connection can carry another request.
-func (f *fastPath) forward(fc *fastConn, req *fastRequest) (keep bool, err error) {
+func (f *fastPath) forward(fc *fastConn, req fastRequest) (keep bool, err error) {
 	noBody := !req.chunked && req.length == 0
 	for attempt := 0; ; attempt++ {
 		reused := fc.up != nil
@@ -397,7 +416,7 @@ func (f *fastPath) dropUpstream(fc *fastConn) {
 // response passes the app's response (and any 1xx before it) to the
 // caller. With mayRetry, an app that closed without a byte of answer gives
 // errStaleUpstream and nothing is written.
-func (f *fastPath) response(fc *fastConn, req *fastRequest, mayRetry bool) (keep bool, err error) {
+func (f *fastPath) response(fc *fastConn, req fastRequest, mayRetry bool) (keep bool, err error) {
 	for {
 		head, err := peekHead(fc.ub)
 		if err != nil {
@@ -502,32 +521,26 @@ func parseResponseHead(head []byte) (status int, fr responseFraming, ok bool) {
 	}
 	fr.length = -1
 	fr.close = line[7] == '0' // HTTP/1.0 without keep-alive handling: close
-	for {
-		var field []byte
-		field, rest, _ = bytes.Cut(rest, []byte("\r\n"))
-		if len(field) == 0 {
-			break
-		}
-		name, value, found := bytes.Cut(field, []byte(":"))
-		if !found {
-			return 0, fr, false
-		}
-		value = bytes.Trim(value, " \t")
+	ok = eachField(rest, func(name, value []byte) bool {
 		switch {
 		case asciiEqualFold(name, "Content-Length"):
 			n, err := strconv.ParseInt(string(value), 10, 64)
 			if err != nil || n < 0 || (fr.length >= 0 && n != fr.length) {
-				return 0, fr, false
+				return false
 			}
 			fr.length = n
 		case asciiEqualFold(name, "Transfer-Encoding"):
 			if !asciiEqualFold(value, "chunked") {
-				return 0, fr, false
+				return false
 			}
 			fr.chunked = true
 		case asciiEqualFold(name, "Connection"):
 			fr.close = fr.close || hasToken(value, "close")
 		}
+		return true
+	})
+	if !ok {
+		return 0, fr, false
 	}
 	if fr.chunked {
 		fr.length = -1

@@ -168,6 +168,70 @@ func TestProtocolsThroughIntercept(t *testing.T) {
 		}
 	})
 
+	// Keep-alive, pipelining and every HTTP/1.1 framing on one connection:
+	// responses come back in order, each from the right side.
+	t.Run("HTTP/1.1 pipelined framing", func(t *testing.T) {
+		for _, r := range routes {
+			name, value := "x-dev", r.header.Get("x-dev")
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			fmt.Fprintf(c, "GET /first HTTP/1.1\r\nHost: demo\r\n%s: %s\r\n\r\n", name, value)
+			fmt.Fprintf(c, "HEAD / HTTP/1.1\r\nHost: demo\r\n%s: %s\r\n\r\n", name, value)
+			fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: demo\r\n%s: %s\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"+
+				"3\r\nhel\r\n2\r\nlo\r\n0\r\nX-Sum: 5\r\n\r\n", name, value)
+			fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: demo\r\n%s: %s\r\nContent-Length: 5\r\n\r\nhello", name, value)
+			fmt.Fprintf(c, "GET /last HTTP/1.1\r\nHost: demo\r\n%s: %s\r\nConnection: close\r\n\r\n", name, value)
+			br := bufio.NewReader(c)
+			for i, method := range []string{"GET", "HEAD", "POST", "POST", "GET"} {
+				resp, err := http.ReadResponse(br, &http.Request{Method: method})
+				if err != nil {
+					t.Fatalf("%s: response %d: %v", r.name, i+1, err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				pod := resp.Header.Get(demo.PodHeader)
+				if resp.StatusCode != 200 || !r.want(pod) {
+					t.Errorf("%s: response %d (%s): %d from %q", r.name, i+1, method, resp.StatusCode, pod)
+				}
+				if method == "HEAD" && len(body) != 0 {
+					t.Errorf("%s: HEAD answered with a body of %d bytes", r.name, len(body))
+				}
+				if method == "POST" {
+					var up demo.UploadResponse
+					if json.Unmarshal(body, &up); up.Bytes != 5 {
+						t.Errorf("%s: upload %d got %s", r.name, i+1, body)
+					}
+				}
+			}
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Errorf("%s: the connection stayed open after Connection: close (%v)", r.name, err)
+			}
+		}
+	})
+
+	t.Run("Expect 100-continue", func(t *testing.T) {
+		tr := &http.Transport{ExpectContinueTimeout: 5 * time.Second}
+		defer tr.CloseIdleConnections()
+		for _, r := range routes {
+			req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/upload", strings.NewReader("hello"))
+			req.Header = r.header.Clone()
+			req.Header.Set("Expect", "100-continue")
+			resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+			if err != nil {
+				t.Fatalf("%s: %v", r.name, err)
+			}
+			var up demo.UploadResponse
+			json.NewDecoder(resp.Body).Decode(&up)
+			resp.Body.Close()
+			if up.Bytes != 5 || !r.want(up.Pod) {
+				t.Errorf("%s: answered %+v", r.name, up)
+			}
+		}
+	})
+
 	t.Run("status codes pass through", func(t *testing.T) {
 		for _, r := range routes {
 			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/status/503", nil)
