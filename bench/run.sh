@@ -256,6 +256,7 @@ pick_port P_APP
 pick_port P_LAPTOP
 pick_port P_OURS
 pick_port P_OURS_H2C
+pick_port P_OURS_SLOW
 pick_port P_NGINX
 pick_port P_NGINX_H2
 pick_port P_HAPROXY
@@ -271,6 +272,9 @@ start ours "${on_proxy_core[@]}" "$TMP/bin/intercept-proxy" --listen "127.0.0.1:
 	--upstream "127.0.0.1:$P_APP" --route "$ROUTE" --drain-delay 0
 start ours_h2c "${on_proxy_core[@]}" "$TMP/bin/intercept-proxy" --listen "127.0.0.1:$P_OURS_H2C" \
 	--upstream "127.0.0.1:$P_APP" --route "$ROUTE" --drain-delay 0 --h2c
+# The same without the fast path: every request through net/http.
+start ours_slow "${on_proxy_core[@]}" "$TMP/bin/intercept-proxy" --listen "127.0.0.1:$P_OURS_SLOW" \
+	--upstream "127.0.0.1:$P_APP" --route "$ROUTE" --drain-delay 0 --no-fast-path
 
 mkdir -p "$TMP/nginx/logs"
 cat >"$TMP/nginx/nginx.conf" <<EOF
@@ -364,12 +368,14 @@ wait_up haproxy "http://127.0.0.1:$P_HAPROXY/"
 declare -A URL_PLAIN=(
 	[direct]="http://127.0.0.1:$P_APP"
 	[intercept-proxy]="http://127.0.0.1:$P_OURS"
+	[intercept-proxy --no-fast-path]="http://127.0.0.1:$P_OURS_SLOW"
 	[nginx]="http://127.0.0.1:$P_NGINX"
 	[haproxy]="http://127.0.0.1:$P_HAPROXY"
 )
 declare -A URL_HEADER=(
 	[direct]="http://127.0.0.1:$P_LAPTOP" # the client goes where the proxies would send it
 	[intercept-proxy]="http://127.0.0.1:$P_OURS"
+	[intercept-proxy --no-fast-path]="http://127.0.0.1:$P_OURS_SLOW"
 	[nginx]="http://127.0.0.1:$P_NGINX"
 	[haproxy]="http://127.0.0.1:$P_HAPROXY"
 )
@@ -384,11 +390,12 @@ declare -A TPIDS=(
 	[direct]=""
 	[intercept-proxy]="${PID[ours]}"
 	[intercept-proxy --h2c]="${PID[ours_h2c]}"
+	[intercept-proxy --no-fast-path]="${PID[ours_slow]}"
 	[nginx]="${PID[nginx]} $(pgrep -P "${PID[nginx]}" | tr '\n' ' ')"
 	[haproxy]="${PID[haproxy]} $(pgrep -P "${PID[haproxy]}" | tr '\n' ' ')"
 )
 UPIDS="${PID[up_app]} ${PID[up_laptop]}"
-WRK_TARGETS=(direct intercept-proxy nginx haproxy)
+WRK_TARGETS=(direct intercept-proxy "intercept-proxy --no-fast-path" nginx haproxy)
 H2_TARGETS=(direct intercept-proxy "intercept-proxy --h2c" nginx haproxy)
 
 # Routing and bodies checked before measuring anything.

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -395,4 +396,89 @@ func TestFastPathDrainSaysClose(t *testing.T) {
 	if !r.Close {
 		t.Fatalf("a response while draining lacks Connection: close: %v", r.Header)
 	}
+}
+
+// 64 MiB down and 64 MiB up through the sidecar, with a slow caller
+// holding a connection open meanwhile: the heap stays flat (nothing is
+// held whole) and the slow caller holds up nobody.
+func TestFastPathMemoryFlatAndSlowCallerAlone(t *testing.T) {
+	const size = 64 << 20
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			n, _ := io.Copy(io.Discard, r.Body)
+			fmt.Fprint(w, n)
+			return
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(size))
+		io.CopyN(w, zeros{}, size)
+	}))
+	defer app.Close()
+	addr := startProxy(t, Config{Upstream: strings.TrimPrefix(app.URL, "http://")})
+
+	// The slow caller: half a head, then nothing.
+	slow, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	io.WriteString(slow, "POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab")
+
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapInuse
+	}
+	start := heap()
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+		}
+	}()
+	c := &http.Client{Timeout: 60 * time.Second}
+	resp, err := c.Get("http://" + addr + "/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != size {
+		t.Fatalf("download: %d bytes, %v", n, err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/up", io.LimitReader(zeros{}, size))
+	req.ContentLength = size
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != fmt.Sprint(size) {
+		t.Fatalf("upload: the app read %s bytes", got)
+	}
+	close(stop)
+	<-sampled
+	if grew := int64(peak.Load()) - int64(start); grew > 16<<20 {
+		t.Errorf("heap grew by %d MiB while 128 MiB went through", grew>>20)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
