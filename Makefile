@@ -123,6 +123,6 @@ clean:
 	rm -rf bin dist
 
 # Data-plane benchmark, intercept-proxy vs nginx and HAProxy on loopback
-# (about 7 minutes; writes bench/results.md). See bench/run.sh.
+# (about 8 minutes; writes bench/results.md). See bench/run.sh.
 bench:
 	bash bench/run.sh

@@ -20,7 +20,7 @@
 #
 # Writes the report to bench/results.md and prints it. Bounded: every run is
 # time-limited (BENCH_WARMUP + BENCH_DURATION seconds, each command under
-# `timeout`), the full matrix takes about 7 minutes. Stops only the
+# `timeout`), the full matrix takes about 8 minutes. Stops only the
 # processes it started, by PID. Needs root (or sudo) only to install
 # missing packages with apt-get.
 #
