@@ -262,18 +262,14 @@ func TestCloseKeepsOthersChangesAndSurvivesWipedAnnotations(t *testing.T) {
 	port := laptop(t, laptopPod)
 	before := takeSnapshot(t, ns, "demo")
 
-	out, err := runPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "--detach")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
+	run := laptopCLI(t) // one state directory: close ends the background intercept
+	run("svc/demo", "-n", ns, "-l", strconv.Itoa(port), "--detach")
 	ctx := context.Background()
 	patch := `{"metadata":{"labels":{"team":"shop"},"annotations":{"deployed-by":"ci","intercept.kubectl.dev/session":null}}}`
 	if _, err := cs.CoreV1().Services(ns).Patch(ctx, "demo", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := runPlugin(t, "close", "svc/demo", "-n", ns, "--force"); err != nil {
-		t.Fatalf("close: %v\n%s", err, out)
-	}
+	run("close", "svc/demo", "-n", ns, "--force")
 	before.Annotations = map[string]string{"deployed-by": "ci"}
 	assertRestored(t, ns, "demo", before)
 	got, _ := cs.CoreV1().Services(ns).Get(ctx, "demo", metav1.GetOptions{})
