@@ -347,9 +347,21 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	o.printActive(p, st, pod, fr)
 	ready()
 	go session.WatchSwitch(fctx, o.Client, o.Namespace, o.Service, rec, 2*time.Second, p.Warn)
+	gone := make(chan struct{})
+	go func() {
+		if session.WaitCopyGone(fctx, o.Client, o.Namespace, rec.Copy, 2*time.Second) {
+			close(gone)
+		}
+	}()
 	select {
 	case <-ctx.Done():
 		return end(nil)
+	case <-gone:
+		// Someone else closed it: nothing of ours is left to restore.
+		stopTunnels()
+		<-ferr
+		return fmt.Errorf("the intercept of service %s/%s was ended elsewhere (its copy %s is gone, e.g. by `kubectl intercept close --force`); your requests go to the cluster again",
+			o.Namespace, o.Service, rec.Copy)
 	case err := <-ferr:
 		ferr <- err
 		return end(err)

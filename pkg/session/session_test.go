@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -201,4 +202,25 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("round trip changed the record: %+v -> %+v", r, again)
 		}
 	})
+}
+
+// A running intercept learns within an interval that someone else deleted
+// its copy.
+func TestWaitCopyGone(t *testing.T) {
+	cs := fake.NewClientset(&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web-intercept-abc", Namespace: "shop"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	done := make(chan bool, 1)
+	go func() { done <- WaitCopyGone(ctx, cs, "shop", "web-intercept-abc", 10*time.Millisecond) }()
+	select {
+	case <-done:
+		t.Fatal("reported gone while the copy exists")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := cs.AppsV1().Deployments("shop").Delete(ctx, "web-intercept-abc", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !<-done {
+		t.Fatal("not reported gone after the copy was deleted")
+	}
 }

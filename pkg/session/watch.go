@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -38,6 +39,26 @@ func WatchSwitch(ctx context.Context, cs kubernetes.Interface, ns, name string, 
 		case ours && reverted:
 			reverted = false
 			report(fmt.Sprintf("service %s points at the copy again; intercepting", name))
+		}
+	}
+}
+
+// WaitCopyGone checks every interval whether the session's copy still
+// exists and reports true once it does not: someone ended the intercept
+// (close --force, close --all) while this one was running. It reports
+// false when ctx ends first.
+func WaitCopyGone(ctx context.Context, cs kubernetes.Interface, ns, copyName string, interval time.Duration) bool {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+		_, err := cs.AppsV1().Deployments(ns).Get(ctx, copyName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true
 		}
 	}
 }

@@ -328,3 +328,27 @@ func waitFailedOpen(t *testing.T, svc *corev1.Service, bound time.Duration) {
 		return streak >= 5
 	})
 }
+
+// An intercept that someone else ends (close --force) notices, says so and
+// exits, instead of holding tunnels to pods that are gone.
+func TestInterceptEndedElsewhereExits(t *testing.T) {
+	ns := newNamespace(t)
+	deployDemo(t, ns, demoOptions{})
+	before := takeSnapshot(t, ns, "demo")
+	p := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(laptop(t, laptopPod)))
+	p.waitOutput(t, "Intercepting service", 2*time.Minute)
+	if out, err := runPlugin(t, "close", "svc/demo", "-n", ns, "--force"); err != nil {
+		t.Fatalf("close --force: %v\n%s", err, out)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- p.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err == nil || !strings.Contains(p.output(), "was ended elsewhere") {
+			t.Fatalf("exit %v, output:\n%s", err, p.output())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the intercept still runs 20s after it was closed elsewhere:\n%s", p.output())
+	}
+	assertRestored(t, ns, "demo", before)
+}
