@@ -372,7 +372,7 @@ func (f *fastPath) forward(fc *fastConn, req fastRequest) (keep bool, err error)
 			if req.chunked {
 				err = copyChunked(up, fc.br)
 			} else {
-				err = copyN(up, fc.br, req.length)
+				err = copyBody(up, fc.br, fc.c, req.length)
 			}
 			if err != nil {
 				// A broken body: the app must not wait for the rest.
@@ -462,10 +462,10 @@ func (f *fastPath) response(fc *fastConn, req fastRequest, mayRetry bool) (keep 
 		case framing.chunked:
 			err = copyChunked(fc.c, fc.ub)
 		case framing.length >= 0:
-			err = copyN(fc.c, fc.ub, framing.length)
+			err = copyBody(fc.c, fc.ub, fc.up, framing.length)
 		default:
 			// Delimited by the app closing: so must the caller's end be.
-			err = copyN(fc.c, fc.ub, -1)
+			err = copyBody(fc.c, fc.ub, fc.up, -1)
 			f.dropUpstream(fc)
 			return false, err
 		}
@@ -474,6 +474,44 @@ func (f *fastPath) response(fc *fastConn, req fastRequest, mayRetry bool) (keep 
 		}
 		return err == nil && !framing.close, err
 	}
+}
+
+// spliceMin is the body size from which the part not yet buffered is
+// moved socket to socket by the kernel (splice(2) on Linux) rather than
+// through the buffer.
+const spliceMin = 16 << 10
+
+// copyBody copies n bytes (-1: until EOF) of a body from src, the buffered
+// reader over srcConn, to dst: what src holds first, then, for a large
+// body between two TCP connections, the rest straight from srcConn.
+func copyBody(dst net.Conn, src *bufio.Reader, srcConn net.Conn, n int64) error {
+	d, dok := dst.(*net.TCPConn)
+	s, sok := srcConn.(*net.TCPConn)
+	if !dok || !sok || (n >= 0 && n < spliceMin) {
+		return copyN(dst, src, n)
+	}
+	if k := src.Buffered(); k > 0 {
+		if n >= 0 && int64(k) > n {
+			k = int(n)
+		}
+		b, _ := src.Peek(k)
+		if _, err := dst.Write(b); err != nil {
+			return err
+		}
+		src.Discard(k)
+		if n >= 0 {
+			n -= int64(k)
+		}
+	}
+	if n < 0 {
+		_, err := d.ReadFrom(s)
+		return err
+	}
+	got, err := d.ReadFrom(io.LimitReader(s, n))
+	if err == nil && got < n {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // copyN copies n bytes (-1: until EOF) from src to dst, each piece as soon
