@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"net"
 	"net/http"
 	"strconv"
@@ -72,10 +70,8 @@ func (o *InterceptOptions) openFront(ctx context.Context) (*front, error) {
 const ngrokTimeout = 20 * time.Second
 
 func (f *front) serve(ln net.Listener, h http.Handler) {
-	var p http.Protocols
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Handler: h, Protocols: &p, ReadHeaderTimeout: 30 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	srv := tunnel.NewHTTPServer(h)
+	srv.ReadHeaderTimeout = 30 * time.Second
 	f.servers = append(f.servers, srv)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -11,6 +11,8 @@ import (
 	"net/http/httputil"
 	"strings"
 	"time"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
 // forwarder hands intercepted requests to the app on this machine and
@@ -161,15 +163,8 @@ func (f *forwarder) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = f.local
 	pr.Out.Host = pr.In.Host
-	// The proxy drops query parameters it cannot parse (a=1;b=2) and the
-	// caller's own forwarding headers (from an ingress, say); put them
-	// back so the app sees the request as it would in the cluster.
-	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
-	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
-		if v, ok := pr.In.Header[h]; ok {
-			pr.Out.Header[h] = v
-		}
-	}
+	// So the app sees the request as it would in the cluster.
+	tunnel.KeepAsSent(pr)
 }
 
 func (f *forwarder) roundTrip(r *http.Request) (*http.Response, error) {

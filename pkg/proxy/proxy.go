@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +12,10 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/crypto/x509roots/fallback/bundle"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
@@ -55,7 +59,7 @@ func NewHandler(table *Table, upstream, pod string, log *slog.Logger) *Handler {
 				pr.Out.URL.Host = upstream
 			}
 			pr.Out.Host = pr.In.Host
-			keepAsSent(pr)
+			tunnel.KeepAsSent(pr)
 		},
 		Transport:     roundTripperFunc(h.roundTrip),
 		FlushInterval: -1, // stream: SSE, gRPC, long bodies
@@ -180,6 +184,9 @@ func newTransport(dial tunnel.DialFunc, h2 bool) *http.Transport {
 // request rewritten by tunnel.ToRemote. A failed dial counts as the
 // developer gone, so the request goes to the app.
 func newRemoteTransport(r tunnel.Route, tlsConf *tls.Config) http.RoundTripper {
+	if tlsConf == nil {
+		tlsConf = &tls.Config{RootCAs: webRoots()}
+	}
 	var d net.Dialer
 	t := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -213,19 +220,20 @@ func (t remoteTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.Transport.RoundTrip(out)
 }
 
-// forwarded are the headers ReverseProxy drops from the outbound request
-// when Rewrite is used: an ingress in front of the Service set them, and the
-// app must still see them.
-var forwarded = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
-
-// keepAsSent puts back what ReverseProxy takes out before Rewrite: the
-// forwarding headers, and a query it cannot parse (a=1;b=2), which the app
-// may well read.
-func keepAsSent(pr *httputil.ProxyRequest) {
-	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
-	for _, name := range forwarded {
-		if v, ok := pr.In.Header[name]; ok {
-			pr.Out.Header[name] = v
+// webRoots are the usual web roots, for remote endpoints: the sidecar's
+// image has no CA bundle. Parsed on the first remote route, not at start.
+var webRoots = sync.OnceValue(func() *x509.CertPool {
+	p := x509.NewCertPool()
+	for c := range bundle.Roots() {
+		cert, err := x509.ParseCertificate(c.Certificate)
+		if err != nil {
+			continue
+		}
+		if c.Constraint == nil {
+			p.AddCert(cert)
+		} else {
+			p.AddCertWithConstraint(cert, c.Constraint)
 		}
 	}
-}
+	return p
+})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"sync"
@@ -138,10 +137,7 @@ func (c *Client) Serve(ctx context.Context, dial DialFunc, onErr func(error)) er
 // or HTTP/2 cleartext (which the sidecar uses for gRPC), until the session
 // ends or ctx is done.
 func (c *Client) ServeHTTP(ctx context.Context, h http.Handler) error {
-	var p http.Protocols
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Handler: h, Protocols: &p, ErrorLog: log.New(io.Discard, "", 0)}
+	srv := NewHTTPServer(h)
 	go func() {
 		select {
 		case <-ctx.Done():

@@ -30,9 +30,8 @@ const (
 	SkipWarningHeader = "Ngrok-Skip-Browser-Warning"
 )
 
-// forwardedHeaders are the headers a proxy in front of the endpoint adds or
-// rewrites.
-var forwardedHeaders = []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Real-Ip"}
+// forwardedHeaders are the headers the endpoint's edge adds or rewrites.
+var forwardedHeaders = append(ForwardingHeaders[:len(ForwardingHeaders):len(ForwardingHeaders)], "X-Real-Ip")
 
 // NewSecret returns a fresh random secret for a remote route.
 func NewSecret() string {

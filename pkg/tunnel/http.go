@@ -1,0 +1,38 @@
+package tunnel
+
+import (
+	"io"
+	"log"
+	"net/http"
+	"net/http/httputil"
+)
+
+// Both ends proxy intercepted HTTP with httputil.ReverseProxy and serve it
+// as HTTP/1.1 or HTTP/2 cleartext; what they must agree on is here.
+
+// ForwardingHeaders are the headers a proxy in front of a Service (an
+// ingress, ngrok's edge) sets to say where a request came from.
+// ReverseProxy drops them from the outbound request when Rewrite is used.
+var ForwardingHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+
+// KeepAsSent puts back what ReverseProxy takes out before Rewrite: the
+// caller's forwarding headers, and a query it cannot parse (a=1;b=2),
+// which the app may well read. Call it from Rewrite.
+func KeepAsSent(pr *httputil.ProxyRequest) {
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+	for _, name := range ForwardingHeaders {
+		if v, ok := pr.In.Header[name]; ok {
+			pr.Out.Header[name] = v
+		}
+	}
+}
+
+// NewHTTPServer returns a server for intercepted requests: HTTP/1.1 and
+// HTTP/2 cleartext (the sidecar speaks h2c for gRPC), no write timeout
+// (streams and WebSockets stay open), and no log of callers' mistakes.
+func NewHTTPServer(h http.Handler) *http.Server {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &http.Server{Handler: h, Protocols: &p, ErrorLog: log.New(io.Discard, "", 0)}
+}
