@@ -51,7 +51,7 @@ type fastPath struct {
 
 	draining atomic.Bool
 	mu       sync.Mutex
-	idle     map[*fastConn]struct{}
+	conns    map[*fastConn]struct{} // open connections, for a drain
 	wg       sync.WaitGroup
 }
 
@@ -60,6 +60,8 @@ type fastConn struct {
 	br *bufio.Reader
 	up net.Conn
 	ub *bufio.Reader
+	// idle: waiting for the next request's head, which a drain cuts short.
+	idle atomic.Bool
 }
 
 // serve runs one caller's connection.
@@ -67,9 +69,10 @@ func (f *fastPath) serve(c net.Conn) {
 	f.wg.Add(1)
 	defer f.wg.Done()
 	fc := &fastConn{c: c, br: bufio.NewReaderSize(c, fastHeadMax)}
+	f.track(fc, true)
 	handed, served := false, 0
 	defer func() {
-		f.setIdle(fc, false)
+		f.track(fc, false)
 		if fc.up != nil {
 			fc.up.Close()
 		}
@@ -81,13 +84,13 @@ func (f *fastPath) serve(c net.Conn) {
 		// The deadline first: a drain that finds the connection idle
 		// moves it to now, and that must stick.
 		c.SetReadDeadline(time.Now().Add(f.headerTimeout))
-		f.setIdle(fc, true)
+		fc.idle.Store(true)
 		if f.draining.Load() && served > 0 {
 			return
 		}
 		req, err := f.readHead(fc.br)
 		c.SetReadDeadline(time.Time{})
-		f.setIdle(fc, false)
+		fc.idle.Store(false)
 		if errors.Is(err, errNotFast) {
 			handed = true
 			f.handoff(&bufferedConn{Conn: c, r: fc.br})
@@ -107,17 +110,18 @@ func (f *fastPath) serve(c net.Conn) {
 	}
 }
 
-// setIdle tracks connections waiting for a request, which a drain closes.
-func (f *fastPath) setIdle(fc *fastConn, idle bool) {
+// track adds or removes an open connection; once per connection, so the
+// per-request path takes no lock.
+func (f *fastPath) track(fc *fastConn, open bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.idle == nil {
-		f.idle = map[*fastConn]struct{}{}
+	if f.conns == nil {
+		f.conns = map[*fastConn]struct{}{}
 	}
-	if idle {
-		f.idle[fc] = struct{}{}
+	if open {
+		f.conns[fc] = struct{}{}
 	} else {
-		delete(f.idle, fc)
+		delete(f.conns, fc)
 	}
 }
 
@@ -126,9 +130,11 @@ func (f *fastPath) setIdle(fc *fastConn, idle bool) {
 func (f *fastPath) drain(ctx context.Context) {
 	f.draining.Store(true)
 	f.mu.Lock()
-	for fc := range f.idle {
-		// Wake the read of the next head; the loop sees draining.
-		fc.c.SetReadDeadline(time.Now())
+	for fc := range f.conns {
+		if fc.idle.Load() {
+			// Wake the read of the next head; the loop sees draining.
+			fc.c.SetReadDeadline(time.Now())
+		}
 	}
 	f.mu.Unlock()
 	done := make(chan struct{})
