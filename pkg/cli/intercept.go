@@ -286,6 +286,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	st, err := session.Start(ctx, o.Client, session.StartOptions{
 		Namespace: o.Namespace, Service: o.Service, Port: o.RemotePort,
 		ProxyImage: o.ProxyImage, ReadyTimeout: o.Timeout, DryRun: o.DryRun, Progress: p,
+		AllTraffic: o.Route.All,
 	})
 	if err != nil {
 		return err

@@ -347,3 +347,22 @@ func TestShutdownEndsStreams(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 }
+
+// /bytes?cut=M is an app that dies mid-response: the client gets the first
+// M bytes, then an unexpected end, with or without a Content-Length.
+func TestBytesCut(t *testing.T) {
+	_, ts := newTestServer(t)
+	for _, q := range []string{"n=100000&cut=4096", "n=100000&cut=4096&chunked=1"} {
+		for name, c := range map[string]*http.Client{"http1": ts.Client(), "h2c": h2cClient()} {
+			resp, err := c.Get(ts.URL + "/bytes?" + q)
+			if err != nil {
+				t.Fatalf("%s %s: %v", name, q, err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil || len(got) > 4096 {
+				t.Errorf("%s %s: read %d bytes, err %v; want at most 4096 and an error", name, q, len(got), err)
+			}
+		}
+	}
+}

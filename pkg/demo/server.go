@@ -78,6 +78,8 @@ type UploadResponse struct {
 //	/sse           Server-Sent Events: "data: <pod>" every ?interval= (1s)
 //	               for ?count= events (60; 0 means until the client leaves)
 //	/bytes?n=N     N bytes of the Pattern, streamed
+//	               (&cut=M: the app dies after M bytes, closing the
+//	               connection mid-response; &chunked=1: no Content-Length)
 //	/upload        POST/PUT: JSON UploadResponse with size and sha256 of the body
 //	/status/CODE   answers with status CODE (200-599)
 //	/call?to=URL&forward=NAME,...
@@ -401,14 +403,32 @@ func (s *Server) handleBytes(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	cut := int64(-1)
+	if v := r.URL.Query().Get("cut"); v != "" {
+		var err error
+		if cut, err = strconv.ParseInt(v, 10, 64); err != nil || cut < 0 || cut > n {
+			http.Error(w, "cut must be an integer from 0 to n", http.StatusBadRequest)
+			return
+		}
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	if r.URL.Query().Get("chunked") == "" {
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return
 	}
 	buf := make([]byte, 32<<10)
-	_, _ = io.CopyBuffer(w, struct{ io.Reader }{Pattern(n)}, buf)
+	if cut < 0 {
+		_, _ = io.CopyBuffer(w, struct{ io.Reader }{Pattern(n)}, buf)
+		return
+	}
+	// An app that crashes mid-response: what was written reaches the
+	// wire, then the connection (or HTTP/2 stream) is cut.
+	_, _ = io.CopyBuffer(w, struct{ io.Reader }{Pattern(cut)}, buf)
+	http.NewResponseController(w).Flush()
+	panic(http.ErrAbortHandler)
 }
 
 func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {

@@ -32,9 +32,10 @@ type forwarder struct {
 // Bodies stream both ways (only their first BodyCaptureLimit bytes are
 // kept), every write is flushed at once (server-sent events, gRPC streams),
 // trailers and upgrades (WebSocket) pass through, and no X-Forwarded-*
-// header is added: the app sees what the caller sent. Requests that arrived
-// over HTTP/2 with a gRPC content type reach the app over HTTP/2 without TLS
-// (h2c, prior knowledge); all others over HTTP/1.1, which every app speaks.
+// header is added: the app sees what the caller sent. Requests that arrive
+// over HTTP/2 reach the app over HTTP/2 without TLS (h2c, prior knowledge):
+// the sidecar keeps a request HTTP/2 only for gRPC or a port declared h2c;
+// all others arrive, and go on, over HTTP/1.1, which every app speaks.
 func NewForwarder(local string, route string, store *Store) http.Handler {
 	f := &forwarder{
 		local: local, route: route, store: store,
@@ -152,11 +153,11 @@ func requestPath(r *http.Request) string {
 	return r.URL.RequestURI()
 }
 
-// wantsH2 says whether a request must reach the app over HTTP/2: gRPC needs
-// HTTP/2's trailers and full duplex, while any other request can go as
-// HTTP/1.1, which reaches every app whatever the caller spoke.
+// wantsH2 says whether a request must reach the app over HTTP/2: it came
+// through the tunnel over HTTP/2, which the sidecar keeps for gRPC (trailers,
+// full duplex) and for ports declared h2c; the rest comes as HTTP/1.1.
 func wantsH2(r *http.Request) bool {
-	return r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
+	return r.ProtoMajor == 2
 }
 
 func (f *forwarder) rewrite(pr *httputil.ProxyRequest) {

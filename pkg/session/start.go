@@ -44,6 +44,9 @@ type StartOptions struct {
 	ProxyImage string
 	// ReadyTimeout bounds the wait for the copy's pods.
 	ReadyTimeout time.Duration
+	// AllTraffic is -a: every connection goes to the developer, so the port
+	// may speak any protocol; otherwise it must carry readable HTTP headers.
+	AllTraffic bool
 	// DryRun computes the copy and the Service change without applying them.
 	DryRun   bool
 	Progress Progress
@@ -132,7 +135,7 @@ func startOnce(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*S
 		done(err)
 		return nil, err
 	}
-	warnings, err := workload.Preflight(svc, port, target.Deployment, pvcs)
+	warnings, err := workload.Preflight(svc, port, target.Deployment, pvcs, o.AllTraffic)
 	done(err)
 	if err != nil {
 		return nil, err
@@ -288,6 +291,11 @@ func join(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, raw
 	if o.Port != "" && o.Port != rec.Port {
 		if i := portIndex(svc, o.Port); i < 0 || portKey(&svc.Spec.Ports[i]) != rec.Port {
 			return nil, fmt.Errorf("service %s is already intercepted on port %s; a second port is not supported, intercept port %s or close the other session", svc.Name, rec.Port, rec.Port)
+		}
+	}
+	if i := portIndex(svc, rec.Port); i >= 0 && !o.AllTraffic {
+		if err := workload.HeaderRoutable(svc, &svc.Spec.Ports[i]); err != nil {
+			return nil, err
 		}
 	}
 	// Joining marks the copy as starting, so a close that races with this

@@ -374,5 +374,6 @@ func sidecar(image string, plan PortPlan, h2c bool) corev1.Container {
 
 // speaksH2C reports whether the Service port declares HTTP/2 without TLS.
 func speaksH2C(p *corev1.ServicePort) bool {
-	return p.AppProtocol != nil && (*p.AppProtocol == "kubernetes.io/h2c" || *p.AppProtocol == "h2c")
+	s, _ := PortSpeaks(p)
+	return s == SpeaksH2C
 }

@@ -43,11 +43,14 @@ func describePorts(ports []corev1.ServicePort) string {
 // Preflight checks, before anything changes, whether a copy of d can serve
 // the Service's port. It returns an error for what cannot work and warnings
 // for what works with a cost the user should know about. pvcs holds the
-// claims d's volumes refer to, by name.
-func Preflight(svc *corev1.Service, port *corev1.ServicePort, d *appsv1.Deployment, pvcs map[string]*corev1.PersistentVolumeClaim) (warnings []string, err error) {
+// claims d's volumes refer to, by name. allTraffic is -a: every connection
+// goes to the developer, so the port may speak any protocol over TCP.
+func Preflight(svc *corev1.Service, port *corev1.ServicePort, d *appsv1.Deployment, pvcs map[string]*corev1.PersistentVolumeClaim, allTraffic bool) (warnings []string, err error) {
 	var refuse []string
 	if port.Protocol != "" && port.Protocol != corev1.ProtocolTCP {
 		refuse = append(refuse, fmt.Sprintf("port %s speaks %s: the sidecar proxies TCP only", portName(port), port.Protocol))
+	} else if err := HeaderRoutable(svc, port); err != nil && !allTraffic {
+		refuse = append(refuse, err.Error())
 	}
 	spec := &d.Spec.Template.Spec
 	if spec.HostNetwork {

@@ -37,9 +37,20 @@ func TestPreflight(t *testing.T) {
 		pvcs   map[string]*corev1.PersistentVolumeClaim
 		refuse string
 		warn   string
+		all    bool // -a
 	}{
 		{name: "plain", mutate: func(*corev1.Service, *appsv1.Deployment) {}},
 		{name: "udp", refuse: "speaks UDP", mutate: func(s *corev1.Service, _ *appsv1.Deployment) { s.Spec.Ports[0].Protocol = corev1.ProtocolUDP }},
+		{name: "tls by appProtocol", refuse: "TLS (its appProtocol kubernetes.io/wss says so)", mutate: func(s *corev1.Service, _ *appsv1.Deployment) {
+			s.Spec.Ports[0].AppProtocol = ptr.To("kubernetes.io/wss")
+		}},
+		{name: "tls by name", refuse: "-a", mutate: func(s *corev1.Service, _ *appsv1.Deployment) { s.Spec.Ports[0].Name = "https" }},
+		{name: "database by name", refuse: "no headers to route on", mutate: func(s *corev1.Service, _ *appsv1.Deployment) { s.Spec.Ports[0].Name = "mysql-primary" }},
+		{name: "database with -a", all: true, mutate: func(s *corev1.Service, _ *appsv1.Deployment) { s.Spec.Ports[0].AppProtocol = ptr.To("mysql") }},
+		{name: "grpc", mutate: func(s *corev1.Service, _ *appsv1.Deployment) { s.Spec.Ports[0].Name = "grpc" }},
+		{name: "custom appProtocol", mutate: func(s *corev1.Service, _ *appsv1.Deployment) {
+			s.Spec.Ports[0].AppProtocol = ptr.To("example.com/orders")
+		}},
 		{name: "hostNetwork", refuse: "hostNetwork", mutate: func(_ *corev1.Service, d *appsv1.Deployment) { d.Spec.Template.Spec.HostNetwork = true }},
 		{name: "hostPort", refuse: "hostPort 80", mutate: func(_ *corev1.Service, d *appsv1.Deployment) {
 			d.Spec.Template.Spec.Containers[0].Ports[0].HostPort = 80
@@ -68,7 +79,7 @@ func TestPreflight(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			svc, d := preflightInputs()
 			tc.mutate(svc, d)
-			warnings, err := Preflight(svc, &svc.Spec.Ports[0], d, tc.pvcs)
+			warnings, err := Preflight(svc, &svc.Spec.Ports[0], d, tc.pvcs, tc.all)
 			if tc.refuse != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.refuse) {
 					t.Fatalf("want refusal with %q, got %v", tc.refuse, err)
@@ -100,5 +111,36 @@ func TestCheckService(t *testing.T) {
 	headless.Spec.ClusterIP = corev1.ClusterIPNone
 	if err := CheckService(headless); err == nil || !strings.Contains(err.Error(), "headless") {
 		t.Fatalf("headless: %v", err)
+	}
+}
+
+// A port's appProtocol, or else its name, says what it speaks.
+func TestPortSpeaks(t *testing.T) {
+	for _, tc := range []struct {
+		name, appProtocol string
+		want              Speech
+	}{
+		{"http", "", SpeaksHTTP},
+		{"", "", SpeaksHTTP},
+		{"web", "", SpeaksHTTP},
+		{"grpc", "", SpeaksH2C},
+		{"grpc-web", "", SpeaksHTTP},
+		{"http2-api", "", SpeaksH2C},
+		{"GRPC", "", SpeaksH2C},
+		{"tcp-line", "", SpeaksOther},
+		{"https", "", SpeaksTLS},
+		{"grpc", "http", SpeaksHTTP}, // appProtocol wins
+		{"web", "kubernetes.io/h2c", SpeaksH2C},
+		{"web", "kubernetes.io/ws", SpeaksHTTP},
+		{"web", "example.com/custom", SpeaksHTTP},
+		{"web", "redis", SpeaksOther},
+	} {
+		p := &corev1.ServicePort{Name: tc.name}
+		if tc.appProtocol != "" {
+			p.AppProtocol = ptr.To(tc.appProtocol)
+		}
+		if got, from := PortSpeaks(p); got != tc.want {
+			t.Errorf("name %q appProtocol %q: %v (from %s), want %v", tc.name, tc.appProtocol, got, from, tc.want)
+		}
 	}
 }

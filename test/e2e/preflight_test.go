@@ -48,6 +48,7 @@ func TestRefusalsLeaveNothingBehind(t *testing.T) {
 		{"no pods", []string{"svc/nopods", "-l", "3000"}, "selects no running pods"},
 		{"two ports without -r", []string{"svc/demo", "-l", "3000"}, "say which one to intercept with -r"},
 		{"unknown -r", []string{"svc/demo", "-l", "3000", "-r", "grpc"}, `has no port "grpc"`},
+		{"header on a port that speaks tcp", []string{"svc/demo", "-l", "3000", "-r", "tcp"}, "there are no headers to route on; intercept every connection instead with -a"},
 		{"malformed -x", []string{"svc/demo", "-l", "3000", "-x", "x-dev"}, "is not name:value"},
 		{"no -l", []string{"svc/demo", "-r", "http"}, "-l LOCAL_PORT"},
 		{"missing namespace", []string{"svc/demo", "-l", "3000", "-n", "no-such-namespace"}, "not found"},

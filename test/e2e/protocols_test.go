@@ -58,12 +58,7 @@ func TestProtocolsThroughIntercept(t *testing.T) {
 	}
 
 	t.Run("h2c streams routed one by one on one connection", func(t *testing.T) {
-		tr := &http.Transport{}
-		var protos http.Protocols
-		protos.SetUnencryptedHTTP2(true)
-		tr.Protocols = &protos
-		defer tr.CloseIdleConnections()
-		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		c := h2cClient(t)
 		var wg sync.WaitGroup
 		errs := make(chan error, 100)
 		for i := 0; i < 100; i++ {
