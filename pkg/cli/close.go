@@ -17,6 +17,7 @@ import (
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
 )
 
 // CloseOptions are the inputs of `kubectl intercept close`.
@@ -228,7 +229,7 @@ func liveRoutes(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, 
 		if pod.Status.Phase != "Running" || pod.DeletionTimestamp != nil {
 			continue
 		}
-		conn, err := tunnel.DialPod(ctx, cfg, ns, pod.Name, int(rec.Plan.ControlPort))
+		conn, err := portforward.DialPod(ctx, cfg, ns, pod.Name, int(rec.Plan.ControlPort))
 		if err != nil {
 			last = err
 			continue

@@ -27,6 +27,7 @@ import (
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
 )
 
 // The cookie and baggage member the doctor sends when --cookie and
@@ -185,7 +186,7 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 	}
 	marker := tunnel.NewMarker(o.Marker.Header, o.Marker.Cookie, o.Marker.Baggage)
 	dial := func(ctx context.Context, pod string) (io.ReadWriteCloser, error) {
-		return tunnel.DialPod(ctx, o.RESTConfig, o.Namespace, pod, port)
+		return portforward.DialPod(ctx, o.RESTConfig, o.Namespace, pod, port)
 	}
 	obs, err := tunnel.WatchSidecars(ctx, pods, dial, marker)
 	if errors.Is(err, tunnel.ErrUnsupported) {

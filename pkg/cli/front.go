@@ -11,6 +11,7 @@ import (
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/inspect"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/ngrok"
 )
 
 // Tunnel kinds for --tunnel.
@@ -55,7 +56,7 @@ func (o *InterceptOptions) openFront(ctx context.Context) (*front, error) {
 		f.inspectURL = "http://" + ln.Addr().String() + "/"
 	}
 	if o.Tunnel == tunnelNgrok {
-		ep, err := tunnel.ListenNgrok(ctx, o.NgrokAuthtoken, ngrokTimeout)
+		ep, err := ngrok.Listen(ctx, o.NgrokAuthtoken, ngrokTimeout)
 		if err != nil {
 			f.close()
 			return nil, err

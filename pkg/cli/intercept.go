@@ -29,6 +29,8 @@ import (
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/ngrok"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/version"
 )
 
@@ -142,7 +144,7 @@ account. 'kubectl intercept close' restores the Service exactly as it was.`,
 	f.StringVar(&o.ProxyImage, "proxy-image", "", "sidecar image (default: $"+EnvProxyImage+", else "+version.ProxyImage()+")")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the copy's pods and the tunnels")
 	f.StringVar(&o.Tunnel, "tunnel", tunnelBuiltin, "how intercepted requests reach this machine: builtin (through the Kubernetes API, no account) or ngrok (an HTTPS endpoint of your ngrok account)")
-	f.StringVar(&o.NgrokAuthtoken, "ngrok-authtoken", "", "ngrok authtoken for --tunnel ngrok (default: $"+tunnel.EnvNgrokAuthtoken+", which keeps it out of the process list)")
+	f.StringVar(&o.NgrokAuthtoken, "ngrok-authtoken", "", "ngrok authtoken for --tunnel ngrok (default: $"+ngrok.EnvAuthtoken+", which keeps it out of the process list)")
 	f.StringVar(&o.Inspect, "inspect", "127.0.0.1:4040", "address of the local web page that shows the intercepted requests (the next free port if taken); --inspect=false turns it off")
 	f.BoolVar(&o.detached, "detached", false, "")
 	_ = f.MarkHidden("detached")
@@ -183,7 +185,7 @@ func (o *InterceptOptions) Complete(cmd *cobra.Command, args []string) error {
 		o.ProxyImage = os.Getenv(EnvProxyImage)
 	}
 	if o.NgrokAuthtoken == "" {
-		o.NgrokAuthtoken = os.Getenv(tunnel.EnvNgrokAuthtoken)
+		o.NgrokAuthtoken = os.Getenv(ngrok.EnvAuthtoken)
 	}
 	if o.ProxyImage == "" {
 		o.ProxyImage = version.ProxyImage()
@@ -246,7 +248,7 @@ func (o *InterceptOptions) Validate() error {
 			return errors.New("--all sends raw connections, which need the built-in tunnel: leave out --tunnel ngrok")
 		}
 		if o.NgrokAuthtoken == "" && !o.DryRun {
-			return errors.New("--tunnel ngrok needs your ngrok authtoken: set " + tunnel.EnvNgrokAuthtoken +
+			return errors.New("--tunnel ngrok needs your ngrok authtoken: set " + ngrok.EnvAuthtoken +
 				" (or pass --ngrok-authtoken); it is on https://dashboard.ngrok.com/get-started/your-authtoken")
 		}
 	default:
@@ -299,7 +301,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	}
 
 	rec := st.Record
-	follower := &tunnel.Follower{
+	follower := &portforward.Follower{
 		Config: o.RESTConfig, Client: o.Client, Namespace: o.Namespace,
 		Selector: labels.SelectorFromSet(rec.SessionSelector()).String(),
 		Port:     int(rec.Plan.ControlPort), Route: o.Route,
@@ -440,7 +442,7 @@ const activeProbes = 10
 // verifyActive asks a sidecar to request the Service's ClusterIP with the
 // probe header until sidecars answer activeProbes times in a row: kube-proxy
 // then sends new connections to the copy.
-func verifyActive(ctx context.Context, f *tunnel.Follower, svc *corev1.Service, port string, timeout time.Duration) (string, error) {
+func verifyActive(ctx context.Context, f *portforward.Follower, svc *corev1.Service, port string, timeout time.Duration) (string, error) {
 	url := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, servicePort(svc, port)) + "/"
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

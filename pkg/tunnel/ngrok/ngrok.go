@@ -1,4 +1,4 @@
-package tunnel
+package ngrok
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"net"
 	"time"
 
-	"golang.ngrok.com/ngrok/v2"
+	sdk "golang.ngrok.com/ngrok/v2"
 )
 
 // Endpoint is a public way into the developer's machine: a listener whose
@@ -18,38 +18,38 @@ type Endpoint interface {
 	URL() string
 }
 
-// EnvNgrokAuthtoken is where the ngrok authtoken is read from unless given
+// EnvAuthtoken is where the ngrok authtoken is read from unless given
 // with a flag.
-const EnvNgrokAuthtoken = "NGROK_AUTHTOKEN"
+const EnvAuthtoken = "NGROK_AUTHTOKEN"
 
 // ngrokConnectURL replaces ngrok's service address in tests.
 var ngrokConnectURL string
 
-// ListenNgrok connects an ngrok agent with authtoken and opens an HTTPS
+// Listen connects an ngrok agent with authtoken and opens an HTTPS
 // endpoint with a random URL. The agent retries a failing connection
-// forever, so ListenNgrok gives up after timeout with an error that says
+// forever, so Listen gives up after timeout with an error that says
 // what to check.
-func ListenNgrok(ctx context.Context, authtoken string, timeout time.Duration) (Endpoint, error) {
+func Listen(ctx context.Context, authtoken string, timeout time.Duration) (Endpoint, error) {
 	if authtoken == "" {
-		return nil, errors.New("--tunnel ngrok needs an authtoken: set " + EnvNgrokAuthtoken + " or pass --ngrok-authtoken " +
+		return nil, errors.New("--tunnel ngrok needs an authtoken: set " + EnvAuthtoken + " or pass --ngrok-authtoken " +
 			"(it is on https://dashboard.ngrok.com/get-started/your-authtoken)")
 	}
-	opts := []ngrok.AgentOption{ngrok.WithAuthtoken(authtoken), ngrok.WithClientInfo("kubectl-intercept", "")}
+	opts := []sdk.AgentOption{sdk.WithAuthtoken(authtoken), sdk.WithClientInfo("kubectl-intercept", "")}
 	if ngrokConnectURL != "" {
-		opts = append(opts, ngrok.WithAgentConnectURL(ngrokConnectURL))
+		opts = append(opts, sdk.WithAgentConnectURL(ngrokConnectURL))
 	}
-	agent, err := ngrok.NewAgent(opts...)
+	agent, err := sdk.NewAgent(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("starting the ngrok agent: %w", err)
 	}
 	type result struct {
-		ln  ngrok.EndpointListener
+		ln  sdk.EndpointListener
 		err error
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	done := make(chan result, 1)
 	go func() {
-		ln, err := agent.Listen(ctx, ngrok.WithDescription("kubectl-intercept"))
+		ln, err := agent.Listen(ctx, sdk.WithDescription("kubectl-intercept"))
 		done <- result{ln, err}
 	}()
 	select {
@@ -75,7 +75,7 @@ func ListenNgrok(ctx context.Context, authtoken string, timeout time.Duration) (
 
 // explainNgrok adds what to do to the errors a developer can fix.
 func explainNgrok(err error) error {
-	var ne ngrok.Error
+	var ne sdk.Error
 	if errors.As(err, &ne) {
 		switch ne.Code() {
 		case "ERR_NGROK_105", "ERR_NGROK_106", "ERR_NGROK_107":
@@ -88,8 +88,8 @@ func explainNgrok(err error) error {
 }
 
 type ngrokEndpoint struct {
-	ngrok.EndpointListener
-	agent ngrok.Agent
+	sdk.EndpointListener
+	agent sdk.Agent
 }
 
 func (e ngrokEndpoint) URL() string { return e.EndpointListener.URL().String() }

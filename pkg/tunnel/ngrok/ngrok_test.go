@@ -1,4 +1,4 @@
-package tunnel
+package ngrok
 
 import (
 	"context"
@@ -10,13 +10,13 @@ import (
 
 // Without a token nothing is attempted, and the error says where to get one.
 func TestListenNgrokNeedsAuthtoken(t *testing.T) {
-	_, err := ListenNgrok(context.Background(), "", time.Second)
-	if err == nil || !strings.Contains(err.Error(), EnvNgrokAuthtoken) {
-		t.Fatalf("err = %v, want one naming %s", err, EnvNgrokAuthtoken)
+	_, err := Listen(context.Background(), "", time.Second)
+	if err == nil || !strings.Contains(err.Error(), EnvAuthtoken) {
+		t.Fatalf("err = %v, want one naming %s", err, EnvAuthtoken)
 	}
 }
 
-// ngrok's agent retries an unreachable service forever; ListenNgrok gives
+// ngrok's agent retries an unreachable service forever; Listen gives
 // up after its timeout and says what to check.
 func TestListenNgrokGivesUp(t *testing.T) {
 	// A stand-in for ngrok's service that accepts and never answers.
@@ -38,7 +38,7 @@ func TestListenNgrokGivesUp(t *testing.T) {
 	defer func() { ngrokConnectURL = "" }()
 
 	start := time.Now()
-	_, err = ListenNgrok(context.Background(), "2fake_token", 2*time.Second)
+	_, err = Listen(context.Background(), "2fake_token", 2*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "could not be reached within 2s") {
 		t.Fatalf("err = %v", err)
 	}

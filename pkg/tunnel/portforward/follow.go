@@ -1,6 +1,8 @@
-package tunnel
+package portforward
 
 import (
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+
 	"context"
 	"errors"
 	"fmt"
@@ -26,7 +28,7 @@ type Follower struct {
 	// Selector selects the copy's pods; Port is the sidecar's control port.
 	Selector string
 	Port     int
-	Route    Route
+	Route    tunnel.Route
 	// Local is where intercepted connections go, host:port.
 	Local string
 	// HTTP, if set, serves the intercepted requests of a route that is not
@@ -38,7 +40,7 @@ type Follower struct {
 
 	once    sync.Once
 	mu      sync.Mutex
-	clients map[string]*Client // by pod name, registered
+	clients map[string]*tunnel.Client // by pod name, registered
 	active  map[string]context.CancelFunc
 	fatal   chan error
 	stopped chan struct{} // closed when Run returns, runErr set
@@ -47,7 +49,7 @@ type Follower struct {
 
 func (f *Follower) init() {
 	f.once.Do(func() {
-		f.clients = map[string]*Client{}
+		f.clients = map[string]*tunnel.Client{}
 		f.active = map[string]context.CancelFunc{}
 		f.fatal = make(chan error, 1)
 		f.stopped = make(chan struct{})
@@ -162,7 +164,7 @@ func (f *Follower) hold(ctx context.Context, pod string) {
 		}
 		return
 	}
-	c, err := NewClient(conn)
+	c, err := tunnel.NewClient(conn)
 	if err != nil {
 		conn.Close()
 		if ctx.Err() == nil {
@@ -172,7 +174,7 @@ func (f *Follower) hold(ctx context.Context, pod string) {
 	}
 	defer c.Close()
 	if _, err := c.Register(f.Route); err != nil {
-		if errors.Is(err, ErrConflict) || containsConflict(err) || errors.Is(err, ErrUnsupported) {
+		if errors.Is(err, tunnel.ErrConflict) || containsConflict(err) || errors.Is(err, tunnel.ErrUnsupported) {
 			select {
 			case f.fatal <- err:
 			default:
@@ -203,7 +205,7 @@ func (f *Follower) hold(ctx context.Context, pod string) {
 }
 
 func containsConflict(err error) bool {
-	return err != nil && strings.Contains(err.Error(), ErrConflict.Error())
+	return err != nil && strings.Contains(err.Error(), tunnel.ErrConflict.Error())
 }
 
 // podServes reports whether a pod's sidecar may receive traffic: running
@@ -234,7 +236,7 @@ func sidecarRunning(p *corev1.Pod) bool {
 // developer who ends an intercept fails none of their own requests.
 func (f *Follower) Leave(timeout time.Duration) {
 	f.mu.Lock()
-	clients := make([]*Client, 0, len(f.clients))
+	clients := make([]*tunnel.Client, 0, len(f.clients))
 	for _, c := range f.clients {
 		clients = append(clients, c)
 	}
@@ -267,7 +269,7 @@ func (f *Follower) Registered() []string {
 }
 
 // AnyClient returns one live tunnel, for control calls.
-func (f *Follower) AnyClient() (*Client, error) {
+func (f *Follower) AnyClient() (*tunnel.Client, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, c := range f.clients {
