@@ -37,7 +37,7 @@ KREW := $(TOOLS_DIR)/krew-$(KREW_VERSION)
 KREW_VALIDATE := $(TOOLS_DIR)/validate-krew-manifest-$(KREW_VERSION)
 KUBECTL := $(CACHE_DIR)/bin/kubectl
 
-.PHONY: build vet unit cross cluster-up cluster-down images demo e2e test clean bench chromium \
+.PHONY: build vet unit cross cluster-up cluster-down images demo e2e test clean bench bench-tunnel chromium \
 	tools snapshot krew-manifest release-test krew-install-test
 
 build:
@@ -126,3 +126,10 @@ clean:
 # (about 8 minutes; writes bench/results.md). See bench/run.sh.
 bench:
 	bash bench/run.sh
+
+# The matching path on the local cluster: the built-in tunnel vs a plain
+# kubectl port-forward to the same pod (about 3 minutes; writes
+# bench/tunnel-results.md). See bench/tunnel.sh.
+bench-tunnel: build cluster-up images
+	KUBECONFIG=$(KUBECONFIG_E2E) PROXY_IMAGE=$(PROXY_IMAGE) DEMO_IMAGE=$(DEMO_IMAGE) \
+		PLUGIN=$(CURDIR)/bin/kubectl-intercept KUBECTL=$(CACHE_DIR)/bin/kubectl bash bench/tunnel.sh

@@ -424,6 +424,24 @@ for t in "${H2_TARGETS[@]}"; do
 done
 log "routing checked: without header -> app, with '$HEADER_NAME: $HEADER_VALUE' -> laptop, on every target"
 
+# rss_kb FIELD PID...: the sum of a /proc/PID/status memory field (VmRSS, VmHWM) in KiB.
+rss_kb() {
+	local field=$1 t=0 p v
+	shift
+	for p in "$@"; do
+		v=$(awk -v f="$field:" '$1 == f { print $2 }' "/proc/$p/status" 2>/dev/null)
+		t=$((t + ${v:-0}))
+	done
+	echo "$t"
+}
+MEM_TARGETS=(intercept-proxy "intercept-proxy --h2c" "intercept-proxy --no-fast-path" nginx haproxy)
+declare -A RSS_IDLE=() RSS_H1=() RSS_PEAK=() RSS_AFTER=()
+sleep 2
+for t in "${MEM_TARGETS[@]}"; do
+	# shellcheck disable=SC2086
+	RSS_IDLE[$t]=$(rss_kb VmRSS ${TPIDS[$t]})
+done
+
 count_of() { curl -sS --max-time 5 "http://127.0.0.1:$1/_count"; }
 
 RAW="$TMP/results.tsv"
@@ -556,6 +574,11 @@ for body in small 64k; do
 	done
 done
 
+for t in "${MEM_TARGETS[@]}"; do
+	# shellcheck disable=SC2086
+	RSS_H1[$t]=$(rss_kb VmHWM ${TPIDS[$t]})
+done
+
 # h2c: clients x concurrent streams per client, body.
 for spec in "1 1 small" "16 10 small" "16 10 64k"; do
 	read -r c m body <<<"$spec"
@@ -569,6 +592,12 @@ for spec in "1 1 small" "16 10 small" "16 10 64k"; do
 	done
 done
 ELAPSED=$(($(date +%s) - T0))
+for t in "${MEM_TARGETS[@]}"; do
+	# shellcheck disable=SC2086
+	RSS_PEAK[$t]=$(rss_kb VmHWM ${TPIDS[$t]})
+	# shellcheck disable=SC2086
+	RSS_AFTER[$t]=$(rss_kb VmRSS ${TPIDS[$t]})
+done
 
 if other_load; then
 	END_NOTE="other 'go test'/'go build' processes WERE running at the end"
@@ -605,6 +634,18 @@ versions() {
 	echo "*÷ nginx*, *÷ direct*: this row's value over the nginx / direct row's for the same case (req/s: higher is better; CPU: lower is better)."
 	echo
 	awk -F'\t' -v hz="$CLK_TCK" -v lcpu="$LOAD_CPU" -v pcpu="$PROXY_CPU" -f "$ROOT/bench/report.awk" "$RAW"
+	echo
+	echo "## Memory"
+	echo
+	echo "Resident set size (/proc/PID/status) of each proxy's processes, MiB (nginx: master + worker, shared pages counted twice)."
+	echo "*idle*: after start and the routing checks, before any load; *peak HTTP/1.1*: the high-water mark (VmHWM) after the wrk runs, whose heaviest is 64 connections × 64 KiB bodies; *peak*: after the h2c runs too; *after*: VmRSS at the end."
+	echo
+	echo "| proxy | idle | peak HTTP/1.1 | peak | after |"
+	echo "|---|---:|---:|---:|---:|"
+	for t in "${MEM_TARGETS[@]}"; do
+		awk -v t="$t" -v a="${RSS_IDLE[$t]}" -v b="${RSS_H1[$t]}" -v c="${RSS_PEAK[$t]}" -v d="${RSS_AFTER[$t]}" \
+			'BEGIN { printf "| %s | %.1f | %.1f | %.1f | %.1f |\n", t, a / 1024, b / 1024, c / 1024, d / 1024 }'
+	done
 } >"$OUT"
 
 log "report written to $OUT"
