@@ -43,6 +43,7 @@ func NewForwarder(local string, route string, store *Store) http.Handler {
 		h2: appTransport(local, true),
 	}
 	f.rp = &httputil.ReverseProxy{
+		BufferPool:     tunnel.BufferPool,
 		Rewrite:        f.rewrite,
 		Transport:      roundTripperFunc(f.roundTrip),
 		FlushInterval:  -1,

@@ -21,7 +21,7 @@ type Client struct {
 
 // NewClient starts a tunnel session over conn and opens its control stream.
 func NewClient(conn io.ReadWriteCloser) (*Client, error) {
-	sess, err := yamux.Client(conn, Config())
+	sess, err := yamux.Client(coalesce(conn), Config())
 	if err != nil {
 		return nil, fmt.Errorf("starting tunnel session: %w", err)
 	}

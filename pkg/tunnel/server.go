@@ -60,7 +60,7 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) {
 }
 
 func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser) {
-	sess, err := yamux.Server(conn, Config())
+	sess, err := yamux.Server(coalesce(conn), Config())
 	if err != nil {
 		conn.Close()
 		return
