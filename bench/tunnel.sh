@@ -121,7 +121,7 @@ proc_ticks() {
 log "building the laptop's app"
 (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -o "$TMP/intercept-demo" ./cmd/intercept-demo)
 P_LAPTOP=$(free_port)
-start laptop "$TMP/intercept-demo" --listen "127.0.0.1:$P_LAPTOP" --tcp-listen "" --pod laptop
+start laptop "$TMP/intercept-demo" --listen "127.0.0.1:$P_LAPTOP" --tcp-listen "" --raw-listen "" --pod laptop
 wait_log laptop "serving" 10
 
 log "deploying the demo service (1 replica) in namespace $NS"

@@ -22,7 +22,7 @@ k rollout status deployment/demo --timeout=120s
 IP=$(k get svc demo -o jsonpath='{.spec.clusterIP}')
 
 say "2. The developer's version of the service, on this machine at localhost:$LOCAL_PORT"
-"${LAPTOP:-dist/linux_$(go env GOARCH)/intercept-demo}" --listen "127.0.0.1:$LOCAL_PORT" --tcp-listen "" \
+"${LAPTOP:-dist/linux_$(go env GOARCH)/intercept-demo}" --listen "127.0.0.1:$LOCAL_PORT" --tcp-listen "" --raw-listen "" \
 	--pod "alice-laptop" --message "served from this machine" >/dev/null 2>&1 &
 LOCAL_PID=$!
 trap 'kill $LOCAL_PID 2>/dev/null || true; "$PLUGIN" close svc/demo -n "$NS" >/dev/null 2>&1 || true' EXIT

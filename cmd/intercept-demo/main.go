@@ -43,6 +43,7 @@ func run() error {
 	var (
 		listen    = flag.String("listen", ":8080", "HTTP/1.1 + h2c + gRPC listen address (PORT env overrides the default)")
 		tcpListen = flag.String("tcp-listen", ":9090", "raw TCP line-echo listen address; empty disables it")
+		rawListen = flag.String("raw-listen", ":9191", "HTTP/1.1 listen address answering each request with its head as received; empty disables it")
 		pod       = flag.String("pod", defaultPod, "pod name reported in answers (default $POD_NAME or the hostname)")
 		message   = flag.String("message", os.Getenv("MESSAGE"), "message reported by the JSON echo (default $MESSAGE)")
 		grace     = flag.Duration("shutdown-timeout", 10*time.Second, "how long to wait for requests to finish on SIGTERM")
@@ -72,18 +73,33 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- httpSrv.Serve(ln) }()
 	logger.Printf("pod=%s serving http/1.1, h2c and grpc on %s", *pod, ln.Addr())
 
-	var tcpLn net.Listener
-	if *tcpListen != "" {
-		if tcpLn, err = net.Listen("tcp", *tcpListen); err != nil {
+	// Extra listeners: the TCP line echo and the raw head echo.
+	var extra []net.Listener
+	closeExtra := func() {
+		for _, l := range extra {
+			_ = l.Close()
+		}
+	}
+	for _, x := range []struct {
+		addr, what string
+		serve      func(net.Listener) error
+	}{{*tcpListen, "tcp line echo", srv.ServeLineEcho}, {*rawListen, "raw http/1.1 head echo", srv.ServeRawHead}} {
+		if x.addr == "" {
+			continue
+		}
+		l, err := net.Listen("tcp", x.addr)
+		if err != nil {
 			_ = httpSrv.Close()
+			closeExtra()
 			return err
 		}
-		go func() { errc <- srv.ServeLineEcho(tcpLn) }()
-		logger.Printf("pod=%s serving tcp line echo on %s", *pod, tcpLn.Addr())
+		extra = append(extra, l)
+		go func() { errc <- x.serve(l) }()
+		logger.Printf("pod=%s serving %s on %s", *pod, x.what, l.Addr())
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -94,9 +110,7 @@ func run() error {
 	case err := <-errc:
 		// A listener failed unexpectedly; shut the rest down and report it.
 		_ = httpSrv.Close()
-		if tcpLn != nil {
-			_ = tcpLn.Close()
-		}
+		closeExtra()
 		srv.Drain()
 		if err == nil || errors.Is(err, http.ErrServerClosed) {
 			err = errors.New("listener stopped unexpectedly")
@@ -104,9 +118,7 @@ func run() error {
 		return err
 	}
 
-	if tcpLn != nil {
-		_ = tcpLn.Close()
-	}
+	closeExtra()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), *grace)
 	defer cancel()
 	if err := httpSrv.Shutdown(shutdownCtx); err != nil {

@@ -366,3 +366,29 @@ func TestBytesCut(t *testing.T) {
 		}
 	}
 }
+
+// The raw head echo answers with the request head byte for byte.
+func TestRawHead(t *testing.T) {
+	s := NewServer(Config{Pod: "p"})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go s.ServeRawHead(ln)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	head := "GET /x HTTP/1.1\r\nhost: a\r\nX-Dup: 1\r\nx-MIXED: y\r\nX-Dup: 2\r\n\r\n"
+	io.WriteString(c, head)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != head || resp.Header.Get(PodHeader) != "p" {
+		t.Fatalf("answered %q from %q", body, resp.Header.Get(PodHeader))
+	}
+}
