@@ -46,7 +46,7 @@ func NewForwarder(local string, route string, store *Store) http.Handler {
 		BufferPool:     tunnel.BufferPool,
 		Rewrite:        f.rewrite,
 		Transport:      roundTripperFunc(f.roundTrip),
-		FlushInterval:  -1,
+		FlushInterval:  10 * time.Millisecond, // SSE, gRPC and bodies of unknown length: at once
 		ModifyResponse: f.gotResponse,
 		ErrorHandler:   f.failed,
 		// Failures are recorded in the exchange and answered to the caller;

@@ -93,7 +93,7 @@ func (f *fastPath) serve(c net.Conn) {
 		fc.idle.Store(false)
 		if errors.Is(err, errNotFast) {
 			handed = true
-			f.handoff(&bufferedConn{Conn: c, r: fc.br})
+			f.handoff(forHTTP(c, fc.br))
 			return
 		}
 		if err != nil {

@@ -62,8 +62,10 @@ func NewHandler(table *Table, upstream, pod string, log *slog.Logger) *Handler {
 			pr.Out.Host = pr.In.Host
 			tunnel.KeepAsSent(pr)
 		},
-		Transport:     roundTripperFunc(h.roundTrip),
-		FlushInterval: -1, // stream: SSE, gRPC, long bodies
+		Transport: roundTripperFunc(h.roundTrip),
+		// SSE, gRPC and bodies of unknown length go out at once; a body of
+		// known length within 10 ms, in as few writes as it arrives in.
+		FlushInterval: 10 * time.Millisecond,
 		ErrorHandler:  h.errorHandler,
 		ErrorLog:      nil,
 	}

@@ -282,6 +282,30 @@ func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // would skip the peeked bytes.
 func (c *bufferedConn) WriteTo(w io.Writer) (int64, error) { return c.r.WriteTo(w) }
 
+// h2Preface starts every HTTP/2 connection with prior knowledge (h2c); its
+// first line is in the buffer once the fast path has looked at the head.
+var h2Preface = []byte("PRI * HTTP/2.0\r\n")
+
+// forHTTP prepares a connection the fast path hands to net/http: an h2c
+// connection gets its writes coalesced, since Go's HTTP/2 server writes
+// and flushes each frame on its own (a system call per frame).
+func forHTTP(c net.Conn, br *bufio.Reader) net.Conn {
+	bc := &bufferedConn{Conn: c, r: br}
+	if head, _ := br.Peek(min(br.Buffered(), len(h2Preface))); bytes.Equal(head, h2Preface) {
+		return &coalescedConn{bufferedConn: bc, rwc: tunnel.CoalesceWrites(bc)}
+	}
+	return bc
+}
+
+// coalescedConn is a bufferedConn whose writes go through a coalescer.
+type coalescedConn struct {
+	*bufferedConn
+	rwc io.ReadWriteCloser
+}
+
+func (c *coalescedConn) Write(p []byte) (int, error) { return c.rwc.Write(p) }
+func (c *coalescedConn) Close() error                { return c.rwc.Close() }
+
 // CloseWrite passes half-closes on to the TCP connection.
 func (c *bufferedConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {

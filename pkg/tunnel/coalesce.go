@@ -35,6 +35,11 @@ type coalescingConn struct {
 	done   chan struct{} // closed when writeLoop returns
 }
 
+// CoalesceWrites returns c with its writes gathered as a tunnel session's
+// are: for a connection whose writer makes many small writes in a row, such
+// as an HTTP/2 server, which writes and flushes frame by frame.
+func CoalesceWrites(c io.ReadWriteCloser) io.ReadWriteCloser { return coalesce(c) }
+
 func coalesce(c io.ReadWriteCloser) *coalescingConn {
 	cc := &coalescingConn{ReadWriteCloser: c, done: make(chan struct{})}
 	cc.cond.L = &cc.mu
