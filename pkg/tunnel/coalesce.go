@@ -10,6 +10,10 @@ import (
 // the connection to take it: twice yamux's initial stream window.
 const coalesceLimit = 512 << 10
 
+// coalesceKeep is the largest buffer a coalescing conn keeps between
+// batches.
+const coalesceKeep = 64 << 10
+
 // closeDrain bounds how long Close lets queued bytes go out first: a session
 // that ends because its peer stopped reading must not wait for it.
 const closeDrain = 100 * time.Millisecond
@@ -92,7 +96,10 @@ func (c *coalescingConn) writeLoop() {
 			c.ReadWriteCloser.Close()
 			return
 		}
-		if cap(batch) <= 2*coalesceLimit {
+		// Keep a small buffer for the next batch; a big one, left by a
+		// burst, goes back to the heap (an h2c caller's connection may
+		// idle for hours).
+		if cap(batch) <= coalesceKeep {
 			spare = batch
 		} else {
 			spare = nil
