@@ -10,9 +10,9 @@ import (
 // the connection to take it: twice yamux's initial stream window.
 const coalesceLimit = 512 << 10
 
-// coalesceKeep is the largest buffer a coalescing conn keeps between
-// batches.
-const coalesceKeep = 64 << 10
+// batches lends coalescing conns their queues: a conn holds one only while
+// it has bytes to send, so thousands of idle h2c callers hold none.
+var batches = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // closeDrain bounds how long Close lets queued bytes go out first: a session
 // that ends because its peer stopped reading must not wait for it.
@@ -63,6 +63,9 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 	if c.closed {
 		return 0, io.ErrClosedPipe
 	}
+	if c.queue == nil {
+		c.queue = *batches.Get().(*[]byte)
+	}
 	c.queue = append(c.queue, p...)
 	c.cond.Broadcast()
 	return len(p), nil
@@ -70,7 +73,6 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 
 func (c *coalescingConn) writeLoop() {
 	defer close(c.done)
-	var spare []byte
 	for {
 		c.mu.Lock()
 		for len(c.queue) == 0 && !c.closed {
@@ -81,7 +83,7 @@ func (c *coalescingConn) writeLoop() {
 			return
 		}
 		batch := c.queue
-		c.queue = spare[:0]
+		c.queue = nil
 		c.cond.Broadcast() // room for writers waiting on the limit
 		c.mu.Unlock()
 
@@ -96,13 +98,9 @@ func (c *coalescingConn) writeLoop() {
 			c.ReadWriteCloser.Close()
 			return
 		}
-		// Keep a small buffer for the next batch; a big one, left by a
-		// burst, goes back to the heap (an h2c caller's connection may
-		// idle for hours).
-		if cap(batch) <= coalesceKeep {
-			spare = batch
-		} else {
-			spare = nil
+		if cap(batch) <= 2*coalesceLimit {
+			batch = batch[:0]
+			batches.Put(&batch)
 		}
 		c.cond.Broadcast()
 		c.mu.Unlock()
