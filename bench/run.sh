@@ -40,6 +40,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 DURATION=${BENCH_DURATION:-5}
 WARMUP=${BENCH_WARMUP:-1}
 CONNS=${BENCH_CONNS:-"1 16 64"}
@@ -127,15 +129,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start NAME CMD...: runs CMD in the background, output to $TMP/NAME.log.
-start() {
-	local name=$1
-	shift
-	"$@" >"$TMP/$name.log" 2>&1 &
-	PID[$name]=$!
-	STARTED+=("$name")
-}
-
 USED_PORTS=" "
 # pick_port VAR: a free loopback port, not handed out before, into VAR.
 pick_port() {
@@ -168,18 +161,6 @@ wait_up() {
 	done
 	cat "$TMP/$name.log" >&2
 	die "$name did not answer on $url"
-}
-
-# proc_ticks PID: utime+stime of PID in clock ticks (0 if gone).
-proc_ticks() {
-	local s f
-	s=$(cat "/proc/$1/stat" 2>/dev/null) || {
-		echo 0
-		return
-	}
-	s=${s##*) }
-	read -r -a f <<<"$s"
-	echo $((f[11] + f[12]))
 }
 
 # group_ticks PID...: the sum over the PIDs.
@@ -488,12 +469,8 @@ measure() {
 	RUN=$((RUN + 1))
 	printf '%s\n' "$out" >"$TMP/run-$RUN.out"
 	res=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -1) || die "no result from: $*"
-	local requests='' duration_us='' p50_us='' p99_us='' errors='' kv
-	for kv in ${res#RESULT }; do
-		case ${kv%%=*} in
-		requests | duration_us | p50_us | p99_us | errors) printf -v "${kv%%=*}" '%s' "${kv#*=}" ;;
-		esac
-	done
+	local requests duration_us p50_us p99_us errors
+	read_result "$res"
 	local mis fg lg
 	if [ "$expect" = laptop ]; then mis=$((a1 - a0)); else mis=$((l1 - l0)); fi
 	# Busy time on each core that none of our processes account for:

@@ -30,6 +30,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 DURATION=${BENCH_DURATION:-5}
 WARMUP=${BENCH_WARMUP:-1}
 CONNS=${BENCH_CONNS:-"1 16 64"}
@@ -82,14 +84,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-start() {
-	local name=$1
-	shift
-	"$@" >"$TMP/$name.log" 2>&1 &
-	PID[$name]=$!
-	STARTED+=("$name")
-}
-
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
 		echo $((20000 + RANDOM % 30000))
@@ -105,17 +99,6 @@ wait_log() {
 	done
 	cat "$TMP/$name.log" >&2
 	die "$name: no \"$text\""
-}
-
-proc_ticks() {
-	local s f
-	s=$(cat "/proc/$1/stat" 2>/dev/null) || {
-		echo 0
-		return
-	}
-	s=${s##*) }
-	read -r -a f <<<"$s"
-	echo $((f[11] + f[12]))
 }
 
 log "building the laptop's app"
@@ -163,12 +146,7 @@ for body in 16 65536; do
 				-s "$ROOT/bench/wrk-report.lua" -H "${HDR[$t]}" "$url") || die "$t: wrk failed: $out"
 			t1=$(proc_ticks "${CPU_PID[$t]}")
 			res=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -1)
-			requests='' duration_us='' p50_us='' p99_us='' errors=''
-			for kv in ${res#RESULT }; do
-				case ${kv%%=*} in
-				requests | duration_us | p50_us | p99_us | errors) printf -v "${kv%%=*}" '%s' "${kv#*=}" ;;
-				esac
-			done
+			read_result "$res"
 			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$body" "$c" "$t" "$requests" "$duration_us" "$p50_us" "$p99_us" "$errors" $((t1 - t0)) >>"$RAW"
 			awk -v r="$requests" -v d="$duration_us" -v p50="$p50_us" -v p99="$p99_us" -v e="$errors" -v pt=$((t1 - t0)) -v hz="$CLK_TCK" \
 				-v what="$t ${body}B c=$c" \

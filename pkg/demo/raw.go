@@ -18,21 +18,7 @@ const maxRawHead = 64 << 10
 // connection; tests compare what an app receives with and without the
 // sidecar in front of it.
 func (s *Server) ServeRawHead(ln net.Listener) error {
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(50 * time.Millisecond)
-				continue
-			}
-			return err
-		}
-		go s.serveRawConn(conn)
-	}
+	return acceptEach(ln, s.serveRawConn)
 }
 
 func (s *Server) serveRawConn(conn net.Conn) {

@@ -514,6 +514,12 @@ func (e echoService) Chat(stream grpc.BidiStreamingServer[Message, Message]) err
 // ServeLineEcho accepts connections on ln and answers every line a client
 // sends with "<pod>: <line>\n". It returns nil once ln is closed.
 func (s *Server) ServeLineEcho(ln net.Listener) error {
+	return acceptEach(ln, s.serveLineConn)
+}
+
+// acceptEach serves every connection ln accepts on its own goroutine,
+// until ln is closed (nil) or fails.
+func acceptEach(ln net.Listener, serve func(net.Conn)) error {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -527,7 +533,7 @@ func (s *Server) ServeLineEcho(ln net.Listener) error {
 			}
 			return err
 		}
-		go s.serveLineConn(conn)
+		go serve(conn)
 	}
 }
 

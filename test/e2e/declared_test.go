@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -66,10 +65,7 @@ func TestDeclaredH2CPort(t *testing.T) {
 			}
 		}
 	}
-	p.cmd.Process.Signal(syscall.SIGINT)
-	if err := p.cmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	p.interrupt(t)
 }
 
 // An app that dies mid-response: the caller sees the response cut short,
@@ -124,10 +120,7 @@ func TestAppClosingMidResponse(t *testing.T) {
 			t.Logf("%s, %s: %v after %s", r.name, q, err, time.Since(start).Round(time.Millisecond))
 		}
 	}
-	p.cmd.Process.Signal(syscall.SIGINT)
-	if err := p.cmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	p.interrupt(t)
 }
 
 // Nothing listens where a request should go (the app's port in the
@@ -180,8 +173,5 @@ func TestNothingListening(t *testing.T) {
 		}
 		t.Logf("%s: %s after %s: %s", r.name, resp.Status, time.Since(start).Round(time.Millisecond), strings.TrimSpace(string(body)))
 	}
-	p.cmd.Process.Signal(syscall.SIGINT)
-	if err := p.cmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	p.interrupt(t)
 }

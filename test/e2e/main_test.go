@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -283,6 +284,16 @@ func (p *pluginProc) waitOutput(t *testing.T, s string, timeout time.Duration) {
 	waitFor(t, timeout, fmt.Sprintf("kubectl-intercept to print %q", s), func() bool {
 		return strings.Contains(p.output(), s)
 	})
+}
+
+// interrupt ends a foreground intercept as Ctrl-C does and waits until it
+// has left.
+func (p *pluginProc) interrupt(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGINT)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("kubectl-intercept after Ctrl-C: %v\n%s", err, p.output())
+	}
 }
 
 func pluginCmd(t *testing.T, args ...string) *exec.Cmd {

@@ -56,10 +56,7 @@ func TestAllTraffic(t *testing.T) {
 			t.Fatalf("request %d without header reached %q, want the laptop", i, got)
 		}
 	}
-	p.cmd.Process.Signal(syscall.SIGINT)
-	if err := p.cmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	p.interrupt(t)
 	assertRestored(t, ns, "demo", before)
 }
 
@@ -84,10 +81,7 @@ func TestRemotePortOfTwoPortService(t *testing.T) {
 	if !strings.HasPrefix(reply, "demo-intercept-") || !strings.HasSuffix(reply, ": ping") {
 		t.Fatalf("the other port answered %q, want the copy's app", reply)
 	}
-	p.cmd.Process.Signal(syscall.SIGINT)
-	if err := p.cmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	p.interrupt(t)
 	assertRestored(t, ns, "demo", before)
 }
 
@@ -124,10 +118,7 @@ func TestRevertByAnotherToolIsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.waitOutput(t, `set by "argocd-application-controller"`, 10*time.Second)
-	p.cmd.Process.Signal(syscall.SIGINT)
-	if err := p.cmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	p.interrupt(t)
 }
 
 // A browser cannot add a header: a cookie, or a W3C baggage member that

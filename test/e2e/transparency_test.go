@@ -9,7 +9,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -122,10 +121,7 @@ func TestTransparentHeaders(t *testing.T) {
 		t.Errorf("to laptop: the app saw fields %v, want %v", headerValues(got), want)
 	}
 	t.Logf("to laptop, the app saw:\n%s", got)
-	p.cmd.Process.Signal(syscall.SIGINT)
-	if err := p.cmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	p.interrupt(t)
 }
 
 // -a on a port that speaks no HTTP (a line protocol): every connection goes
@@ -152,9 +148,6 @@ func TestAllTrafficRawTCP(t *testing.T) {
 	if got := routedTo(t, svc, nil); !strings.HasPrefix(got, "demo-") {
 		t.Errorf("the HTTP port was answered by %q, want the copy in the cluster", got)
 	}
-	p.cmd.Process.Signal(syscall.SIGINT)
-	if err := p.cmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	p.interrupt(t)
 	assertRestored(t, ns, "demo", before)
 }

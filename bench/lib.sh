@@ -1,0 +1,36 @@
+# bench/lib.sh: what bench/run.sh and bench/tunnel.sh share. Sourced; the
+# caller defines TMP and the arrays PID (associative) and STARTED.
+
+# start NAME CMD...: runs CMD in the background, output to $TMP/NAME.log.
+start() {
+	local name=$1
+	shift
+	"$@" >"$TMP/$name.log" 2>&1 &
+	PID[$name]=$!
+	STARTED+=("$name")
+}
+
+# proc_ticks PID: utime+stime of PID in clock ticks (0 if gone).
+proc_ticks() {
+	local s f
+	s=$(cat "/proc/$1/stat" 2>/dev/null) || {
+		echo 0
+		return
+	}
+	s=${s##*) }
+	read -r -a f <<<"$s"
+	echo $((f[11] + f[12]))
+}
+
+# read_result LINE: sets requests, duration_us, p50_us, p99_us and errors
+# (declared by the caller) from the "RESULT k=v ..." line the load
+# generator's wrapper prints.
+read_result() {
+	local kv
+	requests='' duration_us='' p50_us='' p99_us='' errors=''
+	for kv in ${1#RESULT }; do
+		case ${kv%%=*} in
+		requests | duration_us | p50_us | p99_us | errors) printf -v "${kv%%=*}" '%s' "${kv#*=}" ;;
+		esac
+	done
+}
