@@ -129,22 +129,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-USED_PORTS=" "
-# pick_port VAR: a free loopback port, not handed out before, into VAR.
-pick_port() {
-	local p
-	for _ in $(seq 200); do
-		p=$((20000 + RANDOM % 30000))
-		case $USED_PORTS in *" $p "*) continue ;; esac
-		if [ -z "$(ss -Htan "sport = :$p")" ]; then
-			USED_PORTS+="$p "
-			printf -v "$1" '%s' "$p"
-			return 0
-		fi
-	done
-	die "no free port found"
-}
-
 # wait_up NAME URL [curl args]: until URL answers, or NAME has died.
 wait_up() {
 	local name=$1 url=$2

@@ -52,6 +52,7 @@ die() {
 }
 
 command -v wrk >/dev/null || die "wrk is missing (make bench installs it, or: apt-get install wrk)"
+command -v ss >/dev/null || die "ss is missing (apt-get install iproute2)"
 [ -x "$KUBECTL" ] || die "no kubectl at $KUBECTL (make cluster-up builds it)"
 [ -x "$PLUGIN" ] || die "no plugin at $PLUGIN (make build)"
 "$KUBECTL" get --raw /readyz >/dev/null 2>&1 || die "the cluster in $KUBECONFIG does not answer (make cluster-up)"
@@ -84,11 +85,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
-		echo $((20000 + RANDOM % 30000))
-}
-
 # wait_log NAME TEXT SECONDS: until NAME's output has TEXT, or it died.
 wait_log() {
 	local name=$1 text=$2
@@ -103,7 +99,7 @@ wait_log() {
 
 log "building the laptop's app"
 (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -o "$TMP/intercept-demo" ./cmd/intercept-demo)
-P_LAPTOP=$(free_port)
+pick_port P_LAPTOP
 start laptop "$TMP/intercept-demo" --listen "127.0.0.1:$P_LAPTOP" --tcp-listen "" --raw-listen "" --pod laptop
 wait_log laptop "serving" 10
 
@@ -117,7 +113,7 @@ start intercept "$PLUGIN" svc/demo -n "$NS" -l "$P_LAPTOP" -x x-dev:alice
 wait_log intercept "Intercepting service" 120
 COPY=$(k get pods -l intercept.kubectl.dev/session -o jsonpath='{.items[0].metadata.name}')
 [ -n "$COPY" ] || die "no pod of the copy"
-P_PF=$(free_port)
+pick_port P_PF
 start portforward "$KUBECTL" port-forward -n "$NS" "pod/$COPY" "$P_PF:8080"
 wait_log portforward "Forwarding from" 30
 

@@ -30,7 +30,8 @@ type forwarder struct {
 // "X-C6O-INTERCEPT:yes").
 //
 // Bodies stream both ways (only their first BodyCaptureLimit bytes are
-// kept), every write is flushed at once (server-sent events, gRPC streams),
+// kept; server-sent events, gRPC streams and bodies of unknown length are
+// flushed write by write, others within 10 ms),
 // trailers and upgrades (WebSocket) pass through, and no X-Forwarded-*
 // header is added: the app sees what the caller sent. Requests that arrive
 // over HTTP/2 reach the app over HTTP/2 without TLS (h2c, prior knowledge):

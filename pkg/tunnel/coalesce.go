@@ -98,12 +98,11 @@ func (c *coalescingConn) writeLoop() {
 			c.ReadWriteCloser.Close()
 			return
 		}
+		c.mu.Unlock()
 		if cap(batch) <= 2*coalesceLimit {
 			batch = batch[:0]
 			batches.Put(&batch)
 		}
-		c.cond.Broadcast()
-		c.mu.Unlock()
 	}
 }
 

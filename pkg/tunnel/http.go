@@ -29,7 +29,7 @@ func KeepAsSent(pr *httputil.ProxyRequest) {
 }
 
 // NewHTTPServer returns a server for intercepted requests: HTTP/1.1 and
-// HTTP/2 cleartext (the sidecar speaks h2c for gRPC), no write timeout
+// HTTP/2 cleartext (the sidecar speaks h2c for gRPC and h2c ports), no write timeout
 // (streams and WebSockets stay open), and no log of callers' mistakes.
 func NewHTTPServer(h http.Handler) *http.Server {
 	var p http.Protocols

@@ -49,8 +49,10 @@ func Preflight(svc *corev1.Service, port *corev1.ServicePort, d *appsv1.Deployme
 	var refuse []string
 	if port.Protocol != "" && port.Protocol != corev1.ProtocolTCP {
 		refuse = append(refuse, fmt.Sprintf("port %s speaks %s: the sidecar proxies TCP only", portName(port), port.Protocol))
-	} else if err := HeaderRoutable(svc, port); err != nil && !allTraffic {
-		refuse = append(refuse, err.Error())
+	} else if !allTraffic {
+		if err := HeaderRoutable(svc, port); err != nil {
+			refuse = append(refuse, err.Error())
+		}
 	}
 	spec := &d.Spec.Template.Spec
 	if spec.HostNetwork {

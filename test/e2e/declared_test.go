@@ -17,16 +17,6 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// h2cClient speaks HTTP/2 with prior knowledge, as a gRPC or h2c client does.
-func h2cClient(t *testing.T) *http.Client {
-	tr := &http.Transport{}
-	var protos http.Protocols
-	protos.SetUnencryptedHTTP2(true)
-	tr.Protocols = &protos
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
-}
-
 // A port declared h2c (appProtocol) keeps HTTP/2 requests HTTP/2 all the
 // way, to the in-cluster app and to the laptop, even when they are not
 // gRPC; HTTP/1.1 callers still get through.

@@ -227,6 +227,16 @@ func get(url string, header http.Header) (echo, int, error) {
 	return e, resp.StatusCode, nil
 }
 
+// h2cClient speaks HTTP/2 with prior knowledge, as a gRPC or h2c client does.
+func h2cClient(t *testing.T) *http.Client {
+	tr := &http.Transport{}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	tr.Protocols = &protos
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
 func serviceURL(svc *corev1.Service) string {
 	return fmt.Sprintf("http://%s:%d/", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port)
 }
