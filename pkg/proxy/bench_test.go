@@ -64,6 +64,20 @@ func BenchmarkMatch(b *testing.B) {
 				}
 			}
 		})
+		// The same decision on the head as the fast path holds it.
+		var head bytes.Buffer
+		head.WriteString("GET /products/42?ref=home HTTP/1.1\r\nHost: shop.example.com\r\n")
+		bc.h.Write(&head)
+		head.WriteString("\r\n")
+		raw := head.Bytes()
+		b.Run(bc.name+"-raw", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if (bc.table.matchHead(raw) != nil) != bc.hit {
+					b.Fatal("wrong routing decision")
+				}
+			}
+		})
 	}
 }
 

@@ -163,7 +163,7 @@ func (f *fastPath) readHead(br *bufio.Reader) (fastRequest, error) {
 		return fastRequest{}, err
 	}
 	req, ok := parseRequestHead(head)
-	if !ok || f.watches.Active() || f.table.any() && f.table.match(routedHead(head)) != nil {
+	if !ok || f.watches.Active() || f.table.any() && f.table.matchHead(head) != nil {
 		return fastRequest{}, errNotFast
 	}
 	return req, nil
@@ -264,7 +264,7 @@ func eachField(lines []byte, fn func(name, value []byte) bool) bool {
 			return true
 		}
 		name, value, found := bytes.Cut(field, []byte(":"))
-		if !found || !fn(name, bytes.Trim(value, " \t")) {
+		if !found || !fn(name, trimOWS(value)) {
 			return false
 		}
 	}
@@ -289,18 +289,6 @@ func validValue(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// routedHead returns the header of a head for route matching.
-func routedHead(head []byte) http.Header {
-	h := http.Header{}
-	_, rest, _ := bytes.Cut(head, []byte("\r\n"))
-	eachField(rest, func(name, value []byte) bool {
-		k := http.CanonicalHeaderKey(string(name))
-		h[k] = append(h[k], string(value))
-		return true
-	})
-	return h
 }
 
 func asciiEqualFold(b []byte, s string) bool {

@@ -2,12 +2,14 @@ package proxy
 
 import (
 	"net/http"
-	"net/textproto"
-	"strings"
 )
 
 // The matchers run on every request: they scan the header lines in place
-// and never allocate.
+// and never allocate. They read a header line as net/http parsed it or as
+// the fast path holds it in its read buffer, with the same result.
+
+// text is a header line: a string from net/http, or bytes of a raw head.
+type text interface{ ~string | ~[]byte }
 
 // matches reports whether a request with header h belongs to r.
 func (r *route) matches(h http.Header) bool {
@@ -15,6 +17,27 @@ func (r *route) matches(h http.Header) bool {
 		r.Header != "" && hasValue(h[r.Header], r.Value) ||
 		r.Cookie != "" && hasCookie(h["Cookie"], r.Cookie, r.Value) ||
 		r.Baggage != "" && hasBaggage(h["Baggage"], r.Baggage, r.Value)
+}
+
+// matchesHead reports whether a request whose header fields (the lines of
+// its head after the request line) are fields belongs to r.
+func (r *route) matchesHead(fields []byte) bool {
+	if r.All {
+		return true
+	}
+	found := false
+	eachField(fields, func(name, value []byte) bool {
+		switch {
+		case r.Header != "" && asciiEqualFold(name, r.Header):
+			found = equal(value, r.Value)
+		case r.Cookie != "" && asciiEqualFold(name, "Cookie"):
+			found = cookieIs(value, r.Cookie, r.Value)
+		case r.Baggage != "" && asciiEqualFold(name, "Baggage"):
+			found = baggageIs(value, r.Baggage, r.Value)
+		}
+		return !found
+	})
+	return found
 }
 
 // hasValue reports whether one of a header's lines is want.
@@ -27,46 +50,64 @@ func hasValue(lines []string, want string) bool {
 	return false
 }
 
-// hasCookie reports whether the Cookie header lines carry a cookie called
-// name whose value is want, read as net/http's Request.Cookies reads them:
-// pairs separated by semicolons, the value without surrounding double
-// quotes. Any cookie of that name counts: a browser sends one name twice
-// when it holds one cookie for a path and one for the whole site, the
-// longer path first. want must be a valid cookie value.
+// hasCookie reports whether one of the Cookie header lines carries a
+// cookie called name whose value is want (see cookieIs).
 func hasCookie(lines []string, name, want string) bool {
 	for _, line := range lines {
-		for line != "" {
-			var pair string
-			pair, line, _ = strings.Cut(line, ";")
-			n, v, _ := strings.Cut(textproto.TrimString(pair), "=")
-			if textproto.TrimString(n) != name {
-				continue
-			}
-			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
-				v = v[1 : len(v)-1]
-			}
-			if v == want {
-				return true
-			}
+		if cookieIs(line, name, want) {
+			return true
 		}
 	}
 	return false
 }
 
-// hasBaggage reports whether the baggage header lines (W3C Baggage: members
-// key=value;properties separated by commas, with optional spaces and tabs
-// around each part) carry a member key whose value, percent-decoded, is
-// want. Malformed members are skipped.
+// cookieIs reports whether a Cookie header line carries a cookie called
+// name whose value is want, read as net/http's Request.Cookies reads it:
+// pairs separated by semicolons, the value without surrounding double
+// quotes. Any cookie of that name counts: a browser sends one name twice
+// when it holds one cookie for a path and one for the whole site, the
+// longer path first. want must be a valid cookie value.
+func cookieIs[T text](line T, name, want string) bool {
+	for len(line) > 0 {
+		var pair T
+		pair, line, _ = cut(line, ';')
+		n, v, _ := cut(trimSpace(pair), '=')
+		if !equal(trimSpace(n), name) {
+			continue
+		}
+		if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1]
+		}
+		if equal(v, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasBaggage reports whether one of the baggage header lines carries a
+// member key whose value is want (see baggageIs).
 func hasBaggage(lines []string, key, want string) bool {
 	for _, line := range lines {
-		for line != "" {
-			var member string
-			member, line, _ = strings.Cut(line, ",")
-			member, _, _ = strings.Cut(member, ";")
-			k, v, ok := strings.Cut(member, "=")
-			if ok && trimOWS(k) == key && decodesTo(trimOWS(v), want) {
-				return true
-			}
+		if baggageIs(line, key, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// baggageIs reports whether a baggage header line (W3C Baggage: members
+// key=value;properties separated by commas, with optional spaces and tabs
+// around each part) carries a member key whose value, percent-decoded, is
+// want. Malformed members are skipped.
+func baggageIs[T text](line T, key, want string) bool {
+	for len(line) > 0 {
+		var member T
+		member, line, _ = cut(line, ',')
+		member, _, _ = cut(member, ';')
+		k, v, ok := cut(member, '=')
+		if ok && equal(trimOWS(k), key) && decodesTo(trimOWS(v), want) {
+			return true
 		}
 	}
 	return false
@@ -74,7 +115,7 @@ func hasBaggage(lines []string, key, want string) bool {
 
 // decodesTo reports whether raw, a baggage value as sent, is well formed
 // and percent-decodes to want.
-func decodesTo(raw, want string) bool {
+func decodesTo[T text](raw T, want string) bool {
 	n := 0
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
@@ -113,13 +154,49 @@ func unhex(c byte) (byte, bool) {
 	return 0, false
 }
 
-// trimOWS trims the optional whitespace (spaces and tabs) W3C baggage
-// allows around keys, values and separators.
-func trimOWS(s string) string {
-	for s != "" && (s[0] == ' ' || s[0] == '\t') {
+// cut slices s around the first sep, as strings.Cut and bytes.Cut do.
+func cut[T text](s T, sep byte) (before, after T, found bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == sep {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, s[len(s):], false
+}
+
+// equal reports whether s and want hold the same bytes.
+func equal[T text](s T, want string) bool {
+	if len(s) != len(want) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// trimSpace trims ASCII blanks as textproto.TrimString does (net/http's
+// cookie parsing).
+func trimSpace[T text](s T) T {
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+	for len(s) > 0 && isSpace(s[0]) {
 		s = s[1:]
 	}
-	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+	for len(s) > 0 && isSpace(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// trimOWS trims the optional whitespace (spaces and tabs) W3C baggage
+// allows around keys, values and separators.
+func trimOWS[T text](s T) T {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
 		s = s[:len(s)-1]
 	}
 	return s

@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"bufio"
+	"context"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -164,6 +167,9 @@ func FuzzHasCookie(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, line, name, value string) {
 		got := hasCookie([]string{line}, name, value)
+		if raw := cookieIs([]byte(line), name, value); raw != got {
+			t.Fatalf("%q for cookie %s=%s: matched %v as a string, %v as bytes", line, name, value, got, raw)
+		}
 		if (tunnel.Route{Cookie: name, Value: value}).Validate() != nil {
 			return // the sidecar refuses such a route
 		}
@@ -206,6 +212,9 @@ func FuzzHasBaggage(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, line, key, value string) {
 		got := hasBaggage([]string{line}, key, value)
+		if raw := baggageIs([]byte(line), key, value); raw != got {
+			t.Fatalf("%q for baggage %s=%q: matched %v as a string, %v as bytes", line, key, value, got, raw)
+		}
 		if (tunnel.Route{Baggage: key, Value: value}).Validate() != nil {
 			return // the sidecar refuses such a route
 		}
@@ -216,4 +225,60 @@ func FuzzHasBaggage(f *testing.F) {
 			t.Fatalf("%q does not match baggage %s=%q", withMember, key, value)
 		}
 	})
+}
+
+// The fast path decides on the head as received; it must pick the route
+// net/http's reading of the same head picks, whatever the case of the
+// names, the blanks around values or the number of lines.
+func TestMatchHeadAgreesWithHeader(t *testing.T) {
+	dial := func(context.Context) (net.Conn, error) { return nil, nil }
+	table := &Table{}
+	for _, r := range []tunnel.Route{
+		{Header: "x-dev", Value: "alice"},
+		{Cookie: "dev", Value: "bob"},
+		{Baggage: "dev", Value: "carol d"},
+	} {
+		if _, err := table.Add(r, dial); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, fields := range []string{
+		"X-Dev: alice",
+		"x-dev:alice",
+		"X-DEV: \talice \t",
+		"X-Dev: alice2",
+		"X-Dev: bob\r\nX-Dev: alice",
+		"X-Dev: Alice",
+		"X-Devs: alice",
+		"Cookie: a=1; dev=bob",
+		"Cookie: a=1\r\ncookie: dev=\"bob\"",
+		"Cookie: dev=bobby",
+		"Cookie: x-dev=alice",
+		"Baggage: a=1, dev = carol%20d ;p=1",
+		"baggage: dev=carol d",
+		"Baggage: dev=carol",
+		"X-Note: dev=bob",
+		"",
+	} {
+		head := "GET / HTTP/1.1\r\nHost: app\r\n" + fields
+		if fields != "" {
+			head += "\r\n"
+		}
+		head += "\r\n"
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(head)))
+		if err != nil {
+			t.Fatalf("%q: %v", fields, err)
+		}
+		want, got := table.match(req.Header), table.matchHead([]byte(head))
+		if got != want {
+			t.Errorf("%q: the raw head goes to %v, net/http's reading to %v", fields, routeName(got), routeName(want))
+		}
+	}
+}
+
+func routeName(r *route) string {
+	if r == nil {
+		return "the app"
+	}
+	return r.Route.String()
 }

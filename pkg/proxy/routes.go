@@ -4,6 +4,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -121,6 +122,19 @@ func (t *Table) match(h http.Header) *route {
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
 		if r.matches(h) {
+			return r
+		}
+	}
+	return nil
+}
+
+// matchHead is match for a raw request head, read in place.
+func (t *Table) matchHead(head []byte) *route {
+	_, fields, _ := bytes.Cut(head, []byte("\r\n"))
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, r := range t.routes {
+		if r.matchesHead(fields) {
 			return r
 		}
 	}
