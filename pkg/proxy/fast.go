@@ -20,16 +20,17 @@ import (
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
-// The fast path serves the requests every teammate sends, those for the
-// app, without net/http: it reads a request's head, checks it, decides the
-// route, and writes the head on to the app byte for byte, then passes the
-// body and the response through with their own framing. The app sees what
-// the caller sent, header case, order and duplicates included, and the
-// sidecar does no per-request work beyond one scan of the head.
+// The fast path serves HTTP/1.1 requests without net/http: it reads a
+// request's head, checks it, decides the route, and writes the head on byte
+// for byte, to the app or through the developer's tunnel, then passes the
+// body and the response through with their own framing. Each side sees
+// what the caller sent, header case, order and duplicates included, and the
+// sidecar does no per-request work beyond two scans of the head (one while
+// no developer is live).
 //
 // Anything else (HTTP/1.0, HTTP/2, upgrades, Expect: 100-continue, an odd
-// Transfer-Encoding, a request that matches a developer's route, the probe,
-// a doctor's watch) goes to net/http with the bytes read so far: the
+// Transfer-Encoding, a request for a remote endpoint or an --all route, the
+// probe, a doctor's watch) goes to net/http with the bytes read so far: the
 // connection is handed over and stays with net/http from then on.
 
 // fastHeadMax bounds a head the fast path reads; larger heads go to
@@ -58,10 +59,33 @@ type fastPath struct {
 type fastConn struct {
 	c  net.Conn
 	br *bufio.Reader
-	up net.Conn
-	ub *bufio.Reader
+	// Kept connections for the caller's requests: one to the app, and one
+	// through the tunnel of the developer its last matching request went to.
+	app, dev upstream
 	// idle: waiting for the next request's head, which a drain cuts short.
 	idle atomic.Bool
+}
+
+// upstream is a kept connection a caller's requests go on over.
+type upstream struct {
+	conn net.Conn
+	br   *bufio.Reader
+	to   *route // nil: the app
+}
+
+func (u *upstream) drop() {
+	if u.conn != nil {
+		u.conn.Close()
+	}
+	u.conn, u.br = nil, nil
+}
+
+// name says where u leads, for the caller's 502 and the log.
+func (u *upstream) name() string {
+	if u.to == nil {
+		return "the app"
+	}
+	return "the developer of " + u.to.Route.String()
 }
 
 // serve runs one caller's connection.
@@ -73,9 +97,8 @@ func (f *fastPath) serve(c net.Conn) {
 	handed, served := false, 0
 	defer func() {
 		f.track(fc, false)
-		if fc.up != nil {
-			fc.up.Close()
-		}
+		fc.app.drop()
+		fc.dev.drop()
 		if !handed {
 			c.Close()
 		}
@@ -88,7 +111,7 @@ func (f *fastPath) serve(c net.Conn) {
 		if f.draining.Load() && served > 0 {
 			return
 		}
-		req, err := f.readHead(fc.br)
+		req, to, err := f.readHead(fc.br)
 		c.SetReadDeadline(time.Time{})
 		fc.idle.Store(false)
 		if errors.Is(err, errNotFast) {
@@ -100,7 +123,7 @@ func (f *fastPath) serve(c net.Conn) {
 			return // the caller left, was too slow, or sent nothing at all
 		}
 		served++
-		keep, err := f.forward(fc, req)
+		keep, err := f.forward(fc, req, to)
 		if err != nil {
 			f.log.Debug("fast path", "err", err)
 		}
@@ -154,19 +177,28 @@ type fastRequest struct {
 	close   bool // Connection: close
 }
 
-// readHead peeks at the next request's head and returns it if the fast
-// path can take the request; errNotFast if net/http must; another error if
-// the connection is done.
-func (f *fastPath) readHead(br *bufio.Reader) (fastRequest, error) {
+// readHead peeks at the next request's head and returns it, with the route
+// it matches (nil: the app), if the fast path can take the request;
+// errNotFast if net/http must; another error if the connection is done.
+func (f *fastPath) readHead(br *bufio.Reader) (fastRequest, *route, error) {
 	head, err := peekHead(br)
 	if err != nil {
-		return fastRequest{}, err
+		return fastRequest{}, nil, err
 	}
 	req, ok := parseRequestHead(head)
-	if !ok || f.watches.Active() || f.table.any() && f.table.matchHead(head) != nil {
-		return fastRequest{}, errNotFast
+	if !ok || f.watches.Active() {
+		return fastRequest{}, nil, errNotFast
 	}
-	return req, nil
+	if !f.table.any() {
+		return req, nil, nil
+	}
+	to := f.table.matchHead(head)
+	if to != nil && (to.All || to.Remote != "") {
+		// An --all route takes new connections whole; a remote endpoint
+		// needs HTTPS and the route's secret.
+		return fastRequest{}, nil, errNotFast
+	}
+	return req, to, nil
 }
 
 // peekHead returns the bytes up to and including the blank line that ends
@@ -322,45 +354,62 @@ func hasToken(v []byte, token string) bool {
 	return false
 }
 
-// forward sends one request to the app and its response back. keep says
-// whether the caller's connection can carry another request.
-func (f *fastPath) forward(fc *fastConn, req fastRequest) (keep bool, err error) {
+// forward sends one request to the app, or with to through that
+// developer's tunnel, and its response back. keep says whether the
+// caller's connection can carry another request.
+func (f *fastPath) forward(fc *fastConn, req fastRequest, to *route) (keep bool, err error) {
 	noBody := !req.chunked && req.length == 0
-	for attempt := 0; ; attempt++ {
-		reused := fc.up != nil
-		if !reused {
-			up, err := net.DialTimeout("tcp", f.upstream, 10*time.Second)
-			if err != nil {
-				writeBadGateway(fc.c, fmt.Errorf("the app does not answer on %s: %v", f.upstream, err))
-				return false, nil
-			}
-			fc.up, fc.ub = up, bufio.NewReaderSize(up, fastHeadMax)
+	for retried := false; ; {
+		u, err := f.upstreamFor(fc, to)
+		if err != nil && to != nil {
+			// The developer left a moment ago and this sidecar has not
+			// yet seen it: fail open. Nothing was sent; the app gets it.
+			f.log.Debug("tunnel gone, request goes to the app", "route", to.Route.String(), "err", err)
+			to = nil
+			continue
 		}
+		if err != nil {
+			writeBadGateway(fc.c, err)
+			return false, nil
+		}
+		// A kept connection the other end has closed fails the write; the
+		// request is still in the read buffer, whole or its head, and goes
+		// again on a new connection. One closed after the write, without a
+		// byte of answer, gets a bodiless request again (as net/http's
+		// Transport retries).
+		writeAgain := u.reused && !retried
 		if noBody || !req.chunked && int64(fc.br.Buffered()-len(req.head)) >= req.length {
 			// The whole request is buffered: one write, no body to stream.
 			whole, _ := fc.br.Peek(len(req.head) + int(req.length))
-			if _, err := fc.up.Write(whole); err != nil {
-				if reused && noBody && attempt == 0 {
-					f.dropUpstream(fc)
+			if _, err := u.conn.Write(whole); err != nil {
+				u.drop()
+				if writeAgain {
+					retried = true
 					continue
 				}
-				return false, fmt.Errorf("writing to the app: %w", err)
+				return false, fmt.Errorf("writing to %s: %w", u.name(), err)
 			}
-			keep, err := f.response(fc, req, reused && noBody && attempt == 0)
+			keep, err := f.response(fc, u.upstream, req, writeAgain && noBody)
 			if errors.Is(err, errStaleUpstream) {
-				continue // the app had closed the kept connection: once more on a new one
+				retried = true
+				continue // the kept connection had been closed: once more on a new one
 			}
 			fc.br.Discard(len(whole))
 			return keep && !req.close, err
 		}
-		if _, err := fc.up.Write(req.head); err != nil {
-			return false, fmt.Errorf("writing to the app: %w", err)
+		if _, err := u.conn.Write(req.head); err != nil {
+			u.drop()
+			if writeAgain {
+				retried = true
+				continue
+			}
+			return false, fmt.Errorf("writing to %s: %w", u.name(), err)
 		}
 		fc.br.Discard(len(req.head))
 		// The body goes up while the response comes down: an app may
 		// answer before it has read the whole body, or stream both ways.
 		bodyDone := make(chan error, 1)
-		up := fc.up
+		up := u.conn
 		go func() {
 			var err error
 			if req.chunked {
@@ -374,7 +423,7 @@ func (f *fastPath) forward(fc *fastConn, req fastRequest) (keep bool, err error)
 			}
 			bodyDone <- err
 		}()
-		keep, err = f.response(fc, req, false)
+		keep, err = f.response(fc, u.upstream, req, false)
 		var berr error
 		select {
 		case berr = <-bodyDone:
@@ -386,7 +435,7 @@ func (f *fastPath) forward(fc *fastConn, req fastRequest) (keep bool, err error)
 			keep = false
 		}
 		if berr != nil {
-			f.dropUpstream(fc)
+			u.drop()
 			if err == nil {
 				err = fmt.Errorf("request body: %w", berr)
 			}
@@ -396,40 +445,71 @@ func (f *fastPath) forward(fc *fastConn, req fastRequest) (keep bool, err error)
 	}
 }
 
-// errStaleUpstream says a kept connection to the app had been closed by it
-// before the request arrived; nothing was answered, the request may go again.
-var errStaleUpstream = errors.New("the app closed the kept connection")
-
-func (f *fastPath) dropUpstream(fc *fastConn) {
-	if fc.up != nil {
-		fc.up.Close()
-	}
-	fc.up, fc.ub = nil, nil
+// keptUpstream is the connection a request goes on over, and whether it
+// had carried requests before (and may have been closed at the other end
+// meanwhile).
+type keptUpstream struct {
+	*upstream
+	reused bool
 }
 
-// response passes the app's response (and any 1xx before it) to the
-// caller. With mayRetry, an app that closed without a byte of answer gives
-// errStaleUpstream and nothing is written.
-func (f *fastPath) response(fc *fastConn, req fastRequest, mayRetry bool) (keep bool, err error) {
-	for {
-		head, err := peekHead(fc.ub)
+// upstreamFor returns the caller's kept connection to the app or to the
+// developer of to, dialing one if there is none.
+func (f *fastPath) upstreamFor(fc *fastConn, to *route) (keptUpstream, error) {
+	u := &fc.app
+	if to != nil {
+		u = &fc.dev
+		if u.to != to {
+			u.drop() // the route was replaced, or another developer's
+		}
+	}
+	if u.conn != nil {
+		return keptUpstream{u, true}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var conn net.Conn
+	var err error
+	if to == nil {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "tcp", f.upstream)
 		if err != nil {
-			stale := mayRetry && fc.ub.Buffered() == 0
-			f.dropUpstream(fc)
+			return keptUpstream{}, fmt.Errorf("the app does not answer on %s: %v", f.upstream, err)
+		}
+	} else if conn, err = to.dial(ctx); err != nil {
+		return keptUpstream{}, err
+	}
+	u.conn, u.br, u.to = conn, bufio.NewReaderSize(conn, fastHeadMax), to
+	return keptUpstream{u, false}, nil
+}
+
+// errStaleUpstream says a kept connection to the app had been closed by it
+// before the request arrived; nothing was answered, the request may go again.
+var errStaleUpstream = errors.New("the kept connection was closed at the other end")
+
+// response passes the response from u (and any 1xx before it) to the
+// caller. With mayRetry, an upstream that closed without a byte of answer
+// gives errStaleUpstream and nothing is written.
+func (f *fastPath) response(fc *fastConn, u *upstream, req fastRequest, mayRetry bool) (keep bool, err error) {
+	for {
+		head, err := peekHead(u.br)
+		if err != nil {
+			stale := mayRetry && u.br.Buffered() == 0
+			u.drop()
 			if stale {
 				return false, errStaleUpstream
 			}
 			if errors.Is(err, errNotFast) {
 				err = errors.New("response head too large or cut short")
 			}
-			writeBadGateway(fc.c, fmt.Errorf("reading the app's response: %v", err))
+			writeBadGateway(fc.c, fmt.Errorf("reading the response of %s: %v", u.name(), err))
 			return false, nil
 		}
 		mayRetry = false
 		status, framing, ok := parseResponseHead(head)
 		if !ok {
-			f.dropUpstream(fc)
-			writeBadGateway(fc.c, errors.New("the app's response is not valid HTTP/1.1"))
+			u.drop()
+			writeBadGateway(fc.c, fmt.Errorf("the response of %s is not valid HTTP/1.1", u.name()))
 			return false, nil
 		}
 		informational := status >= 100 && status < 200
@@ -439,32 +519,32 @@ func (f *fastPath) response(fc *fastConn, req fastRequest, mayRetry bool) (keep 
 			// Tell the caller to move to another endpoint.
 			out = append(append(append([]byte{}, head[:len(head)-2]...), "Connection: close\r\n"...), "\r\n"...)
 			framing.close = true
-		} else if !noBody && !framing.chunked && framing.length > 0 && int64(fc.ub.Buffered()-len(head)) >= framing.length {
+		} else if !noBody && !framing.chunked && framing.length > 0 && int64(u.br.Buffered()-len(head)) >= framing.length {
 			// Head and body in one write.
-			out, _ = fc.ub.Peek(len(head) + int(framing.length))
+			out, _ = u.br.Peek(len(head) + int(framing.length))
 			consumed, noBody = len(out), true
 		}
 		if _, err := fc.c.Write(out); err != nil {
 			return false, err
 		}
-		fc.ub.Discard(consumed)
+		u.br.Discard(consumed)
 		if informational {
 			continue // 100 Continue, 103 Early Hints: the real one follows
 		}
 		switch {
 		case noBody:
 		case framing.chunked:
-			err = copyChunked(fc.c, fc.ub)
+			err = copyChunked(fc.c, u.br)
 		case framing.length >= 0:
-			err = copyBody(fc.c, fc.ub, fc.up, framing.length)
+			err = copyBody(fc.c, u.br, u.conn, framing.length)
 		default:
-			// Delimited by the app closing: so must the caller's end be.
-			err = copyBody(fc.c, fc.ub, fc.up, -1)
-			f.dropUpstream(fc)
+			// Delimited by the upstream closing: so must the caller's end be.
+			err = copyBody(fc.c, u.br, u.conn, -1)
+			u.drop()
 			return false, err
 		}
 		if framing.close {
-			f.dropUpstream(fc)
+			u.drop()
 		}
 		return err == nil && !framing.close, err
 	}

@@ -371,6 +371,82 @@ func TestFastPathHandsMatchingRequestsToTheRoute(t *testing.T) {
 	}
 }
 
+// A developer's requests take the fast path too: the developer's side
+// sees the head byte for byte as the caller sent it, and one caller
+// connection alternating between the app and the developer keeps one
+// connection to each rather than dialing per request.
+func TestFastPathToTheDeveloper(t *testing.T) {
+	answer := func(name string) func(string) string {
+		return func(string) string {
+			return "HTTP/1.1 200 OK\r\nContent-Length: " + fmt.Sprint(len(name)) + "\r\n\r\n" + name
+		}
+	}
+	app := newRawApp(t, answer("app"))
+	dev := newRawApp(t, answer("dev"))
+	proxy := startProxy(t, Config{Upstream: app.addr(),
+		Static: []StaticRoute{{Header: "X-Dev", Value: "alice", Addr: dev.addr()}}})
+
+	raw := "POST /orders?x=1;y=2 HTTP/1.1\r\n" +
+		"host: shop.example\r\n" +
+		"x-dev: alice\r\n" +
+		"X-Dup: first\r\n" +
+		"X-Dup: second\r\n" +
+		"X-Forwarded-For: 198.51.100.7\r\n" +
+		"Content-Length: 5\r\n" +
+		"\r\n"
+	send(t, dev.addr(), raw+"hello", 1)
+	direct := dev.lastHead()
+	send(t, proxy, raw+"hello", 1)
+	if via := dev.lastHead(); via != direct {
+		t.Fatalf("the developer saw a different head through the sidecar:\ndirect:\n%q\nvia the sidecar:\n%q", direct, via)
+	}
+
+	appConns, devConns := app.conns.Load(), dev.conns.Load()
+	get := func(header string) string { return "GET / HTTP/1.1\r\nHost: shop\r\n" + header + "\r\n" }
+	var pipelined strings.Builder
+	want := []string{"app", "dev", "app", "dev", "dev", "app"}
+	for _, to := range want {
+		if to == "dev" {
+			pipelined.WriteString(get("X-Dev: alice\r\n"))
+		} else {
+			pipelined.WriteString(get(""))
+		}
+	}
+	for i, resp := range send(t, proxy, pipelined.String(), len(want)) {
+		body, _ := io.ReadAll(resp.Body)
+		if string(body) != want[i] {
+			t.Errorf("request %d answered by %s, want %s", i+1, body, want[i])
+		}
+	}
+	if n := app.conns.Load() - appConns; n != 1 {
+		t.Errorf("the app got %d connections for one caller connection, want 1", n)
+	}
+	if n := dev.conns.Load() - devConns; n != 1 {
+		t.Errorf("the developer got %d connections for one caller connection, want 1", n)
+	}
+}
+
+// A route whose developer cannot be reached (gone a moment ago) fails open
+// on the fast path: the request reaches the app, whole.
+func TestFastPathDeveloperGoneFailsOpen(t *testing.T) {
+	app := newRawApp(t, func(string) string { return okResponse })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := ln.Addr().String()
+	ln.Close()
+	proxy := startProxy(t, Config{Upstream: app.addr(),
+		Static: []StaticRoute{{Header: "X-Dev", Value: "alice", Addr: gone}}})
+	resp := send(t, proxy, "PUT /a HTTP/1.1\r\nHost: shop\r\nX-Dev: alice\r\nContent-Length: 3\r\n\r\nabc", 1)[0]
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, want the app's 200", resp.StatusCode)
+	}
+	if head := app.lastHead(); !strings.Contains(head, "X-Dev: alice") {
+		t.Fatalf("the app did not get the request: %q", head)
+	}
+}
+
 // While draining, each response tells the caller to close, so clients move
 // to other endpoints.
 func TestFastPathDrainSaysClose(t *testing.T) {
