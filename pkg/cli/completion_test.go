@@ -172,6 +172,7 @@ func TestShellCompletion(t *testing.T) {
 			"doctor\tCheck that your header, cookie or baggage reaches an intercepted Service from an entry point",
 			"help\tHelp about any command",
 			"list\tList the intercepted Services of the namespace and their live routes",
+			"status\tShow one intercept: its routes, who holds them, and which of the copy's pods have each",
 			"version\tPrint the version of kubectl-intercept and of the sidecar image it uses", "api"}},
 		{[]string{"--kubeconfig", kc, "-n", "shop", "svc/w"}, []string{"svc/web", "svc/worker"}},
 		{[]string{"--kubeconfig", kc, "--namespace=shop", "-l", "3000", "w"}, []string{"web", "worker"}},

@@ -382,15 +382,14 @@ func (o *InterceptOptions) printActive(p *progress, st *session.Started, pod str
 	}
 	p.Infof("Intercepting service %s/%s port %s: %s go to localhost:%d (verified through pod %s).", o.Namespace, o.Service, st.Record.Port, what, o.LocalPort, pod)
 	url := fmt.Sprintf("http://%s.%s:%s/", o.Service, o.Namespace, servicePort(st.Service, st.Record.Port))
+	if !r.All {
+		p.Infof("Try it from inside the cluster: curl -H %s %s", shellQuote(headerLine(r)), url)
+	}
 	switch {
 	case r.Cookie != "":
-		p.Infof("Try it from inside the cluster: curl -H %s %s", shellQuote("Cookie: "+r.Cookie+"="+r.Value), url)
 		p.Infof("From a browser, open your frontend, paste in its devtools console and reload: document.cookie = \"%s=%s; path=/\"", r.Cookie, r.Value)
 	case r.Baggage != "":
-		p.Infof("Try it from inside the cluster: curl -H %s %s", shellQuote("baggage: "+r.Baggage+"="+tunnel.EscapeBaggage(r.Value)), url)
 		p.Infof("OpenTelemetry SDKs pass baggage on with every call a service makes: requests that start with it come here however deep %s is in the call graph.", o.Service)
-	case !r.All:
-		p.Infof("Try it from inside the cluster: curl -H %s %s", shellQuote(r.Header+": "+r.Value), url)
 	}
 	if fr.remote != "" {
 		p.Infof("Requests reach this machine through ngrok endpoint %s; it refuses requests that lack this intercept's secret.", fr.remote)
@@ -467,6 +466,18 @@ func verifyActive(ctx context.Context, f *portforward.Follower, svc *corev1.Serv
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// headerLine is the header field that a request carries to match r (not
+// an --all route).
+func headerLine(r tunnel.Route) string {
+	switch {
+	case r.Cookie != "":
+		return "Cookie: " + r.Cookie + "=" + r.Value
+	case r.Baggage != "":
+		return "baggage: " + r.Baggage + "=" + tunnel.EscapeBaggage(r.Value)
+	}
+	return r.Header + ": " + r.Value
 }
 
 // shellQuote quotes s for a POSIX shell, for commands printed to paste.

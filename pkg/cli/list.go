@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -171,40 +173,13 @@ func (o *ListOptions) entries(ctx context.Context) ([]Entry, error) {
 	entries := []Entry{}
 	switched := map[string]bool{}
 	for _, s := range svcs.Items {
-		raw, ok := s.Annotations[session.AnnotationRecord]
-		if !ok {
+		if _, ok := s.Annotations[session.AnnotationRecord]; !ok {
 			continue
 		}
 		switched[s.Namespace+"/"+s.Name] = true
-		e := Entry{Namespace: s.Namespace, Service: s.Name, Routes: []tunnel.Route{}}
-		rec, err := session.DecodeRecord(raw)
-		if err != nil {
-			e.Status, e.Problem = "broken", err.Error()
-			entries = append(entries, e)
-			continue
-		}
-		e.Port, e.Workload, e.Copy, e.Created = rec.Port, rec.Workload, rec.Copy, rec.Created
-		d, err := o.Client.AppsV1().Deployments(s.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{})
-		if err != nil {
-			e.Ready, e.Status = "-", "copy-missing"
-			entries = append(entries, e)
-			continue
-		}
-		e.Ready = fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, ptr.Deref(d.Spec.Replicas, 0))
-		routes, err := liveRoutes(ctx, o.RESTConfig, o.Client, s.Namespace, rec)
-		switch {
-		case err != nil:
-			e.Status, e.Problem = "unknown", strings.SplitN(err.Error(), "\n", 2)[0]
-		case !maps.Equal(s.Spec.Selector, rec.SessionSelector()):
-			e.Status, e.Problem = "reverted", session.RevertMessage(&s)
-		case len(routes) == 0:
-			e.Status = "idle"
-		default:
-			e.Status = "active"
-		}
-		if routes != nil {
-			e.Routes = routes
-		}
+		e, _ := switchedEntry(ctx, o.Client, &s, func(rec *session.Record) ([]tunnel.Route, error) {
+			return liveRoutes(ctx, o.RESTConfig, o.Client, s.Namespace, rec)
+		})
 		entries = append(entries, e)
 	}
 	// Copies whose Service is not switched (a crash between creating the
@@ -219,10 +194,49 @@ func (o *ListOptions) entries(ctx context.Context) ([]Entry, error) {
 		if err != nil || switched[d.Namespace+"/"+rec.Service] {
 			continue
 		}
-		entries = append(entries, Entry{Namespace: d.Namespace, Service: rec.Service, Port: rec.Port, Workload: rec.Workload,
-			Copy: d.Name, Ready: fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, ptr.Deref(d.Spec.Replicas, 0)),
-			Routes: []tunnel.Route{}, Created: rec.Created, Status: "residue",
-			Problem: "a copy without a switched Service"})
+		entries = append(entries, residueEntry(&d, rec))
 	}
 	return entries, nil
+}
+
+// switchedEntry describes a Service that carries a session record, asking
+// routes for the live routes; the record is nil when it cannot be read.
+func switchedEntry(ctx context.Context, cs kubernetes.Interface, s *corev1.Service, routes func(*session.Record) ([]tunnel.Route, error)) (Entry, *session.Record) {
+	e := Entry{Namespace: s.Namespace, Service: s.Name, Routes: []tunnel.Route{}}
+	rec, err := session.DecodeRecord(s.Annotations[session.AnnotationRecord])
+	if err != nil {
+		e.Status, e.Problem = "broken", err.Error()
+		return e, nil
+	}
+	e.Port, e.Workload, e.Copy, e.Created = rec.Port, rec.Workload, rec.Copy, rec.Created
+	d, err := cs.AppsV1().Deployments(s.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{})
+	if err != nil {
+		e.Ready, e.Status = "-", "copy-missing"
+		return e, rec
+	}
+	e.Ready = fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, ptr.Deref(d.Spec.Replicas, 0))
+	live, err := routes(rec)
+	switch {
+	case err != nil:
+		e.Status, e.Problem = "unknown", strings.SplitN(err.Error(), "\n", 2)[0]
+	case !maps.Equal(s.Spec.Selector, rec.SessionSelector()):
+		e.Status, e.Problem = "reverted", session.RevertMessage(s)
+	case len(live) == 0:
+		e.Status = "idle"
+	default:
+		e.Status = "active"
+	}
+	if live != nil {
+		e.Routes = live
+	}
+	return e, rec
+}
+
+// residueEntry describes a copy whose Service is not switched (a crash
+// between creating the copy and the switch, or our annotations wiped).
+func residueEntry(d *appsv1.Deployment, rec *session.Record) Entry {
+	return Entry{Namespace: d.Namespace, Service: rec.Service, Port: rec.Port, Workload: rec.Workload,
+		Copy: d.Name, Ready: fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, ptr.Deref(d.Spec.Replicas, 0)),
+		Routes: []tunnel.Route{}, Created: rec.Created, Status: "residue",
+		Problem: "a copy without a switched Service"}
 }

@@ -19,6 +19,7 @@ func NewCmdRoot(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd.AddCommand(
 		NewCmdClose(flags, streams),
 		NewCmdList(flags, streams),
+		NewCmdStatus(flags, streams),
 		NewCmdDoctor(flags, streams),
 		NewCmdVersion(streams),
 	)

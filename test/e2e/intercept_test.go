@@ -173,6 +173,33 @@ func TestInterceptBackgroundListClose(t *testing.T) {
 	if !strings.Contains(list, "X-Dev:alice") {
 		t.Fatalf("list does not show the route:\n%s", list)
 	}
+	// status asks every copy pod's sidecar: the route is on both.
+	status := run("status", "svc/demo", "-n", ns)
+	for _, want := range []string{"Status:    active", "X-Dev:alice by ", "on 2 of 2 ready pods",
+		"curl -H 'X-Dev: alice' http://demo." + ns + ":80/"} {
+		if !strings.Contains(status, want) {
+			t.Fatalf("status lacks %q:\n%s", want, status)
+		}
+	}
+	var st struct {
+		Status string
+		Pods   []struct {
+			Name   string
+			Ready  bool
+			Routes []struct{ Header, Value string }
+		}
+	}
+	if err := json.Unmarshal([]byte(run("status", "demo", "-n", ns, "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != "active" || len(st.Pods) != 2 {
+		t.Fatalf("status -o json: %+v", st)
+	}
+	for _, p := range st.Pods {
+		if !p.Ready || len(p.Routes) != 1 || p.Routes[0].Value != "alice" {
+			t.Fatalf("status -o json, pod %s: %+v", p.Name, p)
+		}
+	}
 	s, _ := cs.CoreV1().Services(ns).Get(context.Background(), "demo", metav1.GetOptions{})
 	if s.Spec.Ports[0].TargetPort.IntVal == 8080 {
 		t.Fatal("numeric targetPort was not switched to the sidecar")

@@ -1,0 +1,162 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
+)
+
+// statusCluster is a namespace with svc/shop intercepted (switched) or only
+// its copy left (residue), two copy pods and one original pod.
+func statusCluster(switched bool) (*fake.Clientset, *session.Record) {
+	rec := &session.Record{Version: 1, ID: "abc123", Service: "shop", Workload: "shop", Copy: "shop-intercept-abc123",
+		Port: "http", Selector: map[string]string{"app": "shop"},
+		Plan:    workload.PortPlan{AppPort: 8080, SidecarPort: 18080, ControlPort: 18081},
+		Created: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
+	s := svc("team", "shop", corev1.ServicePort{Name: "http", Port: 80})
+	s.Spec.Selector = map[string]string{"app": "shop"}
+	if switched {
+		s.Spec.Selector = rec.SessionSelector()
+		s.Annotations = map[string]string{session.AnnotationRecord: rec.Encode()}
+	}
+	copyDeploy := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: rec.Copy,
+			Labels:      map[string]string{session.LabelManagedBy: session.ManagedByValue, session.LabelSession: rec.ID},
+			Annotations: map[string]string{session.AnnotationRecord: rec.Encode()}},
+		Spec:   appsv1.DeploymentSpec{Replicas: ptr.To[int32](2)},
+		Status: appsv1.DeploymentStatus{ReadyReplicas: 2},
+	}
+	pod := func(name string, labels map[string]string, ready bool) *corev1.Pod {
+		cond := corev1.ConditionFalse
+		if ready {
+			cond = corev1.ConditionTrue
+		}
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name, Labels: labels},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning,
+				Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: cond}}}}
+	}
+	copyLabels := map[string]string{"app": "shop", session.LabelSession: rec.ID}
+	return fake.NewClientset(s, copyDeploy,
+		pod("shop-intercept-abc123-b", copyLabels, true),
+		pod("shop-intercept-abc123-a", copyLabels, true),
+		pod("shop-7d9f-x", map[string]string{"app": "shop"}, true),
+	), rec
+}
+
+func statusOptions(cs *fake.Clientset, routes map[string][]tunnel.Route) (*StatusOptions, *bytes.Buffer) {
+	var out bytes.Buffer
+	o := &StatusOptions{Namespace: "team", Service: "shop", Client: cs}
+	o.Out = &out
+	o.RoutesOf = func(_ context.Context, pod string, _ *session.Record) ([]tunnel.Route, error) {
+		r, ok := routes[pod]
+		if !ok {
+			return nil, errors.New("connection refused")
+		}
+		return r, nil
+	}
+	return o, &out
+}
+
+// status shows, pod by pod, which routes the copy's sidecars hold, so a
+// pod that lacks a developer's route stands out, with what it means.
+func TestStatusShowsRoutesPodByPod(t *testing.T) {
+	cs, _ := statusCluster(true)
+	alice := tunnel.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop"}
+	bob := tunnel.Route{Cookie: "dev", Value: "bob", Owner: "bob@laptop"}
+	o, out := statusOptions(cs, map[string][]tunnel.Route{
+		"shop-intercept-abc123-a": {alice, bob},
+		"shop-intercept-abc123-b": {alice},
+	})
+	st, err := o.status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeStatus(out, st, st.Created.Add(90*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Service:   team/shop, port http",
+		"Status:    active",
+		"Workload:  deployment/shop, copied as deployment/shop-intercept-abc123 (2/2 ready)",
+		"Started:   90s ago",
+		"X-Dev:alice by alice@laptop, on 2 of 2 ready pods",
+		"cookie dev=bob by bob@laptop, on 1 of 2 ready pods",
+		"shop-intercept-abc123-a   true    X-Dev:alice, cookie dev=bob",
+		"shop-intercept-abc123-b   true    X-Dev:alice ",
+		"Try it from inside the cluster: curl -H 'X-Dev: alice' http://shop.team:80/",
+		"Try it from inside the cluster: curl -H 'Cookie: dev=bob' http://shop.team:80/",
+		"Pod shop-intercept-abc123-b lacks a route",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("missing %q in:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "shop-7d9f-x") {
+		t.Errorf("a pod of the original is listed:\n%s", out.String())
+	}
+}
+
+// A sidecar that does not answer is named with the reason, in text and in
+// -o json, and the other pods are still shown.
+func TestStatusSidecarNotAnswering(t *testing.T) {
+	cs, _ := statusCluster(true)
+	o, out := statusOptions(cs, map[string][]tunnel.Route{
+		"shop-intercept-abc123-a": {{Header: "X-Dev", Value: "alice"}},
+	})
+	o.Output = "json"
+	if err := o.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var st Status
+	if err := json.Unmarshal(out.Bytes(), &st); err != nil {
+		t.Fatalf("%v in:\n%s", err, out.String())
+	}
+	if st.Service != "shop" || len(st.Pods) != 2 || st.Pods[0].Name != "shop-intercept-abc123-a" || len(st.Pods[0].Routes) != 1 {
+		t.Fatalf("unexpected status: %+v", st)
+	}
+	if p := st.Pods[1]; !strings.Contains(p.Problem, "sidecar did not answer: connection refused") {
+		t.Errorf("pod b's problem: %q", p.Problem)
+	}
+}
+
+// A copy left without a switched Service (a crash, our annotations wiped)
+// is shown as residue with the command that cleans it up; a Service with no
+// intercept at all is an error that says where to look.
+func TestStatusResidueAndNotIntercepted(t *testing.T) {
+	cs, _ := statusCluster(false)
+	o, out := statusOptions(cs, nil)
+	if err := o.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Status:    residue", "a copy without a switched Service",
+		"`kubectl intercept close svc/shop -n team` restores the Service and removes the copy"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("missing %q in:\n%s", want, out.String())
+		}
+	}
+
+	cs = fake.NewClientset(svc("team", "shop", corev1.ServicePort{Name: "http", Port: 80}))
+	o, _ = statusOptions(cs, nil)
+	err := o.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "service team/shop is not intercepted: `kubectl intercept list`") {
+		t.Fatalf("got %v", err)
+	}
+	o.Service = "nope"
+	if err := o.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "service team/nope not found") {
+		t.Fatalf("got %v", err)
+	}
+}
