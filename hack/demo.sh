@@ -41,6 +41,9 @@ done
 
 say "5. kubectl intercept list -n $NS"
 "$PLUGIN" list -n "$NS"
+echo
+echo "kubectl intercept status svc/demo -n $NS"
+"$PLUGIN" status svc/demo -n "$NS"
 
 say "6. kubectl intercept close svc/demo -n $NS"
 "$PLUGIN" close svc/demo -n "$NS"
