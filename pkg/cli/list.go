@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"strings"
 	"text/tabwriter"
@@ -109,15 +110,8 @@ func (o *ListOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	switch o.Output {
-	case "json":
-		b, _ := json.MarshalIndent(entries, "", "  ")
-		fmt.Fprintf(o.Out, "%s\n", b)
-		return nil
-	case "yaml":
-		b, _ := yaml.Marshal(entries)
-		fmt.Fprintf(o.Out, "%s", b)
-		return nil
+	if done, err := writeData(o.Out, o.Output, entries); done {
+		return err
 	}
 	if len(entries) == 0 {
 		where := "namespace " + o.Namespace
@@ -197,6 +191,26 @@ func (o *ListOptions) entries(ctx context.Context) ([]Entry, error) {
 		entries = append(entries, residueEntry(&d, rec))
 	}
 	return entries, nil
+}
+
+// writeData writes v as JSON or YAML when format (-o) asks for one; done
+// is false for any other format, which the caller renders itself.
+func writeData(w io.Writer, format string, v any) (done bool, err error) {
+	var b []byte
+	switch format {
+	case "json":
+		if b, err = json.MarshalIndent(v, "", "  "); err == nil {
+			b = append(b, '\n')
+		}
+	case "yaml":
+		b, err = yaml.Marshal(v)
+	default:
+		return false, nil
+	}
+	if err == nil {
+		_, err = w.Write(b)
+	}
+	return true, err
 }
 
 // switchedEntry describes a Service that carries a session record, asking

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +20,6 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
@@ -121,15 +119,8 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	switch o.Output {
-	case "json":
-		b, _ := json.MarshalIndent(st, "", "  ")
-		fmt.Fprintf(o.Out, "%s\n", b)
-		return nil
-	case "yaml":
-		b, _ := yaml.Marshal(st)
-		fmt.Fprintf(o.Out, "%s", b)
-		return nil
+	if done, err := writeData(o.Out, o.Output, st); done {
+		return err
 	}
 	return writeStatus(o.Out, st, time.Now())
 }
