@@ -17,7 +17,6 @@ import (
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
 )
 
 // CloseOptions are the inputs of `kubectl intercept close`.
@@ -229,19 +228,7 @@ func liveRoutes(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, 
 		if pod.Status.Phase != "Running" || pod.DeletionTimestamp != nil {
 			continue
 		}
-		conn, err := portforward.DialPod(ctx, cfg, ns, pod.Name, int(rec.Plan.ControlPort))
-		if err != nil {
-			last = err
-			continue
-		}
-		c, err := tunnel.NewClient(conn)
-		if err != nil {
-			conn.Close()
-			last = err
-			continue
-		}
-		routes, err := c.Routes()
-		c.Close()
+		routes, err := sidecarRoutes(ctx, cfg, ns, pod.Name, int(rec.Plan.ControlPort))
 		if err == nil {
 			return routes, nil
 		}

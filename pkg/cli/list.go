@@ -178,19 +178,40 @@ func (o *ListOptions) entries(ctx context.Context) ([]Entry, error) {
 	}
 	// Copies whose Service is not switched (a crash between creating the
 	// copy and the switch, or annotations wiped): residue to clean up.
-	copies, err := o.Client.AppsV1().Deployments(o.Namespace).List(ctx, metav1.ListOptions{
+	copies, err := copiesIn(ctx, o.Client, o.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range copies {
+		if !switched[c.Namespace+"/"+c.rec.Service] {
+			entries = append(entries, residueEntry(c.Deployment, c.rec))
+		}
+	}
+	return entries, nil
+}
+
+// copyOf is a copy Deployment of ours with its readable session record.
+type copyOf struct {
+	*appsv1.Deployment
+	rec *session.Record
+}
+
+// copiesIn lists our copies in ns (every namespace if empty) whose record
+// can be read.
+func copiesIn(ctx context.Context, cs kubernetes.Interface, ns string) ([]copyOf, error) {
+	list, err := cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{
 		LabelSelector: session.LabelManagedBy + "=" + session.ManagedByValue})
 	if err != nil {
 		return nil, fmt.Errorf("listing copies: %w", err)
 	}
-	for _, d := range copies.Items {
-		rec, err := session.DecodeRecord(d.Annotations[session.AnnotationRecord])
-		if err != nil || switched[d.Namespace+"/"+rec.Service] {
-			continue
+	var out []copyOf
+	for i := range list.Items {
+		d := &list.Items[i]
+		if rec, err := session.DecodeRecord(d.Annotations[session.AnnotationRecord]); err == nil {
+			out = append(out, copyOf{d, rec})
 		}
-		entries = append(entries, residueEntry(&d, rec))
 	}
-	return entries, nil
+	return out, nil
 }
 
 // writeData writes v as JSON or YAML when format (-o) asks for one; done

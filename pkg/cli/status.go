@@ -224,17 +224,14 @@ func unionRoutes(pods []PodStatus) ([]tunnel.Route, error) {
 // residue finds a copy of this Service whose Service is not switched; rec
 // is nil when there is none.
 func (o *StatusOptions) residue(ctx context.Context) (Entry, *session.Record, error) {
-	copies, err := o.Client.AppsV1().Deployments(o.Namespace).List(ctx, metav1.ListOptions{
-		LabelSelector: session.LabelManagedBy + "=" + session.ManagedByValue})
+	copies, err := copiesIn(ctx, o.Client, o.Namespace)
 	if err != nil {
-		return Entry{}, nil, fmt.Errorf("listing copies: %w", err)
+		return Entry{}, nil, err
 	}
-	for _, d := range copies.Items {
-		rec, err := session.DecodeRecord(d.Annotations[session.AnnotationRecord])
-		if err != nil || rec.Service != o.Service {
-			continue
+	for _, c := range copies {
+		if c.rec.Service == o.Service {
+			return residueEntry(c.Deployment, c.rec), c.rec, nil
 		}
-		return residueEntry(&d, rec), rec, nil
 	}
 	return Entry{}, nil, nil
 }

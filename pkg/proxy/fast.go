@@ -360,7 +360,7 @@ func hasToken(v []byte, token string) bool {
 func (f *fastPath) forward(fc *fastConn, req fastRequest, to *route) (keep bool, err error) {
 	noBody := !req.chunked && req.length == 0
 	for retried := false; ; {
-		u, err := f.upstreamFor(fc, to)
+		u, reused, err := f.upstreamFor(fc, to)
 		if err != nil && to != nil {
 			// The developer left a moment ago and this sidecar has not
 			// yet seen it: fail open. Nothing was sent; the app gets it.
@@ -377,7 +377,7 @@ func (f *fastPath) forward(fc *fastConn, req fastRequest, to *route) (keep bool,
 		// again on a new connection. One closed after the write, without a
 		// byte of answer, gets a bodiless request again (as net/http's
 		// Transport retries).
-		writeAgain := u.reused && !retried
+		writeAgain := reused && !retried
 		if noBody || !req.chunked && int64(fc.br.Buffered()-len(req.head)) >= req.length {
 			// The whole request is buffered: one write, no body to stream.
 			whole, _ := fc.br.Peek(len(req.head) + int(req.length))
@@ -389,7 +389,7 @@ func (f *fastPath) forward(fc *fastConn, req fastRequest, to *route) (keep bool,
 				}
 				return false, fmt.Errorf("writing to %s: %w", u.name(), err)
 			}
-			keep, err := f.response(fc, u.upstream, req, writeAgain && noBody)
+			keep, err := f.response(fc, u, req, writeAgain && noBody)
 			if errors.Is(err, errStaleUpstream) {
 				retried = true
 				continue // the kept connection had been closed: once more on a new one
@@ -423,7 +423,7 @@ func (f *fastPath) forward(fc *fastConn, req fastRequest, to *route) (keep bool,
 			}
 			bodyDone <- err
 		}()
-		keep, err = f.response(fc, u.upstream, req, false)
+		keep, err = f.response(fc, u, req, false)
 		var berr error
 		select {
 		case berr = <-bodyDone:
@@ -445,18 +445,11 @@ func (f *fastPath) forward(fc *fastConn, req fastRequest, to *route) (keep bool,
 	}
 }
 
-// keptUpstream is the connection a request goes on over, and whether it
-// had carried requests before (and may have been closed at the other end
-// meanwhile).
-type keptUpstream struct {
-	*upstream
-	reused bool
-}
-
 // upstreamFor returns the caller's kept connection to the app or to the
-// developer of to, dialing one if there is none.
-func (f *fastPath) upstreamFor(fc *fastConn, to *route) (keptUpstream, error) {
-	u := &fc.app
+// developer of to, dialing one if there is none; reused says it had
+// carried requests before (and may have been closed at the other end).
+func (f *fastPath) upstreamFor(fc *fastConn, to *route) (u *upstream, reused bool, err error) {
+	u = &fc.app
 	if to != nil {
 		u = &fc.dev
 		if u.to != to {
@@ -464,23 +457,22 @@ func (f *fastPath) upstreamFor(fc *fastConn, to *route) (keptUpstream, error) {
 		}
 	}
 	if u.conn != nil {
-		return keptUpstream{u, true}, nil
+		return u, true, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var conn net.Conn
-	var err error
 	if to == nil {
 		var d net.Dialer
 		conn, err = d.DialContext(ctx, "tcp", f.upstream)
 		if err != nil {
-			return keptUpstream{}, fmt.Errorf("the app does not answer on %s: %v", f.upstream, err)
+			return nil, false, fmt.Errorf("the app does not answer on %s: %v", f.upstream, err)
 		}
 	} else if conn, err = to.dial(ctx); err != nil {
-		return keptUpstream{}, err
+		return nil, false, err
 	}
 	u.conn, u.br, u.to = conn, bufio.NewReaderSize(conn, fastHeadMax), to
-	return keptUpstream{u, false}, nil
+	return u, false, nil
 }
 
 // errStaleUpstream says a kept connection to the app had been closed by it
