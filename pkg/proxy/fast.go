@@ -365,7 +365,7 @@ func (f *fastPath) response(fc *fastConn, u *upstream, req fastRequest, mayRetry
 			return false, nil
 		}
 		informational := status >= 100 && status < 200
-		noBody := informational || req.head1 || status == 204 || status == 304
+		noBody := req.bodyless(status)
 		out, consumed := head, len(head)
 		if f.draining.Load() && !framing.close && !informational {
 			// Tell the caller to move to another endpoint.

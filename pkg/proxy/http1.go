@@ -87,6 +87,12 @@ func parseRequestHead(head []byte) (req fastRequest, ok bool) {
 	return req, true
 }
 
+// bodyless reports whether a response with status to req has no body,
+// whatever its head says: a 1xx, 204 or 304, or any answer to HEAD.
+func (req fastRequest) bodyless(status int) bool {
+	return status >= 100 && status < 200 || req.head1 || status == 204 || status == 304
+}
+
 type responseFraming struct {
 	chunked bool
 	length  int64 // -1: none given
