@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -21,6 +23,7 @@ import (
 // way, to the in-cluster app and to the laptop, even when they are not
 // gRPC; HTTP/1.1 callers still get through.
 func TestDeclaredH2CPort(t *testing.T) {
+	requireLocalCluster(t, "it sends HTTP/2 and HTTP/1.1 requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{serviceMutate: func(s *corev1.Service) {
 		s.Spec.Ports[0].AppProtocol = ptr.To("kubernetes.io/h2c")
@@ -62,6 +65,7 @@ func TestDeclaredH2CPort(t *testing.T) {
 // as it would without the sidecar, on both routes; never a hang, never a
 // short body passed off as whole.
 func TestAppClosingMidResponse(t *testing.T) {
+	requireLocalCluster(t, "it requests a demo pod's IP and the Service's ClusterIP from this host")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	pods, err := cs.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: "app=demo"})
@@ -118,6 +122,7 @@ func TestAppClosingMidResponse(t *testing.T) {
 // that says what is wrong, where without the sidecar it would have had a
 // refused connection.
 func TestNothingListening(t *testing.T) {
+	requireLocalCluster(t, "it connects from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{serviceMutate: func(s *corev1.Service) {
 		s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "dead", Port: 81, TargetPort: intstr.FromInt32(9999), Protocol: corev1.ProtocolTCP})

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -8,6 +10,7 @@ import (
 // The demo app answers through its Service's ClusterIP from this host, and
 // kube-proxy spreads new connections over both replicas.
 func TestDemoThroughClusterIP(t *testing.T) {
+	requireLocalCluster(t, "it requests the Service's ClusterIP from this host")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	seen := map[string]bool{}

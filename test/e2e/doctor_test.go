@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -76,11 +78,13 @@ func TestDoctor(t *testing.T) {
 	wantLines(t, "entry svc/cart", out, append(everyCarrier, "from the sidecar in pod cart-intercept-", "as GET /checkout", "The entry answered 200 OK")...)
 
 	// A URL this machine reaches: the Service's ClusterIP.
-	out, code = doctor(t, "svc/cart", "-n", ns, "--via", cartURL+"from-host")
-	if code != 0 {
-		t.Errorf("entry %s: exit %d", cartURL, code)
-	}
-	wantLines(t, "entry URL", out, append(everyCarrier, "Sent GET "+cartURL+"from-host with", "as GET /from-host")...)
+	fromHost(t, "entry URL of the ClusterIP", func(t *testing.T) {
+		out, code := doctor(t, "svc/cart", "-n", ns, "--via", cartURL+"from-host")
+		if code != 0 {
+			t.Errorf("entry %s: exit %d", cartURL, code)
+		}
+		wantLines(t, "entry URL", out, append(everyCarrier, "Sent GET "+cartURL+"from-host with", "as GET /from-host")...)
+	})
 
 	// front passes the header and baggage on, not the cookie.
 	out, code = doctor(t, "svc/cart", "-n", ns, "--via", through("X-C6O-INTERCEPT,baggage"), "--wait", "2s")

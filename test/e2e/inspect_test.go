@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -36,6 +38,7 @@ func chromiumPath(t *testing.T) string {
 // inspector's page in a browser, and replaying it from the page reaches the
 // developer's service again.
 func TestInspectorShowsAndReplaysInterceptedRequests(t *testing.T) {
+	requireLocalCluster(t, "it sends the intercepted request from this host to the Service's ClusterIP")
 	bin := chromiumPath(t)
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -106,6 +108,7 @@ func header(kv ...string) http.Header {
 // A developer intercepts with the default header: their requests reach the
 // laptop, everyone else's the cluster; Ctrl-C restores everything.
 func TestInterceptForegroundDefaultHeader(t *testing.T) {
+	requireLocalCluster(t, "it checks the routes with requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")
@@ -163,12 +166,14 @@ func TestInterceptBackgroundListClose(t *testing.T) {
 	if !strings.Contains(out, "runs in the background") {
 		t.Fatalf("unexpected output:\n%s", out)
 	}
-	if got := routedTo(t, svc, header("X-Dev", "alice")); got != laptopPod {
-		t.Fatalf("request with x-dev: alice reached %q", got)
-	}
-	if got := routedTo(t, svc, header("X-C6O-INTERCEPT", "yes")); got == laptopPod {
-		t.Fatal("the default header reached the laptop although -x was given")
-	}
+	fromHost(t, "requests through the ClusterIP", func(t *testing.T) {
+		if got := routedTo(t, svc, header("X-Dev", "alice")); got != laptopPod {
+			t.Fatalf("request with x-dev: alice reached %q", got)
+		}
+		if got := routedTo(t, svc, header("X-C6O-INTERCEPT", "yes")); got == laptopPod {
+			t.Fatal("the default header reached the laptop although -x was given")
+		}
+	})
 	list := run("list", "-n", ns)
 	if !strings.Contains(list, "X-Dev:alice") {
 		t.Fatalf("list does not show the route:\n%s", list)
@@ -213,6 +218,7 @@ func TestInterceptBackgroundListClose(t *testing.T) {
 // kill -9 of the CLI: the developer's requests go back to the cluster within
 // 2 s; close afterwards restores the Service.
 func TestFailOpenAfterKill(t *testing.T) {
+	requireLocalCluster(t, "it watches the route fail open with requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")
@@ -238,6 +244,7 @@ func TestFailOpenAfterKill(t *testing.T) {
 // Two developers share a session: each gets their own requests; the first
 // to leave keeps the Service switched for the other; the last restores it.
 func TestTwoDevelopers(t *testing.T) {
+	requireLocalCluster(t, "it checks each developer's route with requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")

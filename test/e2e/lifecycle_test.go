@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -101,6 +103,7 @@ func podRoutesToLaptop(t *testing.T, pod corev1.Pod, h http.Header) bool {
 // A copy pod dies and the copy is scaled: the developer's route is on every
 // ready copy pod again within seconds.
 func TestRoutesFollowCopyPods(t *testing.T) {
+	requireLocalCluster(t, "it asks each copy pod's sidecar through its pod IP, and the Service through its ClusterIP, from this host")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")
@@ -219,9 +222,11 @@ func TestPodSecurityRestricted(t *testing.T) {
 
 	p := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "-w")
 	p.waitOutput(t, "Intercepting service", 2*time.Minute)
-	if got := routedTo(t, svc, header("X-C6O-INTERCEPT", "yes")); got != laptopPod {
-		t.Fatalf("header request reached %q", got)
-	}
+	fromHost(t, "the header through the ClusterIP", func(t *testing.T) {
+		if got := routedTo(t, svc, header("X-C6O-INTERCEPT", "yes")); got != laptopPod {
+			t.Fatalf("header request reached %q", got)
+		}
+	})
 	pods := readyCopyPods(t, theCopy(t, ns))
 	if len(pods) != 2 {
 		t.Fatalf("%d ready copy pods in the restricted namespace, want 2", len(pods))
@@ -266,7 +271,7 @@ func dialPod(t *testing.T, ns, name, addr string) (bool, string) {
 		Spec: corev1.PodSpec{
 			RestartPolicy: corev1.RestartPolicyNever,
 			Containers: []corev1.Container{{
-				Name: "dial", Image: demoImage, ImagePullPolicy: corev1.PullNever,
+				Name: "dial", Image: demoImage, ImagePullPolicy: demoPullPolicy,
 				Args: []string{"--dial", addr},
 			}},
 		},
@@ -320,6 +325,7 @@ func TestControlPortUnreachableFromOtherPods(t *testing.T) {
 // start and close succeeds, each gets their own requests while both are
 // in, and after every round the Service is exactly as it was.
 func TestTwoCLIsRace(t *testing.T) {
+	requireLocalCluster(t, "it checks the routes of every round with requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")
@@ -398,6 +404,7 @@ func TestTwoCLIsRace(t *testing.T) {
 // restart the intercept to pick up a new version); close keeps every change
 // of theirs and reverts only ours.
 func TestCloseKeepsADeployMadeDuringTheIntercept(t *testing.T) {
+	requireLocalCluster(t, "it checks the routes with requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	port := laptop(t, laptopPod)

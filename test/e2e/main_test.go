@@ -1,6 +1,23 @@
-// Package e2e runs kubectl-intercept against the real local cluster
-// (hack/cluster.sh): a real API server, kubelet, containerd and kube-proxy,
-// with traffic from this host through Service ClusterIPs.
+//go:build e2e
+
+// Package e2e runs kubectl-intercept against a real cluster: by default the
+// local one of hack/cluster.sh (a real API server, kubelet, containerd and
+// kube-proxy, with traffic from this host through Service ClusterIPs), or
+// the cluster KUBECONFIG names, as it is. The files build only with -tags
+// e2e, so a plain go test ./... neither compiles nor starts any of this.
+//
+// Environment:
+//
+//	KUBECONFIG   one kubeconfig file: the suite runs on its current context
+//	             and does not run hack/cluster.sh. Unset: hack/cluster.sh up,
+//	             then $CLUSTER_DIR/kubeconfig. Tests that need this host
+//	             inside the cluster's network skip unless KUBECONFIG is unset
+//	             or names $CLUSTER_DIR/kubeconfig (see requireLocalCluster).
+//	PROXY_IMAGE  the sidecar image, which the cluster must already have or
+//	             be able to pull (old name: KUBECTL_INTERCEPT_PROXY_IMAGE)
+//	DEMO_IMAGE   the demo app's image, likewise (old name: E2E_DEMO_IMAGE)
+//	E2E_PLUGIN   the kubectl-intercept binary (default bin/kubectl-intercept)
+//	E2E_KUBECTL  kubectl, for the namespace dump of a failed test
 package e2e
 
 import (
@@ -26,6 +43,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 )
@@ -35,36 +53,139 @@ var (
 	kubeconfig string
 	plugin     string
 	demoImage  string
+	// localCluster: the cluster is hack/cluster.sh's, whose node is this
+	// host, so ClusterIPs and pod IPs answer from here.
+	localCluster bool
+	// demoPullPolicy: the local cluster has the demo image imported and
+	// no registry; another cluster may have to pull it.
+	demoPullPolicy = corev1.PullNever
+)
+
+// The images hack/images.sh builds by default.
+const (
+	defaultProxyImage = "localhost/kubectl-intercept/intercept-proxy:0.1.0"
+	defaultDemoImage  = "localhost/kubectl-intercept/demo:0.1.0"
 )
 
 func TestMain(m *testing.M) {
 	repo, _ := filepath.Abs("../..")
+	local := localKubeconfig()
 	kubeconfig = os.Getenv("KUBECONFIG")
 	if kubeconfig == "" {
-		kubeconfig = "/var/tmp/kubectl-intercept/cluster/kubeconfig"
+		// Start the local cluster once per run, or reuse the one that is up.
+		kubeconfig, localCluster = local, true
+		up := exec.Command(filepath.Join(repo, "hack/cluster.sh"), "up")
+		up.Stdout, up.Stderr = os.Stderr, os.Stderr
+		if err := up.Run(); err != nil {
+			fail("the local cluster is not available (hack/cluster.sh up, as root; or set KUBECONFIG to run on another cluster): %v", err)
+		}
+	} else {
+		// The cluster KUBECONFIG names, as it is: nothing is started.
+		if _, err := os.Stat(kubeconfig); err != nil {
+			fail("KUBECONFIG=%s: %v (it must name one kubeconfig file; unset it to run on the local cluster of hack/cluster.sh)", kubeconfig, err)
+		}
+		localCluster = sameFile(kubeconfig, local)
 	}
-	// Start the cluster once per run, or reuse the one that is up.
-	up := exec.Command(filepath.Join(repo, "hack/cluster.sh"), "up")
-	up.Stdout, up.Stderr = os.Stderr, os.Stderr
-	if err := up.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: the local cluster is not available (hack/cluster.sh up, as root):", err)
-		os.Exit(1)
+	if !localCluster {
+		demoPullPolicy = corev1.PullIfNotPresent
 	}
 	plugin = os.Getenv("E2E_PLUGIN")
 	if plugin == "" {
 		plugin = filepath.Join(repo, "bin/kubectl-intercept")
 	}
-	demoImage = envOr("E2E_DEMO_IMAGE", "localhost/kubectl-intercept/demo:0.1.0")
-	if os.Getenv("KUBECTL_INTERCEPT_PROXY_IMAGE") == "" {
-		os.Setenv("KUBECTL_INTERCEPT_PROXY_IMAGE", "localhost/kubectl-intercept/intercept-proxy:0.1.0")
-	}
+	// PROXY_IMAGE and DEMO_IMAGE, as for make images; the older names still
+	// work. The plugin reads the sidecar's image from its own variable.
+	proxyImage := firstEnv(defaultProxyImage, "PROXY_IMAGE", "KUBECTL_INTERCEPT_PROXY_IMAGE")
+	os.Setenv("KUBECTL_INTERCEPT_PROXY_IMAGE", proxyImage)
+	demoImage = firstEnv(defaultDemoImage, "DEMO_IMAGE", "E2E_DEMO_IMAGE")
+
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		os.Exit(1)
+		fail("KUBECONFIG=%s: %v", kubeconfig, err)
 	}
+	// A cluster that does not answer fails the run at once, not every test
+	// after its own timeout.
+	probe := rest.CopyConfig(cfg)
+	probe.Timeout = 15 * time.Second
+	version, err := kubernetes.NewForConfigOrDie(probe).Discovery().ServerVersion()
+	if err != nil {
+		fail("the cluster of %s does not answer: %v", kubeconfig, err)
+	}
+	where := "the local cluster of hack/cluster.sh"
+	if !localCluster {
+		where = "not the local cluster: tests that need this host inside the cluster's network skip"
+	}
+	fmt.Fprintf(os.Stderr, "e2e: %s (Kubernetes %s at %s), %s; images %s, %s\n",
+		kubeconfig, version.GitVersion, cfg.Host, where, proxyImage, demoImage)
 	cs = kubernetes.NewForConfigOrDie(cfg)
 	os.Exit(m.Run())
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "e2e: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+// localKubeconfig is where hack/cluster.sh writes the local cluster's admin
+// kubeconfig: $CLUSTER_DIR/kubeconfig, CLUSTER_DIR defaulting to
+// $CACHE_DIR/cluster and CACHE_DIR to /var/tmp/kubectl-intercept.
+func localKubeconfig() string {
+	dir := os.Getenv("CLUSTER_DIR")
+	if dir == "" {
+		dir = filepath.Join(envOr("CACHE_DIR", "/var/tmp/kubectl-intercept"), "cluster")
+	}
+	return filepath.Join(dir, "kubeconfig")
+}
+
+// sameFile reports whether the paths name one file (or, when either does
+// not exist, are the same path).
+func sameFile(a, b string) bool {
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	if errA == nil && errB == nil {
+		return os.SameFile(fa, fb)
+	}
+	absA, _ := filepath.Abs(a)
+	absB, _ := filepath.Abs(b)
+	return absA == absB
+}
+
+// requireLocalCluster skips the test unless it runs on the local cluster of
+// hack/cluster.sh (KUBECONFIG unset, or naming that cluster's kubeconfig):
+// why says what the test needs from it. Sending traffic from this host to a
+// ClusterIP or a pod IP is the usual reason: on the local cluster the host
+// is the node, on kind or a cloud cluster it is outside that network.
+func requireLocalCluster(t *testing.T, why string) {
+	t.Helper()
+	if !localCluster {
+		t.Skipf("needs the local cluster of hack/cluster.sh: %s", why)
+	}
+}
+
+// fromHost runs check, a part of a test that sends requests from this host
+// to a ClusterIP, as the subtest name: off the local cluster that part
+// skips and the rest of the test goes on. On the local cluster it counts as
+// if written inline: a Fatal in check ends the test, an Error fails it.
+func fromHost(t *testing.T, name string, check func(t *testing.T)) {
+	t.Helper()
+	returned := false
+	if !t.Run(name, func(t *testing.T) {
+		requireLocalCluster(t, "it sends requests from this host to the Service's ClusterIP")
+		check(t)
+		returned = true
+	}) && !returned {
+		t.FailNow()
+	}
+}
+
+// firstEnv is the first of the variables that is set, else def.
+func firstEnv(def string, names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return def
 }
 
 func envOr(k, def string) string {
@@ -137,7 +258,7 @@ func deployDemo(t *testing.T, ns string, o demoOptions) *corev1.Service {
 					Containers: []corev1.Container{{
 						Name:            "demo",
 						Image:           demoImage,
-						ImagePullPolicy: corev1.PullNever,
+						ImagePullPolicy: demoPullPolicy,
 						Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
 							FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
 						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}, {Name: "tcp", ContainerPort: 9090}},

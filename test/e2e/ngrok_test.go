@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -19,6 +21,7 @@ func TestNgrokTunnel(t *testing.T) {
 	if os.Getenv("NGROK_AUTHTOKEN") == "" {
 		t.Skip("NGROK_AUTHTOKEN is not set: the ngrok tunnel needs an account")
 	}
+	requireLocalCluster(t, "it sends the developer's requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")

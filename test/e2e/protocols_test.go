@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -41,6 +43,7 @@ func laptopDemo(t *testing.T) int {
 // Every protocol, through a live intercept, for the route to the laptop
 // (header x-dev: alice, or gRPC metadata) and for everyone else.
 func TestProtocolsThroughIntercept(t *testing.T) {
+	requireLocalCluster(t, "it speaks every protocol from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	p := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(laptopDemo(t)), "-x", "x-dev:alice")

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -164,12 +166,14 @@ func TestLeastPrivilegeRoleAsClientCertificateUser(t *testing.T) {
 	before := takeSnapshot(t, ns, "demo")
 	p := startPluginEnv(t, env, args(ns, "svc/demo", "-l", strconv.Itoa(port))...)
 	p.waitOutput(t, "Intercepting service", 2*time.Minute)
-	if got := routedTo(t, svc, header("X-C6O-INTERCEPT", "yes")); got != laptopPod {
-		t.Fatalf("header request reached %q", got)
-	}
-	if got := routedTo(t, svc, nil); got == laptopPod || !strings.HasPrefix(got, "demo-") {
-		t.Fatalf("request without the header reached %q, want a demo pod", got)
-	}
+	fromHost(t, "requests through the ClusterIP", func(t *testing.T) {
+		if got := routedTo(t, svc, header("X-C6O-INTERCEPT", "yes")); got != laptopPod {
+			t.Fatalf("header request reached %q", got)
+		}
+		if got := routedTo(t, svc, nil); got == laptopPod || !strings.HasPrefix(got, "demo-") {
+			t.Fatalf("request without the header reached %q, want a demo pod", got)
+		}
+	})
 	if out, err := run(args(ns, "list")...); err != nil || !strings.Contains(out, "active") {
 		t.Fatalf("list as %s: %v\n%s", certUser, err, out)
 	}

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -70,6 +72,7 @@ func (g *loadGen) run(ctx context.Context, perSecond int, wg *sync.WaitGroup) {
 // of clients that honour Connection: close and retry idempotent requests
 // (Go's client), with and without the header.
 func TestZeroDowntimeUnderLoad(t *testing.T) {
+	requireLocalCluster(t, "it sends the load from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")
@@ -125,6 +128,7 @@ func TestZeroDowntimeUnderLoad(t *testing.T) {
 // heartbeat can tell) loses its route within 5 s; others never notice; on
 // SIGCONT the CLI re-establishes the route.
 func TestFailOpenAfterSIGSTOP(t *testing.T) {
+	requireLocalCluster(t, "it watches the route fail open with requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	port := laptop(t, laptopPod)

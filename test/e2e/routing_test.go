@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -21,6 +23,7 @@ import (
 // With 3 replicas every copy pod holds the route: 50 of 50 header requests
 // (new connections, spread by kube-proxy) reach the laptop.
 func TestEveryReplicaIntercepted(t *testing.T) {
+	requireLocalCluster(t, "it sends the requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{replicas: 3})
 	port := laptop(t, laptopPod)
@@ -39,6 +42,7 @@ func TestEveryReplicaIntercepted(t *testing.T) {
 
 // -a sends every connection to the laptop, whatever its headers.
 func TestAllTraffic(t *testing.T) {
+	requireLocalCluster(t, "it sends the requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")
@@ -63,6 +67,7 @@ func TestAllTraffic(t *testing.T) {
 // -r picks one port of a two-port Service; the other port keeps being
 // served by the copy's app container (here a line-echo TCP protocol).
 func TestRemotePortOfTwoPortService(t *testing.T) {
+	requireLocalCluster(t, "it connects from this host to both ports of the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{numericTarget: true, serviceMutate: func(s *corev1.Service) {
 		s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "tcp", Port: 9090, TargetPort: intstr.FromString("tcp"), Protocol: corev1.ProtocolTCP})
@@ -124,6 +129,7 @@ func TestRevertByAnotherToolIsReported(t *testing.T) {
 // A browser cannot add a header: a cookie, or a W3C baggage member that
 // tracing propagates across services, selects the laptop instead.
 func TestCookieAndBaggageRoutes(t *testing.T) {
+	requireLocalCluster(t, "it sends the requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -75,6 +77,7 @@ func headerValues(head string) map[string][]string {
 // arrives in order and nothing is added; names' case and the order of
 // different names are Go's.
 func TestTransparentHeaders(t *testing.T) {
+	requireLocalCluster(t, "it sends raw requests from this host to a demo pod's IP and the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{serviceMutate: func(s *corev1.Service) {
 		s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "raw", Port: 82, TargetPort: intstr.FromInt32(9191), Protocol: corev1.ProtocolTCP})
@@ -128,6 +131,7 @@ func TestTransparentHeaders(t *testing.T) {
 // through the tunnel to the laptop as it is, while the Service's other port
 // keeps being served in the cluster.
 func TestAllTrafficRawTCP(t *testing.T) {
+	requireLocalCluster(t, "it connects from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{serviceMutate: func(s *corev1.Service) {
 		s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "tcp", Port: 9090, TargetPort: intstr.FromString("tcp"), Protocol: corev1.ProtocolTCP})
