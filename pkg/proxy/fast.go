@@ -22,10 +22,11 @@ import (
 // duplicates included, and the sidecar does no per-request work beyond two
 // scans of the head (one while no developer is live).
 //
-// Anything else (HTTP/1.0, HTTP/2, upgrades, Expect: 100-continue, an odd
-// Transfer-Encoding, a request for a remote endpoint or an --all route, the
-// probe, a doctor's watch) goes to net/http with the bytes read so far: the
-// connection is handed over and stays with net/http from then on.
+// Anything else (HTTP/1.0, HTTP/2, upgrades, CONNECT, Expect: 100-continue,
+// an odd Transfer-Encoding, a request for a remote endpoint or an --all
+// route, the probe, a doctor's watch) goes to net/http with the bytes read
+// so far: the connection is handed over and stays with net/http from then
+// on.
 
 // fastHeadMax bounds a head the fast path reads; larger heads go to
 // net/http, which allows up to MaxHeaderBytes.

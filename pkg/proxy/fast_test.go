@@ -231,6 +231,24 @@ func TestFastPathResponseFraming(t *testing.T) {
 	}
 }
 
+// CONNECT is left to net/http, which refuses it as with --no-fast-path: a
+// 2xx would make the connection a tunnel, which the fast path's framing
+// cannot carry (it read the app's answer as a body delimited by closing and
+// passed nothing of the caller's on, holding both connections open).
+func TestFastPathLeavesConnectToNetHTTP(t *testing.T) {
+	app := newRawApp(t, func(string) string { return "HTTP/1.1 200 Connection established\r\n\r\n" })
+	for _, noFastPath := range []bool{false, true} {
+		proxy := startProxy(t, Config{Upstream: app.addr(), NoFastPath: noFastPath})
+		r := send(t, proxy, "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", 1)[0]
+		if r.StatusCode != http.StatusBadGateway {
+			t.Errorf("no fast path %v: status %d, want net/http's 502", noFastPath, r.StatusCode)
+		}
+	}
+	if n := app.conns.Load(); n != 0 {
+		t.Errorf("the app got %d connections", n)
+	}
+}
+
 // An app that closes idle kept connections (as many do after a few
 // seconds) costs the caller nothing: the request goes again on a new one.
 func TestFastPathAppClosedKeptConnection(t *testing.T) {

@@ -37,13 +37,11 @@ func parseRequestHead(head []byte) (req fastRequest, ok bool) {
 	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
 	method, rest1, ok1 := bytes.Cut(line, []byte(" "))
 	target, proto, ok2 := bytes.Cut(rest1, []byte(" "))
-	if !ok1 || !ok2 || len(method) == 0 || len(target) == 0 || string(proto) != "HTTP/1.1" {
+	if !ok1 || !ok2 || len(target) == 0 || string(proto) != "HTTP/1.1" {
 		return fastRequest{}, false
 	}
-	for _, b := range method {
-		if !httpguts.IsTokenRune(rune(b)) {
-			return fastRequest{}, false
-		}
+	if !validName(method) || string(method) == http.MethodConnect {
+		return fastRequest{}, false // CONNECT: its 2xx makes a tunnel, not a response
 	}
 	for _, b := range target {
 		if b <= ' ' || b == 0x7f {
@@ -60,11 +58,11 @@ func parseRequestHead(head []byte) (req fastRequest, ok bool) {
 		case asciiEqualFold(name, "Host"):
 			hosts++
 		case asciiEqualFold(name, "Content-Length"):
-			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil || n < 0 || (lengths > 0 && n != req.length) {
+			n, err := strconv.ParseUint(string(value), 10, 63) // digits only: not +5 or -0
+			if err != nil || (lengths > 0 && int64(n) != req.length) {
 				return false
 			}
-			req.length = n
+			req.length = int64(n)
 			lengths++
 		case asciiEqualFold(name, "Transfer-Encoding"):
 			if req.chunked || !asciiEqualFold(value, "chunked") {
@@ -101,11 +99,11 @@ type responseFraming struct {
 
 func parseResponseHead(head []byte) (status int, fr responseFraming, ok bool) {
 	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[7] < '0' || line[7] > '9' || line[8] != ' ' {
 		return 0, fr, false
 	}
 	status, err := strconv.Atoi(string(line[9:12]))
-	if err != nil || status < 100 || status > 999 {
+	if err != nil || status < 100 || (len(line) > 12 && line[12] != ' ') {
 		return 0, fr, false
 	}
 	fr.length = -1
@@ -113,11 +111,11 @@ func parseResponseHead(head []byte) (status int, fr responseFraming, ok bool) {
 	ok = eachField(rest, func(name, value []byte) bool {
 		switch {
 		case asciiEqualFold(name, "Content-Length"):
-			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil || n < 0 || (fr.length >= 0 && n != fr.length) {
+			n, err := strconv.ParseUint(string(value), 10, 63)
+			if err != nil || (fr.length >= 0 && int64(n) != fr.length) {
 				return false
 			}
-			fr.length = n
+			fr.length = int64(n)
 		case asciiEqualFold(name, "Transfer-Encoding"):
 			if !asciiEqualFold(value, "chunked") {
 				return false
@@ -126,7 +124,7 @@ func parseResponseHead(head []byte) (status int, fr responseFraming, ok bool) {
 		case asciiEqualFold(name, "Connection"):
 			fr.close = fr.close || hasToken(value, "close")
 		}
-		return true
+		return validValue(value) // a bare LF would end the line for net/http
 	})
 	if !ok {
 		return 0, fr, false
@@ -250,13 +248,14 @@ func copyChunked(dst io.Writer, src *bufio.Reader) error {
 	}
 }
 
-// readLine reads a CRLF-terminated line of at most 4 KiB, without the CRLF.
+// readLine reads a CRLF-terminated line of at most 4 KiB, without the CRLF;
+// a CR elsewhere in it is malformed, as net/http has it.
 func readLine(br *bufio.Reader) ([]byte, error) {
 	line, err := br.ReadSlice('\n')
 	if err != nil {
 		return nil, err
 	}
-	if len(line) < 2 || line[len(line)-2] != '\r' || len(line) > 4096 {
+	if len(line) < 2 || bytes.IndexByte(line, '\r') != len(line)-2 || len(line) > 4096 {
 		return nil, errors.New("malformed line")
 	}
 	return append([]byte(nil), line[:len(line)-2]...), nil

@@ -41,7 +41,7 @@ func TestParseRequestHead(t *testing.T) {
 		{name: "HEAD is case-sensitive", head: crlf("head / HTTP/1.1", "Host: x"), ok: true},
 		{name: "extension method", head: crlf("PURGE /cache HTTP/1.1", "Host: x"), ok: true},
 		{name: "OPTIONS asterisk", head: crlf("OPTIONS * HTTP/1.1", "Host: x"), ok: true},
-		{name: "CONNECT", head: crlf("CONNECT x:443 HTTP/1.1", "Host: x:443"), ok: true},
+		{name: "CONNECT", head: crlf("CONNECT x:443 HTTP/1.1", "Host: x:443")}, // a 2xx makes a tunnel
 		{name: "absolute-form", head: crlf("GET http://x/a?b=c HTTP/1.1", "Host: x"), ok: true},
 		{name: "absolute-form HEAD", head: crlf("HEAD http://x/ HTTP/1.1", "Host: x"), ok: true, want: want{head1: true}},
 		{name: "method not a token", head: crlf("GE(T / HTTP/1.1", "Host: x")},
@@ -87,8 +87,8 @@ func TestParseRequestHead(t *testing.T) {
 		{name: "Content-Length max", head: crlf("POST / HTTP/1.1", "Host: x", "Content-Length: 9223372036854775807"), ok: true, want: want{length: 1<<63 - 1}},
 		{name: "Content-Length overflow", head: crlf("POST / HTTP/1.1", "Host: x", "Content-Length: 9223372036854775808")},
 		{name: "Content-Length negative", head: crlf("POST / HTTP/1.1", "Host: x", "Content-Length: -1")},
-		{name: "Content-Length plus sign", head: crlf("POST / HTTP/1.1", "Host: x", "Content-Length: +5"), ok: true, want: want{length: 5}, netHTTP: `bad Content-Length "+5"`},
-		{name: "Content-Length minus zero", head: crlf("POST / HTTP/1.1", "Host: x", "Content-Length: -0"), ok: true, netHTTP: `bad Content-Length "-0"`},
+		{name: "Content-Length plus sign", head: crlf("POST / HTTP/1.1", "Host: x", "Content-Length: +5")},
+		{name: "Content-Length minus zero", head: crlf("POST / HTTP/1.1", "Host: x", "Content-Length: -0")},
 		{name: "Content-Length empty", head: crlf("POST / HTTP/1.1", "Host: x", "Content-Length:")},
 		{name: "Content-Length hex", head: crlf("POST / HTTP/1.1", "Host: x", "Content-Length: 0x5")},
 		{name: "Content-Length list", head: crlf("POST / HTTP/1.1", "Host: x", "Content-Length: 5, 5")},
@@ -256,10 +256,11 @@ func TestParseResponseHead(t *testing.T) {
 		{name: "status not a number", head: crlf("HTTP/1.1 2x0 OK", "Content-Length: 0")},
 		{name: "status signed", head: crlf("HTTP/1.1 +20 OK", "Content-Length: 0")},
 		{name: "status too short", head: "HTTP/1.1 20\r\n\r\n"},
-		{name: "four-digit status", head: crlf("HTTP/1.1 2000 OK", "Content-Length: 0"), ok: true, status: 200, netHTTP: `malformed HTTP status code "2000"`},
-		{name: "status run into the reason", head: crlf("HTTP/1.1 200OK", "Content-Length: 0"), ok: true, status: 200, netHTTP: `malformed HTTP status code "200OK"`},
+		{name: "four-digit status", head: crlf("HTTP/1.1 2040 X", "Content-Length: 5")},
+		{name: "status run into the reason", head: crlf("HTTP/1.1 200OK", "Content-Length: 0")},
+		{name: "tab after the status", head: crlf("HTTP/1.1 200\tOK", "Content-Length: 0")},
 		{name: "two spaces before the status", head: crlf("HTTP/1.1  200 OK", "Content-Length: 0")},
-		{name: "HTTP/1.x", head: crlf("HTTP/1.x 200 OK", "Content-Length: 0"), ok: true, status: 200, netHTTP: `malformed HTTP version "HTTP/1.x"`},
+		{name: "HTTP/1.x", head: crlf("HTTP/1.x 200 OK", "Content-Length: 0")},
 		{name: "HTTP/1.2", head: crlf("HTTP/1.2 200 OK", "Content-Length: 0"), ok: true, status: 200},
 		{name: "HTTP/2.0", head: crlf("HTTP/2.0 200 OK", "Content-Length: 0")},
 		{name: "lower-case version", head: crlf("http/1.1 200 OK", "Content-Length: 0")},
@@ -281,7 +282,7 @@ func TestParseResponseHead(t *testing.T) {
 		{name: "length twice, same", head: crlf("HTTP/1.1 200 OK", "Content-Length: 5", "Content-Length: 5"), ok: true, status: 200, want: want{length: 5}},
 		{name: "length twice, conflicting", head: crlf("HTTP/1.1 200 OK", "Content-Length: 5", "Content-Length: 6")},
 		{name: "length negative", head: crlf("HTTP/1.1 200 OK", "Content-Length: -1")},
-		{name: "length plus sign", head: crlf("HTTP/1.1 200 OK", "Content-Length: +5"), ok: true, status: 200, want: want{length: 5}, netHTTP: `bad Content-Length "+5"`},
+		{name: "length plus sign", head: crlf("HTTP/1.1 200 OK", "Content-Length: +5")},
 		{name: "length empty", head: crlf("HTTP/1.1 200 OK", "Content-Length:")},
 		{name: "length not a number", head: crlf("HTTP/1.1 200 OK", "Content-Length: five")},
 
@@ -307,14 +308,18 @@ func TestParseResponseHead(t *testing.T) {
 		{name: "HEAD, no length", head: crlf("HTTP/1.1 200 OK", "Server: x"), toHEAD: true, ok: true, status: 200, want: want{length: -1}, bodyless: true},
 		{name: "HEAD, 404 with a length", head: crlf("HTTP/1.1 404 Not Found", "Content-Length: 9"), toHEAD: true, ok: true, status: 404, want: want{length: 9}, bodyless: true},
 
-		// Header fields: not checked beyond the colon, framing fields read.
+		// Header fields: each has a colon and a value without control
+		// bytes but tab; names are not checked (nor by net/http).
 		{name: "header without colon", head: crlf("HTTP/1.1 200 OK", "Content-Length: 0", "Broken")},
 		{name: "empty value", head: crlf("HTTP/1.1 200 OK", "X:", "Content-Length: 0"), ok: true, status: 200},
 		{name: "obs-fold", head: crlf("HTTP/1.1 200 OK", "X: a", " b: c", "Content-Length: 0"), ok: true, status: 200},
 		{name: "folded length", head: crlf("HTTP/1.1 200 OK", "Content-Length: 5", " 6")},
 		{name: "space before colon", head: crlf("HTTP/1.1 200 OK", "Content-Length : 5"), ok: true, status: 200, want: want{length: -1}},
-		{name: "bare LF between fields", head: crlf("HTTP/1.1 200 OK", "X: a\nContent-Length: 5"), ok: true, status: 200, want: want{length: -1},
-			netReads: &bodyView{status: 200, length: 5}},
+		{name: "bare LF between fields", head: crlf("HTTP/1.1 200 OK", "X: a\nContent-Length: 5")},
+		{name: "bare CR in a value", head: crlf("HTTP/1.1 200 OK", "X: a\rb", "Content-Length: 0")},
+		{name: "NUL in a value", head: crlf("HTTP/1.1 200 OK", "X: a\x00b", "Content-Length: 0")},
+		{name: "tab and obs-text in a value", head: crlf("HTTP/1.1 200 OK", "X: a\tcaf\xe9", "Content-Length: 0"), ok: true, status: 200},
+		{name: "space in a name", head: crlf("HTTP/1.1 200 OK", "X Y: z", "Content-Length: 0"), ok: true, status: 200},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -432,11 +437,12 @@ func TestCopyChunked(t *testing.T) {
 		{name: "size line too long", in: "5;" + long[:4093] + "\r\nhello\r\n0\r\n\r\n", err: "malformed line"},
 		{name: "size line over the buffer", in: "5;" + strings.Repeat("x", fastHeadMax) + "\r\n", err: bufio.ErrBufferFull.Error()},
 		{name: "bare LF after the size", in: "5\nhello\r\n0\r\n\r\n", err: "malformed line"},
-		{name: "CR in the size line", in: "5;a\rb\r\nhello\r\n0\r\n\r\n", netHTTP: "invalid CR in chunked line"},
+		{name: "CR in the size line", in: "5;a\rb\r\nhello\r\n0\r\n\r\n", err: "malformed line"},
+		{name: "CR before the CRLF", in: "5\r\r\nhello\r\n0\r\n\r\n", err: "malformed line"},
 		{name: "data longer than its size", in: "5\r\nhello!\r\n0\r\n\r\n", out: "5\r\nhello", err: "chunk not followed by CRLF"},
 		{name: "bare LF after the data", in: "5\r\nhello\n0\r\n\r\n", out: "5\r\nhello", err: "chunk not followed by CRLF"},
 		{name: "bare LF in a trailer", in: "0\r\nX: a\n\r\n", out: "0\r\n", err: "malformed line"},
-		{name: "CR in a trailer", in: "0\r\nX: a\rb\r\n\r\n", netHTTP: "malformed MIME header line"},
+		{name: "CR in a trailer", in: "0\r\nX: a\rb\r\n\r\n", out: "0\r\n", err: "malformed line"},
 		{name: "trailer too long", in: "0\r\nX: " + long + "\r\n\r\n", out: "0\r\n", err: "malformed line"},
 
 		{name: "empty", in: "", err: "EOF"},
