@@ -6,24 +6,23 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
 func TestResolveServiceName(t *testing.T) {
 	ns := "shop"
-	flags := genericclioptions.NewConfigFlags(false)
-	flags.Namespace = &ns
-	for in, want := range map[string]string{"svc/web": "web", "service/web": "web", "web": "web", "services/web": "web"} {
-		gotNS, got, err := resolveServiceName(flags, in)
+	f := &factory.Factory{Namespace: ns}
+	for in, want := range map[string]string{"svc/web": "web", "service/web": "web", "web": "web", "services/web": "web", "service.v1/web": "web"} {
+		gotNS, got, err := resolveServiceName(f, in)
 		if err != nil || got != want || gotNS != ns {
 			t.Errorf("%q: got %s/%s, %v", in, gotNS, got, err)
 		}
 	}
-	if _, _, err := resolveServiceName(flags, "deployment/web"); err == nil {
+	if _, _, err := resolveServiceName(f, "deployment/web"); err == nil {
 		t.Error("deployment/web accepted as a Service")
 	}
 }
@@ -62,11 +61,11 @@ func TestInterceptValidate(t *testing.T) {
 }
 
 func TestCloseValidate(t *testing.T) {
-	if err := (&CloseOptions{}).Validate(nil); err == nil {
-		t.Error("close without a Service or --all accepted")
+	if err := (&CloseOptions{Timeout: 1}).Validate(nil); err == nil || !strings.Contains(err.Error(), "say what to close") {
+		t.Errorf("close without a Service or --all: %v", err)
 	}
-	if err := (&CloseOptions{All: true}).Validate([]string{"svc/x"}); err == nil {
-		t.Error("close with both a Service and --all accepted")
+	if err := (&CloseOptions{All: true, Timeout: 1}).Validate([]string{"svc/x"}); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Errorf("close with both a Service and --all: %v", err)
 	}
 }
 

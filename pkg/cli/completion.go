@@ -8,10 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 )
 
@@ -25,49 +24,27 @@ import (
 // cluster out of reach does not hang the shell.
 const completionTimeout = 5 * time.Second
 
-// servicePrefixes are the forms of a Service argument a completion keeps.
-var servicePrefixes = []string{"svc/", "service/", "services/"}
-
-// completionClient connects to the cluster that the flags typed so far
-// (--context, --kubeconfig, …) point at. Tests replace it with a fake
-// clientset.
-var completionClient = func(flags *genericclioptions.ConfigFlags) (kubernetes.Interface, error) {
-	cfg, err := flags.ToRESTConfig()
-	if err != nil {
-		return nil, err
-	}
-	cfg.WarningHandler = rest.NoWarnings{}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = completionTimeout
-	}
-	return kubernetes.NewForConfig(cfg)
-}
-
 // completeWith runs a completion against the cluster and namespace the
 // flags typed so far name (-n, else the context's), offering nothing when
 // it cannot connect.
-func completeWith(flags *genericclioptions.ConfigFlags, complete func(ctx context.Context, cs kubernetes.Interface, ns string) []string) ([]string, cobra.ShellCompDirective) {
-	ns, _, err := flags.ToRawKubeConfigLoader().Namespace()
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	cs, err := completionClient(flags)
+func completeWith(f *factory.Factory, complete func(ctx context.Context, cs kubernetes.Interface, ns string) []string) ([]string, cobra.ShellCompDirective) {
+	c, err := f.ForCompletion(completionTimeout)
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), completionTimeout)
 	defer cancel()
-	return complete(ctx, cs, ns), cobra.ShellCompDirectiveNoFileComp
+	return complete(ctx, c.Client, c.Namespace), cobra.ShellCompDirectiveNoFileComp
 }
 
 // serviceArgCompletion completes the Service argument of a command; with
 // interceptedOnly, only Services under an intercept (for close).
-func serviceArgCompletion(flags *genericclioptions.ConfigFlags, interceptedOnly bool) cobra.CompletionFunc {
+func serviceArgCompletion(f *factory.Factory, interceptedOnly bool) cobra.CompletionFunc {
 	return func(_ *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		return completeWith(flags, func(ctx context.Context, cs kubernetes.Interface, ns string) []string {
+		return completeWith(f, func(ctx context.Context, cs kubernetes.Interface, ns string) []string {
 			return completeServices(ctx, cs, ns, toComplete, interceptedOnly)
 		})
 	}
@@ -75,25 +52,22 @@ func serviceArgCompletion(flags *genericclioptions.ConfigFlags, interceptedOnly 
 
 // remotePortCompletion completes -r with the ports of the Service given as
 // the argument.
-func remotePortCompletion(flags *genericclioptions.ConfigFlags) cobra.CompletionFunc {
+func remotePortCompletion(f *factory.Factory) cobra.CompletionFunc {
 	return func(_ *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 		if len(args) == 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		_, name, err := resolveServiceName(flags, args[0])
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		return completeWith(flags, func(ctx context.Context, cs kubernetes.Interface, ns string) []string {
+		name, _, _ := cutServicePrefix(args[0])
+		return completeWith(f, func(ctx context.Context, cs kubernetes.Interface, ns string) []string {
 			return completePorts(ctx, cs, ns, name, toComplete)
 		})
 	}
 }
 
 // namespaceCompletion completes -n with the cluster's namespaces.
-func namespaceCompletion(flags *genericclioptions.ConfigFlags) cobra.CompletionFunc {
+func namespaceCompletion(f *factory.Factory) cobra.CompletionFunc {
 	return func(_ *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
-		return completeWith(flags, func(ctx context.Context, cs kubernetes.Interface, _ string) []string {
+		return completeWith(f, func(ctx context.Context, cs kubernetes.Interface, _ string) []string {
 			return completeNamespaces(ctx, cs, toComplete)
 		})
 	}
@@ -103,12 +77,7 @@ func namespaceCompletion(flags *genericclioptions.ConfigFlags) cobra.CompletionF
 // was typed, as NAME, or as svc/NAME when svc/ (or service/, services/)
 // was typed.
 func completeServices(ctx context.Context, cs kubernetes.Interface, ns, toComplete string, interceptedOnly bool) []string {
-	prefix := ""
-	for _, p := range servicePrefixes {
-		if strings.HasPrefix(toComplete, p) {
-			prefix = p
-		}
-	}
+	_, prefix, _ := cutServicePrefix(toComplete)
 	if prefix == "" && strings.Contains(toComplete, "/") {
 		return nil // another kind of object: nothing to offer
 	}

@@ -18,8 +18,10 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 )
 
@@ -131,11 +133,10 @@ current-context: dev
 // besides cobra's directive line.
 func complete(t *testing.T, cs kubernetes.Interface, args ...string) ([]string, string) {
 	t.Helper()
-	saved := completionClient
-	completionClient = func(*genericclioptions.ConfigFlags) (kubernetes.Interface, error) { return cs, nil }
-	t.Cleanup(func() { completionClient = saved })
+	f := factory.New(genericclioptions.NewConfigFlags(true))
+	f.NewClient = func(*rest.Config) (kubernetes.Interface, error) { return cs, nil }
 	var out, errOut bytes.Buffer
-	cmd := NewCmdRoot(genericiooptions.IOStreams{Out: &out, ErrOut: &errOut})
+	cmd := NewCmdRootFor(f, genericiooptions.IOStreams{Out: &out, ErrOut: &errOut})
 	cmd.SetOut(&out)
 	cmd.SetErr(&errOut)
 	cmd.SetArgs(append([]string{cobra.ShellCompRequestCmd}, args...))

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"k8s.io/cli-runtime/pkg/genericclioptions"
 )
 
 // Without -w the intercept runs on in a background process that holds the
@@ -37,14 +35,10 @@ func stateDir() string {
 
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 
-func stateKey(flags *genericclioptions.ConfigFlags, ns, svc string) string {
-	ctx := ""
-	if flags.Context != nil && *flags.Context != "" {
-		ctx = *flags.Context
-	} else if raw, err := flags.ToRawKubeConfigLoader().RawConfig(); err == nil {
-		ctx = raw.CurrentContext
-	}
-	return unsafeChars.ReplaceAllString(ctx+"_"+ns+"_"+svc, "-")
+// stateKey names the files of the background intercept of a Service in a
+// kubeconfig context.
+func stateKey(kubeContext, ns, svc string) string {
+	return unsafeChars.ReplaceAllString(kubeContext+"_"+ns+"_"+svc, "-")
 }
 
 // detach re-runs this command in the background with --detached, relays its

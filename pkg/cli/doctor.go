@@ -7,9 +7,6 @@ import (
 	"io"
 	"maps"
 	"net"
-	"net/http"
-	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -18,13 +15,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
@@ -49,7 +42,7 @@ const doctorExample = `  # Does my header reach svc/cart when a request enters a
 
 // DoctorOptions are the inputs of `kubectl intercept doctor`.
 type DoctorOptions struct {
-	configFlags *genericclioptions.ConfigFlags
+	f *factory.Factory
 	genericiooptions.IOStreams
 
 	// Via is the entry point: a URL or svc/NAME[.NAMESPACE][:PORT][/PATH].
@@ -63,18 +56,16 @@ type DoctorOptions struct {
 	// Wait is how long to look for the marker once the entry answered.
 	Wait time.Duration
 
-	Namespace  string
-	Service    string
-	Entry      DoctorEntry
-	Marker     tunnel.Marker // names only; Run adds the nonce
-	Expect     []tunnel.Carrier
-	Client     kubernetes.Interface
-	RESTConfig *rest.Config
+	Namespace string
+	Service   string
+	Entry     DoctorEntry
+	Marker    tunnel.Marker // names only; Run adds the nonce
+	Expect    []tunnel.Carrier
 }
 
 // NewCmdDoctor builds `kubectl intercept doctor`.
-func NewCmdDoctor(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &DoctorOptions{configFlags: flags, IOStreams: streams, Wait: 5 * time.Second}
+func NewCmdDoctor(f *factory.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &DoctorOptions{f: f, IOStreams: streams, Wait: 5 * time.Second}
 	cmd := &cobra.Command{
 		Use:   "doctor [svc/]NAME --via (URL | svc/OTHER[:PORT][/PATH])",
 		Short: "Check that your header, cookie or baggage reaches an intercepted Service from an entry point",
@@ -93,48 +84,45 @@ or a name alone: the value is replaced by the marker. The command fails when
 the carrier you name (the header when you name none) does not arrive.`,
 		Example:           doctorExample,
 		Args:              cobra.MaximumNArgs(1),
-		ValidArgsFunction: serviceArgCompletion(flags, true),
+		ValidArgsFunction: serviceArgCompletion(f, true),
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(args); err != nil {
+			if err := o.Validate(); err != nil {
 				return err
 			}
-			if err := o.Validate(); err != nil {
+			if err := o.Complete(args); err != nil {
 				return err
 			}
 			return o.Run(cmd.Context())
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&o.Via, "via", "", "where the request enters: a URL this machine reaches, or svc/OTHER[:PORT][/PATH] requested from inside the cluster")
-	f.StringVarP(&o.Header, "header", "x", "", "header to test, NAME or NAME:VALUE as for intercept (the value is replaced by the marker; default "+tunnel.DefaultHeaderName+")")
-	f.StringVar(&o.Cookie, "cookie", "", "cookie to test, NAME or NAME=VALUE (default "+DefaultDoctorCookie+")")
-	f.StringVar(&o.Baggage, "baggage", "", "baggage member to test, KEY or KEY=VALUE (default "+DefaultDoctorBaggage+")")
-	f.DurationVar(&o.Wait, "wait", o.Wait, "how long to look for the marker at the Service after the entry answered")
+	fl := cmd.Flags()
+	fl.StringVar(&o.Via, "via", "", "where the request enters: a URL this machine reaches, or svc/OTHER[:PORT][/PATH] requested from inside the cluster")
+	fl.StringVarP(&o.Header, "header", "x", "", "header to test, NAME or NAME:VALUE as for intercept (the value is replaced by the marker; default "+tunnel.DefaultHeaderName+")")
+	fl.StringVar(&o.Cookie, "cookie", "", "cookie to test, NAME or NAME=VALUE (default "+DefaultDoctorCookie+")")
+	fl.StringVar(&o.Baggage, "baggage", "", "baggage member to test, KEY or KEY=VALUE (default "+DefaultDoctorBaggage+")")
+	fl.DurationVar(&o.Wait, "wait", o.Wait, "how long to look for the marker at the Service after the entry answered")
 	for _, name := range []string{"via", "header", "cookie", "baggage", "wait"} {
 		_ = cmd.RegisterFlagCompletionFunc(name, cobra.NoFileCompletions)
 	}
 	return cmd
 }
 
-// Complete parses the flags, then resolves the namespace, the clients and
-// the Service argument.
+// Complete parses the flags and resolves the namespace, the clients and the
+// Service argument, without asking the cluster.
 func (o *DoctorOptions) Complete(args []string) error {
 	if len(args) != 1 {
 		return errors.New("name the intercepted Service: kubectl intercept doctor svc/NAME --via ENTRY")
 	}
-	if err := o.Validate(); err != nil {
-		return err
-	}
 	if err := o.parse(); err != nil {
 		return err
 	}
-	var err error
-	if o.RESTConfig, o.Client, err = clients(o.configFlags); err != nil {
+	if err := o.f.Complete(); err != nil {
 		return err
 	}
-	if o.Namespace, o.Service, err = resolveService(o.configFlags, args[0]); err != nil {
+	var err error
+	if o.Namespace, o.Service, err = resolveServiceName(o.f, args[0]); err != nil {
 		return err
 	}
 	if o.Entry.Service != "" && o.Entry.Namespace == "" {
@@ -154,8 +142,7 @@ func (o *DoctorOptions) parse() error {
 	return err
 }
 
-// Validate checks the flags without the network (Complete has too,
-// before it reaches the cluster).
+// Validate checks the flags without the network.
 func (o *DoctorOptions) Validate() error {
 	if _, err := parseEntry(o.Via); err != nil {
 		return err
@@ -186,7 +173,7 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 	}
 	marker := tunnel.NewMarker(o.Marker.Header, o.Marker.Cookie, o.Marker.Baggage)
 	dial := func(ctx context.Context, pod string) (io.ReadWriteCloser, error) {
-		return portforward.DialPod(ctx, o.RESTConfig, o.Namespace, pod, port)
+		return portforward.DialPod(ctx, o.f.RESTConfig, o.Namespace, pod, port)
 	}
 	obs, err := tunnel.WatchSidecars(ctx, pods, dial, marker)
 	if errors.Is(err, tunnel.ErrUnsupported) {
@@ -234,10 +221,10 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 	return nil
 }
 
-// sidecars returns the ready pods of the Service's intercept and the
-// sidecars' control port, or says why the doctor cannot watch.
+// sidecars returns the pods of the Service's intercept whose sidecars can
+// watch, and the sidecars' control port, or says why the doctor cannot watch.
 func (o *DoctorOptions) sidecars(ctx context.Context) ([]string, int, error) {
-	svc, err := o.Client.CoreV1().Services(o.Namespace).Get(ctx, o.Service, metav1.GetOptions{})
+	svc, err := o.f.Client.CoreV1().Services(o.Namespace).Get(ctx, o.Service, metav1.GetOptions{})
 	if err != nil {
 		return nil, 0, fmt.Errorf("reading service %s/%s: %w", o.Namespace, o.Service, err)
 	}
@@ -254,43 +241,20 @@ func (o *DoctorOptions) sidecars(ctx context.Context) ([]string, int, error) {
 	if !maps.Equal(svc.Spec.Selector, rec.SessionSelector()) {
 		return nil, 0, fmt.Errorf("%s; the doctor cannot see requests that do not reach the sidecars", session.RevertMessage(svc))
 	}
-	sel := labels.SelectorFromSet(rec.SessionSelector()).String()
-	list, err := o.Client.CoreV1().Pods(o.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	all, err := session.CopyPods(ctx, o.f.Client, o.Namespace, rec)
 	if err != nil {
-		return nil, 0, fmt.Errorf("listing the pods of the intercept's copy %s: %w", rec.Copy, err)
+		return nil, 0, err
 	}
-	pods := watchablePods(list.Items)
+	var pods []string
+	for i := range all {
+		if session.Reachable(&all[i]) {
+			pods = append(pods, all[i].Name)
+		}
+	}
 	if len(pods) == 0 {
-		return nil, 0, fmt.Errorf("the intercept of service %s has no ready pod to watch through; see kubectl get pods -n %s -l %s", o.Service, o.Namespace, sel)
+		return nil, 0, fmt.Errorf("the intercept of service %s has no running pod to watch through; see kubectl get pods -n %s -l %s", o.Service, o.Namespace, session.CopySelector(rec))
 	}
 	return pods, int(rec.Plan.ControlPort), nil
-}
-
-// watchablePods names the pods whose sidecar serves the Service: ready,
-// not being deleted, the sidecar running.
-func watchablePods(pods []corev1.Pod) []string {
-	var out []string
-	for _, p := range pods {
-		if p.DeletionTimestamp != nil || !podReady(&p) {
-			continue
-		}
-		for _, c := range p.Status.ContainerStatuses {
-			if c.Name == "intercept-proxy" && c.State.Running != nil {
-				out = append(out, p.Name)
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // serviceTarget turns a svc/OTHER entry into the URL a sidecar requests
@@ -298,7 +262,7 @@ func podReady(p *corev1.Pod) bool {
 // inside the cluster would send (OTHER.NAMESPACE.svc).
 func (o *DoctorOptions) serviceTarget(ctx context.Context) (target, host string, err error) {
 	e := o.Entry
-	svc, err := o.Client.CoreV1().Services(e.Namespace).Get(ctx, e.Service, metav1.GetOptions{})
+	svc, err := o.f.Client.CoreV1().Services(e.Namespace).Get(ctx, e.Service, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return "", "", fmt.Errorf("the entry --via %s: service %s not found in namespace %s", o.Via, e.Service, e.Namespace)
 	}
@@ -318,336 +282,4 @@ func (o *DoctorOptions) serviceTarget(ctx context.Context) (target, host string,
 		addr = e.Service + "." + e.Namespace + ".svc" // headless or ExternalName: DNS it is
 	}
 	return "http://" + net.JoinHostPort(addr, strconv.Itoa(int(port))) + e.Path, host, nil
-}
-
-// entryPort picks the Service port an entry names, by name or number, or
-// the only one when it names none.
-func entryPort(svc *corev1.Service, key string) (int32, error) {
-	var names []string
-	for _, p := range svc.Spec.Ports {
-		if key == "" && len(svc.Spec.Ports) == 1 || p.Name == key || strconv.Itoa(int(p.Port)) == key {
-			return p.Port, nil
-		}
-		names = append(names, portLabel(p))
-	}
-	if key == "" {
-		return 0, fmt.Errorf("service %s has ports %s: say which, as svc/%s:PORT", svc.Name, strings.Join(names, ", "), svc.Name)
-	}
-	return 0, fmt.Errorf("service %s has no port %s (it has %s)", svc.Name, key, strings.Join(names, ", "))
-}
-
-func portLabel(p corev1.ServicePort) string {
-	if p.Name == "" {
-		return strconv.Itoa(int(p.Port))
-	}
-	return fmt.Sprintf("%d (%s)", p.Port, p.Name)
-}
-
-// DoctorEntry is where the doctor's request enters: a URL this machine reaches,
-// or a Service a sidecar requests from inside the cluster.
-type DoctorEntry struct {
-	URL string
-	// Service, Namespace (empty: the intercepted Service's), Port (by
-	// name or number; empty: the only one) and Path (with the query) of a
-	// Service entry.
-	Service, Namespace, Port, Path string
-}
-
-// parseEntry reads --via: http(s)://HOST[/PATH], or
-// svc/NAME[.NAMESPACE][:PORT][/PATH] (also service/ and services/).
-func parseEntry(s string) (DoctorEntry, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return DoctorEntry{}, errors.New("say where the request enters with --via: a URL (https://HOST/PATH) or a Service (svc/NAME[:PORT][/PATH])")
-	}
-	for _, prefix := range []string{"svc/", "service/", "services/"} {
-		if rest, ok := strings.CutPrefix(s, prefix); ok {
-			return parseServiceEntry(s, rest)
-		}
-	}
-	if scheme, _, ok := strings.Cut(s, "://"); ok {
-		u, err := url.Parse(s)
-		switch {
-		case scheme != "http" && scheme != "https":
-			return DoctorEntry{}, fmt.Errorf("--via %s: the doctor sends HTTP; give an http:// or https:// URL", s)
-		case err != nil:
-			return DoctorEntry{}, fmt.Errorf("--via %s is not a URL: %w", s, err)
-		case u.Host == "":
-			return DoctorEntry{}, fmt.Errorf("--via %s names no host", s)
-		}
-		return DoctorEntry{URL: s}, nil
-	}
-	return DoctorEntry{}, fmt.Errorf("--via %s is neither a URL (http:// or https://) nor a Service (svc/NAME[:PORT][/PATH])", s)
-}
-
-func parseServiceEntry(s, rest string) (DoctorEntry, error) {
-	target, path := rest, "/"
-	if i := strings.IndexAny(rest, "/?"); i >= 0 {
-		target, path = rest[:i], rest[i:]
-		if path[0] == '?' {
-			path = "/" + path
-		}
-	}
-	target, port, hasPort := strings.Cut(target, ":")
-	name, ns, _ := strings.Cut(target, ".")
-	var e DoctorEntry
-	switch {
-	case name == "":
-		return e, fmt.Errorf("--via %s names no Service: give svc/NAME[:PORT][/PATH]", s)
-	case len(validation.IsDNS1035Label(name)) > 0:
-		return e, fmt.Errorf("--via %s: %q is not a Service name", s, name)
-	case ns != "" && len(validation.IsDNS1123Label(ns)) > 0:
-		return e, fmt.Errorf("--via %s: %q is not a namespace name", s, ns)
-	case hasPort && port == "":
-		return e, fmt.Errorf("--via %s: nothing after the colon; give a port name or number, or leave the colon out", s)
-	}
-	if port != "" {
-		if n, err := strconv.Atoi(port); err == nil {
-			if n < 1 || n > 65535 {
-				return e, fmt.Errorf("--via %s: port %d is not in 1-65535", s, n)
-			}
-		} else if len(validation.IsValidPortName(port)) > 0 {
-			return e, fmt.Errorf("--via %s: %q is neither a port number nor a port name", s, port)
-		}
-	}
-	if _, err := url.ParseRequestURI(path); err != nil {
-		return e, fmt.Errorf("--via %s: %q is not a path: %w", s, path, err)
-	}
-	return DoctorEntry{Service: name, Namespace: ns, Port: port, Path: path}, nil
-}
-
-// markerNames reads -x, --cookie and --baggage the way intercept takes
-// them, keeping the names only, and returns the carriers that must arrive:
-// those named, or the header when none is.
-func markerNames(header, cookie, baggage string) (tunnel.Marker, []tunnel.Carrier, error) {
-	m := tunnel.Marker{Header: tunnel.DefaultHeaderName, Cookie: DefaultDoctorCookie, Baggage: DefaultDoctorBaggage}
-	var expect []tunnel.Carrier
-	if header != "" {
-		name, _, _ := strings.Cut(header, ":")
-		if _, _, err := tunnel.ParseHeader(name + ":v"); err != nil {
-			return m, nil, err
-		}
-		m.Header = strings.TrimSpace(name)
-		expect = append(expect, tunnel.CarrierHeader)
-	}
-	if cookie != "" {
-		name, _, _ := strings.Cut(cookie, "=")
-		if _, _, err := tunnel.ParseCookie(name + "=v"); err != nil {
-			return m, nil, err
-		}
-		m.Cookie = strings.TrimSpace(name)
-		expect = append(expect, tunnel.CarrierCookie)
-	}
-	if baggage != "" {
-		key, _, _ := strings.Cut(baggage, "=")
-		if _, _, err := tunnel.ParseBaggage(key + "=v"); err != nil {
-			return m, nil, err
-		}
-		m.Baggage = strings.TrimSpace(key)
-		expect = append(expect, tunnel.CarrierBaggage)
-	}
-	if len(expect) == 0 {
-		expect = []tunnel.Carrier{tunnel.CarrierHeader}
-	}
-	return m, expect, nil
-}
-
-// missing returns the carriers of want that no hit has.
-func missing(want []tunnel.Carrier, hits []tunnel.Hit) []tunnel.Carrier {
-	var out []tunnel.Carrier
-	for _, c := range want {
-		if len(hitsOf(hits, c)) == 0 {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-func hitsOf(hits []tunnel.Hit, c tunnel.Carrier) []tunnel.Hit {
-	var out []tunnel.Hit
-	for _, h := range hits {
-		if h.Carrier == c {
-			out = append(out, h)
-		}
-	}
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// doctorReport is what a doctor run found.
-type doctorReport struct {
-	Service string
-	// Entry is --via as given; Sent the URL requested; From the pod whose
-	// sidecar requested it (empty: this machine, Sent is the entry).
-	Entry, Sent, From string
-	Marker            tunnel.Marker
-	Expect            []tunnel.Carrier
-	// Status answered the request, unless SendErr.
-	Status  int
-	SendErr error
-	Hits    []tunnel.Hit
-	// Waited is how long the doctor looked for the marker.
-	Waited time.Duration
-}
-
-// renderDoctor writes the report for the person at the terminal: what was
-// sent, which carrier reached the Service, and what to do about those that
-// did not. Plain text, no color.
-func renderDoctor(w io.Writer, r doctorReport) {
-	svc := "svc/" + r.Service
-	sent := r.Sent
-	if r.From != "" {
-		// A Service entry: the form given, and the address requested.
-		if u, err := url.Parse(r.Sent); err == nil && r.Entry != "" {
-			sent = r.Entry + " (" + u.Host + ")"
-		}
-		sent += " from the sidecar in pod " + r.From
-	}
-	var carriers []string
-	for _, c := range r.Marker.Carriers() {
-		carriers = append(carriers, string(c)+" "+r.Marker.Name(c))
-	}
-	fmt.Fprintf(w, "Sent GET %s with %s (marker %s)\n", sent, strings.Join(carriers, ", "), r.Marker.Value())
-	if r.SendErr != nil {
-		fmt.Fprintf(w, "The request failed: %v\n", r.SendErr)
-	} else {
-		fmt.Fprintf(w, "The entry answered %s\n", statusLine(r.Status))
-	}
-	for _, c := range r.Marker.Carriers() {
-		hs := hitsOf(r.Hits, c)
-		if len(hs) == 0 {
-			fmt.Fprintf(w, "✗ %s %s did not reach %s\n", c, r.Marker.Name(c), svc)
-			continue
-		}
-		fmt.Fprintf(w, "✓ %s %s reached %s (pod %s) as %s %s%s\n", c, r.Marker.Name(c), svc, hs[0].Pod, hs[0].Method, hs[0].Path, andMore(len(hs)-1))
-	}
-	others := hitsOf(r.Hits, tunnel.CarrierOther)
-	renamed := map[string]tunnel.Hit{}
-	for _, h := range others {
-		if _, ok := renamed[h.Name]; !ok {
-			renamed[h.Name] = h
-		}
-	}
-	for _, name := range sortedKeys(renamed) {
-		h := renamed[name]
-		fmt.Fprintf(w, "! the marker reached %s in header %s (pod %s, %s %s): a service on the way moved it there\n", svc, name, h.Pod, h.Method, h.Path)
-	}
-
-	advice := doctorAdvice(r)
-	if len(advice) > 0 {
-		fmt.Fprintln(w)
-		for _, a := range advice {
-			fmt.Fprintln(w, a)
-		}
-	}
-}
-
-// doctorAdvice says what the report means and what to fix.
-func doctorAdvice(r doctorReport) []string {
-	svc := "svc/" + r.Service
-	entry := r.Entry
-	if entry == "" {
-		entry = r.Sent
-	}
-	if len(r.Hits) == 0 {
-		switch {
-		case r.SendErr != nil:
-			from := "this machine"
-			if r.From != "" {
-				from = "the cluster"
-			}
-			return []string{fmt.Sprintf("Nothing reached %s: the request to %s failed before it was answered. Check that %s reaches it.", svc, entry, from)}
-		case r.Status >= 400:
-			return []string{fmt.Sprintf("Nothing reached %s, and %s answered %s: the request may have failed before it got that far. "+
-				"Fix what makes the entry fail, or give --via a path that succeeds.", svc, entry, statusLine(r.Status))}
-		case r.Status >= 300:
-			return []string{fmt.Sprintf("Nothing reached %s: %s answered %s, a redirect, which the doctor does not follow. Give --via the URL it redirects to.", svc, entry, statusLine(r.Status))}
-		}
-		return []string{fmt.Sprintf("Nothing reached %s although %s answered %s: the entry may not call %s for this path, may answer from a cache, "+
-			"or may call it later than the doctor waited (%s). Try a path that calls it, or a longer --wait.", svc, entry, statusLine(r.Status), svc, r.Waited)}
-	}
-	var out []string
-	for _, c := range missing(r.Marker.Carriers(), r.Hits) {
-		name := r.Marker.Name(c)
-		switch c {
-		case tunnel.CarrierHeader:
-			or := " Or propagate baggage with OpenTelemetry and intercept with --baggage."
-			if len(hitsOf(r.Hits, tunnel.CarrierBaggage)) > 0 {
-				or = ""
-			}
-			out = append(out, fmt.Sprintf("Header %s is dropped between %s and %s: each service in between must copy it onto its outgoing requests.%s",
-				name, entry, svc, or))
-		case tunnel.CarrierCookie:
-			out = append(out, fmt.Sprintf("Cookie %s is dropped between %s and %s: services seldom pass a caller's cookies on. "+
-				"--cookie suits a browser's requests that reach %s directly (through an ingress); deeper in, use a header or baggage.", name, entry, svc, svc))
-		case tunnel.CarrierBaggage:
-			out = append(out, fmt.Sprintf("Baggage %s is dropped between %s and %s: a service in between does not propagate W3C baggage. "+
-				"OpenTelemetry SDKs do, with the baggage propagator (OTEL_PROPAGATORS=tracecontext,baggage), once every service on the way has one.", name, entry, svc))
-		}
-	}
-	if miss := missing(r.Expect, r.Hits); len(miss) == 0 {
-		out = append(out, fmt.Sprintf("Your %s gets through: an intercept of %s with %s catches the requests that enter at %s.",
-			describeCarriers(r.Marker, r.Expect), svc, flagsFor(r.Marker, r.Expect), entry))
-	} else if arrived := arrivedCarriers(r.Marker, r.Hits); len(arrived) > 0 {
-		out = append(out, fmt.Sprintf("Your %s does not get through, the %s does: intercept %s with %s to catch the requests that enter at %s.",
-			describeCarriers(r.Marker, miss), describeCarriers(r.Marker, arrived), svc, flagsFor(r.Marker, arrived[:1]), entry))
-	}
-	return out
-}
-
-func arrivedCarriers(m tunnel.Marker, hits []tunnel.Hit) []tunnel.Carrier {
-	var out []tunnel.Carrier
-	for _, c := range m.Carriers() {
-		if len(hitsOf(hits, c)) > 0 {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// describeCarriers renders carriers as "header X and cookie y".
-func describeCarriers(m tunnel.Marker, cs []tunnel.Carrier) string {
-	parts := make([]string, len(cs))
-	for i, c := range cs {
-		parts[i] = string(c) + " " + m.Name(c)
-	}
-	return strings.Join(parts, " and ")
-}
-
-// flagsFor renders the intercept flags that match on carriers.
-func flagsFor(m tunnel.Marker, cs []tunnel.Carrier) string {
-	parts := make([]string, len(cs))
-	for i, c := range cs {
-		switch c {
-		case tunnel.CarrierHeader:
-			parts[i] = "-x " + m.Header + ":VALUE"
-		case tunnel.CarrierCookie:
-			parts[i] = "--cookie " + m.Cookie + "=VALUE"
-		case tunnel.CarrierBaggage:
-			parts[i] = "--baggage " + m.Baggage + "=VALUE"
-		}
-	}
-	return strings.Join(parts, " or ")
-}
-
-func andMore(n int) string {
-	switch n {
-	case 0:
-		return ""
-	case 1:
-		return ", and 1 more request"
-	}
-	return fmt.Sprintf(", and %d more requests", n)
-}
-
-func statusLine(code int) string {
-	return strings.TrimSpace(fmt.Sprintf("%d %s", code, http.StatusText(code)))
 }

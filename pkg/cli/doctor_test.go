@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
@@ -142,7 +143,8 @@ func TestDoctorNeedsAnIntercept(t *testing.T) {
 	reverted := switched.DeepCopy()
 	reverted.Spec.Selector = map[string]string{"app": "cart"}
 	pod := func(name string, ready, sidecar bool) *corev1.Pod {
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, Labels: rec.SessionSelector()}}
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, Labels: rec.SessionSelector()},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1"}}
 		status := corev1.ConditionFalse
 		if ready {
 			status = corev1.ConditionTrue
@@ -160,8 +162,8 @@ func TestDoctorNeedsAnIntercept(t *testing.T) {
 	}{
 		{"not intercepted", []any{plain}, "Start one in another terminal first (kubectl intercept svc/cart -n shop -l PORT"},
 		{"reverted", []any{reverted}, "no longer points at the intercept's copy"},
-		{"no ready pod", []any{switched, pod("b", false, true), pod("c", true, false)}, "no ready pod to watch through"},
-		{"ready pods", []any{switched, pod("b", true, true), pod("a", true, true), pod("c", true, false)}, ""},
+		{"no running pod", []any{switched, pod("b", false, false), pod("c", true, false)}, "no running pod to watch through"},
+		{"running pods", []any{switched, pod("b", true, true), pod("a", false, true), pod("c", true, false)}, ""},
 	} {
 		cs := fake.NewClientset()
 		for _, o := range tc.objs {
@@ -172,13 +174,13 @@ func TestDoctorNeedsAnIntercept(t *testing.T) {
 				cs.Tracker().Add(o)
 			}
 		}
-		o := &DoctorOptions{Namespace: "shop", Service: "cart", Client: cs}
+		o := &DoctorOptions{Namespace: "shop", Service: "cart", f: factory.NewFor(cs, nil, "shop")}
 		pods, _, err := o.sidecars(context.Background())
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
 		if tc.want == "" && strings.Join(pods, ",") != "a,b" {
-			t.Errorf("%s: watching through %v, want the ready pods with a running sidecar", tc.name, pods)
+			t.Errorf("%s: watching through %v, want the running pods with a running sidecar", tc.name, pods)
 		}
 	}
 }
@@ -197,7 +199,7 @@ func TestEntryPort(t *testing.T) {
 		{two, "admin", 9000, ""},
 		{two, "80", 80, ""},
 		{two, "", 0, "say which, as svc/front:PORT"},
-		{two, "8080", 0, "no port 8080 (it has 80 (http), 9000 (admin))"},
+		{two, "8080", 0, `no port "8080" (it has http=80, admin=9000)`},
 	} {
 		got, err := entryPort(tc.s, tc.key)
 		if got != tc.want || (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {

@@ -56,7 +56,7 @@ func (o *InterceptOptions) openFront(ctx context.Context) (*front, error) {
 		f.inspectURL = "http://" + ln.Addr().String() + "/"
 	}
 	if o.Tunnel == tunnelNgrok {
-		ep, err := ngrok.Listen(ctx, o.NgrokAuthtoken, ngrokTimeout)
+		ep, err := ngrok.Listen(ctx, ngrok.Options{Authtoken: o.NgrokAuthtoken, Timeout: ngrokTimeout})
 		if err != nil {
 			f.close()
 			return nil, err

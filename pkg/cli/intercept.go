@@ -18,20 +18,16 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/cli-runtime/pkg/resource"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/ngrok"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/version"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
 )
 
 // EnvProxyImage overrides the default sidecar image.
@@ -60,7 +56,7 @@ const interceptExample = `  # Requests with header X-C6O-INTERCEPT: yes to my-se
 
 // InterceptOptions are the inputs of `kubectl intercept svc/NAME`.
 type InterceptOptions struct {
-	configFlags *genericclioptions.ConfigFlags
+	f *factory.Factory
 	genericiooptions.IOStreams
 
 	RemotePort string
@@ -87,17 +83,17 @@ type InterceptOptions struct {
 	// detached is set in the background process that holds the tunnels.
 	detached bool
 
-	Namespace  string
-	Service    string
-	Route      tunnel.Route
-	Client     kubernetes.Interface
-	RESTConfig *rest.Config
-	stateKey   string
+	// Arg is the Service argument as given (svc/NAME).
+	Arg       string
+	Namespace string
+	Service   string
+	Route     tunnel.Route
+	stateKey  string
 }
 
 // NewCmdIntercept builds the root command, which starts an intercept.
-func NewCmdIntercept(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &InterceptOptions{configFlags: flags, IOStreams: streams, Timeout: 2 * time.Minute}
+func NewCmdIntercept(f *factory.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &InterceptOptions{f: f, IOStreams: streams, Timeout: 2 * time.Minute}
 	cmd := &cobra.Command{
 		Use:         "kubectl-intercept [svc/]NAME -l LOCAL_PORT [-r REMOTE_PORT] [-x name:value | --cookie name=value | --baggage key=value | -a]",
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl intercept"},
@@ -112,7 +108,7 @@ back over the Kubernetes API (pods/portforward): no agent, no privileges, no
 account. 'kubectl intercept close' restores the Service exactly as it was.`,
 		Example:           interceptExample,
 		Args:              cobra.MaximumNArgs(1),
-		ValidArgsFunction: serviceArgCompletion(flags, false),
+		ValidArgsFunction: serviceArgCompletion(f, false),
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -129,26 +125,26 @@ account. 'kubectl intercept close' restores the Service exactly as it was.`,
 		},
 	}
 	cmd.SetContext(context.Background())
-	f := cmd.Flags()
-	f.StringVarP(&o.RemotePort, "remote-port", "r", "", "Service port to intercept, by name or number (optional when the Service has one port)")
-	f.IntVarP(&o.LocalPort, "local-port", "l", 0, "local port intercepted requests go to")
-	f.StringVarP(&o.Header, "header", "x", tunnel.DefaultHeaderName+":"+tunnel.DefaultHeaderValue, "name:value of the header that marks your requests (name case-insensitive); used unless --cookie, --baggage or --all is given")
-	f.StringVar(&o.Cookie, "cookie", "", "name=value of a cookie that marks your requests, for a browser, which cannot add a header")
-	f.StringVar(&o.Baggage, "baggage", "", "key=value of a W3C baggage member that marks your requests (value percent-encoded); OpenTelemetry carries it across services")
-	f.BoolVarP(&o.All, "all", "a", false, "intercept every connection to the port, whatever its headers")
-	f.BoolVarP(&o.Clean, "clean", "c", false, "close and clean up an existing intercept of this Service first")
-	f.BoolVarP(&o.Quiet, "quiet", "q", false, "print only errors")
-	f.BoolVarP(&o.Wait, "wait", "w", false, "stay in the foreground until SIGINT/SIGTERM, then close (the default; kept for czctl users)")
-	f.BoolVarP(&o.Detach, "detach", "d", false, "return once the intercept is active and hold it in a background process until `kubectl intercept close`")
-	f.BoolVar(&o.DryRun, "dry-run", false, "print the copy and the Service change as YAML; change nothing")
-	f.StringVar(&o.ProxyImage, "proxy-image", "", "sidecar image (default: $"+EnvProxyImage+", else "+version.ProxyImage()+")")
-	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the copy's pods and the tunnels")
-	f.StringVar(&o.Tunnel, "tunnel", tunnelBuiltin, "how intercepted requests reach this machine: builtin (through the Kubernetes API, no account) or ngrok (an HTTPS endpoint of your ngrok account)")
-	f.StringVar(&o.NgrokAuthtoken, "ngrok-authtoken", "", "ngrok authtoken for --tunnel ngrok (default: $"+ngrok.EnvAuthtoken+", which keeps it out of the process list)")
-	f.StringVar(&o.Inspect, "inspect", "127.0.0.1:4040", "address of the local web page that shows the intercepted requests (the next free port if taken); --inspect=false turns it off")
-	f.BoolVar(&o.detached, "detached", false, "")
-	_ = f.MarkHidden("detached")
-	_ = cmd.RegisterFlagCompletionFunc("remote-port", remotePortCompletion(flags))
+	fl := cmd.Flags()
+	fl.StringVarP(&o.RemotePort, "remote-port", "r", "", "Service port to intercept, by name or number (optional when the Service has one port)")
+	fl.IntVarP(&o.LocalPort, "local-port", "l", 0, "local port intercepted requests go to")
+	fl.StringVarP(&o.Header, "header", "x", tunnel.DefaultHeaderName+":"+tunnel.DefaultHeaderValue, "name:value of the header that marks your requests (name case-insensitive); used unless --cookie, --baggage or --all is given")
+	fl.StringVar(&o.Cookie, "cookie", "", "name=value of a cookie that marks your requests, for a browser, which cannot add a header")
+	fl.StringVar(&o.Baggage, "baggage", "", "key=value of a W3C baggage member that marks your requests (value percent-encoded); OpenTelemetry carries it across services")
+	fl.BoolVarP(&o.All, "all", "a", false, "intercept every connection to the port, whatever its headers")
+	fl.BoolVarP(&o.Clean, "clean", "c", false, "close and clean up an existing intercept of this Service first")
+	fl.BoolVarP(&o.Quiet, "quiet", "q", false, "print only errors")
+	fl.BoolVarP(&o.Wait, "wait", "w", false, "stay in the foreground until SIGINT/SIGTERM, then close (the default; kept for czctl users)")
+	fl.BoolVarP(&o.Detach, "detach", "d", false, "return once the intercept is active and hold it in a background process until `kubectl intercept close`")
+	fl.BoolVar(&o.DryRun, "dry-run", false, "print the copy and the Service change as YAML; change nothing")
+	fl.StringVar(&o.ProxyImage, "proxy-image", "", "sidecar image (default: $"+EnvProxyImage+", else "+version.ProxyImage()+")")
+	fl.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the copy's pods and the tunnels")
+	fl.StringVar(&o.Tunnel, "tunnel", tunnelBuiltin, "how intercepted requests reach this machine: builtin (through the Kubernetes API, no account) or ngrok (an HTTPS endpoint of your ngrok account)")
+	fl.StringVar(&o.NgrokAuthtoken, "ngrok-authtoken", "", "ngrok authtoken for --tunnel ngrok (default: $"+ngrok.EnvAuthtoken+", which keeps it out of the process list)")
+	fl.StringVar(&o.Inspect, "inspect", "127.0.0.1:4040", "address of the local web page that shows the intercepted requests (the next free port if taken); --inspect=false turns it off")
+	fl.BoolVar(&o.detached, "detached", false, "")
+	_ = fl.MarkHidden("detached")
+	_ = cmd.RegisterFlagCompletionFunc("remote-port", remotePortCompletion(f))
 	_ = cmd.RegisterFlagCompletionFunc("tunnel", cobra.FixedCompletions([]string{tunnelBuiltin, tunnelNgrok}, cobra.ShellCompDirectiveNoFileComp))
 	for _, name := range []string{"local-port", "header", "cookie", "baggage", "proxy-image", "timeout", "ngrok-authtoken", "inspect"} {
 		_ = cmd.RegisterFlagCompletionFunc(name, cobra.NoFileCompletions)
@@ -156,43 +152,25 @@ account. 'kubectl intercept close' restores the Service exactly as it was.`,
 	return cmd
 }
 
-// Complete resolves the Service argument, the namespace and the clients.
+// Complete reads the flags, the kubeconfig and the environment; it makes
+// no network call.
 func (o *InterceptOptions) Complete(cmd *cobra.Command, args []string) error {
-	var err error
 	if !cmd.Flags().Changed("header") {
 		o.Header = "" // the default applies only when nothing else is given
 	}
-	if o.Route, err = o.matchRoute(); err != nil {
+	if err := o.f.Complete(); err != nil {
 		return err
 	}
-	if o.RESTConfig, o.Client, err = clients(o.configFlags); err != nil {
-		return err
-	}
-	if !o.DryRun {
-		// Every missing permission at once, before anything changes.
-		ns, _, err := o.configFlags.ToRawKubeConfigLoader().Namespace()
-		if err != nil {
-			return fmt.Errorf("reading the namespace from kubeconfig: %w", err)
-		}
-		if err := session.CheckAccess(cmd.Context(), o.Client, ns, session.Needed); err != nil {
-			return err
-		}
-	}
-	if o.Namespace, o.Service, err = resolveService(o.configFlags, args[0]); err != nil {
-		return err
-	}
+	o.Arg = args[0]
 	if o.ProxyImage == "" {
 		o.ProxyImage = os.Getenv(EnvProxyImage)
-	}
-	if o.NgrokAuthtoken == "" {
-		o.NgrokAuthtoken = os.Getenv(ngrok.EnvAuthtoken)
 	}
 	if o.ProxyImage == "" {
 		o.ProxyImage = version.ProxyImage()
 	}
-	o.Route.Owner = owner()
-	o.Route.Client = clientID()
-	o.stateKey = stateKey(o.configFlags, o.Namespace, o.Service)
+	if o.NgrokAuthtoken == "" {
+		o.NgrokAuthtoken = os.Getenv(ngrok.EnvAuthtoken)
+	}
 	return nil
 }
 
@@ -224,9 +202,11 @@ func (o *InterceptOptions) matchRoute() (tunnel.Route, error) {
 	return tunnel.Route{Header: name, Value: value}, err
 }
 
-// Validate checks the flags without the network.
+// Validate checks the flags without the network, so a mistake is reported
+// at once.
 func (o *InterceptOptions) Validate() error {
-	if _, err := o.matchRoute(); err != nil {
+	var err error
+	if o.Route, err = o.matchRoute(); err != nil {
 		return err
 	}
 	if o.LocalPort < 1 || o.LocalPort > 65535 {
@@ -261,6 +241,9 @@ func (o *InterceptOptions) Validate() error {
 // tunnels in the foreground until interrupted, then closes. With --detach a
 // background process holds them and Run returns once the intercept is active.
 func (o *InterceptOptions) Run(ctx context.Context) error {
+	if err := o.resolve(ctx); err != nil {
+		return err
+	}
 	if o.Detach && !o.detached && !o.DryRun {
 		return detach(o.stateKey, o.Out, o.ErrOut)
 	}
@@ -281,11 +264,11 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		o.Route.Remote, o.Route.Secret = fr.remote, fr.secret
 	}
 	if o.Clean {
-		if _, err := session.Close(ctx, o.Client, session.CloseOptions{Namespace: o.Namespace, Service: o.Service, Progress: p}); err != nil {
+		if _, err := session.Close(ctx, o.f.Client, session.CloseOptions{Namespace: o.Namespace, Service: o.Service, Progress: p}); err != nil {
 			return err
 		}
 	}
-	st, err := session.Start(ctx, o.Client, session.StartOptions{
+	st, err := session.Start(ctx, o.f.Client, session.StartOptions{
 		Namespace: o.Namespace, Service: o.Service, Port: o.RemotePort,
 		ProxyImage: o.ProxyImage, ReadyTimeout: o.Timeout, DryRun: o.DryRun, Progress: p,
 		AllTraffic: o.Route.All,
@@ -302,8 +285,8 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 
 	rec := st.Record
 	follower := &portforward.Follower{
-		Config: o.RESTConfig, Client: o.Client, Namespace: o.Namespace,
-		Selector: labels.SelectorFromSet(rec.SessionSelector()).String(),
+		Config: o.f.RESTConfig, Client: o.f.Client, Namespace: o.Namespace,
+		Selector: session.CopySelector(rec),
 		Port:     int(rec.Plan.ControlPort), Route: o.Route,
 		Local: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.LocalPort)),
 		HTTP:  fr.handler,
@@ -325,7 +308,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	// Every replica must hold the route before we call it active, or some
 	// of the developer's requests would miss the laptop.
 	want := 1
-	if d, err := o.Client.AppsV1().Deployments(o.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{}); err == nil && d.Status.ReadyReplicas > 1 {
+	if d, err := o.f.Client.AppsV1().Deployments(o.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{}); err == nil && d.Status.ReadyReplicas > 1 {
 		want = int(d.Status.ReadyReplicas)
 	}
 	done := p.Step(fmt.Sprintf("opening tunnels to the copy's %d pod(s)", want))
@@ -337,7 +320,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		return end(err)
 	}
 	done = p.Step("checking that service " + o.Service + " reaches the sidecars only")
-	err = session.WaitEndpointsOnCopy(ctx, o.Client, o.Namespace, o.Service, rec, o.Timeout)
+	err = session.WaitEndpointsOnCopy(ctx, o.f.Client, o.Namespace, o.Service, rec, o.Timeout)
 	var pod string
 	if err == nil {
 		pod, err = verifyActive(ctx, follower, st.Service, rec.Port, o.Timeout)
@@ -349,10 +332,10 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	st.Settle()
 	o.printActive(p, st, pod, fr)
 	ready()
-	go session.WatchSwitch(fctx, o.Client, o.Namespace, o.Service, rec, 2*time.Second, p.Warn)
+	go session.WatchSwitch(fctx, o.f.Client, o.Namespace, o.Service, rec, 2*time.Second, p.Warn)
 	gone := make(chan struct{})
 	go func() {
-		if session.WaitCopyGone(fctx, o.Client, o.Namespace, rec.Copy, 2*time.Second) {
+		if session.WaitCopyGone(fctx, o.f.Client, o.Namespace, rec.Copy, 2*time.Second) {
 			close(gone)
 		}
 	}()
@@ -409,24 +392,22 @@ func (o *InterceptOptions) printActive(p *progress, st *session.Started, pod str
 func (o *InterceptOptions) leave(st *session.Started, p *progress, cause error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	others, err := othersLive(ctx, o.RESTConfig, o.Client, o.Namespace, st.Record, &o.Route)
-	if err == nil && len(others) > 0 {
-		p.Infof("%d other intercept(s) of service %s remain; the Service stays switched until the last one ends.", len(others), o.Service)
+	left, err := clusterOf(o.f).Leave(ctx, session.LeaveOptions{Namespace: o.Namespace, Service: o.Service,
+		ID: st.Record.ID, Exclude: &o.Route, Progress: p})
+	switch {
+	case err == nil && len(left.Others) > 0:
+		p.Infof("%d other intercept(s) of service %s remain; the Service stays switched until the last one ends.", len(left.Others), o.Service)
 		return cause
-	}
-	res, cerr := session.Close(ctx, o.Client, session.CloseOptions{Namespace: o.Namespace, Service: o.Service, ID: st.Record.ID, Progress: p})
-	if cerr == nil && len(res.Busy) > 0 {
+	case err == nil && len(left.Closed.Busy) > 0:
 		p.Infof("Another kubectl-intercept is joining the intercept of service %s; the Service stays switched for it.", o.Service)
 		return cause
-	}
-	if cerr != nil {
-		cerr = fmt.Errorf("closing the intercept: %w; run `kubectl intercept close svc/%s -n %s`", cerr, o.Service, o.Namespace)
+	case err != nil:
+		err = fmt.Errorf("closing the intercept: %w; run `kubectl intercept close svc/%s -n %s`", err, o.Service, o.Namespace)
 		if cause == nil {
-			return cerr
+			return err
 		}
-		p.Warn(cerr.Error())
-	}
-	if cause == nil {
+		p.Warn(err.Error())
+	case cause == nil:
 		p.Infof("Service %s/%s is restored.", o.Namespace, o.Service)
 	}
 	return cause
@@ -485,11 +466,11 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
+// servicePort is the number of the Service port key names (by name or
+// number), or key itself when the Service has no such port.
 func servicePort(svc *corev1.Service, key string) string {
-	for _, p := range svc.Spec.Ports {
-		if p.Name == key || strconv.Itoa(int(p.Port)) == key {
-			return strconv.Itoa(int(p.Port))
-		}
+	if i := workload.PortIndex(svc, key); i >= 0 {
+		return strconv.Itoa(int(svc.Spec.Ports[i].Port))
 	}
 	return key
 }
@@ -517,44 +498,25 @@ func printDryRun(out interface{ Write([]byte) (int, error) }, st *session.Starte
 	return nil
 }
 
-// resolveService turns svc/NAME, service/NAME or NAME into a namespace and
-// a Service name, the way kubectl resolves resource arguments.
-func resolveService(flags *genericclioptions.ConfigFlags, arg string) (string, string, error) {
-	ns, _, err := flags.ToRawKubeConfigLoader().Namespace()
+// resolve checks the permissions an intercept needs (all at once, before
+// anything changes) and finds the Service.
+func (o *InterceptOptions) resolve(ctx context.Context) error {
+	ns, name, err := resolveServiceName(o.f, o.Arg)
 	if err != nil {
-		return "", "", fmt.Errorf("reading the namespace from kubeconfig: %w", err)
+		return err
 	}
-	r := resource.NewBuilder(flags).
-		WithScheme(scheme.Scheme, scheme.Scheme.PrioritizedVersionsAllGroups()...).
-		NamespaceParam(ns).DefaultNamespace().
-		ResourceNames("services", arg).
-		SingleResourceType().
-		Do()
-	infos, err := r.Infos()
-	if err != nil {
-		return "", "", fmt.Errorf("finding %s: %w", arg, err)
+	o.stateKey = stateKey(o.f.Context, ns, name)
+	if !o.DryRun {
+		if err := session.CheckAccess(ctx, o.f.Client, o.f.Namespace, session.NeededPermissions()); err != nil {
+			return err
+		}
 	}
-	if len(infos) != 1 {
-		return "", "", fmt.Errorf("%s names %d objects; give one Service", arg, len(infos))
+	if o.Namespace, o.Service, err = resolveService(o.f, o.Arg); err != nil {
+		return err
 	}
-	info := infos[0]
-	if kind := info.Mapping.GroupVersionKind.Kind; kind != "Service" {
-		return "", "", fmt.Errorf("%s is a %s: kubectl intercept works on Services (svc/NAME)", arg, kind)
-	}
-	return info.Namespace, info.Name, nil
-}
-
-func clients(flags *genericclioptions.ConfigFlags) (*rest.Config, kubernetes.Interface, error) {
-	cfg, err := flags.ToRESTConfig()
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading kubeconfig: %w", err)
-	}
-	injectFault(cfg)
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	return cfg, cs, nil
+	o.Route.Owner = owner()
+	o.Route.Client = clientID()
+	return nil
 }
 
 // clientID identifies this process to the sidecars.

@@ -6,21 +6,28 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
 )
 
 // NewCmdRoot builds `kubectl intercept` and its subcommands, with cobra's
 // `completion` command for shell completion scripts.
 func NewCmdRoot(streams genericiooptions.IOStreams) *cobra.Command {
-	flags := genericclioptions.NewConfigFlags(true)
-	cmd := NewCmdIntercept(flags, streams)
+	return NewCmdRootFor(factory.New(genericclioptions.NewConfigFlags(true)), streams)
+}
+
+// NewCmdRootFor is NewCmdRoot over a factory of the caller's (tests give
+// one whose clients are fakes).
+func NewCmdRootFor(f *factory.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	cmd := NewCmdIntercept(f, streams)
 	cmd.CompletionOptions.DisableDefaultCmd = false
-	flags.AddFlags(cmd.PersistentFlags())
-	_ = cmd.RegisterFlagCompletionFunc("namespace", namespaceCompletion(flags))
+	f.ConfigFlags.AddFlags(cmd.PersistentFlags())
+	_ = cmd.RegisterFlagCompletionFunc("namespace", namespaceCompletion(f))
 	cmd.AddCommand(
-		NewCmdClose(flags, streams),
-		NewCmdList(flags, streams),
-		NewCmdStatus(flags, streams),
-		NewCmdDoctor(flags, streams),
+		NewCmdClose(f, streams),
+		NewCmdList(f, streams),
+		NewCmdStatus(f, streams),
+		NewCmdDoctor(f, streams),
 		NewCmdVersion(streams),
 	)
 	return cmd

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -57,17 +59,34 @@ func statusCluster(switched bool) (*fake.Clientset, *session.Record) {
 	), rec
 }
 
-func statusOptions(cs *fake.Clientset, routes map[string][]tunnel.Route) (*StatusOptions, *bytes.Buffer) {
-	var out bytes.Buffer
-	o := &StatusOptions{Namespace: "team", Service: "shop", Client: cs}
-	o.Out = &out
-	o.RoutesOf = func(_ context.Context, pod string, _ *session.Record) ([]tunnel.Route, error) {
+// routeList is a sidecar's route table that holds fixed routes.
+type routeList []tunnel.Route
+
+func (l routeList) Add(tunnel.Route, tunnel.DialFunc) (func(), error) {
+	return nil, tunnel.ErrConflict
+}
+
+func (l routeList) List() []tunnel.Route { return l }
+
+// sidecars dials, for each pod named in routes, a sidecar's tunnel server
+// that holds those routes; other pods refuse the connection.
+func sidecars(routes map[string][]tunnel.Route) session.PodDialer {
+	return func(ctx context.Context, _, pod string, _ int) (io.ReadWriteCloser, error) {
 		r, ok := routes[pod]
 		if !ok {
 			return nil, errors.New("connection refused")
 		}
-		return r, nil
+		a, b := net.Pipe()
+		srv := &tunnel.Server{Pod: pod, Routes: routeList(r)}
+		go srv.ServeConn(ctx, b)
+		return a, nil
 	}
+}
+
+func statusOptions(cs *fake.Clientset, routes map[string][]tunnel.Route) (*StatusOptions, *bytes.Buffer) {
+	var out bytes.Buffer
+	o := &StatusOptions{Namespace: "team", Service: "shop", Cluster: session.Cluster{Client: cs, Dial: sidecars(routes)}}
+	o.Out = &out
 	return o, &out
 }
 
@@ -81,7 +100,7 @@ func TestStatusShowsRoutesPodByPod(t *testing.T) {
 		"shop-intercept-abc123-a": {alice, bob},
 		"shop-intercept-abc123-b": {alice},
 	})
-	st, err := o.status(context.Background())
+	st, err := o.Cluster.Get(context.Background(), o.Namespace, o.Service)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +140,7 @@ func TestStatusSidecarNotAnswering(t *testing.T) {
 	if err := o.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var st Status
+	var st session.Detail
 	if err := json.Unmarshal(out.Bytes(), &st); err != nil {
 		t.Fatalf("%v in:\n%s", err, out.String())
 	}

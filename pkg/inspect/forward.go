@@ -44,7 +44,7 @@ func NewForwarder(local string, route string, store *Store) http.Handler {
 		h2: appTransport(local, true),
 	}
 	f.rp = &httputil.ReverseProxy{
-		BufferPool:     tunnel.BufferPool,
+		BufferPool:     tunnel.NewBufferPool(),
 		Rewrite:        f.rewrite,
 		Transport:      roundTripperFunc(f.roundTrip),
 		FlushInterval:  10 * time.Millisecond, // SSE, gRPC and bodies of unknown length: at once

@@ -50,7 +50,7 @@ func NewHandler(table *Table, upstream, pod string, log *slog.Logger) *Handler {
 	h := &Handler{Table: table, Upstream: upstream, Pod: pod, Log: log,
 		upstream1: newTransport(dial, false), upstream2: newTransport(dial, true)}
 	h.rp = &httputil.ReverseProxy{
-		BufferPool: tunnel.BufferPool,
+		BufferPool: tunnel.NewBufferPool(),
 		// Rewrite (not Director) so no X-Forwarded-* header is added: the
 		// app sees what the client sent.
 		Rewrite: func(pr *httputil.ProxyRequest) {

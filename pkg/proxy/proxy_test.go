@@ -267,7 +267,7 @@ func TestGoneTunnelFailsOpen(t *testing.T) {
 // sidecar neither adds nor drops them.
 func TestForwardingHeadersKept(t *testing.T) {
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for _, name := range tunnel.ForwardingHeaders {
+		for _, name := range tunnel.ForwardingHeaders() {
 			w.Header()["Seen-"+name] = r.Header[name]
 		}
 	}))

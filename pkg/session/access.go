@@ -32,42 +32,70 @@ func (p Permission) String() string {
 	return strings.Join(p.Verbs, ",") + " " + r
 }
 
-// Needed is every permission an intercept uses, the same list as
+// NeededPermissions is every permission an intercept uses, the same list as
 // docs/rbac.yaml.
-var Needed = []Permission{
-	{Resource: "services", Verbs: []string{"get", "list", "update"}, Why: "read the Service, switch it and restore it"},
-	{Resource: "pods", Verbs: []string{"get", "list", "watch"}, Why: "find the workload and follow the copy's pods"},
-	{Resource: "pods", Subresource: "portforward", Verbs: []string{"get", "create"}, Why: "the tunnel to the sidecars"},
-	{Resource: "persistentvolumeclaims", Verbs: []string{"get"}, Why: "check the workload's volumes"},
-	{Group: "apps", Resource: "deployments", Verbs: []string{"get", "list", "create", "update", "delete"}, Why: "read the original; create, mark and delete the copy"},
-	{Group: "apps", Resource: "replicasets", Verbs: []string{"get", "list"}, Why: "find the Deployment behind the pods, see why the copy's pods fail"},
-	{Group: "discovery.k8s.io", Resource: "endpointslices", Verbs: []string{"list"}, Why: "know when the Service has moved"},
+func NeededPermissions() []Permission {
+	return []Permission{
+		{Resource: "services", Verbs: []string{"get", "list", "update"}, Why: "read the Service, switch it and restore it"},
+		{Resource: "pods", Verbs: []string{"get", "list", "watch"}, Why: "find the workload and follow the copy's pods"},
+		{Resource: "pods", Subresource: "portforward", Verbs: []string{"get", "create"}, Why: "the tunnel to the sidecars"},
+		{Resource: "persistentvolumeclaims", Verbs: []string{"get"}, Why: "check the workload's volumes"},
+		{Group: "apps", Resource: "deployments", Verbs: []string{"get", "list", "create", "update", "delete"}, Why: "read the original; create, mark and delete the copy"},
+		{Group: "apps", Resource: "replicasets", Verbs: []string{"get", "list"}, Why: "find the Deployment behind the pods, see why the copy's pods fail"},
+		{Group: "discovery.k8s.io", Resource: "endpointslices", Verbs: []string{"list", "watch"}, Why: "know when the Service has moved"},
+	}
 }
 
 // CheckAccess asks the API server (SelfSubjectAccessReview) for every
-// permission in perms and reports all that are missing at once, before
-// anything changes.
+// permission in perms, all reviews at once, and reports every one that is
+// missing, before anything changes.
 func CheckAccess(ctx context.Context, cs kubernetes.Interface, ns string, perms []Permission) error {
-	var missing []string
-	for _, p := range perms {
-		var denied []string
-		for _, verb := range p.Verbs {
+	type verdict struct {
+		perm, verb int
+		allowed    bool
+		err        error
+	}
+	results := make(chan verdict)
+	n := 0
+	for i, p := range perms {
+		for j, verb := range p.Verbs {
+			n++
 			review := &authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{
 				ResourceAttributes: &authv1.ResourceAttributes{
 					Namespace: ns, Verb: verb, Group: p.Group, Resource: p.Resource, Subresource: p.Subresource,
 				},
 			}}
-			res, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
-			if err != nil {
-				return fmt.Errorf("checking permissions in namespace %s: %w", ns, err)
-			}
-			if !res.Status.Allowed {
-				denied = append(denied, verb)
+			go func() {
+				res, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+				results <- verdict{perm: i, verb: j, allowed: err == nil && res.Status.Allowed, err: err}
+			}()
+		}
+	}
+	denied := make([][]bool, len(perms))
+	for i, p := range perms {
+		denied[i] = make([]bool, len(p.Verbs))
+	}
+	var firstErr error
+	for ; n > 0; n-- {
+		v := <-results
+		if v.err != nil && firstErr == nil {
+			firstErr = v.err
+		}
+		denied[v.perm][v.verb] = !v.allowed
+	}
+	if firstErr != nil {
+		return fmt.Errorf("checking permissions in namespace %s: %w", ns, firstErr)
+	}
+	var missing []string
+	for i, p := range perms {
+		q := p
+		q.Verbs = nil
+		for j, verb := range p.Verbs {
+			if denied[i][j] {
+				q.Verbs = append(q.Verbs, verb)
 			}
 		}
-		if len(denied) > 0 {
-			q := p
-			q.Verbs = denied
+		if len(q.Verbs) > 0 {
 			missing = append(missing, fmt.Sprintf("%s (to %s)", q, p.Why))
 		}
 	}

@@ -3,10 +3,11 @@ package session
 import (
 	"fmt"
 	"maps"
-	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
 )
 
 // Switch returns svc pointed at the copy: the selector becomes the session
@@ -18,7 +19,7 @@ func Switch(svc *corev1.Service, rec *Record) (*corev1.Service, error) {
 		return nil, fmt.Errorf("service %s is already switched to session %s", svc.Name, rec.ID)
 	}
 	out := svc.DeepCopy()
-	i := portIndex(out, rec.Port)
+	i := workload.PortIndex(out, rec.Port)
 	if i < 0 {
 		return nil, fmt.Errorf("service %s no longer has port %s", svc.Name, rec.Port)
 	}
@@ -48,7 +49,7 @@ func Restore(current *corev1.Service, rec *Record) (out *corev1.Service, kept []
 		kept = append(kept, fmt.Sprintf("selector %v (changed by someone else during the intercept)", out.Spec.Selector))
 	}
 	if rec.TargetPort != nil {
-		if i := portIndex(out, rec.Port); i >= 0 {
+		if i := workload.PortIndex(out, rec.Port); i >= 0 {
 			tp := out.Spec.Ports[i].TargetPort
 			switch {
 			case tp.Type == intstr.Int && tp.IntVal == rec.Plan.SidecarPort:
@@ -63,14 +64,4 @@ func Restore(current *corev1.Service, rec *Record) (out *corev1.Service, kept []
 		out.Annotations = nil
 	}
 	return out, kept
-}
-
-// portIndex finds a Service port by name or number.
-func portIndex(svc *corev1.Service, port string) int {
-	for i, p := range svc.Spec.Ports {
-		if p.Name == port || strconv.Itoa(int(p.Port)) == port {
-			return i
-		}
-	}
-	return -1
 }

@@ -289,11 +289,11 @@ func join(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, raw
 		return nil, fmt.Errorf("service %s: %w; run `kubectl intercept close svc/%s` to restore it", svc.Name, err, svc.Name)
 	}
 	if o.Port != "" && o.Port != rec.Port {
-		if i := portIndex(svc, o.Port); i < 0 || portKey(&svc.Spec.Ports[i]) != rec.Port {
+		if i := workload.PortIndex(svc, o.Port); i < 0 || portKey(&svc.Spec.Ports[i]) != rec.Port {
 			return nil, fmt.Errorf("service %s is already intercepted on port %s; a second port is not supported, intercept port %s or close the other session", svc.Name, rec.Port, rec.Port)
 		}
 	}
-	if i := portIndex(svc, rec.Port); i >= 0 && !o.AllTraffic {
+	if i := workload.PortIndex(svc, rec.Port); i >= 0 && !o.AllTraffic {
 		if err := workload.HeaderRoutable(svc, &svc.Spec.Ports[i]); err != nil {
 			return nil, err
 		}

@@ -43,10 +43,7 @@ func (c *Client) call(req Request) (Response, error) {
 	if err := c.ctrl.read(&resp); err != nil {
 		return resp, fmt.Errorf("reading the sidecar's answer to %s: %w", req.Op, err)
 	}
-	if resp.Error != "" {
-		return resp, errors.New(resp.Error)
-	}
-	return resp, nil
+	return resp, resp.err()
 }
 
 // Register installs the route in the sidecar for as long as this session

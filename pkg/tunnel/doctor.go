@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -156,16 +155,12 @@ type Watcher interface {
 	Seen(nonce string) (hits []Hit, ok bool)
 }
 
-// unknownOp starts a sidecar's answer to an operation it does not know;
-// sidecars from before the doctor answer watch with it.
-const unknownOp = "unknown operation"
-
 // Watch asks the sidecar to record the requests that carry m for as long as
 // this session lives (WatchTTL at most), and returns the sidecar's pod. A
 // sidecar too old to watch gives ErrUnsupported.
 func (c *Client) Watch(m Marker) (string, error) {
 	resp, err := c.call(Request{Op: "watch", Marker: &m})
-	if err != nil && strings.HasPrefix(resp.Error, unknownOp) {
+	if errors.Is(err, ErrUnsupported) {
 		return resp.Pod, fmt.Errorf("%w: the sidecar in pod %s cannot watch for the doctor's marker, its image is older than this CLI", ErrUnsupported, resp.Pod)
 	}
 	return resp.Pod, err

@@ -115,8 +115,8 @@ func TestDoctorOps(t *testing.T) {
 	}
 }
 
-// oldSidecar answers every operation but register and routes as sidecars
-// from before the doctor did.
+// oldSidecar answers every operation but routes as a sidecar that cannot
+// watch does: unsupported.
 func oldSidecar(conn io.ReadWriteCloser, pod string) {
 	sess, err := yamux.Server(conn, Config())
 	if err != nil {
@@ -135,7 +135,7 @@ func oldSidecar(conn io.ReadWriteCloser, pod string) {
 		}
 		resp := Response{Pod: pod}
 		if req.Op != "routes" {
-			resp.Error = fmt.Sprintf("unknown operation %q", req.Op)
+			resp.Error, resp.Code = fmt.Sprintf("unknown operation %q", req.Op), CodeUnsupported
 		}
 		if err := c.write(resp); err != nil {
 			return

@@ -11,17 +11,20 @@ import (
 // Both ends proxy intercepted HTTP with httputil.ReverseProxy and serve it
 // as HTTP/1.1 or HTTP/2 cleartext; what they must agree on is here.
 
-// ForwardingHeaders are the headers a proxy in front of a Service (an
+// forwardingHeaders are the headers a proxy in front of a Service (an
 // ingress, ngrok's edge) sets to say where a request came from.
 // ReverseProxy drops them from the outbound request when Rewrite is used.
-var ForwardingHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+var forwardingHeaders = [...]string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+
+// ForwardingHeaders returns the names of the forwarding headers.
+func ForwardingHeaders() []string { return forwardingHeaders[:] }
 
 // KeepAsSent puts back what ReverseProxy takes out before Rewrite: the
 // caller's forwarding headers, and a query it cannot parse (a=1;b=2),
 // which the app may well read. Call it from Rewrite.
 func KeepAsSent(pr *httputil.ProxyRequest) {
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
-	for _, name := range ForwardingHeaders {
+	for _, name := range forwardingHeaders {
 		if v, ok := pr.In.Header[name]; ok {
 			pr.Out.Header[name] = v
 		}
@@ -38,9 +41,10 @@ func NewHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{Handler: h, Protocols: &p, ErrorLog: log.New(io.Discard, "", 0)}
 }
 
-// BufferPool lends ReverseProxy its copy buffers: without one it allocates
-// 32 KiB for every response, most of the garbage a busy proxy makes.
-var BufferPool httputil.BufferPool = &bufferPool{}
+// NewBufferPool returns a pool that lends ReverseProxy its copy buffers:
+// without one it allocates 32 KiB for every response, most of the garbage
+// a busy proxy makes.
+func NewBufferPool() httputil.BufferPool { return &bufferPool{} }
 
 type bufferPool struct{ p sync.Pool }
 

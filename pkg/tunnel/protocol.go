@@ -168,7 +168,9 @@ type Request struct {
 
 // Response answers a Request.
 type Response struct {
-	Error  string  `json:"error,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Code classifies Error (see errors.go).
+	Code   Code    `json:"code,omitempty"`
 	Pod    string  `json:"pod,omitempty"`
 	Routes []Route `json:"routes,omitempty"`
 	// ProbedPod is the pod whose sidecar answered a probe.
@@ -177,6 +179,23 @@ type Response struct {
 	Hits []Hit `json:"hits,omitempty"`
 	// Status is the HTTP status that answered a send.
 	Status int `json:"status,omitempty"`
+}
+
+// fail sets the answer to a failed call: the message and its code.
+func (r *Response) fail(err error) {
+	r.Error, r.Code = err.Error(), codeOf(err)
+}
+
+// err is the error a failed answer carries, nil for a success.
+func (r *Response) err() error {
+	if r.Error == "" {
+		return nil
+	}
+	code := r.Code
+	if _, ok := sentinels[code]; !ok {
+		code = CodeFailed
+	}
+	return &RemoteError{Code: code, Message: r.Error}
 }
 
 // codec reads and writes newline-delimited JSON on a stream.

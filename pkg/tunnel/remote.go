@@ -31,7 +31,7 @@ const (
 )
 
 // forwardedHeaders are the headers the endpoint's edge adds or rewrites.
-var forwardedHeaders = append(ForwardingHeaders[:len(ForwardingHeaders):len(ForwardingHeaders)], "X-Real-Ip")
+var forwardedHeaders = [...]string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip"}
 
 // NewSecret returns a fresh random secret for a remote route.
 func NewSecret() string {

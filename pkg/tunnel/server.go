@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -107,12 +106,12 @@ func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser) {
 		switch req.Op {
 		case "register":
 			if req.Route == nil {
-				resp.Error = "register without a route"
+				resp.fail(coded(CodeBadRequest, "register without a route"))
 				break
 			}
 			rm, err := s.Routes.Add(*req.Route, dial)
 			if err != nil {
-				resp.Error = err.Error()
+				resp.fail(err)
 				break
 			}
 			removes = append(removes, rm)
@@ -127,39 +126,39 @@ func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser) {
 			resp.Routes = s.Routes.List()
 		case "probe":
 			if s.Probe == nil {
-				resp.Error = "this sidecar cannot probe"
+				resp.fail(coded(CodeUnsupported, "this sidecar cannot probe"))
 				break
 			}
 			pod, err := s.Probe(ctx, req.URL)
 			if err != nil {
-				resp.Error = err.Error()
+				resp.fail(err)
 			}
 			resp.ProbedPod = pod
 		case "watch":
 			stop, err := s.watch(req.Marker)
 			if err != nil {
-				resp.Error = err.Error()
+				resp.fail(err)
 				break
 			}
 			unwatches = append(unwatches, stop)
 		case "seen":
 			if s.Watches == nil {
-				resp.Error = "this sidecar cannot watch"
+				resp.fail(coded(CodeUnsupported, "this sidecar cannot watch"))
 				break
 			}
 			hits, ok := s.Watches.Seen(req.Nonce)
 			if !ok {
-				resp.Error = fmt.Sprintf("no watch for marker %s%s on this sidecar (a watch ends after %s)", MarkerPrefix, req.Nonce, WatchTTL)
+				resp.fail(coded(CodeNotFound, "no watch for marker %s%s on this sidecar (a watch ends after %s)", MarkerPrefix, req.Nonce, WatchTTL))
 			}
 			resp.Hits = hits
 		case "send":
 			status, err := s.send(ctx, req)
 			if err != nil {
-				resp.Error = err.Error()
+				resp.fail(err)
 			}
 			resp.Status = status
 		default:
-			resp.Error = fmt.Sprintf("%s %q", unknownOp, req.Op)
+			resp.fail(coded(CodeUnsupported, "unknown operation %q", req.Op))
 		}
 		if err := c.write(resp); err != nil {
 			return
@@ -169,10 +168,10 @@ func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser) {
 
 func (s *Server) watch(m *Marker) (func(), error) {
 	if s.Watches == nil {
-		return nil, errors.New("this sidecar cannot watch")
+		return nil, coded(CodeUnsupported, "this sidecar cannot watch")
 	}
 	if m == nil {
-		return nil, errors.New("watch without a marker")
+		return nil, coded(CodeBadRequest, "watch without a marker")
 	}
 	return s.Watches.Watch(*m)
 }
@@ -182,13 +181,13 @@ func (s *Server) watch(m *Marker) (func(), error) {
 // a probe may already request, with the marker instead of the probe header.
 func (s *Server) send(ctx context.Context, req Request) (int, error) {
 	if req.Marker == nil {
-		return 0, errors.New("send without a marker")
+		return 0, coded(CodeBadRequest, "send without a marker")
 	}
 	if err := req.Marker.Validate(); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	if !strings.HasPrefix(req.URL, "http://") {
-		return 0, fmt.Errorf("send to %q: only http:// URLs", req.URL)
+		return 0, coded(CodeBadRequest, "send to %q: only http:// URLs", req.URL)
 	}
 	send := s.Send
 	if send == nil {
@@ -196,10 +195,3 @@ func (s *Server) send(ctx context.Context, req Request) (int, error) {
 	}
 	return send(ctx, req.URL, req.Host, *req.Marker)
 }
-
-// ErrConflict is returned by RouteTable.Add for a route already taken.
-var ErrConflict = errors.New("route already taken")
-
-// ErrUnsupported is returned by Client.Register when the sidecar cannot
-// match the kind of route given.
-var ErrUnsupported = errors.New("route not supported")

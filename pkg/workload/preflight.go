@@ -20,12 +20,21 @@ func SelectPort(svc *corev1.Service, want string) (*corev1.ServicePort, error) {
 		}
 		return nil, fmt.Errorf("service %s has %d ports (%s): say which one to intercept with -r", svc.Name, len(ports), describePorts(ports))
 	}
-	for i := range ports {
-		if ports[i].Name == want || strconv.Itoa(int(ports[i].Port)) == want {
-			return &ports[i], nil
-		}
+	if i := PortIndex(svc, want); i >= 0 {
+		return &ports[i], nil
 	}
 	return nil, fmt.Errorf("service %s has no port %q (it has %s)", svc.Name, want, describePorts(ports))
+}
+
+// PortIndex finds a Service port by name or number: the one lookup every
+// flag and record that names a port goes through. -1 when there is none.
+func PortIndex(svc *corev1.Service, key string) int {
+	for i, p := range svc.Spec.Ports {
+		if key != "" && (p.Name == key || strconv.Itoa(int(p.Port)) == key) {
+			return i
+		}
+	}
+	return -1
 }
 
 func describePorts(ports []corev1.ServicePort) string {

@@ -22,21 +22,29 @@ type Endpoint interface {
 // with a flag.
 const EnvAuthtoken = "NGROK_AUTHTOKEN"
 
-// ngrokConnectURL replaces ngrok's service address in tests.
-var ngrokConnectURL string
+// Options say how to reach ngrok.
+type Options struct {
+	Authtoken string
+	// Timeout bounds the wait for ngrok's service.
+	Timeout time.Duration
+	// ConnectURL replaces ngrok's service address (host:port), for a
+	// stand-in service; empty: ngrok's own.
+	ConnectURL string
+}
 
-// Listen connects an ngrok agent with authtoken and opens an HTTPS
+// Listen connects an ngrok agent with the authtoken and opens an HTTPS
 // endpoint with a random URL. The agent retries a failing connection
-// forever, so Listen gives up after timeout with an error that says
+// forever, so Listen gives up after the timeout with an error that says
 // what to check.
-func Listen(ctx context.Context, authtoken string, timeout time.Duration) (Endpoint, error) {
+func Listen(ctx context.Context, o Options) (Endpoint, error) {
+	authtoken, timeout := o.Authtoken, o.Timeout
 	if authtoken == "" {
 		return nil, errors.New("--tunnel ngrok needs an authtoken: set " + EnvAuthtoken + " or pass --ngrok-authtoken " +
 			"(it is on https://dashboard.ngrok.com/get-started/your-authtoken)")
 	}
 	opts := []sdk.AgentOption{sdk.WithAuthtoken(authtoken), sdk.WithClientInfo("kubectl-intercept", "")}
-	if ngrokConnectURL != "" {
-		opts = append(opts, sdk.WithAgentConnectURL(ngrokConnectURL))
+	if o.ConnectURL != "" {
+		opts = append(opts, sdk.WithAgentConnectURL(o.ConnectURL))
 	}
 	agent, err := sdk.NewAgent(opts...)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -174,7 +173,7 @@ func (f *Follower) hold(ctx context.Context, pod string) {
 	}
 	defer c.Close()
 	if _, err := c.Register(f.Route); err != nil {
-		if errors.Is(err, tunnel.ErrConflict) || containsConflict(err) || errors.Is(err, tunnel.ErrUnsupported) {
+		if errors.Is(err, tunnel.ErrConflict) || errors.Is(err, tunnel.ErrUnsupported) || errors.Is(err, tunnel.ErrBadRequest) {
 			select {
 			case f.fatal <- err:
 			default:
@@ -202,10 +201,6 @@ func (f *Follower) hold(ctx context.Context, pod string) {
 	if ctx.Err() == nil {
 		f.logf("tunnel to pod %s closed (%v); reconnecting while the pod serves", pod, err)
 	}
-}
-
-func containsConflict(err error) bool {
-	return err != nil && strings.Contains(err.Error(), tunnel.ErrConflict.Error())
 }
 
 // podServes reports whether a pod's sidecar may receive traffic: running

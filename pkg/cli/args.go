@@ -1,0 +1,72 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"k8s.io/cli-runtime/pkg/resource"
+	"k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
+)
+
+// cutServicePrefix removes the resource prefix a Service argument may carry
+// (svc/, service/, services/, service.v1/), the one list of them every
+// command and completion reads.
+func cutServicePrefix(arg string) (name, prefix string, ok bool) {
+	for _, p := range [...]string{"svc/", "service/", "services/", "service.v1/"} {
+		if rest, found := strings.CutPrefix(arg, p); found {
+			return rest, p, true
+		}
+	}
+	return arg, "", false
+}
+
+// resolveServiceName reads svc/NAME, service/NAME or NAME without asking the
+// cluster, so close and status work when the Service is gone.
+func resolveServiceName(f *factory.Factory, arg string) (string, string, error) {
+	name, _, _ := cutServicePrefix(arg)
+	switch {
+	case name == "":
+		return "", "", fmt.Errorf("%q names no Service: give svc/NAME", arg)
+	case strings.Contains(name, "/"):
+		return "", "", fmt.Errorf("%s is not a Service: give svc/NAME", arg)
+	}
+	return f.Namespace, name, nil
+}
+
+// resolveService turns svc/NAME, service/NAME or NAME into a namespace and
+// a Service name the way kubectl resolves resource arguments (it asks the
+// cluster, so it runs after Validate).
+func resolveService(f *factory.Factory, arg string) (string, string, error) {
+	r := resource.NewBuilder(f.ConfigFlags).
+		WithScheme(scheme.Scheme, scheme.Scheme.PrioritizedVersionsAllGroups()...).
+		NamespaceParam(f.Namespace).DefaultNamespace().
+		ResourceNames("services", arg).
+		SingleResourceType().
+		Do()
+	infos, err := r.Infos()
+	if err != nil {
+		return "", "", fmt.Errorf("finding %s: %w", arg, err)
+	}
+	if len(infos) != 1 {
+		return "", "", fmt.Errorf("%s names %d objects; give one Service", arg, len(infos))
+	}
+	info := infos[0]
+	if kind := info.Mapping.GroupVersionKind.Kind; kind != "Service" {
+		return "", "", fmt.Errorf("%s is a %s: kubectl intercept works on Services (svc/NAME)", arg, kind)
+	}
+	return info.Namespace, info.Name, nil
+}
+
+// clusterOf is the intercept state of the factory's cluster, its sidecars
+// asked through pods/portforward.
+func clusterOf(f *factory.Factory) session.Cluster {
+	return session.Cluster{Client: f.Client, Dial: func(ctx context.Context, ns, pod string, port int) (io.ReadWriteCloser, error) {
+		return portforward.DialPod(ctx, f.RESTConfig, ns, pod, port)
+	}}
+}
