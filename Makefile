@@ -35,18 +35,36 @@ KREW_VERSION := $(shell sed -n 's|^\tsigs.k8s.io/krew \(v[^ ]*\).*|\1|p' hack/to
 GORELEASER := $(TOOLS_DIR)/goreleaser-$(GORELEASER_VERSION)
 KREW := $(TOOLS_DIR)/krew-$(KREW_VERSION)
 KREW_VALIDATE := $(TOOLS_DIR)/validate-krew-manifest-$(KREW_VERSION)
+# The linter, pinned the same way (hack/tools/golangci-lint/go.mod).
+GOLANGCI_LINT_VERSION := $(shell sed -n 's|^\tgithub.com/golangci/golangci-lint/v2 \(v[^ ]*\).*|\1|p' hack/tools/golangci-lint/go.mod)
+GOLANGCI_LINT := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 KUBECTL := $(CACHE_DIR)/bin/kubectl
 
-.PHONY: build vet unit cross cluster-up cluster-down images demo e2e test clean bench bench-tunnel chromium \
+.PHONY: build vet unit cross cluster-up cluster-down images demo e2e test clean bench bench-tunnel chromium shellcheck \
 	tools snapshot krew-manifest release-test krew-install-test
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kubectl-intercept ./cmd/kubectl-intercept
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/intercept-proxy ./cmd/intercept-proxy
 
-vet:
+# gofmt, go vet, golangci-lint (.golangci.yml) and shellcheck over the
+# scripts in hack/ and bench/.
+vet: $(GOLANGCI_LINT) shellcheck
 	@test -z "$$(gofmt -l cmd pkg hack test)" || { gofmt -l cmd pkg hack test; echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
+	$(GOLANGCI_LINT) run ./...
+	shellcheck -x $$(find hack bench -name '*.sh' | sort)
+
+$(GOLANGCI_LINT):
+	@mkdir -p $(TOOLS_DIR)
+	cd hack/tools/golangci-lint && $(GO) build -o $@.tmp github.com/golangci/golangci-lint/v2/cmd/golangci-lint && mv $@.tmp $@
+
+# Debian's shellcheck, for make vet.
+shellcheck:
+	@command -v shellcheck >/dev/null 2>&1 || { \
+		test "$$(id -u)" = 0 || { echo "make vet needs shellcheck: apt-get install shellcheck (as root)" >&2; exit 1; }; \
+		echo "installing shellcheck (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; }
 
 unit: $(KREW_VALIDATE) chromium
 	KREW_VALIDATE=$(KREW_VALIDATE) $(GO) test -race -count=1 ./pkg/... ./cmd/... ./hack/mkimage/... ./hack/krewmanifest/...

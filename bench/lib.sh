@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib.sh: what bench/run.sh and bench/tunnel.sh share. Sourced; the
 # caller defines TMP and the arrays PID (associative) and STARTED.
 
@@ -6,7 +7,8 @@ start() {
 	local name=$1
 	shift
 	"$@" >"$TMP/$name.log" 2>&1 &
-	PID[$name]=$!
+	# shellcheck disable=SC2034 # PID is the caller's associative array, read there
+	PID["$name"]=$!
 	STARTED+=("$name")
 }
 
@@ -27,6 +29,7 @@ proc_ticks() {
 # generator's wrapper prints.
 read_result() {
 	local kv
+	# shellcheck disable=SC2034 # the caller's variables, read after the call
 	requests='' duration_us='' p50_us='' p99_us='' errors=''
 	for kv in ${1#RESULT }; do
 		case ${kv%%=*} in

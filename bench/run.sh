@@ -403,7 +403,7 @@ MEM_TARGETS=(intercept-proxy "intercept-proxy --h2c" "intercept-proxy --no-fast-
 declare -A RSS_IDLE=() RSS_H1=() RSS_PEAK=() RSS_AFTER=()
 sleep 2
 for t in "${MEM_TARGETS[@]}"; do
-	# shellcheck disable=SC2086
+	# shellcheck disable=SC2086 # a space-separated PID list, split into arguments on purpose
 	RSS_IDLE[$t]=$(rss_kb VmRSS ${TPIDS[$t]})
 done
 
@@ -423,9 +423,9 @@ measure() {
 	other_load && other=1
 	a0=$(count_of "$P_APP")
 	l0=$(count_of "$P_LAPTOP")
-	# shellcheck disable=SC2086
+	# shellcheck disable=SC2086 # a space-separated PID list, split into arguments on purpose
 	p0=$(group_ticks $pids)
-	# shellcheck disable=SC2086
+	# shellcheck disable=SC2086 # a space-separated PID list, split into arguments on purpose
 	u0=$(group_ticks $UPIDS)
 	read -r -a c0 <<<"$(core_sample "$PROXY_CPU")"
 	read -r -a k0 <<<"$(core_sample "$LOAD_CPU")"
@@ -443,9 +443,9 @@ measure() {
 	}
 	read -r -a c1 <<<"$(core_sample "$PROXY_CPU")"
 	read -r -a k1 <<<"$(core_sample "$LOAD_CPU")"
-	# shellcheck disable=SC2086
+	# shellcheck disable=SC2086 # a space-separated PID list, split into arguments on purpose
 	p1=$(group_ticks $pids)
-	# shellcheck disable=SC2086
+	# shellcheck disable=SC2086 # a space-separated PID list, split into arguments on purpose
 	u1=$(group_ticks $UPIDS)
 	a1=$(count_of "$P_APP")
 	l1=$(count_of "$P_LAPTOP")
@@ -536,7 +536,7 @@ for body in small 64k; do
 done
 
 for t in "${MEM_TARGETS[@]}"; do
-	# shellcheck disable=SC2086
+	# shellcheck disable=SC2086 # a space-separated PID list, split into arguments on purpose
 	RSS_H1[$t]=$(rss_kb VmHWM ${TPIDS[$t]})
 done
 
@@ -554,9 +554,9 @@ for spec in "1 1 small" "16 10 small" "16 10 64k"; do
 done
 ELAPSED=$(($(date +%s) - T0))
 for t in "${MEM_TARGETS[@]}"; do
-	# shellcheck disable=SC2086
+	# shellcheck disable=SC2086 # a space-separated PID list, split into arguments on purpose
 	RSS_PEAK[$t]=$(rss_kb VmHWM ${TPIDS[$t]})
-	# shellcheck disable=SC2086
+	# shellcheck disable=SC2086 # a space-separated PID list, split into arguments on purpose
 	RSS_AFTER[$t]=$(rss_kb VmRSS ${TPIDS[$t]})
 done
 

@@ -14,7 +14,8 @@ KUBECTL=${KUBECTL:-/var/tmp/kubectl-intercept/bin/kubectl}
 PLUGIN=${PLUGIN:-bin/kubectl-intercept}
 export KUBECONFIG=${KUBECONFIG:-/var/tmp/kubectl-intercept/cluster/kubeconfig}
 export KUBECTL_INTERCEPT_PROXY_IMAGE=${PROXY_IMAGE:-localhost/kubectl-intercept/intercept-proxy:0.1.0}
-export NO_COLOR=1 XDG_STATE_HOME=$(mktemp -d)
+XDG_STATE_HOME=$(mktemp -d)
+export NO_COLOR=1 XDG_STATE_HOME
 NS=intercept-bench
 k() { "$KUBECTL" -n "$NS" "$@"; }
 now() { date +%s.%N; }
@@ -48,8 +49,8 @@ for i in $(seq 1 "$N"); do
 	row=$(awk -v a="$t0" -v b="$t1" -v r="$ready_s" -v c="$t2" -v d="$t3" -v e="$t4" \
 		'BEGIN{ printf "%.2f %.2f %.2f %.2f %.2f", b-a, r, b-a-r, d-c, e-c }')
 	rows+=("$row")
-	# shellcheck disable=SC2086
-	printf '%-4s %12s %12s %12s %14s %14s\n' "$i" $row
+	read -r -a cols <<<"$row"
+	printf '%-4s %12s %12s %12s %14s %14s\n' "$i" "${cols[@]}"
 	rm -f "$log"
 done
 median() { sort -n | awk '{v[NR]=$1} END{ if (NR%2) print v[(NR+1)/2]; else printf "%.2f\n", (v[NR/2]+v[NR/2+1])/2 }'; }

@@ -34,7 +34,7 @@ say "3. kubectl intercept svc/demo -n $NS -l $LOCAL_PORT -x x-dev:alice --detach
 say "4. Requests through the Service's ClusterIP ($IP)"
 # who answered: the "pod" field of the demo app's JSON echo
 who() { curl -s "$@" | tr -d '\n' | grep -o '"pod": *"[^"]*"' | cut -d'"' -f4; }
-for i in 1 2 3; do
+for _ in 1 2 3; do
 	printf 'curl http://%s/                    -> %s\n' "$IP" "$(who "http://$IP/")"
 	printf 'curl -H "x-dev: alice" http://%s/  -> %s\n' "$IP" "$(who -H 'x-dev: alice' "http://$IP/")"
 done

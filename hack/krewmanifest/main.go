@@ -98,7 +98,7 @@ func localArchive(dir string) shaFunc {
 		if err != nil {
 			return "", fmt.Errorf("the manifest names %s, but %s has no such archive (make snapshot builds them): %w", uri, dir, err)
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }() // opened for reading: nothing to lose
 		h := sha256.New()
 		if _, err := io.Copy(h, f); err != nil {
 			return "", fmt.Errorf("read %s: %w", file, err)

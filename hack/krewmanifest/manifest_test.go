@@ -219,7 +219,7 @@ func checksums(t *testing.T, file string) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened for reading
 	sums := map[string]string{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -242,7 +242,7 @@ func archiveEntries(t *testing.T, file string) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer z.Close()
+		defer func() { _ = z.Close() }() // opened for reading
 		for _, f := range z.File {
 			if !f.FileInfo().IsDir() {
 				names = append(names, f.Name)
@@ -254,7 +254,7 @@ func archiveEntries(t *testing.T, file string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened for reading
 	gz, err := gzip.NewReader(f)
 	if err != nil {
 		t.Fatalf("%s: %v", file, err)

@@ -32,7 +32,9 @@ func TestCallForwardsOnlyNamedHeaders(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got CallResponse
-		json.NewDecoder(resp.Body).Decode(&got)
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			t.Fatalf("forward=%q: %v", tc.forward, err)
+		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusTeapot || got.Status != http.StatusTeapot || !strings.Contains(string(got.Answer), "418") {
 			t.Errorf("forward=%q: status %d, %+v", tc.forward, resp.StatusCode, got)
@@ -47,7 +49,9 @@ func TestCallForwardsOnlyNamedHeaders(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		json.NewDecoder(resp.Body).Decode(&got)
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			t.Fatalf("forward=%q: %v", tc.forward, err)
+		}
 		resp.Body.Close()
 		var echo EchoResponse
 		if err := json.Unmarshal(got.Answer, &echo); err != nil {

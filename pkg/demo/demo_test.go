@@ -42,6 +42,7 @@ func h2cClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{Protocols: &p}}
 }
 
+// getEcho sends a GET and decodes the echo; the caller closes resp.Body.
 func getEcho(t *testing.T, c *http.Client, url string, hdr http.Header) (*http.Response, EchoResponse) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
@@ -53,9 +54,9 @@ func getEcho(t *testing.T, c *http.Client, url string, hdr http.Header) (*http.R
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
 	var body EchoResponse
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		resp.Body.Close()
 		t.Fatal(err)
 	}
 	return resp, body
@@ -64,6 +65,7 @@ func getEcho(t *testing.T, c *http.Client, url string, hdr http.Header) (*http.R
 func TestJSONEcho(t *testing.T) {
 	_, ts := newTestServer(t)
 	resp, body := getEcho(t, ts.Client(), ts.URL+"/some/path?x=1", http.Header{"X-C6o-Intercept": {"alice"}})
+	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
@@ -82,6 +84,7 @@ func TestJSONEcho(t *testing.T) {
 func TestH2C(t *testing.T) {
 	_, ts := newTestServer(t)
 	resp, body := getEcho(t, h2cClient(), ts.URL+"/", http.Header{"X-Test": {"a", "b"}})
+	defer resp.Body.Close()
 	if resp.ProtoMajor != 2 || body.Proto != "HTTP/2.0" {
 		t.Fatalf("response proto %s, server saw %s", resp.Proto, body.Proto)
 	}
@@ -183,7 +186,7 @@ func TestWebSocket(t *testing.T) {
 	_, ts := newTestServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", nil)
+	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", nil) //nolint:bodyclose // websocket.Dial leaves resp.Body nil on success: nothing to close
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +334,7 @@ func TestShutdownEndsStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }() // returns when the test's listener closes
 
 	resp, err := http.Get("http://" + ln.Addr().String() + "/sse?interval=10ms&count=0")
 	if err != nil {
@@ -375,18 +378,21 @@ func TestRawHead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go s.ServeRawHead(ln)
+	go func() { _ = s.ServeRawHead(ln) }() // returns when ln closes
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	head := "GET /x HTTP/1.1\r\nhost: a\r\nX-Dup: 1\r\nx-MIXED: y\r\nX-Dup: 2\r\n\r\n"
-	io.WriteString(c, head)
+	if _, err := io.WriteString(c, head); err != nil {
+		t.Fatal(err)
+	}
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if string(body) != head || resp.Header.Get(PodHeader) != "p" {
 		t.Fatalf("answered %q from %q", body, resp.Header.Get(PodHeader))

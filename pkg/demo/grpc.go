@@ -9,7 +9,7 @@ import (
 )
 
 // The demo gRPC service is defined by hand instead of with protoc: messages
-// are plain Go structs serialised with a JSON codec, and the service is a
+// are plain Go structs serialized with a JSON codec, and the service is a
 // hand-written grpc.ServiceDesc. Clients must use the "json" content subtype
 // (application/grpc+json); the helpers in this file do that for every call.
 

@@ -48,11 +48,11 @@ func TestBrowserInspector(t *testing.T) {
 		case "/hello":
 			hellos.Add(1)
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			io.WriteString(w, "hello, "+r.URL.Query().Get("name")+" ("+string(body)+")")
+			_, _ = io.WriteString(w, "hello, "+r.URL.Query().Get("name")+" ("+string(body)+")")
 		case "/api/orders":
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusCreated)
-			json.NewEncoder(w).Encode(map[string]any{"id": 1042, "status": "created", "items": json.RawMessage(body)})
+			_ = json.NewEncoder(w).Encode(map[string]any{"id": 1042, "status": "created", "items": json.RawMessage(body)})
 		case "/logo.png":
 			w.Header().Set("Content-Type", "image/png")
 			w.Write([]byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x06\x00\x00\x00"))
@@ -77,7 +77,9 @@ func TestBrowserInspector(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s %s through the forwarder: %v", method, path, err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			t.Fatalf("%s %s through the forwarder: %v", method, path, err)
+		}
 		resp.Body.Close()
 	}
 

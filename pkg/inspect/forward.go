@@ -218,7 +218,7 @@ func (f *forwarder) failed(w http.ResponseWriter, r *http.Request, err error) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusBadGateway)
-	io.WriteString(w, msg)
+	_, _ = io.WriteString(w, msg) // if the caller is gone, the record below still tells
 	// Record the answer as the caller got it.
 	header := w.Header().Clone()
 	fl.respBody = newCapture(BodyCaptureLimit)

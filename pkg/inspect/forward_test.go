@@ -26,7 +26,7 @@ func TestForwardRecordsExchange(t *testing.T) {
 		w.Header().Set("X-Seen-Forwarded-For", r.Header.Get("X-Forwarded-For"))
 		w.Header().Set("X-Seen-Forwarded-Proto", r.Header.Get("X-Forwarded-Proto"))
 		w.WriteHeader(http.StatusCreated)
-		io.WriteString(w, "created "+string(body))
+		_, _ = io.WriteString(w, "created "+string(body))
 	})
 	base, store := forwarding(t, local)
 
@@ -94,12 +94,12 @@ func TestForwardStreamsLargeBodies(t *testing.T) {
 	local := app(t, func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		appGot <- n
-		io.Copy(w, &patternReader{left: size})
+		_, _ = io.Copy(w, &patternReader{left: size})
 	})
 	base, store := forwarding(t, local)
 	// Connections and buffers exist before measuring.
 	if resp, err := client.Get(base + "/warm-up"); err == nil {
-		io.Copy(io.Discard, resp.Body)
+		_, _ = io.Copy(io.Discard, resp.Body) // a warm-up: only the connection matters
 		resp.Body.Close()
 	}
 	<-appGot
@@ -143,7 +143,7 @@ func TestForwardStreamsLargeBodies(t *testing.T) {
 func TestForwardKeepsTrailers(t *testing.T) {
 	local := app(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Trailer", "X-Checksum")
-		io.WriteString(w, "payload")
+		_, _ = io.WriteString(w, "payload")
 		w.Header().Set("X-Checksum", "abc123")
 	})
 	base, store := forwarding(t, local)
@@ -151,7 +151,9 @@ func TestForwardKeepsTrailers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.ReadAll(resp.Body)
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Fatal(err)
+	}
 	resp.Body.Close()
 	if got := resp.Trailer.Get("X-Checksum"); got != "abc123" {
 		t.Errorf("caller's trailer X-Checksum = %q, want abc123", got)
@@ -183,7 +185,7 @@ func TestForwardPassesUpgrade(t *testing.T) {
 	base, store := forwarding(t, local)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", nil)
+	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", nil) //nolint:bodyclose // websocket.Dial leaves resp.Body nil on success: nothing to close
 	if err != nil {
 		t.Fatalf("WebSocket through the forwarder: %v", err)
 	}
@@ -200,7 +202,9 @@ func TestForwardPassesUpgrade(t *testing.T) {
 		}
 	}
 	waitFor(t, store, "the upgrade recorded as 101", func(l []Exchange) bool { return len(l) == 1 && l[0].Status == 101 })
-	c.Close(websocket.StatusNormalClosure, "bye")
+	if err := c.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+		t.Errorf("close handshake through the forwarder: %v", err)
+	}
 
 	ex := waitDone(t, store, 1)[0]
 	if ex.Status != 101 || ex.Path != "/ws" || !strings.EqualFold(ex.ResponseHeader.Get("Upgrade"), "websocket") {
@@ -218,7 +222,7 @@ func TestForwardPassesUpgrade(t *testing.T) {
 // port declared h2c, and HTTP/1.1 otherwise.
 func TestForwardChoosesProtocol(t *testing.T) {
 	local := serveBoth(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
+		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("X-App-Saw", r.Proto)
 		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 			w.Header().Set("Content-Type", "application/grpc")
@@ -228,7 +232,7 @@ func TestForwardChoosesProtocol(t *testing.T) {
 			w.Header().Set("Grpc-Message", "ok")
 			return
 		}
-		io.WriteString(w, "plain")
+		_, _ = io.WriteString(w, "plain")
 	}))
 	base, store := forwarding(t, local)
 
@@ -250,7 +254,9 @@ func TestForwardChoosesProtocol(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			io.ReadAll(resp.Body)
+			if _, err := io.ReadAll(resp.Body); err != nil {
+				t.Fatal(err)
+			}
 			resp.Body.Close()
 			if got := resp.Header.Get("X-App-Saw"); got != tc.appSees {
 				t.Errorf("the app saw %s, want %s", got, tc.appSees)
@@ -273,13 +279,13 @@ func TestForwardFlushesAtOnce(t *testing.T) {
 	release := make(chan struct{})
 	local := app(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
-		io.WriteString(w, "data: first\n\n")
+		_, _ = io.WriteString(w, "data: first\n\n")
 		w.(http.Flusher).Flush()
 		select {
 		case <-release:
 		case <-r.Context().Done():
 		}
-		io.WriteString(w, "data: last\n\n")
+		_, _ = io.WriteString(w, "data: last\n\n")
 	})
 	base, store := forwarding(t, local)
 	defer close(release)
@@ -289,10 +295,10 @@ func TestForwardFlushesAtOnce(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	line := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(resp.Body).ReadString('\n')
+	go func(body io.Reader) {
+		l, _ := bufio.NewReader(body).ReadString('\n')
 		line <- l
-	}()
+	}(resp.Body)
 	select {
 	case l := <-line:
 		if l != "data: first\n" {
@@ -340,14 +346,14 @@ func TestForwardNothingListening(t *testing.T) {
 func TestForwardAppBreaksOff(t *testing.T) {
 	local := app(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "1000")
-		io.WriteString(w, "only part")
+		_, _ = io.WriteString(w, "only part")
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler) // closes the connection
 	})
 	base, store := forwarding(t, local)
 	resp, err := client.Get(base + "/partial")
 	if err == nil {
-		io.ReadAll(resp.Body)
+		_, _ = io.ReadAll(resp.Body) // fails: the app breaks off mid-body
 		resp.Body.Close()
 	}
 	ex := waitDone(t, store, 1)[0]

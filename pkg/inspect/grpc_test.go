@@ -23,7 +23,7 @@ func TestForwardRealGRPC(t *testing.T) {
 	hs := health.NewServer()
 	hs.SetServingStatus("orders", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(srv, hs)
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }() // returns at srv.Stop
 	defer srv.Stop()
 
 	base, store := forwarding(t, ln.Addr().String())

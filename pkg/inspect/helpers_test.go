@@ -25,7 +25,7 @@ func serveBoth(t *testing.T, h http.Handler) string {
 	p.SetHTTP1(true)
 	p.SetUnencryptedHTTP2(true)
 	srv.Protocols = &p
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }() // returns at srv.Close
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
 }

@@ -64,6 +64,7 @@ func (u *ui) replay(ctx context.Context, id uint64) (replayed, error) {
 		defer close(done)
 		defer cancel()
 		defer func() {
+			//nolint:errorlint // recover hands back the very value panicked with, as net/http compares it
 			if p := recover(); p != nil && p != http.ErrAbortHandler {
 				panic(p)
 			}

@@ -197,7 +197,9 @@ func TestUIReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	var res replayed
-	json.NewDecoder(resp.Body).Decode(&res)
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		t.Fatalf("replay answered %d: %v", resp.StatusCode, err)
+	}
 	resp.Body.Close()
 	if resp.StatusCode != 200 || res.ID != 2 || res.Of != 1 || res.Status != http.StatusAccepted {
 		t.Fatalf("replay answered %d %+v, want 200 {id 2, replay_of 1, status 202}", resp.StatusCode, res)

@@ -62,7 +62,9 @@ func TestCopyGolden(t *testing.T) {
 			}
 			golden := filepath.Join("testdata", name+"-out.yaml")
 			if *update {
-				os.WriteFile(golden, got, 0o644)
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
 			}
 			want, err := os.ReadFile(golden)
 			if err != nil {
