@@ -912,7 +912,7 @@ remove_new_nft_tables() {
 			*) empty=0 ;;
 			esac
 		done <<<"$listing"
-		# shellcheck disable=SC2086
+		# shellcheck disable=SC2086 # "table FAMILY NAME" splits into words on purpose
 		if ((empty)); then nft delete $table || true; fi
 	done <<<"$tables"
 }
