@@ -332,10 +332,10 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	st.Settle()
 	o.printActive(p, st, pod, fr)
 	ready()
-	go session.WatchSwitch(fctx, o.f.Client, o.Namespace, o.Service, rec, 2*time.Second, p.Warn)
+	go session.WatchSwitch(fctx, o.f.Client, o.Namespace, o.Service, rec, p.Warn)
 	gone := make(chan struct{})
 	go func() {
-		if session.WaitCopyGone(fctx, o.f.Client, o.Namespace, rec.Copy, 2*time.Second) {
+		if session.WaitCopyGone(fctx, o.f.Client, o.Namespace, rec.Copy) {
 			close(gone)
 		}
 	}()

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -204,37 +206,46 @@ func restoreService(ctx context.Context, cs kubernetes.Interface, ns, name strin
 func waitEndpointsMoved(ctx context.Context, cs kubernetes.Interface, ns, name string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	sel := labels.SelectorFromSet(map[string]string{"kubernetes.io/service-name": name}).String()
-	for {
-		slices, err := cs.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
-		if err == nil && len(slices.Items) == 0 {
-			return nil // no endpoint controller writes slices: nothing to wait for
-		}
-		if err == nil {
-			for _, s := range slices.Items {
-				for _, e := range s.Endpoints {
-					ready := e.Conditions.Ready == nil || *e.Conditions.Ready
-					if ready && e.TargetRef != nil && e.TargetRef.Kind == "Pod" && !isCopyPod(ctx, cs, ns, e.TargetRef.Name) {
-						return nil
-					}
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("service %s lists no ready pod of the original after %s; deleting the copy anyway", name, timeout)
-		case <-time.After(100 * time.Millisecond):
-		}
+	changed := make(chan struct{}, 1)
+	slices, err := watchEndpointSlices(ctx, cs, ns, name, changed)
+	if err != nil {
+		return err
 	}
+	anyCopy, err := labels.Parse(LabelSession)
+	if err != nil {
+		return err
+	}
+	copyPods, err := WatchPods(ctx, cs, ns, anyCopy, changed)
+	if err != nil {
+		return err
+	}
+	return waitChanges(ctx, changed, func() (bool, error) {
+		return originalListed(slices.Items(), copyPods.Items()), nil
+	}, func() error {
+		return fmt.Errorf("service %s lists no ready pod of the original after %s; deleting the copy anyway", name, timeout)
+	})
 }
 
-func isCopyPod(ctx context.Context, cs kubernetes.Interface, ns, pod string) bool {
-	p, err := cs.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
-	if err != nil {
-		return false
+// originalListed reports whether the slices list a ready pod that is not a
+// copy's; true when there are no slices (no endpoint controller writes them:
+// nothing to wait for).
+func originalListed(slices []*discoveryv1.EndpointSlice, copyPods []*corev1.Pod) bool {
+	if len(slices) == 0 {
+		return true
 	}
-	_, ok := p.Labels[LabelSession]
-	return ok
+	copies := map[string]bool{}
+	for _, p := range copyPods {
+		copies[p.Name] = true
+	}
+	for _, s := range slices {
+		for _, e := range s.Endpoints {
+			ready := e.Conditions.Ready == nil || *e.Conditions.Ready
+			if ready && e.TargetRef != nil && e.TargetRef.Kind == "Pod" && !copies[e.TargetRef.Name] {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // findCopies lists the copy Deployments made for a Service (all of them
@@ -262,27 +273,25 @@ func findCopies(ctx context.Context, cs kubernetes.Interface, ns, service string
 // deleteCopy deletes a copy and waits for its pods to be gone: their
 // sidecars drain connections on the way out.
 func deleteCopy(ctx context.Context, cs kubernetes.Interface, ns string, d appsv1.Deployment, timeout time.Duration) error {
+	id := d.Labels[LabelSession]
+	if id == "" {
+		return deleteDeployment(ctx, cs, ns, d)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	changed := make(chan struct{}, 1)
+	pods, err := WatchPods(ctx, cs, ns, sessionPods(id), changed)
+	if err != nil {
+		return describeAPIError(err, "watching the pods of "+d.Name)
+	}
 	if err := deleteDeployment(ctx, cs, ns, d); err != nil {
 		return err
 	}
-	id := d.Labels[LabelSession]
-	if id == "" {
-		return nil
-	}
-	sel := labels.SelectorFromSet(map[string]string{LabelSession: id}).String()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
-		if err == nil && len(pods.Items) == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("deployment %s is deleted but its pods are still terminating after %s; they go away on their own", d.Name, timeout)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+	return waitChanges(ctx, changed, func() (bool, error) {
+		return len(pods.Items()) == 0, nil
+	}, func() error {
+		return fmt.Errorf("deployment %s is deleted but its pods are still terminating after %s; they go away on their own", d.Name, timeout)
+	})
 }
 
 // deleteDeployment deletes a copy, that very object (a copy made again

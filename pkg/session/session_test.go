@@ -211,7 +211,7 @@ func TestWaitCopyGone(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	done := make(chan bool, 1)
-	go func() { done <- WaitCopyGone(ctx, cs, "shop", "web-intercept-abc", 10*time.Millisecond) }()
+	go func() { done <- WaitCopyGone(ctx, cs, "shop", "web-intercept-abc") }()
 	select {
 	case <-done:
 		t.Fatal("reported gone while the copy exists")

@@ -13,7 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
@@ -349,44 +348,48 @@ func switchService(ctx context.Context, cs kubernetes.Interface, ns, name string
 
 // WaitReady waits until want pods of the copy are ready, and fails within
 // seconds when they cannot start (admission, quota, image pull, crash),
-// with the reason the cluster gave.
+// with the reason the cluster gave. It watches the copy, its ReplicaSets
+// and its pods.
 func WaitReady(ctx context.Context, cs kubernetes.Interface, ns, name, id string, want int32, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	sel := labels.SelectorFromSet(map[string]string{LabelSession: id}).String()
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if err == nil && d.Status.ObservedGeneration >= d.Generation && d.Status.ReadyReplicas >= want && d.Status.UpdatedReplicas >= want {
-			return nil
-		}
-		if reason := podFailure(ctx, cs, ns, sel); reason != "" {
-			return fmt.Errorf("the copy's pods cannot start: %s", reason)
-		}
-		if reason := replicaSetFailure(ctx, cs, ns, sel); reason != "" {
-			return fmt.Errorf("the copy's pods cannot be created: %s", reason)
-		}
-		select {
-		case <-ctx.Done():
-			ready := int32(0)
-			if d != nil {
-				ready = d.Status.ReadyReplicas
-			}
-			return fmt.Errorf("timed out after %s waiting for deployment %s: %d/%d pods ready (see `kubectl describe deployment %s -n %s`)", timeout, name, ready, want, name, ns)
-		case <-tick.C:
-		}
+	changed := make(chan struct{}, 1)
+	copies, err := watchDeployment(ctx, cs, ns, name, changed)
+	if err != nil {
+		return describeAPIError(err, "watching deployment "+name)
 	}
+	rss, err := watchReplicaSets(ctx, cs, ns, sessionPods(id), changed)
+	if err != nil {
+		return describeAPIError(err, "watching the replicasets of "+name)
+	}
+	pods, err := WatchPods(ctx, cs, ns, sessionPods(id), changed)
+	if err != nil {
+		return describeAPIError(err, "watching the pods of "+name)
+	}
+	ready := int32(0)
+	return waitChanges(ctx, changed, func() (bool, error) {
+		if d, ok := copies.Get(name); ok {
+			ready = d.Status.ReadyReplicas
+			if d.Status.ObservedGeneration >= d.Generation && d.Status.ReadyReplicas >= want && d.Status.UpdatedReplicas >= want {
+				return true, nil
+			}
+		}
+		if reason := podFailure(pods.Items()); reason != "" {
+			return false, fmt.Errorf("the copy's pods cannot start: %s", reason)
+		}
+		if reason := replicaSetFailure(rss.Items()); reason != "" {
+			return false, fmt.Errorf("the copy's pods cannot be created: %s", reason)
+		}
+		return false, nil
+	}, func() error {
+		return fmt.Errorf("timed out after %s waiting for deployment %s: %d/%d pods ready (see `kubectl describe deployment %s -n %s`)", timeout, name, ready, want, name, ns)
+	})
 }
 
 // podFailure reports a container stuck in a state that will not resolve by
 // waiting.
-func podFailure(ctx context.Context, cs kubernetes.Interface, ns, sel string) string {
-	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
-	if err != nil {
-		return ""
-	}
-	for _, pod := range pods.Items {
+func podFailure(pods []*corev1.Pod) string {
+	for _, pod := range pods {
 		for _, st := range append(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses...) {
 			if w := st.State.Waiting; w != nil {
 				switch w.Reason {
@@ -404,12 +407,8 @@ func podFailure(ctx context.Context, cs kubernetes.Interface, ns, sel string) st
 
 // replicaSetFailure reports why the copy's ReplicaSet cannot create pods:
 // Pod Security, quotas and webhooks refuse pods there, not in our request.
-func replicaSetFailure(ctx context.Context, cs kubernetes.Interface, ns, sel string) string {
-	rss, err := cs.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
-	if err != nil {
-		return ""
-	}
-	for _, rs := range rss.Items {
+func replicaSetFailure(rss []*appsv1.ReplicaSet) string {
+	for _, rs := range rss {
 		for _, c := range rs.Status.Conditions {
 			if c.Type == appsv1.ReplicaSetReplicaFailure && c.Status == corev1.ConditionTrue {
 				return c.Message

@@ -8,28 +8,26 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
 
-// WatchSwitch checks the Service every interval while the intercept runs and
-// reports, once per change, when something else points it away from the
-// copy (kubectl apply, Helm, an Argo CD self-heal), naming the field manager
-// that wrote the selector, and when it points at the copy again.
-func WatchSwitch(ctx context.Context, cs kubernetes.Interface, ns, name string, rec *Record, interval time.Duration, report func(string)) {
+// WatchSwitch watches the Service while the intercept runs and reports,
+// once per change, when something else points it away from the copy
+// (kubectl apply, Helm, an Argo CD self-heal), naming the field manager that
+// wrote the selector, and when it points at the copy again.
+func WatchSwitch(ctx context.Context, cs kubernetes.Interface, ns, name string, rec *Record, report func(string)) {
+	changed := make(chan struct{}, 1)
+	svcs, err := watchService(ctx, cs, ns, name, changed)
+	if err != nil {
+		return
+	}
 	reverted := false
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		svc, err := cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			continue
+	_ = waitChanges(ctx, changed, func() (bool, error) {
+		svc, ok := svcs.Get(name)
+		if !ok {
+			return false, nil
 		}
 		ours := maps.Equal(svc.Spec.Selector, rec.SessionSelector())
 		switch {
@@ -40,27 +38,24 @@ func WatchSwitch(ctx context.Context, cs kubernetes.Interface, ns, name string, 
 			reverted = false
 			report(fmt.Sprintf("service %s points at the copy again; intercepting", name))
 		}
-	}
+		return false, nil
+	}, func() error { return nil })
 }
 
-// WaitCopyGone checks every interval whether the session's copy still
-// exists and reports true once it does not: someone ended the intercept
-// (close --force, close --all) while this one was running. It reports
-// false when ctx ends first.
-func WaitCopyGone(ctx context.Context, cs kubernetes.Interface, ns, copyName string, interval time.Duration) bool {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-		}
-		_, err := cs.AppsV1().Deployments(ns).Get(ctx, copyName, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return true
-		}
+// WaitCopyGone watches the session's copy and reports true once it is gone:
+// someone ended the intercept (close --force, close --all) while this one
+// was running. It reports false when ctx ends first.
+func WaitCopyGone(ctx context.Context, cs kubernetes.Interface, ns, copyName string) bool {
+	changed := make(chan struct{}, 1)
+	copies, err := watchDeployment(ctx, cs, ns, copyName, changed)
+	if err != nil {
+		return false
 	}
+	err = waitChanges(ctx, changed, func() (bool, error) {
+		_, ok := copies.Get(copyName)
+		return !ok, nil
+	}, func() error { return ctx.Err() })
+	return err == nil
 }
 
 // RevertMessage says who set the Service's selector away from the copy.
@@ -100,40 +95,36 @@ func selectorManager(svc *corev1.Service) string {
 func WaitEndpointsOnCopy(ctx context.Context, cs kubernetes.Interface, ns, name string, rec *Record, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	sliceSel := "kubernetes.io/service-name=" + name
-	podSel := LabelSession + "=" + rec.ID
-	for {
-		if onCopyOnly(ctx, cs, ns, sliceSel, podSel) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("service %s still lists pods other than the copy's after %s", name, timeout)
-		case <-time.After(100 * time.Millisecond):
-		}
+	changed := make(chan struct{}, 1)
+	slices, err := watchEndpointSlices(ctx, cs, ns, name, changed)
+	if err != nil {
+		return err
 	}
+	pods, err := WatchPods(ctx, cs, ns, sessionPods(rec.ID), changed)
+	if err != nil {
+		return err
+	}
+	return waitChanges(ctx, changed, func() (bool, error) {
+		return onCopyOnly(slices.Items(), pods.Items()), nil
+	}, func() error {
+		return fmt.Errorf("service %s still lists pods other than the copy's after %s", name, timeout)
+	})
 }
 
-func onCopyOnly(ctx context.Context, cs kubernetes.Interface, ns, sliceSel, podSel string) bool {
-	slices, err := cs.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: sliceSel})
-	if err != nil {
-		return false
-	}
-	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: podSel})
-	if err != nil {
-		return false
-	}
-	copyPods := map[string]bool{}
-	for _, p := range pods.Items {
-		copyPods[p.Name] = true
+// onCopyOnly reports whether the slices list ready endpoints, all of them
+// pods of the copy.
+func onCopyOnly(slices []*discoveryv1.EndpointSlice, copyPods []*corev1.Pod) bool {
+	ours := map[string]bool{}
+	for _, p := range copyPods {
+		ours[p.Name] = true
 	}
 	ready := 0
-	for _, s := range slices.Items {
+	for _, s := range slices {
 		for _, e := range s.Endpoints {
 			if e.Conditions.Ready != nil && !*e.Conditions.Ready {
 				continue
 			}
-			if e.TargetRef == nil || !copyPods[e.TargetRef.Name] {
+			if e.TargetRef == nil || !ours[e.TargetRef.Name] {
 				return false
 			}
 			ready++

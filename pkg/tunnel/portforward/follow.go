@@ -1,20 +1,22 @@
 package portforward
 
 import (
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
-
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
 // Follower keeps one tunnel to every running pod of a copy, registering the
@@ -36,12 +38,16 @@ type Follower struct {
 	HTTP http.Handler
 	// Log receives events for the person at the terminal.
 	Log func(format string, args ...any)
+	// Dial opens a byte stream to the control port of a pod's sidecar;
+	// DialPod through Config when nil.
+	Dial func(ctx context.Context, pod string) (io.ReadWriteCloser, error)
 
 	once    sync.Once
 	mu      sync.Mutex
 	clients map[string]*tunnel.Client // by pod name, registered
 	active  map[string]context.CancelFunc
 	fatal   chan error
+	retry   chan struct{} // a tunnel dropped: sync again
 	stopped chan struct{} // closed when Run returns, runErr set
 	runErr  error
 }
@@ -51,12 +57,15 @@ func (f *Follower) init() {
 		f.clients = map[string]*tunnel.Client{}
 		f.active = map[string]context.CancelFunc{}
 		f.fatal = make(chan error, 1)
+		f.retry = make(chan struct{}, 1)
 		f.stopped = make(chan struct{})
 	})
 }
 
 // Run follows the pods until ctx ends or a route is refused (taken by
 // another developer, or a kind the sidecar cannot match), which it returns.
+// The pods are watched (port-forward itself never notices a deleted pod):
+// while they do not change, nothing is asked of the API server.
 func (f *Follower) Run(ctx context.Context) (err error) {
 	f.init()
 	defer func() {
@@ -64,59 +73,34 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 		f.runErr = err
 		close(f.stopped)
 	}()
-	// A watch makes pods that come or go known at once (port-forward itself
-	// never notices a deleted pod); the ticker resyncs and retries tunnels
-	// that failed.
+	sel, err := labels.Parse(f.Selector)
+	if err != nil {
+		return fmt.Errorf("the copy's pod selector %q: %w", f.Selector, err)
+	}
 	changed := make(chan struct{}, 1)
-	go f.watchPods(ctx, changed)
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
+	pods, err := session.WatchPods(ctx, f.Client, f.Namespace, sel, changed)
+	if err != nil {
+		return fmt.Errorf("watching the copy's pods: %w", err)
+	}
 	for {
-		f.sync(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-f.fatal:
 			return err
 		case <-changed:
-		case <-tick.C:
+		case <-f.retry:
 		}
+		f.sync(ctx, pods.Items())
 	}
 }
 
-// watchPods signals changed on every event of the copy's pods, re-watching
-// when the watch ends.
-func (f *Follower) watchPods(ctx context.Context, changed chan<- struct{}) {
-	for ctx.Err() == nil {
-		w, err := f.Client.CoreV1().Pods(f.Namespace).Watch(ctx, metav1.ListOptions{LabelSelector: f.Selector})
-		if err != nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		for range w.ResultChan() {
-			select {
-			case changed <- struct{}{}:
-			default:
-			}
-		}
-		w.Stop()
-	}
-}
-
-func (f *Follower) sync(ctx context.Context) {
-	pods, err := f.Client.CoreV1().Pods(f.Namespace).List(ctx, metav1.ListOptions{LabelSelector: f.Selector})
-	if err != nil {
-		if ctx.Err() == nil {
-			f.logf("listing the copy's pods: %v", err)
-		}
-		return
-	}
+// sync holds a tunnel to every pod that serves, and drops those to pods
+// that went.
+func (f *Follower) sync(ctx context.Context, pods []*corev1.Pod) {
 	seen := map[string]bool{}
-	for _, p := range pods.Items {
-		serving, draining := podServes(&p), podDraining(&p)
+	for _, p := range pods {
+		serving, draining := session.Reachable(p), session.Draining(p)
 		if !serving && !draining {
 			continue
 		}
@@ -138,25 +122,44 @@ func (f *Follower) sync(ctx context.Context) {
 	f.mu.Lock()
 	for name, cancel := range f.active {
 		if !seen[name] {
-			cancel() // the pod is gone or no longer ready
+			cancel() // the pod is gone or no longer serves
 			delete(f.active, name)
 		}
 	}
 	f.mu.Unlock()
 }
 
+// retryLater asks for a sync after a pause, to reopen a tunnel that failed
+// while its pod still serves.
+func (f *Follower) retryLater(ctx context.Context) {
+	time.AfterFunc(retryPause, func() {
+		if ctx.Err() != nil {
+			return
+		}
+		select {
+		case f.retry <- struct{}{}:
+		default:
+		}
+	})
+}
+
+// retryPause is how long a failed tunnel waits before it is opened again.
+const retryPause = time.Second
+
 // hold keeps a tunnel to one pod until ctx ends or the tunnel drops.
 func (f *Follower) hold(ctx context.Context, pod string) {
+	parent := context.WithoutCancel(ctx)
 	defer func() {
 		f.mu.Lock()
 		delete(f.clients, pod)
 		if c, ok := f.active[pod]; ok && ctx.Err() == nil {
 			c()
 			delete(f.active, pod) // let the next sync reconnect
+			f.retryLater(parent)
 		}
 		f.mu.Unlock()
 	}()
-	conn, err := DialPod(ctx, f.Config, f.Namespace, pod, f.Port)
+	conn, err := f.dial(ctx, pod)
 	if err != nil {
 		if ctx.Err() == nil {
 			f.logf("tunnel to pod %s: %v", pod, err)
@@ -203,27 +206,11 @@ func (f *Follower) hold(ctx context.Context, pod string) {
 	}
 }
 
-// podServes reports whether a pod's sidecar may receive traffic: running
-// and not leaving. Readiness is not required: a pod that fails a probe for a
-// moment still serves the connections it has, and its tunnel must stay.
-func podServes(p *corev1.Pod) bool {
-	return p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" && sidecarRunning(p)
-}
-
-// podDraining reports whether a pod is being deleted while its sidecar
-// still runs: it finishes the requests it has and those kube-proxy still
-// sends it, the developer's among them.
-func podDraining(p *corev1.Pod) bool {
-	return p.DeletionTimestamp != nil && sidecarRunning(p)
-}
-
-func sidecarRunning(p *corev1.Pod) bool {
-	for _, c := range p.Status.ContainerStatuses {
-		if c.Name == "intercept-proxy" {
-			return c.State.Running != nil
-		}
+func (f *Follower) dial(ctx context.Context, pod string) (io.ReadWriteCloser, error) {
+	if f.Dial != nil {
+		return f.Dial(ctx, pod)
 	}
-	return false
+	return DialPod(ctx, f.Config, f.Namespace, pod, f.Port)
 }
 
 // Leave unregisters the route from every sidecar, then waits (at most

@@ -1,0 +1,261 @@
+package portforward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
+)
+
+// table is a sidecar's route table: routes live while their session does,
+// and a route that conflicts with a live one is refused.
+type table struct {
+	mu     sync.Mutex
+	routes []*tunnel.Route
+}
+
+func (t *table) Add(r tunnel.Route, _ tunnel.DialFunc) (func(), error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, old := range t.routes {
+		if old.Conflicts(r) {
+			return nil, fmt.Errorf("%w: %s is intercepted by %s", tunnel.ErrConflict, old, old.Owner)
+		}
+	}
+	nr := &r
+	t.routes = append(t.routes, nr)
+	return func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.routes = slices.DeleteFunc(t.routes, func(x *tunnel.Route) bool { return x == nr })
+	}, nil
+}
+
+func (t *table) List() []tunnel.Route {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]tunnel.Route, len(t.routes))
+	for i, r := range t.routes {
+		out[i] = *r
+	}
+	return out
+}
+
+// pods is a fake cluster of copy pods, each with a sidecar that a dial
+// reaches over an in-memory pipe.
+type pods struct {
+	cs     *fake.Clientset
+	mu     sync.Mutex
+	tables map[string]*table
+	conns  map[string][]net.Conn // the sidecar's end of each tunnel
+	dials  map[string]int
+}
+
+func newPods(names ...string) *pods {
+	p := &pods{cs: fake.NewClientset(), tables: map[string]*table{}, conns: map[string][]net.Conn{}, dials: map[string]int{}}
+	for _, n := range names {
+		p.add(n)
+	}
+	return p
+}
+
+func copyPod(name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, Labels: map[string]string{"intercept.kubectl.dev/session": "abc"}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.9", ContainerStatuses: []corev1.ContainerStatus{
+			{Name: workload.SidecarName, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}},
+	}
+}
+
+func (p *pods) add(name string) {
+	p.mu.Lock()
+	p.tables[name] = &table{}
+	p.mu.Unlock()
+	if err := p.cs.Tracker().Add(copyPod(name)); err != nil {
+		panic(err)
+	}
+}
+
+func (p *pods) table(name string) *table {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tables[name]
+}
+
+func (p *pods) dial(ctx context.Context, pod string) (io.ReadWriteCloser, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.tables[pod]
+	if !ok {
+		return nil, errors.New("pod not found")
+	}
+	p.dials[pod]++
+	a, b := net.Pipe()
+	p.conns[pod] = append(p.conns[pod], b)
+	srv := &tunnel.Server{Pod: pod, Routes: t}
+	go srv.ServeConn(context.Background(), b)
+	return a, nil
+}
+
+// dropTunnels cuts the sidecar's end of every tunnel to pod, as a network
+// failure would.
+func (p *pods) dropTunnels(pod string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns[pod] {
+		c.Close()
+	}
+	p.conns[pod] = nil
+}
+
+func (p *pods) follower(route tunnel.Route) *Follower {
+	return &Follower{Client: p.cs, Namespace: "shop", Selector: "intercept.kubectl.dev/session=abc",
+		Route: route, Local: "127.0.0.1:1", Dial: p.dial}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 5s: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func holds(t *table, r tunnel.Route) bool {
+	return slices.ContainsFunc(t.List(), func(x tunnel.Route) bool { return x.Conflicts(r) && x.Owner == r.Owner })
+}
+
+func run(t *testing.T, f *Follower) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	var once sync.Once
+	var err error
+	return func() error {
+		once.Do(func() {
+			cancel()
+			err = <-done
+		})
+		return err
+	}
+}
+
+// Every pod of the copy gets the route; a pod that joins gets it too; a
+// pod that leaves loses its tunnel and the route with it.
+func TestFollowerFollowsPods(t *testing.T) {
+	p := newPods("web-a", "web-b")
+	alice := tunnel.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop"}
+	f := p.follower(alice)
+	stop := run(t, f)
+	defer stop()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := f.WaitRegistered(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	for _, pod := range []string{"web-a", "web-b"} {
+		if !holds(p.table(pod), alice) {
+			t.Errorf("%s lacks the route: %v", pod, p.table(pod).List())
+		}
+	}
+
+	p.add("web-c")
+	eventually(t, "the route on the pod that joined", func() bool { return holds(p.table("web-c"), alice) })
+
+	if err := p.cs.CoreV1().Pods("shop").Delete(ctx, "web-b", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the tunnel to the pod that left closed", func() bool { return !holds(p.table("web-b"), alice) })
+	eventually(t, "two pods registered", func() bool { return len(f.Registered()) == 2 })
+	if err := stop(); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	for _, pod := range []string{"web-a", "web-c"} {
+		eventually(t, "routes gone after Run ends", func() bool { return !holds(p.table(pod), alice) })
+	}
+}
+
+// A route another developer holds ends Run with ErrConflict, which the
+// CLI reports as such.
+func TestFollowerStopsOnAConflict(t *testing.T) {
+	p := newPods("web-a")
+	bob := tunnel.Route{Header: "X-Dev", Value: "shared", Owner: "bob@laptop"}
+	if _, err := p.table("web-a").Add(bob, nil); err != nil {
+		t.Fatal(err)
+	}
+	f := p.follower(tunnel.Route{Header: "x-dev", Value: "shared", Owner: "alice@laptop"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := f.Run(ctx)
+	if !errors.Is(err, tunnel.ErrConflict) {
+		t.Fatalf("Run: %v, want ErrConflict", err)
+	}
+	if err := f.WaitRegistered(ctx, 1); !errors.Is(err, tunnel.ErrConflict) {
+		t.Fatalf("WaitRegistered: %v, want Run's conflict", err)
+	}
+}
+
+// A tunnel that drops while its pod still serves is opened again, without
+// anything from the API server.
+func TestFollowerReopensADroppedTunnel(t *testing.T) {
+	p := newPods("web-a")
+	alice := tunnel.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop"}
+	f := p.follower(alice)
+	stop := run(t, f)
+	defer stop()
+	eventually(t, "registered", func() bool { return holds(p.table("web-a"), alice) })
+	requests := len(p.cs.Actions())
+
+	p.dropTunnels("web-a")
+	eventually(t, "the route dropped with its tunnel", func() bool { return !holds(p.table("web-a"), alice) })
+	eventually(t, "the route back on a new tunnel", func() bool { return holds(p.table("web-a"), alice) })
+	p.mu.Lock()
+	dials := p.dials["web-a"]
+	p.mu.Unlock()
+	if dials != 2 {
+		t.Errorf("%d dials, want 2", dials)
+	}
+	if got := len(p.cs.Actions()); got != requests {
+		t.Errorf("the reconnect made %d API requests: %v", got-requests, p.cs.Actions()[requests:])
+	}
+}
+
+// While the pods do not change the follower asks the API server nothing:
+// one list and one watch.
+func TestFollowerIdleMakesNoRequests(t *testing.T) {
+	p := newPods("web-a", "web-b")
+	f := p.follower(tunnel.Route{Header: "X-Dev", Value: "alice"})
+	stop := run(t, f)
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := f.WaitRegistered(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	var verbs []string
+	for _, a := range p.cs.Actions() {
+		verbs = append(verbs, a.GetVerb())
+	}
+	if !slices.Equal(verbs, []string{"list", "watch"}) {
+		t.Errorf("requests of an idle follower: %v, want [list watch]", verbs)
+	}
+}
