@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/proxy"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/version"
 )
@@ -31,7 +32,7 @@ func (r *routeFlags) Set(s string) error {
 	if !ok || addr == "" {
 		return fmt.Errorf("route %q is not NAME:VALUE=HOST:PORT", s)
 	}
-	name, value, err := tunnel.ParseHeader(match)
+	name, value, err := route.ParseHeader(match)
 	if err != nil {
 		return err
 	}

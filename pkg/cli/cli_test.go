@@ -9,8 +9,8 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
 func TestResolveServiceName(t *testing.T) {
@@ -78,13 +78,13 @@ func TestRootFlags(t *testing.T) {
 			t.Errorf("flag --%s missing", f)
 		}
 	}
-	if got := cmd.Flags().Lookup("header").DefValue; got != tunnel.DefaultHeaderName+":"+tunnel.DefaultHeaderValue {
+	if got := cmd.Flags().Lookup("header").DefValue; got != route.DefaultHeaderName+":"+route.DefaultHeaderValue {
 		t.Errorf("default header %q", got)
 	}
 }
 
 func TestDescribeRoutes(t *testing.T) {
-	got := describeRoutes([]tunnel.Route{{Header: "X-Dev", Value: "a", Owner: "alice@l"}, {All: true}})
+	got := describeRoutes([]route.Route{{Header: "X-Dev", Value: "a", Owner: "alice@l"}, {All: true}})
 	if got != "X-Dev:a by alice@l, all traffic" {
 		t.Errorf("got %q", got)
 	}
@@ -95,13 +95,13 @@ func TestDescribeRoutes(t *testing.T) {
 func TestMatchRoute(t *testing.T) {
 	for _, tc := range []struct {
 		o    InterceptOptions
-		want tunnel.Route
+		want route.Route
 	}{
-		{InterceptOptions{}, tunnel.Route{Header: tunnel.DefaultHeaderName, Value: tunnel.DefaultHeaderValue}},
-		{InterceptOptions{Header: "x-dev: alice"}, tunnel.Route{Header: "x-dev", Value: "alice"}},
-		{InterceptOptions{Cookie: "dev=alice"}, tunnel.Route{Cookie: "dev", Value: "alice"}},
-		{InterceptOptions{Baggage: "dev=alice%20smith"}, tunnel.Route{Baggage: "dev", Value: "alice smith"}},
-		{InterceptOptions{All: true}, tunnel.Route{All: true}},
+		{InterceptOptions{}, route.Route{Header: route.DefaultHeaderName, Value: route.DefaultHeaderValue}},
+		{InterceptOptions{Header: "x-dev: alice"}, route.Route{Header: "x-dev", Value: "alice"}},
+		{InterceptOptions{Cookie: "dev=alice"}, route.Route{Cookie: "dev", Value: "alice"}},
+		{InterceptOptions{Baggage: "dev=alice%20smith"}, route.Route{Baggage: "dev", Value: "alice smith"}},
+		{InterceptOptions{All: true}, route.Route{All: true}},
 	} {
 		if got, err := tc.o.matchRoute(); err != nil || got != tc.want {
 			t.Errorf("%+v: got %#v, %v; want %#v", tc.o, got, err, tc.want)
@@ -118,22 +118,22 @@ func TestPrintActive(t *testing.T) {
 		Service: svc("shop", "web", corev1.ServicePort{Name: "http", Port: 8080}),
 	}
 	for _, tc := range []struct {
-		route tunnel.Route
+		route route.Route
 		want  []string
 	}{
-		{tunnel.Route{Header: "x-dev", Value: "alice"}, []string{
+		{route.Route{Header: "x-dev", Value: "alice"}, []string{
 			"requests with header x-dev:alice go to localhost:3000",
 			"curl -H 'x-dev: alice' http://web.shop:8080/",
 		}},
-		{tunnel.Route{Cookie: "dev", Value: "alice"}, []string{
+		{route.Route{Cookie: "dev", Value: "alice"}, []string{
 			"requests with cookie dev=alice go to localhost:3000",
 			"curl -H 'Cookie: dev=alice' http://web.shop:8080/",
 			`document.cookie = "dev=alice; path=/"`,
 		}},
-		{tunnel.Route{Cookie: "dev", Value: "it's"}, []string{
+		{route.Route{Cookie: "dev", Value: "it's"}, []string{
 			`curl -H 'Cookie: dev=it'\''s' http://web.shop:8080/`,
 		}},
-		{tunnel.Route{Baggage: "dev", Value: "alice smith"}, []string{
+		{route.Route{Baggage: "dev", Value: "alice smith"}, []string{
 			"requests with baggage dev=alice%20smith go to localhost:3000",
 			"curl -H 'baggage: dev=alice%20smith' http://web.shop:8080/",
 			"OpenTelemetry",

@@ -10,8 +10,8 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
 // CloseOptions are the inputs of `kubectl intercept close`.
@@ -158,7 +158,7 @@ func (o *CloseOptions) report(p *progress, name string, res *session.Closed, sto
 	p.Infof("Service %s/%s is restored.", o.Namespace, name)
 }
 
-func describeRoutes(rs []tunnel.Route) string {
+func describeRoutes(rs []route.Route) string {
 	parts := make([]string, len(rs))
 	for i, r := range rs {
 		parts[i] = r.String()

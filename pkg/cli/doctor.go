@@ -17,7 +17,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/doctor"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
@@ -99,7 +101,7 @@ the carrier you name (the header when you name none) does not arrive.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&o.Via, "via", "", "where the request enters: a URL this machine reaches, or svc/OTHER[:PORT][/PATH] requested from inside the cluster")
-	fl.StringVarP(&o.Header, "header", "x", "", "header to test, NAME or NAME:VALUE as for intercept (the value is replaced by the marker; default "+tunnel.DefaultHeaderName+")")
+	fl.StringVarP(&o.Header, "header", "x", "", "header to test, NAME or NAME:VALUE as for intercept (the value is replaced by the marker; default "+route.DefaultHeaderName+")")
 	fl.StringVar(&o.Cookie, "cookie", "", "cookie to test, NAME or NAME=VALUE (default "+DefaultDoctorCookie+")")
 	fl.StringVar(&o.Baggage, "baggage", "", "baggage member to test, KEY or KEY=VALUE (default "+DefaultDoctorBaggage+")")
 	fl.DurationVar(&o.Wait, "wait", o.Wait, "how long to look for the marker at the Service after the entry answered")
@@ -175,7 +177,7 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 	dial := func(ctx context.Context, pod string) (io.ReadWriteCloser, error) {
 		return portforward.DialPod(ctx, o.f.RESTConfig, o.Namespace, pod, port)
 	}
-	obs, err := tunnel.WatchSidecars(ctx, pods, dial, marker)
+	obs, err := doctor.WatchSidecars(ctx, pods, dial, marker)
 	if errors.Is(err, tunnel.ErrUnsupported) {
 		return fmt.Errorf("%w; end the intercept of svc/%s (Ctrl-C where it runs, or `kubectl intercept close svc/%s -n %s`) and start it again to get a current sidecar",
 			err, o.Service, o.Service, o.Namespace)
@@ -199,7 +201,7 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 	rep := doctorReport{Service: o.Service, Entry: strings.TrimSpace(o.Via), Marker: marker, Expect: o.Expect, Waited: o.Wait}
 	if o.Entry.URL != "" {
 		rep.Sent = o.Entry.URL
-		rep.Status, rep.SendErr = tunnel.SendMarked(ctx, o.Entry.URL, "", marker)
+		rep.Status, rep.SendErr = doctor.SendMarked(ctx, o.Entry.URL, "", marker)
 	} else {
 		rep.Sent, rep.From = target, obs.Pods()[0]
 		rep.Status, rep.SendErr = obs.Send(target, host)

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
 )
@@ -116,11 +117,11 @@ func portLabel(p corev1.ServicePort) string {
 // them, keeping the names only, and returns the carriers that must arrive:
 // those named, or the header when none is.
 func markerNames(header, cookie, baggage string) (tunnel.Marker, []tunnel.Carrier, error) {
-	m := tunnel.Marker{Header: tunnel.DefaultHeaderName, Cookie: DefaultDoctorCookie, Baggage: DefaultDoctorBaggage}
+	m := tunnel.Marker{Header: route.DefaultHeaderName, Cookie: DefaultDoctorCookie, Baggage: DefaultDoctorBaggage}
 	var expect []tunnel.Carrier
 	if header != "" {
 		name, _, _ := strings.Cut(header, ":")
-		if _, _, err := tunnel.ParseHeader(name + ":v"); err != nil {
+		if _, _, err := route.ParseHeader(name + ":v"); err != nil {
 			return m, nil, err
 		}
 		m.Header = strings.TrimSpace(name)
@@ -128,7 +129,7 @@ func markerNames(header, cookie, baggage string) (tunnel.Marker, []tunnel.Carrie
 	}
 	if cookie != "" {
 		name, _, _ := strings.Cut(cookie, "=")
-		if _, _, err := tunnel.ParseCookie(name + "=v"); err != nil {
+		if _, _, err := route.ParseCookie(name + "=v"); err != nil {
 			return m, nil, err
 		}
 		m.Cookie = strings.TrimSpace(name)
@@ -136,7 +137,7 @@ func markerNames(header, cookie, baggage string) (tunnel.Marker, []tunnel.Carrie
 	}
 	if baggage != "" {
 		key, _, _ := strings.Cut(baggage, "=")
-		if _, _, err := tunnel.ParseBaggage(key + "=v"); err != nil {
+		if _, _, err := route.ParseBaggage(key + "=v"); err != nil {
 			return m, nil, err
 		}
 		m.Baggage = strings.TrimSpace(key)

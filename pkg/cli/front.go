@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/inspect"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/relay"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/ngrok"
 )
 
@@ -61,8 +61,8 @@ func (o *InterceptOptions) openFront(ctx context.Context) (*front, error) {
 			f.close()
 			return nil, err
 		}
-		f.remote, f.secret = ep.URL(), tunnel.NewSecret()
-		f.serve(ep, tunnel.Guard(f.secret, f.handler))
+		f.remote, f.secret = ep.URL(), relay.NewSecret()
+		f.serve(ep, relay.Guard(f.secret, f.handler))
 	}
 	return f, nil
 }
@@ -71,7 +71,7 @@ func (o *InterceptOptions) openFront(ctx context.Context) (*front, error) {
 const ngrokTimeout = 20 * time.Second
 
 func (f *front) serve(ln net.Listener, h http.Handler) {
-	srv := tunnel.NewHTTPServer(h)
+	srv := relay.NewHTTPServer(h)
 	srv.ReadHeaderTimeout = 30 * time.Second
 	f.servers = append(f.servers, srv)
 	go func() {

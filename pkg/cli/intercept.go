@@ -22,8 +22,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/ngrok"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/version"
@@ -87,7 +87,7 @@ type InterceptOptions struct {
 	Arg       string
 	Namespace string
 	Service   string
-	Route     tunnel.Route
+	Route     route.Route
 	stateKey  string
 }
 
@@ -128,7 +128,7 @@ account. 'kubectl intercept close' restores the Service exactly as it was.`,
 	fl := cmd.Flags()
 	fl.StringVarP(&o.RemotePort, "remote-port", "r", "", "Service port to intercept, by name or number (optional when the Service has one port)")
 	fl.IntVarP(&o.LocalPort, "local-port", "l", 0, "local port intercepted requests go to")
-	fl.StringVarP(&o.Header, "header", "x", tunnel.DefaultHeaderName+":"+tunnel.DefaultHeaderValue, "name:value of the header that marks your requests (name case-insensitive); used unless --cookie, --baggage or --all is given")
+	fl.StringVarP(&o.Header, "header", "x", route.DefaultHeaderName+":"+route.DefaultHeaderValue, "name:value of the header that marks your requests (name case-insensitive); used unless --cookie, --baggage or --all is given")
 	fl.StringVar(&o.Cookie, "cookie", "", "name=value of a cookie that marks your requests, for a browser, which cannot add a header")
 	fl.StringVar(&o.Baggage, "baggage", "", "key=value of a W3C baggage member that marks your requests (value percent-encoded); OpenTelemetry carries it across services")
 	fl.BoolVarP(&o.All, "all", "a", false, "intercept every connection to the port, whatever its headers")
@@ -176,7 +176,7 @@ func (o *InterceptOptions) Complete(cmd *cobra.Command, args []string) error {
 
 // matchRoute builds the route from -x, --cookie, --baggage or --all, which
 // may not be combined; with none of them, the default header.
-func (o *InterceptOptions) matchRoute() (tunnel.Route, error) {
+func (o *InterceptOptions) matchRoute() (route.Route, error) {
 	given := 0
 	for _, set := range []bool{o.Header != "", o.Cookie != "", o.Baggage != "", o.All} {
 		if set {
@@ -184,22 +184,22 @@ func (o *InterceptOptions) matchRoute() (tunnel.Route, error) {
 		}
 	}
 	if given > 1 {
-		return tunnel.Route{}, errors.New("-x, --cookie, --baggage and --all each say which requests are yours; give only one of them")
+		return route.Route{}, errors.New("-x, --cookie, --baggage and --all each say which requests are yours; give only one of them")
 	}
 	switch {
 	case o.All:
-		return tunnel.Route{All: true}, nil
+		return route.Route{All: true}, nil
 	case o.Cookie != "":
-		name, value, err := tunnel.ParseCookie(o.Cookie)
-		return tunnel.Route{Cookie: name, Value: value}, err
+		name, value, err := route.ParseCookie(o.Cookie)
+		return route.Route{Cookie: name, Value: value}, err
 	case o.Baggage != "":
-		key, value, err := tunnel.ParseBaggage(o.Baggage)
-		return tunnel.Route{Baggage: key, Value: value}, err
+		key, value, err := route.ParseBaggage(o.Baggage)
+		return route.Route{Baggage: key, Value: value}, err
 	case o.Header == "":
-		return tunnel.Route{Header: tunnel.DefaultHeaderName, Value: tunnel.DefaultHeaderValue}, nil
+		return route.Route{Header: route.DefaultHeaderName, Value: route.DefaultHeaderValue}, nil
 	}
-	name, value, err := tunnel.ParseHeader(o.Header)
-	return tunnel.Route{Header: name, Value: value}, err
+	name, value, err := route.ParseHeader(o.Header)
+	return route.Route{Header: name, Value: value}, err
 }
 
 // Validate checks the flags without the network, so a mistake is reported
@@ -451,12 +451,12 @@ func verifyActive(ctx context.Context, f *portforward.Follower, svc *corev1.Serv
 
 // headerLine is the header field that a request carries to match r (not
 // an --all route).
-func headerLine(r tunnel.Route) string {
+func headerLine(r route.Route) string {
 	switch {
 	case r.Cookie != "":
 		return "Cookie: " + r.Cookie + "=" + r.Value
 	case r.Baggage != "":
-		return "baggage: " + r.Baggage + "=" + tunnel.EscapeBaggage(r.Value)
+		return "baggage: " + r.Baggage + "=" + route.EscapeBaggage(r.Value)
 	}
 	return r.Header + ": " + r.Value
 }

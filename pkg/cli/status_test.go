@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
@@ -60,17 +61,17 @@ func statusCluster(switched bool) (*fake.Clientset, *session.Record) {
 }
 
 // routeList is a sidecar's route table that holds fixed routes.
-type routeList []tunnel.Route
+type routeList []route.Route
 
-func (l routeList) Add(tunnel.Route, tunnel.DialFunc) (func(), error) {
+func (l routeList) Add(route.Route, tunnel.DialFunc) (func(), error) {
 	return nil, tunnel.ErrConflict
 }
 
-func (l routeList) List() []tunnel.Route { return l }
+func (l routeList) List() []route.Route { return l }
 
 // sidecars dials, for each pod named in routes, a sidecar's tunnel server
 // that holds those routes; other pods refuse the connection.
-func sidecars(routes map[string][]tunnel.Route) session.PodDialer {
+func sidecars(routes map[string][]route.Route) session.PodDialer {
 	return func(ctx context.Context, _, pod string, _ int) (io.ReadWriteCloser, error) {
 		r, ok := routes[pod]
 		if !ok {
@@ -83,7 +84,7 @@ func sidecars(routes map[string][]tunnel.Route) session.PodDialer {
 	}
 }
 
-func statusOptions(cs *fake.Clientset, routes map[string][]tunnel.Route) (*StatusOptions, *bytes.Buffer) {
+func statusOptions(cs *fake.Clientset, routes map[string][]route.Route) (*StatusOptions, *bytes.Buffer) {
 	var out bytes.Buffer
 	o := &StatusOptions{Namespace: "team", Service: "shop", Cluster: session.Cluster{Client: cs, Dial: sidecars(routes)}}
 	o.Out = &out
@@ -94,9 +95,9 @@ func statusOptions(cs *fake.Clientset, routes map[string][]tunnel.Route) (*Statu
 // pod that lacks a developer's route stands out, with what it means.
 func TestStatusShowsRoutesPodByPod(t *testing.T) {
 	cs, _ := statusCluster(true)
-	alice := tunnel.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop"}
-	bob := tunnel.Route{Cookie: "dev", Value: "bob", Owner: "bob@laptop"}
-	o, out := statusOptions(cs, map[string][]tunnel.Route{
+	alice := route.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop"}
+	bob := route.Route{Cookie: "dev", Value: "bob", Owner: "bob@laptop"}
+	o, out := statusOptions(cs, map[string][]route.Route{
 		"shop-intercept-abc123-a": {alice, bob},
 		"shop-intercept-abc123-b": {alice},
 	})
@@ -133,7 +134,7 @@ func TestStatusShowsRoutesPodByPod(t *testing.T) {
 // -o json, and the other pods are still shown.
 func TestStatusSidecarNotAnswering(t *testing.T) {
 	cs, _ := statusCluster(true)
-	o, out := statusOptions(cs, map[string][]tunnel.Route{
+	o, out := statusOptions(cs, map[string][]route.Route{
 		"shop-intercept-abc123-a": {{Header: "X-Dev", Value: "alice"}},
 	})
 	o.Output = "json"

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/relay"
 )
 
 // forwarder hands intercepted requests to the app on this machine and
@@ -44,7 +44,7 @@ func NewForwarder(local string, route string, store *Store) http.Handler {
 		h2: appTransport(local, true),
 	}
 	f.rp = &httputil.ReverseProxy{
-		BufferPool:     tunnel.NewBufferPool(),
+		BufferPool:     relay.NewBufferPool(),
 		Rewrite:        f.rewrite,
 		Transport:      roundTripperFunc(f.roundTrip),
 		FlushInterval:  10 * time.Millisecond, // SSE, gRPC and bodies of unknown length: at once
@@ -167,7 +167,7 @@ func (f *forwarder) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Host = f.local
 	pr.Out.Host = pr.In.Host
 	// So the app sees the request as it would in the cluster.
-	tunnel.KeepAsSent(pr)
+	relay.KeepAsSent(pr)
 }
 
 func (f *forwarder) roundTrip(r *http.Request) (*http.Response, error) {

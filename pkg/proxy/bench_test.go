@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 )
 
 // benchRequest is the head of a typical browser request through an ingress,
@@ -32,12 +32,12 @@ func benchRequest() http.Header {
 func BenchmarkMatch(b *testing.B) {
 	dial := func(context.Context) (net.Conn, error) { return nil, nil }
 	headers := &Table{}
-	headers.Add(tunnel.Route{Header: "x-dev", Value: "alice"}, dial)
-	headers.Add(tunnel.Route{Header: "x-dev", Value: "bob"}, dial)
+	headers.Add(route.Route{Header: "x-dev", Value: "alice"}, dial)
+	headers.Add(route.Route{Header: "x-dev", Value: "bob"}, dial)
 	mixed := &Table{}
-	mixed.Add(tunnel.Route{Header: "x-dev", Value: "alice"}, dial)
-	mixed.Add(tunnel.Route{Cookie: "dev", Value: "bob"}, dial)
-	mixed.Add(tunnel.Route{Baggage: "dev", Value: "carol"}, dial)
+	mixed.Add(route.Route{Header: "x-dev", Value: "alice"}, dial)
+	mixed.Add(route.Route{Cookie: "dev", Value: "bob"}, dial)
+	mixed.Add(route.Route{Baggage: "dev", Value: "carol"}, dial)
 
 	with := func(k, v string) http.Header {
 		h := benchRequest()

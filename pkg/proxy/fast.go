@@ -65,7 +65,7 @@ type fastConn struct {
 type upstream struct {
 	conn net.Conn
 	br   *bufio.Reader
-	to   *route // nil: the app
+	to   *liveRoute // nil: the app
 }
 
 func (u *upstream) drop() {
@@ -80,7 +80,7 @@ func (u *upstream) name() string {
 	if u.to == nil {
 		return "the app"
 	}
-	return "the developer of " + u.to.Route.String()
+	return "the developer of " + u.to.String()
 }
 
 // serve runs one caller's connection.
@@ -166,7 +166,7 @@ func (f *fastPath) drain(ctx context.Context) {
 // readHead peeks at the next request's head and returns it, with the route
 // it matches (nil: the app), if the fast path can take the request;
 // errNotFast if net/http must; another error if the connection is done.
-func (f *fastPath) readHead(br *bufio.Reader) (fastRequest, *route, error) {
+func (f *fastPath) readHead(br *bufio.Reader) (fastRequest, *liveRoute, error) {
 	head, err := peekHead(br)
 	if err != nil {
 		return fastRequest{}, nil, err
@@ -218,14 +218,14 @@ func peekHead(br *bufio.Reader) ([]byte, error) {
 // forward sends one request to the app, or with to through that
 // developer's tunnel, and its response back. keep says whether the
 // caller's connection can carry another request.
-func (f *fastPath) forward(fc *fastConn, req fastRequest, to *route) (keep bool, err error) {
+func (f *fastPath) forward(fc *fastConn, req fastRequest, to *liveRoute) (keep bool, err error) {
 	noBody := !req.chunked && req.length == 0
 	for retried := false; ; {
 		u, reused, err := f.upstreamFor(fc, to)
 		if err != nil && to != nil {
 			// The developer left a moment ago and this sidecar has not
 			// yet seen it: fail open. Nothing was sent; the app gets it.
-			f.log.Debug("tunnel gone, request goes to the app", "route", to.Route.String(), "err", err)
+			f.log.Debug("tunnel gone, request goes to the app", "route", to.String(), "err", err)
 			to = nil
 			continue
 		}
@@ -309,7 +309,7 @@ func (f *fastPath) forward(fc *fastConn, req fastRequest, to *route) (keep bool,
 // upstreamFor returns the caller's kept connection to the app or to the
 // developer of to, dialing one if there is none; reused says it had
 // carried requests before (and may have been closed at the other end).
-func (f *fastPath) upstreamFor(fc *fastConn, to *route) (u *upstream, reused bool, err error) {
+func (f *fastPath) upstreamFor(fc *fastConn, to *liveRoute) (u *upstream, reused bool, err error) {
 	u = &fc.app
 	if to != nil {
 		u = &fc.dev
@@ -327,7 +327,7 @@ func (f *fastPath) upstreamFor(fc *fastConn, to *route) (u *upstream, reused boo
 		var d net.Dialer
 		conn, err = d.DialContext(ctx, "tcp", f.upstream)
 		if err != nil {
-			return nil, false, fmt.Errorf("the app does not answer on %s: %v", f.upstream, err)
+			return nil, false, fmt.Errorf("the app does not answer on %s: %w", f.upstream, err)
 		}
 	} else if conn, err = to.dial(ctx); err != nil {
 		return nil, false, err
@@ -355,7 +355,7 @@ func (f *fastPath) response(fc *fastConn, u *upstream, req fastRequest, mayRetry
 			if errors.Is(err, errNotFast) {
 				err = errors.New("response head too large or cut short")
 			}
-			writeBadGateway(fc.c, fmt.Errorf("reading the response of %s: %v", u.name(), err))
+			writeBadGateway(fc.c, fmt.Errorf("reading the response of %s: %w", u.name(), err))
 			return false, nil
 		}
 		mayRetry = false

@@ -385,6 +385,7 @@ func netHTTPResponse(head string, toHEAD bool) (bodyView, error) {
 	if err != nil {
 		return bodyView{}, err
 	}
+	defer r.Body.Close()
 	v := bodyView{status: r.StatusCode, close: r.Close}
 	switch {
 	case toHEAD || r.StatusCode/100 == 1 || r.StatusCode == 204 || r.StatusCode == 304:

@@ -12,7 +12,7 @@ import (
 type text interface{ ~string | ~[]byte }
 
 // matches reports whether a request with header h belongs to r.
-func (r *route) matches(h http.Header) bool {
+func (r *liveRoute) matches(h http.Header) bool {
 	return r.All ||
 		r.Header != "" && hasValue(h[r.Header], r.Value) ||
 		r.Cookie != "" && hasCookie(h["Cookie"], r.Cookie, r.Value) ||
@@ -21,7 +21,7 @@ func (r *route) matches(h http.Header) bool {
 
 // matchesHead reports whether a request whose header fields (the lines of
 // its head after the request line) are fields belongs to r.
-func (r *route) matchesHead(fields []byte) bool {
+func (r *liveRoute) matchesHead(fields []byte) bool {
 	if r.All {
 		return true
 	}

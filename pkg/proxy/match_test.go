@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 )
 
 // cookieOracle is net/http's reading of the Cookie lines: does the request
@@ -170,7 +170,7 @@ func FuzzHasCookie(f *testing.F) {
 		if raw := cookieIs([]byte(line), name, value); raw != got {
 			t.Fatalf("%q for cookie %s=%s: matched %v as a string, %v as bytes", line, name, value, got, raw)
 		}
-		if (tunnel.Route{Cookie: name, Value: value}).Validate() != nil {
+		if (route.Route{Cookie: name, Value: value}).Validate() != nil {
 			return // the sidecar refuses such a route
 		}
 		if strings.Count(line, ";") >= 3000 {
@@ -215,13 +215,13 @@ func FuzzHasBaggage(f *testing.F) {
 		if raw := baggageIs([]byte(line), key, value); raw != got {
 			t.Fatalf("%q for baggage %s=%q: matched %v as a string, %v as bytes", line, key, value, got, raw)
 		}
-		if (tunnel.Route{Baggage: key, Value: value}).Validate() != nil {
+		if (route.Route{Baggage: key, Value: value}).Validate() != nil {
 			return // the sidecar refuses such a route
 		}
 		if want := baggageOracle(line, key, value); got != want {
 			t.Fatalf("%q for baggage %s=%q: matched %v, want %v", line, key, value, got, want)
 		}
-		if withMember := line + "," + key + "=" + tunnel.EscapeBaggage(value); !hasBaggage([]string{withMember}, key, value) {
+		if withMember := line + "," + key + "=" + route.EscapeBaggage(value); !hasBaggage([]string{withMember}, key, value) {
 			t.Fatalf("%q does not match baggage %s=%q", withMember, key, value)
 		}
 	})
@@ -233,7 +233,7 @@ func FuzzHasBaggage(f *testing.F) {
 func TestMatchHeadAgreesWithHeader(t *testing.T) {
 	dial := func(context.Context) (net.Conn, error) { return nil, nil }
 	table := &Table{}
-	for _, r := range []tunnel.Route{
+	for _, r := range []route.Route{
 		{Header: "x-dev", Value: "alice"},
 		{Cookie: "dev", Value: "bob"},
 		{Baggage: "dev", Value: "carol d"},
@@ -276,9 +276,9 @@ func TestMatchHeadAgreesWithHeader(t *testing.T) {
 	}
 }
 
-func routeName(r *route) string {
+func routeName(r *liveRoute) string {
 	if r == nil {
 		return "the app"
 	}
-	return r.Route.String()
+	return r.String()
 }

@@ -17,6 +17,8 @@ import (
 
 	"golang.org/x/crypto/x509roots/fallback/bundle"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/relay"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
@@ -50,7 +52,7 @@ func NewHandler(table *Table, upstream, pod string, log *slog.Logger) *Handler {
 	h := &Handler{Table: table, Upstream: upstream, Pod: pod, Log: log,
 		upstream1: newTransport(dial, false), upstream2: newTransport(dial, true)}
 	h.rp = &httputil.ReverseProxy{
-		BufferPool: tunnel.NewBufferPool(),
+		BufferPool: relay.NewBufferPool(),
 		// Rewrite (not Director) so no X-Forwarded-* header is added: the
 		// app sees what the client sent.
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -60,7 +62,7 @@ func NewHandler(table *Table, upstream, pod string, log *slog.Logger) *Handler {
 				pr.Out.URL.Host = upstream
 			}
 			pr.Out.Host = pr.In.Host
-			tunnel.KeepAsSent(pr)
+			relay.KeepAsSent(pr)
 		},
 		Transport: roundTripperFunc(h.roundTrip),
 		// SSE, gRPC and bodies of unknown length go out at once; a body of
@@ -85,7 +87,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // decision is where ServeHTTP sent a request, for roundTrip.
 type decision struct {
-	route *route // nil: the app
+	route *liveRoute // nil: the app
 	h2    bool
 }
 
@@ -126,7 +128,7 @@ func (h *Handler) roundTrip(r *http.Request) (*http.Response, error) {
 		// seen it: fail open. Nothing of the request was sent (the dial
 		// failed), so the app gets it whole.
 		if h.Log != nil {
-			h.Log.Debug("tunnel gone, request goes to the app", "route", d.route.Route.String())
+			h.Log.Debug("tunnel gone, request goes to the app", "route", d.route.String())
 		}
 		return app.RoundTrip(r)
 	}
@@ -184,9 +186,9 @@ func newTransport(dial tunnel.DialFunc, h2 bool) *http.Transport {
 
 // newRemoteTransport returns the way to a route's Remote endpoint over
 // HTTPS (HTTP/2 where the endpoint offers it, which gRPC needs), with each
-// request rewritten by tunnel.ToRemote. A failed dial counts as the
+// request rewritten by relay.ToRemote. A failed dial counts as the
 // developer gone, so the request goes to the app.
-func newRemoteTransport(r tunnel.Route, tlsConf *tls.Config) http.RoundTripper {
+func newRemoteTransport(r route.Route, tlsConf *tls.Config) http.RoundTripper {
 	if tlsConf == nil {
 		tlsConf = &tls.Config{RootCAs: webRoots()}
 	}
@@ -195,7 +197,7 @@ func newRemoteTransport(r tunnel.Route, tlsConf *tls.Config) http.RoundTripper {
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := d.DialContext(ctx, network, addr)
 			if err != nil {
-				return nil, fmt.Errorf("%w: %v", errTunnelGone, err)
+				return nil, fmt.Errorf("%w: %w", errTunnelGone, err)
 			}
 			return c, nil
 		},
@@ -212,12 +214,12 @@ func newRemoteTransport(r tunnel.Route, tlsConf *tls.Config) http.RoundTripper {
 
 type remoteTransport struct {
 	*http.Transport
-	route tunnel.Route
+	route route.Route
 }
 
 func (t remoteTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	out := r.Clone(r.Context())
-	if err := tunnel.ToRemote(out, t.route); err != nil {
+	if err := relay.ToRemote(out, t.route); err != nil {
 		return nil, err
 	}
 	return t.Transport.RoundTrip(out)

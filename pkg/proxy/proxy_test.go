@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/relay"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
@@ -126,21 +128,21 @@ func TestUpstreamDownIs502(t *testing.T) {
 func TestTableConflicts(t *testing.T) {
 	var tb Table
 	dial := func(context.Context) (net.Conn, error) { return nil, nil }
-	rm, err := tb.Add(tunnel.Route{Header: "x-dev", Value: "alice", Owner: "alice@laptop"}, dial)
+	rm, err := tb.Add(route.Route{Header: "x-dev", Value: "alice", Owner: "alice@laptop"}, dial)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.Add(tunnel.Route{Header: "X-DEV", Value: "alice"}, dial); err == nil || !strings.Contains(err.Error(), "alice@laptop") {
+	if _, err := tb.Add(route.Route{Header: "X-DEV", Value: "alice"}, dial); err == nil || !strings.Contains(err.Error(), "alice@laptop") {
 		t.Fatalf("conflict not refused: %v", err)
 	}
-	if _, err := tb.Add(tunnel.Route{Header: "x-dev", Value: "bob"}, dial); err != nil {
+	if _, err := tb.Add(route.Route{Header: "x-dev", Value: "bob"}, dial); err != nil {
 		t.Fatalf("another value refused: %v", err)
 	}
-	if _, err := tb.Add(tunnel.Route{All: true}, dial); err == nil {
+	if _, err := tb.Add(route.Route{All: true}, dial); err == nil {
 		t.Fatal("--all accepted beside header routes")
 	}
 	rm()
-	if _, err := tb.Add(tunnel.Route{Header: "x-dev", Value: "alice"}, dial); err != nil {
+	if _, err := tb.Add(route.Route{Header: "x-dev", Value: "alice"}, dial); err != nil {
 		t.Fatalf("freed route refused: %v", err)
 	}
 }
@@ -151,7 +153,7 @@ func TestTableConflicts(t *testing.T) {
 func TestTableConflictsByKind(t *testing.T) {
 	var tb Table
 	dial := func(context.Context) (net.Conn, error) { return nil, nil }
-	for _, r := range []tunnel.Route{
+	for _, r := range []route.Route{
 		{Cookie: "dev", Value: "alice", Owner: "alice@laptop"},
 		{Cookie: "dev", Value: "bob"},
 		{Baggage: "dev", Value: "alice"},
@@ -161,14 +163,14 @@ func TestTableConflictsByKind(t *testing.T) {
 			t.Fatalf("%s refused: %v", r, err)
 		}
 	}
-	_, err := tb.Add(tunnel.Route{Cookie: "dev", Value: "alice"}, dial)
+	_, err := tb.Add(route.Route{Cookie: "dev", Value: "alice"}, dial)
 	if !errors.Is(err, tunnel.ErrConflict) || !strings.Contains(err.Error(), "alice@laptop") || !strings.Contains(err.Error(), "--cookie") {
 		t.Fatalf("same cookie: %v", err)
 	}
-	if _, err := tb.Add(tunnel.Route{Baggage: "dev", Value: "alice"}, dial); err == nil || !strings.Contains(err.Error(), "--baggage") {
+	if _, err := tb.Add(route.Route{Baggage: "dev", Value: "alice"}, dial); err == nil || !strings.Contains(err.Error(), "--baggage") {
 		t.Fatalf("same baggage: %v", err)
 	}
-	if _, err := tb.Add(tunnel.Route{Value: "alice"}, dial); err == nil || errors.Is(err, tunnel.ErrConflict) {
+	if _, err := tb.Add(route.Route{Value: "alice"}, dial); err == nil || errors.Is(err, tunnel.ErrConflict) {
 		t.Fatalf("route naming nothing to match: %v", err)
 	}
 	if n := len(tb.List()); n != 4 {
@@ -213,7 +215,7 @@ func TestAllRouteRawTCPAndProbe(t *testing.T) {
 	go (&dispatcher{table: table, ctx: ctx, log: slog.New(slog.NewTextHandler(io.Discard, nil)), pod: "copy-1", http: toHTTP}).run(ln)
 	defer ln.Close()
 	defer srv.Close()
-	table.Add(tunnel.Route{All: true}, func(ctx context.Context) (net.Conn, error) {
+	table.Add(route.Route{All: true}, func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", echo.Addr().String())
 	})
@@ -243,7 +245,7 @@ func TestGoneTunnelFailsOpen(t *testing.T) {
 	}))
 	defer app.Close()
 	table := &Table{}
-	table.Add(tunnel.Route{Header: "x-dev", Value: "alice"}, func(context.Context) (net.Conn, error) {
+	table.Add(route.Route{Header: "x-dev", Value: "alice"}, func(context.Context) (net.Conn, error) {
 		return nil, errors.New("session shutdown")
 	})
 	h := NewHandler(table, strings.TrimPrefix(app.URL, "http://"), "p", nil)
@@ -267,7 +269,7 @@ func TestGoneTunnelFailsOpen(t *testing.T) {
 // sidecar neither adds nor drops them.
 func TestForwardingHeadersKept(t *testing.T) {
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for _, name := range tunnel.ForwardingHeaders() {
+		for _, name := range relay.ForwardingHeaders() {
 			w.Header()["Seen-"+name] = r.Header[name]
 		}
 	}))

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/relay"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
@@ -35,7 +37,7 @@ func newRemoteSetup(t *testing.T, secret string) *remoteSetup {
 	s.edge = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Header.Set("X-Forwarded-For", "203.0.113.9")
 		r.Header.Set("X-Forwarded-Proto", "https")
-		tunnel.Guard(secret, dev).ServeHTTP(w, r)
+		relay.Guard(secret, dev).ServeHTTP(w, r)
 	}))
 	s.edge.EnableHTTP2 = true
 	s.edge.StartTLS()
@@ -79,9 +81,9 @@ func (s *remoteSetup) get(t *testing.T, h http.Header) string {
 // Matching requests reach the developer through the remote endpoint as the
 // caller sent them; the secret never shows in the sidecar's route list.
 func TestRemoteRouteReachesDeveloper(t *testing.T) {
-	secret := tunnel.NewSecret()
+	secret := relay.NewSecret()
 	s := newRemoteSetup(t, secret)
-	if _, err := s.client.Register(tunnel.Route{Header: "x-dev", Value: "alice", Client: "1", Remote: s.edge.URL, Secret: secret}); err != nil {
+	if _, err := s.client.Register(route.Route{Header: "x-dev", Value: "alice", Client: "1", Remote: s.edge.URL, Secret: secret}); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.get(t, http.Header{"X-Dev": {"alice"}, "X-Forwarded-For": {"10.0.0.7"}}); got != "laptop" {
@@ -94,7 +96,7 @@ func TestRemoteRouteReachesDeveloper(t *testing.T) {
 	if got := r.Header.Values("X-Forwarded-For"); len(got) != 1 || got[0] != "10.0.0.7" {
 		t.Errorf("X-Forwarded-For at the developer: %q, want the caller's only", got)
 	}
-	for _, name := range []string{tunnel.SecretHeader, tunnel.HostHeader, tunnel.SkipWarningHeader, "X-Forwarded-Proto"} {
+	for _, name := range []string{relay.SecretHeader, relay.HostHeader, relay.SkipWarningHeader, "X-Forwarded-Proto"} {
 		if v := r.Header.Get(name); v != "" {
 			t.Errorf("developer got %s: %q", name, v)
 		}
@@ -111,13 +113,13 @@ func TestRemoteRouteReachesDeveloper(t *testing.T) {
 
 // A stranger who finds the endpoint's URL is refused.
 func TestRemoteEndpointRefusesStrangers(t *testing.T) {
-	secret := tunnel.NewSecret()
+	secret := relay.NewSecret()
 	s := newRemoteSetup(t, secret)
 	client := s.edge.Client()
 	for _, h := range []string{"", "wrong", secret[:len(secret)-1]} {
 		req, _ := http.NewRequest(http.MethodGet, s.edge.URL+"/", nil)
 		if h != "" {
-			req.Header.Set(tunnel.SecretHeader, h)
+			req.Header.Set(relay.SecretHeader, h)
 		}
 		resp, err := client.Do(req)
 		if err != nil {
@@ -138,7 +140,7 @@ func TestRemoteEndpointRefusesStrangers(t *testing.T) {
 // When the remote endpoint can't be reached the developer's requests go to
 // the app rather than fail.
 func TestRemoteRouteFailsOpen(t *testing.T) {
-	secret := tunnel.NewSecret()
+	secret := relay.NewSecret()
 	s := newRemoteSetup(t, secret)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -146,7 +148,7 @@ func TestRemoteRouteFailsOpen(t *testing.T) {
 	}
 	dead := "https://" + ln.Addr().String()
 	ln.Close()
-	if _, err := s.client.Register(tunnel.Route{Header: "x-dev", Value: "alice", Client: "1", Remote: dead, Secret: secret}); err != nil {
+	if _, err := s.client.Register(route.Route{Header: "x-dev", Value: "alice", Client: "1", Remote: dead, Secret: secret}); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.get(t, http.Header{"X-Dev": {"alice"}}); got != "app" {
@@ -156,8 +158,8 @@ func TestRemoteRouteFailsOpen(t *testing.T) {
 
 // Routes with a remote endpoint must carry a real secret and an https URL.
 func TestRemoteRouteValidation(t *testing.T) {
-	good := tunnel.NewSecret()
-	for _, r := range []tunnel.Route{
+	good := relay.NewSecret()
+	for _, r := range []route.Route{
 		{Header: "x-dev", Value: "a", Remote: "https://abc.ngrok.app"},
 		{Header: "x-dev", Value: "a", Remote: "https://abc.ngrok.app", Secret: "short"},
 		{Header: "x-dev", Value: "a", Remote: "http://abc.ngrok.app", Secret: good},
@@ -168,7 +170,7 @@ func TestRemoteRouteValidation(t *testing.T) {
 			t.Errorf("route %+v passed validation", r)
 		}
 	}
-	if err := (tunnel.Route{Header: "x-dev", Value: "a", Remote: "https://abc.ngrok.app", Secret: good}).Validate(); err != nil {
+	if err := (route.Route{Header: "x-dev", Value: "a", Remote: "https://abc.ngrok.app", Secret: good}).Validate(); err != nil {
 		t.Error(err)
 	}
 }
@@ -176,8 +178,7 @@ func TestRemoteRouteValidation(t *testing.T) {
 // Without a TLS configuration of its own a remote route trusts the web's
 // usual roots, which the sidecar carries since its image has none.
 func TestRemoteRoutesTrustWebRoots(t *testing.T) {
-	//lint:ignore SA1019 counting a pool built here, not the system's
-	if n := len(webRoots().Subjects()); n < 50 {
+	if n := len(webRoots().Subjects()); n < 50 { //nolint:staticcheck // SA1019 is about pools from SystemCertPool; this one is built here, and no other method counts a pool
 		t.Fatalf("%d web roots, want the usual bundle", n)
 	}
 }

@@ -12,12 +12,13 @@ import (
 	"net/http"
 	"sync"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
-// route is a live route and the way to reach its developer.
-type route struct {
-	tunnel.Route
+// liveRoute is a live route and the way to reach its developer.
+type liveRoute struct {
+	route.Route
 	dial      tunnel.DialFunc
 	transport http.RoundTripper // HTTP/1.1 to the developer
 	h2        http.RoundTripper // h2c to the developer
@@ -28,7 +29,7 @@ type route struct {
 // keeps the hot path to a read lock and a short scan.
 type Table struct {
 	mu     sync.RWMutex
-	routes []*route
+	routes []*liveRoute
 	// RemoteTLS, if set, is the TLS configuration for routes with a
 	// Remote endpoint; nil trusts the usual roots.
 	RemoteTLS *tls.Config
@@ -38,7 +39,7 @@ var _ tunnel.RouteTable = (*Table)(nil)
 
 // Add installs r, refusing one that conflicts with a live route or that
 // this sidecar cannot match.
-func (t *Table) Add(r tunnel.Route, dial tunnel.DialFunc) (func(), error) {
+func (t *Table) Add(r route.Route, dial tunnel.DialFunc) (func(), error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
@@ -48,18 +49,18 @@ func (t *Table) Add(r tunnel.Route, dial tunnel.DialFunc) (func(), error) {
 	tunnelDial := func(ctx context.Context) (net.Conn, error) {
 		c, err := dial(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", errTunnelGone, err)
+			return nil, fmt.Errorf("%w: %w", errTunnelGone, err)
 		}
 		return c, nil
 	}
-	nr := &route{Route: r, dial: dial, transport: newTransport(tunnelDial, false), h2: newTransport(tunnelDial, true)}
+	nr := &liveRoute{Route: r, dial: dial, transport: newTransport(tunnelDial, false), h2: newTransport(tunnelDial, true)}
 	if r.Remote != "" {
 		rt := newRemoteTransport(r, t.RemoteTLS)
 		nr.transport, nr.h2 = rt, rt
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	kept := make([]*route, 0, len(t.routes)+1)
+	kept := make([]*liveRoute, 0, len(t.routes)+1)
 	for _, old := range t.routes {
 		if r.Client != "" && old.Client == r.Client {
 			continue // the same CLI, reconnected: the new registration wins
@@ -74,7 +75,7 @@ func (t *Table) Add(r tunnel.Route, dial tunnel.DialFunc) (func(), error) {
 }
 
 // pickAnother says how to ask for a route like r that is free.
-func pickAnother(r tunnel.Route) string {
+func pickAnother(r route.Route) string {
 	switch {
 	case r.Cookie != "":
 		return "pick another cookie value with --cookie"
@@ -91,10 +92,10 @@ func ownerOrSomeone(o string) string {
 	return o
 }
 
-func (t *Table) remove(r *route) {
+func (t *Table) remove(r *liveRoute) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	kept := make([]*route, 0, len(t.routes))
+	kept := make([]*liveRoute, 0, len(t.routes))
 	for _, x := range t.routes {
 		if x != r {
 			kept = append(kept, x)
@@ -105,10 +106,10 @@ func (t *Table) remove(r *route) {
 }
 
 // List returns the live routes.
-func (t *Table) List() []tunnel.Route {
+func (t *Table) List() []route.Route {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	out := make([]tunnel.Route, len(t.routes))
+	out := make([]route.Route, len(t.routes))
 	for i, r := range t.routes {
 		out[i] = r.Route
 		out[i].Secret = "" // only its own developer knows it
@@ -117,7 +118,7 @@ func (t *Table) List() []tunnel.Route {
 }
 
 // match returns the route a request belongs to, or nil for the app.
-func (t *Table) match(h http.Header) *route {
+func (t *Table) match(h http.Header) *liveRoute {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
@@ -129,7 +130,7 @@ func (t *Table) match(h http.Header) *route {
 }
 
 // matchHead is match for a raw request head, read in place.
-func (t *Table) matchHead(head []byte) *route {
+func (t *Table) matchHead(head []byte) *liveRoute {
 	_, fields, _ := bytes.Cut(head, []byte("\r\n"))
 	t.mu.RLock()
 	defer t.mu.RUnlock()
@@ -149,7 +150,7 @@ func (t *Table) any() bool {
 }
 
 // all returns the route that takes every connection, if there is one.
-func (t *Table) all() *route {
+func (t *Table) all() *liveRoute {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
@@ -160,7 +161,7 @@ func (t *Table) all() *route {
 	return nil
 }
 
-func (r *route) closeIdle() {
+func (r *liveRoute) closeIdle() {
 	for _, rt := range []http.RoundTripper{r.transport, r.h2} {
 		if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
 			c.CloseIdleConnections()

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/doctor"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
@@ -60,7 +62,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	table := &Table{}
 	for _, s := range cfg.Static {
 		addr := s.Addr
-		_, err := table.Add(tunnel.Route{Header: s.Header, Cookie: s.Cookie, Baggage: s.Baggage, Value: s.Value, Owner: "--route " + addr},
+		_, err := table.Add(route.Route{Header: s.Header, Cookie: s.Cookie, Baggage: s.Baggage, Value: s.Value, Owner: "--route " + addr},
 			func(ctx context.Context) (net.Conn, error) {
 				var d net.Dialer
 				return d.DialContext(ctx, "tcp", addr)
@@ -110,7 +112,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	srvCtx, stopTunnels := context.WithCancel(context.Background())
 	defer stopTunnels()
 	if ctrlLn != nil {
-		ts := &tunnel.Server{Pod: cfg.Pod, Routes: table, Probe: probe, Watches: h.Watches}
+		ts := &tunnel.Server{Pod: cfg.Pod, Routes: table, Probe: probe, Watches: h.Watches, Send: doctor.SendMarked}
 		go ts.Serve(srvCtx, ctrlLn)
 	}
 	toHTTP := &connListener{addr: dataLn.Addr(), conns: make(chan net.Conn), done: make(chan struct{})}
@@ -248,7 +250,7 @@ const probeWait = 50 * time.Millisecond
 // pipeToRoute hands a whole connection to an --all route, no HTTP parsing,
 // except that a probe (the first bytes carry the probe header) is answered
 // here, so an --all intercept can be verified like any other.
-func (l *dispatcher) pipeToRoute(conn net.Conn, r *route) {
+func (l *dispatcher) pipeToRoute(conn net.Conn, r *liveRoute) {
 	br := bufio.NewReaderSize(conn, 4096)
 	conn.SetReadDeadline(time.Now().Add(probeWait))
 	br.Peek(1)
@@ -261,7 +263,7 @@ func (l *dispatcher) pipeToRoute(conn net.Conn, r *route) {
 	}
 	remote, err := r.dial(l.ctx)
 	if err != nil {
-		l.log.Warn("tunnel dial failed", "route", r.Route.String(), "err", err)
+		l.log.Warn("tunnel dial failed", "route", r.String(), "err", err)
 		conn.Close()
 		return
 	}
@@ -311,5 +313,5 @@ func (c *bufferedConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
-	return c.Conn.Close()
+	return c.Close()
 }

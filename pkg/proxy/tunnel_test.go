@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
@@ -26,12 +27,12 @@ func TestTunnelConflictRefused(t *testing.T) {
 		return c
 	}
 	alice := connect()
-	if _, err := alice.Register(tunnel.Route{Header: "x-dev", Value: "alice", Owner: "alice@a", Client: "1"}); err != nil {
+	if _, err := alice.Register(route.Route{Header: "x-dev", Value: "alice", Owner: "alice@a", Client: "1"}); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := connect().Register(tunnel.Route{Header: "X-DEV", Value: "alice", Owner: "eve@b", Client: "2"})
+		_, err := connect().Register(route.Route{Header: "X-DEV", Value: "alice", Owner: "eve@b", Client: "2"})
 		done <- err
 	}()
 	select {
@@ -59,7 +60,7 @@ func TestTunnelCookieRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Register(tunnel.Route{Cookie: "dev", Value: "alice", Client: "1"}); err != nil {
+	if _, err := c.Register(route.Route{Cookie: "dev", Value: "alice", Client: "1"}); err != nil {
 		t.Fatal(err)
 	}
 	if r := table.match(http.Header{"Cookie": {"session=1; dev=alice"}}); r == nil || r.Cookie != "dev" {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/doctor"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
@@ -204,7 +205,7 @@ func TestWatchThroughSidecar(t *testing.T) {
 	if pod, err := c.Watch(m); err != nil || pod != "web-copy-1" {
 		t.Fatalf("watch: %q, %v", pod, err)
 	}
-	status, err := tunnel.SendMarked(context.Background(), "http://"+a[0]+"/checkout", "", m)
+	status, err := doctor.SendMarked(context.Background(), "http://"+a[0]+"/checkout", "", m)
 	if err != nil || status != http.StatusOK {
 		t.Fatalf("marked request: %d, %v", status, err)
 	}

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
 )
@@ -61,15 +62,15 @@ const (
 
 // Intercept is one intercepted Service.
 type Intercept struct {
-	Namespace string         `json:"namespace"`
-	Service   string         `json:"service"`
-	Port      string         `json:"port"`
-	Workload  string         `json:"workload"`
-	Copy      string         `json:"copy"`
-	Ready     string         `json:"ready"`
-	Routes    []tunnel.Route `json:"routes"`
-	Created   time.Time      `json:"created"`
-	Status    State          `json:"status"`
+	Namespace string        `json:"namespace"`
+	Service   string        `json:"service"`
+	Port      string        `json:"port"`
+	Workload  string        `json:"workload"`
+	Copy      string        `json:"copy"`
+	Ready     string        `json:"ready"`
+	Routes    []route.Route `json:"routes"`
+	Created   time.Time     `json:"created"`
+	Status    State         `json:"status"`
 	// Problem is set when the state could not be read in full.
 	Problem string `json:"problem,omitempty"`
 
@@ -91,11 +92,11 @@ type Detail struct {
 
 // PodState is one pod of the copy and the routes its sidecar holds.
 type PodState struct {
-	Name    string         `json:"name"`
-	Node    string         `json:"node,omitempty"`
-	Ready   bool           `json:"ready"`
-	Routes  []tunnel.Route `json:"routes"`
-	Problem string         `json:"problem,omitempty"`
+	Name    string        `json:"name"`
+	Node    string        `json:"node,omitempty"`
+	Ready   bool          `json:"ready"`
+	Routes  []route.Route `json:"routes"`
+	Problem string        `json:"problem,omitempty"`
 }
 
 // ErrNotIntercepted says a Service has no intercept and no residue.
@@ -150,7 +151,7 @@ func CopyPods(ctx context.Context, cs kubernetes.Interface, ns string, rec *Reco
 }
 
 // SidecarRoutes asks one pod's sidecar for the routes it holds.
-func (c Cluster) SidecarRoutes(ctx context.Context, ns, pod string, rec *Record) ([]tunnel.Route, error) {
+func (c Cluster) SidecarRoutes(ctx context.Context, ns, pod string, rec *Record) ([]route.Route, error) {
 	conn, err := c.Dial(ctx, ns, pod, int(rec.Plan.ControlPort))
 	if err != nil {
 		return nil, err
@@ -167,7 +168,7 @@ func (c Cluster) SidecarRoutes(ctx context.Context, ns, pod string, rec *Record)
 // LiveRoutes asks a reachable sidecar of the session which routes are
 // live: the truth about who still intercepts, since a route lives only
 // with its tunnel.
-func (c Cluster) LiveRoutes(ctx context.Context, ns string, rec *Record) ([]tunnel.Route, error) {
+func (c Cluster) LiveRoutes(ctx context.Context, ns string, rec *Record) ([]route.Route, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	pods, err := CopyPods(ctx, c.Client, ns, rec)
@@ -192,8 +193,8 @@ func (c Cluster) LiveRoutes(ctx context.Context, ns string, rec *Record) ([]tunn
 // developer just crashed can outlive them by one heartbeat timeout, so when
 // there are others it asks again once that has passed: what is left then is
 // really live.
-func (c Cluster) OthersLive(ctx context.Context, ns string, rec *Record, exclude *tunnel.Route) ([]tunnel.Route, error) {
-	var others []tunnel.Route
+func (c Cluster) OthersLive(ctx context.Context, ns string, rec *Record, exclude *route.Route) ([]route.Route, error) {
+	var others []route.Route
 	for attempt := 0; attempt < 2; attempt++ {
 		routes, err := c.LiveRoutes(ctx, ns, rec)
 		if err != nil {
@@ -231,7 +232,7 @@ func RecordOf(d *appsv1.Deployment) (*Record, error) {
 }
 
 // RoutesFunc returns the live routes of a session.
-type RoutesFunc func(ctx context.Context, rec *Record) ([]tunnel.Route, error)
+type RoutesFunc func(ctx context.Context, rec *Record) ([]route.Route, error)
 
 // List returns every intercept in ns (every namespace if empty): the
 // switched Services, and copies whose Service is not switched (residue).
@@ -248,7 +249,7 @@ func (c Cluster) List(ctx context.Context, ns string) ([]Intercept, error) {
 			continue
 		}
 		switched[s.Namespace+"/"+s.Name] = true
-		out = append(out, switchedIntercept(ctx, c.Client, s, func(ctx context.Context, rec *Record) ([]tunnel.Route, error) {
+		out = append(out, switchedIntercept(ctx, c.Client, s, func(ctx context.Context, rec *Record) ([]route.Route, error) {
 			return c.LiveRoutes(ctx, s.Namespace, rec)
 		}))
 	}
@@ -278,7 +279,7 @@ func (c Cluster) Get(ctx context.Context, ns, name string) (*Detail, error) {
 	}
 	d := &Detail{Pods: []PodState{}}
 	// Every pod's sidecar is asked; the intercept's routes are all they hold.
-	collect := func(ctx context.Context, rec *Record) ([]tunnel.Route, error) {
+	collect := func(ctx context.Context, rec *Record) ([]route.Route, error) {
 		pods, err := c.podStates(ctx, ns, rec)
 		if err != nil {
 			return nil, err
@@ -319,7 +320,7 @@ func (c Cluster) podStates(ctx context.Context, ns string, rec *Record) ([]PodSt
 	out := []PodState{}
 	for i := range pods {
 		p := &pods[i]
-		ps := PodState{Name: p.Name, Node: p.Spec.NodeName, Ready: PodReady(p), Routes: []tunnel.Route{}}
+		ps := PodState{Name: p.Name, Node: p.Spec.NodeName, Ready: PodReady(p), Routes: []route.Route{}}
 		switch {
 		case p.DeletionTimestamp != nil:
 			ps.Problem = "terminating"
@@ -340,8 +341,8 @@ func (c Cluster) podStates(ctx context.Context, ns string, rec *Record) ([]PodSt
 
 // unionRoutes is every route some pod holds, in the order first seen; an
 // error when no sidecar answered.
-func unionRoutes(pods []PodState) ([]tunnel.Route, error) {
-	var out []tunnel.Route
+func unionRoutes(pods []PodState) ([]route.Route, error) {
+	var out []route.Route
 	answered := false
 	last := "no running pod of the copy"
 	for _, p := range pods {
@@ -365,7 +366,7 @@ func unionRoutes(pods []PodState) ([]tunnel.Route, error) {
 // switchedIntercept describes a Service that carries a session record,
 // asking routes for the live routes.
 func switchedIntercept(ctx context.Context, cs kubernetes.Interface, s *corev1.Service, routes RoutesFunc) Intercept {
-	e := Intercept{Namespace: s.Namespace, Service: s.Name, Routes: []tunnel.Route{}}
+	e := Intercept{Namespace: s.Namespace, Service: s.Name, Routes: []route.Route{}}
 	rec, err := DecodeRecord(s.Annotations[AnnotationRecord])
 	if err != nil {
 		e.Status, e.Problem = StateBroken, err.Error()
@@ -401,7 +402,7 @@ func switchedIntercept(ctx context.Context, cs kubernetes.Interface, s *corev1.S
 func residueIntercept(d *appsv1.Deployment, rec *Record) Intercept {
 	return Intercept{Namespace: d.Namespace, Service: rec.Service, Port: rec.Port, Workload: rec.Workload,
 		Copy: d.Name, Ready: fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, ptr.Deref(d.Spec.Replicas, 0)),
-		Routes: []tunnel.Route{}, Created: rec.Created, Status: StateResidue,
+		Routes: []route.Route{}, Created: rec.Created, Status: StateResidue,
 		Problem: "a copy without a switched Service", Record: rec}
 }
 
@@ -418,7 +419,7 @@ type LeaveOptions struct {
 	ID string
 	// Exclude is the leaving developer's own route, which a sidecar may not
 	// have seen drop yet; nil when the caller holds none.
-	Exclude *tunnel.Route
+	Exclude *route.Route
 	// Force restores the Service even while others' routes are live.
 	Force    bool
 	Timeout  time.Duration
@@ -429,7 +430,7 @@ type LeaveOptions struct {
 type Left struct {
 	// Others are the live routes of other developers that kept the
 	// Service switched; Closed is nil then.
-	Others []tunnel.Route
+	Others []route.Route
 	Closed *Closed
 }
 

@@ -10,6 +10,9 @@ import (
 	"sync"
 
 	"github.com/hashicorp/yamux"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/relay"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 )
 
 // Client is the developer's end of one tunnel session (one sidecar).
@@ -48,7 +51,7 @@ func (c *Client) call(req Request) (Response, error) {
 
 // Register installs the route in the sidecar for as long as this session
 // lives, and returns the sidecar's pod.
-func (c *Client) Register(r Route) (string, error) {
+func (c *Client) Register(r route.Route) (string, error) {
 	resp, err := c.call(Request{Op: "register", Route: &r})
 	if err != nil || r.All || (r.Header != "" && r.Remote == "") {
 		return resp.Pod, err
@@ -85,7 +88,7 @@ func (c *Client) InFlight() int {
 }
 
 // Routes lists the sidecar's live routes.
-func (c *Client) Routes() ([]Route, error) {
+func (c *Client) Routes() ([]route.Route, error) {
 	resp, err := c.call(Request{Op: "routes"})
 	return resp.Routes, err
 }
@@ -134,7 +137,7 @@ func (c *Client) Serve(ctx context.Context, dial DialFunc, onErr func(error)) er
 // or HTTP/2 cleartext (which the sidecar uses for gRPC), until the session
 // ends or ctx is done.
 func (c *Client) ServeHTTP(ctx context.Context, h http.Handler) error {
-	srv := NewHTTPServer(h)
+	srv := relay.NewHTTPServer(h)
 	go func() {
 		select {
 		case <-ctx.Done():

@@ -1,14 +1,14 @@
 package tunnel
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 )
 
 // `kubectl intercept doctor` asks whether a developer's marker survives the
@@ -94,17 +94,17 @@ func (m Marker) Validate() error {
 		return errors.New("the marker names no header, cookie or baggage key to carry it")
 	}
 	if m.Header != "" {
-		if err := checkHeader(m.Header, m.Value()); err != nil {
+		if err := route.CheckHeader(m.Header, m.Value()); err != nil {
 			return err
 		}
 	}
 	if m.Cookie != "" {
-		if err := checkCookie(m.Cookie, m.Value()); err != nil {
+		if err := route.CheckCookie(m.Cookie, m.Value()); err != nil {
 			return err
 		}
 	}
 	if m.Baggage != "" {
-		if err := checkBaggage(m.Baggage, m.Value()); err != nil {
+		if err := route.CheckBaggage(m.Baggage, m.Value()); err != nil {
 			return err
 		}
 	}
@@ -177,37 +177,4 @@ func (c *Client) Seen(nonce string) ([]Hit, error) {
 func (c *Client) Send(url, host string, m Marker) (int, error) {
 	resp, err := c.call(Request{Op: "send", URL: url, Host: host, Marker: &m})
 	return resp.Status, err
-}
-
-// SendTimeout bounds one send: a doctor's request should be answered by
-// then.
-const SendTimeout = 15 * time.Second
-
-// SendMarked GETs url with the marker m, Host host when set, on a new
-// connection, and returns the answer's status. It follows no redirect: the
-// doctor tests the entry it was given, and says so when that redirects.
-// The sidecar runs it for a send; the CLI for an entry URL it reaches
-// itself.
-func SendMarked(ctx context.Context, url, host string, m Marker) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, SendTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, fmt.Errorf("requesting %s: %w", url, err)
-	}
-	if host != "" {
-		req.Host = host
-	}
-	m.Apply(req.Header)
-	req.Close = true
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("requesting %s: %w", url, err)
-	}
-	// Read a little of the answer so an entry that acts only once the
-	// caller takes it (streams, proxies) does; the rest is not needed.
-	_, _ = io.CopyN(io.Discard, resp.Body, 1<<20)
-	resp.Body.Close()
-	return resp.StatusCode, nil
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -156,101 +155,6 @@ func TestWatchOnOldSidecar(t *testing.T) {
 	_, err = c.Watch(NewMarker("x-dev", "", ""))
 	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "web-copy-old") || !strings.Contains(err.Error(), "older than this CLI") {
 		t.Fatalf("watch on an old sidecar: %v", err)
-	}
-}
-
-// WatchSidecars watches on every pod it reaches and collects what each
-// saw; a pod it cannot reach is reported as missed; a sidecar too old to
-// watch fails the whole watch, naming its pod.
-func TestWatchSidecars(t *testing.T) {
-	watchers := map[string]*fakeWatcher{"p1": {pod: "p1"}, "p2": {pod: "p2"}}
-	dial := func(_ context.Context, pod string) (io.ReadWriteCloser, error) {
-		a, b := net.Pipe()
-		switch w, ok := watchers[pod]; {
-		case ok:
-			go (&Server{Pod: pod, Routes: &fakeTable{routes: map[string]DialFunc{}}, Watches: w}).ServeConn(context.Background(), a)
-		case pod == "old":
-			go oldSidecar(a, pod)
-		default:
-			return nil, fmt.Errorf("port-forward to pod %s: connection refused", pod)
-		}
-		return b, nil
-	}
-	m := NewMarker("x-dev", "dev", "dev")
-	o, err := WatchSidecars(context.Background(), []string{"p1", "gone", "p2"}, dial, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
-	if got := strings.Join(o.Pods(), ","); got != "p1,p2" || o.Missed["gone"] == nil {
-		t.Fatalf("watching %s, missed %v", got, o.Missed)
-	}
-	go func() {
-		time.Sleep(50 * time.Millisecond)
-		watchers["p2"].hit(m.Nonce, CarrierHeader, "x-dev")
-		watchers["p1"].hit(m.Nonce, CarrierBaggage, "dev")
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	hits, err := o.Collect(ctx, 10*time.Millisecond, func(h []Hit) bool { return len(h) == 2 })
-	if err != nil || len(hits) != 2 {
-		t.Fatalf("collected %+v, %v", hits, err)
-	}
-	pods := map[string]Carrier{}
-	for _, h := range hits {
-		pods[h.Pod] = h.Carrier
-	}
-	if pods["p1"] != CarrierBaggage || pods["p2"] != CarrierHeader {
-		t.Fatalf("hits by pod: %v", pods)
-	}
-	// Nothing more arrives: Collect returns what it has when ctx ends.
-	short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel2()
-	if hits, err := o.Collect(short, 10*time.Millisecond, func([]Hit) bool { return false }); err != nil || len(hits) != 2 {
-		t.Fatalf("collect until the deadline: %d hits, %v", len(hits), err)
-	}
-
-	_, err = WatchSidecars(context.Background(), []string{"p1", "old"}, dial, NewMarker("x-dev", "", ""))
-	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "pod old") {
-		t.Fatalf("with an old sidecar: %v", err)
-	}
-	if _, err := WatchSidecars(context.Background(), []string{"gone"}, dial, m); err == nil || !strings.Contains(err.Error(), "connection refused") {
-		t.Fatalf("with no reachable sidecar: %v", err)
-	}
-}
-
-// The marker travels in all three carriers, added to the cookies and
-// baggage a request has already; SendMarked follows no redirect.
-func TestSendMarked(t *testing.T) {
-	var got http.Header
-	var host string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, host = r.Header.Clone(), r.Host
-		http.Redirect(w, r, "/login", http.StatusFound)
-	}))
-	defer srv.Close()
-	m := Marker{Nonce: "0123456789abcdef", Header: "X-C6O-INTERCEPT", Cookie: "x-intercept", Baggage: "x-intercept"}
-	status, err := SendMarked(context.Background(), srv.URL+"/checkout", "web.shop.svc", m)
-	if err != nil || status != http.StatusFound {
-		t.Fatalf("status %d, %v; want the redirect itself", status, err)
-	}
-	want := map[string]string{
-		"X-C6o-Intercept": "doctor-0123456789abcdef",
-		"Cookie":          "x-intercept=doctor-0123456789abcdef",
-		"Baggage":         "x-intercept=doctor-0123456789abcdef",
-	}
-	for k, v := range want {
-		if got.Get(k) != v {
-			t.Errorf("%s: %q, want %q", k, got.Get(k), v)
-		}
-	}
-	if host != "web.shop.svc" {
-		t.Errorf("Host %q", host)
-	}
-	h := http.Header{"Cookie": {"theme=dark"}, "Baggage": {"userId=7"}}
-	m.Apply(h)
-	if h.Get("Cookie") != "theme=dark; x-intercept=doctor-0123456789abcdef" || h.Get("Baggage") != "userId=7,x-intercept=doctor-0123456789abcdef" {
-		t.Errorf("applied to a request with cookies and baggage: %v", h)
 	}
 }
 

@@ -6,17 +6,19 @@ import (
 	"fmt"
 	"net"
 	"testing"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 )
 
 // takenTable refuses every route as taken, the way the sidecar's table
 // words it.
 type takenTable struct{}
 
-func (takenTable) Add(r Route, _ DialFunc) (func(), error) {
+func (takenTable) Add(r route.Route, _ DialFunc) (func(), error) {
 	return nil, fmt.Errorf("%w: %s is intercepted by bob@laptop; pick another header value with -x", ErrConflict, r)
 }
 
-func (takenTable) List() []Route { return nil }
+func (takenTable) List() []route.Route { return nil }
 
 // The CLI tells a taken route, a malformed call and an operation the
 // sidecar does not know apart with errors.Is, whatever the message says.
@@ -30,7 +32,7 @@ func TestControlErrorsCarryACode(t *testing.T) {
 	}
 	defer c.Close()
 
-	_, err = c.Register(Route{Header: "X-Dev", Value: "alice"})
+	_, err = c.Register(route.Route{Header: "X-Dev", Value: "alice"})
 	if !errors.Is(err, ErrConflict) || errors.Is(err, ErrBadRequest) {
 		t.Errorf("register of a taken route: %v (want ErrConflict only)", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/yamux"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 )
 
 // DialFunc opens one connection toward a developer.
@@ -17,9 +19,9 @@ type DialFunc func(ctx context.Context) (net.Conn, error)
 type RouteTable interface {
 	// Add installs a route that sends matching traffic through dial. It fails
 	// when the route conflicts with a live one. remove uninstalls it.
-	Add(r Route, dial DialFunc) (remove func(), err error)
+	Add(r route.Route, dial DialFunc) (remove func(), err error)
 	// List returns the live routes.
-	List() []Route
+	List() []route.Route
 }
 
 // Server is the sidecar's end of the tunnel.
@@ -34,7 +36,7 @@ type Server struct {
 	// sidecar cannot watch.
 	Watches Watcher
 	// Send requests url with a doctor's marker from inside the cluster
-	// and returns the answer's status; SendMarked when nil.
+	// and returns the answer's status; nil: this sidecar cannot send.
 	Send func(ctx context.Context, url, host string, m Marker) (int, error)
 }
 
@@ -189,9 +191,8 @@ func (s *Server) send(ctx context.Context, req Request) (int, error) {
 	if !strings.HasPrefix(req.URL, "http://") {
 		return 0, coded(CodeBadRequest, "send to %q: only http:// URLs", req.URL)
 	}
-	send := s.Send
-	if send == nil {
-		send = SendMarked
+	if s.Send == nil {
+		return 0, coded(CodeUnsupported, "this sidecar cannot send")
 	}
-	return send(ctx, req.URL, req.Host, *req.Marker)
+	return s.Send(ctx, req.URL, req.Host, *req.Marker)
 }

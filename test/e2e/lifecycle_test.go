@@ -337,7 +337,7 @@ func TestTwoCLIsRace(t *testing.T) {
 		cmd := pluginCmd(t, args...)
 		cmd.Env = append(cmd.Env, "XDG_STATE_HOME="+devs[i].state)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("%s: kubectl-intercept %v: %v\n%s", devs[i].name, args, err, out)
+			return fmt.Errorf("%s: kubectl-intercept %v: %w\n%s", devs[i].name, args, err, out)
 		}
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -119,7 +120,7 @@ func TestProtocolsThroughIntercept(t *testing.T) {
 				}
 			}
 			stream.CloseSend()
-			if _, err := stream.Recv(); err != io.EOF {
+			if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
 				t.Errorf("%s: chat end: %v, want EOF (grpc-status OK in trailers)", r.name, err)
 			}
 			cancel()
@@ -190,6 +191,7 @@ func TestProtocolsThroughIntercept(t *testing.T) {
 					t.Fatalf("%s: response %d: %v", r.name, i+1, err)
 				}
 				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
 				pod := resp.Header.Get(demo.PodHeader)
 				if resp.StatusCode != 200 || !r.want(pod) {
 					t.Errorf("%s: response %d (%s): %d from %q", r.name, i+1, method, resp.StatusCode, pod)
@@ -252,7 +254,7 @@ func TestProtocolsThroughIntercept(t *testing.T) {
 				t.Parallel()
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 				defer cancel()
-				ws, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", &websocket.DialOptions{HTTPHeader: r.header})
+				ws, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", &websocket.DialOptions{HTTPHeader: r.header}) //nolint:bodyclose // Dial hands the body to ws (resp.Body is nil), or on failure leaves an in-memory copy
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -69,7 +69,7 @@ func (g *loadGen) run(ctx context.Context, perSecond int, wg *sync.WaitGroup) {
 
 // Under a steady load through the ClusterIP, starting an intercept and
 // closing it fails no request: new connections, and kept-alive connections
-// of clients that honour Connection: close and retry idempotent requests
+// of clients that honor Connection: close and retry idempotent requests
 // (Go's client), with and without the header.
 func TestZeroDowntimeUnderLoad(t *testing.T) {
 	requireLocalCluster(t, "it sends the load from this host to the Service's ClusterIP")

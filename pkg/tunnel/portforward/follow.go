@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
@@ -29,7 +30,7 @@ type Follower struct {
 	// Selector selects the copy's pods; Port is the sidecar's control port.
 	Selector string
 	Port     int
-	Route    tunnel.Route
+	Route    route.Route
 	// Local is where intercepted connections go, host:port.
 	Local string
 	// HTTP, if set, serves the intercepted requests of a route that is not

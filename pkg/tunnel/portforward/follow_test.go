@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
 )
@@ -23,10 +24,10 @@ import (
 // and a route that conflicts with a live one is refused.
 type table struct {
 	mu     sync.Mutex
-	routes []*tunnel.Route
+	routes []*route.Route
 }
 
-func (t *table) Add(r tunnel.Route, _ tunnel.DialFunc) (func(), error) {
+func (t *table) Add(r route.Route, _ tunnel.DialFunc) (func(), error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, old := range t.routes {
@@ -39,14 +40,14 @@ func (t *table) Add(r tunnel.Route, _ tunnel.DialFunc) (func(), error) {
 	return func() {
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		t.routes = slices.DeleteFunc(t.routes, func(x *tunnel.Route) bool { return x == nr })
+		t.routes = slices.DeleteFunc(t.routes, func(x *route.Route) bool { return x == nr })
 	}, nil
 }
 
-func (t *table) List() []tunnel.Route {
+func (t *table) List() []route.Route {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]tunnel.Route, len(t.routes))
+	out := make([]route.Route, len(t.routes))
 	for i, r := range t.routes {
 		out[i] = *r
 	}
@@ -120,7 +121,7 @@ func (p *pods) dropTunnels(pod string) {
 	p.conns[pod] = nil
 }
 
-func (p *pods) follower(route tunnel.Route) *Follower {
+func (p *pods) follower(route route.Route) *Follower {
 	return &Follower{Client: p.cs, Namespace: "shop", Selector: "intercept.kubectl.dev/session=abc",
 		Route: route, Local: "127.0.0.1:1", Dial: p.dial}
 }
@@ -137,8 +138,8 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func holds(t *table, r tunnel.Route) bool {
-	return slices.ContainsFunc(t.List(), func(x tunnel.Route) bool { return x.Conflicts(r) && x.Owner == r.Owner })
+func holds(t *table, r route.Route) bool {
+	return slices.ContainsFunc(t.List(), func(x route.Route) bool { return x.Conflicts(r) && x.Owner == r.Owner })
 }
 
 func run(t *testing.T, f *Follower) (stop func() error) {
@@ -161,7 +162,7 @@ func run(t *testing.T, f *Follower) (stop func() error) {
 // pod that leaves loses its tunnel and the route with it.
 func TestFollowerFollowsPods(t *testing.T) {
 	p := newPods("web-a", "web-b")
-	alice := tunnel.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop"}
+	alice := route.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop"}
 	f := p.follower(alice)
 	stop := run(t, f)
 	defer stop()
@@ -197,11 +198,11 @@ func TestFollowerFollowsPods(t *testing.T) {
 // CLI reports as such.
 func TestFollowerStopsOnAConflict(t *testing.T) {
 	p := newPods("web-a")
-	bob := tunnel.Route{Header: "X-Dev", Value: "shared", Owner: "bob@laptop"}
+	bob := route.Route{Header: "X-Dev", Value: "shared", Owner: "bob@laptop"}
 	if _, err := p.table("web-a").Add(bob, nil); err != nil {
 		t.Fatal(err)
 	}
-	f := p.follower(tunnel.Route{Header: "x-dev", Value: "shared", Owner: "alice@laptop"})
+	f := p.follower(route.Route{Header: "x-dev", Value: "shared", Owner: "alice@laptop"})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := f.Run(ctx)
@@ -217,7 +218,7 @@ func TestFollowerStopsOnAConflict(t *testing.T) {
 // anything from the API server.
 func TestFollowerReopensADroppedTunnel(t *testing.T) {
 	p := newPods("web-a")
-	alice := tunnel.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop"}
+	alice := route.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop"}
 	f := p.follower(alice)
 	stop := run(t, f)
 	defer stop()
@@ -242,7 +243,7 @@ func TestFollowerReopensADroppedTunnel(t *testing.T) {
 // one list and one watch.
 func TestFollowerIdleMakesNoRequests(t *testing.T) {
 	p := newPods("web-a", "web-b")
-	f := p.follower(tunnel.Route{Header: "X-Dev", Value: "alice"})
+	f := p.follower(route.Route{Header: "X-Dev", Value: "alice"})
 	stop := run(t, f)
 	defer stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -1,14 +1,15 @@
-package tunnel
+package relay
 
 import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 )
 
 // A route with a Remote endpoint sends matching requests over the internet
@@ -40,28 +41,11 @@ func NewSecret() string {
 	return hex.EncodeToString(b)
 }
 
-func checkRemote(remote, secret string) error {
-	if remote == "" {
-		if secret != "" {
-			return errors.New("the route has a secret but no remote endpoint")
-		}
-		return nil
-	}
-	u, err := url.Parse(remote)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
-		return fmt.Errorf("remote endpoint %q is not an https://HOST URL", remote)
-	}
-	if len(secret) < 32 {
-		return errors.New("a route to a remote endpoint needs a secret of at least 32 characters")
-	}
-	return nil
-}
-
 // ToRemote rewrites out, a request on its way to the route's Remote
 // endpoint: the URL and Host become the endpoint's, the original Host and
 // X-Forwarded-* headers are saved in headers of ours, and the secret and the
 // browser-warning skip are added.
-func ToRemote(out *http.Request, r Route) error {
+func ToRemote(out *http.Request, r route.Route) error {
 	u, err := url.Parse(r.Remote)
 	if err != nil {
 		return fmt.Errorf("remote endpoint: %w", err)

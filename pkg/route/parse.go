@@ -1,4 +1,4 @@
-package tunnel
+package route
 
 import (
 	"fmt"
@@ -23,7 +23,7 @@ func ParseHeader(s string) (name, value string, err error) {
 	if !ok || name == "" || value == "" {
 		return "", "", fmt.Errorf("header %q is not name:value (for example x-dev:alice)", s)
 	}
-	if err := checkHeader(name, value); err != nil {
+	if err := CheckHeader(name, value); err != nil {
 		return "", "", err
 	}
 	return name, value, nil
@@ -36,7 +36,7 @@ func ParseCookie(s string) (name, value string, err error) {
 	if !ok || name == "" || value == "" {
 		return "", "", fmt.Errorf("cookie %q is not name=value (for example dev=alice)", s)
 	}
-	if err := checkCookie(name, value); err != nil {
+	if err := CheckCookie(name, value); err != nil {
 		return "", "", err
 	}
 	return name, value, nil
@@ -60,7 +60,7 @@ func ParseBaggage(s string) (key, value string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("baggage value %q has a %% that does not start a %%XX escape; write %%25 for a percent sign", raw)
 	}
-	if err := checkBaggage(key, value); err != nil {
+	if err := CheckBaggage(key, value); err != nil {
 		return "", "", err
 	}
 	return key, value, nil
@@ -85,7 +85,7 @@ func cutTrim(s, sep string) (before, after string, found bool) {
 	return strings.TrimSpace(before), strings.TrimSpace(after), found
 }
 
-func checkHeader(name, value string) error {
+func CheckHeader(name, value string) error {
 	if !httpguts.ValidHeaderFieldName(name) {
 		return fmt.Errorf("header name %q has a character HTTP does not allow in header names", name)
 	}
@@ -98,7 +98,7 @@ func checkHeader(name, value string) error {
 	return nil
 }
 
-func checkCookie(name, value string) error {
+func CheckCookie(name, value string) error {
 	if !httpguts.ValidHeaderFieldName(name) {
 		return fmt.Errorf("cookie name %q has a character cookie names cannot have (%s only)", name, tokenChars)
 	}
@@ -113,7 +113,7 @@ func checkCookie(name, value string) error {
 	return nil
 }
 
-func checkBaggage(key, value string) error {
+func CheckBaggage(key, value string) error {
 	if !httpguts.ValidHeaderFieldName(key) {
 		return fmt.Errorf("baggage key %q has a character baggage keys cannot have (%s only)", key, tokenChars)
 	}

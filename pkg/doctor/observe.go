@@ -1,13 +1,20 @@
-package tunnel
+// Package doctor is the CLI's side of `kubectl intercept doctor`: it has
+// every sidecar of an intercept watch for a marker, sends a request that
+// carries it, and collects what reached the Service.
+package doctor
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
 // PodDialer opens a byte stream to the control port of one pod's sidecar
@@ -17,7 +24,7 @@ type PodDialer func(ctx context.Context, pod string) (io.ReadWriteCloser, error)
 // Observer holds a doctor's watch for one marker on every sidecar of a
 // copy: a marked request may reach any of them.
 type Observer struct {
-	Marker Marker
+	Marker tunnel.Marker
 	// Missed names the pods whose sidecar could not be asked to watch,
 	// and why; a marker that reached them goes unseen.
 	Missed map[string]error
@@ -27,19 +34,19 @@ type Observer struct {
 
 type watching struct {
 	pod string
-	c   *Client
+	c   *tunnel.Client
 }
 
 // WatchSidecars opens a tunnel session to each pod's sidecar and registers
 // a watch for m on it. It fails when no sidecar watches, or when one is too
-// old to (ErrUnsupported, naming the pod): a sidecar that cannot watch may be
+// old to (tunnel.ErrUnsupported, naming the pod): a sidecar that cannot watch may be
 // the one the marker reaches.
-func WatchSidecars(ctx context.Context, pods []string, dial PodDialer, m Marker) (*Observer, error) {
+func WatchSidecars(ctx context.Context, pods []string, dial PodDialer, m tunnel.Marker) (*Observer, error) {
 	if len(pods) == 0 {
 		return nil, errors.New("no sidecar to watch")
 	}
 	type result struct {
-		c   *Client
+		c   *tunnel.Client
 		err error
 	}
 	results := make([]result, len(pods))
@@ -59,7 +66,7 @@ func WatchSidecars(ctx context.Context, pods []string, dial PodDialer, m Marker)
 		switch {
 		case r.err == nil:
 			o.watching = append(o.watching, watching{pod: pods[i], c: r.c})
-		case errors.Is(r.err, ErrUnsupported):
+		case errors.Is(r.err, tunnel.ErrUnsupported):
 			unsupported = r.err
 		default:
 			o.Missed[pods[i]] = r.err
@@ -79,19 +86,19 @@ func WatchSidecars(ctx context.Context, pods []string, dial PodDialer, m Marker)
 	return o, nil
 }
 
-func watchOne(ctx context.Context, pod string, dial PodDialer, m Marker) (*Client, error) {
+func watchOne(ctx context.Context, pod string, dial PodDialer, m tunnel.Marker) (*tunnel.Client, error) {
 	conn, err := dial(ctx, pod)
 	if err != nil {
 		return nil, err
 	}
-	c, err := NewClient(conn)
+	c, err := tunnel.NewClient(conn)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("tunnel to pod %s: %w", pod, err)
 	}
 	if _, err := c.Watch(m); err != nil {
 		c.Close()
-		if errors.Is(err, ErrUnsupported) {
+		if errors.Is(err, tunnel.ErrUnsupported) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("asking the sidecar in pod %s to watch: %w", pod, err)
@@ -120,14 +127,14 @@ func (o *Observer) Send(url, host string) (int, error) {
 }
 
 // Routes returns the live routes, as one sidecar holds them.
-func (o *Observer) Routes() ([]Route, error) {
+func (o *Observer) Routes() ([]route.Route, error) {
 	return o.watching[0].c.Routes()
 }
 
 // Seen returns the requests every sidecar recorded, oldest first. Sidecars
 // that do not answer are left out; it fails only when none answers.
-func (o *Observer) Seen() ([]Hit, error) {
-	var hits []Hit
+func (o *Observer) Seen() ([]tunnel.Hit, error) {
+	var hits []tunnel.Hit
 	var errs []error
 	for _, w := range o.watching {
 		h, err := w.c.Seen(o.Marker.Nonce)
@@ -147,8 +154,8 @@ func (o *Observer) Seen() ([]Hit, error) {
 // Collect asks the sidecars every interval what they saw until done says
 // that is enough or ctx ends, and returns the last answer. A sidecar that
 // answers late or not at all is asked again at the next round.
-func (o *Observer) Collect(ctx context.Context, interval time.Duration, done func([]Hit) bool) ([]Hit, error) {
-	var last []Hit
+func (o *Observer) Collect(ctx context.Context, interval time.Duration, done func([]tunnel.Hit) bool) ([]tunnel.Hit, error) {
+	var last []tunnel.Hit
 	var lastErr error
 	for {
 		hits, err := o.Seen()
@@ -173,4 +180,37 @@ func (o *Observer) Close() {
 	for _, w := range o.watching {
 		w.c.Close()
 	}
+}
+
+// SendTimeout bounds one send: a doctor's request should be answered by
+// then.
+const SendTimeout = 15 * time.Second
+
+// SendMarked GETs url with the marker m, Host host when set, on a new
+// connection, and returns the answer's status. It follows no redirect: the
+// doctor tests the entry it was given, and says so when that redirects.
+// The sidecar runs it for a send; the CLI for an entry URL it reaches
+// itself.
+func SendMarked(ctx context.Context, url, host string, m tunnel.Marker) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, SendTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, fmt.Errorf("requesting %s: %w", url, err)
+	}
+	if host != "" {
+		req.Host = host
+	}
+	m.Apply(req.Header)
+	req.Close = true
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("requesting %s: %w", url, err)
+	}
+	// Read a little of the answer so an entry that acts only once the
+	// caller takes it (streams, proxies) does; the rest is not needed.
+	_, _ = io.CopyN(io.Discard, resp.Body, 1<<20)
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }

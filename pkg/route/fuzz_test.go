@@ -1,4 +1,4 @@
-package tunnel
+package route
 
 import (
 	"net/http"
