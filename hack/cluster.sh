@@ -604,6 +604,21 @@ EOF
 	# (minSyncPeriod 0s). It leaves the conntrack sysctls alone (zeros) and
 	# does not set route_localnet (no NodePorts on localhost); NodePorts are
 	# served on the bridge address only.
+	# The API server's audit log records every request of a person's client
+	# (not the node's, the controllers' or the service accounts'), so the
+	# load one intercept puts on the API server can be counted where it
+	# lands (bench/apiload.sh).
+	cat >"$CONF/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  userGroups: [system:nodes, system:serviceaccounts]
+- level: None
+  users: [system:apiserver, system:kube-controller-manager, system:kube-scheduler, system:kube-proxy]
+- level: Metadata
+EOF
 	cat >"$CONF/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -659,7 +674,9 @@ start_apiserver() {
 		--service-account-issuer https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
 		--authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
-		--allow-privileged=true --profiling=false
+		--allow-privileged=true --profiling=false \
+		--audit-policy-file "$CONF/audit-policy.yaml" --audit-log-path "$LOGS/audit.log" \
+		--audit-log-maxsize 100 --audit-log-maxbackup 1
 }
 
 start_controller_manager() {

@@ -443,7 +443,7 @@ func verifyActive(ctx context.Context, f *portforward.Follower, svc *corev1.Serv
 		last = err
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("requests to service %s (%s) did not reach a sidecar within %s: %v", svc.Name, url, timeout, last)
+			return "", fmt.Errorf("requests to service %s (%s) did not reach a sidecar within %s: %w", svc.Name, url, timeout, last)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

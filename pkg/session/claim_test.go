@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -112,7 +113,7 @@ func TestStartLearnsOfAClaim(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if _, err := startBeat(ctx, cs, "ns", rec.Copy); err != ErrClosing {
+	if _, err := startBeat(ctx, cs, "ns", rec.Copy); !errors.Is(err, ErrClosing) {
 		t.Fatalf("joining a closed copy: %v, want ErrClosing", err)
 	}
 	if _, err := cs.AppsV1().Deployments("ns").Get(ctx, rec.Copy, metav1.GetOptions{}); !apierrors.IsNotFound(err) {

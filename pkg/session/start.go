@@ -241,7 +241,7 @@ func finish(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, r
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		if _, cerr := Close(cctx, cs, CloseOptions{Namespace: o.Namespace, Service: o.Service, ID: rec.ID, Progress: NopProgress{}}); cerr != nil {
-			return fmt.Errorf("%w (and undoing it failed: %v; run `kubectl intercept close svc/%s`)", cause, cerr, o.Service)
+			return fmt.Errorf("%w (and undoing it failed: %w; run `kubectl intercept close svc/%s`)", cause, cerr, o.Service)
 		}
 		return cause
 	}
@@ -456,10 +456,10 @@ func newID() string {
 // copyName names the copy Deployment: short enough that its pods' names
 // (name-<rs hash>-<pod hash>) stay valid.
 func copyName(workload, id string) string {
-	const max = 47
+	const maxLen = 47
 	suffix := "-intercept-" + id
-	if len(workload)+len(suffix) > max {
-		workload = strings.TrimRight(workload[:max-len(suffix)], "-.")
+	if len(workload)+len(suffix) > maxLen {
+		workload = strings.TrimRight(workload[:maxLen-len(suffix)], "-.")
 	}
 	return workload + suffix
 }

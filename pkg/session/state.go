@@ -175,7 +175,7 @@ func (c Cluster) LiveRoutes(ctx context.Context, ns string, rec *Record) ([]rout
 	if err != nil {
 		return nil, err
 	}
-	var last error = errors.New("no running pod of the copy")
+	last := errors.New("no running pod of the copy")
 	for i := range pods {
 		if !Reachable(&pods[i]) {
 			continue
@@ -204,7 +204,7 @@ func (c Cluster) OthersLive(ctx context.Context, ns string, rec *Record, exclude
 		for _, r := range routes {
 			// Our own route may not have been seen to drop yet; a route
 			// can't be held twice, so an equal one is ours.
-			if exclude == nil || !(r.Conflicts(*exclude) && r.All == exclude.All) {
+			if exclude == nil || !r.Conflicts(*exclude) || r.All != exclude.All {
 				others = append(others, r)
 			}
 		}

@@ -72,7 +72,7 @@ func selectorManager(svc *corev1.Service) string {
 	var best *metav1.ManagedFieldsEntry
 	for i := range svc.ManagedFields {
 		m := &svc.ManagedFields[i]
-		if m.Manager == FieldManager || m.FieldsV1 == nil || !strings.Contains(string(m.FieldsV1.Raw), `"f:selector"`) {
+		if m.Manager == FieldManager || m.FieldsV1 == nil || !strings.Contains(string(m.FieldsV1.GetRawBytes()), `"f:selector"`) {
 			continue
 		}
 		if best == nil || (m.Time != nil && best.Time != nil && best.Time.Before(m.Time)) {

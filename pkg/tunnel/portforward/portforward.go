@@ -11,7 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/apimachinery/pkg/util/httpstream" //nolint:staticcheck // client-go's port-forward dialers still return this package's types
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
@@ -134,6 +134,6 @@ func (s *podStream) Read(p []byte) (int, error) {
 }
 
 func (s *podStream) Close() error {
-	s.Stream.Reset()
+	s.Reset()
 	return s.conn.Close()
 }
