@@ -45,13 +45,7 @@ func NewCmdClose(f *factory.Factory, streams genericiooptions.IOStreams) *cobra.
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Validate(args); err != nil {
-				return err
-			}
-			if err := o.Complete(args); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
+			return runSteps(cmd.Context(), func() error { return o.Validate(args) }, func() error { return o.Complete(args) }, o.Run)
 		},
 	}
 	cmd.Flags().BoolVar(&o.All, "all", false, "close every intercept in the namespace, including other developers' and crashed ones")

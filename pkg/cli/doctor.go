@@ -90,13 +90,7 @@ the carrier you name (the header when you name none) does not arrive.`,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if err := o.Complete(args); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
+			return runSteps(cmd.Context(), o.Validate, func() error { return o.Complete(args) }, o.Run)
 		},
 	}
 	fl := cmd.Flags()

@@ -115,13 +115,9 @@ account. 'kubectl intercept close' restores the Service exactly as it was.`,
 			if len(args) == 0 {
 				return cmd.Help()
 			}
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
+			// Complete reads only the flags and the environment here, and
+			// Validate needs what it read.
+			return runSteps(cmd.Context(), func() error { return o.Complete(cmd, args) }, o.Validate, o.Run)
 		},
 	}
 	cmd.SetContext(context.Background())

@@ -42,13 +42,7 @@ func NewCmdList(f *factory.Factory, streams genericiooptions.IOStreams) *cobra.C
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
+			return runSteps(cmd.Context(), o.Validate, o.Complete, o.Run)
 		},
 	}
 	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "list intercepts in every namespace")

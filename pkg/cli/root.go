@@ -3,6 +3,8 @@
 package cli
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -31,4 +33,16 @@ func NewCmdRootFor(f *factory.Factory, streams genericiooptions.IOStreams) *cobr
 		NewCmdVersion(streams),
 	)
 	return cmd
+}
+
+// runSteps runs a command in kubectl's order: check and fill in what the
+// flags say (no network call before the work starts), then run.
+func runSteps(ctx context.Context, check, fill func() error, run func(context.Context) error) error {
+	if err := check(); err != nil {
+		return err
+	}
+	if err := fill(); err != nil {
+		return err
+	}
+	return run(ctx)
 }

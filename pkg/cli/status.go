@@ -47,13 +47,7 @@ pod means that pod sends the developer's requests to the in-cluster app.`,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if err := o.Complete(args); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
+			return runSteps(cmd.Context(), o.Validate, func() error { return o.Complete(args) }, o.Run)
 		},
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: json or yaml (default: text)")

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -204,48 +202,14 @@ func restoreService(ctx context.Context, cs kubernetes.Interface, ns, name strin
 // (The copy's pods keep the original's labels, so the restored selector
 // still lists them until they terminate; that is fine: they serve too.)
 func waitEndpointsMoved(ctx context.Context, cs kubernetes.Interface, ns, name string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	changed := make(chan struct{}, 1)
-	slices, err := watchEndpointSlices(ctx, cs, ns, name, changed)
-	if err != nil {
-		return err
-	}
 	anyCopy, err := labels.Parse(LabelSession)
 	if err != nil {
 		return err
 	}
-	copyPods, err := WatchPods(ctx, cs, ns, anyCopy, changed)
-	if err != nil {
-		return err
-	}
-	return waitChanges(ctx, changed, func() (bool, error) {
-		return originalListed(slices.Items(), copyPods.Items()), nil
-	}, func() error {
-		return fmt.Errorf("service %s lists no ready pod of the original after %s; deleting the copy anyway", name, timeout)
-	})
-}
-
-// originalListed reports whether the slices list a ready pod that is not a
-// copy's; true when there are no slices (no endpoint controller writes them:
-// nothing to wait for).
-func originalListed(slices []*discoveryv1.EndpointSlice, copyPods []*corev1.Pod) bool {
-	if len(slices) == 0 {
-		return true
-	}
-	copies := map[string]bool{}
-	for _, p := range copyPods {
-		copies[p.Name] = true
-	}
-	for _, s := range slices {
-		for _, e := range s.Endpoints {
-			ready := e.Conditions.Ready == nil || *e.Conditions.Ready
-			if ready && e.TargetRef != nil && e.TargetRef.Kind == "Pod" && !copies[e.TargetRef.Name] {
-				return true
-			}
-		}
-	}
-	return false
+	// No slices at all: no endpoint controller writes them, nothing to wait for.
+	return waitEndpoints(ctx, cs, ns, name, anyCopy, timeout, func(e endpointCount) bool {
+		return e.slices == 0 || e.others > 0
+	}, fmt.Sprintf("service %s lists no ready pod of the original after %s; deleting the copy anyway", name, timeout))
 }
 
 // findCopies lists the copy Deployments made for a Service (all of them

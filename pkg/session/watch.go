@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -93,6 +95,43 @@ func selectorManager(svc *corev1.Service) string {
 // pod of the session's copy: until then kube-proxy may still send new
 // connections to the original's pods.
 func WaitEndpointsOnCopy(ctx context.Context, cs kubernetes.Interface, ns, name string, rec *Record, timeout time.Duration) error {
+	return waitEndpoints(ctx, cs, ns, name, sessionPods(rec.ID), timeout, func(e endpointCount) bool {
+		return e.copies > 0 && e.others == 0
+	}, fmt.Sprintf("service %s still lists pods other than the copy's after %s", name, timeout))
+}
+
+// endpointCount is what a Service's EndpointSlices list that is ready: pods
+// of a copy, and other endpoints (the original's pods, or no pod at all).
+type endpointCount struct {
+	slices, copies, others int
+}
+
+// countEndpoints counts the ready endpoints of slices; copyPods are the
+// pods that count as a copy's.
+func countEndpoints(slices []*discoveryv1.EndpointSlice, copyPods []*corev1.Pod) endpointCount {
+	copies := map[string]bool{}
+	for _, p := range copyPods {
+		copies[p.Name] = true
+	}
+	c := endpointCount{slices: len(slices)}
+	for _, s := range slices {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready != nil && !*e.Conditions.Ready {
+				continue
+			}
+			if e.TargetRef != nil && e.TargetRef.Kind == "Pod" && copies[e.TargetRef.Name] {
+				c.copies++
+			} else {
+				c.others++
+			}
+		}
+	}
+	return c
+}
+
+// waitEndpoints watches the Service's EndpointSlices and the pods copySel
+// selects until done holds for the ready endpoints.
+func waitEndpoints(ctx context.Context, cs kubernetes.Interface, ns, name string, copySel labels.Selector, timeout time.Duration, done func(endpointCount) bool, onTimeout string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	changed := make(chan struct{}, 1)
@@ -100,35 +139,11 @@ func WaitEndpointsOnCopy(ctx context.Context, cs kubernetes.Interface, ns, name 
 	if err != nil {
 		return err
 	}
-	pods, err := WatchPods(ctx, cs, ns, sessionPods(rec.ID), changed)
+	pods, err := WatchPods(ctx, cs, ns, copySel, changed)
 	if err != nil {
 		return err
 	}
 	return waitChanges(ctx, changed, func() (bool, error) {
-		return onCopyOnly(slices.Items(), pods.Items()), nil
-	}, func() error {
-		return fmt.Errorf("service %s still lists pods other than the copy's after %s", name, timeout)
-	})
-}
-
-// onCopyOnly reports whether the slices list ready endpoints, all of them
-// pods of the copy.
-func onCopyOnly(slices []*discoveryv1.EndpointSlice, copyPods []*corev1.Pod) bool {
-	ours := map[string]bool{}
-	for _, p := range copyPods {
-		ours[p.Name] = true
-	}
-	ready := 0
-	for _, s := range slices {
-		for _, e := range s.Endpoints {
-			if e.Conditions.Ready != nil && !*e.Conditions.Ready {
-				continue
-			}
-			if e.TargetRef == nil || !ours[e.TargetRef.Name] {
-				return false
-			}
-			ready++
-		}
-	}
-	return ready > 0
+		return done(countEndpoints(slices.Items(), pods.Items())), nil
+	}, func() error { return errors.New(onTimeout) })
 }
