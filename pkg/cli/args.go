@@ -70,3 +70,9 @@ func clusterOf(f *factory.Factory) session.Cluster {
 		return portforward.DialPod(ctx, f.RESTConfig, ns, pod, port)
 	}}
 }
+
+// firstLine is the first line of a message, for a table cell.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}

@@ -2,8 +2,11 @@ package cli
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -61,8 +64,8 @@ func TestInterceptValidate(t *testing.T) {
 }
 
 func TestCloseValidate(t *testing.T) {
-	if err := (&CloseOptions{Timeout: 1}).Validate(nil); err == nil || !strings.Contains(err.Error(), "say what to close") {
-		t.Errorf("close without a Service or --all: %v", err)
+	if err := (&CloseOptions{Timeout: 1}).Validate(nil); err != nil {
+		t.Errorf("close without an argument (this machine's intercepts): %v", err)
 	}
 	if err := (&CloseOptions{All: true, Timeout: 1}).Validate([]string{"svc/x"}); err == nil || !strings.Contains(err.Error(), "not both") {
 		t.Errorf("close with both a Service and --all: %v", err)
@@ -153,5 +156,68 @@ func TestPrintActive(t *testing.T) {
 		if tc.route.Cookie == "" && strings.Contains(out.String(), "document.cookie") {
 			t.Errorf("%s: output tells to set a cookie:\n%s", tc.route, out.String())
 		}
+	}
+}
+
+// czctl's spellings: -k for --kubeconfig, --remotePort and --localPort;
+// and --force only with -c.
+func TestCzctlFlags(t *testing.T) {
+	var out bytes.Buffer
+	cmd := NewCmdRoot(genericiooptions.IOStreams{Out: &out, ErrOut: &out})
+	if err := cmd.ParseFlags([]string{"-k", "/tmp/kc", "--remotePort", "http", "--localPort", "3000", "-n", "shop"}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"kubeconfig": "/tmp/kc", "remote-port": "http", "local-port": "3000", "namespace": "shop"} {
+		if got := cmd.Flags().Lookup(name).Value.String(); got != want {
+			t.Errorf("--%s = %q, want %q", name, got, want)
+		}
+	}
+	o := InterceptOptions{LocalPort: 3000, Timeout: 1, Force: true}
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--force goes with -c") {
+		t.Errorf("--force without -c: %v", err)
+	}
+}
+
+// Help reads right: no flag's usage turns words into a value name, and
+// nothing promises more than the restore does.
+func TestHelpReadsRight(t *testing.T) {
+	root := NewCmdRoot(genericiooptions.IOStreams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}})
+	for _, cmd := range append(root.Commands(), root) {
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		if err := cmd.Help(); err != nil {
+			t.Fatal(err)
+		}
+		help := out.String()
+		for _, bad := range []string{"--detach kubectl", "exactly as it was", "(the default)"} {
+			if strings.Contains(help, bad) {
+				t.Errorf("%s --help says %q", cmd.Name(), bad)
+			}
+		}
+	}
+}
+
+// This machine's record of its intercepts: written, listed by context,
+// forgotten; a file that does not read as a record is skipped.
+func TestLocalIntercepts(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	a := localIntercept{Context: "dev", Namespace: "shop", Service: "web", Session: "abc123", PID: 1, Started: goldenNow}
+	b := localIntercept{Context: "dev", Namespace: "team", Service: "api", Session: "def456", PID: 2, Started: goldenNow.Add(time.Second)}
+	c := localIntercept{Context: "prod", Namespace: "shop", Service: "web", Session: "ghi789", PID: 3, Started: goldenNow}
+	for _, li := range []localIntercept{b, a, c} {
+		if err := rememberLocal(li.key(), li); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(stateDir(), "junk.json"), []byte(`{"context":"dev","namespace":"../x","service":"a"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := localIntercepts("dev")
+	if err != nil || len(got) != 2 || got[0] != a || got[1] != b {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+	forgetLocal(a.key())
+	if got, _ := localIntercepts("dev"); len(got) != 1 || got[0] != b {
+		t.Fatalf("after forgetting: %+v", got)
 	}
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -33,9 +34,22 @@ type CloseOptions struct {
 func NewCmdClose(f *factory.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &CloseOptions{f: f, IOStreams: streams, Timeout: 90 * time.Second}
 	cmd := &cobra.Command{
-		Use:   "close ([svc/]NAME | --all)",
-		Short: "End your intercept of a Service; the last one out restores the Service",
-		Example: `  # End my intercept of my-service
+		Use:   "close [[svc/]NAME | --all]",
+		Short: "End your intercepts; the last one out restores the Service",
+		Long: `End intercepts. With no argument: every intercept you started from this
+machine in the current context, in any namespace, running (in the
+foreground elsewhere or in the background) or left by a crash. With
+svc/NAME: your intercept of that Service. With --all: every intercept in the
+namespace, other developers' and crashed ones included.
+
+The last developer out restores the Service: the selector and targetPort the
+intercept changed go back, and a change someone else made meanwhile (a
+deploy) is kept. While other developers' routes are live the Service stays
+switched for them, unless --force.`,
+		Example: `  # End every intercept I started from this machine
+  kubectl intercept close
+
+  # End my intercept of my-service
   kubectl intercept close svc/my-service
 
   # Remove every intercept's residue in the namespace, live or not
@@ -77,8 +91,6 @@ func (o *CloseOptions) Validate(args []string) error {
 	switch {
 	case o.All && len(args) == 1:
 		return errors.New("give a Service (close svc/NAME) or --all, not both")
-	case !o.All && len(args) == 0:
-		return errors.New("say what to close: a Service (close svc/NAME), or --all for every intercept in the namespace")
 	case o.Timeout <= 0:
 		return errors.New("--timeout must be positive")
 	}
@@ -88,8 +100,11 @@ func (o *CloseOptions) Validate(args []string) error {
 // Run closes.
 func (o *CloseOptions) Run(ctx context.Context) error {
 	p := newProgress(o.Out, o.ErrOut, o.Quiet)
-	if o.All {
+	switch {
+	case o.All:
 		return o.closeAll(ctx, p)
+	case o.Service == "":
+		return o.closeMine(ctx, p)
 	}
 	stopped, err := stopBackground(o.stateKey, o.Timeout)
 	if err != nil {
@@ -110,6 +125,50 @@ func (o *CloseOptions) Run(ctx context.Context) error {
 	}
 	o.report(p, o.Service, left.Closed, stopped)
 	return nil
+}
+
+// closeMine ends every intercept this machine started in the current
+// context: a process that still holds one is asked to leave (as on
+// Ctrl-C); what a crash left is cleaned up as the last one out would.
+func (o *CloseOptions) closeMine(ctx context.Context, p *progress) error {
+	mine, err := localIntercepts(o.f.Context)
+	if err != nil {
+		return err
+	}
+	if len(mine) == 0 {
+		p.Infof("No intercepts started from this machine in context %s; nothing to close.", orNone(o.f.Context))
+		return nil
+	}
+	var errs []error
+	for _, li := range mine {
+		name := li.Namespace + "/" + li.Service
+		stopped := false
+		if ourProcess(li.PID, "kubectl-intercept") {
+			var err error
+			if stopped, err = stopProcess(li.PID, o.Timeout); err != nil {
+				p.Warn(err.Error())
+			}
+		}
+		left, err := clusterOf(o.f).Leave(ctx, session.LeaveOptions{Namespace: li.Namespace, Service: li.Service,
+			ID: li.Session, Force: o.Force, Timeout: o.Timeout, Progress: p})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", name, err))
+			continue
+		}
+		forgetLocal(li.key())
+		switch {
+		case len(left.Others) > 0:
+			p.Infof("Ended your intercept of service %s; %d intercept(s) by others are live (%s), so the Service stays switched.",
+				name, len(left.Others), describeRoutes(left.Others))
+		case left.Closed.Restored || len(left.Closed.Deleted) > 0:
+			p.Infof("Ended your intercept of service %s; the Service is restored.", name)
+		case stopped:
+			p.Infof("Ended your intercept of service %s.", name)
+		default:
+			p.Infof("Your intercept of service %s had already ended; nothing left to clean up.", name)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // closeAll closes every intercept in the namespace, live or not.

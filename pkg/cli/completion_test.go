@@ -168,12 +168,12 @@ func TestShellCompletion(t *testing.T) {
 	}{
 		{[]string{"--kubeconfig", kc, "a"}, []string{"api"}}, // the context's namespace, team
 		{[]string{"--kubeconfig", kc, "w"}, nil},
-		{[]string{"--kubeconfig", kc, ""}, []string{"close\tEnd your intercept of a Service; the last one out restores the Service",
+		{[]string{"--kubeconfig", kc, ""}, []string{"close\tEnd your intercepts; the last one out restores the Service",
 			"completion\tGenerate the autocompletion script for the specified shell",
 			"doctor\tCheck that your header, cookie or baggage reaches an intercepted Service from an entry point",
 			"help\tHelp about any command",
-			"list\tList the intercepted Services of the namespace and their live routes",
-			"status\tShow one intercept: its routes, who holds them, and which of the copy's pods have each",
+			"list\tList the intercepted Services of the namespace and their live routes, or (--services) what can be intercepted",
+			"status\tShow your intercepts, or one intercept in detail",
 			"version\tPrint the version of kubectl-intercept and of the sidecar image it uses", "api"}},
 		{[]string{"--kubeconfig", kc, "-n", "shop", "svc/w"}, []string{"svc/web", "svc/worker"}},
 		{[]string{"--kubeconfig", kc, "--namespace=shop", "-l", "3000", "w"}, []string{"web", "worker"}},

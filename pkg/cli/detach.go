@@ -168,15 +168,20 @@ func runningPid(key string) int {
 	if err != nil || pid <= 0 {
 		return 0
 	}
-	if !alive(pid) {
-		return 0
-	}
-	// The pid may have been reused: it must be one of ours.
-	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if len(cmdline) > 0 && !strings.Contains(string(cmdline), "--detached") {
+	if !ourProcess(pid, "--detached") {
 		return 0
 	}
 	return pid
+}
+
+// ourProcess tells whether pid runs and is a kubectl-intercept whose
+// command line has want (a pid may have been reused by something else).
+func ourProcess(pid int, want string) bool {
+	if pid <= 0 || !alive(pid) {
+		return false
+	}
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return len(cmdline) == 0 || strings.Contains(string(cmdline), want)
 }
 
 // stopBackground ends the background intercept for key, if there is one,
@@ -187,6 +192,12 @@ func stopBackground(key string, timeout time.Duration) (bool, error) {
 	if pid == 0 {
 		return false, nil
 	}
+	return stopProcess(pid, timeout)
+}
+
+// stopProcess asks an intercept's process to end (it leaves as on Ctrl-C)
+// and waits for it.
+func stopProcess(pid int, timeout time.Duration) (bool, error) {
 	if err := terminate(pid); err != nil {
 		return false, nil
 	}
@@ -197,5 +208,5 @@ func stopBackground(key string, timeout time.Duration) (bool, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return true, fmt.Errorf("the background intercept (pid %d) did not end within %s", pid, timeout)
+	return true, fmt.Errorf("the intercept's process (pid %d) did not end within %s", pid, timeout)
 }

@@ -68,6 +68,7 @@ type InterceptOptions struct {
 	Baggage    string
 	All        bool
 	Clean      bool
+	Force      bool
 	Quiet      bool
 	Wait       bool
 	Detach     bool
@@ -105,7 +106,11 @@ the workload in the cluster.
 kubectl-intercept copies the workload behind the Service with a proxy sidecar,
 points the Service at the copy once it is ready, and tunnels matching requests
 back over the Kubernetes API (pods/portforward): no agent, no privileges, no
-account. 'kubectl intercept close' restores the Service exactly as it was.`,
+account. Ctrl-C (or 'kubectl intercept close') ends it; the last developer out
+puts back what the intercept changed in the Service (its selector and
+targetPort) and keeps any change someone else made meanwhile.
+
+czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 		Example:           interceptExample,
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: serviceArgCompletion(f, false),
@@ -122,16 +127,17 @@ account. 'kubectl intercept close' restores the Service exactly as it was.`,
 	}
 	cmd.SetContext(context.Background())
 	fl := cmd.Flags()
-	fl.StringVarP(&o.RemotePort, "remote-port", "r", "", "Service port to intercept, by name or number (optional when the Service has one port)")
-	fl.IntVarP(&o.LocalPort, "local-port", "l", 0, "local port intercepted requests go to")
+	fl.StringVarP(&o.RemotePort, "remote-port", "r", "", "Service port to intercept, by name or number (optional when the Service has one port; czctl: --remotePort)")
+	fl.IntVarP(&o.LocalPort, "local-port", "l", 0, "local port intercepted requests go to (czctl: --localPort)")
 	fl.StringVarP(&o.Header, "header", "x", route.DefaultHeaderName+":"+route.DefaultHeaderValue, "name:value of the header that marks your requests (name case-insensitive); used unless --cookie, --baggage or --all is given")
 	fl.StringVar(&o.Cookie, "cookie", "", "name=value of a cookie that marks your requests, for a browser, which cannot add a header")
 	fl.StringVar(&o.Baggage, "baggage", "", "key=value of a W3C baggage member that marks your requests (value percent-encoded); OpenTelemetry carries it across services")
 	fl.BoolVarP(&o.All, "all", "a", false, "intercept every connection to the port, whatever its headers")
-	fl.BoolVarP(&o.Clean, "clean", "c", false, "close and clean up an existing intercept of this Service first")
+	fl.BoolVarP(&o.Clean, "clean", "c", false, "first end this machine's earlier intercept of the Service and clean up what crashed intercepts left (others' live routes stay unless --force)")
+	fl.BoolVar(&o.Force, "force", false, "with -c: end other developers' live intercepts of the Service too")
 	fl.BoolVarP(&o.Quiet, "quiet", "q", false, "print only errors")
-	fl.BoolVarP(&o.Wait, "wait", "w", false, "stay in the foreground until SIGINT/SIGTERM, then close (the default; kept for czctl users)")
-	fl.BoolVarP(&o.Detach, "detach", "d", false, "return once the intercept is active and hold it in a background process until `kubectl intercept close`")
+	fl.BoolVarP(&o.Wait, "wait", "w", false, "stay in the foreground until Ctrl-C or SIGTERM, then close; what happens without --detach anyway (czctl's flag)")
+	fl.BoolVarP(&o.Detach, "detach", "d", false, "return once the intercept is active and hold it in a background process until 'kubectl intercept close'")
 	fl.BoolVar(&o.DryRun, "dry-run", false, "print the copy and the Service change as YAML; change nothing")
 	fl.StringVar(&o.ProxyImage, "proxy-image", "", "sidecar image (default: $"+EnvProxyImage+", else "+version.ProxyImage()+")")
 	fl.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the copy's pods and the tunnels")
@@ -211,6 +217,9 @@ func (o *InterceptOptions) Validate() error {
 		}
 		return errors.New("say where intercepted requests go with -l LOCAL_PORT (1-65535)")
 	}
+	if o.Force && !o.Clean {
+		return errors.New("--force goes with -c (end others' live intercepts while cleaning up); to end an intercept use kubectl intercept close --force")
+	}
 	if o.Wait && o.Detach {
 		return errors.New("-w (stay in the foreground) and --detach contradict each other; pick one")
 	}
@@ -240,6 +249,11 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	if err := o.resolve(ctx); err != nil {
 		return err
 	}
+	if o.Clean && !o.detached {
+		if err := o.clean(ctx); err != nil {
+			return err
+		}
+	}
 	if o.Detach && !o.detached && !o.DryRun {
 		return detach(o.stateKey, o.Out, o.ErrOut)
 	}
@@ -259,11 +273,6 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		defer fr.close()
 		o.Route.Remote, o.Route.Secret = fr.remote, fr.secret
 	}
-	if o.Clean {
-		if _, err := session.Close(ctx, o.f.Client, session.CloseOptions{Namespace: o.Namespace, Service: o.Service, Progress: p}); err != nil {
-			return err
-		}
-	}
 	st, err := session.Start(ctx, o.f.Client, session.StartOptions{
 		Namespace: o.Namespace, Service: o.Service, Port: o.RemotePort,
 		ProxyImage: o.ProxyImage, ReadyTimeout: o.Timeout, DryRun: o.DryRun, Progress: p,
@@ -274,6 +283,10 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	}
 	if o.DryRun {
 		return printDryRun(o.Out, st)
+	}
+	if err := rememberLocal(o.stateKey, localIntercept{Context: o.f.Context, Namespace: o.Namespace, Service: o.Service,
+		Session: st.Record.ID, PID: os.Getpid(), Started: time.Now().UTC()}); err != nil {
+		p.Warn(fmt.Sprintf("%v: `kubectl intercept close` without an argument will not know of this intercept", err))
 	}
 	if !localListening(o.LocalPort) {
 		p.Warn(fmt.Sprintf("nothing listens on localhost:%d yet: intercepted requests fail until your service runs there", o.LocalPort))
@@ -342,6 +355,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		// Someone else closed it: nothing of ours is left to restore.
 		stopTunnels()
 		<-ferr
+		forgetLocal(o.stateKey)
 		return fmt.Errorf("the intercept of service %s/%s was ended elsewhere (its copy %s is gone, e.g. by `kubectl intercept close --force`); your requests go to the cluster again",
 			o.Namespace, o.Service, rec.Copy)
 	case err := <-ferr:
@@ -383,6 +397,44 @@ func (o *InterceptOptions) printActive(p *progress, st *session.Started, pod str
 	}
 }
 
+// clean is -c: end this machine's background intercept of the Service and
+// clean up what is left of earlier intercepts, as close does (never a
+// teammate's live route without --force); under --dry-run it only says
+// what it would do.
+func (o *InterceptOptions) clean(ctx context.Context) error {
+	p := newProgress(o.Out, o.ErrOut, o.Quiet)
+	if o.DryRun {
+		d, err := clusterOf(o.f).Get(ctx, o.Namespace, o.Service)
+		switch {
+		case errors.Is(err, session.ErrNotIntercepted):
+			p.Infof("-c: service %s/%s has no intercept to clean up.", o.Namespace, o.Service)
+		case err != nil:
+			return err
+		case d.Live() && !o.Force:
+			p.Infof("-c would leave the intercept of service %s/%s alone: routes of others are live (%s); --force would end them.", o.Namespace, o.Service, describeRoutes(d.Routes))
+		default:
+			p.Infof("-c would close the intercept of service %s/%s (%s) and restore the Service.", o.Namespace, o.Service, d.Status)
+		}
+		return nil
+	}
+	if stopped, err := stopBackground(o.stateKey, o.Timeout); err != nil {
+		p.Warn(err.Error())
+	} else if stopped {
+		p.Infof("Ended this machine's background intercept of %s.", o.Service)
+	}
+	left, err := clusterOf(o.f).Leave(ctx, session.LeaveOptions{Namespace: o.Namespace, Service: o.Service,
+		Force: o.Force, Timeout: o.Timeout, Progress: p})
+	if err != nil {
+		return fmt.Errorf("cleaning up service %s/%s (-c): %w", o.Namespace, o.Service, err)
+	}
+	forgetLocal(o.stateKey)
+	if len(left.Others) > 0 {
+		p.Infof("-c left the intercept of service %s alone: routes of others are live (%s); this intercept joins it. --force ends theirs.",
+			o.Service, describeRoutes(left.Others))
+	}
+	return nil
+}
+
 // leave ends this developer's part: the tunnels are down (so the route is
 // gone); the last developer out restores the Service and deletes the copy.
 func (o *InterceptOptions) leave(st *session.Started, p *progress, cause error) error {
@@ -390,6 +442,9 @@ func (o *InterceptOptions) leave(st *session.Started, p *progress, cause error) 
 	defer cancel()
 	left, err := clusterOf(o.f).Leave(ctx, session.LeaveOptions{Namespace: o.Namespace, Service: o.Service,
 		ID: st.Record.ID, Exclude: &o.Route, Progress: p})
+	if err == nil {
+		forgetLocal(o.stateKey)
+	}
 	switch {
 	case err == nil && len(left.Others) > 0:
 		p.Infof("%d other intercept(s) of service %s remain; the Service stays switched until the last one ends.", len(left.Others), o.Service)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -25,6 +26,8 @@ type ListOptions struct {
 
 	AllNamespaces bool
 	Output        string
+	// Services lists every Service and whether it can be intercepted.
+	Services bool
 
 	Namespace string
 	// Cluster is where the intercepts are read (Complete fills it).
@@ -35,9 +38,12 @@ type ListOptions struct {
 func NewCmdList(f *factory.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &ListOptions{f: f, IOStreams: streams}
 	cmd := &cobra.Command{
-		Use:           "list",
-		Aliases:       []string{"ls"},
-		Short:         "List the intercepted Services of the namespace and their live routes",
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List the intercepted Services of the namespace and their live routes, or (--services) what can be intercepted",
+		Example: `  kubectl intercept list
+  kubectl intercept list -A -o wide
+  kubectl intercept list --services -n shop`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -47,6 +53,7 @@ func NewCmdList(f *factory.Factory, streams genericiooptions.IOStreams) *cobra.C
 	}
 	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "list intercepts in every namespace")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: wide, json or yaml (default: a table)")
+	cmd.Flags().BoolVar(&o.Services, "services", false, "list every Service instead, whether it can be intercepted and, if not, why")
 	return cmd
 }
 
@@ -74,6 +81,16 @@ func (o *ListOptions) Validate() error {
 
 // Run lists.
 func (o *ListOptions) Run(ctx context.Context) error {
+	if o.Services {
+		cands, err := o.Cluster.Candidates(ctx, o.Namespace)
+		if err != nil {
+			return err
+		}
+		if done, err := writeData(o.Out, o.Output, cands); done {
+			return err
+		}
+		return writeCandidates(o.Out, cands, o.AllNamespaces)
+	}
 	entries, err := o.Cluster.List(ctx, o.Namespace)
 	if err != nil {
 		return err
@@ -150,4 +167,28 @@ func writeData(w io.Writer, format string, v any) (done bool, err error) {
 		_, err = w.Write(b)
 	}
 	return true, err
+}
+
+// writeCandidates renders what can be intercepted as a table.
+func writeCandidates(w io.Writer, cands []session.Candidate, allNamespaces bool) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	if allNamespaces {
+		fmt.Fprint(tw, "NAMESPACE\t")
+	}
+	fmt.Fprintln(tw, "SERVICE\tINTERCEPTABLE\tWORKLOAD\tPORTS\tREASON")
+	for _, c := range cands {
+		if allNamespaces {
+			fmt.Fprintf(tw, "%s\t", c.Namespace)
+		}
+		ports := strings.Join(c.Ports, ",")
+		if len(c.AllOnly) > 0 {
+			ports = strings.TrimPrefix(ports+","+strings.Join(c.AllOnly, ",")+" (--all)", ",")
+		}
+		yes := "no"
+		if c.Interceptable {
+			yes = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Service, yes, orNone(c.Workload), orNone(ports), c.Reason)
+	}
+	return tw.Flush()
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
@@ -23,7 +24,8 @@ func NewCmdRoot(streams genericiooptions.IOStreams) *cobra.Command {
 func NewCmdRootFor(f *factory.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := NewCmdIntercept(f, streams)
 	cmd.CompletionOptions.DisableDefaultCmd = false
-	f.ConfigFlags.AddFlags(cmd.PersistentFlags())
+	addKubectlFlags(cmd, f)
+	cmd.SetGlobalNormalizationFunc(czctlNames)
 	_ = cmd.RegisterFlagCompletionFunc("namespace", namespaceCompletion(f))
 	cmd.AddCommand(
 		NewCmdClose(f, streams),
@@ -45,4 +47,28 @@ func runSteps(ctx context.Context, check, fill func() error, run func(context.Co
 		return err
 	}
 	return run(ctx)
+}
+
+// addKubectlFlags adds kubectl's standard flags to every command, with
+// czctl's -k for --kubeconfig.
+func addKubectlFlags(cmd *cobra.Command, f *factory.Factory) {
+	fs := pflag.NewFlagSet("kubectl", pflag.ContinueOnError)
+	f.ConfigFlags.AddFlags(fs)
+	fs.VisitAll(func(fl *pflag.Flag) {
+		if fl.Name == "kubeconfig" {
+			fl.Shorthand = "k"
+		}
+		cmd.PersistentFlags().AddFlag(fl)
+	})
+}
+
+// czctlNames accepts czctl's spellings of the flags it shares with us.
+func czctlNames(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+	switch name {
+	case "remotePort":
+		name = "remote-port"
+	case "localPort":
+		name = "local-port"
+	}
+	return pflag.NormalizedName(name)
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 )
 
@@ -34,15 +36,21 @@ type StatusOptions struct {
 func NewCmdStatus(f *factory.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &StatusOptions{f: f, IOStreams: streams}
 	cmd := &cobra.Command{
-		Use:   "status [svc/]NAME",
-		Short: "Show one intercept: its routes, who holds them, and which of the copy's pods have each",
-		Long: `Show the intercept of a Service in detail: its state (as in list), the
-original workload and its copy, every live route with its holder, and, pod by
-pod, the routes each sidecar of the copy holds. A route missing from a ready
-pod means that pod sends the developer's requests to the in-cluster app.`,
-		Example: `  kubectl intercept status svc/web
+		Use:   "status [[svc/]NAME]",
+		Short: "Show your intercepts, or one intercept in detail",
+		Long: `Without an argument: the context, cluster and user in use, and every
+intercept you started from this machine in that context (any namespace), with
+its state and whether this machine still holds it.
+
+With svc/NAME: the intercept of that Service in detail: its state (as in
+list), the original workload and its copy, every live route with its holder,
+and, pod by pod, the routes each sidecar of the copy holds. A route missing
+from a ready pod means that pod sends the developer's requests to the
+in-cluster app.`,
+		Example: `  kubectl intercept status
+  kubectl intercept status svc/web
   kubectl intercept status web -n shop -o yaml`,
-		Args:              cobra.ExactArgs(1),
+		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: serviceArgCompletion(f, true),
 		SilenceUsage:      true,
 		SilenceErrors:     true,
@@ -59,12 +67,13 @@ func (o *StatusOptions) Complete(args []string) error {
 	if err := o.f.Complete(); err != nil {
 		return err
 	}
-	var err error
-	if o.Namespace, o.Service, err = resolveServiceName(o.f, args[0]); err != nil {
-		return err
-	}
 	o.Cluster = clusterOf(o.f)
-	return nil
+	if len(args) == 0 {
+		return nil
+	}
+	var err error
+	o.Namespace, o.Service, err = resolveServiceName(o.f, args[0])
+	return err
 }
 
 // Validate checks the output format.
@@ -80,6 +89,16 @@ func (o *StatusOptions) Validate() error {
 func (o *StatusOptions) Run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
+	if o.Service == "" {
+		ov, err := o.overview(ctx)
+		if err != nil {
+			return err
+		}
+		if done, err := writeData(o.Out, o.Output, ov); done {
+			return err
+		}
+		return writeOverview(o.Out, ov)
+	}
 	st, err := o.Cluster.Get(ctx, o.Namespace, o.Service)
 	if err != nil {
 		return err
@@ -180,4 +199,77 @@ func orNone(s string) string {
 		return "<none>"
 	}
 	return s
+}
+
+// Overview is `status` without an argument: where this machine points and
+// the intercepts it started there.
+type Overview struct {
+	Context    string          `json:"context"`
+	Cluster    string          `json:"cluster"`
+	User       string          `json:"user"`
+	Intercepts []MineIntercept `json:"intercepts"`
+}
+
+// MineIntercept is one intercept this machine started.
+type MineIntercept struct {
+	session.Intercept `json:",inline"`
+	// Held says a process of this machine holds it now (pid); false: it
+	// was left by a crash, or ended elsewhere.
+	Held bool `json:"held"`
+	PID  int  `json:"pid,omitempty"`
+}
+
+func (o *StatusOptions) overview(ctx context.Context) (*Overview, error) {
+	ov := &Overview{Context: o.f.Context, Cluster: o.f.Server, User: o.f.User, Intercepts: []MineIntercept{}}
+	mine, err := localIntercepts(o.f.Context)
+	if err != nil {
+		return nil, err
+	}
+	for _, li := range mine {
+		m := MineIntercept{Held: ourProcess(li.PID, "kubectl-intercept")}
+		if m.Held {
+			m.PID = li.PID
+		}
+		d, err := o.Cluster.Get(ctx, li.Namespace, li.Service)
+		switch {
+		case errors.Is(err, session.ErrNotIntercepted):
+			m.Intercept = session.Intercept{Namespace: li.Namespace, Service: li.Service, Status: "ended",
+				Problem: "the Service is not intercepted any more; `kubectl intercept close` forgets it"}
+		case err != nil:
+			m.Intercept = session.Intercept{Namespace: li.Namespace, Service: li.Service, Status: session.StateUnknown, Problem: firstLine(err.Error())}
+		default:
+			m.Intercept = d.Intercept
+		}
+		if m.Routes == nil {
+			m.Routes = []route.Route{}
+		}
+		ov.Intercepts = append(ov.Intercepts, m)
+	}
+	return ov, nil
+}
+
+// writeOverview renders ov for a person.
+func writeOverview(w io.Writer, ov *Overview) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "Context:\t%s\n", orNone(ov.Context))
+	fmt.Fprintf(tw, "Cluster:\t%s\n", orNone(ov.Cluster))
+	fmt.Fprintf(tw, "User:\t%s\n", orNone(ov.User))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(ov.Intercepts) == 0 {
+		fmt.Fprintln(w, "Intercepts: none started from this machine in this context")
+		return nil
+	}
+	fmt.Fprintf(w, "Intercepts (%d):\n", len(ov.Intercepts))
+	tw = tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(tw, "  NAMESPACE\tSERVICE\tSTATUS\tHELD BY\tROUTES\tPROBLEM")
+	for _, m := range ov.Intercepts {
+		held := "nothing (crashed or ended)"
+		if m.Held {
+			held = fmt.Sprintf("pid %d", m.PID)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", m.Namespace, m.Service, m.Status, held, orNone(describeRoutes(m.Routes)), m.Problem)
+	}
+	return tw.Flush()
 }

@@ -22,8 +22,11 @@ type Factory struct {
 	// -n was given.
 	Namespace string
 	Explicit  bool
-	// Context names the kubeconfig context in use.
+	// Context names the kubeconfig context in use; User its user (the
+	// kubeconfig's name for the credentials); Server the API server's URL.
 	Context    string
+	User       string
+	Server     string
 	RESTConfig *rest.Config
 	Client     kubernetes.Interface
 
@@ -55,15 +58,19 @@ func (f *Factory) Complete() error {
 		return fmt.Errorf("reading the namespace from kubeconfig: %w", err)
 	}
 	f.Namespace, f.Explicit = ns, explicit
+	raw, _ := loader.RawConfig()
+	f.Context = raw.CurrentContext
 	if f.ConfigFlags.Context != nil && *f.ConfigFlags.Context != "" {
 		f.Context = *f.ConfigFlags.Context
-	} else if raw, err := loader.RawConfig(); err == nil {
-		f.Context = raw.CurrentContext
+	}
+	if c, ok := raw.Contexts[f.Context]; ok {
+		f.User = c.AuthInfo
 	}
 	cfg, err := f.ConfigFlags.ToRESTConfig()
 	if err != nil {
 		return fmt.Errorf("reading kubeconfig: %w", err)
 	}
+	f.Server = cfg.Host
 	injectFault(cfg)
 	cs, err := f.newClient(cfg)
 	if err != nil {

@@ -406,6 +406,7 @@ func residueIntercept(d *appsv1.Deployment, rec *Record) Intercept {
 		Problem: "a copy without a switched Service", Record: rec}
 }
 
+// firstLine is the first line of a message, for a table cell.
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line

@@ -1,0 +1,86 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// What this machine knows of the intercepts it started: one small JSON
+// file per intercept in the state directory, written once the session
+// exists and removed when the intercept ends by itself. A process that was
+// killed leaves its file, so `kubectl intercept close` (no argument) finds
+// crashed intercepts as well as running ones.
+
+// localIntercept is one intercept this machine started.
+type localIntercept struct {
+	Context   string    `json:"context"`
+	Namespace string    `json:"namespace"`
+	Service   string    `json:"service"`
+	Session   string    `json:"session"`
+	PID       int       `json:"pid"`
+	Started   time.Time `json:"started"`
+}
+
+func localPath(key string) string { return filepath.Join(stateDir(), key+".json") }
+
+// rememberLocal records an intercept this process holds.
+func rememberLocal(key string, li localIntercept) error {
+	if err := os.MkdirAll(stateDir(), 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", stateDir(), err)
+	}
+	b, err := json.Marshal(li)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(localPath(key), b, 0o600)
+}
+
+// forgetLocal removes the record of an intercept that ended.
+func forgetLocal(key string) {
+	_ = os.Remove(localPath(key))
+}
+
+// localIntercepts lists the intercepts this machine started in a context,
+// oldest first. Files that do not read as a record (hand-edited, cut short)
+// are skipped: names from them are never used unchecked.
+func localIntercepts(kubeContext string) ([]localIntercept, error) {
+	entries, err := os.ReadDir(stateDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", stateDir(), err)
+	}
+	var out []localIntercept
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(stateDir(), e.Name()))
+		if err != nil {
+			continue
+		}
+		var li localIntercept
+		if json.Unmarshal(b, &li) != nil || li.Context != kubeContext || !li.valid() {
+			continue
+		}
+		out = append(out, li)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
+	return out, nil
+}
+
+func (li localIntercept) valid() bool {
+	return len(validation.IsDNS1123Label(li.Namespace)) == 0 && len(validation.IsDNS1035Label(li.Service)) == 0
+}
+
+func (li localIntercept) key() string { return stateKey(li.Context, li.Namespace, li.Service) }
