@@ -29,8 +29,9 @@ const inspectOff = "false"
 type front struct {
 	// handler serves requests arriving through the built-in tunnel.
 	handler http.Handler
-	// inspectURL is where the inspector's page is, if it runs.
-	inspectURL string
+	// inspectURL is where the inspector's page is, if it runs;
+	// previewURL the preview's, if there is one.
+	inspectURL, previewURL string
 	// remote is the ngrok endpoint's URL and secret, if there is one.
 	remote, secret string
 	servers        []*http.Server

@@ -1,15 +1,18 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,6 +25,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/preview"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/relay"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/ngrok"
@@ -81,6 +86,11 @@ type InterceptOptions struct {
 	NgrokAuthtoken string
 	// Inspect is the inspector's address, or "false".
 	Inspect string
+	// Preview is "local" for a preview URL on this machine; PreviewVia an
+	// entry point in front of the Service; PreviewPort its local port.
+	Preview     string
+	PreviewVia  string
+	PreviewPort int
 	// detached is set in the background process that holds the tunnels.
 	detached bool
 
@@ -143,6 +153,10 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 	fl.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the copy's pods and the tunnels")
 	fl.StringVar(&o.Tunnel, "tunnel", tunnelBuiltin, "how intercepted requests reach this machine: builtin (through the Kubernetes API, no account) or ngrok (an HTTPS endpoint of your ngrok account)")
 	fl.StringVar(&o.NgrokAuthtoken, "ngrok-authtoken", "", "ngrok authtoken for --tunnel ngrok (default: $"+ngrok.EnvAuthtoken+", which keeps it out of the process list)")
+	fl.StringVar(&o.Preview, "preview", "", "serve a preview URL on this machine (http://127.0.0.1:PORT/) that sends every request into the cluster carrying your header, cookie or baggage; --preview alone means local")
+	fl.Lookup("preview").NoOptDefVal = previewLocal
+	fl.StringVar(&o.PreviewVia, "preview-via", "", "where preview requests enter the cluster: svc/NAME[.NAMESPACE][:PORT] or ingress/NAME (default: the intercepted Service)")
+	fl.IntVar(&o.PreviewPort, "preview-port", 0, "local port of the preview URL (default: any free port)")
 	fl.StringVar(&o.Inspect, "inspect", "127.0.0.1:4040", "address of the local web page that shows the intercepted requests (the next free port if taken); --inspect=false turns it off")
 	fl.BoolVar(&o.detached, "detached", false, "")
 	_ = fl.MarkHidden("detached")
@@ -216,6 +230,9 @@ func (o *InterceptOptions) Validate() error {
 			return nil
 		}
 		return errors.New("say where intercepted requests go with -l LOCAL_PORT (1-65535)")
+	}
+	if err := o.validatePreview(); err != nil {
+		return err
 	}
 	if o.Force && !o.Clean {
 		return errors.New("--force goes with -c (end others' live intercepts while cleaning up); to end an intercept use kubectl intercept close --force")
@@ -339,6 +356,14 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		return end(err)
 	}
 	st.Settle()
+	if o.Preview != "" {
+		url, stopPreview, err := o.startPreview(ctx, st, follower)
+		if err != nil {
+			return end(err)
+		}
+		defer stopPreview()
+		fr.previewURL = url
+	}
 	o.printActive(p, st, pod, fr)
 	ready()
 	go session.WatchSwitch(fctx, o.f.Client, o.Namespace, o.Service, rec, p.Warn)
@@ -389,6 +414,9 @@ func (o *InterceptOptions) printActive(p *progress, st *session.Started, pod str
 	}
 	if fr.inspectURL != "" {
 		p.Infof("See each intercepted request at %s", fr.inspectURL)
+	}
+	if fr.previewURL != "" {
+		p.Infof("Preview: %s sends every request into the cluster with %s: open it in a browser to click through the system with your version of %s.", fr.previewURL, describeMarker(r), o.Service)
 	}
 	if !o.detached {
 		p.Infof("Press Ctrl-C to end the intercept.")
@@ -588,4 +616,82 @@ func owner() string {
 		name = "someone"
 	}
 	return strings.TrimSuffix(name+"@"+host, "@")
+}
+
+// previewLocal is --preview's value for a preview URL on this machine.
+const previewLocal = "local"
+
+func (o *InterceptOptions) validatePreview() error {
+	switch o.Preview {
+	case "", previewLocal:
+	case tunnelNgrok:
+		return errors.New("--preview ngrok (a public preview URL) is not available in this version: use --preview for a URL on this machine")
+	default:
+		return fmt.Errorf("--preview %q: use --preview (a URL on this machine)", o.Preview)
+	}
+	if o.Preview == "" && (o.PreviewVia != "" || o.PreviewPort != 0) {
+		return errors.New("--preview-via and --preview-port go with --preview")
+	}
+	if o.PreviewPort < 0 || o.PreviewPort > 65535 {
+		return errors.New("--preview-port must be 0-65535")
+	}
+	if o.PreviewVia != "" {
+		if _, err := preview.ParseVia(o.PreviewVia); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startPreview serves the preview URL: requests go to the entry point of
+// --preview-via, or straight to a sidecar of the copy that holds the route.
+func (o *InterceptOptions) startPreview(ctx context.Context, st *session.Started, f *portforward.Follower) (string, func(), error) {
+	dial := func(ctx context.Context, ns, pod string, port int) (io.ReadWriteCloser, error) {
+		return portforward.DialPod(ctx, o.f.RESTConfig, ns, pod, port)
+	}
+	var target preview.Target
+	switch via, _ := preview.ParseVia(o.PreviewVia); {
+	case o.PreviewVia == "":
+		host := o.Service + "." + o.Namespace + ".svc"
+		if port := servicePort(st.Service, st.Record.Port); port != "80" {
+			host = net.JoinHostPort(host, port)
+		}
+		target = preview.Target{Host: host, Dial: func(ctx context.Context) (io.ReadWriteCloser, error) {
+			pods := f.Registered()
+			if len(pods) == 0 {
+				return nil, errors.New("no tunnel to a pod of the copy is up")
+			}
+			slices.Sort(pods)
+			return dial(ctx, o.Namespace, pods[0], int(st.Record.Plan.SidecarPort))
+		}}
+	case via.Kind == "ingress":
+		ns := cmp.Or(via.Namespace, o.Namespace)
+		var err error
+		if target, err = preview.IngressTarget(ctx, o.f.Client, dial, ns, via.Name); err != nil {
+			return "", nil, err
+		}
+	default:
+		target = preview.ServiceTarget(o.f.Client, dial, cmp.Or(via.Namespace, o.Namespace), via.Name, via.Port, "")
+	}
+	ln, err := preview.Listen(o.PreviewPort)
+	if err != nil {
+		return "", nil, err
+	}
+	srv := relay.NewHTTPServer(preview.Handler(o.Route, target))
+	srv.ReadHeaderTimeout = 30 * time.Second
+	go func() { _ = srv.Serve(ln) }()
+	return preview.URL(ln), func() { _ = srv.Close() }, nil
+}
+
+// describeMarker says what a preview adds to each request.
+func describeMarker(r route.Route) string {
+	switch {
+	case r.All:
+		return "nothing added (every connection is yours)"
+	case r.Cookie != "":
+		return "your cookie " + r.Cookie + "=" + r.Value + " (also set in the browser)"
+	case r.Baggage != "":
+		return "your baggage member " + r.String()
+	}
+	return "your header " + r.Header + ": " + r.Value
 }
