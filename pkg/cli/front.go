@@ -34,18 +34,27 @@ type front struct {
 	inspectURL, previewURL string
 	// remote is the ngrok endpoint's URL and secret, if there is one.
 	remote, secret string
-	servers        []*http.Server
+	// agent is the ngrok session, when the tunnel or the preview use it.
+	agent   *ngrok.Agent
+	servers []*http.Server
 }
 
 // openFront starts what the intercept needs on this machine before the
 // cluster is touched, so a taken port or an unreachable ngrok fails early.
 func (o *InterceptOptions) openFront(ctx context.Context) (*front, error) {
 	local := net.JoinHostPort("127.0.0.1", strconv.Itoa(o.LocalPort))
+	f := &front{}
+	if o.Tunnel == tunnelNgrok || o.publicPreview() {
+		a, err := ngrok.Connect(ctx, ngrok.Options{Authtoken: o.NgrokAuthtoken, Timeout: ngrokTimeout, ConnectURL: o.ngrokConnectURL})
+		if err != nil {
+			return nil, err
+		}
+		f.agent = a
+	}
 	if o.Route.All {
 		// Raw connections: nothing to record, nowhere but the tunnel.
-		return &front{}, nil
+		return f, nil
 	}
-	f := &front{}
 	store := inspect.NewStore(500)
 	f.handler = inspect.NewForwarder(local, o.Route.String(), store)
 	if o.Inspect != inspectOff {
@@ -57,7 +66,7 @@ func (o *InterceptOptions) openFront(ctx context.Context) (*front, error) {
 		f.inspectURL = "http://" + ln.Addr().String() + "/"
 	}
 	if o.Tunnel == tunnelNgrok {
-		ep, err := ngrok.Listen(ctx, ngrok.Options{Authtoken: o.NgrokAuthtoken, Timeout: ngrokTimeout})
+		ep, err := f.agent.Listen(ctx, "kubectl-intercept")
 		if err != nil {
 			f.close()
 			return nil, err
@@ -82,9 +91,12 @@ func (f *front) serve(ln net.Listener, h http.Handler) {
 	}()
 }
 
-// close stops the inspector and the endpoint.
+// close stops the inspector, the endpoints and the ngrok session.
 func (f *front) close() {
 	for _, s := range f.servers {
-		s.Close()
+		_ = s.Close()
+	}
+	if f.agent != nil {
+		_ = f.agent.Close()
 	}
 }

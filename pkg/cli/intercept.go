@@ -91,6 +91,9 @@ type InterceptOptions struct {
 	Preview     string
 	PreviewVia  string
 	PreviewPort int
+	// ngrokConnectURL replaces ngrok's service address (--ngrok-connect-url,
+	// hidden: for a stand-in service).
+	ngrokConnectURL string
 	// detached is set in the background process that holds the tunnels.
 	detached bool
 
@@ -153,10 +156,12 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 	fl.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the copy's pods and the tunnels")
 	fl.StringVar(&o.Tunnel, "tunnel", tunnelBuiltin, "how intercepted requests reach this machine: builtin (through the Kubernetes API, no account) or ngrok (an HTTPS endpoint of your ngrok account)")
 	fl.StringVar(&o.NgrokAuthtoken, "ngrok-authtoken", "", "ngrok authtoken for --tunnel ngrok (default: $"+ngrok.EnvAuthtoken+", which keeps it out of the process list)")
-	fl.StringVar(&o.Preview, "preview", "", "serve a preview URL on this machine (http://127.0.0.1:PORT/) that sends every request into the cluster carrying your header, cookie or baggage; --preview alone means local")
+	fl.StringVar(&o.Preview, "preview", "", "serve a preview URL that sends every request into the cluster carrying your header, cookie or baggage: local (--preview alone, http://127.0.0.1:PORT/) or ngrok (a public URL behind a password; also --preview with --tunnel ngrok)")
 	fl.Lookup("preview").NoOptDefVal = previewLocal
 	fl.StringVar(&o.PreviewVia, "preview-via", "", "where preview requests enter the cluster: svc/NAME[.NAMESPACE][:PORT] or ingress/NAME (default: the intercepted Service)")
 	fl.IntVar(&o.PreviewPort, "preview-port", 0, "local port of the preview URL (default: any free port)")
+	fl.StringVar(&o.ngrokConnectURL, "ngrok-connect-url", "", "")
+	_ = fl.MarkHidden("ngrok-connect-url")
 	fl.StringVar(&o.Inspect, "inspect", "127.0.0.1:4040", "address of the local web page that shows the intercepted requests (the next free port if taken); --inspect=false turns it off")
 	fl.BoolVar(&o.detached, "detached", false, "")
 	_ = fl.MarkHidden("detached")
@@ -357,7 +362,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	}
 	st.Settle()
 	if o.Preview != "" {
-		url, stopPreview, err := o.startPreview(ctx, st, follower)
+		url, stopPreview, err := o.startPreview(ctx, st, follower, fr)
 		if err != nil {
 			return end(err)
 		}
@@ -625,9 +630,11 @@ func (o *InterceptOptions) validatePreview() error {
 	switch o.Preview {
 	case "", previewLocal:
 	case tunnelNgrok:
-		return errors.New("--preview ngrok (a public preview URL) is not available in this version: use --preview for a URL on this machine")
+		if o.NgrokAuthtoken == "" && !o.DryRun {
+			return errors.New("--preview ngrok needs your ngrok authtoken: set " + ngrok.EnvAuthtoken + " (or pass --ngrok-authtoken)")
+		}
 	default:
-		return fmt.Errorf("--preview %q: use --preview (a URL on this machine)", o.Preview)
+		return fmt.Errorf("--preview %q: use --preview (a URL on this machine) or --preview ngrok (a public URL)", o.Preview)
 	}
 	if o.Preview == "" && (o.PreviewVia != "" || o.PreviewPort != 0) {
 		return errors.New("--preview-via and --preview-port go with --preview")
@@ -645,7 +652,7 @@ func (o *InterceptOptions) validatePreview() error {
 
 // startPreview serves the preview URL: requests go to the entry point of
 // --preview-via, or straight to a sidecar of the copy that holds the route.
-func (o *InterceptOptions) startPreview(ctx context.Context, st *session.Started, f *portforward.Follower) (string, func(), error) {
+func (o *InterceptOptions) startPreview(ctx context.Context, st *session.Started, f *portforward.Follower, fr *front) (string, func(), error) {
 	dial := func(ctx context.Context, ns, pod string, port int) (io.ReadWriteCloser, error) {
 		return portforward.DialPod(ctx, o.f.RESTConfig, ns, pod, port)
 	}
@@ -673,14 +680,34 @@ func (o *InterceptOptions) startPreview(ctx context.Context, st *session.Started
 	default:
 		target = preview.ServiceTarget(o.f.Client, dial, cmp.Or(via.Namespace, o.Namespace), via.Name, via.Port, "")
 	}
-	ln, err := preview.Listen(o.PreviewPort)
-	if err != nil {
-		return "", nil, err
+	h := preview.Handler(o.Route, target)
+	var ln net.Listener
+	url := ""
+	if o.publicPreview() {
+		ep, err := fr.agent.Listen(ctx, "kubectl-intercept preview")
+		if err != nil {
+			return "", nil, fmt.Errorf("opening the public preview: %w", err)
+		}
+		user, password := "preview", relay.NewSecret()[:24]
+		h = preview.Protect(user, password, h)
+		ln, url = ep, ep.URL()+"/ (user "+user+", password "+password+")"
+	} else {
+		var err error
+		if ln, err = preview.Listen(o.PreviewPort); err != nil {
+			return "", nil, err
+		}
+		url = preview.URL(ln)
 	}
-	srv := relay.NewHTTPServer(preview.Handler(o.Route, target))
+	srv := relay.NewHTTPServer(h)
 	srv.ReadHeaderTimeout = 30 * time.Second
 	go func() { _ = srv.Serve(ln) }()
-	return preview.URL(ln), func() { _ = srv.Close() }, nil
+	return url, func() { _ = srv.Close() }, nil
+}
+
+// publicPreview says the preview goes through ngrok: --preview ngrok, or
+// --preview with --tunnel ngrok.
+func (o *InterceptOptions) publicPreview() bool {
+	return o.Preview == tunnelNgrok || (o.Preview != "" && o.Tunnel == tunnelNgrok)
 }
 
 // describeMarker says what a preview adds to each request.

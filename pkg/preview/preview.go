@@ -7,6 +7,7 @@ package preview
 
 import (
 	"context"
+	"crypto/subtle"
 	"io"
 	"net"
 	"net/http"
@@ -112,3 +113,18 @@ func (conn) RemoteAddr() net.Addr             { return addr{} }
 func (conn) SetDeadline(time.Time) error      { return nil }
 func (conn) SetReadDeadline(time.Time) error  { return nil }
 func (conn) SetWriteDeadline(time.Time) error { return nil }
+
+// Protect asks for user and password (HTTP basic authentication) before h:
+// a public preview URL must not be usable by whoever finds it.
+func Protect(user, password string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(user)) != 1 || subtle.ConstantTimeCompare([]byte(p), []byte(password)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="kubectl-intercept preview", charset="UTF-8"`)
+			http.Error(w, "this preview needs the user and password its owner was given", http.StatusUnauthorized)
+			return
+		}
+		r.Header.Del("Authorization") // the password stays here
+		h.ServeHTTP(w, r)
+	})
+}

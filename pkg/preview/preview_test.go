@@ -73,3 +73,33 @@ func TestParseVia(t *testing.T) {
 		}
 	}
 }
+
+// A public preview answers 401 without the password, and passes the
+// request on (without the password) with it.
+func TestProtect(t *testing.T) {
+	var auth string
+	h := Protect("preview", "s3cret", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth = r.Header.Get("Authorization")
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	for _, tc := range []struct {
+		user, password string
+		want           int
+	}{{"", "", 401}, {"preview", "wrong", 401}, {"other", "s3cret", 401}, {"preview", "s3cret", 204}} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		if tc.user != "" {
+			r.SetBasicAuth(tc.user, tc.password)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tc.want {
+			t.Errorf("%s:%s got %d, want %d", tc.user, tc.password, w.Code, tc.want)
+		}
+		if w.Code == 401 && !strings.Contains(w.Header().Get("WWW-Authenticate"), "Basic") {
+			t.Errorf("401 without a Basic challenge")
+		}
+	}
+	if auth != "" {
+		t.Errorf("the password was passed on: %q", auth)
+	}
+}

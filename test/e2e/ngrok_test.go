@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -73,6 +74,36 @@ func TestNgrokTunnelNeedsToken(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "NGROK_AUTHTOKEN") {
 		t.Fatalf("want a refusal naming NGROK_AUTHTOKEN, got %v:\n%s", err, out)
+	}
+	assertRestored(t, ns, "demo", before)
+}
+
+// --preview ngrok against a stand-in for ngrok's service that never
+// answers: refused within the timeout, with what to check, before the
+// cluster is touched.
+func TestNgrokPreviewUnreachable(t *testing.T) {
+	ns := newNamespace(t)
+	deployDemo(t, ns, demoOptions{})
+	before := takeSnapshot(t, ns, "demo")
+	standIn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer standIn.Close()
+	go func() {
+		for {
+			c, err := standIn.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	cmd := pluginCmd(t, "svc/demo", "-n", ns, "-l", "3000", "--preview", "ngrok", "--ngrok-connect-url", standIn.Addr().String())
+	cmd.Env = append(cmd.Env, "NGROK_AUTHTOKEN=2fake_token")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "ngrok could not be reached") {
+		t.Fatalf("want ngrok's unreachable error, got %v:\n%s", err, out)
 	}
 	assertRestored(t, ns, "demo", before)
 }

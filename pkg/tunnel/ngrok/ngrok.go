@@ -32,17 +32,23 @@ type Options struct {
 	ConnectURL string
 }
 
-// Listen connects an ngrok agent with the authtoken and opens an HTTPS
-// endpoint with a random URL. The agent retries a failing connection
-// forever, so Listen gives up after the timeout with an error that says
-// what to check.
-func Listen(ctx context.Context, o Options) (Endpoint, error) {
-	authtoken, timeout := o.Authtoken, o.Timeout
-	if authtoken == "" {
-		return nil, errors.New("--tunnel ngrok needs an authtoken: set " + EnvAuthtoken + " or pass --ngrok-authtoken " +
+// Agent is one session with ngrok's service; it opens as many endpoints
+// as the intercept needs (the tunnel's, the preview's) on that session, so
+// a plan that allows one agent session at a time is enough.
+type Agent struct {
+	agent   sdk.Agent
+	timeout time.Duration
+}
+
+// Connect starts an ngrok agent session with the authtoken. The agent
+// retries a failing connection forever, so Connect gives up after the
+// timeout with an error that says what to check.
+func Connect(ctx context.Context, o Options) (*Agent, error) {
+	if o.Authtoken == "" {
+		return nil, errors.New("ngrok needs an authtoken: set " + EnvAuthtoken + " or pass --ngrok-authtoken " +
 			"(it is on https://dashboard.ngrok.com/get-started/your-authtoken)")
 	}
-	opts := []sdk.AgentOption{sdk.WithAuthtoken(authtoken), sdk.WithClientInfo("kubectl-intercept", "")}
+	opts := []sdk.AgentOption{sdk.WithAuthtoken(o.Authtoken), sdk.WithClientInfo("kubectl-intercept", "")}
 	if o.ConnectURL != "" {
 		opts = append(opts, sdk.WithAgentConnectURL(o.ConnectURL))
 	}
@@ -50,36 +56,47 @@ func Listen(ctx context.Context, o Options) (Endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting the ngrok agent: %w", err)
 	}
-	type result struct {
-		ln  sdk.EndpointListener
-		err error
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	done := make(chan result, 1)
-	go func() {
-		ln, err := agent.Listen(ctx, sdk.WithDescription("kubectl-intercept"))
-		done <- result{ln, err}
-	}()
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- agent.Connect(ctx) }()
 	select {
-	case r := <-done:
-		cancel()
-		if r.err != nil {
+	case err := <-done:
+		if err != nil {
 			_ = agent.Disconnect()
-			return nil, explainNgrok(r.err)
-		}
-		return ngrokEndpoint{r.ln, agent}, nil
-	case <-ctx.Done():
-		cancel()
-		go func() {
-			if r := <-done; r.ln != nil {
-				r.ln.Close()
+			if ctx.Err() != nil {
+				return nil, unreachable(o.Timeout)
 			}
+			return nil, explainNgrok(err)
+		}
+		return &Agent{agent: agent, timeout: o.Timeout}, nil
+	case <-ctx.Done():
+		go func() {
+			<-done
 			_ = agent.Disconnect()
 		}()
-		return nil, fmt.Errorf("ngrok could not be reached within %s: check that this machine reaches connect.ngrok-agent.com:443 "+
-			"(a proxy may need HTTPS_PROXY), or use the built-in tunnel (leave out --tunnel ngrok)", timeout)
+		return nil, unreachable(o.Timeout)
 	}
 }
+
+func unreachable(timeout time.Duration) error {
+	return fmt.Errorf("ngrok could not be reached within %s: check that this machine reaches connect.ngrok-agent.com:443 "+
+		"(a proxy may need HTTPS_PROXY), or use the built-in tunnel (leave out --tunnel ngrok and --preview ngrok)", timeout)
+}
+
+// Listen opens an HTTPS endpoint with a random URL on the agent's session.
+func (a *Agent) Listen(ctx context.Context, description string) (Endpoint, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	ln, err := a.agent.Listen(ctx, sdk.WithDescription(description))
+	if err != nil {
+		return nil, explainNgrok(err)
+	}
+	return ngrokEndpoint{ln}, nil
+}
+
+// Close ends the session and every endpoint on it.
+func (a *Agent) Close() error { return a.agent.Disconnect() }
 
 // explainNgrok adds what to do to the errors a developer can fix.
 func explainNgrok(err error) error {
@@ -97,13 +114,6 @@ func explainNgrok(err error) error {
 
 type ngrokEndpoint struct {
 	sdk.EndpointListener
-	agent sdk.Agent
 }
 
 func (e ngrokEndpoint) URL() string { return e.EndpointListener.URL().String() }
-
-func (e ngrokEndpoint) Close() error {
-	err := e.EndpointListener.Close()
-	_ = e.agent.Disconnect()
-	return err
-}

@@ -10,7 +10,7 @@ import (
 
 // Without a token nothing is attempted, and the error says where to get one.
 func TestListenNgrokNeedsAuthtoken(t *testing.T) {
-	_, err := Listen(context.Background(), Options{Timeout: time.Second})
+	_, err := Connect(context.Background(), Options{Timeout: time.Second})
 	if err == nil || !strings.Contains(err.Error(), EnvAuthtoken) {
 		t.Fatalf("err = %v, want one naming %s", err, EnvAuthtoken)
 	}
@@ -36,7 +36,7 @@ func TestListenNgrokGivesUp(t *testing.T) {
 	}()
 
 	start := time.Now()
-	_, err = Listen(context.Background(), Options{Authtoken: "2fake_token", Timeout: 2 * time.Second, ConnectURL: ln.Addr().String()})
+	_, err = Connect(context.Background(), Options{Authtoken: "2fake_token", Timeout: 2 * time.Second, ConnectURL: ln.Addr().String()})
 	if err == nil || !strings.Contains(err.Error(), "could not be reached within 2s") {
 		t.Fatalf("err = %v", err)
 	}
