@@ -221,3 +221,11 @@ func TestLocalIntercepts(t *testing.T) {
 		t.Fatalf("after forgetting: %+v", got)
 	}
 }
+
+// An owner name from a sidecar reaches the terminal only made safe.
+func TestRoutesPrintedSafely(t *testing.T) {
+	got := describeRoutes([]route.Route{{Header: "X-Dev", Value: "a", Owner: "eve\x1b]0;pwned\x07@b"}})
+	if strings.ContainsAny(got, "\x1b\x07") || !strings.Contains(got, `\x1b`) {
+		t.Errorf("printed %q", got)
+	}
+}

@@ -214,9 +214,9 @@ func (o *CloseOptions) report(p *progress, name string, res *session.Closed, sto
 func describeRoutes(rs []route.Route) string {
 	parts := make([]string, len(rs))
 	for i, r := range rs {
-		parts[i] = r.String()
+		parts[i] = printable(r.String())
 		if r.Owner != "" {
-			parts[i] += " by " + r.Owner
+			parts[i] += " by " + printable(r.Owner)
 		}
 	}
 	return strings.Join(parts, ", ")

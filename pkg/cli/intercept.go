@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -603,9 +604,10 @@ func (o *InterceptOptions) resolve(ctx context.Context) error {
 	return nil
 }
 
-// clientID identifies this process to the sidecars.
+// clientID is this process's owner key for its routes: a secret that only
+// it knows, so only it can replace them.
 func clientID() string {
-	b := make([]byte, 8)
+	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
@@ -620,7 +622,16 @@ func owner() string {
 	if name == "" {
 		name = "someone"
 	}
-	return strings.TrimSuffix(name+"@"+host, "@")
+	o := strings.Map(func(c rune) rune {
+		if unicode.IsPrint(c) {
+			return c
+		}
+		return -1
+	}, strings.TrimSuffix(name+"@"+host, "@"))
+	if len(o) > route.MaxOwner {
+		o = o[:route.MaxOwner]
+	}
+	return o
 }
 
 // previewLocal is --preview's value for a preview URL on this machine.

@@ -143,7 +143,7 @@ func writeStatus(w io.Writer, st *session.Detail, now time.Time) error {
 				on++
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s by %s, on %d of %d ready pods\n", label, r.String(), orNone(r.Owner), on, ready)
+		fmt.Fprintf(tw, "%s\t%s by %s, on %d of %d ready pods\n", label, printable(r.String()), orNone(printable(r.Owner)), on, ready)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

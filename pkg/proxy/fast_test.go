@@ -384,7 +384,7 @@ func TestFastPathHandsMatchingRequestsToTheRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tc.Close()
-	if _, err := tc.Register(route.Route{Header: "x-dev", Value: "alice", Client: "1"}); err != nil {
+	if _, err := tc.Register(route.Route{Header: "x-dev", Value: "alice", Client: aliceKey}); err != nil {
 		t.Fatal(err)
 	}
 	go tc.Serve(context.Background(), func(ctx context.Context) (net.Conn, error) {

@@ -83,7 +83,7 @@ func (s *remoteSetup) get(t *testing.T, h http.Header) string {
 func TestRemoteRouteReachesDeveloper(t *testing.T) {
 	secret := relay.NewSecret()
 	s := newRemoteSetup(t, secret)
-	if _, err := s.client.Register(route.Route{Header: "x-dev", Value: "alice", Client: "1", Remote: s.edge.URL, Secret: secret}); err != nil {
+	if _, err := s.client.Register(route.Route{Header: "x-dev", Value: "alice", Client: aliceKey, Remote: s.edge.URL, Secret: secret}); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.get(t, http.Header{"X-Dev": {"alice"}, "X-Forwarded-For": {"10.0.0.7"}}); got != "laptop" {
@@ -148,7 +148,7 @@ func TestRemoteRouteFailsOpen(t *testing.T) {
 	}
 	dead := "https://" + ln.Addr().String()
 	ln.Close()
-	if _, err := s.client.Register(route.Route{Header: "x-dev", Value: "alice", Client: "1", Remote: dead, Secret: secret}); err != nil {
+	if _, err := s.client.Register(route.Route{Header: "x-dev", Value: "alice", Client: aliceKey, Remote: dead, Secret: secret}); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.get(t, http.Header{"X-Dev": {"alice"}}); got != "app" {

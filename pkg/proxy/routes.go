@@ -6,6 +6,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -41,7 +42,7 @@ var _ tunnel.RouteTable = (*Table)(nil)
 // this sidecar cannot match.
 func (t *Table) Add(r route.Route, dial tunnel.DialFunc) (func(), error) {
 	if err := r.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", tunnel.ErrBadRequest, err)
 	}
 	if !r.All {
 		r.Header = http.CanonicalHeaderKey(r.Header)
@@ -62,8 +63,8 @@ func (t *Table) Add(r route.Route, dial tunnel.DialFunc) (func(), error) {
 	defer t.mu.Unlock()
 	kept := make([]*liveRoute, 0, len(t.routes)+1)
 	for _, old := range t.routes {
-		if r.Client != "" && old.Client == r.Client {
-			continue // the same CLI, reconnected: the new registration wins
+		if r.Client != "" && subtle.ConstantTimeCompare([]byte(old.Client), []byte(r.Client)) == 1 {
+			continue // the same CLI (it holds the owner key), reconnected: the new registration wins
 		}
 		if old.Conflicts(r) {
 			return nil, fmt.Errorf("%w: %s is intercepted by %s; %s", tunnel.ErrConflict, old.Route, ownerOrSomeone(old.Owner), pickAnother(r))
@@ -112,7 +113,7 @@ func (t *Table) List() []route.Route {
 	out := make([]route.Route, len(t.routes))
 	for i, r := range t.routes {
 		out[i] = r.Route
-		out[i].Secret = "" // only its own developer knows it
+		out[i].Secret, out[i].Client = "", "" // only its own developer knows them
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -11,6 +12,71 @@ import (
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
+
+// Owner keys of test developers: secrets as the CLI makes them.
+const (
+	aliceKey = "a11ce0a11ce0a11ce0a11ce0a11ce0a11ce0a11ce0a11ce0a11ce0a11ce0a11c"
+	eveKey   = "e7e0e7e0e7e0e7e0e7e0e7e0e7e0e7e0e7e0e7e0e7e0e7e0e7e0e7e0e7e0e7e0"
+)
+
+// A route belongs to whoever opened it: a teammate who learns everything
+// the sidecar lists (which has no owner key) cannot take, replace or remove
+// it, with the same header or with --all; the owner, reconnecting with its
+// key, replaces its own. An owner name that could carry terminal escapes is
+// refused.
+func TestRouteOwnership(t *testing.T) {
+	table := &Table{}
+	srv := &tunnel.Server{Pod: "p", Routes: table}
+	connect := func() *tunnel.Client {
+		a, b := net.Pipe()
+		go srv.ServeConn(context.Background(), a)
+		c, err := tunnel.NewClient(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	alice := route.Route{Header: "x-dev", Value: "alice", Owner: "alice@a", Client: aliceKey}
+	if _, err := connect().Register(alice); err != nil {
+		t.Fatal(err)
+	}
+	listed, err := connect().Routes()
+	if err != nil || len(listed) != 1 || listed[0].Client != "" || listed[0].Secret != "" {
+		t.Fatalf("routes lists %+v, %v: want alice's route without its key", listed, err)
+	}
+	eve := connect()
+	for _, r := range []route.Route{
+		listed[0], // everything the answer showed
+		{Header: "X-Dev", Value: "alice", Owner: "alice@a", Client: eveKey},
+		{All: true, Owner: "eve@b", Client: eveKey},
+		{All: true, Owner: "eve@b"},
+	} {
+		if _, err := eve.Register(r); !errors.Is(err, tunnel.ErrConflict) {
+			t.Errorf("eve registering %+v: %v, want a conflict", r, err)
+		}
+	}
+	if err := eve.Unregister(); err != nil {
+		t.Fatal(err)
+	}
+	if got := table.List(); len(got) != 1 || got[0].Owner != "alice@a" {
+		t.Fatalf("after eve's attempts: %+v", got)
+	}
+	// Alice reconnecting (her old tunnel not yet seen to drop) replaces hers.
+	if _, err := connect().Register(alice); err != nil {
+		t.Fatalf("alice's own key: %v", err)
+	}
+	if got := table.List(); len(got) != 1 {
+		t.Fatalf("after alice reconnected: %+v", got)
+	}
+	for _, owner := range []string{"eve\x1b]0;pwned\x07@b", "eve\n@b", strings.Repeat("e", 200)} {
+		if _, err := connect().Register(route.Route{Header: "x-dev", Value: "eve", Owner: owner, Client: eveKey}); !errors.Is(err, tunnel.ErrBadRequest) {
+			t.Errorf("owner %q: %v, want a bad request", owner, err)
+		}
+	}
+	if _, err := connect().Register(route.Route{Header: "x-dev", Value: "eve", Client: "short"}); !errors.Is(err, tunnel.ErrBadRequest) {
+		t.Errorf("a short owner key: %v, want a bad request", err)
+	}
+}
 
 // A second developer asking for a taken header gets a refusal naming the
 // holder, promptly, and the first keeps the route.
@@ -27,12 +93,12 @@ func TestTunnelConflictRefused(t *testing.T) {
 		return c
 	}
 	alice := connect()
-	if _, err := alice.Register(route.Route{Header: "x-dev", Value: "alice", Owner: "alice@a", Client: "1"}); err != nil {
+	if _, err := alice.Register(route.Route{Header: "x-dev", Value: "alice", Owner: "alice@a", Client: aliceKey}); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := connect().Register(route.Route{Header: "X-DEV", Value: "alice", Owner: "eve@b", Client: "2"})
+		_, err := connect().Register(route.Route{Header: "X-DEV", Value: "alice", Owner: "eve@b", Client: eveKey})
 		done <- err
 	}()
 	select {
@@ -60,7 +126,7 @@ func TestTunnelCookieRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Register(route.Route{Cookie: "dev", Value: "alice", Client: "1"}); err != nil {
+	if _, err := c.Register(route.Route{Cookie: "dev", Value: "alice", Client: aliceKey}); err != nil {
 		t.Fatal(err)
 	}
 	if r := table.match(http.Header{"Cookie": {"session=1; dev=alice"}}); r == nil || r.Cookie != "dev" {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"unicode"
 )
 
 // DefaultHeader is the header czctl users know: requests carrying
@@ -36,11 +37,13 @@ type Route struct {
 	Value string `json:"value,omitempty"`
 	// All routes every connection of the port, whatever it carries.
 	All bool `json:"all,omitempty"`
-	// Owner names the developer (user@host) for messages to others.
+	// Owner names the developer (user@host) for messages to others:
+	// printable, at most MaxOwner bytes.
 	Owner string `json:"owner,omitempty"`
-	// Client identifies one running CLI. A registration from the same
-	// client replaces its earlier one, which a sidecar may not yet have
-	// seen drop when the client reconnects.
+	// Client is the route's owner key: a secret only its CLI knows (at
+	// least MinClient characters; a sidecar never lists it). A registration
+	// with the same key replaces the earlier one, which a sidecar may not
+	// yet have seen drop when the CLI reconnects; nobody else can.
 	Client string `json:"client,omitempty"`
 	// Remote, when set, is an HTTPS endpoint (an ngrok URL) that matching
 	// requests are sent to instead of this tunnel; the tunnel then only
@@ -83,6 +86,9 @@ func (r Route) Conflicts(o Route) bool {
 // a value that kind of field can carry.
 func (r Route) Validate() error {
 	if err := CheckRemote(r.Remote, r.Secret); err != nil {
+		return err
+	}
+	if err := checkOwner(r.Owner, r.Client); err != nil {
 		return err
 	}
 	if r.All {
@@ -128,6 +134,29 @@ func CheckRemote(remote, secret string) error {
 	}
 	if len(secret) < 32 {
 		return errors.New("a route to a remote endpoint needs a secret of at least 32 characters")
+	}
+	return nil
+}
+
+// Bounds of a route's owner name and owner key.
+const (
+	MaxOwner  = 128
+	MinClient = 32
+)
+
+// checkOwner refuses an owner name that could carry terminal escapes into
+// another developer's terminal, and an owner key short enough to guess.
+func checkOwner(owner, client string) error {
+	if len(owner) > MaxOwner {
+		return fmt.Errorf("the route's owner name is longer than %d bytes", MaxOwner)
+	}
+	for _, c := range owner {
+		if !unicode.IsPrint(c) {
+			return fmt.Errorf("the route's owner name %q has a character that is not printable", owner)
+		}
+	}
+	if client != "" && len(client) < MinClient {
+		return fmt.Errorf("the route's owner key is shorter than %d characters: upgrade kubectl-intercept", MinClient)
 	}
 	return nil
 }
