@@ -475,7 +475,7 @@ func (o *InterceptOptions) leave(st *session.Started, p *progress, cause error) 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	left, err := clusterOf(o.f).Leave(ctx, session.LeaveOptions{Namespace: o.Namespace, Service: o.Service,
-		ID: st.Record.ID, Exclude: &o.Route, Progress: p})
+		ID: st.Record.ID, Key: o.Route.Client, Progress: p})
 	if err == nil {
 		forgetLocal(o.stateKey)
 	}

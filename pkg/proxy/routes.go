@@ -107,12 +107,16 @@ func (t *Table) remove(r *liveRoute) {
 }
 
 // List returns the live routes.
-func (t *Table) List() []route.Route {
+func (t *Table) List() []route.Route { return t.ListOwned("") }
+
+// ListOwned returns the live routes, those of owner key marked Mine.
+func (t *Table) ListOwned(key string) []route.Route {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	out := make([]route.Route, len(t.routes))
 	for i, r := range t.routes {
 		out[i] = r.Route
+		out[i].Mine = key != "" && subtle.ConstantTimeCompare([]byte(r.Client), []byte(key)) == 1
 		out[i].Secret, out[i].Client = "", "" // only its own developer knows them
 	}
 	return out

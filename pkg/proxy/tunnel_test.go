@@ -44,6 +44,13 @@ func TestRouteOwnership(t *testing.T) {
 	if err != nil || len(listed) != 1 || listed[0].Client != "" || listed[0].Secret != "" {
 		t.Fatalf("routes lists %+v, %v: want alice's route without its key", listed, err)
 	}
+	// Asked with a key, the sidecar says which routes are that key's.
+	if mine, err := connect().RoutesOf(aliceKey); err != nil || len(mine) != 1 || !mine[0].Mine || mine[0].Client != "" {
+		t.Fatalf("alice's own routes: %+v, %v", mine, err)
+	}
+	if theirs, err := connect().RoutesOf(eveKey); err != nil || len(theirs) != 1 || theirs[0].Mine {
+		t.Fatalf("eve's view: %+v, %v", theirs, err)
+	}
 	eve := connect()
 	for _, r := range []route.Route{
 		listed[0], // everything the answer showed

@@ -53,6 +53,10 @@ type Route struct {
 	// end can refuse strangers who find the URL. It travels only on the
 	// control stream and a sidecar never lists it.
 	Secret string `json:"secret,omitempty"`
+	// Mine is set in a sidecar's list of routes on those whose owner key
+	// the asking CLI gave: a CLI tells its own routes from its
+	// teammates' without anyone seeing a key.
+	Mine bool `json:"mine,omitempty"`
 }
 
 // String renders the route the way the CLI's flags take it: name:value

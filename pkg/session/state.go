@@ -152,6 +152,12 @@ func CopyPods(ctx context.Context, cs kubernetes.Interface, ns string, rec *Reco
 
 // SidecarRoutes asks one pod's sidecar for the routes it holds.
 func (c Cluster) SidecarRoutes(ctx context.Context, ns, pod string, rec *Record) ([]route.Route, error) {
+	return c.sidecarRoutes(ctx, ns, pod, rec, "")
+}
+
+// sidecarRoutes asks with an owner key: the routes of that key are marked
+// Mine.
+func (c Cluster) sidecarRoutes(ctx context.Context, ns, pod string, rec *Record, key string) ([]route.Route, error) {
 	conn, err := c.Dial(ctx, ns, pod, int(rec.Plan.ControlPort))
 	if err != nil {
 		return nil, err
@@ -162,13 +168,17 @@ func (c Cluster) SidecarRoutes(ctx context.Context, ns, pod string, rec *Record)
 		return nil, err
 	}
 	defer cl.Close()
-	return cl.Routes()
+	return cl.RoutesOf(key)
 }
 
 // LiveRoutes asks a reachable sidecar of the session which routes are
 // live: the truth about who still intercepts, since a route lives only
 // with its tunnel.
 func (c Cluster) LiveRoutes(ctx context.Context, ns string, rec *Record) ([]route.Route, error) {
+	return c.liveRoutes(ctx, ns, rec, "")
+}
+
+func (c Cluster) liveRoutes(ctx context.Context, ns string, rec *Record, key string) ([]route.Route, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	pods, err := CopyPods(ctx, c.Client, ns, rec)
@@ -180,7 +190,7 @@ func (c Cluster) LiveRoutes(ctx context.Context, ns string, rec *Record) ([]rout
 		if !Reachable(&pods[i]) {
 			continue
 		}
-		routes, err := c.SidecarRoutes(ctx, ns, pods[i].Name, rec)
+		routes, err := c.sidecarRoutes(ctx, ns, pods[i].Name, rec, key)
 		if err == nil {
 			return routes, nil
 		}
@@ -189,22 +199,23 @@ func (c Cluster) LiveRoutes(ctx context.Context, ns string, rec *Record) ([]rout
 	return nil, last
 }
 
-// OthersLive returns the live routes that are not exclude's. A route whose
-// developer just crashed can outlive them by one heartbeat timeout, so when
-// there are others it asks again once that has passed: what is left then is
-// really live.
-func (c Cluster) OthersLive(ctx context.Context, ns string, rec *Record, exclude *route.Route) ([]route.Route, error) {
+// OthersLive returns the live routes that are not those of owner key
+// (empty: every live route). A route whose developer just crashed can
+// outlive them by one heartbeat timeout, so when there are others it asks
+// again once that has passed: what is left then is really live. Which
+// routes are the caller's own the sidecar says by the key: a route that
+// merely looks like the caller's (a teammate holds the same header) is
+// another's.
+func (c Cluster) OthersLive(ctx context.Context, ns string, rec *Record, key string) ([]route.Route, error) {
 	var others []route.Route
 	for attempt := 0; attempt < 2; attempt++ {
-		routes, err := c.LiveRoutes(ctx, ns, rec)
+		routes, err := c.liveRoutes(ctx, ns, rec, key)
 		if err != nil {
 			return nil, err
 		}
 		others = others[:0]
 		for _, r := range routes {
-			// Our own route may not have been seen to drop yet; a route
-			// can't be held twice, so an equal one is ours.
-			if exclude == nil || !r.Conflicts(*exclude) || r.All != exclude.All {
+			if !r.Mine {
 				others = append(others, r)
 			}
 		}
@@ -418,9 +429,10 @@ type LeaveOptions struct {
 	// ID limits the close to one session (a developer leaving the session
 	// they joined); empty: whatever session the Service has.
 	ID string
-	// Exclude is the leaving developer's own route, which a sidecar may not
-	// have seen drop yet; nil when the caller holds none.
-	Exclude *route.Route
+	// Key is the leaving developer's owner key: their own route, which a
+	// sidecar may not have seen drop yet, is not another's. Empty when the
+	// caller holds none.
+	Key string
 	// Force restores the Service even while others' routes are live.
 	Force    bool
 	Timeout  time.Duration
@@ -441,7 +453,7 @@ type Left struct {
 func (c Cluster) Leave(ctx context.Context, o LeaveOptions) (*Left, error) {
 	if !o.Force {
 		if rec := c.currentRecord(ctx, o.Namespace, o.Service, o.ID); rec != nil {
-			others, err := c.OthersLive(ctx, o.Namespace, rec, o.Exclude)
+			others, err := c.OthersLive(ctx, o.Namespace, rec, o.Key)
 			if err == nil && len(others) > 0 {
 				return &Left{Others: others}, nil
 			}

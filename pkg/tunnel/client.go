@@ -89,7 +89,13 @@ func (c *Client) InFlight() int {
 
 // Routes lists the sidecar's live routes.
 func (c *Client) Routes() ([]route.Route, error) {
-	resp, err := c.call(Request{Op: "routes"})
+	return c.RoutesOf("")
+}
+
+// RoutesOf lists the sidecar's live routes with those of owner key marked
+// Mine.
+func (c *Client) RoutesOf(key string) ([]route.Route, error) {
+	resp, err := c.call(Request{Op: "routes", Key: key})
 	return resp.Routes, err
 }
 

@@ -57,6 +57,9 @@ type Request struct {
 	Host string `json:"host,omitempty"`
 	// Marker is what a watch looks for and what a send carries.
 	Marker *Marker `json:"marker,omitempty"`
+	// Key is the asking CLI's owner key, for routes: its own routes are
+	// marked Mine in the answer.
+	Key string `json:"key,omitempty"`
 	// Nonce names the watch whose hits seen returns.
 	Nonce string `json:"nonce,omitempty"`
 }

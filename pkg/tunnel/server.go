@@ -24,6 +24,11 @@ type RouteTable interface {
 	List() []route.Route
 }
 
+// OwnedLister is a RouteTable that can mark the routes of one owner key.
+type OwnedLister interface {
+	ListOwned(key string) []route.Route
+}
+
 // Server is the sidecar's end of the tunnel.
 type Server struct {
 	// Pod names the pod the sidecar runs in, for answers.
@@ -126,6 +131,9 @@ func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser) {
 			removes = nil
 		case "routes":
 			resp.Routes = s.Routes.List()
+			if owned, ok := s.Routes.(OwnedLister); ok && req.Key != "" {
+				resp.Routes = owned.ListOwned(req.Key)
+			}
 		case "probe":
 			if s.Probe == nil {
 				resp.fail(coded(CodeUnsupported, "this sidecar cannot probe"))
