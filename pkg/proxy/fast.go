@@ -44,6 +44,8 @@ type fastPath struct {
 	log           *slog.Logger
 	// handoff gives a connection to net/http.
 	handoff func(net.Conn)
+	// done is told when a connection the fast path kept is closed.
+	done func()
 
 	draining atomic.Bool
 	mu       sync.Mutex
@@ -96,6 +98,9 @@ func (f *fastPath) serve(c net.Conn) {
 		fc.dev.drop()
 		if !handed {
 			c.Close()
+			if f.done != nil {
+				f.done()
+			}
 		}
 	}()
 	for {

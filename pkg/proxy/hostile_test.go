@@ -346,3 +346,73 @@ func requestsIn(raw []byte) []string {
 type fuzzT struct{ *testing.T }
 
 func (fuzzT) Cleanup(func()) {}
+
+// Beyond MaxConns open connections new ones are refused at once; when some
+// close, callers are served again; the sidecar itself stays up.
+func TestConnectionCapRefusesNotDies(t *testing.T) {
+	app := newRecorder(t)
+	const max = 20
+	addr := startProxy(t, Config{Upstream: strings.TrimPrefix(app.URL, "http://"), HeaderTimeout: 5 * time.Second, MaxConns: max})
+	var held []net.Conn
+	for range max {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Unfinished: ")
+		held = append(held, c)
+	}
+	// The next one is accepted by the kernel, then closed by the sidecar.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
+		t.Fatalf("a connection beyond the cap: %v, want it closed", err)
+	}
+	_ = c.Close()
+	for _, h := range held {
+		_ = h.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + addr + "/again")
+		if err == nil {
+			_ = resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not served again after the held connections closed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+
+// A kept-alive connection that sends nothing more is closed after the idle
+// timeout, on the fast path (HTTP/1.1) and on net/http (HTTP/2).
+func TestIdleConnectionsClosed(t *testing.T) {
+	app := newRecorder(t)
+	addr := startProxy(t, Config{Upstream: strings.TrimPrefix(app.URL, "http://"), HeaderTimeout: 5 * time.Second, IdleTimeout: 500 * time.Millisecond})
+	for name, first := range map[string]string{
+		"HTTP/1.1": "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"h2c":      "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(c, first)
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		start := time.Now()
+		_, err = io.Copy(io.Discard, c)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Errorf("%s: an idle connection was still open after 5 s", name)
+		} else if waited := time.Since(start); waited < 400*time.Millisecond {
+			t.Errorf("%s: closed after %s, before the idle timeout", name, waited)
+		}
+		_ = c.Close()
+	}
+}

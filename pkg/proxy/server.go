@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/doctor"
@@ -43,13 +44,20 @@ type Config struct {
 	HeaderTimeout time.Duration
 	// NoFastPath sends every request through net/http (to compare).
 	NoFastPath bool
+	// MaxConns caps the callers' connections open at once; beyond it new
+	// ones are refused (closed at once) rather than the sidecar running out
+	// of memory. DefaultMaxConns when zero.
+	MaxConns int
+	// IdleTimeout closes a kept-alive connection that sends no request for
+	// that long, on both paths; HeaderTimeout when zero.
+	IdleTimeout time.Duration
 	// Ready, if set, is called once both listeners are bound.
 	Ready func(data, control net.Addr)
 }
 
 // MaxHeaderBytes bounds a request's head; a larger one is answered 431 and
 // never reaches the app.
-const MaxHeaderBytes = 1 << 20
+const MaxHeaderBytes = 64 << 10
 
 // StaticRoute sends requests whose Header, Cookie or Baggage member (one of
 // the three) equals Value to Addr.
@@ -98,11 +106,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.HeaderTimeout == 0 {
 		cfg.HeaderTimeout = 30 * time.Second
 	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = cfg.HeaderTimeout
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	d := &dispatcher{table: table, log: log, pod: cfg.Pod, max: int64(cfg.MaxConns)}
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: cfg.HeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateClosed || s == http.StateHijacked {
+				d.release()
+			}
+		},
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	var p http.Protocols
 	p.SetHTTP1(true)
@@ -119,9 +140,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	var fast *fastPath
 	if !cfg.NoFastPath {
 		fast = &fastPath{table: table, watches: h.Watches, upstream: cfg.Upstream,
-			headerTimeout: cfg.HeaderTimeout, log: log, handoff: toHTTP.push}
+			headerTimeout: min(cfg.HeaderTimeout, cfg.IdleTimeout), log: log, handoff: toHTTP.push, done: d.release}
 	}
-	d := &dispatcher{table: table, ctx: srvCtx, log: log, pod: cfg.Pod, fast: fast, http: toHTTP}
+	d.ctx, d.fast, d.http = srvCtx, fast, toHTTP
 	errc := make(chan error, 2)
 	go func() { errc <- d.run(dataLn) }()
 	go func() { errc <- srv.Serve(toHTTP) }()
@@ -179,8 +200,14 @@ func probe(ctx context.Context, url string) (string, error) {
 	return pod, nil
 }
 
+// DefaultMaxConns is how many callers' connections a sidecar keeps open at
+// once: with a fast-path head buffer of 32 KiB each, a full house of
+// unfinished heads holds about 32 MiB, well under the container's limit.
+const DefaultMaxConns = 1024
+
 // dispatcher hands each connection to an --all route if there is one,
-// else to the fast path, else to net/http.
+// else to the fast path, else to net/http; beyond max open connections it
+// refuses new ones.
 type dispatcher struct {
 	table *Table
 	ctx   context.Context
@@ -188,7 +215,13 @@ type dispatcher struct {
 	pod   string
 	fast  *fastPath
 	http  *connListener
+
+	max           int64
+	open, refused atomic.Int64
 }
+
+// release counts a connection as closed.
+func (l *dispatcher) release() { l.open.Add(-1) }
 
 func (l *dispatcher) run(ln net.Listener) error {
 	for {
@@ -199,9 +232,20 @@ func (l *dispatcher) run(ln net.Listener) error {
 			}
 			return err
 		}
+		if l.open.Add(1) > l.max {
+			l.open.Add(-1)
+			if l.refused.Add(1)%1000 == 1 {
+				l.log.Warn("refusing connections: too many open", "max", l.max, "refused", l.refused.Load())
+			}
+			_ = c.Close()
+			continue
+		}
 		switch r := l.table.all(); {
 		case r != nil:
-			go l.pipeToRoute(c, r)
+			go func() {
+				defer l.release()
+				l.pipeToRoute(c, r)
+			}()
 		case l.fast != nil:
 			go l.fast.serve(c)
 		default:
