@@ -389,7 +389,6 @@ func TestConnectionCapRefusesNotDies(t *testing.T) {
 	}
 }
 
-
 // A kept-alive connection that sends nothing more is closed after the idle
 // timeout, on the fast path (HTTP/1.1) and on net/http (HTTP/2).
 func TestIdleConnectionsClosed(t *testing.T) {
