@@ -146,9 +146,11 @@ type keepOpen struct{ io.Reader }
 func (keepOpen) Close() error { return nil }
 
 func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, context.Canceled) {
+	if r.Context().Err() != nil {
 		return // the client left; nobody to answer
 	}
+	// Anything else, a cancellation on the way included, is an error the
+	// caller must see as one, never an empty 200.
 	if h.Log != nil {
 		h.Log.Warn("proxy error", "method", r.Method, "path", r.URL.Path, "err", err)
 	}

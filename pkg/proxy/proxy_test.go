@@ -296,3 +296,22 @@ func TestForwardingHeadersKept(t *testing.T) {
 		}
 	}
 }
+
+// A request the proxy could not complete is answered 502 while its caller
+// is there, whatever the cause (a cancellation on the way included); only a
+// caller who left gets nothing.
+func TestErrorsAreErrors(t *testing.T) {
+	h := NewHandler(&Table{}, "127.0.0.1:1", "p", nil)
+	w := httptest.NewRecorder()
+	h.errorHandler(w, httptest.NewRequest(http.MethodGet, "/", nil), context.Canceled)
+	if w.Code != http.StatusBadGateway {
+		t.Errorf("a canceled upstream request was answered %d, want 502", w.Code)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	w = httptest.NewRecorder()
+	h.errorHandler(w, httptest.NewRequest(http.MethodGet, "/", nil).WithContext(ctx), context.Canceled)
+	if w.Body.Len() != 0 {
+		t.Errorf("a caller who left was written %q", w.Body.String())
+	}
+}

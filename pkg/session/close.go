@@ -87,6 +87,12 @@ func Close(ctx context.Context, cs kubernetes.Interface, o CloseOptions) (*Close
 			}
 		}
 	}
+	if rec != nil && svc != nil {
+		if err := verifyCopy(ctx, cs, o.Namespace, rec); err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("%w; nothing was changed. Someone may have edited annotation %s on service %s: check it, then restore the Service by hand (kubectl edit svc %s -n %s)",
+				err, AnnotationRecord, o.Service, o.Service, o.Namespace)
+		}
+	}
 	if rec == nil && unreadable != nil {
 		return nil, fmt.Errorf("service %s: %w\n"+
 			"No copy of the record is left to restore from, so the Service's original selector is unknown here. "+

@@ -5,12 +5,16 @@
 package session
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
 )
@@ -123,4 +127,29 @@ func validID(s string) bool {
 // SessionSelector is the Service's selector while intercepted.
 func (r *Record) SessionSelector() map[string]string {
 	return map[string]string{LabelSession: r.ID}
+}
+
+// errNotOurCopy says a record names a Deployment that is not one of our
+// copies: a record that does not check out is reported, never used.
+var errNotOurCopy = errors.New("not a copy made by kubectl-intercept")
+
+// verifyCopy checks that the Deployment a record names is the copy of that
+// very session: our managed-by label, the session label, and a record of
+// its own for the same session and Service. It returns apierrors' NotFound
+// when the copy is gone.
+func verifyCopy(ctx context.Context, cs kubernetes.Interface, ns string, rec *Record) error {
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, rec.Copy, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	own, err := RecordOf(d)
+	switch {
+	case d.Labels[LabelManagedBy] != ManagedByValue || d.Labels[LabelSession] != rec.ID:
+		return fmt.Errorf("the intercept record of service %s names deployment %s, which lacks the labels %s=%s and %s=%s: %w",
+			rec.Service, rec.Copy, LabelManagedBy, ManagedByValue, LabelSession, rec.ID, errNotOurCopy)
+	case err != nil || own.ID != rec.ID || own.Service != rec.Service || own.Copy != d.Name:
+		return fmt.Errorf("the intercept record of service %s names deployment %s, whose own record is not the same session's: %w",
+			rec.Service, rec.Copy, errNotOurCopy)
+	}
+	return nil
 }

@@ -224,3 +224,33 @@ func TestWaitCopyGone(t *testing.T) {
 		t.Fatal("not reported gone after the copy was deleted")
 	}
 }
+
+// A record on the Service that names a Deployment which is not our copy of
+// that session (forged, or hand-edited) makes both joining and closing
+// refuse with what to do, and nothing changes: not the Service, not the
+// Deployment it names.
+func TestForgedRecordIsRefused(t *testing.T) {
+	rec := record(true)
+	rec.Copy = "payments" // someone else's Deployment
+	svc, err := Switch(service(intstr.FromString("http")), rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payments := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "payments", Namespace: "ns", Labels: map[string]string{"app": "payments"}}}
+	cs := fake.NewClientset(svc, payments)
+	ctx := context.Background()
+
+	_, err = Start(ctx, cs, StartOptions{Namespace: "ns", Service: "shop", ProxyImage: "p", ReadyTimeout: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "names deployment payments") || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("joining a forged record: %v", err)
+	}
+	_, err = Close(ctx, cs, CloseOptions{Namespace: "ns", Service: "shop"})
+	if err == nil || !strings.Contains(err.Error(), "not a copy made by kubectl-intercept") {
+		t.Fatalf("closing a forged record: %v", err)
+	}
+	for _, a := range cs.Actions() {
+		if v := a.GetVerb(); v != "get" && v != "list" && v != "watch" {
+			t.Errorf("a forged record led to %s %s", v, a.GetResource().Resource)
+		}
+	}
+}

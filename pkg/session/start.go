@@ -292,6 +292,12 @@ func join(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, raw
 			return nil, fmt.Errorf("service %s is already intercepted on port %s; a second port is not supported, intercept port %s or close the other session", svc.Name, rec.Port, rec.Port)
 		}
 	}
+	if err := verifyCopy(ctx, cs, svc.Namespace, rec); apierrors.IsNotFound(err) {
+		return nil, nil // a stale record: cleaned up, then a new session
+	} else if err != nil {
+		return nil, fmt.Errorf("%w; nothing was changed. Someone may have edited annotation %s on service %s: check it, then restore the Service by hand (kubectl edit svc %s -n %s)",
+			err, AnnotationRecord, svc.Name, svc.Name, svc.Namespace)
+	}
 	if i := workload.PortIndex(svc, rec.Port); i >= 0 && !o.AllTraffic {
 		if err := workload.HeaderRoutable(svc, &svc.Spec.Ports[i]); err != nil {
 			return nil, err
