@@ -52,6 +52,7 @@ func main() {
 	flag.StringVar(&cfg.Control, "control", "", "tunnel control address, on loopback (empty: no tunnels)")
 	flag.StringVar(&cfg.Pod, "pod", os.Getenv("POD_NAME"), "this pod's name")
 	flag.DurationVar(&cfg.DrainDelay, "drain-delay", 2*time.Second, "keep serving this long after SIGTERM before draining")
+	flag.StringVar(&cfg.ServiceAddr, "service-addr", "", "the intercepted Service's ClusterIP:PORT, the only address a probe may request")
 	flag.IntVar(&cfg.MaxConns, "max-conns", proxy.DefaultMaxConns, "callers' connections open at once; beyond it new ones are refused")
 	flag.DurationVar(&cfg.HeaderTimeout, "header-timeout", 30*time.Second, "how long a caller may take to send a request's head")
 	flag.DurationVar(&cfg.IdleTimeout, "idle-timeout", 30*time.Second, "close a kept-alive connection idle this long")

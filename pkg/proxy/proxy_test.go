@@ -315,3 +315,18 @@ func TestErrorsAreErrors(t *testing.T) {
 		t.Errorf("a caller who left was written %q", w.Body.String())
 	}
 }
+
+// The probe operation fetches only the Service's own address: nothing else
+// inside the pod's network is reachable through it.
+func TestProbeOnlyTheService(t *testing.T) {
+	p := probeOnly("10.96.0.10:80")
+	for _, u := range []string{"http://169.254.169.254/latest/meta-data/", "http://10.96.0.10:8080/", "https://10.96.0.10:80/",
+		"http://user@10.96.0.10:80/", "http://kubernetes.default.svc/"} {
+		if _, err := p(context.Background(), u); !errors.Is(err, tunnel.ErrBadRequest) {
+			t.Errorf("probe of %s: %v, want refused", u, err)
+		}
+	}
+	if _, err := probeOnly("")(context.Background(), "http://10.96.0.10:80/"); !errors.Is(err, tunnel.ErrBadRequest) {
+		t.Errorf("a sidecar without the Service's address probed: %v", err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,9 @@ type Config struct {
 	// ones are refused (closed at once) rather than the sidecar running out
 	// of memory. DefaultMaxConns when zero.
 	MaxConns int
+	// ServiceAddr is the intercepted Service's ClusterIP:port, the only
+	// address the control operation probe may request; empty: no probes.
+	ServiceAddr string
 	// IdleTimeout closes a kept-alive connection that sends no request for
 	// that long, on both paths; HeaderTimeout when zero.
 	IdleTimeout time.Duration
@@ -133,7 +137,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	srvCtx, stopTunnels := context.WithCancel(context.Background())
 	defer stopTunnels()
 	if ctrlLn != nil {
-		ts := &tunnel.Server{Pod: cfg.Pod, Routes: table, Probe: probe, Watches: h.Watches, Send: doctor.SendMarked}
+		ts := &tunnel.Server{Pod: cfg.Pod, Routes: table, Probe: probeOnly(cfg.ServiceAddr), Watches: h.Watches, Send: doctor.SendMarked}
 		go ts.Serve(srvCtx, ctrlLn)
 	}
 	toHTTP := &connListener{addr: dataLn.Addr(), conns: make(chan net.Conn), done: make(chan struct{})}
@@ -178,6 +182,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return nil
 }
 
+// probeOnly returns the probe operation limited to the Service's own
+// address: a developer's CLI proves the Service reaches the sidecars, and
+// nobody gets the sidecar to fetch anything else from inside the pod.
+func probeOnly(addr string) func(context.Context, string) (string, error) {
+	return func(ctx context.Context, raw string) (string, error) {
+		u, err := url.Parse(raw)
+		if err != nil || addr == "" || u.Scheme != "http" || u.Host != addr || u.User != nil {
+			return "", fmt.Errorf("%w: this sidecar probes only http://%s/, not %q", tunnel.ErrBadRequest, addr, raw)
+		}
+		return probe(ctx, "http://"+addr+"/")
+	}
+}
+
 // probe requests url with the probe header; a sidecar answers it itself.
 func probe(ctx context.Context, url string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -207,7 +224,7 @@ const DefaultMaxConns = 1024
 
 // dispatcher hands each connection to an --all route if there is one,
 // else to the fast path, else to net/http; beyond max open connections it
-// refuses new ones.
+// refuses new ones (no cap when max is 0).
 type dispatcher struct {
 	table *Table
 	ctx   context.Context
@@ -232,7 +249,7 @@ func (l *dispatcher) run(ln net.Listener) error {
 			}
 			return err
 		}
-		if l.open.Add(1) > l.max {
+		if l.open.Add(1) > l.max && l.max > 0 {
 			l.open.Add(-1)
 			if l.refused.Add(1)%1000 == 1 {
 				l.log.Warn("refusing connections: too many open", "max", l.max, "refused", l.refused.Load())

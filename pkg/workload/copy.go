@@ -2,6 +2,7 @@ package workload
 
 import (
 	"fmt"
+	"net"
 	"sort"
 	"strconv"
 
@@ -83,7 +84,11 @@ func Copy(in CopyInput) (*appsv1.Deployment, PortPlan, error) {
 		renameAppPort(spec, plan)
 	}
 	holdAppWhileDraining(spec, plan)
-	spec.Containers = append(spec.Containers, sidecar(in.ProxyImage, plan, speaksH2C(in.Port)))
+	spec.Containers = append(spec.Containers, sidecar(in.ProxyImage, plan, speaksH2C(in.Port), serviceAddr(in.Service, in.Port)))
+	// The sidecar needs no access to the API: an empty directory over the
+	// service account token's path hides the workload's token from it.
+	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: noTokenVolume,
+		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(resource.MustParse("1Ki"))}}})
 
 	d := &appsv1.Deployment{
 		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
@@ -317,10 +322,23 @@ func selectsOwnPods(sel *metav1.LabelSelector, podLabels map[string]string) bool
 	return s.Matches(labels.Set(podLabels))
 }
 
+// serviceAddr is the ClusterIP:port of the intercepted Service port: the
+// only address a sidecar's probe may request.
+func serviceAddr(svc *corev1.Service, p *corev1.ServicePort) string {
+	if svc == nil || p == nil || svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
+		return ""
+	}
+	return net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(p.Port)))
+}
+
+// noTokenVolume is the empty directory mounted over the sidecar's service
+// account token path.
+const noTokenVolume = "intercept-no-token"
+
 // sidecar is the proxy container. It passes Pod Security "restricted", has
 // no CPU limit (throttling it would throttle the whole Service) and no
 // liveness probe (a restart would cut every developer's tunnel).
-func sidecar(image string, plan PortPlan, h2c bool) corev1.Container {
+func sidecar(image string, plan PortPlan, h2c bool, svcAddr string) corev1.Container {
 	portName := plan.TargetPortName
 	if portName == "" {
 		portName = "intercept"
@@ -332,6 +350,9 @@ func sidecar(image string, plan PortPlan, h2c bool) corev1.Container {
 	}
 	if h2c {
 		args = append(args, "--h2c")
+	}
+	if svcAddr != "" {
+		args = append(args, "--service-addr="+svcAddr)
 	}
 	return corev1.Container{
 		Name:  SidecarName,
@@ -369,6 +390,7 @@ func sidecar(image string, plan PortPlan, h2c bool) corev1.Container {
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		VolumeMounts:             []corev1.VolumeMount{{Name: noTokenVolume, MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true}},
 	}
 }
 
