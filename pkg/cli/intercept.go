@@ -296,6 +296,9 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		defer fr.close()
 		o.Route.Remote, o.Route.Secret = fr.remote, fr.secret
 	}
+	if !o.DryRun {
+		o.warnPublicHeader(ctx, p)
+	}
 	st, err := session.Start(ctx, o.f.Client, session.StartOptions{
 		Namespace: o.Namespace, Service: o.Service, Port: o.RemotePort,
 		ProxyImage: o.ProxyImage, ReadyTimeout: o.Timeout, DryRun: o.DryRun, Progress: p,
@@ -732,4 +735,20 @@ func describeMarker(r route.Route) string {
 		return "your baggage member " + r.String()
 	}
 	return "your header " + r.Header + ": " + r.Value
+}
+
+// warnPublicHeader warns when the default header, which everyone knows,
+// marks the requests of a Service that callers outside the cluster reach.
+func (o *InterceptOptions) warnPublicHeader(ctx context.Context, p *progress) {
+	r := o.Route
+	if r.Header == "" || !strings.EqualFold(r.Header, route.DefaultHeaderName) || r.Value != route.DefaultHeaderValue {
+		return
+	}
+	svc, err := o.f.Client.CoreV1().Services(o.Namespace).Get(ctx, o.Service, metav1.GetOptions{})
+	if err != nil {
+		return // the start says why it cannot read the Service
+	}
+	if exposure := session.Exposure(ctx, o.f.Client, o.f.Dynamic, svc); len(exposure) > 0 {
+		p.Warn(session.PublicHeaderWarning(svc, exposure))
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -29,6 +30,9 @@ type Factory struct {
 	Server     string
 	RESTConfig *rest.Config
 	Client     kubernetes.Interface
+	// Dynamic reads kinds without Go types here (Gateway API routes, Argo
+	// Rollouts); nil in a factory from NewFor.
+	Dynamic dynamic.Interface
 
 	// NewClient builds the clientset from the REST config;
 	// kubernetes.NewForConfig when nil. Tests give a fake one.
@@ -76,7 +80,11 @@ func (f *Factory) Complete() error {
 	if err != nil {
 		return fmt.Errorf("connecting to the cluster of kubeconfig: %w", err)
 	}
-	f.RESTConfig, f.Client = cfg, cs
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("connecting to the cluster of kubeconfig: %w", err)
+	}
+	f.RESTConfig, f.Client, f.Dynamic = cfg, cs, dyn
 	return nil
 }
 
