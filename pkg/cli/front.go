@@ -32,6 +32,8 @@ type front struct {
 	// inspectURL is where the inspector's page is, if it runs;
 	// previewURL the preview's, if there is one.
 	inspectURL, previewURL string
+	// inspectWarning is said when the inspector is reachable from elsewhere.
+	inspectWarning string
 	// remote is the ngrok endpoint's URL and secret, if there is one.
 	remote, secret string
 	// agent is the ngrok session, when the tunnel or the preview use it.
@@ -62,8 +64,16 @@ func (o *InterceptOptions) openFront(ctx context.Context) (*front, error) {
 		if err != nil {
 			return nil, fmt.Errorf("starting the inspector: %w; pick another address with --inspect ADDR or turn it off with --inspect=false", err)
 		}
-		f.serve(ln, inspect.NewUI(store, f.handler))
+		opts := inspect.UIOptions{ShowSecrets: o.InspectShowSecrets}
 		f.inspectURL = "http://" + ln.Addr().String() + "/"
+		if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+			// Reachable from other machines: the page shows requests,
+			// so it asks for a token only its URL carries.
+			opts.Token = relay.NewSecret()[:32]
+			f.inspectURL += "?token=" + opts.Token
+			f.inspectWarning = fmt.Sprintf("the inspector listens on %s, beyond this machine: it shows intercepted requests to whoever has its URL (with the token); --inspect 127.0.0.1:4040 keeps it here", ln.Addr())
+		}
+		f.serve(ln, inspect.NewUIWith(store, f.handler, opts))
 	}
 	if o.Tunnel == tunnelNgrok {
 		ep, err := f.agent.Listen(ctx, "kubectl-intercept")

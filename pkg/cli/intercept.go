@@ -87,6 +87,8 @@ type InterceptOptions struct {
 	NgrokAuthtoken string
 	// Inspect is the inspector's address, or "false".
 	Inspect string
+	// InspectShowSecrets shows credential headers on the inspector's page.
+	InspectShowSecrets bool
 	// Preview is "local" for a preview URL on this machine; PreviewVia an
 	// entry point in front of the Service; PreviewPort its local port.
 	Preview     string
@@ -163,6 +165,7 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 	fl.IntVar(&o.PreviewPort, "preview-port", 0, "local port of the preview URL (default: any free port)")
 	fl.StringVar(&o.ngrokConnectURL, "ngrok-connect-url", "", "")
 	_ = fl.MarkHidden("ngrok-connect-url")
+	fl.BoolVar(&o.InspectShowSecrets, "inspect-show-secrets", false, "show Authorization, Cookie, Set-Cookie and Proxy-Authorization values on the inspector's page (redacted by default)")
 	fl.StringVar(&o.Inspect, "inspect", "127.0.0.1:4040", "address of the local web page that shows the intercepted requests (the next free port if taken); --inspect=false turns it off")
 	fl.BoolVar(&o.detached, "detached", false, "")
 	_ = fl.MarkHidden("detached")
@@ -423,6 +426,9 @@ func (o *InterceptOptions) printActive(p *progress, st *session.Started, pod str
 	}
 	if fr.inspectURL != "" {
 		p.Infof("See each intercepted request at %s", fr.inspectURL)
+	}
+	if fr.inspectWarning != "" {
+		p.Warn(fr.inspectWarning)
 	}
 	if fr.previewURL != "" {
 		p.Infof("Preview: %s sends every request into the cluster with %s: open it in a browser to click through the system with your version of %s.", fr.previewURL, describeMarker(r), o.Service)

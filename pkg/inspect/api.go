@@ -102,7 +102,7 @@ func (u *ui) apiGet(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotFound, "no exchange "+strconv.Quote(r.PathValue("id"))+" is kept")
 		return
 	}
-	writeJSON(w, http.StatusOK, detailOf(ex, u.forwarder != nil))
+	writeJSON(w, http.StatusOK, detailOf(u.shown(ex), u.forwarder != nil))
 }
 
 // apiReplay answers {"id", "replay_of", "status"} of the new exchange once

@@ -14,6 +14,10 @@ import (
 // DefaultLimit is how many exchanges a Store keeps when NewStore is given 0.
 const DefaultLimit = 500
 
+// DefaultByteLimit bounds the bytes a Store holds (headers and captured
+// bodies), whatever callers send: the oldest exchanges go first.
+const DefaultByteLimit = 64 << 20
+
 // BodyCaptureLimit is how much of each request and response body is kept.
 // Bodies stream through whole; only their first bytes are remembered, so a
 // Store holds at most limit × 2 × 64 KiB of bodies however large they are.
@@ -73,6 +77,8 @@ func (e Exchange) Upgraded() bool { return e.Status == http.StatusSwitchingProto
 type Store struct {
 	mu    sync.Mutex
 	limit int
+	// byteLimit bounds bytes, the sum of the entries' sizes.
+	byteLimit, bytes int
 	// items are ordered by ID with no gaps, so an ID finds its index.
 	items  []*entry
 	nextID uint64
@@ -82,8 +88,25 @@ type Store struct {
 }
 
 type entry struct {
-	ex  Exchange
-	seq uint64 // the Store's seq when ex last changed
+	ex   Exchange
+	seq  uint64 // the Store's seq when ex last changed
+	size int    // sizeOf(ex)
+}
+
+// sizeOf is about what an exchange holds in memory: its headers and
+// captured bodies.
+func sizeOf(ex *Exchange) int {
+	n := len(ex.Method) + len(ex.Path) + len(ex.Proto) + len(ex.Host) + len(ex.Route) + len(ex.Error) +
+		len(ex.RequestBody.Data) + len(ex.ResponseBody.Data)
+	for _, h := range []http.Header{ex.RequestHeader, ex.ResponseHeader, ex.ResponseTrailer} {
+		for k, vs := range h {
+			n += len(k)
+			for _, v := range vs {
+				n += len(v)
+			}
+		}
+	}
+	return n
 }
 
 // NewStore returns a Store that keeps the last limit exchanges (DefaultLimit
@@ -92,7 +115,25 @@ func NewStore(limit int) *Store {
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
-	return &Store{limit: limit, nextID: 1, next: make(chan struct{})}
+	return &Store{limit: limit, byteLimit: DefaultByteLimit, nextID: 1, next: make(chan struct{})}
+}
+
+// SetByteLimit bounds the bytes the Store holds (DefaultByteLimit unless set).
+func (s *Store) SetByteLimit(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.byteLimit = n
+	s.evictLocked()
+}
+
+// evictLocked drops the oldest exchanges beyond the count or the bytes;
+// the newest stays.
+func (s *Store) evictLocked() {
+	for len(s.items) > 1 && (len(s.items) > s.limit || s.bytes > s.byteLimit) {
+		s.bytes -= s.items[0].size
+		s.items[0] = nil // let the evicted bodies go
+		s.items = s.items[1:]
+	}
 }
 
 // Limit is how many exchanges the Store keeps.
@@ -105,12 +146,11 @@ func (s *Store) add(ex Exchange) uint64 {
 	defer s.mu.Unlock()
 	ex.ID = s.nextID
 	s.nextID++
-	if len(s.items) >= s.limit {
-		s.items[0] = nil // let the evicted bodies go
-		s.items = s.items[1:]
-	}
-	s.items = append(s.items, &entry{ex: ex})
-	s.changedLocked(s.items[len(s.items)-1])
+	e := &entry{ex: ex, size: sizeOf(&ex)}
+	s.items = append(s.items, e)
+	s.bytes += e.size
+	s.evictLocked()
+	s.changedLocked(e)
 	return ex.ID
 }
 
@@ -125,7 +165,11 @@ func (s *Store) update(id uint64, fn func(*Exchange)) {
 		return
 	}
 	fn(&e.ex)
+	s.bytes -= e.size
+	e.size = sizeOf(&e.ex)
+	s.bytes += e.size
 	s.changedLocked(e)
+	s.evictLocked()
 }
 
 func (s *Store) changedLocked(e *entry) {

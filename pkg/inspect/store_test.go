@@ -2,6 +2,8 @@ package inspect
 
 import (
 	"fmt"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -106,5 +108,23 @@ func TestStoreConcurrentUse(t *testing.T) {
 	}
 	if seen == 0 {
 		t.Error("the reader saw no change")
+	}
+}
+
+// The Store is bounded in bytes as well as in count: exchanges with large
+// headers push the oldest out long before the count is reached.
+func TestStoreBoundedInBytes(t *testing.T) {
+	s := NewStore(500)
+	s.SetByteLimit(1 << 20)
+	big := http.Header{"X-Big": {strings.Repeat("b", 60<<10)}}
+	for range 100 {
+		s.add(Exchange{Method: "GET", Path: "/", RequestHeader: big})
+	}
+	list := s.List()
+	if len(list) == 0 || len(list) > 17 {
+		t.Fatalf("kept %d exchanges of 60 KiB headers under a 1 MiB bound", len(list))
+	}
+	if list[0].ID != 100 {
+		t.Fatalf("the newest is %d, want 100", list[0].ID)
 	}
 }

@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"embed"
 	"html/template"
 	"io/fs"
@@ -23,6 +24,78 @@ type ui struct {
 	store     *Store
 	forwarder http.Handler
 	tmpl      *template.Template
+	opts      UIOptions
+}
+
+// UIOptions say what the inspector shows and to whom.
+type UIOptions struct {
+	// ShowSecrets shows the values of the headers that carry credentials
+	// (Authorization, Cookie, Set-Cookie, Proxy-Authorization); by default
+	// the page and the API show them redacted. Replays send them as they
+	// came either way.
+	ShowSecrets bool
+	// Token, when set, is required of every request (?token= once, then a
+	// cookie): for an inspector reached from other machines.
+	Token string
+}
+
+// secretHeaders carry credentials: shown redacted unless asked.
+var secretHeaders = [...]string{"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie"}
+
+// Redacted is what the inspector shows instead of a credential.
+const Redacted = "[redacted: --inspect-show-secrets shows it]"
+
+// shown is ex as the page and the API show it: credentials redacted
+// unless ShowSecrets.
+func (u *ui) shown(ex Exchange) Exchange {
+	if u.opts.ShowSecrets {
+		return ex
+	}
+	ex.RequestHeader = redact(ex.RequestHeader)
+	ex.ResponseHeader = redact(ex.ResponseHeader)
+	ex.ResponseTrailer = redact(ex.ResponseTrailer)
+	return ex
+}
+
+func redact(h http.Header) http.Header {
+	var out http.Header
+	for _, name := range secretHeaders {
+		if vs, ok := h[name]; ok {
+			if out == nil {
+				out = h.Clone()
+			}
+			red := make([]string, len(vs))
+			for i := range red {
+				red[i] = Redacted
+			}
+			out[name] = red
+		}
+	}
+	if out == nil {
+		return h
+	}
+	return out
+}
+
+// tokenCookie holds the inspector's token once a browser presented it.
+const tokenCookie = "kubectl-intercept-inspector"
+
+// withToken requires the token on every request, as ?token= (which sets a
+// cookie for the page's own requests) or the cookie; without it, 401.
+func withToken(token string, next http.Handler) http.Handler {
+	ok := func(s string) bool { return subtle.ConstantTimeCompare([]byte(s), []byte(token)) == 1 }
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if q := r.URL.Query().Get("token"); q != "" && ok(q) {
+			http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+			next.ServeHTTP(w, r)
+			return
+		}
+		if c, err := r.Cookie(tokenCookie); err == nil && ok(c.Value) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "this inspector needs the token its owner was given (the URL kubectl intercept printed)", http.StatusUnauthorized)
+	})
 }
 
 // NewUI returns the inspector: the live list of exchanges in store, their
@@ -34,7 +107,12 @@ type ui struct {
 // POST /api/exchanges/{id}/replay, and GET /api/events (server-sent events
 // the page follows).
 func NewUI(store *Store, forwarder http.Handler) http.Handler {
-	u := &ui{store: store, forwarder: forwarder}
+	return NewUIWith(store, forwarder, UIOptions{})
+}
+
+// NewUIWith is NewUI with options.
+func NewUIWith(store *Store, forwarder http.Handler, opts UIOptions) http.Handler {
+	u := &ui{store: store, forwarder: forwarder, opts: opts}
 	u.tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 		"clock":       formatClock,
 		"stamp":       formatStamp,
@@ -59,7 +137,11 @@ func NewUI(store *Store, forwarder http.Handler) http.Handler {
 	mux.HandleFunc("GET /api/exchanges/{id}", u.apiGet)
 	mux.HandleFunc("POST /api/exchanges/{id}/replay", u.apiReplay)
 	mux.HandleFunc("GET /api/events", u.events)
-	return localNamesOnly(securityHeaders(http.NewCrossOriginProtection().Handler(mux)))
+	h := securityHeaders(http.NewCrossOriginProtection().Handler(mux))
+	if opts.Token != "" {
+		return withToken(opts.Token, h)
+	}
+	return localNamesOnly(h)
 }
 
 // localNamesOnly refuses requests addressed to a host name other than
@@ -126,7 +208,7 @@ func (u *ui) page(w http.ResponseWriter, r *http.Request) {
 	code := http.StatusOK
 	if raw := r.PathValue("id"); raw != "" {
 		if ex, ok := u.lookup(raw); ok {
-			v := newDetailView(ex, u.forwarder != nil)
+			v := newDetailView(u.shown(ex), u.forwarder != nil)
 			d.Selected = &v
 		} else {
 			d.Missing, code = raw, http.StatusNotFound
@@ -142,7 +224,7 @@ func (u *ui) detailFragment(w http.ResponseWriter, r *http.Request) {
 		u.render(w, http.StatusNotFound, "missing", r.PathValue("id"))
 		return
 	}
-	u.render(w, http.StatusOK, "detail", newDetailView(ex, u.forwarder != nil))
+	u.render(w, http.StatusOK, "detail", newDetailView(u.shown(ex), u.forwarder != nil))
 }
 
 // replayForm is replay for the page without script: answer with the new

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -283,5 +284,58 @@ func TestUIRefusesOtherSites(t *testing.T) {
 		if !localName(host) {
 			t.Errorf("%s refused", host)
 		}
+	}
+}
+
+// Credentials are redacted on the page and in the API unless asked for;
+// an inspector with a token refuses requests without it.
+func TestInspectorRedactsAndAsksForToken(t *testing.T) {
+	s := NewStore(0)
+	id := s.add(Exchange{Method: "GET", Path: "/", Done: true,
+		RequestHeader:  http.Header{"Authorization": {"Bearer s3cret"}, "Cookie": {"session=abc"}, "X-Dev": {"alice"}},
+		ResponseHeader: http.Header{"Set-Cookie": {"session=def"}}})
+	get := func(h http.Handler, target string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodGet, target, nil)
+		r.Host = "127.0.0.1:4040"
+		h.ServeHTTP(w, r)
+		return w
+	}
+	api := "/api/exchanges/" + strconv.FormatUint(id, 10)
+	for _, target := range []string{api, "/exchanges/" + strconv.FormatUint(id, 10)} {
+		body := get(NewUI(s, nil), target).Body.String()
+		for _, secret := range []string{"s3cret", "session=abc", "session=def"} {
+			if strings.Contains(body, secret) {
+				t.Errorf("%s shows %q by default", target, secret)
+			}
+		}
+		if !strings.Contains(body, "alice") {
+			t.Errorf("%s lost the other headers", target)
+		}
+	}
+	if body := get(NewUIWith(s, nil, UIOptions{ShowSecrets: true}), api).Body.String(); !strings.Contains(body, "s3cret") {
+		t.Errorf("--inspect-show-secrets does not show them: %s", body)
+	}
+	if got, _ := s.Get(id); got.RequestHeader.Get("Authorization") != "Bearer s3cret" {
+		t.Error("the stored request lost its credentials (replays need them)")
+	}
+
+	guarded := NewUIWith(s, nil, UIOptions{Token: "t0k3n"})
+	if w := get(guarded, api); w.Code != http.StatusUnauthorized {
+		t.Errorf("without the token: %d", w.Code)
+	}
+	if w := get(guarded, api+"?token=wrong"); w.Code != http.StatusUnauthorized {
+		t.Errorf("with a wrong token: %d", w.Code)
+	}
+	w := get(guarded, "/?token=t0k3n")
+	if w.Code != http.StatusOK || !strings.Contains(w.Header().Get("Set-Cookie"), "t0k3n") {
+		t.Fatalf("with the token: %d %q", w.Code, w.Header().Get("Set-Cookie"))
+	}
+	r := httptest.NewRequest(http.MethodGet, api, nil)
+	r.AddCookie(&http.Cookie{Name: tokenCookie, Value: "t0k3n"})
+	w = httptest.NewRecorder()
+	guarded.ServeHTTP(w, r)
+	if w.Code != http.StatusOK {
+		t.Errorf("with the token's cookie: %d", w.Code)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"sync"
+	"time"
 )
 
 // Both ends proxy intercepted HTTP with httputil.ReverseProxy and serve it
@@ -31,6 +32,9 @@ func KeepAsSent(pr *httputil.ProxyRequest) {
 	}
 }
 
+// MaxHeaderBytes bounds a request head at both ends of intercepted HTTP.
+const MaxHeaderBytes = 64 << 10
+
 // NewHTTPServer returns a server for intercepted requests: HTTP/1.1 and
 // HTTP/2 cleartext (the sidecar speaks h2c for gRPC and h2c ports), no write timeout
 // (streams and WebSockets stay open), and no log of callers' mistakes.
@@ -38,7 +42,8 @@ func NewHTTPServer(h http.Handler) *http.Server {
 	var p http.Protocols
 	p.SetHTTP1(true)
 	p.SetUnencryptedHTTP2(true)
-	return &http.Server{Handler: h, Protocols: &p, ErrorLog: log.New(io.Discard, "", 0)}
+	return &http.Server{Handler: h, Protocols: &p, ErrorLog: log.New(io.Discard, "", 0),
+		MaxHeaderBytes: MaxHeaderBytes, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 90 * time.Second}
 }
 
 // NewBufferPool returns a pool that lends ReverseProxy its copy buffers:
