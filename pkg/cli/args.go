@@ -36,7 +36,7 @@ func resolveServiceName(f *factory.Factory, arg string) (string, string, error) 
 	case name == "":
 		return "", "", fmt.Errorf("%q names no Service: give svc/NAME", arg)
 	case strings.Contains(name, "/"):
-		return "", "", fmt.Errorf("%s is not a Service: give svc/NAME", arg)
+		return "", "", fmt.Errorf("%s is not a Service: kubectl intercept works on Services (svc/NAME)", arg)
 	}
 	return f.Namespace, name, nil
 }

@@ -75,6 +75,11 @@ func (f *Factory) Complete() error {
 		return fmt.Errorf("reading kubeconfig: %w", err)
 	}
 	f.Server = cfg.Host
+	// The access reviews go out at once; client-go's default of 5 requests
+	// a second would queue them (and say so on the terminal).
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 50, 100
+	}
 	injectFault(cfg)
 	cs, err := f.newClient(cfg)
 	if err != nil {
