@@ -36,12 +36,12 @@ func (p Permission) String() string {
 // docs/rbac.yaml.
 func NeededPermissions() []Permission {
 	return []Permission{
-		{Resource: "services", Verbs: []string{"get", "list", "update"}, Why: "read the Service, switch it and restore it"},
+		{Resource: "services", Verbs: []string{"get", "list", "watch", "update"}, Why: "read the Service, switch it, notice a revert and restore it"},
 		{Resource: "pods", Verbs: []string{"get", "list", "watch"}, Why: "find the workload and follow the copy's pods"},
 		{Resource: "pods", Subresource: "portforward", Verbs: []string{"get", "create"}, Why: "the tunnel to the sidecars"},
 		{Resource: "persistentvolumeclaims", Verbs: []string{"get"}, Why: "check the workload's volumes"},
-		{Group: "apps", Resource: "deployments", Verbs: []string{"get", "list", "create", "update", "delete"}, Why: "read the original; create, mark and delete the copy"},
-		{Group: "apps", Resource: "replicasets", Verbs: []string{"get", "list"}, Why: "find the Deployment behind the pods, see why the copy's pods fail"},
+		{Group: "apps", Resource: "deployments", Verbs: []string{"get", "list", "watch", "create", "update", "delete"}, Why: "read the original; create, watch, mark and delete the copy"},
+		{Group: "apps", Resource: "replicasets", Verbs: []string{"get", "list", "watch"}, Why: "find the Deployment behind the pods, see why the copy's pods fail"},
 		{Group: "discovery.k8s.io", Resource: "endpointslices", Verbs: []string{"list", "watch"}, Why: "know when the Service has moved"},
 	}
 }
