@@ -4,9 +4,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"net"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -150,4 +153,113 @@ func TestAdmissionPolicyConfinesTheRole(t *testing.T) {
 	m.run(t, true, append([]string{"svc/demo", "-l", strconv.Itoa(port), "-x", "x-dev:confined", "-d"}, flags...)...)
 	m.run(t, true, append([]string{"close"}, flags...)...)
 	assertRestored(t, ns, "demo", before)
+}
+
+// A flood of unfinished 1 MiB heads and of idle connections against a copy
+// pod leaves it Ready, serving the app's traffic, with the sidecar's memory
+// under half its 256 MiB limit.
+func TestSidecarSurvivesAFlood(t *testing.T) {
+	requireLocalCluster(t, "it floods a copy pod from this host over the pod network")
+	ns := newNamespace(t)
+	svc := deployDemo(t, ns, demoOptions{replicas: 1})
+	port := laptop(t, laptopPod)
+	m := newMachine(t)
+	m.run(t, true, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "-x", "x-dev:flood", "-d")
+	defer m.run(t, true, "close")
+	pods := readyCopyPods(t, theCopy(t, ns))
+	if len(pods) != 1 {
+		t.Fatalf("%d ready copy pods", len(pods))
+	}
+	pod := pods[0]
+	data, _ := sidecarPorts(t, pod)
+	addr := net.JoinHostPort(pod.Status.PodIP, data)
+
+	const heads, idle = 300, 300
+	big := []byte("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 1<<20))
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	var wg sync.WaitGroup
+	for i := 0; i < heads+idle; i++ {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			continue // refused under the flood: allowed
+		}
+		conns = append(conns, c)
+		if i < heads {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+				_, _ = c.Write(big) // the sidecar stops reading past its bound
+			}()
+		}
+	}
+	// Meanwhile the app's traffic through the Service is served.
+	for i := 0; i < 20; i++ {
+		if got := routedTo(t, svc, nil); !strings.HasPrefix(got, "demo-") {
+			t.Fatalf("request %d during the flood reached %q", i, got)
+		}
+	}
+	wg.Wait()
+	p, err := cs.CoreV1().Pods(ns).Get(context.Background(), pod.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range p.Status.ContainerStatuses {
+		if st.RestartCount > 0 {
+			t.Errorf("container %s restarted %d times under the flood", st.Name, st.RestartCount)
+		}
+	}
+	if used := sidecarMemory(t, p); used > 128<<20 {
+		t.Errorf("the sidecar uses %d MiB under the flood, over half its 256 MiB limit", used>>20)
+	} else {
+		t.Logf("sidecar working set under the flood: %d MiB", used>>20)
+	}
+	ready := false
+	for _, c := range p.Status.Conditions {
+		ready = ready || (c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue)
+	}
+	if !ready {
+		t.Error("the copy pod is not Ready after the flood")
+	}
+}
+
+// sidecarMemory reads the sidecar container's working set from the
+// kubelet's summary.
+func sidecarMemory(t *testing.T, pod *corev1.Pod) uint64 {
+	t.Helper()
+	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", pod.Spec.NodeName, "proxy", "stats", "summary").DoRaw(context.Background())
+	if err != nil {
+		t.Fatalf("the kubelet's summary: %v", err)
+	}
+	var summary struct {
+		Pods []struct {
+			PodRef     struct{ Name, Namespace string }
+			Containers []struct {
+				Name   string
+				Memory struct {
+					WorkingSetBytes uint64
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(raw, &summary); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range summary.Pods {
+		if p.PodRef.Name != pod.Name || p.PodRef.Namespace != pod.Namespace {
+			continue
+		}
+		for _, c := range p.Containers {
+			if c.Name == "intercept-proxy" {
+				return c.Memory.WorkingSetBytes
+			}
+		}
+	}
+	t.Fatalf("no memory figure for the sidecar of %s", pod.Name)
+	return 0
 }
