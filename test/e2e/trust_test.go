@@ -263,3 +263,40 @@ func sidecarMemory(t *testing.T, pod *corev1.Pod) uint64 {
 	t.Fatalf("no memory figure for the sidecar of %s", pod.Name)
 	return 0
 }
+
+// A forged record in the Service's annotation that names an unrelated
+// Deployment makes intercept and close refuse with what to check, and
+// neither the Service nor that Deployment changes.
+func TestForgedRecordChangesNothing(t *testing.T) {
+	ns := newNamespace(t)
+	deployDemo(t, ns, demoOptions{})
+	deployDemo(t, ns, demoOptions{name: "payments", replicas: 1})
+	ctx := context.Background()
+	svc, err := cs.CoreV1().Services(ns).Get(ctx, "demo", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := `{"version":1,"id":"f0rged","service":"demo","workload":"demo","copy":"payments","port":"http",` +
+		`"selector":{"app":"payments"},"plan":{"appPort":8080,"sidecarPort":18080,"controlPort":18081,"targetPortName":"http"},"created":"2026-12-01T00:00:00Z"}`
+	svc.Annotations = map[string]string{"intercept.kubectl.dev/session": forged}
+	if _, err := cs.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svcBefore, _ := cs.CoreV1().Services(ns).Get(ctx, "demo", metav1.GetOptions{})
+	payBefore, _ := cs.AppsV1().Deployments(ns).Get(ctx, "payments", metav1.GetOptions{})
+	m := newMachine(t)
+	for _, args := range [][]string{
+		{"svc/demo", "-n", ns, "-l", "3000", "-x", "x-dev:forged", "-w", "--timeout", "30s"},
+		{"close", "svc/demo", "-n", ns},
+	} {
+		out := m.run(t, false, args...)
+		if !strings.Contains(out, "names deployment payments") || !strings.Contains(out, "nothing was changed") {
+			t.Fatalf("%v with a forged record:\n%s", args, out)
+		}
+	}
+	svcAfter, _ := cs.CoreV1().Services(ns).Get(ctx, "demo", metav1.GetOptions{})
+	payAfter, _ := cs.AppsV1().Deployments(ns).Get(ctx, "payments", metav1.GetOptions{})
+	if svcAfter.ResourceVersion != svcBefore.ResourceVersion || payAfter.ResourceVersion != payBefore.ResourceVersion {
+		t.Fatal("a forged record led to a change of the Service or of deployment payments")
+	}
+}
