@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/inspect"
@@ -34,11 +35,19 @@ type front struct {
 	inspectURL, previewURL string
 	// inspectWarning is said when the inspector is reachable from elsewhere.
 	inspectWarning string
+	// previewLink is the preview's URL once it serves, for the inspector.
+	previewLink atomic.Value
 	// remote is the ngrok endpoint's URL and secret, if there is one.
 	remote, secret string
 	// agent is the ngrok session, when the tunnel or the preview use it.
 	agent   *ngrok.Agent
 	servers []*http.Server
+}
+
+// preview is the preview URL for the inspector's page, "" until it serves.
+func (f *front) preview() string {
+	s, _ := f.previewLink.Load().(string)
+	return s
 }
 
 // openFront starts what the intercept needs on this machine before the
@@ -64,7 +73,7 @@ func (o *InterceptOptions) openFront(ctx context.Context) (*front, error) {
 		if err != nil {
 			return nil, fmt.Errorf("starting the inspector: %w; pick another address with --inspect ADDR or turn it off with --inspect=false", err)
 		}
-		opts := inspect.UIOptions{ShowSecrets: o.InspectShowSecrets}
+		opts := inspect.UIOptions{ShowSecrets: o.InspectShowSecrets, Preview: f.preview}
 		f.inspectURL = "http://" + ln.Addr().String() + "/"
 		if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
 			// Reachable from other machines: the page shows requests,

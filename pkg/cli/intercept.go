@@ -375,6 +375,9 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		}
 		defer stopPreview()
 		fr.previewURL = url
+		if !o.publicPreview() {
+			fr.previewLink.Store(url)
+		}
 	}
 	o.printActive(p, st, pod, fr)
 	ready()

@@ -34,6 +34,9 @@ type UIOptions struct {
 	// the page and the API show them redacted. Replays send them as they
 	// came either way.
 	ShowSecrets bool
+	// Preview returns the intercept's preview URL ("" while there is
+	// none), shown at the top of the page.
+	Preview func() string
 	// Token, when set, is required of every request (?token= once, then a
 	// cookie): for an inspector reached from other machines.
 	Token string
@@ -188,11 +191,16 @@ type pageData struct {
 	Selected  *detailView
 	// Missing is a requested exchange that is not kept (any more).
 	Missing string
+	// Preview is the intercept's preview URL, if it has one.
+	Preview string
 }
 
 func (u *ui) page(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	d := pageData{Limit: u.store.Limit()}
+	if u.opts.Preview != nil {
+		d.Preview = u.opts.Preview()
+	}
 	f, err := ParseFilter(q.Get("path"), q.Get("status"))
 	if err != nil {
 		d.FilterErr = err.Error()
