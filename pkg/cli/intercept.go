@@ -1,18 +1,15 @@
 package cli
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/signal"
 	"os/user"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,8 +23,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/preview"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/relay"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/ngrok"
@@ -320,7 +315,13 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	if !localListening(o.LocalPort) {
 		p.Warn(fmt.Sprintf("nothing listens on localhost:%d yet: intercepted requests fail until your service runs there", o.LocalPort))
 	}
+	return o.hold(ctx, p, ready, st, fr)
+}
 
+// hold opens the tunnels, verifies the intercept is active, and holds it
+// until ctx ends (Ctrl-C), the route is refused, or the intercept is ended
+// elsewhere; then the developer leaves.
+func (o *InterceptOptions) hold(ctx context.Context, p *progress, ready func(), st *session.Started, fr *front) error {
 	rec := st.Record
 	follower := &portforward.Follower{
 		Config: o.f.RESTConfig, Client: o.f.Client, Namespace: o.Namespace,
@@ -343,27 +344,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		<-ferr
 		return o.leave(st, p, cause)
 	}
-	// Every replica must hold the route before we call it active, or some
-	// of the developer's requests would miss the laptop.
-	want := 1
-	if d, err := o.f.Client.AppsV1().Deployments(o.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{}); err == nil && d.Status.ReadyReplicas > 1 {
-		want = int(d.Status.ReadyReplicas)
-	}
-	done := p.Step(fmt.Sprintf("opening tunnels to the copy's %d pod(s)", want))
-	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	err = follower.WaitRegistered(wctx, want)
-	cancel()
-	done(err)
-	if err != nil {
-		return end(err)
-	}
-	done = p.Step("checking that service " + o.Service + " reaches the sidecars only")
-	err = session.WaitEndpointsOnCopy(ctx, o.f.Client, o.Namespace, o.Service, rec, o.Timeout)
-	var pod string
-	if err == nil {
-		pod, err = verifyActive(ctx, follower, st.Service, rec.Port, o.Timeout)
-	}
-	done(err)
+	pod, err := o.activate(ctx, p, st, follower)
 	if err != nil {
 		return end(err)
 	}
@@ -404,6 +385,34 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	}
 }
 
+// activate waits until every ready pod of the copy holds the route (or
+// some of the developer's requests would miss the laptop), the Service's
+// endpoints are the copy's, and requests to the ClusterIP reach sidecars;
+// it returns the pod whose sidecar answered the last probe.
+func (o *InterceptOptions) activate(ctx context.Context, p *progress, st *session.Started, f *portforward.Follower) (string, error) {
+	rec := st.Record
+	want := 1
+	if d, err := o.f.Client.AppsV1().Deployments(o.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{}); err == nil && d.Status.ReadyReplicas > 1 {
+		want = int(d.Status.ReadyReplicas)
+	}
+	done := p.Step(fmt.Sprintf("opening tunnels to the copy's %d pod(s)", want))
+	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	err := f.WaitRegistered(wctx, want)
+	cancel()
+	done(err)
+	if err != nil {
+		return "", err
+	}
+	done = p.Step("checking that service " + o.Service + " reaches the sidecars only")
+	err = session.WaitEndpointsOnCopy(ctx, o.f.Client, o.Namespace, o.Service, rec, o.Timeout)
+	var pod string
+	if err == nil {
+		pod, err = verifyActive(ctx, f, st.Service, rec.Port, o.Timeout)
+	}
+	done(err)
+	return pod, err
+}
+
 func (o *InterceptOptions) printActive(p *progress, st *session.Started, pod string, fr *front) {
 	r := o.Route
 	what := "requests with " + r.String()
@@ -441,44 +450,6 @@ func (o *InterceptOptions) printActive(p *progress, st *session.Started, pod str
 	} else {
 		p.Infof("End it with: kubectl intercept close svc/%s -n %s", o.Service, o.Namespace)
 	}
-}
-
-// clean is -c: end this machine's background intercept of the Service and
-// clean up what is left of earlier intercepts, as close does (never a
-// teammate's live route without --force); under --dry-run it only says
-// what it would do.
-func (o *InterceptOptions) clean(ctx context.Context) error {
-	p := newProgress(o.Out, o.ErrOut, o.Quiet)
-	if o.DryRun {
-		d, err := clusterOf(o.f).Get(ctx, o.Namespace, o.Service)
-		switch {
-		case errors.Is(err, session.ErrNotIntercepted):
-			p.Infof("-c: service %s/%s has no intercept to clean up.", o.Namespace, o.Service)
-		case err != nil:
-			return err
-		case d.Live() && !o.Force:
-			p.Infof("-c would leave the intercept of service %s/%s alone: routes of others are live (%s); --force would end them.", o.Namespace, o.Service, describeRoutes(d.Routes))
-		default:
-			p.Infof("-c would close the intercept of service %s/%s (%s) and restore the Service.", o.Namespace, o.Service, d.Status)
-		}
-		return nil
-	}
-	if stopped, err := stopBackground(o.stateKey, o.Timeout); err != nil {
-		p.Warn(err.Error())
-	} else if stopped {
-		p.Infof("Ended this machine's background intercept of %s.", o.Service)
-	}
-	left, err := clusterOf(o.f).Leave(ctx, session.LeaveOptions{Namespace: o.Namespace, Service: o.Service,
-		Force: o.Force, Timeout: o.Timeout, Progress: p})
-	if err != nil {
-		return fmt.Errorf("cleaning up service %s/%s (-c): %w", o.Namespace, o.Service, err)
-	}
-	forgetLocal(o.stateKey)
-	if len(left.Others) > 0 {
-		p.Infof("-c left the intercept of service %s alone: routes of others are live (%s); this intercept joins it. --force ends theirs.",
-			o.Service, describeRoutes(left.Others))
-	}
-	return nil
 }
 
 // leave ends this developer's part: the tunnels are down (so the route is
@@ -644,106 +615,6 @@ func owner() string {
 		o = o[:route.MaxOwner]
 	}
 	return o
-}
-
-// previewLocal is --preview's value for a preview URL on this machine.
-const previewLocal = "local"
-
-func (o *InterceptOptions) validatePreview() error {
-	switch o.Preview {
-	case "", previewLocal:
-	case tunnelNgrok:
-		if o.NgrokAuthtoken == "" && !o.DryRun {
-			return errors.New("--preview ngrok needs your ngrok authtoken: set " + ngrok.EnvAuthtoken + " (or pass --ngrok-authtoken)")
-		}
-	default:
-		return fmt.Errorf("--preview %q: use --preview (a URL on this machine) or --preview ngrok (a public URL)", o.Preview)
-	}
-	if o.Preview == "" && (o.PreviewVia != "" || o.PreviewPort != 0) {
-		return errors.New("--preview-via and --preview-port go with --preview")
-	}
-	if o.PreviewPort < 0 || o.PreviewPort > 65535 {
-		return errors.New("--preview-port must be 0-65535")
-	}
-	if o.PreviewVia != "" {
-		if _, err := preview.ParseVia(o.PreviewVia); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// startPreview serves the preview URL: requests go to the entry point of
-// --preview-via, or straight to a sidecar of the copy that holds the route.
-func (o *InterceptOptions) startPreview(ctx context.Context, st *session.Started, f *portforward.Follower, fr *front) (string, func(), error) {
-	dial := func(ctx context.Context, ns, pod string, port int) (io.ReadWriteCloser, error) {
-		return portforward.DialPod(ctx, o.f.RESTConfig, ns, pod, port)
-	}
-	var target preview.Target
-	switch via, _ := preview.ParseVia(o.PreviewVia); {
-	case o.PreviewVia == "":
-		host := o.Service + "." + o.Namespace + ".svc"
-		if port := servicePort(st.Service, st.Record.Port); port != "80" {
-			host = net.JoinHostPort(host, port)
-		}
-		target = preview.Target{Host: host, Dial: func(ctx context.Context) (io.ReadWriteCloser, error) {
-			pods := f.Registered()
-			if len(pods) == 0 {
-				return nil, errors.New("no tunnel to a pod of the copy is up")
-			}
-			slices.Sort(pods)
-			return dial(ctx, o.Namespace, pods[0], int(st.Record.Plan.SidecarPort))
-		}}
-	case via.Kind == "ingress":
-		ns := cmp.Or(via.Namespace, o.Namespace)
-		var err error
-		if target, err = preview.IngressTarget(ctx, o.f.Client, dial, ns, via.Name); err != nil {
-			return "", nil, err
-		}
-	default:
-		target = preview.ServiceTarget(o.f.Client, dial, cmp.Or(via.Namespace, o.Namespace), via.Name, via.Port, "")
-	}
-	h := preview.Handler(o.Route, target)
-	var ln net.Listener
-	url := ""
-	if o.publicPreview() {
-		ep, err := fr.agent.Listen(ctx, "kubectl-intercept preview")
-		if err != nil {
-			return "", nil, fmt.Errorf("opening the public preview: %w", err)
-		}
-		user, password := "preview", relay.NewSecret()[:24]
-		h = preview.Protect(user, password, h)
-		ln, url = ep, ep.URL()+"/ (user "+user+", password "+password+")"
-	} else {
-		var err error
-		if ln, err = preview.Listen(o.PreviewPort); err != nil {
-			return "", nil, err
-		}
-		url = preview.URL(ln)
-	}
-	srv := relay.NewHTTPServer(h)
-	srv.ReadHeaderTimeout = 30 * time.Second
-	go func() { _ = srv.Serve(ln) }()
-	return url, func() { _ = srv.Close() }, nil
-}
-
-// publicPreview says the preview goes through ngrok: --preview ngrok, or
-// --preview with --tunnel ngrok.
-func (o *InterceptOptions) publicPreview() bool {
-	return o.Preview == tunnelNgrok || (o.Preview != "" && o.Tunnel == tunnelNgrok)
-}
-
-// describeMarker says what a preview adds to each request.
-func describeMarker(r route.Route) string {
-	switch {
-	case r.All:
-		return "nothing added (every connection is yours)"
-	case r.Cookie != "":
-		return "your cookie " + r.Cookie + "=" + r.Value + " (also set in the browser)"
-	case r.Baggage != "":
-		return "your baggage member " + r.String()
-	}
-	return "your header " + r.Header + ": " + r.Value
 }
 
 // warnPublicHeader warns when the default header, which everyone knows,

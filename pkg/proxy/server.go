@@ -107,32 +107,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		cfg.Ready(dataLn.Addr(), ca)
 	}
 
-	if cfg.HeaderTimeout == 0 {
-		cfg.HeaderTimeout = 30 * time.Second
-	}
-	if cfg.IdleTimeout == 0 {
-		cfg.IdleTimeout = cfg.HeaderTimeout
-	}
-	if cfg.MaxConns == 0 {
-		cfg.MaxConns = DefaultMaxConns
-	}
+	cfg.limits()
 	d := &dispatcher{table: table, log: log, pod: cfg.Pod, max: int64(cfg.MaxConns)}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: cfg.HeaderTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    MaxHeaderBytes,
-		ConnState: func(_ net.Conn, s http.ConnState) {
-			if s == http.StateClosed || s == http.StateHijacked {
-				d.release()
-			}
-		},
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	var p http.Protocols
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	srv.Protocols = &p
+	srv := newServer(cfg, h, d, log)
 
 	srvCtx, stopTunnels := context.WithCancel(context.Background())
 	defer stopTunnels()
@@ -180,6 +157,41 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		fast.drain(shCtx)
 	}
 	return nil
+}
+
+// limits fills in the defaults of the bounds on callers.
+func (cfg *Config) limits() {
+	if cfg.HeaderTimeout == 0 {
+		cfg.HeaderTimeout = 30 * time.Second
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = cfg.HeaderTimeout
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+}
+
+// newServer is the net/http server for what the fast path does not take:
+// HTTP/1.1 and h2c, heads and idleness bounded, every connection it closes
+// counted off the dispatcher's cap.
+func newServer(cfg Config, h http.Handler, d *dispatcher, log *slog.Logger) *http.Server {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Handler:           h,
+		Protocols:         &p,
+		ReadHeaderTimeout: cfg.HeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateClosed || s == http.StateHijacked {
+				d.release()
+			}
+		},
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
 }
 
 // probeOnly returns the probe operation limited to the Service's own

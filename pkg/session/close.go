@@ -9,6 +9,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -66,38 +67,9 @@ func Close(ctx context.Context, cs kubernetes.Interface, o CloseOptions) (*Close
 	if err != nil {
 		return nil, err
 	}
-	var (
-		rec        *Record
-		unreadable error
-	)
-	if svc != nil {
-		if raw, ok := svc.Annotations[AnnotationRecord]; ok {
-			if rec, err = DecodeRecord(raw); err != nil {
-				unreadable, rec = err, nil
-			}
-		}
-	}
-	if rec == nil {
-		// The Service's annotations were wiped (kubectl apply, a GitOps
-		// sync) or mangled by hand: the copy carries the same record.
-		for _, c := range copies {
-			if r, err := DecodeRecord(c.Annotations[AnnotationRecord]); err == nil && (o.ID == "" || r.ID == o.ID) {
-				rec = r
-				break
-			}
-		}
-	}
-	if rec != nil && svc != nil {
-		if err := verifyCopy(ctx, cs, o.Namespace, rec); err != nil && !apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("%w; nothing was changed. Someone may have edited annotation %s on service %s: check it, then restore the Service by hand (kubectl edit svc %s -n %s)",
-				err, AnnotationRecord, o.Service, o.Service, o.Namespace)
-		}
-	}
-	if rec == nil && unreadable != nil {
-		return nil, fmt.Errorf("service %s: %w\n"+
-			"No copy of the record is left to restore from, so the Service's original selector is unknown here. "+
-			"Set its selector back by hand (kubectl edit svc %s -n %s), then remove the record: "+
-			"kubectl annotate svc %s -n %s %s-", o.Service, unreadable, o.Service, o.Namespace, o.Service, o.Namespace, AnnotationRecord)
+	rec, err := closingRecord(ctx, cs, o, svc, copies)
+	if err != nil {
+		return nil, err
 	}
 
 	// Claim what this close removes; a session someone is starting or
@@ -164,6 +136,43 @@ func Close(ctx context.Context, cs kubernetes.Interface, o CloseOptions) (*Close
 		out.Deleted = append(out.Deleted, c.Name)
 	}
 	return out, nil
+}
+
+// closingRecord finds the record a close restores from: the Service's, or
+// (its annotations wiped by kubectl apply or a GitOps sync, or mangled by
+// hand) a copy's. A record whose copy is not ours is refused; nil with no
+// error when there is nothing to restore.
+func closingRecord(ctx context.Context, cs kubernetes.Interface, o CloseOptions, svc *corev1.Service, copies []appsv1.Deployment) (*Record, error) {
+	var rec *Record
+	var unreadable error
+	if svc != nil {
+		if raw, ok := svc.Annotations[AnnotationRecord]; ok {
+			if r, err := DecodeRecord(raw); err != nil {
+				unreadable = err
+			} else {
+				rec = r
+			}
+		}
+	}
+	if rec != nil {
+		if err := verifyCopy(ctx, cs, o.Namespace, rec); err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("%w; nothing was changed. Someone may have edited annotation %s on service %s: check it, then restore the Service by hand (kubectl edit svc %s -n %s)",
+				err, AnnotationRecord, o.Service, o.Service, o.Namespace)
+		}
+		return rec, nil
+	}
+	for _, c := range copies {
+		if r, err := RecordOf(&c); err == nil && (o.ID == "" || r.ID == o.ID) {
+			return r, nil
+		}
+	}
+	if unreadable != nil {
+		return nil, fmt.Errorf("service %s: %w\n"+
+			"No copy of the record is left to restore from, so the Service's original selector is unknown here. "+
+			"Set its selector back by hand (kubectl edit svc %s -n %s), then remove the record: "+
+			"kubectl annotate svc %s -n %s %s-", o.Service, unreadable, o.Service, o.Namespace, o.Service, o.Namespace, AnnotationRecord)
+	}
+	return nil, nil
 }
 
 // restoreService switches the Service back (three-way), retrying on conflicts.

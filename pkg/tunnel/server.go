@@ -91,89 +91,106 @@ func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser) {
 		}
 		return st, nil
 	}
-	var removes, unwatches []func()
-	defer func() {
-		for _, rm := range removes {
-			rm()
-		}
-		// A doctor's watches end with its session.
-		for _, stop := range unwatches {
-			stop()
-		}
-	}()
+	cs := &controlSession{dial: dial}
+	defer cs.end()
 	c := newCodec(ctrl)
 	for {
 		var req Request
 		if err := c.read(&req); err != nil {
 			// The developer left (or their heartbeat stopped): every route
-			// of this session is removed by the deferred calls.
+			// of this session is removed by the deferred end.
 			return
 		}
-		resp := Response{Pod: s.Pod}
-		switch req.Op {
-		case "register":
-			if req.Route == nil {
-				resp.fail(coded(CodeBadRequest, "register without a route"))
-				break
-			}
-			rm, err := s.Routes.Add(*req.Route, dial)
-			if err != nil {
-				resp.fail(err)
-				break
-			}
-			removes = append(removes, rm)
-		case "unregister":
-			// A developer leaving on purpose: no new request is routed to
-			// them; the tunnel stays up for the requests in flight.
-			for _, rm := range removes {
-				rm()
-			}
-			removes = nil
-		case "routes":
-			resp.Routes = s.Routes.List()
-			if owned, ok := s.Routes.(OwnedLister); ok && req.Key != "" {
-				resp.Routes = owned.ListOwned(req.Key)
-			}
-		case "probe":
-			if s.Probe == nil {
-				resp.fail(coded(CodeUnsupported, "this sidecar cannot probe"))
-				break
-			}
-			pod, err := s.Probe(ctx, req.URL)
-			if err != nil {
-				resp.fail(err)
-			}
-			resp.ProbedPod = pod
-		case "watch":
-			stop, err := s.watch(req.Marker)
-			if err != nil {
-				resp.fail(err)
-				break
-			}
-			unwatches = append(unwatches, stop)
-		case "seen":
-			if s.Watches == nil {
-				resp.fail(coded(CodeUnsupported, "this sidecar cannot watch"))
-				break
-			}
-			hits, ok := s.Watches.Seen(req.Nonce)
-			if !ok {
-				resp.fail(coded(CodeNotFound, "no watch for marker %s%s on this sidecar (a watch ends after %s)", MarkerPrefix, req.Nonce, WatchTTL))
-			}
-			resp.Hits = hits
-		case "send":
-			status, err := s.send(ctx, req)
-			if err != nil {
-				resp.fail(err)
-			}
-			resp.Status = status
-		default:
-			resp.fail(coded(CodeUnsupported, "unknown operation %q", req.Op))
-		}
-		if err := c.write(resp); err != nil {
+		if err := c.write(s.handle(ctx, cs, req)); err != nil {
 			return
 		}
 	}
+}
+
+// controlSession is what one developer's session holds on a sidecar: the
+// way to reach them, their routes and their doctor's watches.
+type controlSession struct {
+	dial               DialFunc
+	removes, unwatches []func()
+}
+
+// leave removes the session's routes; the tunnel stays up for the requests
+// in flight.
+func (cs *controlSession) leave() {
+	for _, rm := range cs.removes {
+		rm()
+	}
+	cs.removes = nil
+}
+
+// end removes everything the session holds: a doctor's watches end with it.
+func (cs *controlSession) end() {
+	cs.leave()
+	for _, stop := range cs.unwatches {
+		stop()
+	}
+}
+
+// handle answers one call on the control stream.
+func (s *Server) handle(ctx context.Context, cs *controlSession, req Request) Response {
+	resp := Response{Pod: s.Pod}
+	switch req.Op {
+	case "register":
+		if req.Route == nil {
+			resp.fail(coded(CodeBadRequest, "register without a route"))
+			break
+		}
+		rm, err := s.Routes.Add(*req.Route, cs.dial)
+		if err != nil {
+			resp.fail(err)
+			break
+		}
+		cs.removes = append(cs.removes, rm)
+	case "unregister":
+		// A developer leaving on purpose: no new request is routed to them.
+		cs.leave()
+	case "routes":
+		resp.Routes = s.Routes.List()
+		if owned, ok := s.Routes.(OwnedLister); ok && req.Key != "" {
+			resp.Routes = owned.ListOwned(req.Key)
+		}
+	case "probe":
+		if s.Probe == nil {
+			resp.fail(coded(CodeUnsupported, "this sidecar cannot probe"))
+			break
+		}
+		pod, err := s.Probe(ctx, req.URL)
+		if err != nil {
+			resp.fail(err)
+		}
+		resp.ProbedPod = pod
+	case "watch":
+		stop, err := s.watch(req.Marker)
+		if err != nil {
+			resp.fail(err)
+			break
+		}
+		cs.unwatches = append(cs.unwatches, stop)
+	case "seen":
+		if s.Watches == nil {
+			resp.fail(coded(CodeUnsupported, "this sidecar cannot watch"))
+			break
+		}
+		hits, ok := s.Watches.Seen(req.Nonce)
+		if !ok {
+			resp.fail(coded(CodeNotFound, "no watch for marker %s%s on this sidecar (a watch ends after %s)", MarkerPrefix, req.Nonce, WatchTTL))
+		}
+		resp.Hits = hits
+	case "send":
+		status, err := s.send(ctx, req)
+		if err != nil {
+			resp.fail(err)
+		}
+		resp.Status = status
+	default:
+		resp.fail(coded(CodeUnsupported, "unknown operation %q", req.Op))
+	}
+	return resp
 }
 
 func (s *Server) watch(m *Marker) (func(), error) {
