@@ -154,7 +154,7 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 	fl.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the copy's pods and the tunnels")
 	fl.StringVar(&o.Tunnel, "tunnel", tunnelBuiltin, "how intercepted requests reach this machine: builtin (through the Kubernetes API, no account) or ngrok (an HTTPS endpoint of your ngrok account)")
 	fl.StringVar(&o.NgrokAuthtoken, "ngrok-authtoken", "", "ngrok authtoken for --tunnel ngrok (default: $"+ngrok.EnvAuthtoken+", which keeps it out of the process list)")
-	fl.StringVar(&o.Preview, "preview", "", "serve a preview URL that sends every request into the cluster carrying your header, cookie or baggage: local (--preview alone, http://127.0.0.1:PORT/) or ngrok (a public URL behind a password; also --preview with --tunnel ngrok)")
+	fl.StringVar(&o.Preview, "preview", "", "serve a preview URL that sends every request into the cluster carrying your header, cookie or baggage: --preview alone: on this machine (http://127.0.0.1:PORT/); --preview=ngrok: a public URL behind a password (also --preview with --tunnel ngrok)")
 	fl.Lookup("preview").NoOptDefVal = previewLocal
 	fl.StringVar(&o.PreviewVia, "preview-via", "", "where preview requests enter the cluster: svc/NAME[.NAMESPACE][:PORT] or ingress/NAME (default: the intercepted Service)")
 	fl.IntVar(&o.PreviewPort, "preview-port", 0, "local port of the preview URL (default: any free port)")

@@ -26,10 +26,10 @@ func (o *InterceptOptions) validatePreview() error {
 	case "", previewLocal:
 	case tunnelNgrok:
 		if o.NgrokAuthtoken == "" && !o.DryRun {
-			return errors.New("--preview ngrok needs your ngrok authtoken: set " + ngrok.EnvAuthtoken + " (or pass --ngrok-authtoken)")
+			return errors.New("--preview=ngrok needs your ngrok authtoken: set " + ngrok.EnvAuthtoken + " (or pass --ngrok-authtoken)")
 		}
 	default:
-		return fmt.Errorf("--preview %q: use --preview (a URL on this machine) or --preview ngrok (a public URL)", o.Preview)
+		return fmt.Errorf("--preview %q: use --preview (a URL on this machine) or --preview=ngrok (a public URL)", o.Preview)
 	}
 	if o.Preview == "" && (o.PreviewVia != "" || o.PreviewPort != 0) {
 		return errors.New("--preview-via and --preview-port go with --preview")
@@ -99,7 +99,7 @@ func (o *InterceptOptions) startPreview(ctx context.Context, st *session.Started
 	return url, func() { _ = srv.Close() }, nil
 }
 
-// publicPreview says the preview goes through ngrok: --preview ngrok, or
+// publicPreview says the preview goes through ngrok: --preview=ngrok, or
 // --preview with --tunnel ngrok.
 func (o *InterceptOptions) publicPreview() bool {
 	return o.Preview == tunnelNgrok || (o.Preview != "" && o.Tunnel == tunnelNgrok)

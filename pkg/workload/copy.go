@@ -86,9 +86,11 @@ func Copy(in CopyInput) (*appsv1.Deployment, PortPlan, error) {
 	holdAppWhileDraining(spec, plan)
 	spec.Containers = append(spec.Containers, sidecar(in.ProxyImage, plan, speaksH2C(in.Port), serviceAddr(in.Service, in.Port)))
 	// The sidecar needs no access to the API: an empty directory over the
-	// service account token's path hides the workload's token from it.
+	// service account token's path hides the workload's token from it. It
+	// is mounted read-only, so nothing grows in it; no size limit (the
+	// kubelet counts a directory's own block against one, and evicts).
 	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: noTokenVolume,
-		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(resource.MustParse("1Ki"))}}})
+		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 
 	d := &appsv1.Deployment{
 		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},

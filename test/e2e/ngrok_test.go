@@ -78,7 +78,7 @@ func TestNgrokTunnelNeedsToken(t *testing.T) {
 	assertRestored(t, ns, "demo", before)
 }
 
-// --preview ngrok against a stand-in for ngrok's service that never
+// --preview=ngrok against a stand-in for ngrok's service that never
 // answers: refused within the timeout, with what to check, before the
 // cluster is touched.
 func TestNgrokPreviewUnreachable(t *testing.T) {
@@ -99,7 +99,7 @@ func TestNgrokPreviewUnreachable(t *testing.T) {
 			defer c.Close()
 		}
 	}()
-	cmd := pluginCmd(t, "svc/demo", "-n", ns, "-l", "3000", "--preview", "ngrok", "--ngrok-connect-url", standIn.Addr().String())
+	cmd := pluginCmd(t, "svc/demo", "-n", ns, "-l", "3000", "--preview=ngrok", "--ngrok-connect-url", standIn.Addr().String())
 	cmd.Env = append(cmd.Env, "NGROK_AUTHTOKEN=2fake_token")
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "ngrok could not be reached") {

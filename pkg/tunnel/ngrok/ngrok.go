@@ -81,7 +81,7 @@ func Connect(ctx context.Context, o Options) (*Agent, error) {
 
 func unreachable(timeout time.Duration) error {
 	return fmt.Errorf("ngrok could not be reached within %s: check that this machine reaches connect.ngrok-agent.com:443 "+
-		"(a proxy may need HTTPS_PROXY), or use the built-in tunnel (leave out --tunnel ngrok and --preview ngrok)", timeout)
+		"(a proxy may need HTTPS_PROXY), or use the built-in tunnel (leave out --tunnel ngrok and --preview=ngrok)", timeout)
 }
 
 // Listen opens an HTTPS endpoint with a random URL on the agent's session.
