@@ -98,7 +98,15 @@ func startOnce(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*S
 		done(err)
 		return nil, describeAPIError(err, "reading service "+o.Service)
 	}
-	if raw, ok := svc.Annotations[AnnotationRecord]; ok && !o.DryRun {
+	if raw, ok := svc.Annotations[AnnotationRecord]; ok && o.DryRun {
+		// A dry run of a Service intercepted already: it would join.
+		rec, err := DecodeRecord(raw)
+		done(err)
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", svc.Name, err)
+		}
+		return &Started{Record: rec, Service: svc}, nil
+	} else if ok {
 		st, err := join(ctx, cs, svc, raw, o)
 		done(err)
 		if st != nil || err != nil {
