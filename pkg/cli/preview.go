@@ -77,7 +77,7 @@ func (o *InterceptOptions) startPreview(ctx context.Context, st *session.Started
 	}
 	h := preview.Handler(o.Route, target)
 	var ln net.Listener
-	url := ""
+	var url string
 	if o.publicPreview() {
 		ep, err := fr.agent.Listen(ctx, "kubectl-intercept preview")
 		if err != nil {

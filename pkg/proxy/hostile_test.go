@@ -351,10 +351,10 @@ func (fuzzT) Cleanup(func()) {}
 // close, callers are served again; the sidecar itself stays up.
 func TestConnectionCapRefusesNotDies(t *testing.T) {
 	app := newRecorder(t)
-	const max = 20
-	addr := startProxy(t, Config{Upstream: strings.TrimPrefix(app.URL, "http://"), HeaderTimeout: 5 * time.Second, MaxConns: max})
+	const maxConns = 20
+	addr := startProxy(t, Config{Upstream: strings.TrimPrefix(app.URL, "http://"), HeaderTimeout: 5 * time.Second, MaxConns: maxConns})
 	var held []net.Conn
-	for range max {
+	for range maxConns {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)

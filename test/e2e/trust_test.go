@@ -125,10 +125,10 @@ func TestAdmissionPolicyConfinesTheRole(t *testing.T) {
 		_, err := as.AppsV1().Deployments(ns).Create(ctx, plain, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		return err != nil && strings.Contains(err.Error(), "ValidatingAdmissionPolicy")
 	})
-	labelled := plain.DeepCopy()
-	labelled.Labels = map[string]string{"app.kubernetes.io/managed-by": "kubectl-intercept"}
-	if _, err := as.AppsV1().Deployments(ns).Create(ctx, labelled, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err == nil || !strings.Contains(err.Error(), "intercept-proxy") {
-		t.Errorf("a labelled Deployment without the sidecar: %v", err)
+	labeled := plain.DeepCopy()
+	labeled.Labels = map[string]string{"app.kubernetes.io/managed-by": "kubectl-intercept"}
+	if _, err := as.AppsV1().Deployments(ns).Create(ctx, labeled, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err == nil || !strings.Contains(err.Error(), "intercept-proxy") {
+		t.Errorf("a labeled Deployment without the sidecar: %v", err)
 	}
 	demo, err := as.AppsV1().Deployments(ns).Get(ctx, "demo", metav1.GetOptions{})
 	if err != nil {
