@@ -178,7 +178,10 @@ func TestListServicesAndStatusOverview(t *testing.T) {
 
 	port := laptop(t, laptopPod)
 	m.run(t, true, "svc/demo", "-n", ns1, "-l", strconv.Itoa(port), "-d")
-	m.run(t, true, "svc/demo", "-n", ns2, "-l", strconv.Itoa(port), "-d")
+	// -q: only errors (the background intercept's one line is the command's answer).
+	if out := m.run(t, true, "svc/demo", "-n", ns2, "-l", strconv.Itoa(port), "-d", "-q"); strings.Contains(out, "✓") || strings.Contains(out, "Intercepting") {
+		t.Fatalf("-q printed progress:\n%s", out)
+	}
 	status := m.run(t, true, "status")
 	for _, want := range []string{"Context:", "Cluster:", "User:", "Intercepts (2):", ns1, ns2, "active", "pid "} {
 		if !strings.Contains(status, want) {
