@@ -61,3 +61,20 @@ func TestUnknownCodeIsAFailure(t *testing.T) {
 		t.Error("a success carries an error")
 	}
 }
+
+// The doctor's send requests only a Service: by ClusterIP or cluster DNS
+// name, never the pod's own ports, a cloud's metadata endpoint or the
+// internet.
+func TestSendOnlyToAService(t *testing.T) {
+	for _, u := range []string{"http://10.96.0.12:8080/checkout", "http://front.shop.svc/", "http://front.shop.svc.cluster.local:80/x"} {
+		if err := sendable(u); err != nil {
+			t.Errorf("%s refused: %v", u, err)
+		}
+	}
+	for _, u := range []string{"http://127.0.0.1:18081/", "http://169.254.169.254/latest/meta-data/", "http://[::1]/", "http://0.0.0.0/",
+		"https://10.96.0.12/", "http://example.com/", "http://u@10.96.0.12/", "file:///etc/passwd"} {
+		if err := sendable(u); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("%s: %v, want refused", u, err)
+		}
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"net/url"
 	"strings"
 
 	"github.com/hashicorp/yamux"
@@ -213,11 +215,33 @@ func (s *Server) send(ctx context.Context, req Request) (int, error) {
 	if err := req.Marker.Validate(); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	if !strings.HasPrefix(req.URL, "http://") {
-		return 0, coded(CodeBadRequest, "send to %q: only http:// URLs", req.URL)
+	if err := sendable(req.URL); err != nil {
+		return 0, err
 	}
 	if s.Send == nil {
 		return 0, coded(CodeUnsupported, "this sidecar cannot send")
 	}
 	return s.Send(ctx, req.URL, req.Host, *req.Marker)
+}
+
+// sendable says whether the doctor's send may request raw from inside the
+// pod: plain HTTP to a Service, by its ClusterIP (an address that is not
+// the pod's own, link-local like a cloud's metadata endpoint, or
+// unspecified) or by its cluster DNS name (NAME.NAMESPACE.svc...).
+func sendable(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || u.User != nil || u.Host == "" {
+		return coded(CodeBadRequest, "send to %q: only http:// URLs of a Service", raw)
+	}
+	host := u.Hostname()
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast() {
+			return coded(CodeBadRequest, "send to %q: not a Service's address", raw)
+		}
+		return nil
+	}
+	if strings.HasSuffix(host, ".svc") || strings.HasSuffix(host, ".svc.cluster.local") {
+		return nil
+	}
+	return coded(CodeBadRequest, "send to %q: only a Service's ClusterIP or its cluster DNS name (NAME.NAMESPACE.svc)", raw)
 }
