@@ -211,3 +211,16 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// unclaim takes a close's claim off a copy it leaves alone after all.
+func unclaim(ctx context.Context, cs kubernetes.Interface, ns, name string) {
+	_ = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil || d.Annotations[AnnotationClosing] == "" {
+			return nil
+		}
+		delete(d.Annotations, AnnotationClosing)
+		_, err = cs.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{FieldManager: FieldManager})
+		return err
+	})
+}

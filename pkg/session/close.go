@@ -29,6 +29,11 @@ type CloseOptions struct {
 	// starting or joining it.
 	Force    bool
 	Progress Progress
+	// StayIf, when set, is asked once the copies are claimed (no start can
+	// settle on them any more): true leaves the session as it is, claims
+	// released. The last-one-out rule asks it whether another developer's
+	// route is live, which a check before the claim could miss.
+	StayIf func(ctx context.Context, rec *Record) bool
 }
 
 // Closed says what Close did.
@@ -42,6 +47,8 @@ type Closed struct {
 	// Busy lists copies left alone because another kubectl-intercept is
 	// starting or joining their session right now.
 	Busy []string
+	// Stayed says StayIf kept the session.
+	Stayed bool
 }
 
 // Close restores the Service and removes what the session made. It works
@@ -90,6 +97,13 @@ func Close(ctx context.Context, cs kubernetes.Interface, o CloseOptions) (*Close
 		}
 		claimed[c.Labels[LabelSession]] = true
 		targets = append(targets, c)
+	}
+	if len(targets) > 0 && rec != nil && o.StayIf != nil && o.StayIf(ctx, rec) {
+		for _, c := range targets {
+			unclaim(ctx, cs, o.Namespace, c.Name)
+		}
+		out.Stayed = true
+		return out, nil
 	}
 	// The Service goes back if its session is one this close claimed, or
 	// one whose copy is gone (a crash's leftover); never when it points at

@@ -254,3 +254,34 @@ func TestForgedRecordIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A close that finds, once it has claimed the copy, that another developer
+// is live (StayIf) leaves everything as it was and takes its claim back.
+func TestCloseStaysForALateArrival(t *testing.T) {
+	ctx := context.Background()
+	rec := record(false)
+	switched, err := Switch(service(intstr.FromInt32(8080)), rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: rec.Copy, Namespace: "ns",
+		Labels:      map[string]string{LabelManagedBy: ManagedByValue, LabelSession: rec.ID},
+		Annotations: map[string]string{AnnotationRecord: rec.Encode()}}}
+	cs := fake.NewClientset(switched, cp)
+	asked := false
+	res, err := Close(ctx, cs, CloseOptions{Namespace: "ns", Service: "shop", StayIf: func(ctx context.Context, r *Record) bool {
+		d, _ := cs.AppsV1().Deployments("ns").Get(ctx, rec.Copy, metav1.GetOptions{})
+		asked = d.Annotations[AnnotationClosing] != "" // asked while the claim holds
+		return true
+	}})
+	if err != nil || !res.Stayed || res.Restored || len(res.Deleted) != 0 || !asked {
+		t.Fatalf("close: %+v, %v (asked under the claim: %v)", res, err, asked)
+	}
+	d, err := cs.AppsV1().Deployments("ns").Get(ctx, rec.Copy, metav1.GetOptions{})
+	if err != nil || d.Annotations[AnnotationClosing] != "" {
+		t.Fatalf("the copy after a close that stayed: %v, %v", d.Annotations, err)
+	}
+	if s, _ := cs.CoreV1().Services("ns").Get(ctx, "shop", metav1.GetOptions{}); s.Annotations[AnnotationRecord] == "" {
+		t.Fatal("the Service was restored")
+	}
+}

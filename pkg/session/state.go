@@ -459,8 +459,29 @@ func (c Cluster) Leave(ctx context.Context, o LeaveOptions) (*Left, error) {
 			}
 		}
 	}
+	// Asked again once the copy is claimed: a developer who registered and
+	// settled between the check above and the claim keeps the session.
+	var others []route.Route
+	stay := func(ctx context.Context, rec *Record) bool {
+		routes, err := c.liveRoutes(ctx, o.Namespace, rec, o.Key)
+		if err != nil {
+			return false
+		}
+		for _, r := range routes {
+			if !r.Mine {
+				others = append(others, r)
+			}
+		}
+		return len(others) > 0
+	}
+	if o.Force {
+		stay = nil
+	}
 	closed, err := Close(ctx, c.Client, CloseOptions{Namespace: o.Namespace, Service: o.Service, ID: o.ID,
-		Timeout: o.Timeout, Force: o.Force, Progress: o.Progress})
+		Timeout: o.Timeout, Force: o.Force, Progress: o.Progress, StayIf: stay})
+	if err == nil && closed.Stayed {
+		return &Left{Others: others}, nil
+	}
 	return &Left{Closed: closed}, err
 }
 
