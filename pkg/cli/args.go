@@ -68,9 +68,14 @@ func resolveService(f *factory.Factory, arg string) (string, string, error) {
 // clusterOf is the intercept state of the factory's cluster, its sidecars
 // asked through pods/portforward.
 func clusterOf(f *factory.Factory) session.Cluster {
-	return session.Cluster{Client: f.Client, Dial: func(ctx context.Context, ns, pod string, port int) (io.ReadWriteCloser, error) {
+	return session.Cluster{Client: f.Client, Dial: dialPod(f)}
+}
+
+// dialPod reaches a port on a pod's loopback through pods/portforward.
+func dialPod(f *factory.Factory) session.PodDialer {
+	return func(ctx context.Context, ns, pod string, port int) (io.ReadWriteCloser, error) {
 		return portforward.DialPod(ctx, f.RESTConfig, ns, pod, port)
-	}}
+	}
 }
 
 // firstLine is the first line of a message, for a table cell.

@@ -22,7 +22,6 @@ import (
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
 )
 
 // The cookie and baggage member the doctor sends when --cookie and
@@ -168,8 +167,9 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 		}
 	}
 	marker := tunnel.NewMarker(o.Marker.Header, o.Marker.Cookie, o.Marker.Baggage)
+	toPod := dialPod(o.f)
 	dial := func(ctx context.Context, pod string) (io.ReadWriteCloser, error) {
-		return portforward.DialPod(ctx, o.f.RESTConfig, o.Namespace, pod, port)
+		return toPod(ctx, o.Namespace, pod, port)
 	}
 	obs, err := doctor.WatchSidecars(ctx, pods, dial, marker)
 	if errors.Is(err, tunnel.ErrUnsupported) {

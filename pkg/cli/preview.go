@@ -48,9 +48,7 @@ func (o *InterceptOptions) validatePreview() error {
 // startPreview serves the preview URL: requests go to the entry point of
 // --preview-via, or straight to a sidecar of the copy that holds the route.
 func (o *InterceptOptions) startPreview(ctx context.Context, st *session.Started, f *portforward.Follower, fr *front) (string, func(), error) {
-	dial := func(ctx context.Context, ns, pod string, port int) (io.ReadWriteCloser, error) {
-		return portforward.DialPod(ctx, o.f.RESTConfig, ns, pod, port)
-	}
+	dial := dialPod(o.f)
 	var target preview.Target
 	switch via, _ := preview.ParseVia(o.PreviewVia); {
 	case o.PreviewVia == "":

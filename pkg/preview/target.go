@@ -16,11 +16,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
 )
-
-// PodDialer opens a stream to port on a pod (a pods/portforward).
-type PodDialer func(ctx context.Context, namespace, pod string, port int) (io.ReadWriteCloser, error)
 
 // Via is an entry point given as --preview-via: svc/NAME[.NAMESPACE][:PORT]
 // or ingress/NAME[.NAMESPACE].
@@ -59,7 +57,7 @@ func ParseVia(s string) (Via, error) {
 // port-forward to a ready pod behind it, at the port's targetPort, and the
 // Host header is what a caller inside the cluster sends (or host, when
 // given).
-func ServiceTarget(cs kubernetes.Interface, dial PodDialer, ns, name, port, host string) Target {
+func ServiceTarget(cs kubernetes.Interface, dial session.PodDialer, ns, name, port, host string) Target {
 	if host == "" {
 		host = name + "." + ns + ".svc"
 	}
@@ -74,7 +72,7 @@ func ServiceTarget(cs kubernetes.Interface, dial PodDialer, ns, name, port, host
 
 // IngressTarget resolves an Ingress to the Service its first rule sends to,
 // with the rule's host as the Host header.
-func IngressTarget(ctx context.Context, cs kubernetes.Interface, dial PodDialer, ns, name string) (Target, error) {
+func IngressTarget(ctx context.Context, cs kubernetes.Interface, dial session.PodDialer, ns, name string) (Target, error) {
 	ing, err := cs.NetworkingV1().Ingresses(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return Target{}, fmt.Errorf("reading ingress %s/%s for --preview-via: %w", ns, name, err)
@@ -123,7 +121,7 @@ func servingPod(ctx context.Context, cs kubernetes.Interface, ns, name, port str
 	}
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if p.DeletionTimestamp != nil || !ready(p) {
+		if p.DeletionTimestamp != nil || !session.PodReady(p) {
 			continue
 		}
 		if n, ok := podPort(p, sp.TargetPort, sp.Port); ok {
@@ -131,15 +129,6 @@ func servingPod(ctx context.Context, cs kubernetes.Interface, ns, name, port str
 		}
 	}
 	return "", 0, errors.New("service " + ns + "/" + name + " has no ready pod")
-}
-
-func ready(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // podPort is the port number a targetPort means on a pod.

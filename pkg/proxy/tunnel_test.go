@@ -13,6 +13,18 @@ import (
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
+// connectTo opens a developer's tunnel session to srv over a pipe.
+func connectTo(t *testing.T, srv *tunnel.Server) *tunnel.Client {
+	t.Helper()
+	a, b := net.Pipe()
+	go srv.ServeConn(context.Background(), a)
+	c, err := tunnel.NewClient(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // Owner keys of test developers: secrets as the CLI makes them.
 const (
 	aliceKey = "a11ce0a11ce0a11ce0a11ce0a11ce0a11ce0a11ce0a11ce0a11ce0a11ce0a11c"
@@ -27,15 +39,7 @@ const (
 func TestRouteOwnership(t *testing.T) {
 	table := &Table{}
 	srv := &tunnel.Server{Pod: "p", Routes: table}
-	connect := func() *tunnel.Client {
-		a, b := net.Pipe()
-		go srv.ServeConn(context.Background(), a)
-		c, err := tunnel.NewClient(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	connect := func() *tunnel.Client { return connectTo(t, srv) }
 	alice := route.Route{Header: "x-dev", Value: "alice", Owner: "alice@a", Client: aliceKey}
 	if _, err := connect().Register(alice); err != nil {
 		t.Fatal(err)
@@ -90,15 +94,7 @@ func TestRouteOwnership(t *testing.T) {
 func TestTunnelConflictRefused(t *testing.T) {
 	table := &Table{}
 	srv := &tunnel.Server{Pod: "p", Routes: table}
-	connect := func() *tunnel.Client {
-		a, b := net.Pipe()
-		go srv.ServeConn(context.Background(), a)
-		c, err := tunnel.NewClient(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	connect := func() *tunnel.Client { return connectTo(t, srv) }
 	alice := connect()
 	if _, err := alice.Register(route.Route{Header: "x-dev", Value: "alice", Owner: "alice@a", Client: aliceKey}); err != nil {
 		t.Fatal(err)

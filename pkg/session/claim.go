@@ -94,15 +94,7 @@ func startBeat(ctx context.Context, cs kubernetes.Interface, ns, name string) (*
 		// Take the mark away, so a close need not wait for it to go stale.
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer ccancel()
-		_ = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			d, err := cs.AppsV1().Deployments(ns).Get(cctx, name, metav1.GetOptions{})
-			if err != nil || d.Annotations[AnnotationStarting] == "" {
-				return nil
-			}
-			delete(d.Annotations, AnnotationStarting)
-			_, err = cs.AppsV1().Deployments(ns).Update(cctx, d, metav1.UpdateOptions{FieldManager: FieldManager})
-			return err
-		})
+		removeMark(cctx, cs, ns, name, AnnotationStarting)
 	}
 	return b, nil
 }
@@ -212,14 +204,15 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// unclaim takes a close's claim off a copy it leaves alone after all.
-func unclaim(ctx context.Context, cs kubernetes.Interface, ns, name string) {
+// removeMark takes annotation key (a start's heartbeat, a close's claim)
+// off a copy, retrying on conflicts; a copy without it is left as it is.
+func removeMark(ctx context.Context, cs kubernetes.Interface, ns, name, key string) {
 	_ = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil || d.Annotations[AnnotationClosing] == "" {
+		if err != nil || d.Annotations[key] == "" {
 			return nil
 		}
-		delete(d.Annotations, AnnotationClosing)
+		delete(d.Annotations, key)
 		_, err = cs.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{FieldManager: FieldManager})
 		return err
 	})

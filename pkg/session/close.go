@@ -100,7 +100,7 @@ func Close(ctx context.Context, cs kubernetes.Interface, o CloseOptions) (*Close
 	}
 	if len(targets) > 0 && rec != nil && o.StayIf != nil && o.StayIf(ctx, rec) {
 		for _, c := range targets {
-			unclaim(ctx, cs, o.Namespace, c.Name)
+			removeMark(ctx, cs, o.Namespace, c.Name, AnnotationClosing) // the claim goes back
 		}
 		out.Stayed = true
 		return out, nil

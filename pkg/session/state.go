@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
@@ -137,7 +136,7 @@ func sidecarRunning(p *corev1.Pod) bool {
 
 // CopySelector selects the pods of a session's copy.
 func CopySelector(rec *Record) string {
-	return labels.SelectorFromSet(rec.SessionSelector()).String()
+	return sessionPods(rec.ID).String()
 }
 
 // CopyPods lists the pods of the session's copy in name order.
@@ -213,12 +212,7 @@ func (c Cluster) OthersLive(ctx context.Context, ns string, rec *Record, key str
 		if err != nil {
 			return nil, err
 		}
-		others = others[:0]
-		for _, r := range routes {
-			if !r.Mine {
-				others = append(others, r)
-			}
-		}
+		others = othersOf(routes)
 		if len(others) == 0 || attempt == 1 {
 			break
 		}
@@ -229,6 +223,17 @@ func (c Cluster) OthersLive(ctx context.Context, ns string, rec *Record, key str
 		}
 	}
 	return others, nil
+}
+
+// othersOf is the routes that are not the asking CLI's own.
+func othersOf(routes []route.Route) []route.Route {
+	var out []route.Route
+	for _, r := range routes {
+		if !r.Mine {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Copies lists our copies in ns (every namespace if empty) whose record
@@ -467,11 +472,7 @@ func (c Cluster) Leave(ctx context.Context, o LeaveOptions) (*Left, error) {
 		if err != nil {
 			return false
 		}
-		for _, r := range routes {
-			if !r.Mine {
-				others = append(others, r)
-			}
-		}
+		others = othersOf(routes)
 		return len(others) > 0
 	}
 	if o.Force {
