@@ -68,7 +68,7 @@ func resolveService(f *factory.Factory, arg string) (string, string, error) {
 // clusterOf is the intercept state of the factory's cluster, its sidecars
 // asked through pods/portforward.
 func clusterOf(f *factory.Factory) session.Cluster {
-	return session.Cluster{Client: f.Client, Dial: dialPod(f)}
+	return session.Cluster{Client: f.Client, Dynamic: f.Dynamic, Dial: dialPod(f)}
 }
 
 // dialPod reaches a port on a pod's loopback through pods/portforward.

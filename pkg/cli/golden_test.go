@@ -54,7 +54,7 @@ func goldenIntercepts() []session.Intercept {
 			Routes: []route.Route{alice, bob}, Created: goldenNow.Add(-90 * time.Minute), Status: session.StateActive},
 		{Namespace: "shop", Service: "search", Port: "8080", Workload: "search", Copy: "search-intercept-7hq2zz", Ready: "1/1",
 			Routes: []route.Route{}, Created: goldenNow.Add(-3 * time.Hour), Status: session.StateIdle},
-		{Namespace: "team", Service: "api", Port: "grpc", Workload: "api", Copy: "api-intercept-x2x2x2", Ready: "0/1",
+		{Namespace: "team", Service: "api", Port: "grpc", Workload: "api", Kind: "StatefulSet", Copy: "api-intercept-x2x2x2", Ready: "0/1",
 			Routes: []route.Route{}, Created: goldenNow.Add(-40 * time.Second), Status: session.StateResidue,
 			Problem: "a copy without a switched Service"},
 	}

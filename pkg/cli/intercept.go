@@ -300,6 +300,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	st, err := session.Start(ctx, o.f.Client, session.StartOptions{
 		Namespace: o.Namespace, Service: o.Service, Port: o.RemotePort,
 		ProxyImage: o.ProxyImage, ReadyTimeout: o.Timeout, DryRun: o.DryRun, Progress: p,
+		Dynamic:    o.f.Dynamic,
 		AllTraffic: o.Route.All,
 	})
 	if err != nil {

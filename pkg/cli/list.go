@@ -116,9 +116,9 @@ func writeList(w, errw io.Writer, entries []session.Intercept, allNamespaces, wi
 	if allNamespaces {
 		fmt.Fprint(tw, "NAMESPACE\t")
 	}
-	fmt.Fprint(tw, "SERVICE\tPORT\tCOPY\tREADY\tSTATUS\tROUTES\tAGE")
+	fmt.Fprint(tw, "SERVICE\tPORT\tWORKLOAD\tREADY\tSTATUS\tROUTES\tAGE")
 	if wide {
-		fmt.Fprint(tw, "\tWORKLOAD\tPROBLEM")
+		fmt.Fprint(tw, "\tCOPY\tPROBLEM")
 	}
 	fmt.Fprintln(tw)
 	stale := 0
@@ -130,10 +130,10 @@ func writeList(w, errw io.Writer, entries []session.Intercept, allNamespaces, wi
 		if routes == "" {
 			routes = "<none>"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", e.Service, e.Port, e.Copy, e.Ready, e.Status, routes,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", e.Service, e.Port, orNone(e.WorkloadRef()), e.Ready, e.Status, routes,
 			duration.HumanDuration(now.Sub(e.Created)))
 		if wide {
-			fmt.Fprintf(tw, "\t%s\t%s", e.Workload, e.Problem)
+			fmt.Fprintf(tw, "\t%s\t%s", e.Copy, e.Problem)
 		}
 		fmt.Fprintln(tw)
 		if !e.Live() {

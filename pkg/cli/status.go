@@ -118,7 +118,7 @@ func writeStatus(w io.Writer, st *session.Detail, now time.Time) error {
 		fmt.Fprintf(tw, "Problem:\t%s\n", st.Problem)
 	}
 	if st.Workload != "" {
-		fmt.Fprintf(tw, "Workload:\tdeployment/%s, copied as deployment/%s (%s ready)\n", st.Workload, st.Copy, st.Ready)
+		fmt.Fprintf(tw, "Workload:\t%s, copied as deployment/%s (%s ready)\n", st.WorkloadRef(), st.Copy, st.Ready)
 	}
 	if !st.Created.IsZero() {
 		fmt.Fprintf(tw, "Started:\t%s ago\n", duration.HumanDuration(now.Sub(st.Created)))

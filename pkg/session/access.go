@@ -41,7 +41,8 @@ func NeededPermissions() []Permission {
 		{Resource: "pods", Subresource: "portforward", Verbs: []string{"get", "create"}, Why: "the tunnel to the sidecars"},
 		{Resource: "persistentvolumeclaims", Verbs: []string{"get"}, Why: "check the workload's volumes"},
 		{Group: "apps", Resource: "deployments", Verbs: []string{"get", "list", "watch", "create", "update", "delete"}, Why: "read the original; create, watch, mark and delete the copy"},
-		{Group: "apps", Resource: "replicasets", Verbs: []string{"get", "list", "watch"}, Why: "find the Deployment behind the pods, see why the copy's pods fail"},
+		{Group: "apps", Resource: "replicasets", Verbs: []string{"get", "list", "watch"}, Why: "find the workload behind the pods, follow a bare ReplicaSet's scale, see why the copy's pods fail"},
+		{Group: "apps", Resource: "statefulsets", Verbs: []string{"get", "list", "watch"}, Why: "copy a StatefulSet and follow its scale"},
 		{Group: "discovery.k8s.io", Resource: "endpointslices", Verbs: []string{"list", "watch"}, Why: "know when the Service has moved"},
 	}
 }

@@ -16,7 +16,7 @@ import (
 type Candidate struct {
 	Namespace string `json:"namespace"`
 	Service   string `json:"service"`
-	// Workload is what would be copied (deployment/NAME).
+	// Workload is what would be copied (kind/NAME: deployment/web).
 	Workload string `json:"workload,omitempty"`
 	// Ports are the ports an intercept with a header can take; AllOnly
 	// those only --all can (no readable HTTP headers).
@@ -52,13 +52,13 @@ func (c Cluster) candidate(ctx context.Context, svc *corev1.Service) Candidate {
 		cand.Reason = firstLine(err.Error())
 		return cand
 	}
-	target, err := workload.Resolve(ctx, c.Client, svc, LabelSession)
+	target, err := workload.Resolve(ctx, c.Client, c.Dynamic, svc, LabelSession)
 	if err != nil {
 		cand.Reason = firstLine(err.Error())
 		return cand
 	}
-	cand.Workload = "deployment/" + target.Deployment.Name
-	pvcs, err := claims(ctx, c.Client, target.Deployment)
+	cand.Workload = target.Source.Ref()
+	pvcs, err := claims(ctx, c.Client, target.Source)
 	if err != nil {
 		cand.Reason = firstLine(err.Error())
 		return cand
@@ -66,10 +66,10 @@ func (c Cluster) candidate(ctx context.Context, svc *corev1.Service) Candidate {
 	var reasons []string
 	for i := range svc.Spec.Ports {
 		p := &svc.Spec.Ports[i]
-		if _, err := workload.Preflight(svc, p, target.Deployment, pvcs, false); err == nil {
+		if _, err := workload.Preflight(svc, p, target.Source, pvcs, false); err == nil {
 			cand.Ports = append(cand.Ports, portKey(p))
 			continue
-		} else if _, errAll := workload.Preflight(svc, p, target.Deployment, pvcs, true); errAll == nil {
+		} else if _, errAll := workload.Preflight(svc, p, target.Source, pvcs, true); errAll == nil {
 			cand.AllOnly = append(cand.AllOnly, portKey(p))
 		} else {
 			reasons = append(reasons, fmt.Sprintf("port %s: %s", portKey(p), firstLine(err.Error())))

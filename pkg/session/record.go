@@ -46,8 +46,11 @@ type Record struct {
 	ID      string `json:"id"`
 	// Service is the intercepted Service's name.
 	Service string `json:"service"`
-	// Workload is the original Deployment's name; Copy the copy's.
+	// Workload is the original workload's name, Kind its kind (empty in
+	// records of versions that copied Deployments only); Copy is the copy
+	// Deployment's name.
 	Workload string `json:"workload"`
+	Kind     string `json:"kind,omitempty"`
 	Copy     string `json:"copy"`
 	// Port is the intercepted Service port, by name or number.
 	Port string `json:"port"`
@@ -98,6 +101,8 @@ func (r *Record) check() error {
 		return fmt.Errorf("names no valid service (%q)", r.Service)
 	case len(validation.IsDNS1123Subdomain(r.Workload)) > 0 || len(validation.IsDNS1123Subdomain(r.Copy)) > 0:
 		return fmt.Errorf("names no valid workload and copy (%q, %q)", r.Workload, r.Copy)
+	case !knownKind(r.Kind):
+		return fmt.Errorf("names an unknown workload kind %q", r.Kind)
 	case len(r.Selector) == 0:
 		return fmt.Errorf("has no selector to restore")
 	case r.Port == "":
@@ -110,6 +115,17 @@ func (r *Record) check() error {
 	}
 	return nil
 }
+
+func knownKind(k string) bool {
+	switch k {
+	case "", workload.KindDeployment, workload.KindStatefulSet, workload.KindReplicaSet, workload.KindPod, workload.KindRollout:
+		return true
+	}
+	return false
+}
+
+// WorkloadRef names the original as kubectl does: deployment/web.
+func (r *Record) WorkloadRef() string { return workload.KindRef(r.Kind, r.Workload) }
 
 // validID tells whether s is a session id as newID makes them.
 func validID(s string) bool {

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
@@ -41,6 +42,8 @@ type StartOptions struct {
 	// Port is -r: the Service port by name or number, or empty.
 	Port       string
 	ProxyImage string
+	// Dynamic reads Argo Rollouts; nil: a Service over a Rollout is refused.
+	Dynamic dynamic.Interface
 	// ReadyTimeout bounds the wait for the copy's pods.
 	ReadyTimeout time.Duration
 	// AllTraffic is -a: every connection goes to the developer, so the port
@@ -132,17 +135,18 @@ func startOnce(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*S
 		done(err)
 		return nil, err
 	}
-	target, err := workload.Resolve(ctx, cs, svc, LabelSession)
+	target, err := workload.Resolve(ctx, cs, o.Dynamic, svc, LabelSession)
 	if err != nil {
 		done(err)
 		return nil, err
 	}
-	pvcs, err := claims(ctx, cs, target.Deployment)
+	src := target.Source
+	pvcs, err := claims(ctx, cs, src)
 	if err != nil {
 		done(err)
 		return nil, err
 	}
-	warnings, err := workload.Preflight(svc, port, target.Deployment, pvcs, o.AllTraffic)
+	warnings, err := workload.Preflight(svc, port, src, pvcs, o.AllTraffic)
 	done(err)
 	if err != nil {
 		return nil, err
@@ -158,17 +162,20 @@ func startOnce(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*S
 		Version:  RecordVersion,
 		ID:       newID(),
 		Service:  svc.Name,
-		Workload: target.Deployment.Name,
+		Workload: src.Name,
+		Kind:     src.Kind,
 		Port:     portKey(port),
 		Created:  time.Now().UTC().Truncate(time.Second),
 	}
-	rec.Copy = copyName(target.Deployment.Name, rec.ID)
-	replicas := target.Deployment.Status.ReadyReplicas
+	rec.Copy = copyName(src.Name, rec.ID)
+	// The copy starts with as many pods as the original has ready (what
+	// the cluster has shown it can run), then follows its desired count.
+	replicas := min(src.Ready, src.Replicas)
 	if replicas < 1 {
 		replicas = 1
 	}
 	cp, plan, err := workload.Copy(workload.CopyInput{
-		Original: target.Deployment, Service: svc, Port: port, Replicas: replicas,
+		Source: src, Service: svc, Port: port, Replicas: replicas,
 		Name: rec.Copy, SessionLabel: LabelSession, SessionID: rec.ID,
 		Labels:     map[string]string{LabelManagedBy: ManagedByValue, LabelSession: rec.ID},
 		ProxyImage: o.ProxyImage,
@@ -186,7 +193,7 @@ func startOnce(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*S
 		return &Started{Record: rec, Service: svc, Created: true, Copy: cp, Switched: switched}, nil
 	}
 
-	done = p.Step(fmt.Sprintf("creating deployment %s (copy of %s with the sidecar)", cp.Name, target.Deployment.Name))
+	done = p.Step(fmt.Sprintf("creating deployment %s (copy of %s with the sidecar)", cp.Name, src.Ref()))
 	cp.Annotations[AnnotationStarting] = beatValue()
 	if _, err := cs.AppsV1().Deployments(o.Namespace).Create(ctx, cp, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
 		done(err)
@@ -214,7 +221,7 @@ func resume(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, t
 	for i := len(copies) - 1; i >= 0; i-- { // newest first
 		c := copies[i]
 		rec, err := DecodeRecord(c.Annotations[AnnotationRecord])
-		if err != nil || c.DeletionTimestamp != nil || rec.Workload != target.Deployment.Name || rec.Port != portKey(port) {
+		if err != nil || c.DeletionTimestamp != nil || rec.WorkloadRef() != target.Source.Ref() || rec.Port != portKey(port) {
 			continue
 		}
 		b, err := startBeat(ctx, cs, o.Namespace, c.Name)
@@ -432,13 +439,13 @@ func replicaSetFailure(rss []*appsv1.ReplicaSet) string {
 	return ""
 }
 
-func claims(ctx context.Context, cs kubernetes.Interface, d *appsv1.Deployment) (map[string]*corev1.PersistentVolumeClaim, error) {
+func claims(ctx context.Context, cs kubernetes.Interface, src *workload.Source) (map[string]*corev1.PersistentVolumeClaim, error) {
 	out := map[string]*corev1.PersistentVolumeClaim{}
-	for _, v := range d.Spec.Template.Spec.Volumes {
+	for _, v := range src.Template.Spec.Volumes {
 		if v.PersistentVolumeClaim == nil {
 			continue
 		}
-		pvc, err := cs.CoreV1().PersistentVolumeClaims(d.Namespace).Get(ctx, v.PersistentVolumeClaim.ClaimName, metav1.GetOptions{})
+		pvc, err := cs.CoreV1().PersistentVolumeClaims(src.Namespace).Get(ctx, v.PersistentVolumeClaim.ClaimName, metav1.GetOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			return nil, describeAPIError(err, "reading persistentvolumeclaim "+v.PersistentVolumeClaim.ClaimName)
 		}

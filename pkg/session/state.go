@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
@@ -35,7 +36,9 @@ type PodDialer func(ctx context.Context, namespace, pod string, port int) (io.Re
 // copy pod's sidecar (only it knows which routes are live).
 type Cluster struct {
 	Client kubernetes.Interface
-	Dial   PodDialer
+	// Dynamic reads Argo Rollouts; nil: they are refused.
+	Dynamic dynamic.Interface
+	Dial    PodDialer
 }
 
 // State is an intercept's state as `list` and `status` show it.
@@ -61,15 +64,18 @@ const (
 
 // Intercept is one intercepted Service.
 type Intercept struct {
-	Namespace string        `json:"namespace"`
-	Service   string        `json:"service"`
-	Port      string        `json:"port"`
-	Workload  string        `json:"workload"`
-	Copy      string        `json:"copy"`
-	Ready     string        `json:"ready"`
-	Routes    []route.Route `json:"routes"`
-	Created   time.Time     `json:"created"`
-	Status    State         `json:"status"`
+	Namespace string `json:"namespace"`
+	Service   string `json:"service"`
+	Port      string `json:"port"`
+	Workload  string `json:"workload"`
+	// Kind is the original's kind: Deployment, StatefulSet, ReplicaSet,
+	// Pod or Rollout.
+	Kind    string        `json:"kind,omitempty"`
+	Copy    string        `json:"copy"`
+	Ready   string        `json:"ready"`
+	Routes  []route.Route `json:"routes"`
+	Created time.Time     `json:"created"`
+	Status  State         `json:"status"`
 	// Problem is set when the state could not be read in full.
 	Problem string `json:"problem,omitempty"`
 
@@ -389,7 +395,7 @@ func switchedIntercept(ctx context.Context, cs kubernetes.Interface, s *corev1.S
 		return e
 	}
 	e.Record = rec
-	e.Port, e.Workload, e.Copy, e.Created = rec.Port, rec.Workload, rec.Copy, rec.Created
+	e.Port, e.Workload, e.Kind, e.Copy, e.Created = rec.Port, rec.Workload, kindOf(rec), rec.Copy, rec.Created
 	d, err := cs.AppsV1().Deployments(s.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{})
 	if err != nil {
 		e.Ready, e.Status = "-", StateCopyMissing
@@ -417,9 +423,26 @@ func switchedIntercept(ctx context.Context, cs kubernetes.Interface, s *corev1.S
 // crash between creating the copy and the switch, or our annotations wiped).
 func residueIntercept(d *appsv1.Deployment, rec *Record) Intercept {
 	return Intercept{Namespace: d.Namespace, Service: rec.Service, Port: rec.Port, Workload: rec.Workload,
-		Copy: d.Name, Ready: fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, ptr.Deref(d.Spec.Replicas, 0)),
+		Kind: kindOf(rec), Copy: d.Name, Ready: fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, ptr.Deref(d.Spec.Replicas, 0)),
 		Routes: []route.Route{}, Created: rec.Created, Status: StateResidue,
 		Problem: "a copy without a switched Service", Record: rec}
+}
+
+// kindOf is the original's kind a record names; records from before other
+// kinds were copied name Deployments.
+func kindOf(rec *Record) string {
+	if rec.Kind == "" {
+		return workload.KindDeployment
+	}
+	return rec.Kind
+}
+
+// WorkloadRef names the original as kubectl does: statefulset/db.
+func (e *Intercept) WorkloadRef() string {
+	if e.Workload == "" {
+		return ""
+	}
+	return workload.KindRef(e.Kind, e.Workload)
 }
 
 // firstLine is the first line of a message, for a table cell.

@@ -22,7 +22,7 @@ const SidecarName = "intercept-proxy"
 
 // CopyInput is everything the copy is made from.
 type CopyInput struct {
-	Original *appsv1.Deployment
+	Source   *Source
 	Service  *corev1.Service
 	Port     *corev1.ServicePort
 	// Replicas of the copy: as many as the original has ready.
@@ -60,8 +60,9 @@ func reservedPort(p int32) bool {
 // through the sidecar, and how its ports are laid out. It never modifies
 // its input.
 func Copy(in CopyInput) (*appsv1.Deployment, PortPlan, error) {
-	tmpl := in.Original.Spec.Template.DeepCopy()
+	tmpl := in.Source.Template.DeepCopy()
 	spec := &tmpl.Spec
+	emptyClaims(spec, in.Source.ClaimTemplates)
 	plan, err := planPorts(spec, in.Port)
 	if err != nil {
 		return nil, plan, fmt.Errorf("service %s port %s: %w", in.Service.Name, portName(in.Port), err)
@@ -72,9 +73,10 @@ func Copy(in CopyInput) (*appsv1.Deployment, PortPlan, error) {
 	// original's controllers generate (which would let them adopt the pods).
 	podLabels := map[string]string{}
 	for k, v := range tmpl.Labels {
-		if k != appsv1.DefaultDeploymentUniqueLabelKey {
-			podLabels[k] = v
-		}
+		podLabels[k] = v
+	}
+	for _, k := range generatedLabels {
+		delete(podLabels, k)
 	}
 	scopeAntiAffinity(spec, podLabels, in.SessionLabel, in.SessionID)
 	podLabels[in.SessionLabel] = in.SessionID
@@ -96,7 +98,7 @@ func Copy(in CopyInput) (*appsv1.Deployment, PortPlan, error) {
 		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        in.Name,
-			Namespace:   in.Original.Namespace,
+			Namespace:   in.Source.Namespace,
 			Labels:      in.Labels,
 			Annotations: in.Annotations,
 		},
@@ -113,11 +115,32 @@ func Copy(in CopyInput) (*appsv1.Deployment, PortPlan, error) {
 				},
 			},
 			RevisionHistoryLimit:    ptr.To(int32(1)),
-			MinReadySeconds:         in.Original.Spec.MinReadySeconds,
-			ProgressDeadlineSeconds: in.Original.Spec.ProgressDeadlineSeconds,
+			MinReadySeconds:         in.Source.MinReadySeconds,
+			ProgressDeadlineSeconds: in.Source.ProgressDeadlineSeconds,
 		},
 	}
 	return d, plan, nil
+}
+
+// emptyClaims gives the copy's pods an empty directory for each of a
+// StatefulSet's claim templates: the copy never claims volumes of its own
+// nor mounts the original's (ReadWriteOnce, and the original's data). The
+// copy's pods start with no data there (Preflight warns).
+func emptyClaims(spec *corev1.PodSpec, claims []corev1.PersistentVolumeClaim) {
+	have := map[string]bool{}
+	for _, v := range spec.Volumes {
+		have[v.Name] = true
+	}
+	for _, c := range claims {
+		if have[c.Name] {
+			continue
+		}
+		ed := &corev1.EmptyDirVolumeSource{}
+		if size, ok := c.Spec.Resources.Requests[corev1.ResourceStorage]; ok {
+			ed.SizeLimit = &size
+		}
+		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: c.Name, VolumeSource: corev1.VolumeSource{EmptyDir: ed}})
+	}
 }
 
 // planPorts finds the app's port the Service targets and picks the sidecar's

@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 )
 
@@ -16,10 +17,54 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 
 // goldenCase is a testdata/<name>-in.yaml: the original objects.
 type goldenCase struct {
-	Service    corev1.Service    `json:"service"`
-	Deployment appsv1.Deployment `json:"deployment"`
+	Service corev1.Service `json:"service"`
+	// One of the workload kinds.
+	Deployment  *appsv1.Deployment  `json:"deployment,omitempty"`
+	StatefulSet *appsv1.StatefulSet `json:"statefulSet,omitempty"`
+	ReplicaSet  *appsv1.ReplicaSet  `json:"replicaSet,omitempty"`
+	Pod         *corev1.Pod         `json:"pod,omitempty"`
+	Rollout     map[string]any      `json:"rollout,omitempty"`
 	// Port is the -r flag.
 	Port string `json:"port,omitempty"`
+}
+
+// source is the case's workload as a Source, and a copy of its input to
+// check that Copy leaves it alone.
+func (c *goldenCase) source(t *testing.T) (*Source, any) {
+	t.Helper()
+	switch {
+	case c.Deployment != nil:
+		return FromDeployment(c.Deployment), c.Deployment.DeepCopy()
+	case c.StatefulSet != nil:
+		return FromStatefulSet(c.StatefulSet), c.StatefulSet.DeepCopy()
+	case c.ReplicaSet != nil:
+		return FromReplicaSet(c.ReplicaSet), c.ReplicaSet.DeepCopy()
+	case c.Pod != nil:
+		return FromPod(c.Pod), c.Pod.DeepCopy()
+	case c.Rollout != nil:
+		u := &unstructured.Unstructured{Object: c.Rollout}
+		src, err := FromRollout(u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return src, u.DeepCopy()
+	}
+	t.Fatal("the case names no workload")
+	return nil, nil
+}
+
+func (c *goldenCase) input() any {
+	switch {
+	case c.Deployment != nil:
+		return c.Deployment
+	case c.StatefulSet != nil:
+		return c.StatefulSet
+	case c.ReplicaSet != nil:
+		return c.ReplicaSet
+	case c.Pod != nil:
+		return c.Pod
+	}
+	return &unstructured.Unstructured{Object: c.Rollout}
 }
 
 type goldenOut struct {
@@ -43,17 +88,17 @@ func TestCopyGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			orig := c.Deployment.DeepCopy()
+			src, orig := c.source(t)
 			cp, plan, err := Copy(CopyInput{
-				Original: &c.Deployment, Service: &c.Service, Port: port, Replicas: 2,
-				Name: c.Deployment.Name + "-intercept-abc123", SessionLabel: "intercept.kubectl.dev/session", SessionID: "abc123",
+				Source: src, Service: &c.Service, Port: port, Replicas: 2,
+				Name: src.Name + "-intercept-abc123", SessionLabel: "intercept.kubectl.dev/session", SessionID: "abc123",
 				Labels:     map[string]string{"app.kubernetes.io/managed-by": "kubectl-intercept", "intercept.kubectl.dev/session": "abc123"},
 				ProxyImage: "example.com/intercept-proxy:v1",
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !equalYAML(t, orig, &c.Deployment) {
+			if !equalYAML(t, orig, c.input()) {
 				t.Fatal("Copy modified its input")
 			}
 			got, err := yaml.Marshal(goldenOut{Plan: plan, Copy: cp})

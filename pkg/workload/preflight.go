@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -49,12 +48,13 @@ func describePorts(ports []corev1.ServicePort) string {
 	return strings.Join(s, ", ")
 }
 
-// Preflight checks, before anything changes, whether a copy of d can serve
-// the Service's port. It returns an error for what cannot work and warnings
-// for what works with a cost the user should know about. pvcs holds the
-// claims d's volumes refer to, by name. allTraffic is -a: every connection
-// goes to the developer, so the port may speak any protocol over TCP.
-func Preflight(svc *corev1.Service, port *corev1.ServicePort, d *appsv1.Deployment, pvcs map[string]*corev1.PersistentVolumeClaim, allTraffic bool) (warnings []string, err error) {
+// Preflight checks, before anything changes, whether a copy of src can
+// serve the Service's port. It returns an error for what cannot work and
+// warnings for what works with a cost the user should know about. pvcs
+// holds the claims src's volumes refer to, by name. allTraffic is -a: every
+// connection goes to the developer, so the port may speak any protocol over
+// TCP.
+func Preflight(svc *corev1.Service, port *corev1.ServicePort, src *Source, pvcs map[string]*corev1.PersistentVolumeClaim, allTraffic bool) (warnings []string, err error) {
 	var refuse []string
 	if port.Protocol != "" && port.Protocol != corev1.ProtocolTCP {
 		refuse = append(refuse, fmt.Sprintf("port %s speaks %s: the sidecar proxies TCP only", portName(port), port.Protocol))
@@ -63,7 +63,8 @@ func Preflight(svc *corev1.Service, port *corev1.ServicePort, d *appsv1.Deployme
 			refuse = append(refuse, err.Error())
 		}
 	}
-	spec := &d.Spec.Template.Spec
+	spec := &src.Template.Spec
+	ref := src.Ref()
 	if spec.HostNetwork {
 		refuse = append(refuse, "its pods use hostNetwork: a copy would fight the original for the node's ports")
 	}
@@ -84,22 +85,33 @@ func Preflight(svc *corev1.Service, port *corev1.ServicePort, d *appsv1.Deployme
 				v.Name, v.PersistentVolumeClaim.ClaimName))
 		}
 	}
-	if rolloutInProgress(d) {
-		refuse = append(refuse, fmt.Sprintf("deployment %s is rolling out: wait for `kubectl rollout status deployment/%s`, then try again", d.Name, d.Name))
+	if src.RollingOut {
+		refuse = append(refuse, fmt.Sprintf("%s is rolling out: wait for `kubectl rollout status %s`, then try again", ref, ref))
 	}
 	if len(refuse) > 0 {
-		return nil, fmt.Errorf("cannot intercept service %s (deployment %s):\n  - %s", svc.Name, d.Name, strings.Join(refuse, "\n  - "))
+		return nil, fmt.Errorf("cannot intercept service %s (%s):\n  - %s", svc.Name, ref, strings.Join(refuse, "\n  - "))
 	}
 
 	if n := len(spec.InitContainers); n > 0 {
-		warnings = append(warnings, fmt.Sprintf("deployment %s has %d init container(s): they run again in the copy's pods (migrations, registrations)", d.Name, n))
+		warnings = append(warnings, fmt.Sprintf("%s has %d init container(s): they run again in the copy's pods (migrations, registrations)", ref, n))
 	}
-	if r := d.Spec.Replicas; r != nil && *r == 1 && d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
-		warnings = append(warnings, fmt.Sprintf("deployment %s looks like a singleton (1 replica, Recreate): while intercepted, the copy runs beside it, so scheduled jobs and queue consumers run twice", d.Name))
+	switch {
+	case src.Kind == KindPod:
+		warnings = append(warnings, fmt.Sprintf("%s is a bare pod: while intercepted, a copy with its spec runs beside it (a Deployment of kubectl-intercept, one replica), so scheduled jobs and queue consumers run twice", ref))
+	case src.Singleton:
+		warnings = append(warnings, fmt.Sprintf("%s looks like a singleton (1 replica, Recreate): while intercepted, the copy runs beside it, so scheduled jobs and queue consumers run twice", ref))
 	}
-	if keys := SelfAntiAffinityKeys(spec, d.Spec.Template.Labels); len(keys) > 0 {
-		warnings = append(warnings, fmt.Sprintf("deployment %s requires its pods to avoid each other (pod anti-affinity on %s): the copy's pods go without the label(s) %s so the original's pods do not repel them, and policies that select those labels do not apply to the copy",
-			d.Name, strings.Join(keys, ", "), strings.Join(keys, ", ")))
+	if src.Kind == KindStatefulSet {
+		w := fmt.Sprintf("%s is copied as a Deployment: the copy's pods have no stable network identity (no ordinal hostnames, no per-pod DNS names under its headless Service)", ref)
+		if names := claimTemplateNames(src); len(names) > 0 {
+			w += fmt.Sprintf(", and its volumeClaimTemplates (%s) become empty directories (%s): the copy starts with none of the original's data and what it writes there is lost at close",
+				strings.Join(names, ", "), WarnEmptyClaims)
+		}
+		warnings = append(warnings, w)
+	}
+	if keys := SelfAntiAffinityKeys(spec, src.Template.Labels); len(keys) > 0 {
+		warnings = append(warnings, fmt.Sprintf("%s requires its pods to avoid each other (pod anti-affinity on %s): the copy's pods go without the label(s) %s so the original's pods do not repel them, and policies that select those labels do not apply to the copy",
+			ref, strings.Join(keys, ", "), strings.Join(keys, ", ")))
 	}
 	for _, p := range svc.Spec.Ports {
 		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP && p.Name != port.Name {
@@ -115,6 +127,10 @@ func Preflight(svc *corev1.Service, port *corev1.ServicePort, d *appsv1.Deployme
 	return warnings, nil
 }
 
+// WarnEmptyClaims names the warning given when a StatefulSet's claim
+// templates become empty directories in the copy.
+const WarnEmptyClaims = "EmptyClaimTemplates"
+
 func portName(p *corev1.ServicePort) string {
 	if p.Name != "" {
 		return fmt.Sprintf("%s (%d)", p.Name, p.Port)
@@ -129,15 +145,6 @@ func readWriteOnce(pvc *corev1.PersistentVolumeClaim) bool {
 		}
 	}
 	return false
-}
-
-func rolloutInProgress(d *appsv1.Deployment) bool {
-	want := int32(1)
-	if d.Spec.Replicas != nil {
-		want = *d.Spec.Replicas
-	}
-	s := d.Status
-	return s.ObservedGeneration < d.Generation || s.UpdatedReplicas < want || s.Replicas > want
 }
 
 // gitOpsOwner names the tool that manages an object, from the labels and
