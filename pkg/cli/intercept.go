@@ -364,6 +364,11 @@ func (o *InterceptOptions) hold(ctx context.Context, p *progress, ready func(), 
 	o.printActive(p, st, pod, fr)
 	ready()
 	go session.WatchSwitch(fctx, o.f.Client, o.Namespace, o.Service, rec, p.Warn)
+	go func() {
+		if err := session.FollowScale(fctx, o.f.Client, o.f.Dynamic, o.Namespace, rec, p.Infof); err != nil && fctx.Err() == nil {
+			p.Warn(fmt.Sprintf("%v: the copy keeps %s's replica count from the start", err, rec.WorkloadRef()))
+		}
+	}()
 	gone := make(chan struct{})
 	go func() {
 		if session.WaitCopyGone(fctx, o.f.Client, o.Namespace, rec.Copy) {

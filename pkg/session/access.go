@@ -38,6 +38,7 @@ func NeededPermissions() []Permission {
 	return []Permission{
 		{Resource: "services", Verbs: []string{"get", "list", "watch", "update"}, Why: "read the Service, switch it, notice a revert and restore it"},
 		{Resource: "pods", Verbs: []string{"get", "list", "watch"}, Why: "find the workload and follow the copy's pods"},
+		{Resource: "pods", Subresource: "status", Verbs: []string{"patch"}, Why: "let a new pod of the copy take traffic once it holds every route (its readiness gate)"},
 		{Resource: "pods", Subresource: "portforward", Verbs: []string{"get", "create"}, Why: "the tunnel to the sidecars"},
 		{Resource: "persistentvolumeclaims", Verbs: []string{"get"}, Why: "check the workload's volumes"},
 		{Group: "apps", Resource: "deployments", Verbs: []string{"get", "list", "watch", "create", "update", "delete"}, Why: "read the original; create, watch, mark and delete the copy"},

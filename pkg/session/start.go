@@ -388,7 +388,18 @@ func WaitReady(ctx context.Context, cs kubernetes.Interface, ns, name, id string
 		return describeAPIError(err, "watching the pods of "+name)
 	}
 	ready := int32(0)
+	opened := map[string]bool{}
 	return waitChanges(ctx, changed, func() (bool, error) {
+		// Before the switch no route exists: a pod whose containers are
+		// ready holds every route there is.
+		for _, p := range pods.Items() {
+			if Gated(p) && containersReady(p) && !opened[p.Name] {
+				if err := OpenGate(ctx, cs, ns, p.Name, "ready before the Service was switched"); err != nil {
+					return false, err
+				}
+				opened[p.Name] = true
+			}
+		}
 		if d, ok := copies.Get(name); ok {
 			ready = d.Status.ReadyReplicas
 			if d.Status.ObservedGeneration >= d.Generation && d.Status.ReadyReplicas >= want && d.Status.UpdatedReplicas >= want {
@@ -405,6 +416,15 @@ func WaitReady(ctx context.Context, cs kubernetes.Interface, ns, name, id string
 	}, func() error {
 		return fmt.Errorf("timed out after %s waiting for deployment %s: %d/%d pods ready (see `kubectl describe deployment %s -n %s`)", timeout, name, ready, want, name, ns)
 	})
+}
+
+func containersReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.ContainersReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // podFailure reports a container stuck in a state that will not resolve by

@@ -20,11 +20,15 @@ import (
 // SidecarName is the name of the container added to the copy's pods.
 const SidecarName = "intercept-proxy"
 
+// RoutesGate is the readiness gate of the copy's pods: a pod gets traffic
+// only once a developer's CLI has seen it hold every live route.
+const RoutesGate = "intercept.kubectl.dev/routes"
+
 // CopyInput is everything the copy is made from.
 type CopyInput struct {
-	Source   *Source
-	Service  *corev1.Service
-	Port     *corev1.ServicePort
+	Source  *Source
+	Service *corev1.Service
+	Port    *corev1.ServicePort
 	// Replicas of the copy: as many as the original has ready.
 	Replicas int32
 	// Name of the copy Deployment.
@@ -86,6 +90,7 @@ func Copy(in CopyInput) (*appsv1.Deployment, PortPlan, error) {
 		renameAppPort(spec, plan)
 	}
 	holdAppWhileDraining(spec, plan)
+	spec.ReadinessGates = append(spec.ReadinessGates, corev1.PodReadinessGate{ConditionType: RoutesGate})
 	spec.Containers = append(spec.Containers, sidecar(in.ProxyImage, plan, speaksH2C(in.Port), serviceAddr(in.Service, in.Port)))
 	// The sidecar needs no access to the API: an empty directory over the
 	// service account token's path hides the workload's token from it. It

@@ -42,10 +42,17 @@ type Follower struct {
 	// Dial opens a byte stream to the control port of a pod's sidecar;
 	// DialPod through Config when nil.
 	Dial func(ctx context.Context, pod string) (io.ReadWriteCloser, error)
+	// OpenGate marks a pod as holding every live route (its readiness
+	// gate); session.OpenGate through Client when nil.
+	OpenGate func(ctx context.Context, pod, message string) error
+	// GateWait is how long a new pod waits for every route before it is
+	// let in with what it has; DefaultGateWait when zero.
+	GateWait time.Duration
 
 	once    sync.Once
 	mu      sync.Mutex
 	clients map[string]*tunnel.Client // by pod name, registered
+	pods    map[string]*corev1.Pod    // as the watch last saw them
 	active  map[string]context.CancelFunc
 	fatal   chan error
 	retry   chan struct{} // a tunnel dropped: sync again
@@ -56,6 +63,7 @@ type Follower struct {
 func (f *Follower) init() {
 	f.once.Do(func() {
 		f.clients = map[string]*tunnel.Client{}
+		f.pods = map[string]*corev1.Pod{}
 		f.active = map[string]context.CancelFunc{}
 		f.fatal = make(chan error, 1)
 		f.retry = make(chan struct{}, 1)
@@ -100,6 +108,12 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 // that went.
 func (f *Follower) sync(ctx context.Context, pods []*corev1.Pod) {
 	seen := map[string]bool{}
+	f.mu.Lock()
+	f.pods = make(map[string]*corev1.Pod, len(pods))
+	for _, p := range pods {
+		f.pods[p.Name] = p
+	}
+	f.mu.Unlock()
 	for _, p := range pods {
 		serving, draining := session.Reachable(p), session.Draining(p)
 		if !serving && !draining {
@@ -191,6 +205,7 @@ func (f *Follower) hold(ctx context.Context, pod string) {
 	f.clients[pod] = c
 	f.mu.Unlock()
 	f.logf("tunnel up: pod %s", pod)
+	go f.gate(ctx, pod, c)
 	dial := func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", f.Local)
@@ -205,6 +220,82 @@ func (f *Follower) hold(ctx context.Context, pod string) {
 	if ctx.Err() == nil {
 		f.logf("tunnel to pod %s closed (%v); reconnecting while the pod serves", pod, err)
 	}
+}
+
+// Readiness gate timing: a new pod is checked every gatePause until it
+// holds the routes a ready sibling holds; after DefaultGateWait (longer
+// than a dead developer's route takes to drop) it is let in with what it
+// has.
+const (
+	gatePause       = 250 * time.Millisecond
+	DefaultGateWait = 10 * time.Second
+)
+
+// gate opens a new pod's readiness gate once its sidecar holds every route
+// a ready sibling holds: each developer's CLI checks after registering, and
+// the last one to register finds the set complete. A pod with no ready
+// sibling (a copy that scaled from nothing) holds all there is.
+func (f *Follower) gate(ctx context.Context, pod string, mine *tunnel.Client) {
+	wait := f.GateWait
+	if wait == 0 {
+		wait = DefaultGateWait
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		f.mu.Lock()
+		p := f.pods[pod]
+		var sibling *tunnel.Client
+		readySiblings := 0
+		for name, q := range f.pods {
+			if name != pod && session.PodReady(q) && q.DeletionTimestamp == nil {
+				readySiblings++
+				if c, ok := f.clients[name]; ok && sibling == nil {
+					sibling = c
+				}
+			}
+		}
+		f.mu.Unlock()
+		if p == nil || !session.Gated(p) {
+			return
+		}
+		var missing []route.Route
+		switch {
+		case readySiblings > 0 && sibling == nil:
+			missing = []route.Route{{}} // no tunnel to a ready sibling yet: ask again
+		case sibling != nil:
+			want, err := sibling.Routes()
+			have, err2 := mine.Routes()
+			if err != nil || err2 != nil {
+				missing = []route.Route{{}} // ask again
+			} else {
+				missing = session.MissingRoutes(have, want)
+			}
+		}
+		late := time.Now().After(deadline)
+		if len(missing) == 0 || late {
+			msg := "holds every live route"
+			if late {
+				msg = fmt.Sprintf("let in after %s without %d route(s) a sibling holds", wait, len(missing))
+				f.logf("pod %s of the copy becomes ready without %d route(s) its siblings hold (their developers did not reach it within %s)", pod, len(missing), wait)
+			}
+			if err := f.openGate(ctx, pod, msg); err != nil && ctx.Err() == nil {
+				f.logf("pod %s: %v", pod, err)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(gatePause):
+		}
+	}
+}
+
+func (f *Follower) openGate(ctx context.Context, pod, msg string) error {
+	if f.OpenGate != nil {
+		return f.OpenGate(ctx, pod, msg)
+	}
+	return session.OpenGate(ctx, f.Client, f.Namespace, pod, msg)
 }
 
 func (f *Follower) dial(ctx context.Context, pod string) (io.ReadWriteCloser, error) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -80,13 +81,53 @@ func copyPod(name string) *corev1.Pod {
 	}
 }
 
-func (p *pods) add(name string) {
+func (p *pods) add(name string) { p.addPod(copyPod(name)) }
+
+func (p *pods) addPod(pod *corev1.Pod) {
 	p.mu.Lock()
-	p.tables[name] = &table{}
+	p.tables[pod.Name] = &table{}
 	p.mu.Unlock()
-	if err := p.cs.Tracker().Add(copyPod(name)); err != nil {
+	if err := p.cs.Tracker().Add(pod); err != nil {
 		panic(err)
 	}
+}
+
+// gatedPod is a copy pod waiting on the routes gate; readyPod one past it.
+func gatedPod(name string) *corev1.Pod {
+	pod := copyPod(name)
+	pod.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: workload.RoutesGate}}
+	return pod
+}
+
+func readyPod(name string) *corev1.Pod {
+	pod := gatedPod(name)
+	pod.Status.Conditions = []corev1.PodCondition{
+		{Type: workload.RoutesGate, Status: corev1.ConditionTrue},
+		{Type: corev1.PodReady, Status: corev1.ConditionTrue},
+	}
+	return pod
+}
+
+// gates records the gates a follower opens, and opens them in the fake
+// cluster as the API server would.
+type gates struct {
+	p      *pods
+	mu     sync.Mutex
+	opened map[string]string // pod: message
+}
+
+func (g *gates) open(ctx context.Context, pod, msg string) error {
+	g.mu.Lock()
+	g.opened[pod] = msg
+	g.mu.Unlock()
+	return nil
+}
+
+func (g *gates) get(pod string) (string, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m, ok := g.opened[pod]
+	return m, ok
 }
 
 func (p *pods) table(name string) *table {
@@ -258,5 +299,61 @@ func TestFollowerIdleMakesNoRequests(t *testing.T) {
 	}
 	if !slices.Equal(verbs, []string{"list", "watch"}) {
 		t.Errorf("requests of an idle follower: %v, want [list watch]", verbs)
+	}
+}
+
+// A new pod of the copy becomes Ready only once it holds every route its
+// ready siblings hold: one developer's registration is not enough while
+// another developer's route is still missing.
+func TestNewPodWaitsForEveryRoute(t *testing.T) {
+	p := newPods()
+	p.addPod(readyPod("web-a"))
+	bob := route.Route{Header: "X-Dev", Value: "bob", Owner: "bob@laptop"}
+	if _, err := p.table("web-a").Add(bob, nil); err != nil {
+		t.Fatal(err)
+	}
+	alice := route.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop"}
+	g := &gates{p: p, opened: map[string]string{}}
+	f := p.follower(alice)
+	f.OpenGate = g.open
+	stop := run(t, f)
+	defer stop()
+	eventually(t, "alice on web-a", func() bool { return holds(p.table("web-a"), alice) })
+
+	p.addPod(gatedPod("web-c"))
+	eventually(t, "alice on web-c", func() bool { return holds(p.table("web-c"), alice) })
+	time.Sleep(time.Second)
+	if m, ok := g.get("web-c"); ok {
+		t.Fatalf("web-c let in (%s) while it lacks bob's route", m)
+	}
+	if _, err := p.table("web-c").Add(bob, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "web-c let in once it holds bob's route too", func() bool { _, ok := g.get("web-c"); return ok })
+	if m, _ := g.get("web-c"); m != "holds every live route" {
+		t.Errorf("web-c let in with %q", m)
+	}
+	if _, ok := g.get("web-a"); ok {
+		t.Error("the gate of a pod that is ready already was opened again")
+	}
+}
+
+// A developer who never reaches the new pod (a dead laptop whose route
+// has not dropped yet) does not keep it out for good.
+func TestNewPodLetInAfterTheGateWait(t *testing.T) {
+	p := newPods()
+	p.addPod(readyPod("web-a"))
+	if _, err := p.table("web-a").Add(route.Route{Header: "X-Dev", Value: "gone", Owner: "gone@laptop"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	g := &gates{p: p, opened: map[string]string{}}
+	f := p.follower(route.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop"})
+	f.OpenGate, f.GateWait = g.open, 500*time.Millisecond
+	stop := run(t, f)
+	defer stop()
+	p.addPod(gatedPod("web-c"))
+	eventually(t, "web-c let in after the wait", func() bool { _, ok := g.get("web-c"); return ok })
+	if m, _ := g.get("web-c"); !strings.Contains(m, "without 1 route(s)") {
+		t.Errorf("web-c let in with %q", m)
 	}
 }
