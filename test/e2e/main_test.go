@@ -42,6 +42,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -50,6 +51,7 @@ import (
 
 var (
 	cs         kubernetes.Interface
+	dyn        dynamic.Interface
 	kubeconfig string
 	plugin     string
 	demoImage  string
@@ -118,6 +120,7 @@ func TestMain(m *testing.M) {
 	fmt.Fprintf(os.Stderr, "e2e: %s (Kubernetes %s at %s), %s; images %s, %s\n",
 		kubeconfig, version.GitVersion, cfg.Host, where, proxyImage, demoImage)
 	cs = kubernetes.NewForConfigOrDie(cfg)
+	dyn = dynamic.NewForConfigOrDie(cfg)
 	os.Exit(m.Run())
 }
 
@@ -251,24 +254,7 @@ func deployDemo(t *testing.T, ns string, o demoOptions) *corev1.Service {
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To(o.replicas),
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					TerminationGracePeriodSeconds: ptr.To(int64(5)),
-					Containers: []corev1.Container{{
-						Name:            "demo",
-						Image:           demoImage,
-						ImagePullPolicy: demoPullPolicy,
-						Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
-							FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
-						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}, {Name: "tcp", ContainerPort: 9090}},
-						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},
-							PeriodSeconds: 1,
-						},
-					}},
-				},
-			},
+			Template: demoTemplate(labels),
 		},
 	}
 	if o.deploymentMutate != nil {
@@ -301,6 +287,29 @@ func deployDemo(t *testing.T, ns string, o demoOptions) *corev1.Service {
 		return err == nil && d.Status.ReadyReplicas == o.replicas && d.Status.UpdatedReplicas == o.replicas
 	})
 	return svc
+}
+
+// demoTemplate is the demo app's pod template: it answers on port 8080
+// ("http") with its pod's name, and on 9090 ("tcp") as a TCP echo.
+func demoTemplate(labels map[string]string) corev1.PodTemplateSpec {
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: labels},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr.To(int64(5)),
+			Containers: []corev1.Container{{
+				Name:            "demo",
+				Image:           demoImage,
+				ImagePullPolicy: demoPullPolicy,
+				Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
+					FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}, {Name: "tcp", ContainerPort: 9090}},
+				ReadinessProbe: &corev1.Probe{
+					ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},
+					PeriodSeconds: 1,
+				},
+			}},
+		},
+	}
 }
 
 // waitFor polls cond until it holds or the deadline passes.
