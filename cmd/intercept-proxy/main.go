@@ -40,12 +40,46 @@ func (r *routeFlags) Set(s string) error {
 	return nil
 }
 
+// alsoFlags are further intercepted ports of the same pod, each with a
+// listener, an upstream and a control port of its own:
+// listen=:18082,upstream=127.0.0.1:9000,control=127.0.0.1:18083[,h2c][,service-addr=IP:PORT]
+type alsoFlags []proxy.Config
+
+func (a *alsoFlags) String() string { return fmt.Sprint(len(*a)) }
+
+func (a *alsoFlags) Set(s string) error {
+	var c proxy.Config
+	for _, f := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case "listen":
+			c.Listen = v
+		case "upstream":
+			c.Upstream = v
+		case "control":
+			c.Control = v
+		case "service-addr":
+			c.ServiceAddr = v
+		case "h2c":
+			c.H2C = true
+		default:
+			return fmt.Errorf("--also %q: unknown field %q (want listen=,upstream=,control=[,h2c][,service-addr=])", s, k)
+		}
+	}
+	if c.Listen == "" || c.Upstream == "" {
+		return fmt.Errorf("--also %q: listen= and upstream= are required", s)
+	}
+	*a = append(*a, c)
+	return nil
+}
+
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "health" {
 		os.Exit(health(os.Args[2:]))
 	}
 	var cfg proxy.Config
 	var routes routeFlags
+	var also alsoFlags
 	var verbose, showVersion bool
 	flag.StringVar(&cfg.Listen, "listen", ":18080", "address callers' traffic arrives on")
 	flag.StringVar(&cfg.Upstream, "upstream", "127.0.0.1:8080", "the app: where requests without a matching route go")
@@ -58,6 +92,7 @@ func main() {
 	flag.DurationVar(&cfg.IdleTimeout, "idle-timeout", 30*time.Second, "close a kept-alive connection idle this long")
 	flag.BoolVar(&cfg.H2C, "h2c", false, "the app speaks HTTP/2 without TLS: keep HTTP/2 requests HTTP/2 on the way")
 	flag.BoolVar(&cfg.NoFastPath, "no-fast-path", false, "serve every request through net/http, even those for the app (for comparison)")
+	flag.Var(&also, "also", "another port: listen=:PORT,upstream=HOST:PORT,control=HOST:PORT[,h2c][,service-addr=IP:PORT] (repeatable)")
 	flag.Var(&routes, "route", "NAME:VALUE=HOST:PORT: requests with header NAME equal to VALUE go to HOST:PORT (repeatable)")
 	flag.BoolVar(&verbose, "v", false, "log every proxy error and tunnel event")
 	flag.BoolVar(&showVersion, "version", false, "print the version and exit")
@@ -74,10 +109,43 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := proxy.Run(ctx, cfg, log); err != nil {
+	if err := runAll(ctx, cfg, also, log); err != nil {
 		log.Error("intercept-proxy stopped", "err", err)
 		os.Exit(1)
 	}
+}
+
+// runAll serves the first port and every --also port, each with its own
+// listener, routes and tunnels, until ctx ends; all drain together. One
+// that fails stops them all.
+func runAll(ctx context.Context, first proxy.Config, also []proxy.Config, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cfgs := []proxy.Config{first}
+	for _, a := range also {
+		c := first
+		c.Static, c.Ready = nil, nil
+		c.Listen, c.Upstream, c.Control, c.H2C, c.ServiceAddr = a.Listen, a.Upstream, a.Control, a.H2C, a.ServiceAddr
+		cfgs = append(cfgs, c)
+	}
+	errc := make(chan error, len(cfgs))
+	for _, c := range cfgs {
+		go func() {
+			err := proxy.Run(ctx, c, log.With("listen", c.Listen))
+			if err != nil {
+				err = fmt.Errorf("port %s: %w", c.Listen, err)
+				cancel()
+			}
+			errc <- err
+		}()
+	}
+	var failed error
+	for range cfgs {
+		if err := <-errc; err != nil && failed == nil {
+			failed = err
+		}
+	}
+	return failed
 }
 
 // health checks that the proxy accepts connections: `intercept-proxy health ADDR`.

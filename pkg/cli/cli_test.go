@@ -55,6 +55,18 @@ func TestInterceptValidate(t *testing.T) {
 		{"ngrok", InterceptOptions{LocalPort: 3000, Timeout: 1, Tunnel: "ngrok", NgrokAuthtoken: "t"}, ""},
 		{"ngrok and all", InterceptOptions{LocalPort: 3000, Timeout: 1, Tunnel: "ngrok", NgrokAuthtoken: "t", All: true}, "built-in tunnel"},
 		{"unknown tunnel", InterceptOptions{LocalPort: 3000, Timeout: 1, Tunnel: "ssh"}, "use builtin or ngrok"},
+		{"two ports", InterceptOptions{PortMaps: []string{"3000:http", "3001:grpc"}, Timeout: 1}, ""},
+		{"-p with the same number", InterceptOptions{PortMaps: []string{"8080"}, Timeout: 1}, ""},
+		{"-p without LOCAL", InterceptOptions{PortMaps: []string{":http"}, Timeout: 1}, "LOCAL must be a port number"},
+		{"-p without REMOTE", InterceptOptions{PortMaps: []string{"3000:"}, Timeout: 1}, "REMOTE must name a Service port"},
+		{"-p LOCAL out of range", InterceptOptions{PortMaps: []string{"70000:http"}, Timeout: 1}, "LOCAL must be a port number"},
+		{"-p a name alone", InterceptOptions{PortMaps: []string{"http"}, Timeout: 1}, "LOCAL must be a port number"},
+		{"-p three parts", InterceptOptions{PortMaps: []string{"3000:80:81"}, Timeout: 1}, "REMOTE must name a Service port"},
+		{"-p a port twice", InterceptOptions{PortMaps: []string{"3000:http", "3001:http"}, Timeout: 1}, "Service port http is given twice"},
+		{"-p a local port twice", InterceptOptions{PortMaps: []string{"3000:http", "3000:grpc"}, Timeout: 1}, "local port 3000 is given twice"},
+		{"-p and -r", InterceptOptions{PortMaps: []string{"3000:http"}, RemotePort: "grpc", Timeout: 1}, "not both"},
+		{"-p and -l", InterceptOptions{PortMaps: []string{"3000:http"}, LocalPort: 3001, Timeout: 1}, "not both"},
+		{"-p twice and a preview", InterceptOptions{PortMaps: []string{"3000:http", "3001:grpc"}, Preview: "local", Timeout: 1}, "take one port"},
 	} {
 		err := tc.o.Validate()
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
@@ -144,7 +156,8 @@ func TestPrintActive(t *testing.T) {
 	} {
 		var out bytes.Buffer
 		o := &InterceptOptions{Namespace: "shop", Service: "web", LocalPort: 3000, Route: tc.route}
-		o.printActive(newProgress(&out, &out, false), st, "web-copy-1", &front{inspectURL: "http://127.0.0.1:4041/"})
+		tunnels := []portTunnel{{entry: st.Record.Ports()[0], local: 3000}}
+		o.printActive(newProgress(&out, &out, false), st, tunnels, "web-copy-1", &front{inspectURL: "http://127.0.0.1:4041/"})
 		if !strings.Contains(out.String(), "See each intercepted request at http://127.0.0.1:4041/") {
 			t.Errorf("%s: output lacks the inspector's address:\n%s", tc.route, out.String())
 		}

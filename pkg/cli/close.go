@@ -218,6 +218,9 @@ func describeRoutes(rs []route.Route) string {
 		if r.Owner != "" {
 			parts[i] += " by " + printable(r.Owner)
 		}
+		if r.Port != "" {
+			parts[i] += " on port " + printable(r.Port)
+		}
 	}
 	return strings.Join(parts, ", ")
 }

@@ -51,6 +51,10 @@ const interceptExample = `  # Requests with header X-C6O-INTERCEPT: yes to my-se
   # Every connection to the port, whatever its headers
   kubectl intercept svc/my-service -l 3000 --all
 
+  # Two ports of the Service at once: its port http to localhost:3000 and
+  # its port grpc to localhost:3001, for the same header
+  kubectl intercept svc/my-service -p 3000:http -p 3001:grpc
+
   # Return at once and keep the intercept in the background until closed
   kubectl intercept svc/my-service -l 3000 --detach
   kubectl intercept close svc/my-service`
@@ -62,6 +66,10 @@ type InterceptOptions struct {
 
 	RemotePort string
 	LocalPort  int
+	// PortMaps are the -p LOCAL:REMOTE flags, for several ports at once.
+	PortMaps []string
+	// ports are the ports intercepted, from -p or -l/-r, the first first.
+	ports []portMap
 	// Header, Cookie, Baggage and All say which requests are the
 	// developer's: one of them, or none for the default header.
 	Header     string
@@ -107,7 +115,7 @@ type InterceptOptions struct {
 func NewCmdIntercept(f *factory.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &InterceptOptions{f: f, IOStreams: streams, Timeout: 2 * time.Minute}
 	cmd := &cobra.Command{
-		Use:         "kubectl-intercept [svc/]NAME -l LOCAL_PORT [-r REMOTE_PORT] [-x name:value | --cookie name=value | --baggage key=value | -a]",
+		Use:         "kubectl-intercept [svc/]NAME (-l LOCAL_PORT [-r REMOTE_PORT] | -p LOCAL:REMOTE...) [-x name:value | --cookie name=value | --baggage key=value | -a]",
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl intercept"},
 		Short:       "Send a Service's requests that carry your header to a port on your machine",
 		Long: `Intercept a Service: requests that carry your header (or cookie, or baggage
@@ -140,6 +148,7 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 	fl := cmd.Flags()
 	fl.StringVarP(&o.RemotePort, "remote-port", "r", "", "Service port to intercept, by name or number (optional when the Service has one port; czctl: --remotePort)")
 	fl.IntVarP(&o.LocalPort, "local-port", "l", 0, "local port intercepted requests go to (czctl: --localPort)")
+	fl.StringArrayVarP(&o.PortMaps, "port", "p", nil, "LOCAL:REMOTE: intercept Service port REMOTE (name or number) to local port LOCAL, as kubectl port-forward spells it; repeat for several ports (instead of -l and -r)")
 	fl.StringVarP(&o.Header, "header", "x", route.DefaultHeaderName+":"+route.DefaultHeaderValue, "name:value of the header that marks your requests (name case-insensitive); used unless --cookie, --baggage or --all is given")
 	fl.StringVar(&o.Cookie, "cookie", "", "name=value of a cookie that marks your requests, for a browser, which cannot add a header")
 	fl.StringVar(&o.Baggage, "baggage", "", "key=value of a W3C baggage member that marks your requests (value percent-encoded); OpenTelemetry carries it across services")
@@ -229,11 +238,18 @@ func (o *InterceptOptions) Validate() error {
 	if o.Route, err = o.matchRoute(); err != nil {
 		return err
 	}
-	if o.LocalPort < 1 || o.LocalPort > 65535 {
-		if o.DryRun && o.LocalPort == 0 {
-			return nil
+	if len(o.PortMaps) > 0 {
+		if err := o.validatePortMaps(); err != nil {
+			return err
 		}
-		return errors.New("say where intercepted requests go with -l LOCAL_PORT (1-65535)")
+	} else {
+		if o.LocalPort < 1 || o.LocalPort > 65535 {
+			if o.DryRun && o.LocalPort == 0 {
+				return nil
+			}
+			return errors.New("say where intercepted requests go with -l LOCAL_PORT (1-65535), or -p LOCAL:REMOTE for each port")
+		}
+		o.ports = []portMap{{Local: o.LocalPort, Remote: o.RemotePort}}
 	}
 	if err := o.validatePreview(); err != nil {
 		return err
@@ -298,7 +314,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		o.warnPublicHeader(ctx, p)
 	}
 	st, err := session.Start(ctx, o.f.Client, session.StartOptions{
-		Namespace: o.Namespace, Service: o.Service, Port: o.RemotePort,
+		Namespace: o.Namespace, Service: o.Service, Ports: o.remotePorts(),
 		ProxyImage: o.ProxyImage, ReadyTimeout: o.Timeout, DryRun: o.DryRun, Progress: p,
 		Dynamic:    o.f.Dynamic,
 		AllTraffic: o.Route.All,
@@ -313,8 +329,10 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		Session: st.Record.ID, PID: os.Getpid(), Started: time.Now().UTC()}); err != nil {
 		p.Warn(fmt.Sprintf("%v: `kubectl intercept close` without an argument will not know of this intercept", err))
 	}
-	if !localListening(o.LocalPort) {
-		p.Warn(fmt.Sprintf("nothing listens on localhost:%d yet: intercepted requests fail until your service runs there", o.LocalPort))
+	for _, pm := range o.ports {
+		if !localListening(pm.Local) {
+			p.Warn(fmt.Sprintf("nothing listens on localhost:%d yet: intercepted requests fail until your service runs there", pm.Local))
+		}
 	}
 	return o.hold(ctx, p, ready, st, fr)
 }
@@ -324,34 +342,38 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 // elsewhere; then the developer leaves.
 func (o *InterceptOptions) hold(ctx context.Context, p *progress, ready func(), st *session.Started, fr *front) error {
 	rec := st.Record
-	follower := &portforward.Follower{
-		Config: o.f.RESTConfig, Client: o.f.Client, Namespace: o.Namespace,
-		Selector: session.CopySelector(rec),
-		Port:     int(rec.Plan.ControlPort), Route: o.Route,
-		Local: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.LocalPort)),
-		HTTP:  fr.handler,
-		Log:   func(format string, args ...any) { p.Infof(format, args...) },
+	tunnels, err := o.portTunnels(p, st, fr)
+	if err != nil {
+		return o.leaveAfter(st, p, err)
 	}
 	// The tunnels outlive Ctrl-C until Leave has let requests in flight end.
 	fctx, stopTunnels := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopTunnels()
-	ferr := make(chan error, 1)
-	go func() { ferr <- follower.Run(fctx) }()
-
+	ferr := make(chan error, len(tunnels))
+	for _, t := range tunnels {
+		go func() { ferr <- t.follower.Run(fctx) }()
+	}
+	waitAll := func() {
+		for range tunnels {
+			<-ferr
+		}
+	}
 	end := func(cause error) error {
 		st.Settle()
-		follower.Leave(2 * time.Second)
+		for _, t := range tunnels {
+			t.follower.Leave(2 * time.Second)
+		}
 		stopTunnels()
-		<-ferr
+		waitAll()
 		return o.leave(st, p, cause)
 	}
-	pod, err := o.activate(ctx, p, st, follower)
+	pod, err := o.activate(ctx, p, st, tunnels)
 	if err != nil {
 		return end(err)
 	}
 	st.Settle()
 	if o.Preview != "" {
-		url, stopPreview, err := o.startPreview(ctx, st, follower, fr)
+		url, stopPreview, err := o.startPreview(ctx, st, tunnels[0].follower, fr)
 		if err != nil {
 			return end(err)
 		}
@@ -361,7 +383,7 @@ func (o *InterceptOptions) hold(ctx context.Context, p *progress, ready func(), 
 			fr.previewLink.Store(url)
 		}
 	}
-	o.printActive(p, st, pod, fr)
+	o.printActive(p, st, tunnels, pod, fr)
 	ready()
 	go session.WatchSwitch(fctx, o.f.Client, o.Namespace, o.Service, rec, p.Warn)
 	go func() {
@@ -381,7 +403,7 @@ func (o *InterceptOptions) hold(ctx context.Context, p *progress, ready func(), 
 	case <-gone:
 		// Someone else closed it: nothing of ours is left to restore.
 		stopTunnels()
-		<-ferr
+		waitAll()
 		forgetLocal(o.stateKey)
 		return fmt.Errorf("the intercept of service %s/%s was ended elsewhere (its copy %s is gone, e.g. by `kubectl intercept close --force`); your requests go to the cluster again",
 			o.Namespace, o.Service, rec.Copy)
@@ -391,11 +413,57 @@ func (o *InterceptOptions) hold(ctx context.Context, p *progress, ready func(), 
 	}
 }
 
-// activate waits until every ready pod of the copy holds the route (or
-// some of the developer's requests would miss the laptop), the Service's
-// endpoints are the copy's, and requests to the ClusterIP reach sidecars;
-// it returns the pod whose sidecar answered the last probe.
-func (o *InterceptOptions) activate(ctx context.Context, p *progress, st *session.Started, f *portforward.Follower) (string, error) {
+// portTunnel is one intercepted port: the session's entry for it, the
+// local port its requests go to, and the tunnels to every copy pod.
+type portTunnel struct {
+	entry    session.PortEntry
+	local    int
+	follower *portforward.Follower
+}
+
+// portTunnels maps the developer's ports onto the session's: one follower
+// of the copy's pods for each. The first port's requests go through the
+// front (the inspector, ngrok); the others' straight to their local port.
+// Only the first follower opens a new pod's readiness gate.
+func (o *InterceptOptions) portTunnels(p *progress, st *session.Started, fr *front) ([]portTunnel, error) {
+	rec := st.Record
+	var out []portTunnel
+	for i, pm := range o.ports {
+		e, err := rec.EntryFor(st.Service, pm.Remote)
+		if err != nil {
+			return nil, err
+		}
+		f := &portforward.Follower{
+			Config: o.f.RESTConfig, Client: o.f.Client, Namespace: o.Namespace,
+			Selector: session.CopySelector(rec),
+			Port:     int(e.Plan.ControlPort), Route: o.Route,
+			Local:  net.JoinHostPort("127.0.0.1", strconv.Itoa(pm.Local)),
+			NoGate: i > 0,
+			Log:    func(format string, args ...any) { p.Infof(format, args...) },
+		}
+		if i == 0 {
+			f.HTTP = fr.handler
+		}
+		if len(o.ports) > 1 {
+			port := e.Port
+			f.Log = func(format string, args ...any) { p.Infof("port "+port+": "+format, args...) }
+		}
+		out = append(out, portTunnel{entry: e, local: pm.Local, follower: f})
+	}
+	return out, nil
+}
+
+// leaveAfter leaves the session when the tunnels could not even start.
+func (o *InterceptOptions) leaveAfter(st *session.Started, p *progress, cause error) error {
+	st.Settle()
+	return o.leave(st, p, cause)
+}
+
+// activate waits until every ready pod of the copy holds the route on each
+// port (or some of the developer's requests would miss the laptop), the
+// Service's endpoints are the copy's, and requests to each port's ClusterIP
+// reach sidecars; it returns the pod whose sidecar answered the last probe.
+func (o *InterceptOptions) activate(ctx context.Context, p *progress, st *session.Started, tunnels []portTunnel) (string, error) {
 	rec := st.Record
 	want := 1
 	if d, err := o.f.Client.AppsV1().Deployments(o.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{}); err == nil && d.Status.ReadyReplicas > 1 {
@@ -403,7 +471,12 @@ func (o *InterceptOptions) activate(ctx context.Context, p *progress, st *sessio
 	}
 	done := p.Step(fmt.Sprintf("opening tunnels to the copy's %d pod(s)", want))
 	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	err := f.WaitRegistered(wctx, want)
+	var err error
+	for _, t := range tunnels {
+		if err = t.follower.WaitRegistered(wctx, want); err != nil {
+			break
+		}
+	}
 	cancel()
 	done(err)
 	if err != nil {
@@ -412,14 +485,17 @@ func (o *InterceptOptions) activate(ctx context.Context, p *progress, st *sessio
 	done = p.Step("checking that service " + o.Service + " reaches the sidecars only")
 	err = session.WaitEndpointsOnCopy(ctx, o.f.Client, o.Namespace, o.Service, rec, o.Timeout)
 	var pod string
-	if err == nil {
-		pod, err = verifyActive(ctx, f, st.Service, rec.Port, o.Timeout)
+	for _, t := range tunnels {
+		if err != nil {
+			break
+		}
+		pod, err = verifyActive(ctx, t.follower, st.Service, t.entry.Port, o.Timeout)
 	}
 	done(err)
 	return pod, err
 }
 
-func (o *InterceptOptions) printActive(p *progress, st *session.Started, pod string, fr *front) {
+func (o *InterceptOptions) printActive(p *progress, st *session.Started, tunnels []portTunnel, pod string, fr *front) {
 	r := o.Route
 	what := "requests with " + r.String()
 	switch {
@@ -428,8 +504,16 @@ func (o *InterceptOptions) printActive(p *progress, st *session.Started, pod str
 	case r.Header != "":
 		what = "requests with header " + r.String()
 	}
-	p.Infof("Intercepting service %s/%s port %s: %s go to localhost:%d (verified through pod %s).", o.Namespace, o.Service, st.Record.Port, what, o.LocalPort, pod)
-	url := fmt.Sprintf("http://%s.%s:%s/", o.Service, o.Namespace, servicePort(st.Service, st.Record.Port))
+	if len(tunnels) == 1 {
+		p.Infof("Intercepting service %s/%s port %s: %s go to localhost:%d (verified through pod %s).", o.Namespace, o.Service, tunnels[0].entry.Port, what, tunnels[0].local, pod)
+	} else {
+		var ports []string
+		for _, t := range tunnels {
+			ports = append(ports, fmt.Sprintf("port %s to localhost:%d", t.entry.Port, t.local))
+		}
+		p.Infof("Intercepting service %s/%s, %s on %s (verified through pod %s).", o.Namespace, o.Service, what, strings.Join(ports, ", "), pod)
+	}
+	url := fmt.Sprintf("http://%s.%s:%s/", o.Service, o.Namespace, servicePort(st.Service, tunnels[0].entry.Port))
 	if !r.All {
 		p.Infof("Try it from inside the cluster: curl -H %s %s", shellQuote(headerLine(r)), url)
 	}
@@ -642,4 +726,73 @@ func (o *InterceptOptions) warnPublicHeader(ctx context.Context, p *progress) {
 	if exposure := session.Exposure(ctx, o.f.Client, o.f.Dynamic, svc); len(exposure) > 0 {
 		p.Warn(session.PublicHeaderWarning(svc, exposure))
 	}
+}
+
+// portMap is one intercepted port: Service port Remote (a name or a
+// number; empty: the Service's only port) to local port Local.
+type portMap struct {
+	Local  int
+	Remote string
+}
+
+// parsePortMap reads -p LOCAL:REMOTE, or PORT for the same number on both
+// sides, as kubectl port-forward does.
+func parsePortMap(s string) (portMap, error) {
+	local, remote, ok := strings.Cut(s, ":")
+	if !ok {
+		remote = local
+	}
+	n, err := strconv.Atoi(local)
+	if err != nil || n < 1 || n > 65535 {
+		return portMap{}, fmt.Errorf("-p %q: LOCAL must be a port number (1-65535); the form is LOCAL:REMOTE, e.g. -p 3000:http", s)
+	}
+	if remote == "" || strings.ContainsAny(remote, ": ") {
+		return portMap{}, fmt.Errorf("-p %q: REMOTE must name a Service port by name or number; the form is LOCAL:REMOTE, e.g. -p 3000:http", s)
+	}
+	if !ok {
+		if _, err := strconv.Atoi(remote); err != nil {
+			return portMap{}, fmt.Errorf("-p %q: the form is LOCAL:REMOTE, e.g. -p 3000:http", s)
+		}
+	}
+	return portMap{Local: n, Remote: remote}, nil
+}
+
+// validatePortMaps reads every -p, which replace -l and -r.
+func (o *InterceptOptions) validatePortMaps() error {
+	if o.LocalPort != 0 || o.RemotePort != "" {
+		return errors.New("-p gives both the local and the Service port: use -p LOCAL:REMOTE for every port, or -l and -r for one, not both")
+	}
+	locals, remotes := map[int]bool{}, map[string]bool{}
+	o.ports = nil
+	for _, s := range o.PortMaps {
+		pm, err := parsePortMap(s)
+		if err != nil {
+			return err
+		}
+		if locals[pm.Local] {
+			return fmt.Errorf("-p: local port %d is given twice; each Service port needs a local port of its own", pm.Local)
+		}
+		if remotes[pm.Remote] {
+			return fmt.Errorf("-p: Service port %s is given twice", pm.Remote)
+		}
+		locals[pm.Local], remotes[pm.Remote] = true, true
+		o.ports = append(o.ports, pm)
+	}
+	if len(o.ports) > 1 && (o.Tunnel == tunnelNgrok || o.Preview != "") {
+		return errors.New("--tunnel ngrok and --preview take one port: intercept it alone (-l/-r or a single -p)")
+	}
+	o.LocalPort, o.RemotePort = o.ports[0].Local, o.ports[0].Remote
+	return nil
+}
+
+// remotePorts are the Service ports asked for; nil when none was named
+// (the Service's only port, or the session's when joining).
+func (o *InterceptOptions) remotePorts() []string {
+	var out []string
+	for _, pm := range o.ports {
+		if pm.Remote != "" {
+			out = append(out, pm.Remote)
+		}
+	}
+	return out
 }

@@ -130,7 +130,7 @@ func writeList(w, errw io.Writer, entries []session.Intercept, allNamespaces, wi
 		if routes == "" {
 			routes = "<none>"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", e.Service, e.Port, orNone(e.WorkloadRef()), e.Ready, e.Status, routes,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", e.Service, e.PortList(), orNone(e.WorkloadRef()), e.Ready, e.Status, routes,
 			duration.HumanDuration(now.Sub(e.Created)))
 		if wide {
 			fmt.Fprintf(tw, "\t%s\t%s", e.Copy, e.Problem)

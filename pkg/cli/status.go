@@ -112,7 +112,11 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 // writeStatus renders st for a person.
 func writeStatus(w io.Writer, st *session.Detail, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintf(tw, "Service:\t%s/%s, port %s\n", st.Namespace, st.Service, orNone(st.Port))
+	ports := "port " + orNone(st.Port)
+	if len(st.Ports) > 1 {
+		ports = "ports " + st.PortList()
+	}
+	fmt.Fprintf(tw, "Service:\t%s/%s, %s\n", st.Namespace, st.Service, ports)
 	fmt.Fprintf(tw, "Status:\t%s\n", st.Status)
 	if st.Problem != "" {
 		fmt.Fprintf(tw, "Problem:\t%s\n", st.Problem)

@@ -57,6 +57,10 @@ type Route struct {
 	// the asking CLI gave: a CLI tells its own routes from its
 	// teammates' without anyone seeing a key.
 	Mine bool `json:"mine,omitempty"`
+	// Port names the Service port a listed route holds, in the CLI's
+	// listings of an intercept of several ports; a sidecar neither sets
+	// nor reads it (each port has its own routes).
+	Port string `json:"port,omitempty"`
 }
 
 // String renders the route the way the CLI's flags take it: name:value

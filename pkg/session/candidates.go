@@ -66,10 +66,10 @@ func (c Cluster) candidate(ctx context.Context, svc *corev1.Service) Candidate {
 	var reasons []string
 	for i := range svc.Spec.Ports {
 		p := &svc.Spec.Ports[i]
-		if _, err := workload.Preflight(svc, p, target.Source, pvcs, false); err == nil {
+		if _, err := workload.Preflight(svc, []*corev1.ServicePort{p}, target.Source, pvcs, false); err == nil {
 			cand.Ports = append(cand.Ports, portKey(p))
 			continue
-		} else if _, errAll := workload.Preflight(svc, p, target.Source, pvcs, true); errAll == nil {
+		} else if _, errAll := workload.Preflight(svc, []*corev1.ServicePort{p}, target.Source, pvcs, true); errAll == nil {
 			cand.AllOnly = append(cand.AllOnly, portKey(p))
 		} else {
 			reasons = append(reasons, fmt.Sprintf("port %s: %s", portKey(p), firstLine(err.Error())))

@@ -9,7 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -60,7 +63,70 @@ type Record struct {
 	// switch did not change it (a named targetPort the sidecar took over).
 	TargetPort *intstr.IntOrString `json:"targetPort,omitempty"`
 	Plan       workload.PortPlan   `json:"plan"`
-	Created    time.Time           `json:"created"`
+	// More are the further ports of an intercept of several (-p twice):
+	// Port, TargetPort and Plan above are the first.
+	More    []PortEntry `json:"more,omitempty"`
+	Created time.Time   `json:"created"`
+}
+
+// PortEntry is one intercepted Service port of a session.
+type PortEntry struct {
+	// Port is the Service port by name or number.
+	Port string `json:"port"`
+	// TargetPort is its targetPort before the switch; nil when the switch
+	// did not change it.
+	TargetPort *intstr.IntOrString `json:"targetPort,omitempty"`
+	Plan       workload.PortPlan   `json:"plan"`
+}
+
+// Ports are the session's intercepted ports, the first one first.
+func (r *Record) Ports() []PortEntry {
+	return append([]PortEntry{{Port: r.Port, TargetPort: r.TargetPort, Plan: r.Plan}}, r.More...)
+}
+
+// PortKeys are the names (or numbers) of the session's ports.
+func (r *Record) PortKeys() []string {
+	var keys []string
+	for _, p := range r.Ports() {
+		keys = append(keys, p.Port)
+	}
+	return keys
+}
+
+// setPorts stores the session's ports.
+func (r *Record) setPorts(ps []PortEntry) {
+	r.Port, r.TargetPort, r.Plan = ps[0].Port, ps[0].TargetPort, ps[0].Plan
+	r.More = nil
+	if len(ps) > 1 {
+		r.More = append([]PortEntry(nil), ps[1:]...)
+	}
+}
+
+// EntryFor returns the session's entry for a Service port as a developer
+// names it (a name or a number; empty: the session's only port).
+func (r *Record) EntryFor(svc *corev1.Service, want string) (PortEntry, error) {
+	if want == "" {
+		if len(r.More) > 0 {
+			return PortEntry{}, fmt.Errorf("service %s is intercepted on ports %s: say which with -r, or -p LOCAL:REMOTE for each", r.Service, strings.Join(r.PortKeys(), ", "))
+		}
+		return r.Ports()[0], nil
+	}
+	if i := workload.PortIndex(svc, want); i >= 0 {
+		if e, ok := r.PortEntryOf(workload.PortKey(&svc.Spec.Ports[i])); ok {
+			return e, nil
+		}
+	}
+	return PortEntry{}, fmt.Errorf("service %s is intercepted on port(s) %s, not %s", r.Service, strings.Join(r.PortKeys(), ", "), want)
+}
+
+// PortEntryOf returns the session's entry for a Service port key.
+func (r *Record) PortEntryOf(key string) (PortEntry, bool) {
+	for _, p := range r.Ports() {
+		if p.Port == key {
+			return p, true
+		}
+	}
+	return PortEntry{}, false
 }
 
 // Encode renders the record for an annotation.
@@ -105,8 +171,18 @@ func (r *Record) check() error {
 		return fmt.Errorf("names an unknown workload kind %q", r.Kind)
 	case len(r.Selector) == 0:
 		return fmt.Errorf("has no selector to restore")
-	case r.Port == "":
-		return fmt.Errorf("names no port")
+	}
+	seen := map[string]bool{}
+	for _, p := range r.Ports() {
+		switch {
+		case p.Port == "":
+			return fmt.Errorf("names no port")
+		case seen[p.Port]:
+			return fmt.Errorf("names port %s twice", p.Port)
+		case p.Plan.ControlPort < 0 || p.Plan.ControlPort > 65535 || p.Plan.SidecarPort < 0 || p.Plan.SidecarPort > 65535:
+			return fmt.Errorf("has invalid sidecar ports for port %s", p.Port)
+		}
+		seen[p.Port] = true
 	}
 	for k, v := range r.Selector {
 		if len(validation.IsQualifiedName(k)) > 0 || len(validation.IsValidLabelValue(v)) > 0 {

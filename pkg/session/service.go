@@ -11,25 +11,31 @@ import (
 )
 
 // Switch returns svc pointed at the copy: the selector becomes the session
-// label alone and, unless the sidecar took over a named targetPort, the
-// intercepted port's targetPort becomes the sidecar's port. The record is
-// written in the same update, so the change and how to undo it land together.
+// label alone and, unless the sidecar took over a named targetPort, each
+// intercepted port's targetPort becomes the sidecar's listener for it. The
+// record is written in the same update, so the change and how to undo it
+// land together.
 func Switch(svc *corev1.Service, rec *Record) (*corev1.Service, error) {
 	if maps.Equal(svc.Spec.Selector, rec.SessionSelector()) {
 		return nil, fmt.Errorf("service %s is already switched to session %s", svc.Name, rec.ID)
 	}
 	out := svc.DeepCopy()
-	i := workload.PortIndex(out, rec.Port)
-	if i < 0 {
-		return nil, fmt.Errorf("service %s no longer has port %s", svc.Name, rec.Port)
+	ports := rec.Ports()
+	for j := range ports {
+		e := &ports[j]
+		i := workload.PortIndex(out, e.Port)
+		if i < 0 {
+			return nil, fmt.Errorf("service %s no longer has port %s", svc.Name, e.Port)
+		}
+		e.TargetPort = nil
+		if e.Plan.TargetPortName == "" {
+			tp := out.Spec.Ports[i].TargetPort
+			e.TargetPort = &tp
+			out.Spec.Ports[i].TargetPort = intstr.FromInt32(e.Plan.SidecarPort)
+		}
 	}
+	rec.setPorts(ports)
 	rec.Selector = maps.Clone(svc.Spec.Selector)
-	rec.TargetPort = nil
-	if rec.Plan.TargetPortName == "" {
-		tp := out.Spec.Ports[i].TargetPort
-		rec.TargetPort = &tp
-		out.Spec.Ports[i].TargetPort = intstr.FromInt32(rec.Plan.SidecarPort)
-	}
 	out.Spec.Selector = rec.SessionSelector()
 	if out.Annotations == nil {
 		out.Annotations = map[string]string{}
@@ -48,14 +54,17 @@ func Restore(current *corev1.Service, rec *Record) (out *corev1.Service, kept []
 	} else if !maps.Equal(out.Spec.Selector, rec.Selector) {
 		kept = append(kept, fmt.Sprintf("selector %v (changed by someone else during the intercept)", out.Spec.Selector))
 	}
-	if rec.TargetPort != nil {
-		if i := workload.PortIndex(out, rec.Port); i >= 0 {
+	for _, e := range rec.Ports() {
+		if e.TargetPort == nil {
+			continue
+		}
+		if i := workload.PortIndex(out, e.Port); i >= 0 {
 			tp := out.Spec.Ports[i].TargetPort
 			switch {
-			case tp.Type == intstr.Int && tp.IntVal == rec.Plan.SidecarPort:
-				out.Spec.Ports[i].TargetPort = *rec.TargetPort
-			case tp != *rec.TargetPort:
-				kept = append(kept, fmt.Sprintf("port %s targetPort %s (changed by someone else during the intercept)", rec.Port, tp.String()))
+			case tp.Type == intstr.Int && tp.IntVal == e.Plan.SidecarPort:
+				out.Spec.Ports[i].TargetPort = *e.TargetPort
+			case tp != *e.TargetPort:
+				kept = append(kept, fmt.Sprintf("port %s targetPort %s (changed by someone else during the intercept)", e.Port, tp.String()))
 			}
 		}
 	}

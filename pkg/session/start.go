@@ -5,7 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,8 +39,9 @@ func (NopProgress) Warn(string) {}
 // StartOptions are the inputs of Start.
 type StartOptions struct {
 	Namespace, Service string
-	// Port is -r: the Service port by name or number, or empty.
-	Port       string
+	// Ports are the Service ports to intercept by name or number (-r, or
+	// the REMOTE side of each -p); empty: the Service's only port.
+	Ports      []string
 	ProxyImage string
 	// Dynamic reads Argo Rollouts; nil: a Service over a Rollout is refused.
 	Dynamic dynamic.Interface
@@ -130,7 +131,7 @@ func startOnce(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*S
 		done(err)
 		return nil, err
 	}
-	port, err := workload.SelectPort(svc, o.Port)
+	ports, err := selectPorts(svc, o.Ports)
 	if err != nil {
 		done(err)
 		return nil, err
@@ -146,7 +147,7 @@ func startOnce(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*S
 		done(err)
 		return nil, err
 	}
-	warnings, err := workload.Preflight(svc, port, src, pvcs, o.AllTraffic)
+	warnings, err := workload.Preflight(svc, ports, src, pvcs, o.AllTraffic)
 	done(err)
 	if err != nil {
 		return nil, err
@@ -155,7 +156,7 @@ func startOnce(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*S
 		p.Warn(w)
 	}
 
-	if st, err := resume(ctx, cs, svc, target, port, o); st != nil || err != nil {
+	if st, err := resume(ctx, cs, svc, target, ports, o); st != nil || err != nil {
 		return st, err
 	}
 	rec := &Record{
@@ -164,7 +165,6 @@ func startOnce(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*S
 		Service:  svc.Name,
 		Workload: src.Name,
 		Kind:     src.Kind,
-		Port:     portKey(port),
 		Created:  time.Now().UTC().Truncate(time.Second),
 	}
 	rec.Copy = copyName(src.Name, rec.ID)
@@ -174,8 +174,8 @@ func startOnce(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*S
 	if replicas < 1 {
 		replicas = 1
 	}
-	cp, plan, err := workload.Copy(workload.CopyInput{
-		Source: src, Service: svc, Port: port, Replicas: replicas,
+	cp, plans, err := workload.Copy(workload.CopyInput{
+		Source: src, Service: svc, Ports: ports, Replicas: replicas,
 		Name: rec.Copy, SessionLabel: LabelSession, SessionID: rec.ID,
 		Labels:     map[string]string{LabelManagedBy: ManagedByValue, LabelSession: rec.ID},
 		ProxyImage: o.ProxyImage,
@@ -183,7 +183,11 @@ func startOnce(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*S
 	if err != nil {
 		return nil, err
 	}
-	rec.Plan = plan
+	entries := make([]PortEntry, len(plans))
+	for i, plan := range plans {
+		entries[i] = PortEntry{Port: plan.Port, Plan: plan}
+	}
+	rec.setPorts(entries)
 	switched, err := Switch(svc, rec)
 	if err != nil {
 		return nil, err
@@ -210,7 +214,7 @@ func startOnce(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*S
 // resume picks up a copy of this Service that an earlier start made but
 // never switched to (it crashed, or is still starting): rather than make a
 // second one, wait for it and switch to it.
-func resume(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, target *workload.Target, port *corev1.ServicePort, o StartOptions) (*Started, error) {
+func resume(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, target *workload.Target, ports []*corev1.ServicePort, o StartOptions) (*Started, error) {
 	if o.DryRun {
 		return nil, nil
 	}
@@ -221,7 +225,7 @@ func resume(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, t
 	for i := len(copies) - 1; i >= 0; i-- { // newest first
 		c := copies[i]
 		rec, err := DecodeRecord(c.Annotations[AnnotationRecord])
-		if err != nil || c.DeletionTimestamp != nil || rec.WorkloadRef() != target.Source.Ref() || rec.Port != portKey(port) {
+		if err != nil || c.DeletionTimestamp != nil || rec.WorkloadRef() != target.Source.Ref() || !slices.Equal(rec.PortKeys(), portKeys(ports)) {
 			continue
 		}
 		b, err := startBeat(ctx, cs, o.Namespace, c.Name)
@@ -302,10 +306,8 @@ func join(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, raw
 	if err != nil {
 		return nil, fmt.Errorf("service %s: %w; run `kubectl intercept close svc/%s` to restore it", svc.Name, err, svc.Name)
 	}
-	if o.Port != "" && o.Port != rec.Port {
-		if i := workload.PortIndex(svc, o.Port); i < 0 || portKey(&svc.Spec.Ports[i]) != rec.Port {
-			return nil, fmt.Errorf("service %s is already intercepted on port %s; a second port is not supported, intercept port %s or close the other session", svc.Name, rec.Port, rec.Port)
-		}
+	if err := joinablePorts(svc, rec, o.Ports); err != nil {
+		return nil, err
 	}
 	if err := verifyCopy(ctx, cs, svc.Namespace, rec); apierrors.IsNotFound(err) {
 		return nil, nil // a stale record: cleaned up, then a new session
@@ -313,9 +315,11 @@ func join(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, raw
 		return nil, fmt.Errorf("%w; nothing was changed. Someone may have edited annotation %s on service %s: check it, then restore the Service by hand (kubectl edit svc %s -n %s)",
 			err, AnnotationRecord, svc.Name, svc.Name, svc.Namespace)
 	}
-	if i := workload.PortIndex(svc, rec.Port); i >= 0 && !o.AllTraffic {
-		if err := workload.HeaderRoutable(svc, &svc.Spec.Ports[i]); err != nil {
-			return nil, err
+	for _, key := range joinedPorts(rec, o.Ports) {
+		if i := workload.PortIndex(svc, key); i >= 0 && !o.AllTraffic {
+			if err := workload.HeaderRoutable(svc, &svc.Spec.Ports[i]); err != nil {
+				return nil, err
+			}
 		}
 	}
 	// Joining marks the copy as starting, so a close that races with this
@@ -476,11 +480,64 @@ func claims(ctx context.Context, cs kubernetes.Interface, src *workload.Source) 
 	return out, nil
 }
 
-func portKey(p *corev1.ServicePort) string {
-	if p.Name != "" {
-		return p.Name
+func portKey(p *corev1.ServicePort) string { return workload.PortKey(p) }
+
+func portKeys(ports []*corev1.ServicePort) []string {
+	keys := make([]string, len(ports))
+	for i, p := range ports {
+		keys[i] = portKey(p)
 	}
-	return strconv.Itoa(int(p.Port))
+	return keys
+}
+
+// selectPorts resolves the requested Service ports (names or numbers; none:
+// the Service's only port), refusing one asked for twice.
+func selectPorts(svc *corev1.Service, want []string) ([]*corev1.ServicePort, error) {
+	if len(want) == 0 {
+		want = []string{""}
+	}
+	var out []*corev1.ServicePort
+	seen := map[string]string{}
+	for _, w := range want {
+		p, err := workload.SelectPort(svc, w)
+		if err != nil {
+			return nil, err
+		}
+		if earlier, ok := seen[portKey(p)]; ok {
+			return nil, fmt.Errorf("service %s port %s is given twice (as %q and %q): give each port once", svc.Name, portKey(p), earlier, w)
+		}
+		seen[portKey(p)] = w
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// joinedPorts are the session ports a joining developer takes: those asked
+// for, or every port of the session when none was.
+func joinedPorts(rec *Record, want []string) []string {
+	if len(want) == 0 {
+		return rec.PortKeys()
+	}
+	return want
+}
+
+// joinablePorts refuses to join a session for a port its copy has no
+// listener for.
+func joinablePorts(svc *corev1.Service, rec *Record, want []string) error {
+	if len(want) == 0 && len(rec.More) > 0 {
+		return fmt.Errorf("service %s is intercepted on ports %s: say which with -r, or -p LOCAL:REMOTE for each", svc.Name, strings.Join(rec.PortKeys(), ", "))
+	}
+	for _, w := range want {
+		i := workload.PortIndex(svc, w)
+		if i >= 0 {
+			if _, ok := rec.PortEntryOf(portKey(&svc.Spec.Ports[i])); ok {
+				continue
+			}
+		}
+		return fmt.Errorf("service %s is already intercepted on port(s) %s, and its copy has no listener for port %s: "+
+			"intercept among those ports, or wait until the others have closed theirs", svc.Name, strings.Join(rec.PortKeys(), ", "), w)
+	}
+	return nil
 }
 
 // newID returns a short random ID, valid in names and label values.

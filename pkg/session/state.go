@@ -66,8 +66,11 @@ const (
 type Intercept struct {
 	Namespace string `json:"namespace"`
 	Service   string `json:"service"`
-	Port      string `json:"port"`
-	Workload  string `json:"workload"`
+	// Port is the intercepted Service port (the first, when several are:
+	// Ports lists them all).
+	Port     string   `json:"port"`
+	Ports    []string `json:"ports,omitempty"`
+	Workload string   `json:"workload"`
 	// Kind is the original's kind: Deployment, StatefulSet, ReplicaSet,
 	// Pod or Rollout.
 	Kind    string        `json:"kind,omitempty"`
@@ -162,8 +165,28 @@ func (c Cluster) SidecarRoutes(ctx context.Context, ns, pod string, rec *Record)
 
 // sidecarRoutes asks with an owner key: the routes of that key are marked
 // Mine.
+// Each port of the session has routes of its own: in an intercept of
+// several ports, every route is tagged with its port.
 func (c Cluster) sidecarRoutes(ctx context.Context, ns, pod string, rec *Record, key string) ([]route.Route, error) {
-	conn, err := c.Dial(ctx, ns, pod, int(rec.Plan.ControlPort))
+	ports := rec.Ports()
+	var all []route.Route
+	for _, e := range ports {
+		routes, err := c.portRoutes(ctx, ns, pod, int(e.Plan.ControlPort), key)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range routes {
+			if len(ports) > 1 {
+				r.Port = e.Port
+			}
+			all = append(all, r)
+		}
+	}
+	return all, nil
+}
+
+func (c Cluster) portRoutes(ctx context.Context, ns, pod string, control int, key string) ([]route.Route, error) {
+	conn, err := c.Dial(ctx, ns, pod, control)
 	if err != nil {
 		return nil, err
 	}
@@ -395,7 +418,7 @@ func switchedIntercept(ctx context.Context, cs kubernetes.Interface, s *corev1.S
 		return e
 	}
 	e.Record = rec
-	e.Port, e.Workload, e.Kind, e.Copy, e.Created = rec.Port, rec.Workload, kindOf(rec), rec.Copy, rec.Created
+	e.Port, e.Ports, e.Workload, e.Kind, e.Copy, e.Created = rec.Port, rec.PortKeys(), rec.Workload, kindOf(rec), rec.Copy, rec.Created
 	d, err := cs.AppsV1().Deployments(s.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{})
 	if err != nil {
 		e.Ready, e.Status = "-", StateCopyMissing
@@ -422,7 +445,7 @@ func switchedIntercept(ctx context.Context, cs kubernetes.Interface, s *corev1.S
 // residueIntercept describes a copy whose Service is not switched (a
 // crash between creating the copy and the switch, or our annotations wiped).
 func residueIntercept(d *appsv1.Deployment, rec *Record) Intercept {
-	return Intercept{Namespace: d.Namespace, Service: rec.Service, Port: rec.Port, Workload: rec.Workload,
+	return Intercept{Namespace: d.Namespace, Service: rec.Service, Port: rec.Port, Ports: rec.PortKeys(), Workload: rec.Workload,
 		Kind: kindOf(rec), Copy: d.Name, Ready: fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, ptr.Deref(d.Spec.Replicas, 0)),
 		Routes: []route.Route{}, Created: rec.Created, Status: StateResidue,
 		Problem: "a copy without a switched Service", Record: rec}
@@ -435,6 +458,14 @@ func kindOf(rec *Record) string {
 		return workload.KindDeployment
 	}
 	return rec.Kind
+}
+
+// PortList is the intercepted ports for a table: http,grpc.
+func (e *Intercept) PortList() string {
+	if len(e.Ports) > 1 {
+		return strings.Join(e.Ports, ",")
+	}
+	return e.Port
 }
 
 // WorkloadRef names the original as kubectl does: statefulset/db.

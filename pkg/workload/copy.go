@@ -28,7 +28,9 @@ const RoutesGate = "intercept.kubectl.dev/routes"
 type CopyInput struct {
 	Source  *Source
 	Service *corev1.Service
-	Port    *corev1.ServicePort
+	// Ports are the Service ports to intercept: each gets a listener of
+	// the sidecar.
+	Ports []*corev1.ServicePort
 	// Replicas of the copy: as many as the original has ready.
 	Replicas int32
 	// Name of the copy Deployment.
@@ -43,8 +45,10 @@ type CopyInput struct {
 	ProxyImage  string
 }
 
-// PortPlan says how traffic reaches the sidecar.
+// PortPlan says how traffic of one Service port reaches the sidecar.
 type PortPlan struct {
+	// Port is the Service port, by name (or number when it has none).
+	Port string `json:"port,omitempty"`
 	// AppPort is the app container's port the Service targeted.
 	AppPort int32 `json:"appPort"`
 	// SidecarPort takes the Service's traffic; ControlPort (loopback) the tunnels.
@@ -60,16 +64,16 @@ func reservedPort(p int32) bool {
 	return (p >= 15000 && p <= 15090) || p == 4140 || p == 4143 || p == 4191
 }
 
-// Copy returns the copy of in.Original that serves the Service's port
-// through the sidecar, and how its ports are laid out. It never modifies
+// Copy returns the copy of in.Source that serves the Service's ports
+// through the sidecar, and how each port is laid out. It never modifies
 // its input.
-func Copy(in CopyInput) (*appsv1.Deployment, PortPlan, error) {
+func Copy(in CopyInput) (*appsv1.Deployment, []PortPlan, error) {
 	tmpl := in.Source.Template.DeepCopy()
 	spec := &tmpl.Spec
 	emptyClaims(spec, in.Source.ClaimTemplates)
-	plan, err := planPorts(spec, in.Port)
+	plans, err := planPorts(spec, in.Ports)
 	if err != nil {
-		return nil, plan, fmt.Errorf("service %s port %s: %w", in.Service.Name, portName(in.Port), err)
+		return nil, nil, fmt.Errorf("service %s %w", in.Service.Name, err)
 	}
 
 	// The pods keep the original's labels, so NetworkPolicies, mesh
@@ -86,12 +90,14 @@ func Copy(in CopyInput) (*appsv1.Deployment, PortPlan, error) {
 	podLabels[in.SessionLabel] = in.SessionID
 	tmpl.Labels = podLabels
 
-	if plan.TargetPortName != "" {
-		renameAppPort(spec, plan)
+	for _, plan := range plans {
+		if plan.TargetPortName != "" {
+			renameAppPort(spec, plan)
+		}
 	}
-	holdAppWhileDraining(spec, plan)
+	holdAppWhileDraining(spec, plans[0])
 	spec.ReadinessGates = append(spec.ReadinessGates, corev1.PodReadinessGate{ConditionType: RoutesGate})
-	spec.Containers = append(spec.Containers, sidecar(in.ProxyImage, plan, speaksH2C(in.Port), serviceAddr(in.Service, in.Port)))
+	spec.Containers = append(spec.Containers, sidecar(in.ProxyImage, plans, in.Service, in.Ports))
 	// The sidecar needs no access to the API: an empty directory over the
 	// service account token's path hides the workload's token from it. It
 	// is mounted read-only, so nothing grows in it; no size limit (the
@@ -124,7 +130,7 @@ func Copy(in CopyInput) (*appsv1.Deployment, PortPlan, error) {
 			ProgressDeadlineSeconds: in.Source.ProgressDeadlineSeconds,
 		},
 	}
-	return d, plan, nil
+	return d, plans, nil
 }
 
 // emptyClaims gives the copy's pods an empty directory for each of a
@@ -148,16 +154,48 @@ func emptyClaims(spec *corev1.PodSpec, claims []corev1.PersistentVolumeClaim) {
 	}
 }
 
-// planPorts finds the app's port the Service targets and picks the sidecar's
-// ports clear of every port the pod declares and of mesh ports.
-func planPorts(spec *corev1.PodSpec, sp *corev1.ServicePort) (PortPlan, error) {
-	var plan PortPlan
+// planPorts finds the app's port each Service port targets and picks the
+// sidecar's ports (a listener and a control port per Service port) clear
+// of every port the pod declares, of each other and of mesh ports.
+func planPorts(spec *corev1.PodSpec, ports []*corev1.ServicePort) ([]PortPlan, error) {
+	if len(ports) == 0 {
+		return nil, fmt.Errorf("has no port to intercept")
+	}
 	used := map[int32]bool{}
 	for _, c := range allContainers(spec) {
 		for _, p := range c.Ports {
 			used[p.ContainerPort] = true
 		}
 	}
+	plans := make([]PortPlan, len(ports))
+	for i, sp := range ports {
+		plan, err := appPort(spec, sp)
+		if err != nil {
+			return nil, fmt.Errorf("port %s: %w", portName(sp), err)
+		}
+		plans[i] = plan
+		used[plan.AppPort] = true
+	}
+	next := func(from int32) int32 {
+		for p := from; ; p++ {
+			if !used[p] && !reservedPort(p) {
+				used[p] = true
+				return p
+			}
+		}
+	}
+	from := int32(18080)
+	for i := range plans {
+		plans[i].SidecarPort = next(from)
+		plans[i].ControlPort = next(plans[i].SidecarPort + 1)
+		from = plans[i].ControlPort + 1
+	}
+	return plans, nil
+}
+
+// appPort finds the app's container port a Service port targets.
+func appPort(spec *corev1.PodSpec, sp *corev1.ServicePort) (PortPlan, error) {
+	plan := PortPlan{Port: PortKey(sp)}
 	tp := sp.TargetPort
 	switch {
 	case tp.Type == intstr.String && tp.StrVal != "":
@@ -176,18 +214,16 @@ func planPorts(spec *corev1.PodSpec, sp *corev1.ServicePort) (PortPlan, error) {
 	default:
 		plan.AppPort = sp.Port
 	}
-	used[plan.AppPort] = true
-	next := func(from int32) int32 {
-		for p := from; ; p++ {
-			if !used[p] && !reservedPort(p) {
-				used[p] = true
-				return p
-			}
-		}
-	}
-	plan.SidecarPort = next(18080)
-	plan.ControlPort = next(plan.SidecarPort + 1)
 	return plan, nil
+}
+
+// PortKey names a Service port as records and flags do: its name, or its
+// number when it has none.
+func PortKey(p *corev1.ServicePort) string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return strconv.Itoa(int(p.Port))
 }
 
 // renameAppPort gives the app's port another name so the sidecar can take
@@ -365,24 +401,45 @@ func serviceAddr(svc *corev1.Service, p *corev1.ServicePort) string {
 // account token path.
 const noTokenVolume = "intercept-no-token"
 
-// sidecar is the proxy container. It passes Pod Security "restricted", has
-// no CPU limit (throttling it would throttle the whole Service) and no
-// liveness probe (a restart would cut every developer's tunnel).
-func sidecar(image string, plan PortPlan, h2c bool, svcAddr string) corev1.Container {
-	portName := plan.TargetPortName
-	if portName == "" {
-		portName = "intercept"
-	}
+// sidecar is the proxy container: one process, a listener and a control
+// port for each intercepted Service port. It passes Pod Security
+// "restricted", has no CPU limit (throttling it would throttle the whole
+// Service) and no liveness probe (a restart would cut every developer's
+// tunnel).
+func sidecar(image string, plans []PortPlan, svc *corev1.Service, ports []*corev1.ServicePort) corev1.Container {
+	first := plans[0]
 	args := []string{
-		"--listen=:" + strconv.Itoa(int(plan.SidecarPort)),
-		"--upstream=127.0.0.1:" + strconv.Itoa(int(plan.AppPort)),
-		"--control=127.0.0.1:" + strconv.Itoa(int(plan.ControlPort)),
+		"--listen=:" + strconv.Itoa(int(first.SidecarPort)),
+		"--upstream=127.0.0.1:" + strconv.Itoa(int(first.AppPort)),
+		"--control=127.0.0.1:" + strconv.Itoa(int(first.ControlPort)),
 	}
-	if h2c {
+	if speaksH2C(ports[0]) {
 		args = append(args, "--h2c")
 	}
-	if svcAddr != "" {
-		args = append(args, "--service-addr="+svcAddr)
+	if addr := serviceAddr(svc, ports[0]); addr != "" {
+		args = append(args, "--service-addr="+addr)
+	}
+	var containerPorts []corev1.ContainerPort
+	for i, plan := range plans {
+		name := plan.TargetPortName
+		if name == "" {
+			name = "intercept"
+			if i > 0 {
+				name += "-" + strconv.Itoa(i+1)
+			}
+		}
+		containerPorts = append(containerPorts, corev1.ContainerPort{Name: name, ContainerPort: plan.SidecarPort, Protocol: corev1.ProtocolTCP})
+		if i == 0 {
+			continue
+		}
+		also := fmt.Sprintf("listen=:%d,upstream=127.0.0.1:%d,control=127.0.0.1:%d", plan.SidecarPort, plan.AppPort, plan.ControlPort)
+		if speaksH2C(ports[i]) {
+			also += ",h2c"
+		}
+		if addr := serviceAddr(svc, ports[i]); addr != "" {
+			also += ",service-addr=" + addr
+		}
+		args = append(args, "--also="+also)
 	}
 	return corev1.Container{
 		Name:  SidecarName,
@@ -392,11 +449,11 @@ func sidecar(image string, plan PortPlan, h2c bool, svcAddr string) corev1.Conta
 			Name:      "POD_NAME",
 			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}},
 		}},
-		Ports: []corev1.ContainerPort{{Name: portName, ContainerPort: plan.SidecarPort, Protocol: corev1.ProtocolTCP}},
+		Ports: containerPorts,
 		ReadinessProbe: &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
 				Path:        "/",
-				Port:        intstr.FromInt32(plan.SidecarPort),
+				Port:        intstr.FromInt32(first.SidecarPort),
 				HTTPHeaders: []corev1.HTTPHeader{{Name: tunnel.ProbeHeader, Value: "kubelet"}},
 			}},
 			PeriodSeconds:    2,

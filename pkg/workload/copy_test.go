@@ -24,8 +24,9 @@ type goldenCase struct {
 	ReplicaSet  *appsv1.ReplicaSet  `json:"replicaSet,omitempty"`
 	Pod         *corev1.Pod         `json:"pod,omitempty"`
 	Rollout     map[string]any      `json:"rollout,omitempty"`
-	// Port is the -r flag.
-	Port string `json:"port,omitempty"`
+	// Port is the -r flag; Ports the REMOTE side of several -p flags.
+	Port  string   `json:"port,omitempty"`
+	Ports []string `json:"ports,omitempty"`
 }
 
 // source is the case's workload as a Source, and a copy of its input to
@@ -68,7 +69,7 @@ func (c *goldenCase) input() any {
 }
 
 type goldenOut struct {
-	Plan PortPlan           `json:"plan"`
+	Plans []PortPlan        `json:"plans"`
 	Copy *appsv1.Deployment `json:"copy"`
 }
 
@@ -84,13 +85,21 @@ func TestCopyGolden(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			var c goldenCase
 			readYAML(t, in, &c)
-			port, err := SelectPort(&c.Service, c.Port)
-			if err != nil {
-				t.Fatal(err)
+			keys := c.Ports
+			if len(keys) == 0 {
+				keys = []string{c.Port}
+			}
+			var ports []*corev1.ServicePort
+			for _, k := range keys {
+				port, err := SelectPort(&c.Service, k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ports = append(ports, port)
 			}
 			src, orig := c.source(t)
-			cp, plan, err := Copy(CopyInput{
-				Source: src, Service: &c.Service, Port: port, Replicas: 2,
+			cp, plans, err := Copy(CopyInput{
+				Source: src, Service: &c.Service, Ports: ports, Replicas: 2,
 				Name: src.Name + "-intercept-abc123", SessionLabel: "intercept.kubectl.dev/session", SessionID: "abc123",
 				Labels:     map[string]string{"app.kubernetes.io/managed-by": "kubectl-intercept", "intercept.kubectl.dev/session": "abc123"},
 				ProxyImage: "example.com/intercept-proxy:v1",
@@ -101,7 +110,7 @@ func TestCopyGolden(t *testing.T) {
 			if !equalYAML(t, orig, c.input()) {
 				t.Fatal("Copy modified its input")
 			}
-			got, err := yaml.Marshal(goldenOut{Plan: plan, Copy: cp})
+			got, err := yaml.Marshal(goldenOut{Plans: plans, Copy: cp})
 			if err != nil {
 				t.Fatal(err)
 			}

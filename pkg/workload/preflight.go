@@ -54,13 +54,17 @@ func describePorts(ports []corev1.ServicePort) string {
 // holds the claims src's volumes refer to, by name. allTraffic is -a: every
 // connection goes to the developer, so the port may speak any protocol over
 // TCP.
-func Preflight(svc *corev1.Service, port *corev1.ServicePort, src *Source, pvcs map[string]*corev1.PersistentVolumeClaim, allTraffic bool) (warnings []string, err error) {
+func Preflight(svc *corev1.Service, ports []*corev1.ServicePort, src *Source, pvcs map[string]*corev1.PersistentVolumeClaim, allTraffic bool) (warnings []string, err error) {
 	var refuse []string
-	if port.Protocol != "" && port.Protocol != corev1.ProtocolTCP {
-		refuse = append(refuse, fmt.Sprintf("port %s speaks %s: the sidecar proxies TCP only", portName(port), port.Protocol))
-	} else if !allTraffic {
-		if err := HeaderRoutable(svc, port); err != nil {
-			refuse = append(refuse, err.Error())
+	intercepted := map[string]bool{}
+	for _, port := range ports {
+		intercepted[PortKey(port)] = true
+		if port.Protocol != "" && port.Protocol != corev1.ProtocolTCP {
+			refuse = append(refuse, fmt.Sprintf("port %s speaks %s: the sidecar proxies TCP only", portName(port), port.Protocol))
+		} else if !allTraffic {
+			if err := HeaderRoutable(svc, port); err != nil {
+				refuse = append(refuse, err.Error())
+			}
 		}
 	}
 	spec := &src.Template.Spec
@@ -113,13 +117,19 @@ func Preflight(svc *corev1.Service, port *corev1.ServicePort, src *Source, pvcs 
 		warnings = append(warnings, fmt.Sprintf("%s requires its pods to avoid each other (pod anti-affinity on %s): the copy's pods go without the label(s) %s so the original's pods do not repel them, and policies that select those labels do not apply to the copy",
 			ref, strings.Join(keys, ", "), strings.Join(keys, ", ")))
 	}
+	var others []string
 	for _, p := range svc.Spec.Ports {
-		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP && p.Name != port.Name {
+		if intercepted[PortKey(&p)] {
+			continue
+		}
+		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
 			warnings = append(warnings, fmt.Sprintf("port %s (%s) moves to the copy's pods unproxied", portName(&p), p.Protocol))
 		}
+		others = append(others, portName(&p))
 	}
-	if len(svc.Spec.Ports) > 1 {
-		warnings = append(warnings, fmt.Sprintf("service %s has %d ports: all of them move to the copy's pods; only %s is routed by header", svc.Name, len(svc.Spec.Ports), portName(port)))
+	if len(others) > 0 {
+		warnings = append(warnings, fmt.Sprintf("service %s has %d ports: all of them move to the copy's pods; %s go to the copy's app unrouted (intercept them too with -p LOCAL:PORT)",
+			svc.Name, len(svc.Spec.Ports), strings.Join(others, ", ")))
 	}
 	if who := gitOpsOwner(svc.Labels, svc.Annotations); who != "" {
 		warnings = append(warnings, fmt.Sprintf("service %s is managed by %s, which may set its selector back during the intercept (the intercept then stops receiving traffic; close still works)", svc.Name, who))

@@ -79,7 +79,7 @@ func TestPreflight(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			svc, d := preflightInputs()
 			tc.mutate(svc, d)
-			warnings, err := Preflight(svc, &svc.Spec.Ports[0], FromDeployment(d), tc.pvcs, tc.all)
+			warnings, err := Preflight(svc, []*corev1.ServicePort{&svc.Spec.Ports[0]}, FromDeployment(d), tc.pvcs, tc.all)
 			if tc.refuse != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.refuse) {
 					t.Fatalf("want refusal with %q, got %v", tc.refuse, err)

@@ -222,7 +222,7 @@ func TestPreflightStatefulSet(t *testing.T) {
 		Spec: appsv1.StatefulSetSpec{Template: template("web"),
 			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}}}}}
 	svc := svcFor("web")
-	warnings, err := Preflight(svc, &svc.Spec.Ports[0], FromStatefulSet(s), nil, false)
+	warnings, err := Preflight(svc, []*corev1.ServicePort{&svc.Spec.Ports[0]}, FromStatefulSet(s), nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}

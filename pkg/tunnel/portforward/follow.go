@@ -45,6 +45,9 @@ type Follower struct {
 	// OpenGate marks a pod as holding every live route (its readiness
 	// gate); session.OpenGate through Client when nil.
 	OpenGate func(ctx context.Context, pod, message string) error
+	// NoGate leaves new pods' readiness gates to another follower (that
+	// of the intercept's first port).
+	NoGate bool
 	// GateWait is how long a new pod waits for every route before it is
 	// let in with what it has; DefaultGateWait when zero.
 	GateWait time.Duration
@@ -205,7 +208,9 @@ func (f *Follower) hold(ctx context.Context, pod string) {
 	f.clients[pod] = c
 	f.mu.Unlock()
 	f.logf("tunnel up: pod %s", pod)
-	go f.gate(ctx, pod, c)
+	if !f.NoGate {
+		go f.gate(ctx, pod, c)
+	}
 	dial := func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", f.Local)
