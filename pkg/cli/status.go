@@ -142,12 +142,13 @@ func writeStatus(w io.Writer, st *session.Detail, now time.Time) error {
 			label = "Routes:"
 		}
 		on := 0
+		samePort := func(o route.Route) bool { return o.Port == r.Port && r.Conflicts(o) }
 		for _, p := range st.Pods {
-			if p.Ready && slices.ContainsFunc(p.Routes, r.Conflicts) {
+			if p.Ready && slices.ContainsFunc(p.Routes, samePort) {
 				on++
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s by %s, on %d of %d ready pods\n", label, printable(r.String()), orNone(printable(r.Owner)), on, ready)
+		fmt.Fprintf(tw, "%s\t%s by %s, on %d of %d ready pods\n", label, routeLabel(r), orNone(printable(r.Owner)), on, ready)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -159,7 +160,7 @@ func writeStatus(w io.Writer, st *session.Detail, now time.Time) error {
 		for _, p := range st.Pods {
 			names := make([]string, len(p.Routes))
 			for i, r := range p.Routes {
-				names[i] = r.String()
+				names[i] = routeLabel(r)
 			}
 			fmt.Fprintf(tw, "  %s\t%t\t%s\t%s\n", p.Name, p.Ready, orNone(strings.Join(names, ", ")), p.Problem)
 		}
@@ -173,6 +174,14 @@ func writeStatus(w io.Writer, st *session.Detail, now time.Time) error {
 	return nil
 }
 
+// routeLabel names a route and, in an intercept of several ports, its port.
+func routeLabel(r route.Route) string {
+	if r.Port != "" {
+		return printable(r.String()) + " on port " + printable(r.Port)
+	}
+	return printable(r.String())
+}
+
 // statusHints says what to do about what st shows.
 func statusHints(st *session.Detail) []string {
 	var out []string
@@ -180,7 +189,7 @@ func statusHints(st *session.Detail) []string {
 	switch st.Status {
 	case session.StateActive:
 		for _, r := range st.Routes {
-			if r.All || st.URL == "" {
+			if r.All || st.URL == "" || (r.Port != "" && r.Port != st.Port) {
 				continue
 			}
 			out = append(out, fmt.Sprintf("Try it from inside the cluster: curl -H %s %s", shellQuote(headerLine(r)), st.URL))
