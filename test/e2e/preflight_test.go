@@ -54,6 +54,10 @@ func TestRefusalsLeaveNothingBehind(t *testing.T) {
 		{"malformed -x", []string{"svc/demo", "-l", "3000", "-x", "x-dev"}, "is not name:value"},
 		{"no -l", []string{"svc/demo", "-r", "http"}, "-l LOCAL_PORT"},
 		{"missing namespace", []string{"svc/demo", "-l", "3000", "-n", "no-such-namespace"}, "not found"},
+		{"malformed -p", []string{"svc/demo", "-p", "http:3000"}, "LOCAL must be a port number"},
+		{"-p a port twice", []string{"svc/demo", "-p", "3000:http", "-p", "3001:80"}, "port http is given twice"},
+		{"-p and -r", []string{"svc/demo", "-p", "3000:http", "-r", "tcp"}, "not both"},
+		{"-p to a port the Service lacks", []string{"svc/demo", "-p", "3000:http", "-p", "3001:grpc"}, `has no port "grpc"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"-n", ns}, tc.args...)
