@@ -137,6 +137,11 @@ krew-manifest: $(GORELEASER)
 release-test: snapshot $(KREW_VALIDATE)
 	RELEASE_DIST=$(CURDIR)/dist KREW_VALIDATE=$(KREW_VALIDATE) KREW_MANIFEST_OUT=$(CURDIR)/dist/intercept.yaml \
 		$(GO) test -count=1 -run 'Manifest' -v ./hack/krewmanifest/
+	@# The digest computed before a release is the digest of the images the
+	@# release builds: the plugin references its sidecar by it.
+	test "$$(hack/proxy-digest.sh $$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' dist/metadata.json) $(COMMIT))" = \
+		"$$(bin/mkimage digest dist/images/intercept-proxy_linux_amd64.tar dist/images/intercept-proxy_linux_arm64.tar)"
+	@echo "release-test: hack/proxy-digest.sh reproduces the snapshot's sidecar image"
 
 krew-install-test: release-test $(KREW)
 	@test -x $(KUBECTL) || hack/cluster.sh build

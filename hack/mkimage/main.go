@@ -23,7 +23,9 @@
 // `mkimage push REF TARBALL...` pushes single-platform tarballs made this way
 // as one multi-platform image (an index with one manifest per tarball) to a
 // registry, with the credentials of $HOME/.docker/config.json; the release
-// runs it once per version.
+// runs it once per version. `mkimage digest TARBALL...` prints the digest
+// that push would give the image, without a registry: the release builds
+// the plugin with it, so the plugin references its sidecar by digest.
 package main
 
 import (
@@ -64,9 +66,12 @@ type file struct {
 
 func main() {
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "push" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "push":
 		err = pushCommand(os.Args[2:])
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "digest":
+		err = digestCommand(os.Args[2:])
+	default:
 		err = run()
 	}
 	if err != nil {

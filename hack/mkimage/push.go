@@ -37,6 +37,24 @@ func pushCommand(args []string) error {
 	return nil
 }
 
+// digestCommand prints the digest of the index push would write for the
+// tarballs: the images are deterministic, so it is the pushed digest.
+func digestCommand(args []string) error {
+	if len(args) < 1 {
+		return errors.New("usage: mkimage digest TARBALL [TARBALL...]")
+	}
+	idx, err := multiPlatform(args)
+	if err != nil {
+		return err
+	}
+	digest, err := idx.Digest()
+	if err != nil {
+		return err
+	}
+	fmt.Println(digest)
+	return nil
+}
+
 // multiPlatform returns an index over the images of the tarballs, each
 // described by the platform of its config; two images for one platform are
 // refused, since a node could then pull either.

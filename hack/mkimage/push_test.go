@@ -40,6 +40,10 @@ func TestPushMultiPlatform(t *testing.T) {
 		}
 		tarballs = append(tarballs, out)
 	}
+	digest, err := exec.Command(bin, append([]string{"digest"}, tarballs...)...).Output()
+	if err != nil {
+		t.Fatalf("mkimage digest: %v", err)
+	}
 	push := exec.Command(bin, append([]string{"push", tag}, tarballs...)...)
 	if b, err := push.CombinedOutput(); err != nil {
 		t.Fatalf("mkimage push: %v\n%s", err, b)
@@ -56,6 +60,10 @@ func TestPushMultiPlatform(t *testing.T) {
 	m, err := idx.IndexManifest()
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The digest the release builds the plugin with is the one pushed.
+	if pushed, err := idx.Digest(); err != nil || pushed.String() != strings.TrimSpace(string(digest)) {
+		t.Errorf("mkimage digest printed %q, the registry holds %s (%v)", digest, pushed, err)
 	}
 	var got []string
 	for _, d := range m.Manifests {
