@@ -17,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -151,6 +152,25 @@ func TestAdmissionPolicyConfinesTheRole(t *testing.T) {
 	m := newMachine(t)
 	flags := []string{"-n", ns, "--as", user, "--as-group", group}
 	m.run(t, true, append([]string{"svc/demo", "-l", strconv.Itoa(port), "-x", "x-dev:confined", "-d"}, flags...)...)
+
+	// The intercept set its pods' readiness gate; nothing else of a pod's
+	// status may be written, and no pod but a copy's.
+	notReady := []byte(`{"status":{"conditions":[{"type":"Ready","status":"False"}]}}`)
+	gate := []byte(`{"status":{"conditions":[{"type":"intercept.kubectl.dev/routes","status":"True"}]}}`)
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		_, copyPod := p.Labels["intercept.kubectl.dev/session"]
+		for _, patch := range [][]byte{notReady, gate} {
+			_, err := as.CoreV1().Pods(ns).Patch(ctx, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}}, "status")
+			allowed := copyPod && string(patch) == string(gate)
+			if (err == nil) != allowed {
+				t.Errorf("patching the status of pod %s (a copy's: %t) with %s: %v", p.Name, copyPod, patch, err)
+			}
+		}
+	}
 	m.run(t, true, append([]string{"close"}, flags...)...)
 	assertRestored(t, ns, "demo", before)
 }
