@@ -69,8 +69,8 @@ func (c *goldenCase) input() any {
 }
 
 type goldenOut struct {
-	Plans []PortPlan        `json:"plans"`
-	Copy *appsv1.Deployment `json:"copy"`
+	Plans []PortPlan         `json:"plans"`
+	Copy  *appsv1.Deployment `json:"copy"`
 }
 
 // The copy transform is golden-tested: a reviewer reads the diff of

@@ -356,7 +356,9 @@ func installRolloutCRD(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err == nil {
-		t.Cleanup(func() { _ = dyn.Resource(crdGVR).Delete(context.Background(), "rollouts.argoproj.io", metav1.DeleteOptions{}) })
+		t.Cleanup(func() {
+			_ = dyn.Resource(crdGVR).Delete(context.Background(), "rollouts.argoproj.io", metav1.DeleteOptions{})
+		})
 	}
 	waitFor(t, 30*time.Second, "the Rollout CRD to be served", func() bool {
 		_, err := dyn.Resource(rolloutsGVR).Namespace("default").List(t.Context(), metav1.ListOptions{})
