@@ -34,7 +34,7 @@ var (
 // demoLabels are the labels the demo Service selects.
 var demoLabels = map[string]string{"app": "demo"}
 
-// demoServiceFor creates Service demo in front of pods labelled app=demo,
+// demoServiceFor creates Service demo in front of pods labeled app=demo,
 // targeting the named port "http".
 func demoServiceFor(t *testing.T, ns string) *corev1.Service {
 	t.Helper()
@@ -50,7 +50,7 @@ func demoServiceFor(t *testing.T, ns string) *corev1.Service {
 	return svc
 }
 
-// waitDemoPods waits until n pods labelled app=demo are ready.
+// waitDemoPods waits until n pods labeled app=demo are ready.
 func waitDemoPods(t *testing.T, ns string, n int) {
 	t.Helper()
 	waitFor(t, 2*time.Minute, strconv.Itoa(n)+" ready demo pods", func() bool {
