@@ -114,7 +114,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	srvCtx, stopTunnels := context.WithCancel(context.Background())
 	defer stopTunnels()
 	if ctrlLn != nil {
-		ts := &tunnel.Server{Pod: cfg.Pod, Routes: table, Probe: probeOnly(cfg.ServiceAddr), Watches: h.Watches, Send: doctor.SendMarked}
+		ts := &tunnel.Server{Pod: cfg.Pod, Routes: table, Probe: probeOnly(cfg.ServiceAddr), Watches: h.Watches, Send: doctor.SendMarked,
+			Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "tcp", addr)
+			}}
 		go ts.Serve(srvCtx, ctrlLn)
 	}
 	toHTTP := &connListener{addr: dataLn.Addr(), conns: make(chan net.Conn), done: make(chan struct{})}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/yamux"
 
@@ -45,6 +46,9 @@ type Server struct {
 	// Send requests url with a doctor's marker from inside the cluster
 	// and returns the answer's status; nil: this sidecar cannot send.
 	Send func(ctx context.Context, url, host string, m Marker) (int, error)
+	// Dial connects to HOST:PORT from the pod for a developer who holds a
+	// live route here (see dial.go); nil: this sidecar cannot dial.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // Serve accepts tunnel connections on ln until ctx ends.
@@ -95,6 +99,7 @@ func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser) {
 	}
 	cs := &controlSession{dial: dial}
 	defer cs.end()
+	go s.serveDials(ctx, sess, cs)
 	c := newCodec(ctrl)
 	for {
 		var req Request
@@ -113,16 +118,34 @@ func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser) {
 // way to reach them, their routes and their doctor's watches.
 type controlSession struct {
 	dial               DialFunc
+	mu                 sync.Mutex // removes: the dial streams read it
 	removes, unwatches []func()
 }
 
 // leave removes the session's routes; the tunnel stays up for the requests
 // in flight.
 func (cs *controlSession) leave() {
-	for _, rm := range cs.removes {
+	cs.mu.Lock()
+	removes := cs.removes
+	cs.removes = nil
+	cs.mu.Unlock()
+	for _, rm := range removes {
 		rm()
 	}
-	cs.removes = nil
+}
+
+// added records a route the session installed.
+func (cs *controlSession) added(rm func()) {
+	cs.mu.Lock()
+	cs.removes = append(cs.removes, rm)
+	cs.mu.Unlock()
+}
+
+// live tells whether the session holds a route.
+func (cs *controlSession) live() bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return len(cs.removes) > 0
 }
 
 // end removes everything the session holds: a doctor's watches end with it.
@@ -147,7 +170,7 @@ func (s *Server) handle(ctx context.Context, cs *controlSession, req Request) Re
 			resp.fail(err)
 			break
 		}
-		cs.removes = append(cs.removes, rm)
+		cs.added(rm)
 	case "unregister":
 		// A developer leaving on purpose: no new request is routed to them.
 		cs.leave()

@@ -1,0 +1,220 @@
+package tunnel
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// The developer's machine reaches the cluster's network through a copy
+// pod: the CLI opens a stream of its own on the tunnel session, asks the
+// sidecar to dial HOST:PORT (resolved and dialed inside the pod, so cluster
+// DNS names, ClusterIPs, pod IPs, NetworkPolicies and egress are as the
+// pod sees them), and the stream then carries the connection's bytes. Only
+// a session that holds a live route may dial: the sidecar connects on
+// behalf of a developer who intercepts through it, nobody else.
+
+// DialRequest opens a dial stream: one JSON line, then the bytes.
+type DialRequest struct {
+	Op   string `json:"op"` // "dial"
+	Addr string `json:"addr"`
+}
+
+// DialResponse answers it, before the first byte of the connection.
+type DialResponse struct {
+	Error string `json:"error,omitempty"`
+	// Reason classifies Error: see the DialFailure constants.
+	Reason DialFailure `json:"reason,omitempty"`
+}
+
+// DialFailure says why a dial failed, for a SOCKS or HTTP answer.
+type DialFailure string
+
+// Why a dial fails.
+const (
+	DialUnresolvable DialFailure = "unresolvable" // the name does not resolve in the pod
+	DialRefused      DialFailure = "refused"      // nothing listens there
+	DialUnreachable  DialFailure = "unreachable"  // no route, or a policy drops it
+	DialTimeout      DialFailure = "timeout"
+	DialNotAllowed   DialFailure = "not-allowed" // this session holds no live route
+	DialUnsupported  DialFailure = "unsupported" // the sidecar cannot dial (older image)
+	DialFailed       DialFailure = "failed"
+)
+
+// DialError is a dial the sidecar could not make.
+type DialError struct {
+	Addr    string
+	Reason  DialFailure
+	Message string
+}
+
+func (e *DialError) Error() string { return fmt.Sprintf("dialing %s from the pod: %s", e.Addr, e.Message) }
+
+// MaxDialsPerSession bounds the connections one developer holds through a
+// sidecar at once; beyond it new dials are refused.
+const MaxDialsPerSession = 256
+
+// dialTimeout bounds a dial made in the pod.
+const dialTimeout = 10 * time.Second
+
+// serveDials accepts the dial streams the CLI opens after the control
+// stream, for as long as the session lives.
+func (s *Server) serveDials(ctx context.Context, sess *yamux.Session, cs *controlSession) {
+	var open sync.WaitGroup
+	defer open.Wait()
+	slots := make(chan struct{}, MaxDialsPerSession)
+	for {
+		st, err := sess.AcceptStream()
+		if err != nil {
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			_ = newCodec(st).write(DialResponse{Error: fmt.Sprintf("this developer already holds %d connections through this pod", MaxDialsPerSession), Reason: DialFailed})
+			st.Close()
+			continue
+		}
+		open.Add(1)
+		go func() {
+			defer open.Done()
+			defer func() { <-slots }()
+			s.serveDial(ctx, st, cs)
+		}()
+	}
+}
+
+func (s *Server) serveDial(ctx context.Context, st net.Conn, cs *controlSession) {
+	defer st.Close()
+	_ = st.SetReadDeadline(time.Now().Add(dialTimeout))
+	br := bufio.NewReaderSize(st, 1024)
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return
+	}
+	_ = st.SetReadDeadline(time.Time{})
+	c := newCodec(st)
+	var req DialRequest
+	if err := json.Unmarshal(line, &req); err != nil || req.Op != "dial" {
+		_ = c.write(DialResponse{Error: "not a dial request", Reason: DialFailed})
+		return
+	}
+	if s.Dial == nil {
+		_ = c.write(DialResponse{Error: "this sidecar cannot dial (its image is older than this CLI)", Reason: DialUnsupported})
+		return
+	}
+	if !cs.live() {
+		_ = c.write(DialResponse{Error: "only a developer who holds a live route on this pod may dial through it", Reason: DialNotAllowed})
+		return
+	}
+	if _, _, err := net.SplitHostPort(req.Addr); err != nil {
+		_ = c.write(DialResponse{Error: fmt.Sprintf("%q is not HOST:PORT", req.Addr), Reason: DialFailed})
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	conn, err := s.Dial(dctx, req.Addr)
+	cancel()
+	if err != nil {
+		_ = c.write(DialResponse{Error: err.Error(), Reason: dialFailure(err)})
+		return
+	}
+	if err := c.write(DialResponse{}); err != nil {
+		conn.Close()
+		return
+	}
+	// Bytes the CLI sent behind its request line are the connection's.
+	if n := br.Buffered(); n > 0 {
+		b, _ := br.Peek(n)
+		if _, err := conn.Write(b); err != nil {
+			conn.Close()
+			return
+		}
+	}
+	Pipe(st, conn)
+}
+
+// dialFailure classifies a dial's error.
+func dialFailure(err error) DialFailure {
+	var dns *net.DNSError
+	switch {
+	case errors.As(err, &dns) && (dns.IsNotFound || !dns.IsTimeout):
+		return DialUnresolvable
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return DialRefused
+	case errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
+		return DialUnreachable
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
+		return DialTimeout
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return DialTimeout
+	}
+	return DialFailed
+}
+
+// DialCluster opens a connection to addr (HOST:PORT) from the sidecar's
+// pod, through this session. The session must hold a live route.
+func (c *Client) DialCluster(ctx context.Context, addr string) (net.Conn, error) {
+	st, err := c.sess.OpenStream()
+	if err != nil {
+		return nil, fmt.Errorf("opening a stream to the pod: %w", err)
+	}
+	if d, ok := ctx.Deadline(); ok {
+		_ = st.SetDeadline(d)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
+	defer stop()
+	if err := newCodec(st).write(DialRequest{Op: "dial", Addr: addr}); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("asking the pod to dial %s: %w", addr, err)
+	}
+	br := bufio.NewReaderSize(st, 1024)
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		st.Close()
+		if ctx.Err() != nil {
+			return nil, &DialError{Addr: addr, Reason: DialTimeout, Message: ctx.Err().Error()}
+		}
+		return nil, fmt.Errorf("reading the pod's answer to dial %s: %w", addr, err)
+	}
+	var resp DialResponse
+	if err := json.Unmarshal(line, &resp); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("reading the pod's answer to dial %s: %w", addr, err)
+	}
+	if resp.Error != "" {
+		st.Close()
+		return nil, &DialError{Addr: addr, Reason: resp.Reason, Message: resp.Error}
+	}
+	_ = st.SetDeadline(time.Time{})
+	if br.Buffered() == 0 {
+		return st, nil
+	}
+	return &bufferedStream{Conn: st, r: br}, nil
+}
+
+// bufferedStream is a stream whose first bytes were read with the answer.
+type bufferedStream struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b *bufferedStream) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// CloseWrite half-closes the stream, so Pipe passes a client's EOF on.
+func (b *bufferedStream) CloseWrite() error {
+	if cw, ok := b.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
