@@ -57,7 +57,9 @@ type DialError struct {
 	Message string
 }
 
-func (e *DialError) Error() string { return fmt.Sprintf("dialing %s from the pod: %s", e.Addr, e.Message) }
+func (e *DialError) Error() string {
+	return fmt.Sprintf("dialing %s from the pod: %s", e.Addr, e.Message)
+}
 
 // MaxDialsPerSession bounds the connections one developer holds through a
 // sidecar at once; beyond it new dials are refused.
