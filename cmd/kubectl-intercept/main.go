@@ -17,6 +17,6 @@ func main() {
 		if !cli.IsAlreadyReported(err) {
 			fmt.Fprintln(os.Stderr, "error:", err)
 		}
-		os.Exit(1)
+		os.Exit(cli.ExitCode(err))
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/podenv"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 )
@@ -67,6 +69,12 @@ func TestInterceptValidate(t *testing.T) {
 		{"-p and -r", InterceptOptions{PortMaps: []string{"3000:http"}, RemotePort: "grpc", Timeout: 1}, "not both"},
 		{"-p and -l", InterceptOptions{PortMaps: []string{"3000:http"}, LocalPort: 3001, Timeout: 1}, "not both"},
 		{"-p twice and a preview", InterceptOptions{PortMaps: []string{"3000:http", "3001:grpc"}, Preview: "local", Timeout: 1}, "take one port"},
+		{"a command", InterceptOptions{LocalPort: 3000, Timeout: 1, Command: []string{"true"}}, ""},
+		{"a command that does not exist", InterceptOptions{LocalPort: 3000, Timeout: 1, Command: []string{"no-such-command-here"}}, "no-such-command-here: command not found"},
+		{"a command in the background", InterceptOptions{LocalPort: 3000, Timeout: 1, Detach: true, Command: []string{"true"}}, "leave out --detach"},
+		{"forwards", InterceptOptions{LocalPort: 3000, Timeout: 1, Forwards: []string{"5432:postgres.db:5432", "redis:6379", "[fd00::1]:80"}}, ""},
+		{"a forward without a port", InterceptOptions{LocalPort: 3000, Timeout: 1, Forwards: []string{"postgres.db"}}, "want [LOCAL_PORT:]HOST:PORT"},
+		{"a forward with a bad local port", InterceptOptions{LocalPort: 3000, Timeout: 1, Forwards: []string{"99999:db:5432"}}, "want [LOCAL_PORT:]HOST:PORT"},
 	} {
 		err := tc.o.Validate()
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
@@ -240,5 +248,49 @@ func TestRoutesPrintedSafely(t *testing.T) {
 	got := describeRoutes([]route.Route{{Header: "X-Dev", Value: "a", Owner: "eve\x1b]0;pwned\x07@b"}})
 	if strings.ContainsAny(got, "\x1b\x07") || !strings.Contains(got, `\x1b`) {
 		t.Errorf("printed %q", got)
+	}
+}
+
+func TestParseForward(t *testing.T) {
+	for in, want := range map[string]forwardSpec{
+		"5432:postgres.db:5432":  {Local: 5432, Target: "postgres.db:5432"},
+		"15432:postgres.db:5432": {Local: 15432, Target: "postgres.db:5432"},
+		"redis.cache:6379":       {Local: 6379, Target: "redis.cache:6379"},
+		"8080:[fd00::1]:80":      {Local: 8080, Target: "[fd00::1]:80"},
+		"10.96.0.5:80":           {Local: 80, Target: "10.96.0.5:80"},
+	} {
+		got, err := parseForward(in)
+		if err != nil || got != want {
+			t.Errorf("%s: %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+}
+
+// The command gets this machine's environment with the pod's over it and
+// the proxy's last; a command's exit code is the plugin's.
+func TestCommandEnvAndExitCode(t *testing.T) {
+	env := commandEnv([]string{"PATH=/usr/bin", "HOME=/home/dev", "LOG_LEVEL=warn"},
+		[]podenv.Var{{Name: "LOG_LEVEL", Value: "debug"}, {Name: "DSN", Value: "a=b"}}, "127.0.0.1:1080")
+	got := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		got[k] = v
+	}
+	for k, v := range map[string]string{"PATH": "/usr/bin", "LOG_LEVEL": "debug", "DSN": "a=b", "HTTP_PROXY": "http://127.0.0.1:1080",
+		"https_proxy": "http://127.0.0.1:1080", "ALL_PROXY": "socks5h://127.0.0.1:1080", "NO_PROXY": "localhost,127.0.0.1,::1"} {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	lc, err := startCommand([]string{"sh", "-c", "exit 3"}, nil, nil, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-lc.done
+	if code := ExitCode(lc.result()); code != 3 {
+		t.Errorf("exit code %d, want 3", code)
+	}
+	if err := lookCommand([]string{"no-such-command-here"}); ExitCode(err) != 127 {
+		t.Errorf("a missing command: %v (code %d), want 127", err, ExitCode(err))
 	}
 }

@@ -104,7 +104,10 @@ func detach(key string, out, errOut io.Writer) error {
 var errAlreadyReported = errors.New("")
 
 // IsAlreadyReported tells main not to print the error again.
-func IsAlreadyReported(err error) bool { return errors.Is(err, errAlreadyReported) }
+func IsAlreadyReported(err error) bool {
+	var ee *ExitError
+	return errors.Is(err, errAlreadyReported) || (errors.As(err, &ee) && ee.Err == nil)
+}
 
 // detachedProgress writes progress to the parent through fd 3 (prefixed by
 // stream) until ready is called, then to the log (stdout).

@@ -55,6 +55,13 @@ const interceptExample = `  # Requests with header X-C6O-INTERCEPT: yes to my-se
   # its port grpc to localhost:3001, for the same header
   kubectl intercept svc/my-service -p 3000:http -p 3001:grpc
 
+  # Run your service with the pod's environment and the cluster's network
+  # (HTTP_PROXY, ALL_PROXY); the intercept ends when it exits
+  kubectl intercept svc/my-service -l 3000 -- go run ./cmd/my-service
+
+  # A database the service needs, on localhost:5432, through the pod
+  kubectl intercept svc/my-service -l 3000 --forward 5432:postgres.db:5432 -- ./my-service
+
   # Return at once and keep the intercept in the background until closed
   kubectl intercept svc/my-service -l 3000 --detach
   kubectl intercept close svc/my-service`
@@ -70,6 +77,16 @@ type InterceptOptions struct {
 	PortMaps []string
 	// ports are the ports intercepted, from -p or -l/-r, the first first.
 	ports []portMap
+	// The local side: the container whose environment the local process
+	// gets, the files it is written to, the forwards into the cluster's
+	// network, the local proxy without a command, and the command (after --).
+	Container string
+	EnvFile   string
+	EnvJSON   string
+	Forwards  []string
+	forwards  []forwardSpec
+	Network   bool
+	Command   []string
 	// Header, Cookie, Baggage and All say which requests are the
 	// developer's: one of them, or none for the default header.
 	Header     string
@@ -115,7 +132,7 @@ type InterceptOptions struct {
 func NewCmdIntercept(f *factory.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &InterceptOptions{f: f, IOStreams: streams, Timeout: 2 * time.Minute}
 	cmd := &cobra.Command{
-		Use:         "kubectl-intercept [svc/]NAME (-l LOCAL_PORT [-r REMOTE_PORT] | -p LOCAL:REMOTE...) [-x name:value | --cookie name=value | --baggage key=value | -a]",
+		Use:         "kubectl-intercept [svc/]NAME (-l LOCAL_PORT [-r REMOTE_PORT] | -p LOCAL:REMOTE...) [-x name:value | --cookie name=value | --baggage key=value | -a] [-- CMD [ARGS...]]",
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl intercept"},
 		Short:       "Send a Service's requests that carry your header to a port on your machine",
 		Long: `Intercept a Service: requests that carry your header (or cookie, or baggage
@@ -130,12 +147,21 @@ puts back what the intercept changed in the Service (its selector and
 targetPort) and keeps any change someone else made meanwhile.
 
 czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
-		Example:           interceptExample,
-		Args:              cobra.MaximumNArgs(1),
+		Example: interceptExample,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+				args = args[:dash]
+			}
+			return cobra.MaximumNArgs(1)(cmd, args)
+		},
 		ValidArgsFunction: serviceArgCompletion(f, false),
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+				o.Command = args[dash:]
+				args = args[:dash]
+			}
 			if len(args) == 0 {
 				return cmd.Help()
 			}
@@ -148,6 +174,11 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 	fl := cmd.Flags()
 	fl.StringVarP(&o.RemotePort, "remote-port", "r", "", "Service port to intercept, by name or number (optional when the Service has one port; czctl: --remotePort)")
 	fl.IntVarP(&o.LocalPort, "local-port", "l", 0, "local port intercepted requests go to (czctl: --localPort)")
+	fl.StringVar(&o.Container, "container", "", "the container whose environment the local process gets (default: the one serving the intercepted port)")
+	fl.StringVar(&o.EnvFile, "env-file", "", "write the container's environment to this file, as `docker run --env-file` reads it")
+	fl.StringVar(&o.EnvJSON, "env-json", "", "write the container's environment to this file as a JSON object")
+	fl.StringArrayVar(&o.Forwards, "forward", nil, "[LOCAL_PORT:]HOST:PORT: listen on 127.0.0.1:LOCAL_PORT and connect to HOST:PORT from a copy pod (cluster DNS names work); repeatable")
+	fl.BoolVar(&o.Network, "network", false, "serve a SOCKS5 and HTTP proxy on 127.0.0.1 into the cluster's network, through a copy pod (always on with -- CMD)")
 	fl.StringArrayVarP(&o.PortMaps, "port", "p", nil, "LOCAL:REMOTE: intercept Service port REMOTE (name or number) to local port LOCAL, as kubectl port-forward spells it; repeat for several ports (instead of -l and -r)")
 	fl.StringVarP(&o.Header, "header", "x", route.DefaultHeaderName+":"+route.DefaultHeaderValue, "name:value of the header that marks your requests (name case-insensitive); used unless --cookie, --baggage or --all is given")
 	fl.StringVar(&o.Cookie, "cookie", "", "name=value of a cookie that marks your requests, for a browser, which cannot add a header")
@@ -254,6 +285,9 @@ func (o *InterceptOptions) Validate() error {
 	if err := o.validatePreview(); err != nil {
 		return err
 	}
+	if err := o.validateLocal(); err != nil {
+		return err
+	}
 	if o.Force && !o.Clean {
 		return errors.New("--force goes with -c (end others' live intercepts while cleaning up); to end an intercept use kubectl intercept close --force")
 	}
@@ -312,6 +346,9 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	}
 	if !o.DryRun {
 		o.warnPublicHeader(ctx, p)
+		if err := o.checkEnv(ctx); err != nil {
+			return err
+		}
 	}
 	st, err := session.Start(ctx, o.f.Client, session.StartOptions{
 		Namespace: o.Namespace, Service: o.Service, Ports: o.remotePorts(),
@@ -384,6 +421,12 @@ func (o *InterceptOptions) hold(ctx context.Context, p *progress, ready func(), 
 		}
 	}
 	o.printActive(p, st, tunnels, pod, fr)
+	ls, err := o.startLocal(ctx, p, st, tunnels[0].follower, pod)
+	if err != nil {
+		return end(err)
+	}
+	defer ls.stop()
+	o.printLocal(p, ls)
 	ready()
 	go session.WatchSwitch(fctx, o.f.Client, o.Namespace, o.Service, rec, p.Warn)
 	go func() {
@@ -397,19 +440,74 @@ func (o *InterceptOptions) hold(ctx context.Context, p *progress, ready func(), 
 			close(gone)
 		}
 	}()
-	select {
-	case <-ctx.Done():
-		return end(nil)
-	case <-gone:
-		// Someone else closed it: nothing of ours is left to restore.
-		stopTunnels()
-		waitAll()
-		forgetLocal(o.stateKey)
-		return fmt.Errorf("the intercept of service %s/%s was ended elsewhere (its copy %s is gone, e.g. by `kubectl intercept close --force`); your requests go to the cluster again",
-			o.Namespace, o.Service, rec.Copy)
-	case err := <-ferr:
-		ferr <- err
-		return end(err)
+	// With a command, Ctrl-C goes to it first; the intercept ends when it
+	// exits.
+	var lc *localCommand
+	ctxDone, sigs := ctx.Done(), make(chan os.Signal, 2)
+	if len(o.Command) > 0 {
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sigs)
+		lc, err = startCommand(o.Command, commandEnv(os.Environ(), ls.env, ls.proxy), o.In, o.Out, o.ErrOut)
+		if err != nil {
+			return end(err)
+		}
+		ctxDone = nil
+	}
+	var cmdDone <-chan struct{}
+	if lc != nil {
+		cmdDone = lc.done
+	}
+	for {
+		select {
+		case <-ctxDone:
+			return end(nil)
+		case sig := <-sigs:
+			lc.signal(sig)
+		case <-cmdDone:
+			return end(lc.result())
+		case <-gone:
+			// Someone else closed it: nothing of ours is left to restore.
+			stopTunnels()
+			waitAll()
+			forgetLocal(o.stateKey)
+			err := fmt.Errorf("the intercept of service %s/%s was ended elsewhere (its copy %s is gone, e.g. by `kubectl intercept close --force`); your requests go to the cluster again",
+				o.Namespace, o.Service, rec.Copy)
+			if lc != nil {
+				p.Warn(err.Error() + "; stopping " + o.Command[0])
+				lc.stop()
+			}
+			return err
+		case err := <-ferr:
+			ferr <- err
+			if lc != nil {
+				p.Warn(fmt.Sprintf("%v; stopping %s", err, o.Command[0]))
+				lc.stop()
+			}
+			return end(err)
+		}
+	}
+}
+
+// printLocal says what the local process has: the environment, the proxy
+// and the forwards.
+func (o *InterceptOptions) printLocal(p *progress, ls *localSide) {
+	if ls.envFrom != "" {
+		p.Infof("Environment: %s.", ls.envFrom)
+		if o.EnvFile != "" {
+			p.Infof("Environment written to %s (docker run --env-file).", o.EnvFile)
+		}
+		if o.EnvJSON != "" {
+			p.Infof("Environment written to %s (JSON).", o.EnvJSON)
+		}
+	}
+	if ls.proxy != "" {
+		p.Infof("Cluster network: SOCKS5 and HTTP proxy at %s (HTTP_PROXY=http://%s ALL_PROXY=socks5h://%s): connections leave from a copy pod.", ls.proxy, ls.proxy, ls.proxy)
+	}
+	for _, fw := range ls.forwards {
+		p.Infof("Forwarding %s from a copy pod.", fw)
+	}
+	if len(o.Command) > 0 {
+		p.Infof("Running %s; the intercept ends when it exits.", strings.Join(o.Command, " "))
 	}
 }
 
@@ -565,7 +663,7 @@ func (o *InterceptOptions) leave(st *session.Started, p *progress, cause error) 
 			return err
 		}
 		p.Warn(err.Error())
-	case cause == nil:
+	case cause == nil || commandExit(cause):
 		p.Infof("Service %s/%s is restored.", o.Namespace, o.Service)
 	}
 	return cause

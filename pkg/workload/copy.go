@@ -217,6 +217,34 @@ func appPort(spec *corev1.PodSpec, sp *corev1.ServicePort) (PortPlan, error) {
 	return plan, nil
 }
 
+// ServingContainer is the app container that serves the Service port sp in
+// spec: the one declaring the port sp targets, or, when none declares it,
+// the first that is not the sidecar. Nil for a spec without containers.
+func ServingContainer(spec *corev1.PodSpec, sp *corev1.ServicePort) *corev1.Container {
+	plan, err := appPort(spec, sp)
+	if err == nil {
+		if c := ContainerWithPort(spec, plan.AppPort); c != nil {
+			return c
+		}
+	}
+	for i := range spec.Containers {
+		if spec.Containers[i].Name != SidecarName {
+			return &spec.Containers[i]
+		}
+	}
+	return nil
+}
+
+// ContainerWithPort is the container (not the sidecar) declaring port.
+func ContainerWithPort(spec *corev1.PodSpec, port int32) *corev1.Container {
+	for i := range spec.Containers {
+		if c := &spec.Containers[i]; c.Name != SidecarName && servesPort(c, port) {
+			return c
+		}
+	}
+	return nil
+}
+
 // PortKey names a Service port as records and flags do: its name, or its
 // number when it has none.
 func PortKey(p *corev1.ServicePort) string {

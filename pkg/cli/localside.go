@@ -1,0 +1,447 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/netproxy"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/podenv"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
+)
+
+// The local side: what the developer's process gets of the pod it stands
+// in for. Its environment (resolved as the kubelet would for the
+// intercepted container), the cluster's network (a SOCKS5 and HTTP proxy
+// on loopback, and port forwards, whose connections leave from a copy pod
+// through the developer's tunnel), and a command to run with both.
+
+// forwardSpec is one --forward [LOCAL_PORT:]HOST:PORT.
+type forwardSpec struct {
+	Local  int
+	Target string // HOST:PORT, resolved and dialed in the pod
+}
+
+// parseForward reads [LOCAL_PORT:]HOST:PORT; without LOCAL_PORT the local
+// port is the remote one.
+func parseForward(s string) (forwardSpec, error) {
+	bad := fmt.Errorf("--forward %q: want [LOCAL_PORT:]HOST:PORT, e.g. --forward 5432:postgres.db:5432", s)
+	if i := strings.IndexByte(s, ':'); i > 0 && isDigits(s[:i]) {
+		if host, port, err := net.SplitHostPort(s[i+1:]); err == nil && host != "" && validPort(port) {
+			n, _ := strconv.Atoi(s[:i])
+			if n < 1 || n > 65535 {
+				return forwardSpec{}, bad
+			}
+			return forwardSpec{Local: n, Target: net.JoinHostPort(host, port)}, nil
+		}
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" || !validPort(port) {
+		return forwardSpec{}, bad
+	}
+	n, _ := strconv.Atoi(port)
+	return forwardSpec{Local: n, Target: net.JoinHostPort(host, port)}, nil
+}
+
+func isDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func validPort(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 1 && n <= 65535
+}
+
+// validateLocal checks the local side's flags without the network.
+func (o *InterceptOptions) validateLocal() error {
+	o.forwards = nil
+	for _, s := range o.Forwards {
+		fw, err := parseForward(s)
+		if err != nil {
+			return err
+		}
+		o.forwards = append(o.forwards, fw)
+	}
+	if len(o.Command) > 0 {
+		if o.Detach || o.detached {
+			return errors.New("-- CMD runs your command in the foreground and ends the intercept when it exits: leave out --detach")
+		}
+		if o.DryRun {
+			return errors.New("--dry-run changes nothing and runs nothing: leave out -- CMD")
+		}
+		if err := lookCommand(o.Command); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// wantsEnv tells whether the local side needs the container's environment.
+func (o *InterceptOptions) wantsEnv() bool {
+	return len(o.Command) > 0 || o.EnvFile != "" || o.EnvJSON != ""
+}
+
+// wantsNetwork tells whether the local proxy runs.
+func (o *InterceptOptions) wantsNetwork() bool { return len(o.Command) > 0 || o.Network }
+
+// objects reads ConfigMaps and Secrets for podenv, with errors that say
+// which optional rule of docs/rbac.yaml a forbidden read needs.
+type objects struct {
+	cs kubernetes.Interface
+	ns string
+}
+
+func (o objects) ConfigMap(ctx context.Context, name string) (*corev1.ConfigMap, error) {
+	cm, err := o.cs.CoreV1().ConfigMaps(o.ns).Get(ctx, name, metav1.GetOptions{})
+	return cm, readError(err, "configmaps", name)
+}
+
+func (o objects) Secret(ctx context.Context, name string) (*corev1.Secret, error) {
+	s, err := o.cs.CoreV1().Secrets(o.ns).Get(ctx, name, metav1.GetOptions{})
+	return s, readError(err, "secrets", name)
+}
+
+// readError keeps NotFound as it is (an optional reference may be
+// missing) and names the rule a forbidden read needs.
+func readError(err error, resource, name string) error {
+	if err == nil || apierrors.IsNotFound(err) {
+		return err
+	}
+	if apierrors.IsForbidden(err) {
+		return fmt.Errorf("%w (the container's environment reads %s %q: add the optional rule \"get %s\" of docs/rbac.yaml to your Role)", err, resource, name, resource)
+	}
+	return err
+}
+
+// envTemplate is the pod template whose container's environment the local
+// process gets, before anything changes: the copy's when the Service is
+// intercepted already, the workload's otherwise.
+func (o *InterceptOptions) envTemplate(ctx context.Context) (*corev1.PodTemplateSpec, *corev1.Service, error) {
+	svc, err := o.f.Client.CoreV1().Services(o.Namespace).Get(ctx, o.Service, metav1.GetOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading service %s: %w", o.Service, err)
+	}
+	if raw, ok := svc.Annotations[session.AnnotationRecord]; ok {
+		rec, err := session.DecodeRecord(raw)
+		if err != nil {
+			return nil, nil, err
+		}
+		d, err := o.f.Client.AppsV1().Deployments(o.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{})
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading deployment %s, the intercept's copy: %w", rec.Copy, err)
+		}
+		return &d.Spec.Template, svc, nil
+	}
+	target, err := workload.Resolve(ctx, o.f.Client, o.f.Dynamic, svc, session.LabelSession)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &target.Source.Template, svc, nil
+}
+
+// container picks the container whose environment the local process gets:
+// --container, or the one serving the intercepted port.
+func (o *InterceptOptions) container(spec *corev1.PodSpec, svc *corev1.Service) (*corev1.Container, error) {
+	if o.Container != "" {
+		var names []string
+		for i := range spec.Containers {
+			c := &spec.Containers[i]
+			if c.Name == o.Container && c.Name != workload.SidecarName {
+				return c, nil
+			}
+			if c.Name != workload.SidecarName {
+				names = append(names, c.Name)
+			}
+		}
+		return nil, fmt.Errorf("--container %s: the workload behind service %s has no such container (it has %s)", o.Container, o.Service, strings.Join(names, ", "))
+	}
+	sp, err := workload.SelectPort(svc, o.RemotePort)
+	if err != nil {
+		return nil, err
+	}
+	c := workload.ServingContainer(spec, sp)
+	if c == nil {
+		return nil, fmt.Errorf("the workload behind service %s has no container", o.Service)
+	}
+	return c, nil
+}
+
+// checkEnv resolves the environment against the template before anything
+// changes: a missing required ConfigMap key, Secret or --container is
+// reported while nothing has been made.
+func (o *InterceptOptions) checkEnv(ctx context.Context) error {
+	if !o.wantsEnv() {
+		return nil
+	}
+	tmpl, svc, err := o.envTemplate(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := o.container(&tmpl.Spec, svc)
+	if err != nil {
+		return err
+	}
+	pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
+	pod.Namespace = o.Namespace
+	_, err = podenv.Resolve(ctx, podenv.Input{Pod: pod, Container: c, Allocatable: corev1.ResourceList{}, Objects: objects{o.f.Client, o.Namespace}})
+	if err != nil {
+		return fmt.Errorf("the environment of the intercepted container: %w; nothing was changed", err)
+	}
+	return nil
+}
+
+// localSide is what runs on this machine for the local process.
+type localSide struct {
+	env      []podenv.Var
+	envFrom  string // "12 variables: 5 from configmap/app, ..."
+	proxy    string // the proxy's address, empty when it does not run
+	forwards []string
+	stop     func()
+}
+
+// startLocal resolves the environment for the copy pod that answered,
+// writes the env files, and starts the proxy and the forwards.
+func (o *InterceptOptions) startLocal(ctx context.Context, p *progress, st *session.Started, f *portforward.Follower, podName string) (*localSide, error) {
+	ls := &localSide{stop: func() {}}
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	ls.stop = cancel
+	if o.wantsEnv() {
+		if err := o.resolveEnv(ctx, st, podName, ls); err != nil {
+			cancel()
+			return nil, err
+		}
+		if err := o.writeEnvFiles(p, ls.env); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
+	dial := clusterDialer(f)
+	if o.wantsNetwork() {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("starting the local proxy into the cluster's network: %w", err)
+		}
+		ls.proxy = ln.Addr().String()
+		px := &netproxy.Proxy{Dial: dial, Log: func(format string, args ...any) { p.Infof(format, args...) }}
+		go func() { _ = px.Serve(lctx, ln) }()
+	}
+	for _, fw := range o.forwards {
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(fw.Local)))
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("--forward %d:%s: %w; pick another local port (--forward LOCAL:%s)", fw.Local, fw.Target, err, fw.Target)
+		}
+		ls.forwards = append(ls.forwards, fmt.Sprintf("localhost:%d -> %s", fw.Local, fw.Target))
+		target := fw.Target
+		go func() {
+			_ = netproxy.Forward(lctx, ln, dial, target, func(err error) {
+				p.Warn(fmt.Sprintf("--forward %s: %v", target, err))
+			})
+		}()
+	}
+	return ls, nil
+}
+
+// clusterDialer dials through one of the tunnels of the intercept, another
+// when a tunnel is gone.
+func clusterDialer(f *portforward.Follower) netproxy.Dialer {
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		var last error
+		for attempt := 0; attempt < 3; attempt++ {
+			c, err := f.AnyClient()
+			if err != nil {
+				last = err
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-time.After(500 * time.Millisecond):
+				}
+				continue
+			}
+			conn, err := c.DialCluster(ctx, addr)
+			var de *tunnel.DialError
+			if err == nil || errors.As(err, &de) {
+				return conn, err
+			}
+			last = err // the tunnel went: try another
+		}
+		return nil, last
+	}
+}
+
+// resolveEnv resolves the environment with the copy pod's fields.
+func (o *InterceptOptions) resolveEnv(ctx context.Context, st *session.Started, podName string, ls *localSide) error {
+	cs := o.f.Client
+	pod, err := cs.CoreV1().Pods(o.Namespace).Get(ctx, podName, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading pod %s for its environment: %w", podName, err)
+	}
+	c, err := o.container(&pod.Spec, st.Service)
+	if err != nil {
+		return err
+	}
+	in := podenv.Input{Pod: pod, Container: c, Objects: objects{cs, o.Namespace}}
+	if in.Services, err = linkedServices(ctx, cs, pod); err != nil {
+		return err
+	}
+	if needsAllocatable(c) {
+		node, err := cs.CoreV1().Nodes().Get(ctx, pod.Spec.NodeName, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("reading node %s: the container's environment reads a resource limit it does not set, which is the node's allocatable: %w (add the optional ClusterRole of docs/rbac.yaml for nodes)", pod.Spec.NodeName, err)
+		}
+		in.Allocatable = node.Status.Allocatable
+	}
+	vars, err := podenv.Resolve(ctx, in)
+	if err != nil {
+		return fmt.Errorf("the environment of container %s: %w", c.Name, err)
+	}
+	ls.env = vars
+	ls.envFrom = describeSources(c.Name, pod.Name, vars)
+	return nil
+}
+
+// linkedServices are the Services whose link variables the kubelet gives
+// the pod: its namespace's (when links are on) and default/kubernetes.
+func linkedServices(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod) ([]corev1.Service, error) {
+	var out []corev1.Service
+	if pod.Spec.EnableServiceLinks == nil || *pod.Spec.EnableServiceLinks {
+		list, err := cs.CoreV1().Services(pod.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("listing the services of namespace %s (their link variables): %w", pod.Namespace, err)
+		}
+		out = append(out, list.Items...)
+	}
+	// Every pod gets Service kubernetes' variables; a Role in one namespace
+	// may not read it: then they are left out, as for a static pod.
+	if k, err := cs.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{}); err == nil {
+		out = append(out, *k)
+	}
+	return out, nil
+}
+
+func needsAllocatable(c *corev1.Container) bool {
+	for _, e := range c.Env {
+		if r := e.ValueFrom; r != nil && r.ResourceFieldRef != nil && strings.HasPrefix(r.ResourceFieldRef.Resource, "limits.") {
+			name := corev1.ResourceName(strings.TrimPrefix(r.ResourceFieldRef.Resource, "limits."))
+			if _, set := c.Resources.Limits[name]; !set {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// describeSources says how many variables came from where.
+func describeSources(container, pod string, vars []podenv.Var) string {
+	counts := map[string]int{}
+	for _, v := range vars {
+		from := v.From
+		if strings.HasPrefix(from, "field ") || strings.HasPrefix(from, "resource ") {
+			from = "the pod's fields"
+		}
+		counts[from]++
+	}
+	var parts []string
+	for from, n := range counts {
+		parts = append(parts, fmt.Sprintf("%d from %s", n, from))
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("%d variables of container %s as in pod %s (%s)", len(vars), container, pod, strings.Join(parts, ", "))
+}
+
+// writeEnvFiles writes --env-file and --env-json, readable by the user
+// only: they hold the pod's secrets.
+func (o *InterceptOptions) writeEnvFiles(p *progress, vars []podenv.Var) error {
+	if o.EnvFile != "" {
+		f, err := os.OpenFile(o.EnvFile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return fmt.Errorf("--env-file: %w", err)
+		}
+		skipped, err := podenv.WriteEnvFile(f, vars)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("--env-file %s: %w", o.EnvFile, err)
+		}
+		if len(skipped) > 0 {
+			p.Warn(fmt.Sprintf("--env-file %s leaves out %s: docker's env-file format cannot hold a value with a line break; --env-json has them", o.EnvFile, strings.Join(skipped, ", ")))
+		}
+	}
+	if o.EnvJSON != "" {
+		f, err := os.OpenFile(o.EnvJSON, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return fmt.Errorf("--env-json: %w", err)
+		}
+		err = podenv.WriteJSON(f, vars)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("--env-json %s: %w", o.EnvJSON, err)
+		}
+	}
+	return nil
+}
+
+// proxyEnv are the variables that send a process's connections through
+// the local proxy, in the spellings programs read.
+func proxyEnv(addr string) []string {
+	httpURL, socksURL := "http://"+addr, "socks5h://"+addr
+	noProxy := "localhost,127.0.0.1,::1"
+	var out []string
+	for _, kv := range [][2]string{{"HTTP_PROXY", httpURL}, {"HTTPS_PROXY", httpURL}, {"ALL_PROXY", socksURL}, {"NO_PROXY", noProxy}} {
+		out = append(out, kv[0]+"="+kv[1], strings.ToLower(kv[0])+"="+kv[1])
+	}
+	return out
+}
+
+// commandEnv is the local process's environment: this machine's, with the
+// pod's variables over it, then the proxy's.
+func commandEnv(base []string, vars []podenv.Var, proxy string) []string {
+	set := map[string]string{}
+	var order []string
+	put := func(kv string) {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, ok := set[k]; !ok {
+			order = append(order, k)
+		}
+		set[k] = v
+	}
+	for _, kv := range base {
+		put(kv)
+	}
+	for _, kv := range podenv.Environ(vars) {
+		put(kv)
+	}
+	if proxy != "" {
+		for _, kv := range proxyEnv(proxy) {
+			put(kv)
+		}
+	}
+	out := make([]string, 0, len(order))
+	for _, k := range order {
+		out = append(out, k+"="+set[k])
+	}
+	return out
+}
