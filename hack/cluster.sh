@@ -307,11 +307,22 @@ build_pause_image() {
 	rm -rf "$tmp"
 }
 
+# build_dns builds the cluster's DNS server (hack/clusterdns) next to the
+# kube binaries; Go's build cache makes it quick when nothing changed.
+build_dns() {
+	local go
+	go=$(go_cmd "the cluster DNS")
+	(cd "$REPO" && CGO_ENABLED=0 "$go" build -trimpath -o "$BIN/clusterdns.tmp" ./hack/clusterdns) ||
+		die "building hack/clusterdns failed"
+	mv "$BIN/clusterdns.tmp" "$BIN/clusterdns"
+}
+
 cmd_build() {
 	need_root build
 	ensure_packages
 	build_kube
 	build_pause_image
+	build_dns
 }
 
 # ---------------------------------------------------------------------------
@@ -558,8 +569,8 @@ EOF
 }
 EOF
 
-	# kubelet: no clusterDNS (no CoreDNS), so pods use the host's resolv.conf.
-	# Image GC is off (100%) so test images imported by hand are never
+	# kubelet: the cluster's DNS (hack/clusterdns) on the node's address, so
+	# pods resolve Services by name. Image GC is off (100%) so test images imported by hand are never
 	# deleted, and eviction thresholds are tiny so a full CI disk does not
 	# evict test pods.
 	cat >"$CONF/kubelet.yaml" <<EOF
@@ -588,6 +599,8 @@ containerRuntimeEndpoint: unix://$SOCK
 imageServiceEndpoint: unix://$SOCK
 failSwapOn: false
 resolvConf: /etc/resolv.conf
+clusterDNS: [$NODE_IP]
+clusterDomain: cluster.local
 podLogsDir: $CLUSTER_DIR/pod-logs
 volumePluginDir: $KUBELET_DIR/volume-plugins
 imageGCHighThresholdPercent: 100
@@ -709,6 +722,10 @@ start_kube_proxy() {
 	start kube-proxy "$BIN/kube-proxy" --config "$CONF/kube-proxy.yaml"
 }
 
+start_dns() {
+	start clusterdns "$BIN/clusterdns" --kubeconfig "$ADMIN_KUBECONFIG" --listen "$NODE_IP:53"
+}
+
 # --- readiness probes (quiet; wait_for retries them) ---
 
 etcd_healthy() { curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_CLIENT_PORT/health"; }
@@ -722,6 +739,7 @@ node_ready() {
 }
 default_sa_exists() { kc -n default get serviceaccount default; }
 kube_proxy_synced() { curl -fsS --max-time 2 http://127.0.0.1:10256/healthz; }
+dns_answers() { "$BIN/clusterdns" --probe "$NODE_IP:53"; }
 
 # import_images TARBALL...: into containerd's k8s.io namespace, where the CRI
 # plugin (and so the kubelet) finds them.
@@ -750,6 +768,7 @@ cmd_up() {
 	ensure_packages
 	build_kube
 	build_pause_image
+	build_dns
 	preflight
 
 	local t1=$SECONDS
@@ -772,11 +791,13 @@ cmd_up() {
 	wait_for "the apiserver to be ready (/readyz)" kube-apiserver apiserver_ready
 	start_controller_manager
 	start_scheduler
+	start_dns
 	start_kubelet
 	start_kube_proxy
 	wait_for "node $NODE_NAME to be Ready" kubelet node_ready
 	wait_for "the default ServiceAccount in namespace default" kube-controller-manager default_sa_exists
 	wait_for "kube-proxy's first sync" kube-proxy kube_proxy_synced
+	wait_for "the cluster DNS to answer" clusterdns dns_answers
 	log "cluster up in $(elapsed "$t1") ($(elapsed "$t0") in all); KUBECONFIG=$ADMIN_KUBECONFIG"
 }
 
@@ -1015,7 +1036,7 @@ do_down() {
 			log "WARNING: removing pods through CRI failed (see $LOGS/down.log); killing them instead"
 	fi
 	# kube-proxy stops before its rules are stripped, so it cannot put them back.
-	stop_components kube-proxy kube-scheduler kube-controller-manager kube-apiserver containerd etcd
+	stop_components kube-proxy clusterdns kube-scheduler kube-controller-manager kube-apiserver containerd etcd
 	kill_leftovers
 
 	unmount_under "$CLUSTER_DIR"

@@ -87,6 +87,9 @@ type InterceptOptions struct {
 	forwards  []forwardSpec
 	Network   bool
 	Command   []string
+	Mount     string
+	// local is this machine's record of the intercept.
+	local localIntercept
 	// Header, Cookie, Baggage and All say which requests are the
 	// developer's: one of them, or none for the default header.
 	Header     string
@@ -178,6 +181,7 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 	fl.StringVar(&o.EnvFile, "env-file", "", "write the container's environment to this file, as `docker run --env-file` reads it")
 	fl.StringVar(&o.EnvJSON, "env-json", "", "write the container's environment to this file as a JSON object")
 	fl.StringArrayVar(&o.Forwards, "forward", nil, "[LOCAL_PORT:]HOST:PORT: listen on 127.0.0.1:LOCAL_PORT and connect to HOST:PORT from a copy pod (cluster DNS names work); repeatable")
+	fl.StringVar(&o.Mount, "mount", "", "write the container's ConfigMap, Secret, downwardAPI and projected volumes under this new or empty directory at their mountPaths, kept up to date and removed at the end (the command gets KUBECTL_INTERCEPT_ROOT)")
 	fl.BoolVar(&o.Network, "network", false, "serve a SOCKS5 and HTTP proxy on 127.0.0.1 into the cluster's network, through a copy pod (always on with -- CMD)")
 	fl.StringArrayVarP(&o.PortMaps, "port", "p", nil, "LOCAL:REMOTE: intercept Service port REMOTE (name or number) to local port LOCAL, as kubectl port-forward spells it; repeat for several ports (instead of -l and -r)")
 	fl.StringVarP(&o.Header, "header", "x", route.DefaultHeaderName+":"+route.DefaultHeaderValue, "name:value of the header that marks your requests (name case-insensitive); used unless --cookie, --baggage or --all is given")
@@ -362,8 +366,9 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	if o.DryRun {
 		return printDryRun(o.Out, st)
 	}
-	if err := rememberLocal(o.stateKey, localIntercept{Context: o.f.Context, Namespace: o.Namespace, Service: o.Service,
-		Session: st.Record.ID, PID: os.Getpid(), Started: time.Now().UTC()}); err != nil {
+	o.local = localIntercept{Context: o.f.Context, Namespace: o.Namespace, Service: o.Service,
+		Session: st.Record.ID, PID: os.Getpid(), Started: time.Now().UTC()}
+	if err := rememberLocal(o.stateKey, o.local); err != nil {
 		p.Warn(fmt.Sprintf("%v: `kubectl intercept close` without an argument will not know of this intercept", err))
 	}
 	for _, pm := range o.ports {
@@ -427,6 +432,10 @@ func (o *InterceptOptions) hold(ctx context.Context, p *progress, ready func(), 
 	}
 	defer ls.stop()
 	o.printLocal(p, ls)
+	if side := ls.summary(o.Command); side != nil {
+		o.local.Local = side
+		_ = rememberLocal(o.stateKey, o.local)
+	}
 	ready()
 	go session.WatchSwitch(fctx, o.f.Client, o.Namespace, o.Service, rec, p.Warn)
 	go func() {
@@ -447,7 +456,7 @@ func (o *InterceptOptions) hold(ctx context.Context, p *progress, ready func(), 
 	if len(o.Command) > 0 {
 		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 		defer signal.Stop(sigs)
-		lc, err = startCommand(o.Command, commandEnv(os.Environ(), ls.env, ls.proxy), o.In, o.Out, o.ErrOut)
+		lc, err = startCommand(o.Command, commandEnv(os.Environ(), ls.commandVars(), ls.proxy), o.In, o.Out, o.ErrOut)
 		if err != nil {
 			return end(err)
 		}
@@ -502,6 +511,12 @@ func (o *InterceptOptions) printLocal(p *progress, ls *localSide) {
 	}
 	if ls.proxy != "" {
 		p.Infof("Cluster network: SOCKS5 and HTTP proxy at %s (HTTP_PROXY=http://%s ALL_PROXY=socks5h://%s): connections leave from a copy pod.", ls.proxy, ls.proxy, ls.proxy)
+	}
+	if ls.files != nil {
+		p.Infof("Files: %s.", ls.filesSummary)
+		for _, sk := range ls.skipped {
+			p.Infof("  not copied: %s (volume %s): %s", sk.Mount, sk.Volume, sk.Reason)
+		}
 	}
 	for _, fw := range ls.forwards {
 		p.Infof("Forwarding %s from a copy pod.", fw)

@@ -28,6 +28,34 @@ type localIntercept struct {
 	Session   string    `json:"session"`
 	PID       int       `json:"pid"`
 	Started   time.Time `json:"started"`
+	// Local is what the intercept gives the local process, if anything.
+	Local *LocalSide `json:"local,omitempty"`
+}
+
+// LocalSide is what an intercept of this machine gives its local process:
+// the container's environment, the volumes' files, the proxy into the
+// cluster's network, the forwards and the command.
+type LocalSide struct {
+	Environment string   `json:"environment,omitempty"`
+	Files       string   `json:"files,omitempty"`
+	Proxy       string   `json:"proxy,omitempty"`
+	Forwards    []string `json:"forwards,omitempty"`
+	Command     string   `json:"command,omitempty"`
+}
+
+// localOf is this machine's live record of the intercept of ns/svc, nil
+// when none holds it.
+func localOf(kubeContext, ns, svc string) *localIntercept {
+	mine, err := localIntercepts(kubeContext)
+	if err != nil {
+		return nil
+	}
+	for i := range mine {
+		if li := &mine[i]; li.Namespace == ns && li.Service == svc && ourProcess(li.PID, "kubectl-intercept") {
+			return li
+		}
+	}
+	return nil
 }
 
 func localPath(key string) string { return filepath.Join(stateDir(), key+".json") }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/netproxy"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/podenv"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/podfiles"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
@@ -81,6 +82,11 @@ func (o *InterceptOptions) validateLocal() error {
 		}
 		o.forwards = append(o.forwards, fw)
 	}
+	if o.Mount != "" {
+		if entries, err := os.ReadDir(o.Mount); err == nil && len(entries) > 0 {
+			return fmt.Errorf("--mount %s: the directory is not empty; give a new or empty one (it is removed when the intercept ends)", o.Mount)
+		}
+	}
 	if len(o.Command) > 0 {
 		if o.Detach || o.detached {
 			return errors.New("-- CMD runs your command in the foreground and ends the intercept when it exits: leave out --detach")
@@ -95,9 +101,10 @@ func (o *InterceptOptions) validateLocal() error {
 	return nil
 }
 
-// wantsEnv tells whether the local side needs the container's environment.
+// wantsEnv tells whether the local side needs the container's environment
+// (--mount too: subPathExpr reads it).
 func (o *InterceptOptions) wantsEnv() bool {
-	return len(o.Command) > 0 || o.EnvFile != "" || o.EnvJSON != ""
+	return len(o.Command) > 0 || o.EnvFile != "" || o.EnvJSON != "" || o.Mount != ""
 }
 
 // wantsNetwork tells whether the local proxy runs.
@@ -215,8 +222,36 @@ type localSide struct {
 	envFrom  string // "12 variables: 5 from configmap/app, ..."
 	proxy    string // the proxy's address, empty when it does not run
 	forwards []string
-	stop     func()
+	// files is the --mount tree; skipped the mounts it could not copy.
+	files        *podfiles.Tree
+	filesSummary string
+	skipped      []podfiles.Skipped
+	stop         func()
 }
+
+// commandVars are the command's variables: the pod's, and where its files
+// are.
+func (ls *localSide) commandVars() []podenv.Var {
+	if ls.files == nil {
+		return ls.env
+	}
+	return append(append([]podenv.Var(nil), ls.env...), podenv.Var{Name: EnvRoot, Value: ls.files.Root, From: "--mount"})
+}
+
+// summary is what status shows of the local side; nil when there is none.
+func (ls *localSide) summary(command []string) *LocalSide {
+	side := &LocalSide{Environment: ls.envFrom, Proxy: ls.proxy, Forwards: ls.forwards, Command: strings.Join(command, " ")}
+	if ls.files != nil {
+		side.Files = ls.filesSummary
+	}
+	if side.Environment == "" && side.Files == "" && side.Proxy == "" && side.Command == "" && len(side.Forwards) == 0 {
+		return nil
+	}
+	return side
+}
+
+// EnvRoot tells the local command where --mount put the volumes' files.
+const EnvRoot = "KUBECTL_INTERCEPT_ROOT"
 
 // startLocal resolves the environment for the copy pod that answered,
 // writes the env files, and starts the proxy and the forwards.
@@ -225,13 +260,27 @@ func (o *InterceptOptions) startLocal(ctx context.Context, p *progress, st *sess
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	ls.stop = cancel
 	if o.wantsEnv() {
-		if err := o.resolveEnv(ctx, st, podName, ls); err != nil {
+		pod, c, err := o.resolveEnv(ctx, st, podName, ls)
+		if err != nil {
 			cancel()
 			return nil, err
 		}
 		if err := o.writeEnvFiles(p, ls.env); err != nil {
 			cancel()
 			return nil, err
+		}
+		if o.Mount != "" {
+			if err := o.mountFiles(ctx, lctx, p, pod, c, ls); err != nil {
+				cancel()
+				return nil, err
+			}
+			tree := ls.files
+			ls.stop = func() {
+				cancel()
+				if err := tree.Remove(); err != nil {
+					p.Warn(fmt.Sprintf("removing %s: %v", tree.Root, err))
+				}
+			}
 		}
 	}
 	dial := clusterDialer(f)
@@ -289,35 +338,36 @@ func clusterDialer(f *portforward.Follower) netproxy.Dialer {
 	}
 }
 
-// resolveEnv resolves the environment with the copy pod's fields.
-func (o *InterceptOptions) resolveEnv(ctx context.Context, st *session.Started, podName string, ls *localSide) error {
+// resolveEnv resolves the environment with the copy pod's fields; it
+// returns the pod and the container.
+func (o *InterceptOptions) resolveEnv(ctx context.Context, st *session.Started, podName string, ls *localSide) (*corev1.Pod, *corev1.Container, error) {
 	cs := o.f.Client
 	pod, err := cs.CoreV1().Pods(o.Namespace).Get(ctx, podName, metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("reading pod %s for its environment: %w", podName, err)
+		return nil, nil, fmt.Errorf("reading pod %s for its environment: %w", podName, err)
 	}
 	c, err := o.container(&pod.Spec, st.Service)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	in := podenv.Input{Pod: pod, Container: c, Objects: objects{cs, o.Namespace}}
 	if in.Services, err = linkedServices(ctx, cs, pod); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if needsAllocatable(c) {
 		node, err := cs.CoreV1().Nodes().Get(ctx, pod.Spec.NodeName, metav1.GetOptions{})
 		if err != nil {
-			return fmt.Errorf("reading node %s: the container's environment reads a resource limit it does not set, which is the node's allocatable: %w (add the optional ClusterRole of docs/rbac.yaml for nodes)", pod.Spec.NodeName, err)
+			return nil, nil, fmt.Errorf("reading node %s: the container's environment reads a resource limit it does not set, which is the node's allocatable: %w (add the optional ClusterRole of docs/rbac.yaml for nodes)", pod.Spec.NodeName, err)
 		}
 		in.Allocatable = node.Status.Allocatable
 	}
 	vars, err := podenv.Resolve(ctx, in)
 	if err != nil {
-		return fmt.Errorf("the environment of container %s: %w", c.Name, err)
+		return nil, nil, fmt.Errorf("the environment of container %s: %w", c.Name, err)
 	}
 	ls.env = vars
 	ls.envFrom = describeSources(c.Name, pod.Name, vars)
-	return nil
+	return pod, c, nil
 }
 
 // linkedServices are the Services whose link variables the kubelet gives

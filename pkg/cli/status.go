@@ -103,10 +103,44 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if done, err := writeData(o.Out, o.Output, st); done {
+	var side *LocalSide
+	if o.f != nil {
+		if li := localOf(o.f.Context, o.Namespace, o.Service); li != nil {
+			side = li.Local
+		}
+	}
+	if done, err := writeData(o.Out, o.Output, StatusDetail{Detail: st, Local: side}); done {
 		return err
 	}
-	return writeStatus(o.Out, st, time.Now())
+	if err := writeStatus(o.Out, st, time.Now()); err != nil {
+		return err
+	}
+	return writeLocalSide(o.Out, side)
+}
+
+// StatusDetail is one intercept in detail and, when this machine holds
+// it, what it gives the local process.
+type StatusDetail struct {
+	*session.Detail `json:",inline"`
+	Local           *LocalSide `json:"local,omitempty"`
+}
+
+// writeLocalSide renders what this machine's intercept gives its process.
+func writeLocalSide(w io.Writer, side *LocalSide) error {
+	if side == nil {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "On this machine:")
+	for _, kv := range [][2]string{{"Environment", side.Environment}, {"Files", side.Files}, {"Proxy", side.Proxy}, {"Command", side.Command}} {
+		if kv[1] != "" {
+			fmt.Fprintf(tw, "  %s:\t%s\n", kv[0], printable(kv[1]))
+		}
+	}
+	for _, f := range side.Forwards {
+		fmt.Fprintf(tw, "  Forward:\t%s\n", printable(f))
+	}
+	return tw.Flush()
 }
 
 // writeStatus renders st for a person.

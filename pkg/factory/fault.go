@@ -37,14 +37,15 @@ func injectFault(cfg *rest.Config) {
 
 // mutating tells the calls that change the cluster from reads, access
 // reviews and port-forwards. Updates of a Deployment are the starting and
-// closing marks on the copy (a heartbeat runs on its own clock): they are
-// not steps of the sequence, and a crash between two of them leaves the
-// state of the step before, with a mark that stops moving.
+// closing marks on the copy (a heartbeat runs on its own clock), patches of
+// a Deployment the copy following the original's scale, and patches of a
+// pod's status its readiness gate: none is a step of the sequence, and a
+// crash between two of them leaves the state of the step before.
 func mutating(r *http.Request) bool {
 	switch r.Method {
-	case http.MethodPost, http.MethodPatch, http.MethodDelete:
-	case http.MethodPut:
-		if strings.Contains(r.URL.Path, "/deployments/") {
+	case http.MethodPost, http.MethodDelete:
+	case http.MethodPut, http.MethodPatch:
+		if strings.Contains(r.URL.Path, "/deployments/") || strings.HasSuffix(r.URL.Path, "/status") {
 			return false
 		}
 	default:

@@ -71,6 +71,10 @@ func Files(ctx context.Context, in Input) ([]File, []Skipped, error) {
 			continue
 		}
 		content, reason, err := volumeFiles(ctx, in, v)
+		if apierrors.IsForbidden(err) {
+			// Not the developer's to read: the mount is listed, not fatal.
+			content, reason, err = nil, err.Error(), nil
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("volume %s (mounted at %s): %w", v.Name, m.MountPath, err)
 		}
