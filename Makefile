@@ -40,7 +40,7 @@ GOLANGCI_LINT_VERSION := $(shell sed -n 's|^\tgithub.com/golangci/golangci-lint/
 GOLANGCI_LINT := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 KUBECTL := $(CACHE_DIR)/bin/kubectl
 
-.PHONY: build vet unit cross cluster-up cluster-down images demo e2e test clean bench bench-tunnel chromium shellcheck \
+.PHONY: build vet unit cross cluster-up cluster-down images demo e2e test clean bench bench-tunnel bench-local chromium shellcheck \
 	tools snapshot krew-manifest release-test krew-install-test
 
 build:
@@ -159,6 +159,12 @@ bench:
 # The matching path on the local cluster: the built-in tunnel vs a plain
 # kubectl port-forward to the same pod (about 3 minutes; writes
 # bench/tunnel-results.md). See bench/tunnel.sh.
+# The local side's proxy and --forward into the cluster against kubectl
+# port-forward svc/... (about 2 minutes; writes bench/local-results.md).
+bench-local: build cluster-up images
+	KUBECONFIG=$(KUBECONFIG_E2E) PROXY_IMAGE=$(PROXY_IMAGE) DEMO_IMAGE=$(DEMO_IMAGE) \
+		PLUGIN=$(CURDIR)/bin/kubectl-intercept KUBECTL=$(CACHE_DIR)/bin/kubectl bash bench/local.sh
+
 bench-tunnel: build cluster-up images
 	KUBECONFIG=$(KUBECONFIG_E2E) PROXY_IMAGE=$(PROXY_IMAGE) DEMO_IMAGE=$(DEMO_IMAGE) \
 		PLUGIN=$(CURDIR)/bin/kubectl-intercept KUBECTL=$(CACHE_DIR)/bin/kubectl bash bench/tunnel.sh
