@@ -48,4 +48,32 @@ echo "kubectl intercept status svc/demo -n $NS"
 say "6. kubectl intercept close svc/demo -n $NS"
 "$PLUGIN" close svc/demo -n "$NS"
 printf 'curl -H "x-dev: alice" http://%s/  -> %s\n' "$IP" "$(who -H 'x-dev: alice' "http://$IP/")"
+say "7. The developer's service run by the intercept, as the pod runs: its environment and the cluster's network"
+sed -e "s|\bdemo\b|backend|g" -e "s|DEMO_IMAGE|$DEMO_IMAGE|" -e "s|replicas: 2|replicas: 1|" "$(dirname "$0")/demo-app.yaml" | k apply -f - >/dev/null
+k rollout status deployment/backend --timeout=120s >/dev/null
+LAPTOP2=$((LOCAL_PORT + 1))
+echo "kubectl intercept svc/demo -n $NS -l $LAPTOP2 -x x-dev:alice -- intercept-demo --listen 127.0.0.1:$LAPTOP2 ..."
+LOG=$(mktemp)
+"$PLUGIN" svc/demo -n "$NS" -l "$LAPTOP2" -x x-dev:alice --inspect=false -- \
+	"${LAPTOP:-dist/linux_$(go env GOARCH)/intercept-demo}" --listen "127.0.0.1:$LAPTOP2" --tcp-listen "" --raw-listen "" \
+	--pod "alice-laptop" >"$LOG" 2>&1 &
+CMD_PID=$!
+trap 'kill -INT $CMD_PID 2>/dev/null || true; kill $LOCAL_PID 2>/dev/null || true; "$PLUGIN" close svc/demo -n "$NS" >/dev/null 2>&1 || true' EXIT
+for _ in $(seq 600); do
+	grep -q "Running " "$LOG" && break
+	kill -0 "$CMD_PID" 2>/dev/null || break
+	sleep 0.2
+done
+grep -E "^(Intercepting|Environment|Cluster network|Running)" "$LOG" || cat "$LOG"
+sleep 1
+echo
+echo "curl -H \"x-dev: alice\" \"http://$IP/call?to=http://backend.$NS/\"   (the laptop calls the backend by its cluster name)"
+read -r -a PODS <<<"$(curl -s -H 'x-dev: alice' "http://$IP/call?to=http://backend.$NS/" | grep -o '"pod": *"[^"]*"' | cut -d'"' -f4 | tr '\n' ' ')"
+echo "  -> answered by ${PODS[0]:-nobody}, with the answer it got from ${PODS[1]:-nobody}"
+echo
+kill -INT "$CMD_PID"
+wait "$CMD_PID" || true
+tail -n 2 "$LOG"
+rm -f "$LOG"
+
 say "The Service is as it was. Remove the demo with: $KUBECTL delete namespace $NS"
