@@ -34,6 +34,11 @@ func NewTree(root string) (*Tree, error) {
 	case len(entries) > 0:
 		return nil, fmt.Errorf("%s is not empty: give a new or empty directory (it is removed when the intercept ends)", abs)
 	}
+	// The pod's secrets go in: only this user may enter, and a directory
+	// someone else owns (who could plant links in it) is refused.
+	if err := os.Chmod(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("%s: %w (give a directory of your own)", abs, err)
+	}
 	return &Tree{Root: abs, written: map[string]File{}}, nil
 }
 
