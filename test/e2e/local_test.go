@@ -5,7 +5,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -147,7 +146,8 @@ while [ ! -f %[1]s/stop ]; do sleep 0.1; done
 kill $demo
 exit 7
 `, out, ns, demo, port)
-	p := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port),
+	state := t.TempDir()
+	p := startPluginEnv(t, []string{"XDG_STATE_HOME=" + state}, "svc/demo", "-n", ns, "-l", strconv.Itoa(port),
 		"--env-file", filepath.Join(out, "demo.env"), "--env-json", filepath.Join(out, "demo.json"), "--mount", mount,
 		"--forward", fmt.Sprintf("%d:backend:9090", fwd), "--forward", fmt.Sprintf("%d:nowhere.invalid:80", bad),
 		"--", "sh", "-c", script)
@@ -159,7 +159,8 @@ exit 7
 
 	env := readEnv0(t, filepath.Join(out, "env"))
 	for k, want := range map[string]string{
-		"LITERAL": "a=b=c", "GREETING": greeting, "EXPANDED": "say " + greeting + " in " + ns, "MY_NAMESPACE": ns,
+		// MY_NAMESPACE is defined after EXPANDED: as in the pod, it stays.
+		"LITERAL": "a=b=c", "GREETING": greeting, "EXPANDED": "say " + greeting + " in $(MY_NAMESPACE)", "MY_NAMESPACE": ns,
 		"ESCAPED": "$(GREETING)", "PASSWORD": password, "PEM": pemLike, "CFG_MODE": "canary", "CFG_GREETING": greeting,
 		"BACKEND_SERVICE_PORT_TCP": "9090", "HTTP_PROXY": "", "ALL_PROXY": "",
 	} {
@@ -231,7 +232,7 @@ exit 7
 			t.Errorf("--env-file %s = %q (present %t), JSON %q", k, got, ok, v)
 		}
 	}
-	if !strings.Contains(p.output(), "leaves out PEM") {
+	if !strings.Contains(p.output(), "leaves out") || !strings.Contains(p.output(), "PEM") {
 		t.Error("the left-out multi-line variable is not named")
 	}
 
@@ -274,7 +275,10 @@ exit 7
 		t.Errorf("after the failed forward the intercept routed to %q", got)
 	}
 
-	status, err := runPlugin(t, "status", "svc/demo", "-n", ns)
+	statusCmd := pluginCmd(t, "status", "svc/demo", "-n", ns)
+	statusCmd.Env = append(statusCmd.Env, "XDG_STATE_HOME="+state)
+	statusOut, err := statusCmd.CombinedOutput()
+	status := string(statusOut)
 	for _, want := range []string{"On this machine:", "Environment:", "Files:", "Proxy:", "Forward:", "backend:9090", "Command:"} {
 		if err != nil || !strings.Contains(status, want) {
 			t.Errorf("status lacks %q (%v):\n%s", want, err, status)
@@ -342,23 +346,19 @@ while :; do sleep 0.1; done
 			t.Errorf("%s: %v (want exit %d) and %q:\n%s", tc.name, err, tc.code, tc.want, b)
 		}
 	}
-	// A required ConfigMap key the workload's env names is missing.
-	d, err := cs.AppsV1().Deployments(ns).Get(t.Context(), "demo", metav1.GetOptions{})
+	// A required ConfigMap key the workload's env names is gone (the
+	// running pods started before it went).
+	cm, err := cs.CoreV1().ConfigMaps(ns).Get(t.Context(), "demo-config", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.Spec.Template.Spec.Containers[0].Env = append(d.Spec.Template.Spec.Containers[0].Env, corev1.EnvVar{Name: "BROKEN",
-		ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "demo-config"}, Key: "missing-key"}}})
-	if _, err := cs.AppsV1().Deployments(ns).Update(t.Context(), d, metav1.UpdateOptions{}); err != nil {
+	delete(cm.Data, "GREETING")
+	if _, err := cs.CoreV1().ConfigMaps(ns).Update(t.Context(), cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 90*time.Second, "the demo's rollout", func() bool {
-		d, err := cs.AppsV1().Deployments(ns).Get(context.Background(), "demo", metav1.GetOptions{})
-		return err == nil && d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas == 2 && d.Status.ReadyReplicas == 2 && d.Status.Replicas == 2
-	})
 	before = takeSnapshot(t, ns, "demo")
 	b, err := pluginCmd(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "--", "true").CombinedOutput()
-	if err == nil || !strings.Contains(string(b), `configmap demo-config has no key "missing-key"`) || !strings.Contains(string(b), "nothing was changed") {
+	if err == nil || !strings.Contains(string(b), `configmap demo-config has no key "GREETING"`) || !strings.Contains(string(b), "nothing was changed") {
 		t.Errorf("a missing required key: %v\n%s", err, b)
 	}
 	if after := takeSnapshot(t, ns, "demo"); fmt.Sprint(after) != fmt.Sprint(before) {
