@@ -48,7 +48,12 @@ die() {
 	exit 1
 }
 
-command -v wrk >/dev/null || die "wrk is missing (make bench installs it, or: apt-get install wrk)"
+if ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+	log "installing wrk"
+	(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk) >/dev/null ||
+		die "apt-get install wrk failed"
+fi
+command -v wrk >/dev/null || die "wrk is missing (apt-get install wrk)"
 command -v curl >/dev/null || die "curl is missing (apt-get install curl)"
 [ -x "$KUBECTL" ] || die "no kubectl at $KUBECTL (make cluster-up builds it)"
 [ -x "$PLUGIN" ] || die "no plugin at $PLUGIN (make build)"
@@ -174,13 +179,13 @@ ELAPSED=$(($(date +%s) - T0))
 	awk -F'\t' '$1 == "rps" { rps = $4 / ($5 / 1e6); if ($3 == "port-forward") base[$2] = rps; row[++n] = $0; r[n] = rps }
 		END { for (i = 1; i <= n; i++) { split(row[i], f, "\t")
 			printf "| %s | %s | %.0f | %.1f | %d | %s |\n", f[2], f[3], r[i], r[i] * 65536 / 1e6, f[6],
-				f[3] != "port-forward" && base[f[2]] > 0 ? sprintf("%.2f×", r[i] / base[f[2]]) : "" } }' "$RAW"
+				(f[3] != "port-forward" && base[f[2]] > 0) ? sprintf("%.2f×", r[i] / base[f[2]]) : "" } }' "$RAW"
 	echo
 	echo "| path | first byte, median ms | p90 ms | ÷ port-forward (median) |"
 	echo "|---|---:|---:|---:|"
 	awk -F'\t' '$1 == "ttfb" { if ($2 == "port-forward") base = $3; row[++n] = $0 }
 		END { for (i = 1; i <= n; i++) { split(row[i], f, "\t")
-			printf "| %s | %.2f | %.2f | %s |\n", f[2], f[3], f[4], f[2] != "port-forward" && base > 0 ? sprintf("%.2f×", f[3] / base) : "" } }' "$RAW"
+			printf "| %s | %.2f | %.2f | %s |\n", f[2], f[3], f[4], (f[2] != "port-forward" && base > 0) ? sprintf("%.2f×", f[3] / base) : "" } }' "$RAW"
 } >"$OUT"
 log "report written to $OUT"
 cat "$OUT"
