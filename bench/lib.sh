@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# bench/lib.sh: what bench/run.sh and bench/tunnel.sh share. Sourced; the
+# bench/lib.sh: what bench/run.sh, bench/tunnel.sh and bench/local.sh share. Sourced; the
 # caller defines TMP and the arrays PID (associative) and STARTED.
 
 # start NAME CMD...: runs CMD in the background, output to $TMP/NAME.log.
@@ -10,6 +10,37 @@ start() {
 	# shellcheck disable=SC2034 # PID is the caller's associative array, read there
 	PID["$name"]=$!
 	STARTED+=("$name")
+}
+
+# stop_started: ends what start started, last first: SIGINT, then SIGKILL
+# after 30 s.
+stop_started() {
+	local i name pid
+	for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+		name=${STARTED[i]}
+		pid=${PID[$name]}
+		kill -0 "$pid" 2>/dev/null || continue
+		kill -INT "$pid" 2>/dev/null || true
+		for _ in $(seq 300); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+}
+
+# wait_log NAME TEXT SECONDS: until NAME's output has TEXT, or it died (the
+# caller defines die).
+wait_log() {
+	local name=$1 text=$2
+	for _ in $(seq $(($3 * 10))); do
+		grep -q "$text" "$TMP/$name.log" && return 0
+		kill -0 "${PID[$name]}" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$TMP/$name.log" >&2
+	die "$name: no \"$text\""
 }
 
 # proc_ticks PID: utime+stime of PID in clock ticks (0 if gone).

@@ -65,37 +65,13 @@ STARTED=()
 k() { "$KUBECTL" -n "$NS" "$@"; }
 
 cleanup() {
-	local i name pid
-	for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
-		name=${STARTED[i]}
-		pid=${PID[$name]}
-		kill -0 "$pid" 2>/dev/null || continue
-		kill -INT "$pid" 2>/dev/null || true
-		for _ in $(seq 300); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	stop_started
 	"$PLUGIN" close svc/demo -n "$NS" >/dev/null 2>&1 || true
 	"$KUBECTL" delete namespace "$NS" --wait=false >/dev/null 2>&1 || true
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# wait_log NAME TEXT SECONDS: until NAME's output has TEXT, or it died.
-wait_log() {
-	local name=$1 text=$2
-	for _ in $(seq $(($3 * 10))); do
-		grep -q "$text" "$TMP/$name.log" && return 0
-		kill -0 "${PID[$name]}" 2>/dev/null || break
-		sleep 0.1
-	done
-	cat "$TMP/$name.log" >&2
-	die "$name: no \"$text\""
-}
 
 log "building the laptop's app"
 (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -o "$TMP/intercept-demo" ./cmd/intercept-demo)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sort"
@@ -423,33 +424,38 @@ func describeSources(container, pod string, vars []podenv.Var) string {
 // only: they hold the pod's secrets.
 func (o *InterceptOptions) writeEnvFiles(p *progress, vars []podenv.Var) error {
 	if o.EnvFile != "" {
-		f, err := os.OpenFile(o.EnvFile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		var skipped []string
+		err := writePrivate(o.EnvFile, func(w io.Writer) (err error) {
+			skipped, err = podenv.WriteEnvFile(w, vars)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("--env-file: %w", err)
-		}
-		skipped, err := podenv.WriteEnvFile(f, vars)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("--env-file %s: %w", o.EnvFile, err)
 		}
 		if len(skipped) > 0 {
 			p.Warn(fmt.Sprintf("--env-file %s leaves out %s: docker's env-file format cannot hold a value with a line break; --env-json has them", o.EnvFile, strings.Join(skipped, ", ")))
 		}
 	}
 	if o.EnvJSON != "" {
-		f, err := os.OpenFile(o.EnvJSON, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-		if err != nil {
+		if err := writePrivate(o.EnvJSON, func(w io.Writer) error { return podenv.WriteJSON(w, vars) }); err != nil {
 			return fmt.Errorf("--env-json: %w", err)
 		}
-		err = podenv.WriteJSON(f, vars)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("--env-json %s: %w", o.EnvJSON, err)
-		}
+	}
+	return nil
+}
+
+// writePrivate writes path (mode 0600) with write.
+func writePrivate(path string, write func(io.Writer) error) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	err = write(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
 }

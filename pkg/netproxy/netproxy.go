@@ -109,12 +109,12 @@ func (p *Proxy) serveConn(ctx context.Context, conn net.Conn) {
 		return
 	}
 	if first[0] == socksVersion {
-		p.socks(ctx, &peekedConn{Conn: conn, r: br})
+		p.socks(ctx, tunnel.WithReader(conn, br))
 		return
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	select {
-	case p.httpc <- &peekedConn{Conn: conn, r: br}:
+	case p.httpc <- tunnel.WithReader(conn, br):
 	case <-ctx.Done():
 		conn.Close()
 	}
@@ -145,15 +145,7 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 		target.Close()
 		return
 	}
-	if n := rw.Reader.Buffered(); n > 0 {
-		b, _ := rw.Peek(n)
-		if _, err := target.Write(b); err != nil {
-			conn.Close()
-			target.Close()
-			return
-		}
-	}
-	tunnel.Pipe(conn, target)
+	tunnel.Pipe(tunnel.WithReader(conn, rw.Reader), target)
 }
 
 // statusFor is the HTTP status of a failed dial: 504 when it timed out,
@@ -328,22 +320,6 @@ func Forward(ctx context.Context, ln net.Listener, dial Dialer, addr string, onE
 			tunnel.Pipe(conn, target)
 		}()
 	}
-}
-
-// peekedConn is a connection whose first bytes a bufio.Reader holds.
-type peekedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *peekedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
-
-// CloseWrite half-closes, so a client's EOF reaches the far end.
-func (c *peekedConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
 }
 
 // chanListener hands the HTTP server the connections Serve sniffed.

@@ -79,71 +79,59 @@ func ScaleCopy(ctx context.Context, cs kubernetes.Interface, ns, name string, re
 // replica count (false while it is not there); nil for a bare Pod.
 func watchDesired(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface, ns string, rec *Record, changed chan<- struct{}) (func() (int32, bool), error) {
 	sel := selection{namespace: ns, name: rec.Workload}
-	fail := func(err error) error { return describeAPIError(err, "watching "+rec.WorkloadRef()) }
+	var read func() (int32, bool)
+	var err error
 	switch kindOf(rec) {
 	case workload.KindDeployment:
 		c := cs.AppsV1().Deployments(ns)
-		w, err := watchKind[*appsv1.Deployment](ctx, cs, &appsv1.Deployment{},
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) }, c.Watch, sel, changed)
-		if err != nil {
-			return nil, fail(err)
-		}
-		return func() (int32, bool) {
-			d, ok := w.Get(rec.Workload)
-			return replicasOf(ok, func() *int32 { return d.Spec.Replicas })
-		}, nil
+		read, err = watchReplicas(ctx, cs, &appsv1.Deployment{}, c.List, c.Watch, sel, rec.Workload, changed,
+			func(d *appsv1.Deployment) *int32 { return d.Spec.Replicas })
 	case workload.KindStatefulSet:
 		c := cs.AppsV1().StatefulSets(ns)
-		w, err := watchKind[*appsv1.StatefulSet](ctx, cs, &appsv1.StatefulSet{},
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) }, c.Watch, sel, changed)
-		if err != nil {
-			return nil, fail(err)
-		}
-		return func() (int32, bool) {
-			s, ok := w.Get(rec.Workload)
-			return replicasOf(ok, func() *int32 { return s.Spec.Replicas })
-		}, nil
+		read, err = watchReplicas(ctx, cs, &appsv1.StatefulSet{}, c.List, c.Watch, sel, rec.Workload, changed,
+			func(s *appsv1.StatefulSet) *int32 { return s.Spec.Replicas })
 	case workload.KindReplicaSet:
 		c := cs.AppsV1().ReplicaSets(ns)
-		w, err := watchKind[*appsv1.ReplicaSet](ctx, cs, &appsv1.ReplicaSet{},
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) }, c.Watch, sel, changed)
-		if err != nil {
-			return nil, fail(err)
-		}
-		return func() (int32, bool) {
-			rs, ok := w.Get(rec.Workload)
-			return replicasOf(ok, func() *int32 { return rs.Spec.Replicas })
-		}, nil
+		read, err = watchReplicas(ctx, cs, &appsv1.ReplicaSet{}, c.List, c.Watch, sel, rec.Workload, changed,
+			func(rs *appsv1.ReplicaSet) *int32 { return rs.Spec.Replicas })
 	case workload.KindRollout:
 		if dyn == nil {
 			return nil, fmt.Errorf("watching %s: no dynamic client", rec.WorkloadRef())
 		}
 		c := dyn.Resource(workload.Rollouts).Namespace(ns)
-		w, err := watchKind[*unstructured.Unstructured](ctx, dyn, &unstructured.Unstructured{},
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) }, c.Watch, sel, changed)
-		if err != nil {
-			return nil, fail(err)
-		}
-		return func() (int32, bool) {
-			u, ok := w.Get(rec.Workload)
-			if !ok {
-				return 0, false
-			}
-			n, found, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
-			if !found {
-				return 1, true
-			}
-			return int32(n), true
-		}, nil
+		read, err = watchReplicas(ctx, dyn, &unstructured.Unstructured{}, c.List, c.Watch, sel, rec.Workload, changed,
+			func(u *unstructured.Unstructured) *int32 {
+				n, found, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
+				if !found {
+					return nil
+				}
+				return ptr.To(int32(n))
+			})
+	default:
+		return nil, nil
 	}
-	return nil, nil
+	if err != nil {
+		return nil, describeAPIError(err, "watching "+rec.WorkloadRef())
+	}
+	return read, nil
 }
 
-func replicasOf(ok bool, spec func() *int32) (int32, bool) {
-	if !ok {
-		return 0, false
+// watchReplicas watches one object of a kind and returns a reader of its
+// spec.replicas (1 when unset, as the API defaults it).
+func watchReplicas[T metav1.Object, L runtime.Object](ctx context.Context, client any, example T, list func(context.Context, metav1.ListOptions) (L, error),
+	wf watchFunc, sel selection, name string, changed chan<- struct{}, replicas func(T) *int32) (func() (int32, bool), error) {
+	w, err := watchKind[T](ctx, client, any(example).(runtime.Object),
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return list(ctx, o) }, wf, sel, changed)
+	if err != nil {
+		return nil, err
 	}
-	return ptr.Deref(spec(), 1), true
+	return func() (int32, bool) {
+		o, ok := w.Get(name)
+		if !ok {
+			return 0, false
+		}
+		return ptr.Deref(replicas(o), 1), true
+	}, nil
 }
 
 // RoutesGate is the condition of a copy pod's readiness gate: the pod is

@@ -134,14 +134,7 @@ func (s *Server) serveDial(ctx context.Context, st net.Conn, cs *controlSession)
 		return
 	}
 	// Bytes the CLI sent behind its request line are the connection's.
-	if n := br.Buffered(); n > 0 {
-		b, _ := br.Peek(n)
-		if _, err := conn.Write(b); err != nil {
-			conn.Close()
-			return
-		}
-	}
-	Pipe(st, conn)
+	Pipe(WithReader(st, br), conn)
 }
 
 // dialFailure classifies a dial's error.
@@ -199,23 +192,28 @@ func (c *Client) DialCluster(ctx context.Context, addr string) (net.Conn, error)
 		return nil, &DialError{Addr: addr, Reason: resp.Reason, Message: resp.Error}
 	}
 	_ = st.SetDeadline(time.Time{})
-	if br.Buffered() == 0 {
-		return st, nil
-	}
-	return &bufferedStream{Conn: st, r: br}, nil
+	return WithReader(st, br), nil
 }
 
-// bufferedStream is a stream whose first bytes were read with the answer.
-type bufferedStream struct {
+// WithReader is conn reading through r, which holds its first bytes
+// already (read ahead with an answer, or peeked); conn itself when r holds
+// nothing. It keeps conn's half-close, so Pipe passes an EOF on.
+func WithReader(conn net.Conn, r *bufio.Reader) net.Conn {
+	if r.Buffered() == 0 {
+		return conn
+	}
+	return &readerConn{Conn: conn, r: r}
+}
+
+type readerConn struct {
 	net.Conn
 	r *bufio.Reader
 }
 
-func (b *bufferedStream) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (c *readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// CloseWrite half-closes the stream, so Pipe passes a client's EOF on.
-func (b *bufferedStream) CloseWrite() error {
-	if cw, ok := b.Conn.(interface{ CloseWrite() error }); ok {
+func (c *readerConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
 	return nil
