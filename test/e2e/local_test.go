@@ -140,6 +140,7 @@ func TestLocalProcessLivesAsThePod(t *testing.T) {
 cp "$KUBECTL_INTERCEPT_ROOT/etc/demo/config.yaml" %[1]s/config.yaml
 curl -sS --max-time 10 http://backend.%[2]s/ > %[1]s/via-http-proxy 2> %[1]s/via-http-proxy.err
 env -u http_proxy -u HTTP_PROXY curl -sS --max-time 10 http://backend/ > %[1]s/via-socks 2> %[1]s/via-socks.err
+touch %[1]s/fetched
 %[3]s --listen 127.0.0.1:%[4]d --tcp-listen= --raw-listen= --pod laptop &
 demo=$!
 while [ ! -f %[1]s/stop ]; do sleep 0.1; done
@@ -153,7 +154,7 @@ exit 7
 		"--", "sh", "-c", script)
 	p.waitOutput(t, "Running sh", 2*time.Minute)
 	waitFor(t, 30*time.Second, "the command to reach the backend", func() bool {
-		_, err := os.Stat(filepath.Join(out, "via-socks"))
+		_, err := os.Stat(filepath.Join(out, "fetched"))
 		return err == nil
 	})
 
