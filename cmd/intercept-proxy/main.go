@@ -42,7 +42,7 @@ func (r *routeFlags) Set(s string) error {
 
 // alsoFlags are further intercepted ports of the same pod, each with a
 // listener, an upstream and a control port of its own:
-// listen=:18082,upstream=127.0.0.1:9000,control=127.0.0.1:18083[,h2c][,service-addr=IP:PORT]
+// listen=:18083,upstream=127.0.0.1:9000,control=127.0.0.1:18084[,peer=:18085][,h2c][,service-addr=IP:PORT]
 type alsoFlags []proxy.Config
 
 func (a *alsoFlags) String() string { return fmt.Sprint(len(*a)) }
@@ -58,12 +58,14 @@ func (a *alsoFlags) Set(s string) error {
 			c.Upstream = v
 		case "control":
 			c.Control = v
+		case "peer":
+			c.Peer = v
 		case "service-addr":
 			c.ServiceAddr = v
 		case "h2c":
 			c.H2C = true
 		default:
-			return fmt.Errorf("--also %q: unknown field %q (want listen=,upstream=,control=[,h2c][,service-addr=])", s, k)
+			return fmt.Errorf("--also %q: unknown field %q (want listen=,upstream=,control=[,peer=][,h2c][,service-addr=])", s, k)
 		}
 	}
 	if c.Listen == "" || c.Upstream == "" {
@@ -84,6 +86,7 @@ func main() {
 	flag.StringVar(&cfg.Listen, "listen", ":18080", "address callers' traffic arrives on")
 	flag.StringVar(&cfg.Upstream, "upstream", "127.0.0.1:8080", "the app: where requests without a matching route go")
 	flag.StringVar(&cfg.Control, "control", "", "tunnel control address, on loopback (empty: no tunnels)")
+	flag.StringVar(&cfg.Peer, "peer", "", "where relays reach this sidecar over the pod network, :PORT (empty: no relays)")
 	flag.StringVar(&cfg.Pod, "pod", os.Getenv("POD_NAME"), "this pod's name")
 	flag.DurationVar(&cfg.DrainDelay, "drain-delay", 2*time.Second, "keep serving this long after SIGTERM before draining")
 	flag.StringVar(&cfg.ServiceAddr, "service-addr", "", "the intercepted Service's ClusterIP:PORT, the only address a probe may request")
@@ -125,7 +128,7 @@ func runAll(ctx context.Context, first proxy.Config, also []proxy.Config, log *s
 	for _, a := range also {
 		c := first
 		c.Static, c.Ready = nil, nil
-		c.Listen, c.Upstream, c.Control, c.H2C, c.ServiceAddr = a.Listen, a.Upstream, a.Control, a.H2C, a.ServiceAddr
+		c.Listen, c.Upstream, c.Control, c.Peer, c.H2C, c.ServiceAddr = a.Listen, a.Upstream, a.Control, a.Peer, a.H2C, a.ServiceAddr
 		cfgs = append(cfgs, c)
 	}
 	errc := make(chan error, len(cfgs))

@@ -549,7 +549,7 @@ func (o *InterceptOptions) portTunnels(p *progress, st *session.Started, fr *fro
 		f := &portforward.Follower{
 			Config: o.f.RESTConfig, Client: o.f.Client, Namespace: o.Namespace,
 			Selector: session.CopySelector(rec),
-			Port:     int(e.Plan.ControlPort), Route: o.Route,
+			Port:     int(e.Plan.ControlPort), PeerPort: int(e.Plan.PeerPort), Route: o.Route,
 			Local:  net.JoinHostPort("127.0.0.1", strconv.Itoa(pm.Local)),
 			NoGate: i > 0,
 			Log:    func(format string, args ...any) { p.Infof(format, args...) },

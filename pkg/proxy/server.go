@@ -30,6 +30,9 @@ type Config struct {
 	// Control is the tunnel's listen address; loopback, so only the pod
 	// port-forward reaches it. Empty disables tunnels.
 	Control string
+	// Peer is where relays reach this sidecar over the pod network (see
+	// tunnel.ServePeers); empty: no peer port, a tunnel to every pod.
+	Peer string
 	// Pod names this pod.
 	Pod string
 	// H2C: the port speaks HTTP/2 with prior knowledge (appProtocol h2c).
@@ -99,6 +102,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return fmt.Errorf("listening for tunnels on %s: %w", cfg.Control, err)
 		}
 	}
+	var peerLn net.Listener
+	if cfg.Peer != "" && ctrlLn != nil {
+		peerLn, err = net.Listen("tcp", cfg.Peer)
+		if err != nil {
+			dataLn.Close()
+			ctrlLn.Close()
+			return fmt.Errorf("listening for relays on %s: %w", cfg.Peer, err)
+		}
+	}
 	if cfg.Ready != nil {
 		var ca net.Addr
 		if ctrlLn != nil {
@@ -119,6 +131,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				var d net.Dialer
 				return d.DialContext(ctx, "tcp", addr)
 			}}
+		if peerLn != nil {
+			ts.Admitted = &tunnel.Admissions{}
+			go ts.ServePeers(srvCtx, peerLn)
+		}
 		go ts.Serve(srvCtx, ctrlLn)
 	}
 	toHTTP := &connListener{addr: dataLn.Addr(), conns: make(chan net.Conn), done: make(chan struct{})}

@@ -179,7 +179,7 @@ func (r *Record) check() error {
 			return fmt.Errorf("names no port")
 		case seen[p.Port]:
 			return fmt.Errorf("names port %s twice", p.Port)
-		case p.Plan.ControlPort < 0 || p.Plan.ControlPort > 65535 || p.Plan.SidecarPort < 0 || p.Plan.SidecarPort > 65535:
+		case p.Plan.ControlPort < 0 || p.Plan.ControlPort > 65535 || p.Plan.SidecarPort < 0 || p.Plan.SidecarPort > 65535 || p.Plan.PeerPort < 0 || p.Plan.PeerPort > 65535:
 			return fmt.Errorf("has invalid sidecar ports for port %s", p.Port)
 		}
 		seen[p.Port] = true

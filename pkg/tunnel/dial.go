@@ -25,8 +25,10 @@ import (
 
 // DialRequest opens a dial stream: one JSON line, then the bytes.
 type DialRequest struct {
-	Op   string `json:"op"` // "dial"
+	Op   string `json:"op"` // "dial", or "relay" (see peer.go)
 	Addr string `json:"addr"`
+	// Pod names the peer of a relay.
+	Pod string `json:"pod,omitempty"`
 }
 
 // DialResponse answers it, before the first byte of the connection.
@@ -34,6 +36,8 @@ type DialResponse struct {
 	Error string `json:"error,omitempty"`
 	// Reason classifies Error: see the DialFailure constants.
 	Reason DialFailure `json:"reason,omitempty"`
+	// Code, on a relay's answer, is the peer's refusal of the route.
+	Code Code `json:"code,omitempty"`
 }
 
 // DialFailure says why a dial failed, for a SOCKS or HTTP answer.
@@ -106,8 +110,16 @@ func (s *Server) serveDial(ctx context.Context, st net.Conn, cs *controlSession)
 	_ = st.SetReadDeadline(time.Time{})
 	c := newCodec(st)
 	var req DialRequest
-	if err := json.Unmarshal(line, &req); err != nil || req.Op != "dial" {
+	if err := json.Unmarshal(line, &req); err != nil || (req.Op != "dial" && req.Op != "relay") {
 		_ = c.write(DialResponse{Error: "not a dial request", Reason: DialFailed})
+		return
+	}
+	if cs.peerKey != nil {
+		_ = c.write(DialResponse{Error: "a relay may not dial or relay through a peer", Reason: DialNotAllowed})
+		return
+	}
+	if req.Op == "relay" {
+		s.serveRelay(ctx, st, br, cs, req)
 		return
 	}
 	if s.Dial == nil {

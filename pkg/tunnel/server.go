@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
 	"io"
 	"net"
@@ -49,6 +50,9 @@ type Server struct {
 	// Dial connects to HOST:PORT from the pod for a developer who holds a
 	// live route here (see dial.go); nil: this sidecar cannot dial.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Admitted holds the owner keys whose relays may register routes
+	// through the peer port (see peer.go); nil: no peer port.
+	Admitted *Admissions
 }
 
 // Serve accepts tunnel connections on ln until ctx ends.
@@ -62,16 +66,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("accepting tunnel connections: %w", err)
 		}
-		go s.serveConn(ctx, conn)
+		go s.serveSession(ctx, conn, nil)
 	}
 }
 
 // ServeConn runs one tunnel session over an established byte stream.
 func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) {
-	s.serveConn(ctx, conn)
+	s.serveSession(ctx, conn, nil)
 }
 
-func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser) {
+// serveSession runs one tunnel session: a developer's over the
+// port-forward (peerKey nil), or a relay's for the developer whose owner
+// key is peerKey.
+func (s *Server) serveSession(ctx context.Context, conn io.ReadWriteCloser, peerKey []byte) {
 	sess, err := yamux.Server(coalesce(conn), Config())
 	if err != nil {
 		conn.Close()
@@ -97,7 +104,7 @@ func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser) {
 		}
 		return st, nil
 	}
-	cs := &controlSession{dial: dial}
+	cs := &controlSession{dial: dial, peerKey: peerKey}
 	defer cs.end()
 	go s.serveDials(ctx, sess, cs)
 	c := newCodec(ctrl)
@@ -117,9 +124,13 @@ func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser) {
 // controlSession is what one developer's session holds on a sidecar: the
 // way to reach them, their routes and their doctor's watches.
 type controlSession struct {
-	dial               DialFunc
-	mu                 sync.Mutex // removes: the dial streams read it
+	dial DialFunc
+	// peerKey is the developer's owner key on a relay's session (which may
+	// register only that developer's routes), nil on the developer's own.
+	peerKey            []byte
+	mu                 sync.Mutex // removes, routes: the dial streams read them
 	removes, unwatches []func()
+	routes             []route.Route // as registered, owner key included
 }
 
 // leave removes the session's routes; the tunnel stays up for the requests
@@ -127,7 +138,7 @@ type controlSession struct {
 func (cs *controlSession) leave() {
 	cs.mu.Lock()
 	removes := cs.removes
-	cs.removes = nil
+	cs.removes, cs.routes = nil, nil
 	cs.mu.Unlock()
 	for _, rm := range removes {
 		rm()
@@ -135,11 +146,31 @@ func (cs *controlSession) leave() {
 }
 
 // added records a route the session installed.
-func (cs *controlSession) added(rm func()) {
+func (cs *controlSession) added(r route.Route, rm func()) {
 	cs.mu.Lock()
 	cs.removes = append(cs.removes, rm)
+	cs.routes = append(cs.routes, r)
 	cs.mu.Unlock()
 }
+
+// registered returns the routes a relay may carry for this session (those
+// with an owner key) and that key.
+func (cs *controlSession) registered() ([]route.Route, []byte) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	var out []route.Route
+	var key string
+	for _, r := range cs.routes {
+		if r.Client != "" && (key == "" || r.Client == key) {
+			key = r.Client
+			out = append(out, r)
+		}
+	}
+	return out, []byte(key)
+}
+
+// peerOps are the calls a relay may make on a peer's session.
+var peerOps = map[string]bool{"register": true, "unregister": true, "routes": true}
 
 // live tells whether the session holds a route.
 func (cs *controlSession) live() bool {
@@ -159,10 +190,18 @@ func (cs *controlSession) end() {
 // handle answers one call on the control stream.
 func (s *Server) handle(ctx context.Context, cs *controlSession, req Request) Response {
 	resp := Response{Pod: s.Pod}
+	if cs.peerKey != nil && !peerOps[req.Op] {
+		resp.fail(coded(CodeUnsupported, "%s is not for a relay", req.Op))
+		return resp
+	}
 	switch req.Op {
 	case "register":
 		if req.Route == nil {
 			resp.fail(coded(CodeBadRequest, "register without a route"))
+			break
+		}
+		if cs.peerKey != nil && subtle.ConstantTimeCompare([]byte(req.Route.Client), cs.peerKey) != 1 {
+			resp.fail(coded(CodeBadRequest, "a relay registers only the routes of the developer it proved"))
 			break
 		}
 		rm, err := s.Routes.Add(*req.Route, cs.dial)
@@ -170,7 +209,15 @@ func (s *Server) handle(ctx context.Context, cs *controlSession, req Request) Re
 			resp.fail(err)
 			break
 		}
-		cs.added(rm)
+		cs.added(*req.Route, rm)
+	case "admit":
+		if s.Admitted == nil {
+			resp.fail(coded(CodeUnsupported, "this sidecar has no peer port"))
+			break
+		}
+		if err := s.Admitted.admit(req.Key); err != nil {
+			resp.fail(err)
+		}
 	case "unregister":
 		// A developer leaving on purpose: no new request is routed to them.
 		cs.leave()

@@ -54,6 +54,10 @@ type PortPlan struct {
 	// SidecarPort takes the Service's traffic; ControlPort (loopback) the tunnels.
 	SidecarPort int32 `json:"sidecarPort"`
 	ControlPort int32 `json:"controlPort"`
+	// PeerPort (pod network) is where relays carry other developers'
+	// routes to this pod; zero in copies made before it existed, whose
+	// pods each get a tunnel of their own.
+	PeerPort int32 `json:"peerPort,omitempty"`
 	// TargetPortName is set when the Service targets a named port: the
 	// sidecar takes the name and the Service's targetPort stays as it is.
 	TargetPortName string `json:"targetPortName,omitempty"`
@@ -188,7 +192,8 @@ func planPorts(spec *corev1.PodSpec, ports []*corev1.ServicePort) ([]PortPlan, e
 	for i := range plans {
 		plans[i].SidecarPort = next(from)
 		plans[i].ControlPort = next(plans[i].SidecarPort + 1)
-		from = plans[i].ControlPort + 1
+		plans[i].PeerPort = next(plans[i].ControlPort + 1)
+		from = plans[i].PeerPort + 1
 	}
 	return plans, nil
 }
@@ -440,6 +445,7 @@ func sidecar(image string, plans []PortPlan, svc *corev1.Service, ports []*corev
 		"--listen=:" + strconv.Itoa(int(first.SidecarPort)),
 		"--upstream=127.0.0.1:" + strconv.Itoa(int(first.AppPort)),
 		"--control=127.0.0.1:" + strconv.Itoa(int(first.ControlPort)),
+		"--peer=:" + strconv.Itoa(int(first.PeerPort)),
 	}
 	if speaksH2C(ports[0]) {
 		args = append(args, "--h2c")
@@ -460,7 +466,7 @@ func sidecar(image string, plans []PortPlan, svc *corev1.Service, ports []*corev
 		if i == 0 {
 			continue
 		}
-		also := fmt.Sprintf("listen=:%d,upstream=127.0.0.1:%d,control=127.0.0.1:%d", plan.SidecarPort, plan.AppPort, plan.ControlPort)
+		also := fmt.Sprintf("listen=:%d,upstream=127.0.0.1:%d,control=127.0.0.1:%d,peer=:%d", plan.SidecarPort, plan.AppPort, plan.ControlPort, plan.PeerPort)
 		if speaksH2C(ports[i]) {
 			also += ",h2c"
 		}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,16 +22,28 @@ import (
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
-// Follower keeps one tunnel to every running pod of a copy, registering the
-// developer's route on each: pods that come get a tunnel as soon as the
-// watch reports them, pods that go lose theirs. A route lives as long as its tunnel.
+// Follower puts the developer's route on every running pod of a copy and
+// keeps it there: pods that come get it as soon as the watch reports them,
+// pods that go lose it. A route lives as long as the tunnel it came by.
+//
+// With a peer port (PeerPort), the CLI holds one tunnel, to one pod, the
+// relay, and the relay carries the route to the other pods over the pod
+// network (tunnel.Client.Relay): one API-server connection whatever the
+// replica count. The CLI admits itself once on each new pod (a short
+// port-forward), so the pod trusts the relay with this developer's route.
+// A pod the relay cannot reach (a NetworkPolicy between the copy's pods)
+// gets a tunnel of its own, with a warning; so does every pod of a copy
+// without a peer port. When the relay's pod goes, the oldest other pod
+// becomes the relay and the routes move to its links.
 type Follower struct {
 	Config    *rest.Config
 	Client    kubernetes.Interface
 	Namespace string
-	// Selector selects the copy's pods; Port is the sidecar's control port.
+	// Selector selects the copy's pods; Port is the sidecar's control port,
+	// PeerPort its peer port (zero: a tunnel to every pod).
 	Selector string
 	Port     int
+	PeerPort int
 	Route    route.Route
 	// Local is where intercepted connections go, host:port.
 	Local string
@@ -52,20 +66,28 @@ type Follower struct {
 	// let in with what it has; DefaultGateWait when zero.
 	GateWait time.Duration
 
-	once    sync.Once
-	mu      sync.Mutex
-	clients map[string]*tunnel.Client // by pod name, registered
-	pods    map[string]*corev1.Pod    // as the watch last saw them
-	active  map[string]context.CancelFunc
-	fatal   chan error
-	retry   chan struct{} // a tunnel dropped: sync again
-	stopped chan struct{} // closed when Run returns, runErr set
-	runErr  error
+	once     sync.Once
+	mu       sync.Mutex
+	holders  map[string]holder         // by pod name: what holds the route there
+	clients  map[string]*tunnel.Client // the tunnels, by pod name, registered
+	pods     map[string]*corev1.Pod    // as the watch last saw them
+	active   map[string]context.CancelFunc
+	relay    string          // the pod the links go through
+	admitted map[string]bool // pods this CLI admitted itself on
+	direct   map[string]bool // pods the relay cannot reach
+	warned   bool
+	fatal    chan error
+	retry    chan struct{} // a tunnel dropped: sync again
+	stopped  chan struct{} // closed when Run returns, runErr set
+	runErr   error
 }
 
 func (f *Follower) init() {
 	f.once.Do(func() {
 		f.clients = map[string]*tunnel.Client{}
+		f.holders = map[string]holder{}
+		f.admitted = map[string]bool{}
+		f.direct = map[string]bool{}
 		f.pods = map[string]*corev1.Pod{}
 		f.active = map[string]context.CancelFunc{}
 		f.fatal = make(chan error, 1)
@@ -107,44 +129,99 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 	}
 }
 
-// sync holds a tunnel to every pod that serves, and drops those to pods
-// that went.
+// holder is what holds the route on one pod: a tunnel to it, or a relay's
+// link.
+type holder interface {
+	Routes() ([]route.Route, error)
+	Unregister() error
+	InFlight() int
+}
+
+// sync holds the route on every pod that serves, and lets go of pods that
+// went. Each pod gets a tunnel (keyed "tunnel/POD") or a link through the
+// relay ("link/POD/RELAY"); a link through a former relay stays until that
+// relay's sidecar ends it, so requests in flight through it finish.
 func (f *Follower) sync(ctx context.Context, pods []*corev1.Pod) {
-	seen := map[string]bool{}
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.pods = make(map[string]*corev1.Pod, len(pods))
 	for _, p := range pods {
 		f.pods[p.Name] = p
 	}
-	f.mu.Unlock()
+	if f.PeerPort != 0 {
+		f.pickRelay(pods)
+	}
+	seen := map[string]bool{} // pods that serve or drain
+	want := map[string]bool{} // keys to run
 	for _, p := range pods {
 		serving, draining := session.Reachable(p), session.Draining(p)
 		if !serving && !draining {
 			continue
 		}
-		// A deleted pod's sidecar keeps serving while it drains, so its
-		// tunnel stays until the sidecar ends it; none is opened to it.
+		// A deleted pod's sidecar keeps serving while it drains, so what
+		// holds the route there stays until the sidecar ends it; nothing
+		// new is opened to it.
 		seen[p.Name] = true
 		if !serving {
 			continue
 		}
-		f.mu.Lock()
-		_, running := f.active[p.Name]
-		if !running {
-			pctx, cancel := context.WithCancel(ctx)
-			f.active[p.Name] = cancel
-			go f.hold(pctx, p.Name)
+		key := "tunnel/" + p.Name
+		if f.PeerPort != 0 && p.Name != f.relay && !f.direct[p.Name] && p.Status.PodIP != "" {
+			key = "link/" + p.Name + "/" + f.relay
 		}
-		f.mu.Unlock()
+		want[key] = true
+		if _, running := f.active[key]; running {
+			continue
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		f.active[key] = cancel
+		if strings.HasPrefix(key, "tunnel/") {
+			go f.hold(pctx, key, p.Name)
+		} else {
+			go f.link(pctx, key, p.Name, p.Status.PodIP, f.relay)
+		}
 	}
-	f.mu.Lock()
-	for name, cancel := range f.active {
-		if !seen[name] {
+	for key, cancel := range f.active {
+		kind, pod, relay := splitKey(key)
+		keep := want[key] || (seen[pod] && kind == "tunnel") || (seen[pod] && seen[relay])
+		if !keep {
 			cancel() // the pod is gone or no longer serves
-			delete(f.active, name)
+			delete(f.active, key)
 		}
 	}
-	f.mu.Unlock()
+}
+
+func splitKey(key string) (kind, pod, relay string) {
+	parts := strings.SplitN(key, "/", 3)
+	kind, pod = parts[0], parts[1]
+	if len(parts) == 3 {
+		relay = parts[2]
+	}
+	return kind, pod, relay
+}
+
+// pickRelay keeps the relay while its pod serves and is not being
+// deleted; otherwise the oldest such pod becomes the relay.
+func (f *Follower) pickRelay(pods []*corev1.Pod) {
+	if p, ok := f.pods[f.relay]; ok && session.Reachable(p) && !session.Draining(p) && p.DeletionTimestamp == nil {
+		return
+	}
+	var best *corev1.Pod
+	for _, p := range pods {
+		if !session.Reachable(p) || session.Draining(p) || p.DeletionTimestamp != nil {
+			continue
+		}
+		if best == nil || p.CreationTimestamp.Before(&best.CreationTimestamp) ||
+			(p.CreationTimestamp.Equal(&best.CreationTimestamp) && p.Name < best.Name) {
+			best = p
+		}
+	}
+	if best != nil && best.Name != f.relay {
+		if f.relay != "" {
+			f.logf("pod %s relays the route now (pod %s goes)", best.Name, f.relay)
+		}
+		f.relay = best.Name
+	}
 }
 
 // retryLater asks for a sync after a pause, to reopen a tunnel that failed
@@ -165,18 +242,9 @@ func (f *Follower) retryLater(ctx context.Context) {
 const retryPause = time.Second
 
 // hold keeps a tunnel to one pod until ctx ends or the tunnel drops.
-func (f *Follower) hold(ctx context.Context, pod string) {
-	parent := context.WithoutCancel(ctx)
-	defer func() {
-		f.mu.Lock()
-		delete(f.clients, pod)
-		if c, ok := f.active[pod]; ok && ctx.Err() == nil {
-			c()
-			delete(f.active, pod) // let the next sync reconnect
-			f.retryLater(parent)
-		}
-		f.mu.Unlock()
-	}()
+func (f *Follower) hold(ctx context.Context, key, pod string) {
+	var c *tunnel.Client
+	defer f.ended(ctx, key, pod, func() bool { return c != nil && f.clients[pod] == c })
 	conn, err := f.dial(ctx, pod)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -184,7 +252,7 @@ func (f *Follower) hold(ctx context.Context, pod string) {
 		}
 		return
 	}
-	c, err := tunnel.NewClient(conn)
+	c, err = tunnel.NewClient(conn)
 	if err != nil {
 		conn.Close()
 		if ctx.Err() == nil {
@@ -194,18 +262,13 @@ func (f *Follower) hold(ctx context.Context, pod string) {
 	}
 	defer c.Close()
 	if _, err := c.Register(f.Route); err != nil {
-		if errors.Is(err, tunnel.ErrConflict) || errors.Is(err, tunnel.ErrUnsupported) || errors.Is(err, tunnel.ErrBadRequest) {
-			select {
-			case f.fatal <- err:
-			default:
-			}
-			return
-		}
-		f.logf("registering route on pod %s: %v", pod, err)
+		f.refused(err, "registering route on pod %s: %v", pod)
+		c = nil
 		return
 	}
 	f.mu.Lock()
 	f.clients[pod] = c
+	f.holders[pod] = c
 	f.mu.Unlock()
 	f.logf("tunnel up: pod %s", pod)
 	if !f.NoGate {
@@ -227,6 +290,152 @@ func (f *Follower) hold(ctx context.Context, pod string) {
 	}
 }
 
+// ended forgets what held the route on pod (when mine says it is still
+// this goroutine's) and, unless ctx ended on purpose, asks for another
+// sync after a pause.
+func (f *Follower) ended(ctx context.Context, key, pod string, mine func() bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if mine() {
+		delete(f.clients, pod)
+		delete(f.holders, pod)
+	}
+	if c, ok := f.active[key]; ok && ctx.Err() == nil {
+		c()
+		delete(f.active, key) // let the next sync reconnect
+		f.retryLater(context.WithoutCancel(ctx))
+	}
+}
+
+// refused ends Run when the sidecar refused the route for good (taken by
+// another developer, or a kind it cannot match); other failures are
+// logged, and retried.
+func (f *Follower) refused(err error, format, pod string) {
+	if errors.Is(err, tunnel.ErrConflict) || errors.Is(err, tunnel.ErrUnsupported) || errors.Is(err, tunnel.ErrBadRequest) {
+		select {
+		case f.fatal <- err:
+		default:
+		}
+		return
+	}
+	f.logf(format, pod, err)
+}
+
+// link holds the route on pod through the relay's tunnel, after admitting
+// this CLI there once; a pod the relay cannot reach gets a tunnel of its
+// own from the next sync.
+func (f *Follower) link(ctx context.Context, key, pod, ip, relay string) {
+	var l *tunnel.Link
+	defer f.ended(ctx, key, pod, func() bool { return l != nil && f.holders[pod] == holder(l) })
+	rc, err := f.relayClient(ctx, relay)
+	if err != nil {
+		return // the relay changed, or ctx ended: the next sync decides
+	}
+	if err := f.admit(ctx, pod); err != nil {
+		if errors.Is(err, tunnel.ErrUnsupported) {
+			f.goDirect(pod, "its sidecar has no peer port")
+			return
+		}
+		if ctx.Err() == nil {
+			f.logf("admitting this CLI on pod %s: %v", pod, err)
+		}
+		return
+	}
+	l, err = rc.Relay(ctx, pod, net.JoinHostPort(ip, strconv.Itoa(f.PeerPort)))
+	var de *tunnel.DialError
+	switch {
+	case errors.As(err, &de) && de.Reason != tunnel.DialFailed:
+		f.goDirect(pod, fmt.Sprintf("the relay in pod %s cannot reach it: %s", relay, de.Message))
+		return
+	case err != nil:
+		if ctx.Err() == nil {
+			f.refused(err, "relaying the route to pod %s: %v", pod)
+		}
+		return
+	}
+	defer l.Close()
+	f.mu.Lock()
+	f.holders[pod] = l
+	f.mu.Unlock()
+	f.logf("route up: pod %s (relayed by pod %s)", pod, relay)
+	if !f.NoGate {
+		go f.gate(ctx, pod, l)
+	}
+	select {
+	case <-ctx.Done():
+	case <-l.Done():
+		if ctx.Err() == nil {
+			f.logf("relay link to pod %s closed; opening it again while the pod serves", pod)
+		}
+	}
+}
+
+// relayClient waits until the tunnel to relay holds the route.
+func (f *Follower) relayClient(ctx context.Context, relay string) (*tunnel.Client, error) {
+	for {
+		f.mu.Lock()
+		c, cur := f.clients[relay], f.relay
+		f.mu.Unlock()
+		switch {
+		case cur != relay:
+			return nil, fmt.Errorf("the relay moved")
+		case c != nil:
+			return c, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// admit hands pod this CLI's owner key over a short port-forward, once.
+func (f *Follower) admit(ctx context.Context, pod string) error {
+	f.mu.Lock()
+	done := f.admitted[pod]
+	f.mu.Unlock()
+	if done {
+		return nil
+	}
+	conn, err := f.dial(ctx, pod)
+	if err != nil {
+		return err
+	}
+	c, err := tunnel.NewClient(conn)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	defer c.Close()
+	if err := c.Admit(f.Route.Client); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.admitted[pod] = true
+	f.mu.Unlock()
+	return nil
+}
+
+// goDirect gives pod a tunnel of its own from the next sync, and says why.
+func (f *Follower) goDirect(pod, why string) {
+	f.mu.Lock()
+	f.direct[pod] = true
+	first := !f.warned
+	f.warned = true
+	f.mu.Unlock()
+	if first {
+		f.logf("warning: pod %s gets a tunnel of its own (one more API-server connection), since %s. "+
+			"If a NetworkPolicy blocks traffic between the copy's pods, allow its pods to reach each other on port %d", pod, why, f.PeerPort)
+	} else {
+		f.logf("pod %s gets a tunnel of its own: %s", pod, why)
+	}
+	select {
+	case f.retry <- struct{}{}:
+	default:
+	}
+}
+
 // Readiness gate timing: a new pod is checked every gatePause until it
 // holds the routes a ready sibling holds; after DefaultGateWait (longer
 // than a dead developer's route takes to drop) it is let in with what it
@@ -240,7 +449,7 @@ const (
 // a ready sibling holds: each developer's CLI checks after registering, and
 // the last one to register finds the set complete. A pod with no ready
 // sibling (a copy that scaled from nothing) holds all there is.
-func (f *Follower) gate(ctx context.Context, pod string, mine *tunnel.Client) {
+func (f *Follower) gate(ctx context.Context, pod string, mine holder) {
 	wait := f.GateWait
 	if wait == 0 {
 		wait = DefaultGateWait
@@ -249,12 +458,12 @@ func (f *Follower) gate(ctx context.Context, pod string, mine *tunnel.Client) {
 	for {
 		f.mu.Lock()
 		p := f.pods[pod]
-		var sibling *tunnel.Client
+		var sibling holder
 		readySiblings := 0
 		for name, q := range f.pods {
 			if name != pod && session.PodReady(q) && q.DeletionTimestamp == nil {
 				readySiblings++
-				if c, ok := f.clients[name]; ok && sibling == nil {
+				if c, ok := f.holders[name]; ok && sibling == nil {
 					sibling = c
 				}
 			}
@@ -315,8 +524,8 @@ func (f *Follower) dial(ctx context.Context, pod string) (io.ReadWriteCloser, er
 // developer who ends an intercept fails none of their own requests.
 func (f *Follower) Leave(timeout time.Duration) {
 	f.mu.Lock()
-	clients := make([]*tunnel.Client, 0, len(f.clients))
-	for _, c := range f.clients {
+	clients := make([]holder, 0, len(f.holders))
+	for _, c := range f.holders {
 		clients = append(clients, c)
 	}
 	f.mu.Unlock()
@@ -340,17 +549,21 @@ func (f *Follower) Leave(timeout time.Duration) {
 func (f *Follower) Registered() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]string, 0, len(f.clients))
-	for p := range f.clients {
+	out := make([]string, 0, len(f.holders))
+	for p := range f.holders {
 		out = append(out, p)
 	}
 	return out
 }
 
-// AnyClient returns one live tunnel, for control calls.
+// AnyClient returns one live tunnel (the relay's when there is one), for
+// control calls.
 func (f *Follower) AnyClient() (*tunnel.Client, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if c, ok := f.clients[f.relay]; ok {
+		return c, nil
+	}
 	for _, c := range f.clients {
 		return c, nil
 	}
