@@ -582,7 +582,7 @@ func (o *InterceptOptions) activate(ctx context.Context, p *progress, st *sessio
 	if d, err := o.f.Client.AppsV1().Deployments(o.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{}); err == nil && d.Status.ReadyReplicas > 1 {
 		want = int(d.Status.ReadyReplicas)
 	}
-	done := p.Step(fmt.Sprintf("opening tunnels to the copy's %d pod(s)", want))
+	done := p.Step(fmt.Sprintf("putting the route on the copy's %d pod(s)", want))
 	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	var err error
 	for _, t := range tunnels {

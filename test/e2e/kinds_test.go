@@ -125,7 +125,7 @@ func interceptKind(t *testing.T, ns, ref string, replicas int, generation func()
 	if !strings.Contains(p.output(), "(copy of "+ref+" with the sidecar)") {
 		t.Errorf("the start does not name %s:\n%s", ref, p.output())
 	}
-	waitFor(t, 30*time.Second, "tunnels to every copy pod", func() bool { return strings.Count(p.output(), "tunnel up:") >= replicas })
+	waitFor(t, 30*time.Second, "tunnels to every copy pod", func() bool { return strings.Count(p.output(), "route up:") >= replicas })
 	for i := range 10 {
 		if got := routedTo(t, svc, header("X-C6O-INTERCEPT", "yes")); got != laptopPod {
 			t.Fatalf("header request %d reached %q, want the laptop", i+1, got)

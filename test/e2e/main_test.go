@@ -53,8 +53,10 @@ var (
 	cs         kubernetes.Interface
 	dyn        dynamic.Interface
 	kubeconfig string
-	plugin     string
-	demoImage  string
+	// apiHost is the API server's URL, for counting connections to it.
+	apiHost   string
+	plugin    string
+	demoImage string
 	// localCluster: the cluster is hack/cluster.sh's, whose node is this
 	// host, so ClusterIPs and pod IPs answer from here.
 	localCluster bool
@@ -120,6 +122,7 @@ func TestMain(m *testing.M) {
 	fmt.Fprintf(os.Stderr, "e2e: %s (Kubernetes %s at %s), %s; images %s, %s\n",
 		kubeconfig, version.GitVersion, cfg.Host, where, proxyImage, demoImage)
 	cs = kubernetes.NewForConfigOrDie(cfg)
+	apiHost = cfg.Host
 	dyn = dynamic.NewForConfigOrDie(cfg)
 	os.Exit(m.Run())
 }

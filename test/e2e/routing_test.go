@@ -30,7 +30,7 @@ func TestEveryReplicaIntercepted(t *testing.T) {
 	p := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port))
 	p.waitOutput(t, "Intercepting service", 2*time.Minute)
 	// Every copy pod holds the route once the CLI has a tunnel to each.
-	waitFor(t, 30*time.Second, "tunnels to 3 pods", func() bool { return strings.Count(p.output(), "tunnel up:") >= 3 })
+	waitFor(t, 30*time.Second, "tunnels to 3 pods", func() bool { return strings.Count(p.output(), "route up:") >= 3 })
 	for i := 0; i < 50; i++ {
 		if got := routedTo(t, svc, header("X-C6O-INTERCEPT", "yes")); got != laptopPod {
 			t.Fatalf("header request %d of 50 reached %q", i+1, got)
@@ -49,7 +49,7 @@ func TestAllTraffic(t *testing.T) {
 	port := laptop(t, laptopPod)
 	p := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "-a")
 	p.waitOutput(t, "Intercepting service", 2*time.Minute)
-	waitFor(t, 30*time.Second, "tunnels to 2 pods", func() bool { return strings.Count(p.output(), "tunnel up:") >= 2 })
+	waitFor(t, 30*time.Second, "tunnels to 2 pods", func() bool { return strings.Count(p.output(), "route up:") >= 2 })
 	// Once seen at the laptop, every connection must go there.
 	waitFor(t, 2*time.Second, "a request without header to reach the laptop", func() bool {
 		e, code, err := get(serviceURL(svc), nil)

@@ -44,7 +44,7 @@ func TestCopyScalesWithTheOriginal(t *testing.T) {
 	port := laptop(t, laptopPod)
 	p := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port))
 	p.waitOutput(t, "Intercepting service", 2*time.Minute)
-	waitFor(t, 30*time.Second, "tunnels to 2 pods", func() bool { return strings.Count(p.output(), "tunnel up:") >= 2 })
+	waitFor(t, 30*time.Second, "tunnels to 2 pods", func() bool { return strings.Count(p.output(), "route up:") >= 2 })
 
 	start := time.Now()
 	scale(t, ns, "demo", 4)
@@ -60,7 +60,7 @@ func TestCopyScalesWithTheOriginal(t *testing.T) {
 	waitFor(t, 2*time.Minute, "4 ready copy pods", func() bool { ready, _ := copyPodsReady(t, ns); return ready == 4 })
 	t.Logf("scaled the original 2 -> 4: the copy wanted 4 after %s; all 4 copy pods ready (each holding the route) after %s",
 		followed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	if n := strings.Count(p.output(), "tunnel up:"); n < 4 {
+	if n := strings.Count(p.output(), "route up:"); n < 4 {
 		t.Errorf("%d tunnels up, want one to each of 4 pods:\n%s", n, p.output())
 	}
 	for i := range 40 {

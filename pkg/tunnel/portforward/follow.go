@@ -270,7 +270,7 @@ func (f *Follower) hold(ctx context.Context, key, pod string) {
 	f.clients[pod] = c
 	f.holders[pod] = c
 	f.mu.Unlock()
-	f.logf("tunnel up: pod %s", pod)
+	f.logf("route up: pod %s (its own tunnel)", pod)
 	if !f.NoGate {
 		go f.gate(ctx, pod, c)
 	}
