@@ -86,8 +86,10 @@ type InterceptOptions struct {
 	Forwards  []string
 	forwards  []forwardSpec
 	Network   bool
-	Command   []string
-	Mount     string
+	// PerPod opens a tunnel to every copy pod instead of one to a relay.
+	PerPod  bool
+	Command []string
+	Mount   string
 	// local is this machine's record of the intercept.
 	local localIntercept
 	// Header, Cookie, Baggage and All say which requests are the
@@ -182,6 +184,7 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 	fl.StringVar(&o.EnvJSON, "env-json", "", "write the container's environment to this file as a JSON object")
 	fl.StringArrayVar(&o.Forwards, "forward", nil, "[LOCAL_PORT:]HOST:PORT: listen on 127.0.0.1:LOCAL_PORT and connect to HOST:PORT from a copy pod (cluster DNS names work); repeatable")
 	fl.StringVar(&o.Mount, "mount", "", "write the container's ConfigMap, Secret, downwardAPI and projected volumes under this new or empty directory at their mountPaths, kept up to date and removed at the end (the command gets KUBECTL_INTERCEPT_ROOT)")
+	fl.BoolVar(&o.PerPod, "tunnel-per-pod", false, "open a tunnel (an API-server port-forward) to every pod of the copy, instead of one to a pod that relays the route to the others over the pod network")
 	fl.BoolVar(&o.Network, "network", false, "serve a SOCKS5 and HTTP proxy on 127.0.0.1 into the cluster's network, through a copy pod (always on with -- CMD)")
 	fl.StringArrayVarP(&o.PortMaps, "port", "p", nil, "LOCAL:REMOTE: intercept Service port REMOTE (name or number) to local port LOCAL, as kubectl port-forward spells it; repeat for several ports (instead of -l and -r)")
 	fl.StringVarP(&o.Header, "header", "x", route.DefaultHeaderName+":"+route.DefaultHeaderValue, "name:value of the header that marks your requests (name case-insensitive); used unless --cookie, --baggage or --all is given")
@@ -549,10 +552,13 @@ func (o *InterceptOptions) portTunnels(p *progress, st *session.Started, fr *fro
 		f := &portforward.Follower{
 			Config: o.f.RESTConfig, Client: o.f.Client, Namespace: o.Namespace,
 			Selector: session.CopySelector(rec),
-			Port:     int(e.Plan.ControlPort), PeerPort: int(e.Plan.PeerPort), Route: o.Route,
+			Port:     int(e.Plan.ControlPort), Route: o.Route,
 			Local:  net.JoinHostPort("127.0.0.1", strconv.Itoa(pm.Local)),
 			NoGate: i > 0,
 			Log:    func(format string, args ...any) { p.Infof(format, args...) },
+		}
+		if !o.PerPod {
+			f.PeerPort = int(e.Plan.PeerPort)
 		}
 		if i == 0 {
 			f.HTTP = fr.handler
