@@ -28,8 +28,12 @@ const inspectOff = "false"
 // the built-in tunnel or the ngrok endpoint, are recorded for the
 // inspector, and go on to the local port.
 type front struct {
-	// handler serves requests arriving through the built-in tunnel.
+	// handler serves requests arriving through ngrok and replays; conn
+	// the connections arriving through the built-in tunnel (bytes passed
+	// on as they came, recorded off the path; HTTP/2 through handler).
 	handler http.Handler
+	conn    func(net.Conn)
+	tap     *inspect.Tap
 	// inspectURL is where the inspector's page is, if it runs;
 	// previewURL the preview's, if there is one.
 	inspectURL, previewURL string
@@ -68,6 +72,12 @@ func (o *InterceptOptions) openFront(ctx context.Context) (*front, error) {
 	}
 	store := inspect.NewStore(500)
 	f.handler = inspect.NewForwarder(local, o.Route.String(), store)
+	tapStore := store
+	if o.Inspect == inspectOff {
+		tapStore = nil // nobody looks: pass the bytes on, record nothing
+	}
+	f.tap = inspect.NewTap(local, o.Route.String(), tapStore, relay.NewHTTPServer(f.handler))
+	f.conn = f.tap.ServeConn
 	if o.Inspect != inspectOff {
 		ln, err := inspect.Listen(o.Inspect)
 		if err != nil {
@@ -114,6 +124,9 @@ func (f *front) serve(ln net.Listener, h http.Handler) {
 func (f *front) close() {
 	for _, s := range f.servers {
 		_ = s.Close()
+	}
+	if f.tap != nil {
+		_ = f.tap.Close()
 	}
 	if f.agent != nil {
 		_ = f.agent.Close()

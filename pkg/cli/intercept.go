@@ -561,7 +561,7 @@ func (o *InterceptOptions) portTunnels(p *progress, st *session.Started, fr *fro
 			f.PeerPort = int(e.Plan.PeerPort)
 		}
 		if i == 0 {
-			f.HTTP = fr.handler
+			f.Conn = fr.conn
 		}
 		if len(o.ports) > 1 {
 			port := e.Port

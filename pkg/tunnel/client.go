@@ -2,16 +2,13 @@ package tunnel
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"sync"
 
 	"github.com/hashicorp/yamux"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/relay"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 )
 
@@ -139,26 +136,26 @@ func (c *Client) Serve(ctx context.Context, dial DialFunc, onErr func(error)) er
 	}
 }
 
-// ServeHTTP serves every connection the sidecar opens with h, as HTTP/1.1
-// or HTTP/2 cleartext (which the sidecar uses for gRPC), until the session
-// ends or ctx is done.
-func (c *Client) ServeHTTP(ctx context.Context, h http.Handler) error {
-	srv := relay.NewHTTPServer(h)
+// ServeConns hands every connection the sidecar opens to serve, each on its
+// own goroutine, until the session ends or ctx is done.
+func (c *Client) ServeConns(ctx context.Context, serve func(net.Conn)) error {
 	go func() {
 		select {
 		case <-ctx.Done():
+			c.sess.Close()
 		case <-c.sess.CloseChan():
 		}
-		srv.Close() // closes the session too: it is the listener
 	}()
-	err := srv.Serve(c.sess)
-	if ctx.Err() != nil {
-		return nil
+	for {
+		st, err := c.sess.AcceptStream()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("tunnel session ended: %w", err)
+		}
+		go serve(st)
 	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = errors.New("session closed")
-	}
-	return fmt.Errorf("tunnel session ended: %w", err)
 }
 
 // Done is closed when the session ends.

@@ -100,9 +100,13 @@ const (
 )
 
 // ServePeers accepts relays' connections on ln (the pod network) until ctx
-// ends. Each must answer the challenge under an admitted key.
+// ends. Each must answer the challenge under an admitted key; at most
+// maxHandshakes answer at once (anyone on the pod network can connect),
+// and at most MaxRelaySessions sessions live at once.
 func (s *Server) ServePeers(ctx context.Context, ln net.Listener) error {
 	go func() { <-ctx.Done(); ln.Close() }()
+	handshakes := make(chan struct{}, maxHandshakes)
+	sessions := make(chan struct{}, MaxRelaySessions)
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -111,16 +115,37 @@ func (s *Server) ServePeers(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("accepting relays' connections: %w", err)
 		}
+		select {
+		case handshakes <- struct{}{}:
+		default:
+			conn.Close()
+			continue
+		}
 		go func() {
 			key, err := s.challenge(conn)
+			<-handshakes
 			if err != nil {
 				conn.Close()
 				return
 			}
-			s.serveSession(ctx, conn, key)
+			select {
+			case sessions <- struct{}{}:
+				defer func() { <-sessions }()
+				s.serveSession(ctx, conn, key)
+			default:
+				conn.Close()
+			}
 		}()
 	}
 }
+
+// Bounds on the peer port: handshakes in progress, and relay sessions (one
+// per developer and relay; a relay that moved keeps its old sessions while
+// its pod drains).
+const (
+	maxHandshakes    = 32
+	MaxRelaySessions = 512
+)
 
 // challenge asks conn to prove it holds an admitted key, and returns it.
 func (s *Server) challenge(conn net.Conn) ([]byte, error) {

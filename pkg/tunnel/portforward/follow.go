@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,10 +46,10 @@ type Follower struct {
 	Route    route.Route
 	// Local is where intercepted connections go, host:port.
 	Local string
-	// HTTP, if set, serves the intercepted requests of a route that is not
-	// All (it forwards them to Local and may record them); otherwise each
+	// Conn, if set, serves each intercepted connection of a route that is
+	// not All (it passes it to Local and may record it); otherwise each
 	// connection is piped to Local as it is.
-	HTTP http.Handler
+	Conn func(net.Conn)
 	// Log receives events for the person at the terminal.
 	Log func(format string, args ...any)
 	// Dial opens a byte stream to the control port of a pod's sidecar;
@@ -278,8 +277,8 @@ func (f *Follower) hold(ctx context.Context, key, pod string) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", f.Local)
 	}
-	if f.HTTP != nil && !f.Route.All {
-		err = c.ServeHTTP(ctx, f.HTTP)
+	if f.Conn != nil && !f.Route.All {
+		err = c.ServeConns(ctx, f.Conn)
 	} else {
 		err = c.Serve(ctx, dial, func(err error) {
 			f.logf("intercepted connection from pod %s: local port %s: %v", pod, f.Local, err)
@@ -344,6 +343,14 @@ func (f *Follower) link(ctx context.Context, key, pod, ip, relay string) {
 	l, err = rc.Relay(ctx, pod, net.JoinHostPort(ip, strconv.Itoa(f.PeerPort)))
 	var de *tunnel.DialError
 	switch {
+	case errors.As(err, &de) && de.Reason == tunnel.DialNotAllowed:
+		// The pod forgot this CLI (it keeps the last MaxAdmissions
+		// developers): admit again on the next try.
+		f.mu.Lock()
+		delete(f.admitted, pod)
+		f.mu.Unlock()
+		f.logf("relaying the route to pod %s: %v; trying again", pod, err)
+		return
 	case errors.As(err, &de) && de.Reason != tunnel.DialFailed:
 		f.goDirect(pod, fmt.Sprintf("the relay in pod %s cannot reach it: %s", relay, de.Message))
 		return

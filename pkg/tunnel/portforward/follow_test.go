@@ -22,7 +22,8 @@ import (
 )
 
 // table is a sidecar's route table: routes live while their session does,
-// and a route that conflicts with a live one is refused.
+// a route that conflicts with another CLI's live one is refused, and the
+// same CLI's new registration replaces its old one.
 type table struct {
 	mu     sync.Mutex
 	routes []*route.Route
@@ -31,13 +32,18 @@ type table struct {
 func (t *table) Add(r route.Route, _ tunnel.DialFunc) (func(), error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	kept := t.routes[:0:0]
 	for _, old := range t.routes {
+		if r.Client != "" && old.Client == r.Client {
+			continue // the same CLI again (by another way): the new one wins, as in proxy.Table
+		}
 		if old.Conflicts(r) {
 			return nil, fmt.Errorf("%w: %s is intercepted by %s", tunnel.ErrConflict, old, old.Owner)
 		}
+		kept = append(kept, old)
 	}
 	nr := &r
-	t.routes = append(t.routes, nr)
+	t.routes = append(kept, nr)
 	return func() {
 		t.mu.Lock()
 		defer t.mu.Unlock()
