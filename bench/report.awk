@@ -4,6 +4,11 @@
 function ms(us) { return us < 10000 ? sprintf("%.3f", us / 1000) : sprintf("%.1f", us / 1000) }
 function ratio(a, b) { return (b > 0 && a >= 0) ? sprintf("%.2f", a / b) : "—" }
 function bodyname(b) { return b == "64k" ? "64 KiB body" : "small body (16 B)" }
+function protoname(k) {
+	if (k == "wrk") return "HTTP/1.1, wrk, upstreams on the proxy's core"
+	if (k == "wrk-own") return "HTTP/1.1, wrk, proxy on its own core"
+	return "h2c, h2load"
+}
 {
 	n++
 	kind[n] = $1; body[n] = $2; hdr[n] = $3; load[n] = $4; tgt[n] = $5
@@ -25,7 +30,7 @@ END {
 	print ""
 	print "| protocol | proxy | req/s ÷ nginx | CPU µs/req ÷ nginx | req/s ÷ direct |"
 	print "|---|---|---|---|---|"
-	nsp = split("wrk intercept-proxy|wrk haproxy|h2 intercept-proxy|h2 intercept-proxy --h2c|h2 haproxy", sp, "|")
+	nsp = split("wrk intercept-proxy|wrk haproxy|wrk-own intercept-proxy|wrk-own haproxy|h2 intercept-proxy|h2 intercept-proxy --h2c|h2 haproxy", sp, "|")
 	for (s = 1; s <= nsp; s++) {
 		kk = substr(sp[s], 1, index(sp[s], " ") - 1); t = substr(sp[s], index(sp[s], " ") + 1)
 		m = 0; lr = lc = ld = 0
@@ -42,7 +47,7 @@ END {
 		}
 		if (m == 0) continue
 		printf "| %s (%d cases) | %s | %.2f (%.2f–%.2f) | %.2f (%.2f–%.2f) | %.2f (%.2f–%.2f) |\n",
-			kk == "wrk" ? "HTTP/1.1, wrk" : "h2c, h2load", m, t,
+			protoname(kk), m, t,
 			exp(lr / m), rmin, rmax, exp(lc / m), cmin, cmax, exp(ld / m), dmin, dmax
 	}
 	print ""
@@ -52,8 +57,8 @@ END {
 		if (sect != last) {
 			last = sect
 			print ""
-			if (kind[i] == "wrk") {
-				printf "## HTTP/1.1 (wrk), %s, %s\n\n", bodyname(body[i]),
+			if (kind[i] ~ /^wrk/) {
+				printf "## HTTP/1.1 (wrk), %s, %s, %s\n\n", kind[i] == "wrk" ? "upstreams on the proxy's core" : "proxy on its own core", bodyname(body[i]),
 					hdr[i] == "yes" ? "header set (→ laptop)" : "no header (→ app)"
 				print "| conns | target | req/s | p50 ms | p99 ms | proxy CPU µs/req | req/s ÷ nginx | req/s ÷ direct | CPU ÷ nginx | errors | other % (core " lcpu "/" pcpu ") |"
 			} else {
