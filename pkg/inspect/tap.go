@@ -11,6 +11,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/relay"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
 // Tap is the developer's end of intercepted HTTP/1.x on the built-in
@@ -24,13 +27,13 @@ type Tap struct {
 	local, route string
 	store        *Store // nil: record nothing
 	h2           *http.Server
-	h2ln         *connListener
+	h2ln         *relay.ConnListener
 }
 
 // NewTap returns the tap for connections to local, recording into store
 // (nil: none) under route; forwarder serves HTTP/2 connections.
 func NewTap(local, route string, store *Store, h2 *http.Server) *Tap {
-	t := &Tap{local: local, route: route, store: store, h2: h2, h2ln: newConnListener()}
+	t := &Tap{local: local, route: route, store: store, h2: h2, h2ln: relay.NewConnListener(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})}
 	go func() { _ = h2.Serve(t.h2ln) }()
 	return t
 }
@@ -49,7 +52,7 @@ func (t *Tap) ServeConn(c net.Conn) {
 		c.Close()
 		return
 	} else if string(p) == h2Preface {
-		t.h2ln.push(&bufferedConn{Conn: c, r: br})
+		t.h2ln.Push(tunnel.WithReader(c, br))
 		return
 	}
 	app, err := net.DialTimeout("tcp", t.local, 5*time.Second)
@@ -275,12 +278,14 @@ func (r *recording) responses() {
 		status, header := resp.StatusCode, resp.Header
 		r.t.store.update(x.id, func(ex *Exchange) { ex.Status, ex.ResponseHeader = status, header })
 		if status == http.StatusSwitchingProtocols {
+			resp.Body.Close()
 			n, _ := io.Copy(io.Discard, br)
 			r.finish(x, resp, n, "")
 			break
 		}
 		c := newCapture(BodyCaptureLimit)
 		_, err = io.Copy(io.Discard, captureReader{ReadCloser: resp.Body, c: c})
+		resp.Body.Close()
 		body, n := c.result()
 		msg := ""
 		if err != nil {
@@ -320,6 +325,7 @@ func readFinalResponse(br *bufio.Reader, req *http.Request) (*http.Response, err
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			return resp, nil
 		}
+		resp.Body.Close() // an interim answer has no body
 	}
 }
 
@@ -342,46 +348,3 @@ func recordErr(err error) error {
 }
 
 func drain(f *feed) { _, _ = io.Copy(io.Discard, f) }
-
-// bufferedConn is a connection whose first bytes were peeked.
-type bufferedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-// connListener hands connections to an http.Server.
-type connListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newConnListener() *connListener {
-	return &connListener{conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *connListener) push(c net.Conn) {
-	select {
-	case l.conns <- c:
-	case <-l.done:
-		c.Close()
-	}
-}
-
-func (l *connListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *connListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *connListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }

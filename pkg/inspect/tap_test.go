@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -99,6 +100,7 @@ func TestTapPassesBytesAndRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
 	if resp.StatusCode != 201 || string(b) != "first" {
 		t.Fatalf("first answer: %d %q", resp.StatusCode, b)
 	}
@@ -108,6 +110,7 @@ func TestTapPassesBytesAndRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
 	if string(b) != "second" || resp.Trailer.Get("X-Sum") != "42" {
 		t.Fatalf("second answer: %q, trailer %v", b, resp.Trailer)
 	}
@@ -177,7 +180,7 @@ func TestTapRecorderNeverSlowsTheStream(t *testing.T) {
 	go func() { _, err := io.Copy(io.Discard, f); done <- err }()
 	select {
 	case err := <-done:
-		if err != errFellBehind {
+		if !errors.Is(err, errFellBehind) {
 			t.Fatalf("the parser got %v, want errFellBehind", err)
 		}
 	case <-time.After(2 * time.Second):

@@ -210,7 +210,7 @@ func TestAllRouteRawTCPAndProbe(t *testing.T) {
 	defer cancel()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	srv := &http.Server{Handler: NewHandler(table, strings.TrimPrefix(app.URL, "http://"), "copy-1", slog.New(slog.NewTextHandler(io.Discard, nil)))}
-	toHTTP := &connListener{addr: ln.Addr(), conns: make(chan net.Conn), done: make(chan struct{})}
+	toHTTP := relay.NewConnListener(ln.Addr())
 	go srv.Serve(toHTTP)
 	go (&dispatcher{table: table, ctx: ctx, log: slog.New(slog.NewTextHandler(io.Discard, nil)), pod: "copy-1", http: toHTTP}).run(ln)
 	defer ln.Close()

@@ -12,11 +12,11 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/doctor"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/relay"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
@@ -137,11 +137,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		go ts.Serve(srvCtx, ctrlLn)
 	}
-	toHTTP := &connListener{addr: dataLn.Addr(), conns: make(chan net.Conn), done: make(chan struct{})}
+	toHTTP := relay.NewConnListener(dataLn.Addr())
 	var fast *fastPath
 	if !cfg.NoFastPath {
 		fast = &fastPath{table: table, watches: h.Watches, upstream: cfg.Upstream,
-			headerTimeout: min(cfg.HeaderTimeout, cfg.IdleTimeout), log: log, handoff: toHTTP.push, done: d.release}
+			headerTimeout: min(cfg.HeaderTimeout, cfg.IdleTimeout), log: log, handoff: toHTTP.Push, done: d.release}
 	}
 	d.ctx, d.fast, d.http = srvCtx, fast, toHTTP
 	errc := make(chan error, 2)
@@ -263,7 +263,7 @@ type dispatcher struct {
 	log   *slog.Logger
 	pod   string
 	fast  *fastPath
-	http  *connListener
+	http  *relay.ConnListener
 
 	max           int64
 	open, refused atomic.Int64
@@ -298,42 +298,10 @@ func (l *dispatcher) run(ln net.Listener) error {
 		case l.fast != nil:
 			go l.fast.serve(c)
 		default:
-			l.http.push(c)
+			l.http.Push(c)
 		}
 	}
 }
-
-// connListener is what net/http serves: the connections given to it.
-type connListener struct {
-	addr  net.Addr
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func (l *connListener) push(c net.Conn) {
-	select {
-	case l.conns <- c:
-	case <-l.done:
-		c.Close()
-	}
-}
-
-func (l *connListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *connListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *connListener) Addr() net.Addr { return l.addr }
 
 // probeWait is how long an --all connection is watched for a probe before
 // it is piped: a client that speaks first has sent its request by then;

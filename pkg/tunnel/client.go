@@ -104,36 +104,20 @@ func (c *Client) Probe(url string) (string, error) {
 }
 
 // Serve pipes every connection the sidecar opens to a connection from dial
-// (the local port) until the session ends or ctx is done. onConn, if set, is
-// told about each connection's outcome.
+// (the local port) until the session ends or ctx is done. onErr, if set, is
+// told about each connection that could not be dialed.
 func (c *Client) Serve(ctx context.Context, dial DialFunc, onErr func(error)) error {
-	go func() {
-		select {
-		case <-ctx.Done():
-			c.sess.Close()
-		case <-c.sess.CloseChan():
-		}
-	}()
-	for {
-		st, err := c.sess.AcceptStream()
+	return c.ServeConns(ctx, func(st net.Conn) {
+		local, err := dial(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+			st.Close()
+			if onErr != nil {
+				onErr(err)
 			}
-			return fmt.Errorf("tunnel session ended: %w", err)
+			return
 		}
-		go func() {
-			local, err := dial(ctx)
-			if err != nil {
-				st.Close()
-				if onErr != nil {
-					onErr(err)
-				}
-				return
-			}
-			Pipe(st, local)
-		}()
-	}
+		Pipe(st, local)
+	})
 }
 
 // ServeConns hands every connection the sidecar opens to serve, each on its

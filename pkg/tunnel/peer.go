@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -236,9 +237,13 @@ func (s *Server) serveRelay(ctx context.Context, st net.Conn, br *bufio.Reader, 
 		return
 	}
 	conn, err := dialPeer(ctx, req.Addr, key)
-	if err != nil {
-		de := err.(*DialError)
+	var de *DialError
+	if errors.As(err, &de) {
 		_ = c.write(DialResponse{Error: fmt.Sprintf("reaching pod %s at %s from pod %s: %s", req.Pod, req.Addr, s.Pod, de.Message), Reason: de.Reason})
+		return
+	}
+	if err != nil {
+		_ = c.write(DialResponse{Error: err.Error(), Reason: DialFailed})
 		return
 	}
 	peer, err := NewClient(conn)

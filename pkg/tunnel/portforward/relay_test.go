@@ -52,8 +52,8 @@ func (r *relayPods) add(t *testing.T, name string, n int, peer bool) {
 	pod.Status.PodIP = fmt.Sprintf("127.0.0.%d", n)
 	pod.CreationTimestamp = metav1.Unix(int64(1000+n), 0)
 	r.pods.mu.Lock()
-	r.pods.tables[name] = &table{}
-	srv := &tunnel.Server{Pod: name, Routes: r.pods.tables[name], Admitted: &tunnel.Admissions{}}
+	r.tables[name] = &table{}
+	srv := &tunnel.Server{Pod: name, Routes: r.tables[name], Admitted: &tunnel.Admissions{}}
 	r.pods.mu.Unlock()
 	r.mu.Lock()
 	r.servers[name] = srv
@@ -79,7 +79,7 @@ func (r *relayPods) dial(ctx context.Context, pod string) (net.Conn, error) {
 		return nil, fmt.Errorf("pod %s not found", pod)
 	}
 	r.pods.mu.Lock()
-	r.pods.dials[pod]++
+	r.dials[pod]++
 	r.pods.mu.Unlock()
 	a, b := net.Pipe()
 	go srv.ServeConn(r.ctx, b)
@@ -89,7 +89,7 @@ func (r *relayPods) dial(ctx context.Context, pod string) (net.Conn, error) {
 func (r *relayPods) dialCount(pod string) int {
 	r.pods.mu.Lock()
 	defer r.pods.mu.Unlock()
-	return r.pods.dials[pod]
+	return r.dials[pod]
 }
 
 // One tunnel, to the oldest pod; the route reaches every pod through it
