@@ -47,7 +47,9 @@ stop_all() {
 	for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
 	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
 	PIDS=()
-	[[ -n $NS ]] && "$KUBECTL" delete namespace "$NS" --wait=false >/dev/null 2>&1 || true
+	if [[ -n $NS ]]; then
+		"$KUBECTL" delete namespace "$NS" --wait=false >/dev/null 2>&1 || true
+	fi
 	NS=
 }
 trap cleanup EXIT

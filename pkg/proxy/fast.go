@@ -89,6 +89,7 @@ func (u *upstream) name() string {
 func (f *fastPath) serve(c net.Conn) {
 	f.wg.Add(1)
 	defer f.wg.Done()
+	c = fastIO(c)
 	fc := &fastConn{c: c, br: bufio.NewReaderSize(c, fastHeadMax)}
 	f.track(fc, true)
 	handed, served := false, 0
@@ -334,6 +335,7 @@ func (f *fastPath) upstreamFor(fc *fastConn, to *liveRoute) (u *upstream, reused
 		if err != nil {
 			return nil, false, fmt.Errorf("the app does not answer on %s: %w", f.upstream, err)
 		}
+		conn = fastIO(conn)
 	} else if conn, err = to.dial(ctx); err != nil {
 		return nil, false, err
 	}
@@ -417,8 +419,8 @@ const spliceMin = 16 << 10
 // reader over srcConn, to dst: what src holds first, then, for a large
 // body between two TCP connections, the rest straight from srcConn.
 func copyBody(dst net.Conn, src *bufio.Reader, srcConn net.Conn, n int64) error {
-	d, dok := dst.(*net.TCPConn)
-	s, sok := srcConn.(*net.TCPConn)
+	d, dok := tcpOf(dst)
+	s, sok := tcpOf(srcConn)
 	if !dok || !sok || (n >= 0 && n < spliceMin) {
 		return copyN(dst, src, n)
 	}

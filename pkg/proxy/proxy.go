@@ -182,9 +182,20 @@ func newTransport(dial tunnel.DialFunc, h2 bool) *http.Transport {
 		var p http.Protocols
 		p.SetUnencryptedHTTP2(true)
 		t.Protocols = &p
+		// The app may send only this much of a response ahead of the
+		// caller: the defaults (4 MiB a stream) let a sidecar hold every
+		// concurrent stream's whole body.
+		t.HTTP2 = &http.HTTP2Config{MaxReceiveBufferPerStream: h2StreamWindow, MaxReceiveBufferPerConnection: h2ConnWindow}
 	}
 	return t
 }
+
+// The HTTP/2 flow-control windows of the sidecar's connections: what the
+// other end may send ahead of what the sidecar has passed on.
+const (
+	h2StreamWindow = 64 << 10
+	h2ConnWindow   = 1 << 20
+)
 
 // newRemoteTransport returns the way to a route's Remote endpoint over
 // HTTPS (HTTP/2 where the endpoint offers it, which gRPC needs), with each

@@ -202,6 +202,7 @@ func newServer(cfg Config, h http.Handler, d *dispatcher, log *slog.Logger) *htt
 	return &http.Server{
 		Handler:           h,
 		Protocols:         &p,
+		HTTP2:             &http.HTTP2Config{MaxReceiveBufferPerStream: h2StreamWindow, MaxReceiveBufferPerConnection: h2ConnWindow},
 		ReadHeaderTimeout: cfg.HeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,

@@ -6,9 +6,15 @@ import (
 	"time"
 )
 
-// coalesceLimit is how much a coalescing conn holds before a Write waits for
-// the connection to take it: twice yamux's initial stream window.
-const coalesceLimit = 512 << 10
+// coalesceLimit is how much a tunnel's coalescing conn holds before a Write
+// waits for the connection to take it: twice yamux's initial stream window.
+// An HTTP/2 server's (CoalesceWrites) holds at most frameCoalesceLimit:
+// enough to gather a burst of frames, little enough that a sidecar with many
+// h2c callers does not hold their responses in its queues.
+const (
+	coalesceLimit      = 512 << 10
+	frameCoalesceLimit = 64 << 10
+)
 
 // batches lends coalescing conns their queues: a conn holds one only while
 // it has bytes to send, so thousands of idle h2c callers hold none.
@@ -31,6 +37,7 @@ const closeDrain = 100 * time.Millisecond
 type coalescingConn struct {
 	io.ReadWriteCloser
 
+	limit  int
 	mu     sync.Mutex
 	cond   sync.Cond // signals: bytes queued, queue drained, closed
 	queue  []byte
@@ -42,10 +49,14 @@ type coalescingConn struct {
 // CoalesceWrites returns c with its writes gathered as a tunnel session's
 // are: for a connection whose writer makes many small writes in a row, such
 // as an HTTP/2 server, which writes and flushes frame by frame.
-func CoalesceWrites(c io.ReadWriteCloser) io.ReadWriteCloser { return coalesce(c) }
+func CoalesceWrites(c io.ReadWriteCloser) io.ReadWriteCloser {
+	return coalesceUpTo(c, frameCoalesceLimit)
+}
 
-func coalesce(c io.ReadWriteCloser) *coalescingConn {
-	cc := &coalescingConn{ReadWriteCloser: c, done: make(chan struct{})}
+func coalesce(c io.ReadWriteCloser) *coalescingConn { return coalesceUpTo(c, coalesceLimit) }
+
+func coalesceUpTo(c io.ReadWriteCloser, limit int) *coalescingConn {
+	cc := &coalescingConn{ReadWriteCloser: c, limit: limit, done: make(chan struct{})}
 	cc.cond.L = &cc.mu
 	go cc.writeLoop()
 	return cc
@@ -54,7 +65,7 @@ func coalesce(c io.ReadWriteCloser) *coalescingConn {
 func (c *coalescingConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for c.err == nil && !c.closed && len(c.queue) >= coalesceLimit {
+	for c.err == nil && !c.closed && len(c.queue) >= c.limit {
 		c.cond.Wait()
 	}
 	if c.err != nil {

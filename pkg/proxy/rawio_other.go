@@ -1,0 +1,14 @@
+//go:build !linux
+
+package proxy
+
+import "net"
+
+// fastIO returns c: raw system calls are used on Linux only.
+func fastIO(c net.Conn) net.Conn { return c }
+
+// tcpOf returns the TCP connection under c, for splice(2).
+func tcpOf(c any) (*net.TCPConn, bool) {
+	tc, ok := c.(*net.TCPConn)
+	return tc, ok
+}
