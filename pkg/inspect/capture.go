@@ -19,6 +19,16 @@ type capture struct {
 
 func newCapture(limit int) *capture { return &capture{limit: limit} }
 
+// newCaptureFor captures BodyCaptureLimit bytes of a body of length n (-1:
+// unknown), with room for them from the start.
+func newCaptureFor(n int64) *capture {
+	c := newCapture(BodyCaptureLimit)
+	if n > 0 {
+		c.data = make([]byte, 0, min(n, BodyCaptureLimit))
+	}
+	return c
+}
+
 func (c *capture) note(p []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -58,6 +68,19 @@ func (c *capture) result() (Body, int64) {
 		data = append([]byte(nil), c.data...)
 	}
 	return Body{Data: data, Truncated: c.n > int64(len(c.data))}, c.n
+}
+
+// take returns what was captured, without a copy: for a stream that has
+// ended, whose capture nobody writes to again.
+func (c *capture) take() (Body, int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	data := c.data
+	if len(data) == 0 {
+		data = nil
+	}
+	c.data = nil
+	return Body{Data: data, Truncated: c.n > int64(len(data))}, c.n
 }
 
 // captureReader passes a body through, noting what is read.

@@ -14,7 +14,7 @@ const testRoute = "X-C6O-INTERCEPT:yes"
 
 // serveBoth serves h on loopback over HTTP/1.1 and h2c, as the CLI serves
 // connections out of the tunnel, and returns its address.
-func serveBoth(t *testing.T, h http.Handler) string {
+func serveBoth(t testing.TB, h http.Handler) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

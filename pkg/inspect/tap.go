@@ -148,10 +148,11 @@ func halfClose(c net.Conn) {
 type feed struct {
 	mu      sync.Mutex
 	cond    sync.Cond
-	chunks  [][]byte
+	chunks  []*[]byte
 	waiting int
 	ended   bool
 	dropped bool
+	held    *[]byte // the chunk being read, cur its unread part
 	cur     []byte
 }
 
@@ -173,14 +174,23 @@ func (f *feed) push(p []byte) {
 		return
 	}
 	if f.waiting+len(p) > feedLimit {
+		for _, c := range f.chunks {
+			chunkBufs.Put(c)
+		}
 		f.dropped, f.chunks = true, nil
 		f.cond.Signal()
 		return
 	}
-	f.chunks = append(f.chunks, append([]byte(nil), p...))
+	chunk := chunkBufs.Get().(*[]byte)
+	*chunk = append((*chunk)[:0], p...)
+	f.chunks = append(f.chunks, chunk)
 	f.waiting += len(p)
 	f.cond.Signal()
 }
+
+// chunkBufs lends the feeds their copies: a chunk goes back once its
+// parser has read it.
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
 
 func (f *feed) end() {
 	if f == nil {
@@ -209,7 +219,11 @@ func (f *feed) Read(p []byte) (int, error) {
 			f.mu.Unlock()
 			return 0, io.EOF
 		}
-		f.cur = f.chunks[0]
+		if f.held != nil {
+			chunkBufs.Put(f.held)
+		}
+		f.held = f.chunks[0]
+		f.cur = *f.held
 		f.chunks[0] = nil
 		f.chunks = f.chunks[1:]
 		f.waiting -= len(f.cur)
@@ -252,12 +266,12 @@ func (r *recording) requests() {
 			return
 		}
 		now := time.Now()
-		x := &exchangeInFlight{req: req, start: now, body: newCapture(BodyCaptureLimit)}
+		x := &exchangeInFlight{req: req, start: now, body: newCaptureFor(req.ContentLength)}
 		x.id = r.t.store.add(Exchange{Time: now, Method: req.Method, Path: req.RequestURI, Proto: req.Proto, Host: req.Host,
 			Route: r.t.route, RequestHeader: req.Header})
 		r.pending <- x
 		_, err = io.Copy(io.Discard, captureReader{ReadCloser: req.Body, c: x.body})
-		body, n := x.body.result()
+		body, n := x.body.take()
 		r.t.store.update(x.id, func(ex *Exchange) { ex.RequestBody, ex.RequestSize = body, n })
 		if err != nil || upgrade(req.Header) {
 			drain(r.up) // an upgraded connection's bytes are not HTTP
@@ -283,10 +297,10 @@ func (r *recording) responses() {
 			r.finish(x, resp, n, "")
 			break
 		}
-		c := newCapture(BodyCaptureLimit)
+		c := newCaptureFor(resp.ContentLength)
 		_, err = io.Copy(io.Discard, captureReader{ReadCloser: resp.Body, c: c})
 		resp.Body.Close()
-		body, n := c.result()
+		body, n := c.take()
 		msg := ""
 		if err != nil {
 			msg = fmt.Sprintf("the app's response broke off after %d bytes: %v", n, recordErr(err))

@@ -18,8 +18,17 @@ import (
 // (as the tunnel hands it streams) and returns its address and store.
 func tapping(t *testing.T, local string) (string, *Store) {
 	t.Helper()
+	return tappingWith(t, local, true)
+}
+
+func tappingWith(t testing.TB, local string, record bool) (string, *Store) {
+	t.Helper()
 	store := NewStore(0)
-	tap := NewTap(local, testRoute, store, relay.NewHTTPServer(NewForwarder(local, testRoute, store)))
+	recordInto := store
+	if !record {
+		recordInto = nil
+	}
+	tap := NewTap(local, testRoute, recordInto, relay.NewHTTPServer(NewForwarder(local, testRoute, store)))
 	t.Cleanup(func() { tap.Close() })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -185,5 +194,46 @@ func TestTapRecorderNeverSlowsTheStream(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("the parser of a dropped feed never ended")
+	}
+}
+
+// BenchmarkTap: one kept connection through the tap, 64 KiB responses,
+// recorded for the inspector or not.
+func BenchmarkTap(b *testing.B) {
+	body := strings.Repeat("x", 64<<10)
+	local := serveBoth(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }))
+	for _, rec := range []bool{true, false} {
+		name := "recorded"
+		if !rec {
+			name = "not-recorded"
+		}
+		b.Run(name, func(b *testing.B) {
+			addr, _ := tappingWith(b, local, rec)
+			c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				resp, err := c.Get("http://" + addr + "/")
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+}
+
+func BenchmarkDirect(b *testing.B) {
+	body := strings.Repeat("x", 64<<10)
+	local := serveBoth(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }))
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		resp, err := c.Get("http://" + local + "/")
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 	}
 }
