@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -98,6 +99,7 @@ type peerProof struct {
 const (
 	peerHandshakeTimeout = 5 * time.Second
 	PeerDialTimeout      = 3 * time.Second
+	peerHandshakeMax     = 4 << 10
 )
 
 // ServePeers accepts relays' connections on ln (the pod network) until ctx
@@ -155,7 +157,9 @@ func (s *Server) challenge(conn net.Conn) ([]byte, error) {
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
-	c := &codec{r: bufio.NewReaderSize(conn, 512), w: conn}
+	// Anyone on the pod network may connect: the handshake reads at most
+	// peerHandshakeMax bytes, however long a line they send.
+	c := &codec{r: bufio.NewReaderSize(io.LimitReader(conn, peerHandshakeMax), 512), w: conn}
 	if err := c.write(peerHello{Nonce: hex.EncodeToString(nonce)}); err != nil {
 		return nil, err
 	}
@@ -197,7 +201,7 @@ func dialPeer(ctx context.Context, addr string, key []byte) (net.Conn, error) {
 		return nil, &DialError{Addr: addr, Reason: dialFailure(err), Message: err.Error()}
 	}
 	_ = conn.SetDeadline(time.Now().Add(peerHandshakeTimeout))
-	c := &codec{r: bufio.NewReaderSize(conn, 512), w: conn}
+	c := &codec{r: bufio.NewReaderSize(io.LimitReader(conn, peerHandshakeMax), 512), w: conn}
 	var hello peerHello
 	var resp Response
 	nonce, err := func() ([]byte, error) {

@@ -147,6 +147,26 @@ func TestPeerPortRefusesTheUnadmitted(t *testing.T) {
 	}
 	conn.Close()
 
+	// A caller that sends an endless line is cut off after a few KiB.
+	conn, err = net.Dial("tcp", peer.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
+	junk := []byte(strings.Repeat("x", 64<<10))
+	sent := 0
+	for sent < 64<<20 {
+		n, err := conn.Write(junk)
+		sent += n
+		if err != nil {
+			break // the sidecar hung up
+		}
+	}
+	if sent >= 64<<20 {
+		t.Fatalf("the peer port read %d bytes of one line", sent)
+	}
+	conn.Close()
+
 	// Admitted as alice, a relay session may not register mallory's route
 	// nor admit keys or dial.
 	if err := peer.connect(t, ctx).Admit(aliceKey); err != nil {

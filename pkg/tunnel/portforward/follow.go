@@ -73,6 +73,7 @@ type Follower struct {
 	active   map[string]context.CancelFunc
 	relay    string          // the pod the links go through
 	admitted map[string]bool // pods this CLI admitted itself on
+	refusals map[string]int  // pods' refusals of the relay, in a row
 	direct   map[string]bool // pods the relay cannot reach
 	warned   bool
 	fatal    chan error
@@ -86,6 +87,7 @@ func (f *Follower) init() {
 		f.clients = map[string]*tunnel.Client{}
 		f.holders = map[string]holder{}
 		f.admitted = map[string]bool{}
+		f.refusals = map[string]int{}
 		f.direct = map[string]bool{}
 		f.pods = map[string]*corev1.Pod{}
 		f.active = map[string]context.CancelFunc{}
@@ -345,10 +347,17 @@ func (f *Follower) link(ctx context.Context, key, pod, ip, relay string) {
 	switch {
 	case errors.As(err, &de) && de.Reason == tunnel.DialNotAllowed:
 		// The pod forgot this CLI (it keeps the last MaxAdmissions
-		// developers): admit again on the next try.
+		// developers): admit again on the next try. A pod that keeps
+		// refusing (its peer port flooded, say) gets a tunnel of its own.
 		f.mu.Lock()
 		delete(f.admitted, pod)
+		f.refusals[pod]++
+		again := f.refusals[pod] < maxRefusals
 		f.mu.Unlock()
+		if !again {
+			f.goDirect(pod, fmt.Sprintf("the relay in pod %s was refused %d times: %s", relay, maxRefusals, de.Message))
+			return
+		}
 		f.logf("relaying the route to pod %s: %v; trying again", pod, err)
 		return
 	case errors.As(err, &de) && de.Reason != tunnel.DialFailed:
@@ -363,6 +372,7 @@ func (f *Follower) link(ctx context.Context, key, pod, ip, relay string) {
 	defer l.Close()
 	f.mu.Lock()
 	f.holders[pod] = l
+	delete(f.refusals, pod)
 	f.mu.Unlock()
 	f.logf("route up: pod %s (relayed by pod %s)", pod, relay)
 	if !f.NoGate {
@@ -376,6 +386,10 @@ func (f *Follower) link(ctx context.Context, key, pod, ip, relay string) {
 		}
 	}
 }
+
+// maxRefusals is how many refusals in a row of the relay by one pod send
+// that pod to a tunnel of its own.
+const maxRefusals = 3
 
 // relayClient waits until the tunnel to relay holds the route.
 func (f *Follower) relayClient(ctx context.Context, relay string) (*tunnel.Client, error) {
