@@ -65,21 +65,23 @@ type Follower struct {
 	// let in with what it has; DefaultGateWait when zero.
 	GateWait time.Duration
 
-	once     sync.Once
-	mu       sync.Mutex
-	holders  map[string]holder         // by pod name: what holds the route there
-	clients  map[string]*tunnel.Client // the tunnels, by pod name, registered
-	pods     map[string]*corev1.Pod    // as the watch last saw them
-	active   map[string]context.CancelFunc
-	relay    string          // the pod the links go through
-	admitted map[string]bool // pods this CLI admitted itself on
-	refusals map[string]int  // pods' refusals of the relay, in a row
-	direct   map[string]bool // pods the relay cannot reach
-	warned   bool
-	fatal    chan error
-	retry    chan struct{} // a tunnel dropped: sync again
-	stopped  chan struct{} // closed when Run returns, runErr set
-	runErr   error
+	once       sync.Once
+	mu         sync.Mutex
+	holders    map[string]holder         // by pod name: what holds the route there
+	clients    map[string]*tunnel.Client // the tunnels, by pod name, registered
+	pods       map[string]*corev1.Pod    // as the watch last saw them
+	active     map[string]context.CancelFunc
+	relay      string               // the pod the links go through
+	admitted   map[string]bool      // pods this CLI admitted itself on
+	refusals   map[string]int       // pods' refusals of the relay, in a row
+	relayFails map[string]int       // failed tunnels to the relay, in a row
+	avoid      map[string]time.Time // pods not to relay through until then
+	direct     map[string]bool      // pods the relay cannot reach
+	warned     bool
+	fatal      chan error
+	retry      chan struct{} // a tunnel dropped: sync again
+	stopped    chan struct{} // closed when Run returns, runErr set
+	runErr     error
 }
 
 func (f *Follower) init() {
@@ -88,6 +90,8 @@ func (f *Follower) init() {
 		f.holders = map[string]holder{}
 		f.admitted = map[string]bool{}
 		f.refusals = map[string]int{}
+		f.relayFails = map[string]int{}
+		f.avoid = map[string]time.Time{}
 		f.direct = map[string]bool{}
 		f.pods = map[string]*corev1.Pod{}
 		f.active = map[string]context.CancelFunc{}
@@ -204,12 +208,15 @@ func splitKey(key string) (kind, pod, relay string) {
 // pickRelay keeps the relay while its pod serves and is not being
 // deleted; otherwise the oldest such pod becomes the relay.
 func (f *Follower) pickRelay(pods []*corev1.Pod) {
-	if p, ok := f.pods[f.relay]; ok && session.Reachable(p) && !session.Draining(p) && p.DeletionTimestamp == nil {
+	usable := func(p *corev1.Pod) bool {
+		return session.Reachable(p) && !session.Draining(p) && p.DeletionTimestamp == nil && !time.Now().Before(f.avoid[p.Name])
+	}
+	if p, ok := f.pods[f.relay]; ok && usable(p) {
 		return
 	}
 	var best *corev1.Pod
 	for _, p := range pods {
-		if !session.Reachable(p) || session.Draining(p) || p.DeletionTimestamp != nil {
+		if !usable(p) {
 			continue
 		}
 		if best == nil || p.CreationTimestamp.Before(&best.CreationTimestamp) ||
@@ -224,6 +231,30 @@ func (f *Follower) pickRelay(pods []*corev1.Pod) {
 		f.relay = best.Name
 	}
 }
+
+// relayFailed counts a failed tunnel to pod; a relay whose tunnel fails
+// maxRelayFailures times in a row while its pod looks healthy (a kubelet
+// that refuses port-forwards, a sidecar that does not answer) is avoided
+// for avoidRelayFor, so another pod relays the route meanwhile.
+func (f *Follower) relayFailed(pod string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if pod != f.relay {
+		return
+	}
+	f.relayFails[pod]++
+	if f.relayFails[pod] >= maxRelayFailures {
+		f.relayFails[pod] = 0
+		f.avoid[pod] = time.Now().Add(avoidRelayFor)
+		f.logf("the tunnel to pod %s failed %d times in a row; another pod relays the route for %s", pod, maxRelayFailures, avoidRelayFor)
+	}
+}
+
+// Relay failure bounds (see relayFailed).
+const (
+	maxRelayFailures = 3
+	avoidRelayFor    = 30 * time.Second
+)
 
 // retryLater asks for a sync after a pause, to reopen a tunnel that failed
 // while its pod still serves.
@@ -250,6 +281,7 @@ func (f *Follower) hold(ctx context.Context, key, pod string) {
 	if err != nil {
 		if ctx.Err() == nil {
 			f.logf("tunnel to pod %s: %v", pod, err)
+			f.relayFailed(pod)
 		}
 		return
 	}
@@ -258,16 +290,21 @@ func (f *Follower) hold(ctx context.Context, key, pod string) {
 		conn.Close()
 		if ctx.Err() == nil {
 			f.logf("tunnel to pod %s: %v", pod, err)
+			f.relayFailed(pod)
 		}
 		return
 	}
 	defer c.Close()
 	if _, err := c.Register(f.Route); err != nil {
 		f.refused(err, "registering route on pod %s: %v", pod)
+		if ctx.Err() == nil {
+			f.relayFailed(pod)
+		}
 		c = nil
 		return
 	}
 	f.mu.Lock()
+	delete(f.relayFails, pod)
 	f.clients[pod] = c
 	f.holders[pod] = c
 	f.mu.Unlock()

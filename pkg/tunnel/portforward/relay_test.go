@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -25,6 +26,7 @@ type relayPods struct {
 	port    int
 	mu      sync.Mutex
 	servers map[string]*tunnel.Server
+	broken  map[string]bool // pods whose port-forward fails
 	ctx     context.Context
 }
 
@@ -37,7 +39,7 @@ func newRelayPods(t *testing.T, names ...string) *relayPods {
 	ln.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	r := &relayPods{pods: newPods(), servers: map[string]*tunnel.Server{}, ctx: ctx}
+	r := &relayPods{pods: newPods(), servers: map[string]*tunnel.Server{}, broken: map[string]bool{}, ctx: ctx}
 	r.port, _ = strconv.Atoi(port)
 	for i, n := range names {
 		r.add(t, n, i+2, true)
@@ -74,9 +76,13 @@ func (r *relayPods) add(t *testing.T, name string, n int, peer bool) {
 func (r *relayPods) dial(ctx context.Context, pod string) (net.Conn, error) {
 	r.mu.Lock()
 	srv, ok := r.servers[pod]
+	broken := r.broken[pod]
 	r.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("pod %s not found", pod)
+	}
+	if broken {
+		return nil, fmt.Errorf("port-forward to pod %s: the kubelet refused", pod)
 	}
 	r.pods.mu.Lock()
 	r.dials[pod]++
@@ -165,5 +171,32 @@ func TestFollowerRelays(t *testing.T) {
 	}
 	for _, p := range []string{"b", "c", "d"} {
 		eventually(t, "pod "+p+" drops the route", func() bool { return !holds(r.table(p), alice) })
+	}
+}
+
+// A relay whose port-forward keeps failing while its pod looks healthy is
+// avoided: after three failures another pod relays, and every other pod
+// holds the route again.
+func TestFollowerMovesOffAFailingRelay(t *testing.T) {
+	r := newRelayPods(t, "a", "b", "c")
+	r.broken["a"] = true
+	alice := route.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop", Client: "alice-owner-key-0123456789abcdef0123"}
+	f := r.follower(alice)
+	f.Dial = func(ctx context.Context, pod string) (io.ReadWriteCloser, error) { return r.dial(ctx, pod) }
+	f.PeerPort = r.port
+	stop := run(t, f)
+	defer stop()
+	deadline := time.Now().Add(15 * time.Second)
+	for !(holds(r.table("b"), alice) && holds(r.table("c"), alice)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("b and c do not hold the route 15 s after their relay's port-forward began failing")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.mu.Lock()
+	relay := f.relay
+	f.mu.Unlock()
+	if relay == "a" {
+		t.Fatal("the failing pod a is still the relay")
 	}
 }
