@@ -187,7 +187,7 @@ func TestFollowerMovesOffAFailingRelay(t *testing.T) {
 	stop := run(t, f)
 	defer stop()
 	deadline := time.Now().Add(15 * time.Second)
-	for !(holds(r.table("b"), alice) && holds(r.table("c"), alice)) {
+	for !holds(r.table("b"), alice) || !holds(r.table("c"), alice) {
 		if time.Now().After(deadline) {
 			t.Fatalf("b and c do not hold the route 15 s after their relay's port-forward began failing")
 		}
