@@ -61,7 +61,7 @@ func (t *Tap) ServeConn(c net.Conn) {
 		return
 	}
 	if t.store == nil {
-		pipe(c, br, app, nil, nil)
+		tunnel.Pipe(tunnel.WithReader(c, br), app)
 		return
 	}
 	rec := newRecording(t)
@@ -94,7 +94,7 @@ func (t *Tap) refuse(c net.Conn, br *bufio.Reader, dialErr error) {
 }
 
 // pipe copies both ways between the caller's connection (read through br)
-// and the app's, handing each chunk to the tees (nil: none) after it is
+// and the app's, handing each chunk to its direction's tee after it is
 // written on, then closes both.
 func pipe(c net.Conn, br *bufio.Reader, app net.Conn, up, down *feed) {
 	var wg sync.WaitGroup
@@ -102,10 +102,14 @@ func pipe(c net.Conn, br *bufio.Reader, app net.Conn, up, down *feed) {
 	go func() {
 		defer wg.Done()
 		copyTee(app, br, up)
-		halfClose(app)
+		if !tunnel.CloseWrite(app) {
+			app.Close()
+		}
 	}()
 	copyTee(c, app, down)
-	halfClose(c)
+	if !tunnel.CloseWrite(c) {
+		c.Close()
+	}
 	wg.Wait()
 	c.Close()
 	app.Close()
@@ -130,16 +134,6 @@ func copyTee(dst io.Writer, src io.Reader, tee *feed) {
 			return
 		}
 	}
-}
-
-// halfClose passes an end of stream on: a TCP connection's write side, or
-// a tunnel stream (whose Close sends FIN and still reads).
-func halfClose(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-		return
-	}
-	_ = c.Close()
 }
 
 // feed carries a copy of one direction's bytes to its parser. It never

@@ -164,18 +164,26 @@ type closeWriter interface{ CloseWrite() error }
 
 func copyHalf(dst, src net.Conn) {
 	_, err := io.Copy(dst, src)
-	if err == nil {
-		if cw, ok := dst.(closeWriter); ok {
-			cw.CloseWrite()
-			return
-		}
-		if st, ok := dst.(*yamux.Stream); ok {
-			// Closing a yamux stream sends FIN and still reads: a half-close.
-			st.Close()
-			return
-		}
+	if err == nil && CloseWrite(dst) {
+		return
 	}
 	// An error, or no way to half-close: end both directions.
 	dst.Close()
 	src.Close()
+}
+
+// CloseWrite passes an end of stream on through c, keeping its other
+// direction open, and says whether c could: a TCP connection closes its
+// write side; a tunnel stream sends FIN (closing a yamux stream still
+// reads).
+func CloseWrite(c net.Conn) bool {
+	if cw, ok := c.(closeWriter); ok {
+		cw.CloseWrite()
+		return true
+	}
+	if st, ok := c.(*yamux.Stream); ok {
+		st.Close()
+		return true
+	}
+	return false
 }
