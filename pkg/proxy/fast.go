@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,14 @@ type fastPath struct {
 	handoff func(net.Conn)
 	// done is told when a connection the fast path kept is closed.
 	done func()
+	// h2c: the port speaks h2c, and HTTP/2 connections are relayed frame
+	// by frame (h2relay.go), with slow serving the streams the relay does
+	// not take, pod naming this pod in probe answers, and idleTimeout
+	// closing a connection without streams.
+	h2c         bool
+	slow        http.Handler
+	pod         string
+	idleTimeout time.Duration
 
 	draining atomic.Bool
 	mu       sync.Mutex
@@ -61,6 +70,8 @@ type fastConn struct {
 	app, dev upstream
 	// idle: waiting for the next request's head, which a drain cuts short.
 	idle atomic.Bool
+	// h2 is the relay of an h2c connection, which a drain sends GOAWAY.
+	h2 *h2conn
 }
 
 // upstream is a kept connection a caller's requests go on over.
@@ -115,6 +126,10 @@ func (f *fastPath) serve(c net.Conn) {
 		req, to, err := f.readHead(fc.br)
 		c.SetReadDeadline(time.Time{})
 		fc.idle.Store(false)
+		if errors.Is(err, errNotFast) && f.h2c && isH2Preface(fc.br) {
+			f.serveH2(fc)
+			return
+		}
 		if errors.Is(err, errNotFast) {
 			handed = true
 			f.handoff(forHTTP(c, fc.br))
@@ -155,6 +170,10 @@ func (f *fastPath) drain(ctx context.Context) {
 	f.draining.Store(true)
 	f.mu.Lock()
 	for fc := range f.conns {
+		if fc.h2 != nil {
+			go fc.h2.drain()
+			continue
+		}
 		if fc.idle.Load() {
 			// Wake the read of the next head; the loop sees draining.
 			fc.c.SetReadDeadline(time.Now())

@@ -2,6 +2,9 @@ package proxy
 
 import (
 	"net/http"
+	"strings"
+
+	"golang.org/x/net/http2/hpack"
 )
 
 // The matchers run on every request: they scan the header lines in place
@@ -38,6 +41,33 @@ func (r *liveRoute) matchesHead(fields []byte) bool {
 		return !found
 	})
 	return found
+}
+
+// matchesFields reports whether a request with these HTTP/2 header fields
+// (names in lower case) belongs to r: the fields of one name are the lines
+// of one header, as net/http reads them, cookies split into crumbs
+// included.
+func (r *liveRoute) matchesFields(fields []hpack.HeaderField) bool {
+	if r.All {
+		return true
+	}
+	for _, f := range fields {
+		switch {
+		case r.Header != "" && strings.EqualFold(f.Name, r.Header):
+			if f.Value == r.Value {
+				return true
+			}
+		case r.Cookie != "" && f.Name == "cookie":
+			if cookieIs(f.Value, r.Cookie, r.Value) {
+				return true
+			}
+		case r.Baggage != "" && f.Name == "baggage":
+			if baggageIs(f.Value, r.Baggage, r.Value) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // hasValue reports whether one of a header's lines is want.

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"sync"
 
+	"golang.org/x/net/http2/hpack"
+
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
@@ -128,6 +130,18 @@ func (t *Table) match(h http.Header) *liveRoute {
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
 		if r.matches(h) {
+			return r
+		}
+	}
+	return nil
+}
+
+// matchFields is match for an HTTP/2 request's header fields.
+func (t *Table) matchFields(fields []hpack.HeaderField) *liveRoute {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, r := range t.routes {
+		if r.matchesFields(fields) {
 			return r
 		}
 	}

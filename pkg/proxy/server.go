@@ -141,7 +141,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	var fast *fastPath
 	if !cfg.NoFastPath {
 		fast = &fastPath{table: table, watches: h.Watches, upstream: cfg.Upstream,
-			headerTimeout: min(cfg.HeaderTimeout, cfg.IdleTimeout), log: log, handoff: toHTTP.Push, done: d.release}
+			headerTimeout: min(cfg.HeaderTimeout, cfg.IdleTimeout), log: log, handoff: toHTTP.Push, done: d.release,
+			h2c: cfg.H2C, slow: h, pod: cfg.Pod, idleTimeout: cfg.IdleTimeout}
 	}
 	d.ctx, d.fast, d.http = srvCtx, fast, toHTTP
 	errc := make(chan error, 2)
@@ -350,12 +351,18 @@ func (c *bufferedConn) WriteTo(w io.Writer) (int64, error) { return c.r.WriteTo(
 // first line is in the buffer once the fast path has looked at the head.
 var h2Preface = []byte("PRI * HTTP/2.0\r\n")
 
+// isH2Preface reports whether br holds the start of an h2c connection.
+func isH2Preface(br *bufio.Reader) bool {
+	head, _ := br.Peek(min(br.Buffered(), len(h2Preface)))
+	return bytes.Equal(head, h2Preface)
+}
+
 // forHTTP prepares a connection the fast path hands to net/http: an h2c
 // connection gets its writes coalesced, since Go's HTTP/2 server writes
 // and flushes each frame on its own (a system call per frame).
 func forHTTP(c net.Conn, br *bufio.Reader) net.Conn {
 	bc := &bufferedConn{Conn: c, r: br}
-	if head, _ := br.Peek(min(br.Buffered(), len(h2Preface))); bytes.Equal(head, h2Preface) {
+	if isH2Preface(br) {
 		return &coalescedConn{bufferedConn: bc, rwc: tunnel.CoalesceWrites(bc)}
 	}
 	return bc

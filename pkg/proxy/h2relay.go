@@ -1,0 +1,1221 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+)
+
+// On a port that speaks h2c (appProtocol h2c), the sidecar relays HTTP/2
+// frame by frame instead of ending it in an HTTP/2 server and starting it
+// again in a client. Each caller's connection gets a connection of its own
+// to the app, opened with its first stream, and one through the tunnel of
+// each developer one of its streams goes to. A stream keeps its frames: its
+// header block is decoded (to pick the route) and encoded again for the
+// connection it goes on, since each connection has its own HPACK state;
+// its DATA frames are passed on as they come; its RST_STREAM, and the
+// END_STREAM flag, go to the other side.
+//
+// Flow control ends at the sidecar on both sides: it grants a sender what
+// it has passed on, so it never holds more of a stream than the window it
+// gave (256 KiB) nor more of a connection than 1 MiB, and it sends no more
+// than the receiver allows. There is one goroutine per connection reading,
+// and the writing is done by whichever goroutine queued frames, one write
+// per batch: frames that arrive together go out together.
+//
+// What the relay does not take, it hands to net/http on an in-memory
+// connection (the "handler" leg): a remote endpoint's route, a connection
+// an --all route owns, and every stream while a doctor's watch is live.
+
+// The relay's bounds.
+const (
+	// h2MaxStreams is how many streams a caller may have open at once,
+	// and, until its settings say otherwise, how many the relay opens on
+	// a connection to the app.
+	h2MaxStreams = 100
+	// h2OutSoft is how much a connection may have queued for writing
+	// before DATA waits; h2OutHard, past which a peer that does not read
+	// its connection is dropped (control frames, answered to a flood).
+	h2OutSoft = 256 << 10
+	h2OutHard = 1 << 20
+	// h2MaxResponseHeaders bounds a response's header list from the app
+	// or a developer.
+	h2MaxResponseHeaders = 1 << 20
+	// h2Frame is the frame size every HTTP/2 peer accepts.
+	h2Frame = 16 << 10
+	// h2Default is HTTP/2's initial window before any settings.
+	h2Default = 65535
+	// h2Window is the window the relay gives each stream, on both sides:
+	// a 64 KiB answer needs no stream WINDOW_UPDATE. What it holds of a
+	// connection is still bounded by h2ConnWindow.
+	h2Window = 256 << 10
+	// h2WriteTimeout bounds a write to a peer that does not read.
+	h2WriteTimeout = 30 * time.Second
+)
+
+// h2conn is one caller's connection and the connections its streams go on.
+type h2conn struct {
+	f      *fastPath
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the legs' dials and readers
+
+	mu      sync.Mutex
+	caller  *h2leg
+	app     *h2leg
+	devs    map[*liveRoute]*h2leg
+	handler *h2leg
+	legs    []*h2leg             // every live leg, for writing
+	streams map[uint32]*h2stream // by the caller's stream id
+	lastID  uint32               // the caller's highest stream id
+	goAway  bool                 // draining: no new streams
+	done    bool
+	// idle checks, every idle timeout, whether the connection has had no
+	// stream since idleSince for that long.
+	idle      *time.Timer
+	idleSince time.Time
+}
+
+// h2leg is one HTTP/2 connection of the relay: the caller's, or one the
+// relay opened (to the app, a developer, or net/http).
+type h2leg struct {
+	name  string     // for the caller's 502 and the log
+	route *liveRoute // the developer's route; nil otherwise
+	conn  net.Conn   // nil while dialing
+	br    *bufio.Reader
+	fr    *http2.Framer
+
+	out, spare []byte // frames to write
+	writing    bool
+	enc        *hpack.Encoder
+	hbuf       bytes.Buffer
+
+	// Sending: the connection's window and the peer's settings.
+	window     int64
+	initWin    int64
+	maxFrame   int
+	maxStreams int
+
+	// Receiving: what the peer may still send on the connection, and what
+	// was passed on and not yet granted back.
+	recvWin, unacked int64
+
+	// The relay's own connections: streams on it by their id there, those
+	// waiting to be opened, and those with DATA waiting for room.
+	nextID  uint32
+	byID    map[uint32]*h2stream
+	waiting []*h2stream
+	blocked []*h2half
+
+	ready, dead, goingAway bool
+}
+
+// h2stream is a caller's stream and where it went.
+type h2stream struct {
+	id        uint32
+	req, resp h2half
+	answered  bool // response headers went to the caller
+	waiting   bool // in its leg's waiting list
+	stopBody  bool // the app answered and wants no more of the body
+	gone      bool
+}
+
+// h2half is one direction of a stream: from one leg to another.
+type h2half struct {
+	s            *h2stream
+	from, to     *h2leg // to is nil when the sidecar answered itself
+	fromID, toID uint32 // toID is 0 until the stream is opened on to
+	window       int64  // what to still accepts on this stream
+	recvWin      int64  // what from may still send on this stream
+	unacked      int64
+	q            []h2item
+	gotEnd       bool // END_STREAM (or a reset) came from from
+	sentEnd      bool // END_STREAM went to to
+	isBlocked    bool
+}
+
+// h2item is a header block or DATA waiting to be passed on.
+type h2item struct {
+	head   bool
+	fields []hpack.HeaderField
+	data   []byte
+	end    bool
+}
+
+// serveH2 relays the h2c connection in fc, whose preface is in its buffer.
+func (f *fastPath) serveH2(fc *fastConn) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &h2conn{f: f, ctx: ctx, cancel: cancel, devs: map[*liveRoute]*h2leg{}, streams: map[uint32]*h2stream{}}
+	c.caller = c.newLeg("the caller", nil)
+	c.caller.conn, c.caller.ready = fc.c, true
+	c.idleSince = time.Now()
+	c.idle = time.AfterFunc(f.h2Idle(), c.idleClose)
+	f.mu.Lock()
+	fc.h2 = c
+	f.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.finish()
+		c.mu.Unlock()
+		c.flush()
+		c.idle.Stop()
+		c.wg.Wait()
+	}()
+
+	fc.c.SetReadDeadline(time.Now().Add(f.headerTimeout))
+	var preface [len(http2.ClientPreface)]byte
+	if _, err := io.ReadFull(fc.br, preface[:]); err != nil || string(preface[:]) != http2.ClientPreface {
+		return
+	}
+	c.caller.fr = newH2Framer(fc.br, MaxHeaderBytes)
+	c.mu.Lock()
+	c.caller.settings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2Window},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: MaxHeaderBytes})
+	c.caller.windowUpdate(0, h2ConnWindow-h2Default)
+	c.mu.Unlock()
+	c.flush()
+	first, err := c.caller.fr.ReadFrame()
+	if sf, ok := first.(*http2.SettingsFrame); err != nil || !ok || sf.IsAck() {
+		c.fail(http2.ErrCodeProtocol)
+		return
+	}
+	fc.c.SetReadDeadline(time.Time{})
+	for fr := first; ; {
+		c.mu.Lock()
+		err = c.fromCaller(fr)
+		more := frameBuffered(fc.br)
+		c.mu.Unlock()
+		if err != nil {
+			c.fail(codeOf(err))
+			return
+		}
+		if !more {
+			c.flush()
+		}
+		fr, err = c.caller.fr.ReadFrame()
+		var se http2.StreamError
+		for errors.As(err, &se) {
+			c.mu.Lock()
+			c.streamError(se.StreamID, se.Code)
+			c.mu.Unlock()
+			c.flush()
+			fr, err = c.caller.fr.ReadFrame()
+		}
+		if err != nil {
+			var ce http2.ConnectionError
+			if errors.As(err, &ce) {
+				c.fail(http2.ErrCode(ce))
+			}
+			return
+		}
+	}
+}
+
+// newH2Framer reads frames from r, header blocks decoded up to maxList.
+func newH2Framer(r io.Reader, maxList uint32) *http2.Framer {
+	fr := http2.NewFramer(nil, r)
+	fr.SetReuseFrames()
+	fr.SetMaxReadFrameSize(h2Frame)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	fr.MaxHeaderListSize = maxList
+	return fr
+}
+
+// frameBuffered reports whether a whole frame is already in br, so writes
+// can wait for it and go out together.
+func frameBuffered(br *bufio.Reader) bool {
+	n := br.Buffered()
+	if n < 9 {
+		return false
+	}
+	h, _ := br.Peek(9)
+	return n >= 9+(int(h[0])<<16|int(h[1])<<8|int(h[2]))
+}
+
+// codeOf is the GOAWAY code for an error handling a frame.
+func codeOf(err error) http2.ErrCode {
+	var ce http2.ConnectionError
+	if errors.As(err, &ce) {
+		return http2.ErrCode(ce)
+	}
+	return http2.ErrCodeInternal
+}
+
+// fail ends the connection with GOAWAY code.
+func (c *h2conn) fail(code http2.ErrCode) {
+	c.mu.Lock()
+	c.caller.goAwayFrame(c.lastID, code)
+	c.mu.Unlock()
+	c.flush()
+}
+
+func (c *h2conn) newLeg(name string, route *liveRoute) *h2leg {
+	l := &h2leg{name: name, route: route, window: h2Default, initWin: h2Default, maxFrame: h2Frame,
+		maxStreams: h2MaxStreams, recvWin: h2ConnWindow, nextID: 1, byID: map[uint32]*h2stream{}}
+	l.enc = hpack.NewEncoder(&l.hbuf)
+	c.legs = append(c.legs, l)
+	return l
+}
+
+// fromCaller handles a frame from the caller. An error ends the connection.
+func (c *h2conn) fromCaller(fr http2.Frame) error {
+	l := c.caller
+	switch f := fr.(type) {
+	case *http2.SettingsFrame:
+		return c.settingsFrom(l, f)
+	case *http2.PingFrame:
+		if !f.IsAck() {
+			l.ping(f.Data)
+		}
+	case *http2.WindowUpdateFrame:
+		return c.windowUpdate(l, f)
+	case *http2.MetaHeadersFrame:
+		return c.callerHeaders(f)
+	case *http2.DataFrame:
+		return c.callerData(f)
+	case *http2.RSTStreamFrame:
+		if s := c.streams[f.StreamID]; s != nil {
+			c.reset(s, f.ErrCode, false, true)
+		}
+	case *http2.PushPromiseFrame:
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	return c.overflow(l)
+}
+
+// overflow drops a peer that lets frames pile up unread.
+func (c *h2conn) overflow(l *h2leg) error {
+	if len(l.out) > h2OutHard {
+		return http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+	}
+	return nil
+}
+
+func (c *h2conn) callerHeaders(f *http2.MetaHeadersFrame) error {
+	id := f.StreamID
+	if s := c.streams[id]; s != nil {
+		// Trailers: they end the request.
+		if s.req.gotEnd || !f.StreamEnded() {
+			c.reset(s, http2.ErrCodeProtocol, true, true)
+			return nil
+		}
+		s.req.gotEnd = true
+		c.send(&s.req, h2item{head: true, fields: f.Fields, end: true})
+		return nil
+	}
+	if id%2 == 0 {
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	if id <= c.lastID {
+		return nil // a stream already reset; its frames may still come
+	}
+	c.lastID = id
+	if c.goAway || len(c.streams) >= h2MaxStreams {
+		c.caller.rst(id, http2.ErrCodeRefusedStream)
+		return nil
+	}
+	s := &h2stream{id: id}
+	s.req = h2half{s: s, from: c.caller, fromID: id, recvWin: h2Window, gotEnd: f.StreamEnded()}
+	s.resp = h2half{s: s, to: c.caller, toID: id, window: c.caller.initWin}
+	c.streams[id] = s
+	switch {
+	case f.Truncated:
+		c.answer(s, 431, nil, "request header fields too large")
+	case !validRequest(f):
+		c.reset(s, http2.ErrCodeProtocol, true, false)
+	case hasField(f.Fields, tunnel.ProbeHeader):
+		c.answer(s, 204, []hpack.HeaderField{{Name: strings.ToLower(tunnel.ProbePodHeader), Value: c.f.pod}}, "")
+	default:
+		c.route(s, c.legFor(f.Fields))
+		c.send(&s.req, h2item{head: true, fields: f.Fields, end: f.StreamEnded()})
+	}
+	return nil
+}
+
+// legFor picks the leg a request with these header fields goes on.
+func (c *h2conn) legFor(fields []hpack.HeaderField) *h2leg {
+	var r *liveRoute
+	if c.f.table.any() {
+		r = c.f.table.matchFields(fields)
+	}
+	switch {
+	case c.f.watches.Active() || r != nil && (r.All || r.Remote != ""):
+		return c.handlerLeg()
+	case r != nil:
+		return c.devLeg(r)
+	}
+	return c.appLeg()
+}
+
+// route points s at leg l.
+func (c *h2conn) route(s *h2stream, l *h2leg) {
+	s.req.to, s.resp.from = l, l
+}
+
+// validRequest applies HTTP/2's rules for a request's header fields that
+// both ends would enforce: the pseudo-headers a request needs, and none of
+// HTTP/1's connection-specific fields.
+func validRequest(f *http2.MetaHeadersFrame) bool {
+	method := f.PseudoValue("method")
+	if method == "" || f.PseudoValue("status") != "" {
+		return false
+	}
+	if method != "CONNECT" && (f.PseudoValue("path") == "" || f.PseudoValue("scheme") == "") {
+		return false
+	}
+	for _, hf := range f.RegularFields() {
+		switch hf.Name {
+		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+			return false
+		case "te":
+			if hf.Value != "trailers" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func hasField(fields []hpack.HeaderField, name string) bool {
+	for _, f := range fields {
+		if strings.EqualFold(f.Name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *h2conn) callerData(f *http2.DataFrame) error {
+	n := int64(f.Length)
+	l := c.caller
+	if l.recvWin -= n; l.recvWin < 0 {
+		return http2.ConnectionError(http2.ErrCodeFlowControl)
+	}
+	s := c.streams[f.StreamID]
+	if s == nil || s.req.gotEnd {
+		c.credit(l, n)
+		if s == nil && f.StreamID > c.lastID {
+			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		if s != nil {
+			c.reset(s, http2.ErrCodeStreamClosed, true, true)
+		}
+		return nil
+	}
+	return c.data(&s.req, f, n)
+}
+
+// data passes on a DATA frame of n bytes (padding included) on half h.
+func (c *h2conn) data(h *h2half, f *http2.DataFrame, n int64) error {
+	if h.recvWin -= n; h.recvWin < 0 {
+		c.credit(h.from, n)
+		c.reset(h.s, http2.ErrCodeFlowControl, true, true)
+		return nil
+	}
+	p := f.Data()
+	if pad := n - int64(len(p)); pad > 0 {
+		c.grant(h, pad)
+	}
+	h.gotEnd = f.StreamEnded()
+	if len(p) == 0 && !h.gotEnd {
+		return nil
+	}
+	c.send(h, h2item{data: p, end: h.gotEnd})
+	return nil
+}
+
+// send passes it on along h, at once if nothing waits before it and the
+// windows allow, else queued (DATA copied: the framer reuses its buffer).
+func (c *h2conn) send(h *h2half, it h2item) {
+	if h.s.gone {
+		c.grant(h, int64(len(it.data)))
+		return
+	}
+	if len(h.q) == 0 && c.forward(h, &it) {
+		return
+	}
+	if it.data != nil {
+		it.data = bytes.Clone(it.data)
+	}
+	h.q = append(h.q, it)
+}
+
+// pump passes on what waits on h, as far as the windows allow.
+func (c *h2conn) pump(h *h2half) {
+	for len(h.q) > 0 && !h.s.gone {
+		if !c.forward(h, &h.q[0]) || h.s.gone {
+			return // waiting, or the stream ended (and forgot its queue)
+		}
+		h.q[0] = h2item{}
+		h.q = h.q[1:]
+	}
+	if len(h.q) == 0 {
+		h.q = nil
+	}
+}
+
+// forward writes it, or as much of its DATA as fits, to h's leg; true when
+// it is all gone.
+func (c *h2conn) forward(h *h2half, it *h2item) bool {
+	l := h.to
+	if l == nil {
+		// The sidecar answered: what the caller still sends is dropped.
+		c.grant(h, int64(len(it.data)))
+		if it.end {
+			h.sentEnd = true
+			c.closed(h.s)
+		}
+		return true
+	}
+	if l.dead {
+		return false
+	}
+	if h.toID == 0 && !c.open(h) {
+		return false
+	}
+	if it.head {
+		l.headers(h.toID, it.fields, it.end)
+		if h == &h.s.resp {
+			h.s.answered = true
+		}
+		if it.end {
+			h.sentEnd = true
+			c.closed(h.s)
+		}
+		return true
+	}
+	for {
+		room := min(h.window, l.window, int64(l.maxFrame))
+		if len(l.out) >= h2OutSoft {
+			room = 0
+		}
+		n := int64(len(it.data))
+		if n > 0 && room <= 0 {
+			c.block(h)
+			return false
+		}
+		n = min(n, room)
+		end := it.end && n == int64(len(it.data))
+		l.dataFrame(h.toID, it.data[:n], end)
+		h.window -= n
+		l.window -= n
+		c.grant(h, n)
+		it.data = it.data[n:]
+		if end {
+			h.sentEnd = true
+			c.closed(h.s)
+			return true
+		}
+		if len(it.data) == 0 {
+			return true
+		}
+	}
+}
+
+// open gives a caller's stream an id on its leg, if the leg is up and has
+// room for another stream; else the stream waits for it.
+func (c *h2conn) open(h *h2half) bool {
+	l, s := h.to, h.s
+	if !l.ready || l.goingAway || len(l.byID) >= l.maxStreams {
+		if !s.waiting {
+			s.waiting = true
+			l.waiting = append(l.waiting, s)
+		}
+		return false
+	}
+	h.toID = l.nextID
+	l.nextID += 2
+	l.byID[h.toID] = s
+	h.window = l.initWin
+	s.resp.fromID, s.resp.recvWin = h.toID, h2Window
+	return true
+}
+
+// startWaiting opens the streams that wait for l, in order, while it has
+// room.
+func (c *h2conn) startWaiting(l *h2leg) {
+	w := l.waiting
+	l.waiting = nil
+	for _, s := range w {
+		s.waiting = false
+		if !s.gone && s.req.to == l {
+			c.pump(&s.req)
+		}
+	}
+}
+
+func (c *h2conn) block(h *h2half) {
+	if !h.isBlocked {
+		h.isBlocked = true
+		h.to.blocked = append(h.to.blocked, h)
+	}
+}
+
+// unblock passes on what waited for room on l.
+func (c *h2conn) unblock(l *h2leg) {
+	b := l.blocked
+	l.blocked = nil
+	for _, h := range b {
+		h.isBlocked = false
+		if h.to == l {
+			c.pump(h)
+		}
+	}
+}
+
+// grant gives h's sender back n bytes it sent and the relay passed on.
+func (c *h2conn) grant(h *h2half, n int64) {
+	from := h.from
+	if n == 0 || from == nil || from.dead {
+		return
+	}
+	if !h.gotEnd && !h.s.gone {
+		h.unacked += n
+		if h.unacked >= h2Window/2 {
+			from.windowUpdate(h.fromID, h.unacked)
+			h.recvWin += h.unacked
+			h.unacked = 0
+		}
+	}
+	c.credit(from, n)
+}
+
+// credit gives l back n bytes of its connection's window.
+func (c *h2conn) credit(l *h2leg, n int64) {
+	if l.dead {
+		return
+	}
+	l.unacked += n
+	if l.unacked >= h2ConnWindow/4 {
+		l.windowUpdate(0, l.unacked)
+		l.recvWin += l.unacked
+		l.unacked = 0
+	}
+}
+
+// closed forgets s once both its directions have ended.
+func (c *h2conn) closed(s *h2stream) {
+	if s.req.sentEnd && s.resp.sentEnd {
+		c.forget(s)
+		return
+	}
+	if s.resp.sentEnd && s.stopBody && !s.req.gotEnd {
+		c.caller.rst(s.id, http2.ErrCodeNo)
+		c.forget(s)
+	}
+}
+
+// reset ends s before its time, telling the caller and the leg it went
+// on as asked, and gives back the windows of what it still held.
+func (c *h2conn) reset(s *h2stream, code http2.ErrCode, tellCaller, tellLeg bool) {
+	if s.gone {
+		return
+	}
+	if tellCaller {
+		c.caller.rst(s.id, code)
+	}
+	if l := s.req.to; tellLeg && l != nil && !l.dead && s.req.toID != 0 {
+		l.rst(s.req.toID, code)
+	}
+	c.forget(s)
+}
+
+// forget drops s, giving back the connection windows of what it queued.
+func (c *h2conn) forget(s *h2stream) {
+	if s.gone {
+		return
+	}
+	s.gone = true
+	for _, h := range []*h2half{&s.req, &s.resp} {
+		for _, it := range h.q {
+			if h.from != nil {
+				c.credit(h.from, int64(len(it.data)))
+			}
+		}
+		h.q = nil
+	}
+	delete(c.streams, s.id)
+	if l := s.req.to; l != nil && s.req.toID != 0 && l.byID[s.req.toID] == s {
+		delete(l.byID, s.req.toID)
+		c.startWaiting(l)
+		if l.goingAway && len(l.byID) == 0 {
+			c.drop(l)
+		}
+	}
+	if len(c.streams) == 0 {
+		if c.goAway {
+			c.finish()
+		} else {
+			c.idleSince = time.Now()
+		}
+	}
+}
+
+// answer has the sidecar answer s itself.
+func (c *h2conn) answer(s *h2stream, status int, extra []hpack.HeaderField, body string) {
+	s.resp.from = nil
+	c.dropBody(s)
+	if s.gone {
+		return
+	}
+	fields := append([]hpack.HeaderField{{Name: ":status", Value: fmt.Sprint(status)}}, extra...)
+	if body != "" {
+		fields = append(fields, hpack.HeaderField{Name: "content-type", Value: "text/plain; charset=utf-8"})
+	}
+	c.send(&s.resp, h2item{head: true, fields: fields, end: body == ""})
+	if body != "" {
+		c.send(&s.resp, h2item{data: []byte("intercept-proxy: " + body + "\n"), end: true})
+	}
+}
+
+// dropBody stops passing s's request on: what it queued and what the
+// caller still sends of it is dropped, its windows given back.
+func (c *h2conn) dropBody(s *h2stream) {
+	s.req.to, s.req.toID = nil, 0
+	c.pump(&s.req)
+	c.closed(s)
+}
+
+func (c *h2conn) debug(msg string, args ...any) {
+	if c.f.log != nil && !c.done {
+		c.f.log.Debug(msg, args...)
+	}
+}
+
+// streamError resets a stream the framer found broken.
+func (c *h2conn) streamError(id uint32, code http2.ErrCode) {
+	if s := c.streams[id]; s != nil {
+		c.reset(s, code, true, true)
+		return
+	}
+	c.lastID = max(c.lastID, id)
+	c.caller.rst(id, code)
+}
+
+func (c *h2conn) settingsFrom(l *h2leg, f *http2.SettingsFrame) error {
+	if f.IsAck() {
+		return nil
+	}
+	grew := false
+	err := f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
+		switch s.ID {
+		case http2.SettingInitialWindowSize:
+			delta := int64(s.Val) - l.initWin
+			l.initWin = int64(s.Val)
+			for _, h := range c.sendingOn(l) {
+				if h.window += delta; h.window > 1<<31-1 {
+					return http2.ConnectionError(http2.ErrCodeFlowControl)
+				}
+			}
+			grew = grew || delta > 0
+		case http2.SettingMaxFrameSize:
+			l.maxFrame = int(s.Val)
+		case http2.SettingMaxConcurrentStreams:
+			l.maxStreams = int(min(s.Val, 1<<16))
+		case http2.SettingHeaderTableSize:
+			l.enc.SetMaxDynamicTableSizeLimit(s.Val)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	l.settingsAck()
+	if grew {
+		c.unblock(l)
+	}
+	if l != c.caller {
+		c.startWaiting(l)
+	}
+	return nil
+}
+
+// sendingOn returns the halves that send on l.
+func (c *h2conn) sendingOn(l *h2leg) []*h2half {
+	var hs []*h2half
+	if l == c.caller {
+		for _, s := range c.streams {
+			hs = append(hs, &s.resp)
+		}
+		return hs
+	}
+	for _, s := range l.byID {
+		hs = append(hs, &s.req)
+	}
+	return hs
+}
+
+func (c *h2conn) windowUpdate(l *h2leg, f *http2.WindowUpdateFrame) error {
+	inc := int64(f.Increment)
+	if f.StreamID == 0 {
+		if l.window += inc; l.window > 1<<31-1 {
+			return http2.ConnectionError(http2.ErrCodeFlowControl)
+		}
+		c.unblock(l)
+		return nil
+	}
+	var h *h2half
+	if l == c.caller {
+		if s := c.streams[f.StreamID]; s != nil {
+			h = &s.resp
+		}
+	} else if s := l.byID[f.StreamID]; s != nil {
+		h = &s.req
+	}
+	if h == nil {
+		return nil
+	}
+	if h.window += inc; h.window > 1<<31-1 {
+		c.reset(h.s, http2.ErrCodeFlowControl, true, true)
+		return nil
+	}
+	c.pump(h)
+	return nil
+}
+
+// appLeg returns the caller's connection to the app, dialing one if there
+// is none that takes new streams.
+func (c *h2conn) appLeg() *h2leg {
+	if c.app == nil || c.app.dead || c.app.goingAway {
+		upstream := c.f.upstream
+		c.app = c.dial("the app", nil, func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			conn, err := d.DialContext(ctx, "tcp", upstream)
+			if err != nil {
+				return nil, fmt.Errorf("the app does not answer on %s: %w", upstream, err)
+			}
+			return fastIO(conn), nil
+		})
+	}
+	return c.app
+}
+
+// devLeg returns the caller's connection through r's tunnel.
+func (c *h2conn) devLeg(r *liveRoute) *h2leg {
+	l := c.devs[r]
+	if l == nil || l.dead || l.goingAway {
+		l = c.dial("the developer of "+r.String(), r, r.dial)
+		c.devs[r] = l
+	}
+	return l
+}
+
+// handlerLeg returns the caller's in-memory connection to net/http, for
+// what the relay does not take itself.
+func (c *h2conn) handlerLeg() *h2leg {
+	if c.handler == nil || c.handler.dead || c.handler.goingAway {
+		c.handler = c.dial("the sidecar's handler", nil, func(context.Context) (net.Conn, error) {
+			a, b := net.Pipe()
+			go c.f.slowH2(b)
+			return a, nil
+		})
+	}
+	return c.handler
+}
+
+// dial starts a leg; its streams wait until it is up.
+func (c *h2conn) dial(name string, r *liveRoute, dial func(context.Context) (net.Conn, error)) *h2leg {
+	l := c.newLeg(name, r)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+		conn, err := dial(ctx)
+		cancel()
+		c.mu.Lock()
+		if err != nil || c.done {
+			if err == nil {
+				conn.Close()
+				err = net.ErrClosed
+			}
+			c.legFailed(l, err)
+			c.mu.Unlock()
+			c.flush()
+			return
+		}
+		l.conn, l.ready = conn, true
+		l.out = append(l.out, http2.ClientPreface...)
+		l.settings(http2.Setting{ID: http2.SettingEnablePush, Val: 0},
+			http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2Window})
+		l.windowUpdate(0, h2ConnWindow-h2Default)
+		l.br = bufio.NewReaderSize(conn, 4*h2Frame)
+		l.fr = newH2Framer(l.br, h2MaxResponseHeaders)
+		c.startWaiting(l)
+		c.mu.Unlock()
+		c.flush()
+		c.readLeg(l)
+	}()
+	return l
+}
+
+// readLeg handles the frames of one of the relay's own connections.
+func (c *h2conn) readLeg(l *h2leg) {
+	for {
+		fr, err := l.fr.ReadFrame()
+		c.mu.Lock()
+		if err == nil {
+			err = c.fromLeg(l, fr)
+		}
+		if err != nil {
+			var ce http2.ConnectionError
+			switch {
+			case errors.Is(err, io.EOF):
+				err = fmt.Errorf("%s closed the connection", l.name)
+			case errors.As(err, &ce):
+				err = fmt.Errorf("%s broke HTTP/2: %w", l.name, err)
+			default:
+				err = fmt.Errorf("reading from %s: %w", l.name, err)
+			}
+			c.legFailed(l, err)
+			c.mu.Unlock()
+			c.flush()
+			return
+		}
+		more := frameBuffered(l.br)
+		c.mu.Unlock()
+		if !more {
+			c.flush()
+		}
+	}
+}
+
+// fromLeg handles a frame from the app, a developer, or net/http.
+func (c *h2conn) fromLeg(l *h2leg, fr http2.Frame) error {
+	switch f := fr.(type) {
+	case *http2.SettingsFrame:
+		return c.settingsFrom(l, f)
+	case *http2.PingFrame:
+		if !f.IsAck() {
+			l.ping(f.Data)
+		}
+	case *http2.WindowUpdateFrame:
+		return c.windowUpdate(l, f)
+	case *http2.MetaHeadersFrame:
+		s := l.byID[f.StreamID]
+		if s == nil {
+			return nil
+		}
+		if s.resp.gotEnd {
+			c.reset(s, http2.ErrCodeProtocol, true, true)
+			return nil
+		}
+		s.resp.gotEnd = f.StreamEnded()
+		c.send(&s.resp, h2item{head: true, fields: f.Fields, end: f.StreamEnded()})
+	case *http2.DataFrame:
+		n := int64(f.Length)
+		if l.recvWin -= n; l.recvWin < 0 {
+			return http2.ConnectionError(http2.ErrCodeFlowControl)
+		}
+		s := l.byID[f.StreamID]
+		if s == nil || s.resp.gotEnd || !s.answered && len(s.resp.q) == 0 {
+			c.credit(l, n)
+			if s != nil {
+				c.reset(s, http2.ErrCodeProtocol, true, true)
+			}
+			return nil
+		}
+		return c.data(&s.resp, f, n)
+	case *http2.RSTStreamFrame:
+		s := l.byID[f.StreamID]
+		if s == nil {
+			return nil
+		}
+		if f.ErrCode == http2.ErrCodeNo && s.resp.gotEnd {
+			// The whole answer came: the body the caller still sends is
+			// not wanted. The caller hears so once it has the answer.
+			s.stopBody = true
+			delete(l.byID, s.req.toID)
+			c.dropBody(s)
+			c.startWaiting(l)
+			return nil
+		}
+		c.reset(s, f.ErrCode, true, false)
+	case *http2.GoAwayFrame:
+		c.goneAway(l, f.LastStreamID)
+	case *http2.PushPromiseFrame:
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	return c.overflow(l)
+}
+
+// goneAway handles l's GOAWAY: streams it never took are refused to the
+// caller (who may send them again), those waiting go on a new leg.
+func (c *h2conn) goneAway(l *h2leg, last uint32) {
+	l.goingAway = true
+	for id, s := range l.byID {
+		if id > last {
+			c.reset(s, http2.ErrCodeRefusedStream, true, false)
+		}
+	}
+	w := l.waiting
+	l.waiting = nil
+	for _, s := range w {
+		s.waiting = false
+		if s.gone {
+			continue
+		}
+		var next *h2leg
+		switch {
+		case l.route != nil:
+			next = c.devLeg(l.route)
+		case l == c.handler:
+			next = c.handlerLeg()
+		default:
+			next = c.appLeg()
+		}
+		c.route(s, next)
+		c.pump(&s.req)
+	}
+	if len(l.byID) == 0 {
+		c.drop(l)
+	}
+}
+
+// legFailed ends leg l after err: a stream not yet sent through a
+// developer's tunnel goes to the app (the developer left a moment ago);
+// one without an answer gets a 502 saying why; any other is reset.
+func (c *h2conn) legFailed(l *h2leg, err error) {
+	if l.dead {
+		return
+	}
+	if l == c.caller {
+		c.finish()
+		return
+	}
+	c.debug("h2c relay: a connection ended", "to", l.name, "err", err)
+	c.drop(l)
+	var affected []*h2stream
+	for _, s := range l.byID {
+		affected = append(affected, s)
+	}
+	affected = append(affected, l.waiting...)
+	l.byID, l.waiting = map[uint32]*h2stream{}, nil
+	for _, s := range affected {
+		s.waiting = false
+		switch {
+		case s.gone:
+		case l.route != nil && s.req.toID == 0:
+			c.debug("tunnel gone, stream goes to the app", "route", l.route.String(), "err", err)
+			c.route(s, c.appLeg())
+			c.pump(&s.req)
+		case s.resp.gotEnd:
+			// The whole answer came; only the body still to send is lost.
+			c.dropBody(s)
+		case !s.answered:
+			c.answer(s, 502, nil, err.Error())
+		default:
+			c.reset(s, http2.ErrCodeInternal, true, false)
+		}
+	}
+}
+
+// drop closes leg l and forgets it.
+func (c *h2conn) drop(l *h2leg) {
+	if l.dead {
+		return
+	}
+	l.dead = true
+	if l.conn != nil {
+		l.conn.Close()
+	}
+	for i, x := range c.legs {
+		if x == l {
+			c.legs = append(c.legs[:i], c.legs[i+1:]...)
+			break
+		}
+	}
+	if l.route != nil && c.devs[l.route] == l {
+		delete(c.devs, l.route)
+	}
+}
+
+// finish closes the caller's connection and every leg.
+func (c *h2conn) finish() {
+	if c.done {
+		return
+	}
+	c.done = true
+	c.cancel()
+	for _, l := range append([]*h2leg(nil), c.legs...) {
+		if l != c.caller || !c.caller.writing && len(c.caller.out) == 0 {
+			c.drop(l)
+		}
+	}
+}
+
+// drain sends GOAWAY: streams open finish, new ones are refused, and the
+// connection closes when the last ends.
+func (c *h2conn) drain() {
+	c.mu.Lock()
+	if !c.goAway && !c.done {
+		c.goAway = true
+		c.caller.goAwayFrame(c.lastID, http2.ErrCodeNo)
+		if len(c.streams) == 0 {
+			c.finish()
+		}
+	}
+	c.mu.Unlock()
+	c.flush()
+}
+
+// idleClose ends a connection that has had no stream for the idle timeout,
+// and otherwise looks again when it might have.
+func (c *h2conn) idleClose() {
+	c.mu.Lock()
+	left := c.f.h2Idle() - time.Since(c.idleSince)
+	idle := len(c.streams) == 0 && !c.done && left <= 0
+	if !idle && !c.done {
+		if len(c.streams) > 0 || left <= 0 {
+			left = c.f.h2Idle()
+		}
+		c.idle.Reset(left)
+	}
+	c.mu.Unlock()
+	if idle {
+		c.drain()
+	}
+}
+
+// flush writes what every leg has queued, one write per leg at a time;
+// the goroutine that finds a leg not being written writes it.
+func (c *h2conn) flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		var l *h2leg
+		for _, x := range c.legs {
+			if len(x.out) > 0 && !x.writing && x.ready && !x.dead {
+				l = x
+				break
+			}
+		}
+		if l == nil {
+			if c.done && !c.caller.dead && !c.caller.writing {
+				c.drop(c.caller)
+			}
+			return
+		}
+		l.writing = true
+		b := l.out
+		l.out, l.spare = l.spare[:0], nil
+		c.mu.Unlock()
+		l.conn.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
+		_, err := l.conn.Write(b)
+		c.mu.Lock()
+		l.writing = false
+		if cap(b) <= 2*h2Frame {
+			l.spare = b[:0] // larger ones go back to the heap
+		}
+		if err != nil {
+			c.legFailed(l, fmt.Errorf("writing to %s: %w", l.name, err))
+			continue
+		}
+		if len(l.blocked) > 0 {
+			c.unblock(l)
+		}
+	}
+}
+
+// h2Idle is how long an h2c connection may go without a stream.
+func (f *fastPath) h2Idle() time.Duration {
+	if f.idleTimeout > 0 {
+		return f.idleTimeout
+	}
+	return 30 * time.Second
+}
+
+// slowH2 serves an in-memory HTTP/2 connection with net/http.
+func (f *fastPath) slowH2(c net.Conn) {
+	s := &http2.Server{MaxUploadBufferPerStream: h2StreamWindow, MaxUploadBufferPerConnection: h2ConnWindow,
+		IdleTimeout: f.h2Idle()}
+	s.ServeConn(c, &http2.ServeConnOpts{Handler: f.slow})
+}
+
+// Frames, appended to a leg's queue (the relay's lock held).
+
+func (l *h2leg) frame(t http2.FrameType, flags http2.Flags, id uint32, payload ...[]byte) {
+	n := 0
+	for _, p := range payload {
+		n += len(p)
+	}
+	l.out = append(l.out, byte(n>>16), byte(n>>8), byte(n), byte(t), byte(flags),
+		byte(id>>24)&0x7f, byte(id>>16), byte(id>>8), byte(id))
+	for _, p := range payload {
+		l.out = append(l.out, p...)
+	}
+}
+
+func (l *h2leg) dataFrame(id uint32, p []byte, end bool) {
+	var flags http2.Flags
+	if end {
+		flags = http2.FlagDataEndStream
+	}
+	l.frame(http2.FrameData, flags, id, p)
+}
+
+// headers encodes fields for l and writes them as HEADERS and as many
+// CONTINUATION frames as l's frame size needs.
+func (l *h2leg) headers(id uint32, fields []hpack.HeaderField, end bool) {
+	l.hbuf.Reset()
+	for _, f := range fields {
+		l.enc.WriteField(f)
+	}
+	block := l.hbuf.Bytes()
+	t, flags := http2.FrameHeaders, http2.Flags(0)
+	if end {
+		flags = http2.FlagHeadersEndStream
+	}
+	for {
+		n := min(len(block), l.maxFrame)
+		if n == len(block) {
+			flags |= http2.FlagHeadersEndHeaders
+		}
+		l.frame(t, flags, id, block[:n])
+		block = block[n:]
+		if len(block) == 0 {
+			return
+		}
+		t, flags = http2.FrameContinuation, 0
+	}
+}
+
+func (l *h2leg) windowUpdate(id uint32, n int64) {
+	l.frame(http2.FrameWindowUpdate, 0, id, []byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+}
+
+func (l *h2leg) rst(id uint32, code http2.ErrCode) {
+	l.frame(http2.FrameRSTStream, 0, id, []byte{byte(code >> 24), byte(code >> 16), byte(code >> 8), byte(code)})
+}
+
+func (l *h2leg) settings(ss ...http2.Setting) {
+	p := make([]byte, 0, 6*len(ss))
+	for _, s := range ss {
+		p = append(p, byte(s.ID>>8), byte(s.ID), byte(s.Val>>24), byte(s.Val>>16), byte(s.Val>>8), byte(s.Val))
+	}
+	l.frame(http2.FrameSettings, 0, 0, p)
+}
+
+func (l *h2leg) settingsAck() { l.frame(http2.FrameSettings, http2.FlagSettingsAck, 0) }
+
+func (l *h2leg) ping(data [8]byte) { l.frame(http2.FramePing, http2.FlagPingAck, 0, data[:]) }
+
+func (l *h2leg) goAwayFrame(last uint32, code http2.ErrCode) {
+	l.frame(http2.FrameGoAway, 0, 0, []byte{byte(last>>24) & 0x7f, byte(last >> 16), byte(last >> 8), byte(last),
+		byte(code >> 24), byte(code >> 16), byte(code >> 8), byte(code)})
+}

@@ -1,0 +1,355 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+)
+
+// h2cApp is an app that speaks h2c only. It names itself, says which
+// protocol the request came in on, echoes the body (its SHA-256 in a
+// trailer), and streams: each chunk of the body is answered at once.
+func h2cApp(t *testing.T, name string) *httptest.Server {
+	t.Helper()
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Answered-By", name)
+		w.Header().Set("X-Proto", r.Proto)
+		w.Header().Set("Trailer", "X-Body-Sum")
+		if r.URL.Path == "/big" {
+			w.Write(bytes.Repeat([]byte("b"), 1<<20))
+			return
+		}
+		w.(http.Flusher).Flush() // the head first: the caller may wait for it to send
+		sum := sha256.New()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := r.Body.Read(buf)
+			if n > 0 {
+				sum.Write(buf[:n])
+				w.Write(buf[:n])
+				w.(http.Flusher).Flush()
+			}
+			if err != nil {
+				break
+			}
+		}
+		w.Header().Set("X-Body-Sum", hex.EncodeToString(sum.Sum(nil)))
+	}))
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	s.Config.Protocols = &p
+	s.Start()
+	t.Cleanup(s.Close)
+	return s
+}
+
+func h2cClient() *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &p}, Timeout: 20 * time.Second}
+}
+
+func hostOf(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+// Every stream of one connection goes where its header says, HTTP/2 all
+// the way, bodies of every size both ways (flow control at both ends),
+// with trailers, many at once.
+func TestH2CRelayRoutesEachStream(t *testing.T) {
+	app, dev := h2cApp(t, "app"), h2cApp(t, "dev")
+	addr := startProxy(t, Config{Upstream: hostOf(app), H2C: true,
+		Static: []StaticRoute{{Header: "x-dev", Value: "alice", Addr: hostOf(dev)}}})
+	c := h2cClient()
+	sizes := []int{0, 100, 70 << 10, 1 << 20}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 8; i++ {
+				size := sizes[(g+i)%len(sizes)]
+				want := "app"
+				hdr := "bob"
+				if (g+i)%2 == 0 {
+					want, hdr = "dev", "alice"
+				}
+				if err := echo(c, addr, hdr, size, want); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	resp, err := c.Get("http://" + addr + "/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if n != 1<<20 {
+		t.Fatalf("a 1 MiB answer came as %d bytes", n)
+	}
+}
+
+// echo sends size random bytes with x-dev: hdr and checks the answer.
+func echo(c *http.Client, addr, hdr string, size int, want string) error {
+	body := make([]byte, size)
+	rand.Read(body)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/echo", bytes.NewReader(body))
+	req.Header.Set("X-Dev", hdr)
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("%d bytes to %s: reading the answer: %w", size, want, err)
+	}
+	sum := sha256.Sum256(body)
+	switch {
+	case resp.Header.Get("X-Answered-By") != want:
+		return fmt.Errorf("x-dev: %s answered by %q, want %q", hdr, resp.Header.Get("X-Answered-By"), want)
+	case resp.Header.Get("X-Proto") != "HTTP/2.0" || resp.ProtoMajor != 2:
+		return fmt.Errorf("not HTTP/2 all the way: %s at the app, %s at the caller", resp.Header.Get("X-Proto"), resp.Proto)
+	case !bytes.Equal(got, body):
+		return fmt.Errorf("%d bytes to %s came back as %d different ones", size, want, len(got))
+	case resp.Trailer.Get("X-Body-Sum") != hex.EncodeToString(sum[:]):
+		return fmt.Errorf("trailer %q, want the body's sum", resp.Trailer.Get("X-Body-Sum"))
+	}
+	return nil
+}
+
+// A stream goes both ways at once: each chunk the caller sends comes back
+// before the next is sent, as gRPC's bidirectional streams need.
+func TestH2CRelayFullDuplex(t *testing.T) {
+	app := h2cApp(t, "app")
+	addr := startProxy(t, Config{Upstream: hostOf(app), H2C: true})
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/", pr)
+	resp, err := h2cClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	for i := 0; i < 5; i++ {
+		msg := fmt.Sprintf("ping %d;", i)
+		if _, err := pw.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(resp.Body, got); err != nil || string(got) != msg {
+			t.Fatalf("round %d: got %q, %v", i, got, err)
+		}
+	}
+	pw.Close()
+}
+
+// A developer's tunnel that fails to open sends the stream to the app; an
+// app that does not listen gives a 502 saying so; the probe is answered
+// by the sidecar.
+func TestH2CRelayFailsOpenAnd502(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	app := h2cApp(t, "app")
+	addr := startProxy(t, Config{Upstream: hostOf(app), H2C: true, Pod: "pod-1",
+		Static: []StaticRoute{{Header: "x-dev", Value: "alice", Addr: dead}}})
+	c := h2cClient()
+	if err := echo(c, addr, "alice", 10, "app"); err != nil {
+		t.Fatalf("a gone developer's stream: %v", err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	req.Header.Set(tunnel.ProbeHeader, "1")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get(tunnel.ProbePodHeader) != "pod-1" {
+		t.Fatalf("probe answered %d, pod %q", resp.StatusCode, resp.Header.Get(tunnel.ProbePodHeader))
+	}
+
+	down := startProxy(t, Config{Upstream: dead, H2C: true})
+	resp, err = c.Get("http://" + down + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "does not answer") {
+		t.Fatalf("app down: got %d %q, want a 502 that says why", resp.StatusCode, body)
+	}
+}
+
+// While a doctor's watch is live, streams go through net/http, which
+// records them, and still reach the app and the developer.
+func TestH2CRelayWatchedStreams(t *testing.T) {
+	app, dev := h2cApp(t, "app"), h2cApp(t, "dev")
+	table, ws := &Table{}, &Watches{Pod: "p"}
+	devAddr := hostOf(dev)
+	if _, err := table.Add(route.Route{Header: "x-dev", Value: "alice"}, func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", devAddr)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h := NewHandler(table, hostOf(app), "p", nil)
+	h.H2C, h.Watches = true, ws
+	f := &fastPath{table: table, watches: ws, upstream: hostOf(app), headerTimeout: 5 * time.Second,
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), h2c: true, slow: h, pod: "p"}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go f.serve(conn)
+		}
+	}()
+	m := tunnel.NewMarker("x-dev", "", "")
+	stop, err := ws.Watch(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	c := h2cClient()
+	for _, want := range []string{"app", "dev"} {
+		hdr := m.Value()
+		if want == "dev" {
+			hdr = "alice"
+		}
+		if err := echo(c, ln.Addr().String(), hdr, 70<<10, want); err != nil {
+			t.Fatalf("through net/http: %v", err)
+		}
+	}
+	if hits, _ := ws.Seen(m.Nonce); len(hits) != 1 {
+		t.Fatalf("the watch saw %d requests, want 1", len(hits))
+	}
+}
+
+// A caller that breaks the rules of HTTP/2 hurts only its own streams or
+// connection: more streams than allowed are refused, DATA beyond the
+// window ends the connection, and a flood of pings it never reads is cut
+// off before the sidecar holds more than a bounded queue.
+func TestH2CRelayHostileCaller(t *testing.T) {
+	// An app that takes connections and never reads them: the relay can
+	// pass on no more than HTTP/2's first window to it.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	addr := startProxy(t, Config{Upstream: silent.Addr().String(), H2C: true})
+	dialH2 := func() (*http2.Framer, net.Conn) {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(conn, http2.ClientPreface)
+		fr := http2.NewFramer(conn, conn)
+		fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+		fr.WriteSettings()
+		return fr, conn
+	}
+	headers := func(fr *http2.Framer, id uint32, end bool) {
+		var b bytes.Buffer
+		e := hpack.NewEncoder(&b)
+		for _, f := range [][2]string{{":method", "POST"}, {":path", "/"}, {":scheme", "http"}, {":authority", "x"}} {
+			e.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: b.Bytes(), EndHeaders: true, EndStream: end})
+	}
+
+	t.Run("too many streams", func(t *testing.T) {
+		fr, conn := dialH2()
+		defer conn.Close()
+		for i := 0; i < h2MaxStreams+20; i++ {
+			headers(fr, uint32(2*i+1), false)
+		}
+		refused := 0
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for refused < 20 {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("after %d refused: %v", refused, err)
+			}
+			if r, ok := f.(*http2.RSTStreamFrame); ok && r.ErrCode == http2.ErrCodeRefusedStream {
+				refused++
+			}
+		}
+	})
+	t.Run("data beyond the window", func(t *testing.T) {
+		fr, conn := dialH2()
+		defer conn.Close()
+		headers(fr, 1, false)
+		chunk := make([]byte, 16<<10)
+		for i := 0; i < 32; i++ { // 512 KiB: the window is 256 KiB, and at most 64 KiB more is granted
+			fr.WriteData(1, false, chunk)
+		}
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("no RST_STREAM or GOAWAY for flow control: %v", err)
+			}
+			if r, ok := f.(*http2.RSTStreamFrame); ok && r.ErrCode == http2.ErrCodeFlowControl {
+				return
+			}
+			if g, ok := f.(*http2.GoAwayFrame); ok && g.ErrCode == http2.ErrCodeFlowControl {
+				return
+			}
+		}
+	})
+	t.Run("pings never read", func(t *testing.T) {
+		fr, conn := dialH2()
+		defer conn.Close()
+		conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+		deadline := time.Now().Add(20 * time.Second)
+		var err error
+		for n := 0; err == nil && time.Now().Before(deadline); n++ {
+			conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			err = fr.WritePing(false, [8]byte{byte(n)})
+		}
+		if err == nil {
+			t.Fatal("the sidecar kept taking pings it could not answer")
+		}
+	})
+}
