@@ -23,7 +23,8 @@ import (
 // duplicates included, and the sidecar does no per-request work beyond two
 // scans of the head (one while no developer is live).
 //
-// Anything else (HTTP/1.0, HTTP/2, upgrades, CONNECT, Expect: 100-continue,
+// An HTTP/2 connection goes to the relay (h2relay.go). Anything else
+// (HTTP/1.0, h2c by upgrade, upgrades, CONNECT, Expect: 100-continue,
 // an odd Transfer-Encoding, a request for a remote endpoint or an --all
 // route, the probe, a doctor's watch) goes to net/http with the bytes read
 // so far: the connection is handed over and stays with net/http from then
@@ -47,10 +48,10 @@ type fastPath struct {
 	handoff func(net.Conn)
 	// done is told when a connection the fast path kept is closed.
 	done func()
-	// h2c: the port speaks h2c, and HTTP/2 connections are relayed frame
-	// by frame (h2relay.go), with slow serving the streams the relay does
-	// not take, pod naming this pod in probe answers, and idleTimeout
-	// closing a connection without streams.
+	// HTTP/2 connections (prior knowledge) are relayed stream by stream
+	// (h2relay.go): h2c says the port speaks h2c, slow serves the streams
+	// the relay does not take, pod names this pod in probe answers, and
+	// idleTimeout closes a connection without streams.
 	h2c         bool
 	slow        http.Handler
 	pod         string
@@ -126,7 +127,7 @@ func (f *fastPath) serve(c net.Conn) {
 		req, to, err := f.readHead(fc.br)
 		c.SetReadDeadline(time.Time{})
 		fc.idle.Store(false)
-		if errors.Is(err, errNotFast) && f.h2c && isH2Preface(fc.br) {
+		if errors.Is(err, errNotFast) && isH2Preface(fc.br) {
 			f.serveH2(fc)
 			return
 		}

@@ -18,11 +18,13 @@ import (
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
-// On a port that speaks h2c (appProtocol h2c), the sidecar relays HTTP/2
-// frame by frame instead of ending it in an HTTP/2 server and starting it
-// again in a client. Each caller's connection gets a connection of its own
-// to the app, opened with its first stream, and one through the tunnel of
-// each developer one of its streams goes to. A stream keeps its frames: its
+// The sidecar relays HTTP/2 (prior knowledge) stream by stream instead of
+// ending it in an HTTP/2 server and starting it again in a client. On a
+// port that speaks h2c (appProtocol h2c), and for gRPC on any port, a
+// stream stays HTTP/2 frame by frame: each caller's connection gets a
+// connection of its own to the app, opened with its first such stream, and
+// one through the tunnel of each developer one of its streams goes to. Any
+// other stream goes on as HTTP/1.1 (h2h1.go). A stream keeps its frames: its
 // header block is decoded (to pick the route) and encoded again for the
 // connection it goes on, since each connection has its own HPACK state;
 // its DATA frames are passed on as they come; its RST_STREAM, and the
@@ -76,7 +78,9 @@ type h2conn struct {
 	caller  *h2leg
 	app     *h2leg
 	devs    map[*liveRoute]*h2leg
+	h1idle  map[*liveRoute][]*h2leg // kept HTTP/1.1 legs; nil: the app's
 	handler *h2leg
+	cond    *sync.Cond // an HTTP/1.1 leg's reader waits on it for the caller
 	legs    []*h2leg             // every live leg, for writing
 	streams map[uint32]*h2stream // by the caller's stream id
 	lastID  uint32               // the caller's highest stream id
@@ -120,6 +124,14 @@ type h2leg struct {
 	blocked []*h2half
 
 	ready, dead, goingAway bool
+
+	// An HTTP/1.1 leg (h2h1.go) carries one stream at a time, cur, whose
+	// request head went (requested) and whose body is chunked or has
+	// bodyLeft bytes to go; served counts the exchanges it finished.
+	h1, requested, chunked bool
+	cur                    *h2stream
+	bodyLeft               int64
+	served                 int
 }
 
 // h2stream is a caller's stream and where it went.
@@ -130,6 +142,8 @@ type h2stream struct {
 	waiting   bool // in its leg's waiting list
 	stopBody  bool // the app answered and wants no more of the body
 	gone      bool
+	isHead    bool                // a HEAD request: its answer has no body
+	retry     []hpack.HeaderField // a bodiless HTTP/1.1 request, to send again
 }
 
 // h2half is one direction of a stream: from one leg to another.
@@ -157,8 +171,10 @@ type h2item struct {
 // serveH2 relays the h2c connection in fc, whose preface is in its buffer.
 func (f *fastPath) serveH2(fc *fastConn) {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &h2conn{f: f, ctx: ctx, cancel: cancel, devs: map[*liveRoute]*h2leg{}, streams: map[uint32]*h2stream{}}
-	c.caller = c.newLeg("the caller", nil)
+	c := &h2conn{f: f, ctx: ctx, cancel: cancel, devs: map[*liveRoute]*h2leg{}, h1idle: map[*liveRoute][]*h2leg{},
+		streams: map[uint32]*h2stream{}}
+	c.cond = sync.NewCond(&c.mu)
+	c.caller = c.newLeg("the caller", nil, false)
 	c.caller.conn, c.caller.ready = fc.c, true
 	c.idleSince = time.Now()
 	c.idle = time.AfterFunc(f.h2Idle(), c.idleClose)
@@ -262,9 +278,13 @@ func (c *h2conn) fail(code http2.ErrCode) {
 	c.flush()
 }
 
-func (c *h2conn) newLeg(name string, route *liveRoute) *h2leg {
+func (c *h2conn) newLeg(name string, route *liveRoute, h1 bool) *h2leg {
 	l := &h2leg{name: name, route: route, window: h2Default, initWin: h2Default, maxFrame: h2Frame,
-		maxStreams: h2MaxStreams, recvWin: h2ConnWindow, nextID: 1, byID: map[uint32]*h2stream{}}
+		maxStreams: h2MaxStreams, recvWin: h2ConnWindow, nextID: 1, byID: map[uint32]*h2stream{}, h1: h1}
+	if h1 {
+		// No flow control: what waits is bounded by h2OutSoft.
+		l.window, l.initWin, l.maxFrame, l.maxStreams = 1<<30, 1<<30, 1<<20, 1
+	}
 	l.enc = hpack.NewEncoder(&l.hbuf)
 	c.legs = append(c.legs, l)
 	return l
@@ -339,21 +359,32 @@ func (c *h2conn) callerHeaders(f *http2.MetaHeadersFrame) error {
 	case hasField(f.Fields, tunnel.ProbeHeader):
 		c.answer(s, 204, []hpack.HeaderField{{Name: strings.ToLower(tunnel.ProbePodHeader), Value: c.f.pod}}, "")
 	default:
-		c.route(s, c.legFor(f.Fields))
+		l := c.legFor(f)
+		if l == nil {
+			c.reset(s, http2.ErrCodeProtocol, true, false)
+			return nil
+		}
+		c.route(s, l)
 		c.send(&s.req, h2item{head: true, fields: f.Fields, end: f.StreamEnded()})
 	}
 	return nil
 }
 
-// legFor picks the leg a request with these header fields goes on.
-func (c *h2conn) legFor(fields []hpack.HeaderField) *h2leg {
+// legFor picks the leg a request goes on; nil if it cannot go on as
+// HTTP/1.1, where it must.
+func (c *h2conn) legFor(f *http2.MetaHeadersFrame) *h2leg {
 	var r *liveRoute
 	if c.f.table.any() {
-		r = c.f.table.matchFields(fields)
+		r = c.f.table.matchFields(f.Fields)
 	}
+	h1 := c.wantsH1(f.Fields)
 	switch {
-	case c.f.watches.Active() || r != nil && (r.All || r.Remote != ""):
+	case c.f.watches.Active() || r != nil && (r.All || r.Remote != "") || h1 && f.PseudoValue("method") == "CONNECT":
 		return c.handlerLeg()
+	case h1 && !h1Valid(f):
+		return nil
+	case h1:
+		return c.h1Leg(r)
 	case r != nil:
 		return c.devLeg(r)
 	}
@@ -464,6 +495,9 @@ func (c *h2conn) pump(h *h2half) {
 	}
 	if len(h.q) == 0 {
 		h.q = nil
+		if h.from != nil && h.from.h1 {
+			c.cond.Broadcast() // its reader waits for the queue to empty
+		}
 	}
 }
 
@@ -487,7 +521,17 @@ func (c *h2conn) forward(h *h2half, it *h2item) bool {
 		return false
 	}
 	if it.head {
-		l.headers(h.toID, it.fields, it.end)
+		switch {
+		case !l.h1:
+			l.headers(h.toID, it.fields, it.end)
+		case !l.requested:
+			l.h1Request(h.s, it.fields, it.end)
+			if it.end {
+				h.s.retry = it.fields
+			}
+		default:
+			l.h1Trailers(it.fields)
+		}
 		if h == &h.s.resp {
 			h.s.answered = true
 		}
@@ -509,7 +553,14 @@ func (c *h2conn) forward(h *h2half, it *h2item) bool {
 		}
 		n = min(n, room)
 		end := it.end && n == int64(len(it.data))
-		l.dataFrame(h.toID, it.data[:n], end)
+		if !l.h1 {
+			l.dataFrame(h.toID, it.data[:n], end)
+		} else if !l.h1Body(it.data[:n], end) {
+			// More body than its Content-Length, or less: the rest
+			// would be read as another request.
+			c.reset(h.s, http2.ErrCodeProtocol, true, true)
+			return true
+		}
 		h.window -= n
 		l.window -= n
 		c.grant(h, n)
@@ -539,6 +590,9 @@ func (c *h2conn) open(h *h2half) bool {
 	h.toID = l.nextID
 	l.nextID += 2
 	l.byID[h.toID] = s
+	if l.h1 {
+		l.cur = s
+	}
 	h.window = l.initWin
 	s.resp.fromID, s.resp.recvWin = h.toID, h2Window
 	return true
@@ -579,7 +633,7 @@ func (c *h2conn) unblock(l *h2leg) {
 // grant gives h's sender back n bytes it sent and the relay passed on.
 func (c *h2conn) grant(h *h2half, n int64) {
 	from := h.from
-	if n == 0 || from == nil || from.dead {
+	if n == 0 || from == nil || from.dead || from.h1 {
 		return
 	}
 	if !h.gotEnd && !h.s.gone {
@@ -595,7 +649,7 @@ func (c *h2conn) grant(h *h2half, n int64) {
 
 // credit gives l back n bytes of its connection's window.
 func (c *h2conn) credit(l *h2leg, n int64) {
-	if l.dead {
+	if l.dead || l.h1 {
 		return
 	}
 	l.unacked += n
@@ -628,7 +682,11 @@ func (c *h2conn) reset(s *h2stream, code http2.ErrCode, tellCaller, tellLeg bool
 		c.caller.rst(s.id, code)
 	}
 	if l := s.req.to; tellLeg && l != nil && !l.dead && s.req.toID != 0 {
-		l.rst(s.req.toID, code)
+		if l.h1 {
+			c.drop(l) // HTTP/1.1 ends an exchange by closing
+		} else {
+			l.rst(s.req.toID, code)
+		}
 	}
 	c.forget(s)
 }
@@ -639,6 +697,7 @@ func (c *h2conn) forget(s *h2stream) {
 		return
 	}
 	s.gone = true
+	c.cond.Broadcast()
 	for _, h := range []*h2half{&s.req, &s.resp} {
 		for _, it := range h.q {
 			if h.from != nil {
@@ -793,24 +852,26 @@ func (c *h2conn) windowUpdate(l *h2leg, f *http2.WindowUpdateFrame) error {
 // is none that takes new streams.
 func (c *h2conn) appLeg() *h2leg {
 	if c.app == nil || c.app.dead || c.app.goingAway {
-		upstream := c.f.upstream
-		c.app = c.dial("the app", nil, func(ctx context.Context) (net.Conn, error) {
-			var d net.Dialer
-			conn, err := d.DialContext(ctx, "tcp", upstream)
-			if err != nil {
-				return nil, fmt.Errorf("the app does not answer on %s: %w", upstream, err)
-			}
-			return fastIO(conn), nil
-		})
+		c.app = c.dialLeg("the app", nil, false, c.dialApp)
 	}
 	return c.app
+}
+
+// dialApp connects to the app.
+func (c *h2conn) dialApp(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", c.f.upstream)
+	if err != nil {
+		return nil, fmt.Errorf("the app does not answer on %s: %w", c.f.upstream, err)
+	}
+	return fastIO(conn), nil
 }
 
 // devLeg returns the caller's connection through r's tunnel.
 func (c *h2conn) devLeg(r *liveRoute) *h2leg {
 	l := c.devs[r]
 	if l == nil || l.dead || l.goingAway {
-		l = c.dial("the developer of "+r.String(), r, r.dial)
+		l = c.dialLeg("the developer of "+r.String(), r, false, r.dial)
 		c.devs[r] = l
 	}
 	return l
@@ -820,7 +881,7 @@ func (c *h2conn) devLeg(r *liveRoute) *h2leg {
 // what the relay does not take itself.
 func (c *h2conn) handlerLeg() *h2leg {
 	if c.handler == nil || c.handler.dead || c.handler.goingAway {
-		c.handler = c.dial("the sidecar's handler", nil, func(context.Context) (net.Conn, error) {
+		c.handler = c.dialLeg("the sidecar's handler", nil, false, func(context.Context) (net.Conn, error) {
 			a, b := net.Pipe()
 			go c.f.slowH2(b)
 			return a, nil
@@ -829,9 +890,9 @@ func (c *h2conn) handlerLeg() *h2leg {
 	return c.handler
 }
 
-// dial starts a leg; its streams wait until it is up.
-func (c *h2conn) dial(name string, r *liveRoute, dial func(context.Context) (net.Conn, error)) *h2leg {
-	l := c.newLeg(name, r)
+// dialLeg starts a leg; its streams wait until it is up.
+func (c *h2conn) dialLeg(name string, r *liveRoute, h1 bool, dial func(context.Context) (net.Conn, error)) *h2leg {
+	l := c.newLeg(name, r, h1)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -850,6 +911,14 @@ func (c *h2conn) dial(name string, r *liveRoute, dial func(context.Context) (net
 			return
 		}
 		l.conn, l.ready = conn, true
+		if h1 {
+			l.br = bufio.NewReaderSize(flushFirst{conn, c}, fastHeadMax)
+			c.startWaiting(l)
+			c.mu.Unlock()
+			c.flush()
+			c.readH1(l)
+			return
+		}
 		l.out = append(l.out, http2.ClientPreface...)
 		l.settings(http2.Setting{ID: http2.SettingEnablePush, Val: 0},
 			http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2Window})
@@ -1012,7 +1081,11 @@ func (c *h2conn) legFailed(l *h2leg, err error) {
 		case s.gone:
 		case l.route != nil && s.req.toID == 0:
 			c.debug("tunnel gone, stream goes to the app", "route", l.route.String(), "err", err)
-			c.route(s, c.appLeg())
+			if l.h1 {
+				c.route(s, c.h1Leg(nil))
+			} else {
+				c.route(s, c.appLeg())
+			}
 			c.pump(&s.req)
 		case s.resp.gotEnd:
 			// The whole answer came; only the body still to send is lost.
@@ -1052,6 +1125,7 @@ func (c *h2conn) finish() {
 	}
 	c.done = true
 	c.cancel()
+	c.cond.Broadcast()
 	for _, l := range append([]*h2leg(nil), c.legs...) {
 		if l != c.caller || !c.caller.writing && len(c.caller.out) == 0 {
 			c.drop(l)

@@ -27,7 +27,12 @@ import (
 // h2cApp is an app that speaks h2c only. It names itself, says which
 // protocol the request came in on, echoes the body (its SHA-256 in a
 // trailer), and streams: each chunk of the body is answered at once.
-func h2cApp(t *testing.T, name string) *httptest.Server {
+func h2cApp(t *testing.T, name string) *httptest.Server { return echoApp(t, name, true) }
+
+// h1App is h2cApp speaking HTTP/1.1 only.
+func h1App(t *testing.T, name string) *httptest.Server { return echoApp(t, name, false) }
+
+func echoApp(t *testing.T, name string, h2c bool) *httptest.Server {
 	t.Helper()
 	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Answered-By", name)
@@ -37,7 +42,10 @@ func h2cApp(t *testing.T, name string) *httptest.Server {
 			w.Write(bytes.Repeat([]byte("b"), 1<<20))
 			return
 		}
-		w.(http.Flusher).Flush() // the head first: the caller may wait for it to send
+		// The head first: the caller may wait for it to send. (HTTP/1.1
+		// needs full duplex asked for, to read the body after that.)
+		http.NewResponseController(w).EnableFullDuplex()
+		w.(http.Flusher).Flush()
 		sum := sha256.New()
 		buf := make([]byte, 32<<10)
 		for {
@@ -54,7 +62,8 @@ func h2cApp(t *testing.T, name string) *httptest.Server {
 		w.Header().Set("X-Body-Sum", hex.EncodeToString(sum.Sum(nil)))
 	}))
 	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(h2c)
 	s.Config.Protocols = &p
 	s.Start()
 	t.Cleanup(s.Close)
@@ -91,7 +100,7 @@ func TestH2CRelayRoutesEachStream(t *testing.T) {
 				if (g+i)%2 == 0 {
 					want, hdr = "dev", "alice"
 				}
-				if err := echo(c, addr, hdr, size, want); err != nil {
+				if err := echo(c, addr, hdr, size, want, "HTTP/2.0"); err != nil {
 					errs <- err
 					return
 				}
@@ -114,8 +123,9 @@ func TestH2CRelayRoutesEachStream(t *testing.T) {
 	}
 }
 
-// echo sends size random bytes with x-dev: hdr and checks the answer.
-func echo(c *http.Client, addr, hdr string, size int, want string) error {
+// echo sends size random bytes with x-dev: hdr and checks the answer,
+// from want, which got it over proto.
+func echo(c *http.Client, addr, hdr string, size int, want, proto string) error {
 	body := make([]byte, size)
 	rand.Read(body)
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/echo", bytes.NewReader(body))
@@ -133,8 +143,8 @@ func echo(c *http.Client, addr, hdr string, size int, want string) error {
 	switch {
 	case resp.Header.Get("X-Answered-By") != want:
 		return fmt.Errorf("x-dev: %s answered by %q, want %q", hdr, resp.Header.Get("X-Answered-By"), want)
-	case resp.Header.Get("X-Proto") != "HTTP/2.0" || resp.ProtoMajor != 2:
-		return fmt.Errorf("not HTTP/2 all the way: %s at the app, %s at the caller", resp.Header.Get("X-Proto"), resp.Proto)
+	case resp.Header.Get("X-Proto") != proto || resp.ProtoMajor != 2:
+		return fmt.Errorf("%s at the app (want %s), %s at the caller", resp.Header.Get("X-Proto"), proto, resp.Proto)
 	case !bytes.Equal(got, body):
 		return fmt.Errorf("%d bytes to %s came back as %d different ones", size, want, len(got))
 	case resp.Trailer.Get("X-Body-Sum") != hex.EncodeToString(sum[:]):
@@ -179,7 +189,7 @@ func TestH2CRelayFailsOpenAnd502(t *testing.T) {
 	addr := startProxy(t, Config{Upstream: hostOf(app), H2C: true, Pod: "pod-1",
 		Static: []StaticRoute{{Header: "x-dev", Value: "alice", Addr: dead}}})
 	c := h2cClient()
-	if err := echo(c, addr, "alice", 10, "app"); err != nil {
+	if err := echo(c, addr, "alice", 10, "app", "HTTP/2.0"); err != nil {
 		t.Fatalf("a gone developer's stream: %v", err)
 	}
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
@@ -247,7 +257,7 @@ func TestH2CRelayWatchedStreams(t *testing.T) {
 		if want == "dev" {
 			hdr = "alice"
 		}
-		if err := echo(c, ln.Addr().String(), hdr, 70<<10, want); err != nil {
+		if err := echo(c, ln.Addr().String(), hdr, 70<<10, want, "HTTP/2.0"); err != nil {
 			t.Fatalf("through net/http: %v", err)
 		}
 	}
@@ -352,4 +362,107 @@ func TestH2CRelayHostileCaller(t *testing.T) {
 			t.Fatal("the sidecar kept taking pings it could not answer")
 		}
 	})
+}
+
+// On a port that does not speak h2c, an HTTP/2 caller's streams reach an
+// HTTP/1.1 app (or developer) as HTTP/1.1 requests, bodies of given and
+// unknown length both ways, trailers included, many at once on one
+// connection; gRPC would stay HTTP/2 (TestProtocolsThroughIntercept).
+func TestH2CRelayToHTTP1(t *testing.T) {
+	app, dev := h1App(t, "app"), h1App(t, "dev")
+	addr := startProxy(t, Config{Upstream: hostOf(app),
+		Static: []StaticRoute{{Header: "x-dev", Value: "alice", Addr: hostOf(dev)}}})
+	c := h2cClient()
+	sizes := []int{0, 100, 70 << 10, 1 << 20}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 8; i++ {
+				want, hdr := "app", "bob"
+				if (g+i)%2 == 0 {
+					want, hdr = "dev", "alice"
+				}
+				if err := echo(c, addr, hdr, sizes[(g+i)%len(sizes)], want, "HTTP/1.1"); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	// A body of unknown length goes chunked, and its answer streams.
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/", pr)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		msg := fmt.Sprintf("chunk %d;", i)
+		pw.Write([]byte(msg))
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(resp.Body, got); err != nil || string(got) != msg {
+			t.Fatalf("round %d: got %q, %v", i, got, err)
+		}
+	}
+	pw.Close()
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.Trailer.Get("X-Body-Sum") == "" {
+		t.Fatal("the app's trailer did not arrive")
+	}
+
+	// HEAD: a head, no body.
+	resp, err = c.Head("http://" + addr + "/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Answered-By") != "app" {
+		t.Fatalf("HEAD: %d from %q", resp.StatusCode, resp.Header.Get("X-Answered-By"))
+	}
+}
+
+// A stream whose DATA is longer than its Content-Length is reset, and the
+// extra bytes never reach the app as a request of their own.
+func TestH2CRelayToHTTP1NoSmuggling(t *testing.T) {
+	rec := newRecorder(t)
+	addr := startProxy(t, Config{Upstream: hostOf(rec.Server)})
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, http2.ClientPreface)
+	fr := http2.NewFramer(conn, conn)
+	fr.WriteSettings()
+	var b bytes.Buffer
+	e := hpack.NewEncoder(&b)
+	for _, f := range [][2]string{{":method", "POST"}, {":path", "/a"}, {":scheme", "http"}, {":authority", "x"}, {"content-length", "5"}} {
+		e.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: b.Bytes(), EndHeaders: true})
+	fr.WriteData(1, true, []byte("hello GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"))
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no RST_STREAM: %v", err)
+		}
+		if r, ok := f.(*http2.RSTStreamFrame); ok && r.StreamID == 1 {
+			break
+		}
+	}
+	rec.settle(300 * time.Millisecond)
+	if seen, _ := rec.requests(); len(seen) > 1 || len(seen) == 1 && !strings.HasPrefix(seen[0], "POST /a") {
+		t.Fatalf("the app saw %q", seen)
+	}
 }
