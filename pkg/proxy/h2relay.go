@@ -80,7 +80,7 @@ type h2conn struct {
 	devs    map[*liveRoute]*h2leg
 	h1idle  map[*liveRoute][]*h2leg // kept HTTP/1.1 legs; nil: the app's
 	handler *h2leg
-	cond    *sync.Cond // an HTTP/1.1 leg's reader waits on it for the caller
+	cond    *sync.Cond           // an HTTP/1.1 leg's reader waits on it for the caller
 	legs    []*h2leg             // every live leg, for writing
 	streams map[uint32]*h2stream // by the caller's stream id
 	lastID  uint32               // the caller's highest stream id
