@@ -466,3 +466,85 @@ func TestH2CRelayToHTTP1NoSmuggling(t *testing.T) {
 		t.Fatalf("the app saw %q", seen)
 	}
 }
+
+// An app that closes its kept HTTP/1.1 connections (it restarts, or its
+// idle timeout is short) costs an HTTP/2 caller nothing: every request
+// still gets its answer.
+func TestH2CRelayToHTTP1AppClosesKeptConnections(t *testing.T) {
+	app := newRawApp(t, func(string) string { return okResponse })
+	addr := startProxy(t, Config{Upstream: app.addr()})
+	c := h2cClient()
+	get := func() {
+		t.Helper()
+		resp, err := c.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	get()
+	app.kill()
+	app2 := newRawAppOn(t, app.addr(), func(string) string { return okResponse })
+	for i := 0; i < 20; i++ {
+		get() // the first finds the kept connection closed, at once or on its write
+	}
+	if app2.lastHead() == "" {
+		t.Fatal("the restarted app saw nothing")
+	}
+}
+
+// A sidecar that drains sends its HTTP/2 callers GOAWAY: the stream in
+// flight finishes, and the connection closes after it.
+func TestH2CRelayDrain(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+		io.WriteString(w, "done")
+	}))
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	app.Config.Protocols = &p
+	app.Start()
+	defer app.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{Listen: "127.0.0.1:0", Upstream: hostOf(app), H2C: true,
+			Ready: func(data, _ net.Addr) { addrc <- data.String() }}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	addr := <-addrc
+	c := h2cClient()
+	got := make(chan string, 1)
+	go func() {
+		resp, err := c.Get("http://" + addr + "/slow")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- string(b)
+	}()
+	<-started
+	cancel() // SIGTERM
+	time.Sleep(200 * time.Millisecond)
+	close(release)
+	if s := <-got; s != "done" {
+		t.Fatalf("the stream in flight while draining ended with %q", s)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sidecar did not finish draining once the last stream ended")
+	}
+}
