@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,11 +48,12 @@ type fastPath struct {
 	// done is told when a connection the fast path kept is closed.
 	done func()
 	// HTTP/2 connections (prior knowledge) are relayed stream by stream
-	// (h2relay.go): h2c says the port speaks h2c, slow serves the streams
-	// the relay does not take, pod names this pod in probe answers, and
-	// idleTimeout closes a connection without streams.
+	// (h2relay.go): h2c says the port speaks h2c, toHTTP gives net/http an
+	// in-memory HTTP/2 connection for the streams the relay does not take,
+	// pod names this pod in probe answers, and idleTimeout closes a
+	// connection without streams.
 	h2c         bool
-	slow        http.Handler
+	toHTTP      func(net.Conn)
 	pod         string
 	idleTimeout time.Duration
 

@@ -22,8 +22,13 @@ import (
 // for the caller's next stream when both ends allow it.
 
 // h1Idle bounds the HTTP/1.1 connections a caller's connection keeps idle
-// per destination.
-const h1Idle = 16
+// per destination; h1Max, those it has at all (open, dialing or idle), so
+// a caller that opens and resets streams without end cannot make the
+// relay dial without end.
+const (
+	h1Idle = 16
+	h1Max  = h2MaxStreams + 2*h1Idle
+)
 
 // errH1Gone stops reading a response whose stream the caller reset.
 var errH1Gone = errors.New("the stream was reset")
@@ -50,8 +55,12 @@ func (c *h2conn) h1Leg(r *liveRoute) *h2leg {
 		idle = idle[:len(idle)-1]
 		c.h1idle[r] = idle
 		if !l.dead {
+			l.idle = false
 			return l
 		}
+	}
+	if c.h1legs() >= h1Max && !c.h1DropIdle() {
+		return nil
 	}
 	name, dial := "the app", c.dialApp
 	if r != nil {
@@ -60,9 +69,37 @@ func (c *h2conn) h1Leg(r *liveRoute) *h2leg {
 	return c.dialLeg(name, r, true, dial)
 }
 
-// h1Release puts l back among the idle connections, or closes it.
+// h1legs counts the HTTP/1.1 connections open or dialing.
+func (c *h2conn) h1legs() int {
+	n := 0
+	for _, l := range c.legs {
+		if l.h1 {
+			n++
+		}
+	}
+	return n
+}
+
+// h1DropIdle closes one idle HTTP/1.1 connection, to any destination.
+func (c *h2conn) h1DropIdle() bool {
+	for r, idle := range c.h1idle {
+		for len(idle) > 0 {
+			l := idle[len(idle)-1]
+			idle = idle[:len(idle)-1]
+			c.h1idle[r] = idle
+			if !l.dead {
+				c.drop(l)
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// h1Release puts l back among the idle connections after s (nil: none), or
+// closes it.
 func (c *h2conn) h1Release(l *h2leg, s *h2stream, keep bool) {
-	if l.byID[s.req.toID] == s {
+	if s != nil && l.byID[s.req.toID] == s {
 		delete(l.byID, s.req.toID)
 	}
 	l.cur, l.requested = nil, false
@@ -70,7 +107,10 @@ func (c *h2conn) h1Release(l *h2leg, s *h2stream, keep bool) {
 		c.drop(l)
 		return
 	}
-	l.served++
+	if s != nil {
+		l.served++
+	}
+	l.idle = true
 	c.h1idle[l.route] = append(c.h1idle[l.route], l)
 }
 
@@ -270,7 +310,13 @@ func (c *h2conn) readH1(l *h2leg) {
 			return
 		}
 		keep := !framing.close && (framing.chunked || framing.length >= 0 || bodyless)
-		if !s.req.sentEnd {
+		switch {
+		case s.req.sentEnd:
+		case l.requested && !l.chunked && l.bodyLeft == 0:
+			// The whole body went; only its END_STREAM is still to come
+			// from the caller, and goes nowhere now.
+			c.dropBody(s)
+		default:
 			// Answered before the whole body went: the rest is not wanted,
 			// and the connection cannot carry another request.
 			s.stopBody, keep = true, false
@@ -301,7 +347,12 @@ func (c *h2conn) h1Failed(l *h2leg, s *h2stream, err error) {
 	s.retry = nil
 	s.req.toID, s.req.sentEnd = 0, false
 	s.req.q = []h2item{{head: true, fields: fields, end: true}}
-	c.route(s, c.h1Leg(l.route))
+	next := c.h1Leg(l.route)
+	if next == nil {
+		c.reset(s, http2.ErrCodeRefusedStream, true, false)
+		return
+	}
+	c.route(s, next)
 	c.pump(&s.req)
 }
 

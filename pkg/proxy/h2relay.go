@@ -128,10 +128,10 @@ type h2leg struct {
 	// An HTTP/1.1 leg (h2h1.go) carries one stream at a time, cur, whose
 	// request head went (requested) and whose body is chunked or has
 	// bodyLeft bytes to go; served counts the exchanges it finished.
-	h1, requested, chunked bool
-	cur                    *h2stream
-	bodyLeft               int64
-	served                 int
+	h1, requested, chunked, idle bool
+	cur                          *h2stream
+	bodyLeft                     int64
+	served                       int
 }
 
 // h2stream is a caller's stream and where it went.
@@ -155,8 +155,8 @@ type h2half struct {
 	recvWin      int64  // what from may still send on this stream
 	unacked      int64
 	q            []h2item
-	gotEnd       bool // END_STREAM (or a reset) came from from
-	sentEnd      bool // END_STREAM went to to
+	gotEnd       bool // END_STREAM (or a reset) came from the sender
+	sentEnd      bool // END_STREAM went on to the receiver
 	isBlocked    bool
 }
 
@@ -359,9 +359,9 @@ func (c *h2conn) callerHeaders(f *http2.MetaHeadersFrame) error {
 	case hasField(f.Fields, tunnel.ProbeHeader):
 		c.answer(s, 204, []hpack.HeaderField{{Name: strings.ToLower(tunnel.ProbePodHeader), Value: c.f.pod}}, "")
 	default:
-		l := c.legFor(f)
+		l, code := c.legFor(f)
 		if l == nil {
-			c.reset(s, http2.ErrCodeProtocol, true, false)
+			c.reset(s, code, true, false)
 			return nil
 		}
 		c.route(s, l)
@@ -370,9 +370,10 @@ func (c *h2conn) callerHeaders(f *http2.MetaHeadersFrame) error {
 	return nil
 }
 
-// legFor picks the leg a request goes on; nil if it cannot go on as
-// HTTP/1.1, where it must.
-func (c *h2conn) legFor(f *http2.MetaHeadersFrame) *h2leg {
+// legFor picks the leg a request goes on; nil, with the code to reset the
+// stream with, if it cannot go on as HTTP/1.1 where it must, or the caller
+// holds as many HTTP/1.1 connections as it may.
+func (c *h2conn) legFor(f *http2.MetaHeadersFrame) (*h2leg, http2.ErrCode) {
 	var r *liveRoute
 	if c.f.table.any() {
 		r = c.f.table.matchFields(f.Fields)
@@ -380,15 +381,15 @@ func (c *h2conn) legFor(f *http2.MetaHeadersFrame) *h2leg {
 	h1 := c.wantsH1(f.Fields)
 	switch {
 	case c.f.watches.Active() || r != nil && (r.All || r.Remote != "") || h1 && f.PseudoValue("method") == "CONNECT":
-		return c.handlerLeg()
+		return c.handlerLeg(), 0
 	case h1 && !h1Valid(f):
-		return nil
+		return nil, http2.ErrCodeProtocol
 	case h1:
-		return c.h1Leg(r)
+		return c.h1Leg(r), http2.ErrCodeRefusedStream
 	case r != nil:
-		return c.devLeg(r)
+		return c.devLeg(r), 0
 	}
-	return c.appLeg()
+	return c.appLeg(), 0
 }
 
 // route points s at leg l.
@@ -561,8 +562,10 @@ func (c *h2conn) forward(h *h2half, it *h2item) bool {
 			c.reset(h.s, http2.ErrCodeProtocol, true, true)
 			return true
 		}
-		h.window -= n
-		l.window -= n
+		if !l.h1 { // HTTP/1.1 has no windows; h2OutSoft bounds what waits
+			h.window -= n
+			l.window -= n
+		}
 		c.grant(h, n)
 		it.data = it.data[n:]
 		if end {
@@ -608,6 +611,11 @@ func (c *h2conn) startWaiting(l *h2leg) {
 		if !s.gone && s.req.to == l {
 			c.pump(&s.req)
 		}
+	}
+	if l.h1 && l.ready && l.cur == nil && !l.dead && !l.idle {
+		// Dialed for a stream that was reset meanwhile: keep it for the
+		// next.
+		c.h1Release(l, nil, true)
 	}
 }
 
@@ -743,6 +751,9 @@ func (c *h2conn) answer(s *h2stream, status int, extra []hpack.HeaderField, body
 // dropBody stops passing s's request on: what it queued and what the
 // caller still sends of it is dropped, its windows given back.
 func (c *h2conn) dropBody(s *h2stream) {
+	if l := s.req.to; l != nil && s.req.toID != 0 && l.byID[s.req.toID] == s {
+		delete(l.byID, s.req.toID)
+	}
 	s.req.to, s.req.toID = nil, 0
 	c.pump(&s.req)
 	c.closed(s)
@@ -883,7 +894,7 @@ func (c *h2conn) handlerLeg() *h2leg {
 	if c.handler == nil || c.handler.dead || c.handler.goingAway {
 		c.handler = c.dialLeg("the sidecar's handler", nil, false, func(context.Context) (net.Conn, error) {
 			a, b := net.Pipe()
-			go c.f.slowH2(b)
+			c.f.toHTTP(b)
 			return a, nil
 		})
 	}
@@ -1081,11 +1092,15 @@ func (c *h2conn) legFailed(l *h2leg, err error) {
 		case s.gone:
 		case l.route != nil && s.req.toID == 0:
 			c.debug("tunnel gone, stream goes to the app", "route", l.route.String(), "err", err)
+			next := c.appLeg()
 			if l.h1 {
-				c.route(s, c.h1Leg(nil))
-			} else {
-				c.route(s, c.appLeg())
+				next = c.h1Leg(nil)
 			}
+			if next == nil {
+				c.reset(s, http2.ErrCodeRefusedStream, true, false)
+				continue
+			}
+			c.route(s, next)
 			c.pump(&s.req)
 		case s.resp.gotEnd:
 			// The whole answer came; only the body still to send is lost.
@@ -1212,13 +1227,6 @@ func (f *fastPath) h2Idle() time.Duration {
 		return f.idleTimeout
 	}
 	return 30 * time.Second
-}
-
-// slowH2 serves an in-memory HTTP/2 connection with net/http.
-func (f *fastPath) slowH2(c net.Conn) {
-	s := &http2.Server{MaxUploadBufferPerStream: h2StreamWindow, MaxUploadBufferPerConnection: h2ConnWindow,
-		IdleTimeout: f.h2Idle()}
-	s.ServeConn(c, &http2.ServeConnOpts{Handler: f.slow})
 }
 
 // Frames, appended to a leg's queue (the relay's lock held).

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/relay"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
@@ -229,13 +230,19 @@ func TestH2CRelayWatchedStreams(t *testing.T) {
 	}
 	h := NewHandler(table, hostOf(app), "p", nil)
 	h.H2C, h.Watches = true, ws
-	f := &fastPath{table: table, watches: ws, upstream: hostOf(app), headerTimeout: 5 * time.Second,
-		log: slog.New(slog.NewTextHandler(io.Discard, nil)), h2c: true, slow: h, pod: "p"}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	toHTTP := relay.NewConnListener(ln.Addr())
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: h, Protocols: &p}
+	go srv.Serve(toHTTP)
+	defer srv.Close()
+	f := &fastPath{table: table, watches: ws, upstream: hostOf(app), headerTimeout: 5 * time.Second,
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), h2c: true, toHTTP: toHTTP.Push, pod: "p"}
 	go func() {
 		for {
 			conn, err := ln.Accept()
@@ -546,5 +553,115 @@ func TestH2CRelayDrain(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the sidecar did not finish draining once the last stream ended")
+	}
+}
+
+// A caller that opens streams and resets them at once, without end (the
+// "rapid reset" attack), makes the sidecar hold no more HTTP/1.1
+// connections to the app than its bound, and its connection still works.
+func TestH2CRelayRapidResetBounded(t *testing.T) {
+	rec := newRecorder(t)
+	addr := startProxy(t, Config{Upstream: hostOf(rec.Server)})
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, http2.ClientPreface)
+	fr := http2.NewFramer(conn, conn)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	fr.WriteSettings()
+	refused := make(chan uint32, 16)
+	go func() { // read what the sidecar sends, telling of refused streams
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if r, ok := f.(*http2.RSTStreamFrame); ok && r.ErrCode == http2.ErrCodeRefusedStream {
+				select {
+				case refused <- r.StreamID:
+				default:
+				}
+			}
+		}
+	}()
+	block := func(path string) []byte {
+		var b bytes.Buffer
+		e := hpack.NewEncoder(&b)
+		for _, f := range [][2]string{{":method", "POST"}, {":path", path}, {":scheme", "http"}, {":authority", "x"}} {
+			e.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		return b.Bytes()
+	}
+	id := uint32(1)
+	for i := 0; i < 2000; i++ {
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block("/r"), EndHeaders: true})
+		fr.WriteRSTStream(id, http2.ErrCodeCancel)
+		id += 2
+	}
+	// The connection still serves: a stream refused while the flood's
+	// connections are being opened goes again, as a client does.
+	deadline := time.Now().Add(10 * time.Second)
+	last := func() bool {
+		seen, _ := rec.requests()
+		return len(seen) > 0 && seen[len(seen)-1] == "POST /last"
+	}
+	for !last() && time.Now().Before(deadline) {
+		for len(refused) > 0 {
+			<-refused
+		}
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block("/last"), EndHeaders: true, EndStream: true})
+		for !last() && time.Now().Before(deadline) {
+			if len(refused) > 0 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		id += 2
+	}
+	if !last() {
+		t.Fatal("no request after the resets reached the app")
+	}
+	// Nothing is left behind: the connections of reset streams close, and
+	// at most the kept ones stay.
+	open := func() int {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.state)
+	}
+	for time.Now().Before(deadline) && open() > h1Idle {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := open(); n > h1Idle {
+		t.Fatalf("%d connections to the app still open after the resets, want at most %d kept", n, h1Idle)
+	}
+}
+
+// Requests one after another on one HTTP/2 connection reuse one kept
+// HTTP/1.1 connection to the app, bodies or not.
+func TestH2CRelayToHTTP1KeepsConnections(t *testing.T) {
+	rec := newRecorder(t)
+	addr := startProxy(t, Config{Upstream: hostOf(rec.Server)})
+	c := h2cClient()
+	for i := 0; i < 20; i++ {
+		var body io.Reader
+		method := http.MethodGet
+		if i%2 == 1 {
+			method, body = http.MethodPost, strings.NewReader(strings.Repeat("x", 100*i))
+		}
+		req, _ := http.NewRequest(method, "http://"+addr+"/", body)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: status %d", i, resp.StatusCode)
+		}
+	}
+	if n := rec.conns.Load(); n != 1 {
+		t.Fatalf("20 requests in a row took %d connections to the app, want 1", n)
 	}
 }

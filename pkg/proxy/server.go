@@ -142,7 +142,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if !cfg.NoFastPath {
 		fast = &fastPath{table: table, watches: h.Watches, upstream: cfg.Upstream,
 			headerTimeout: min(cfg.HeaderTimeout, cfg.IdleTimeout), log: log, handoff: toHTTP.Push, done: d.release,
-			h2c: cfg.H2C, slow: h, pod: cfg.Pod, idleTimeout: cfg.IdleTimeout}
+			h2c: cfg.H2C, pod: cfg.Pod, idleTimeout: cfg.IdleTimeout,
+			toHTTP: func(c net.Conn) {
+				d.open.Add(1) // net/http counts it off when it closes
+				toHTTP.Push(c)
+			}}
 	}
 	d.ctx, d.fast, d.http = srvCtx, fast, toHTTP
 	errc := make(chan error, 2)
