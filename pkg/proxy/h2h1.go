@@ -138,6 +138,7 @@ func (l *h2leg) h1Request(s *h2stream, fields []hpack.HeaderField, end bool) {
 	if authority == "" {
 		authority = host
 	}
+	l.room()
 	b := append(l.out, method...)
 	b = append(b, ' ')
 	b = append(b, path...)
@@ -180,6 +181,7 @@ func (l *h2leg) h1Trailers(fields []hpack.HeaderField) {
 	if !l.chunked {
 		return
 	}
+	l.room()
 	b := append(l.out, "0\r\n"...)
 	for _, f := range fields {
 		b = append(b, f.Name...)
@@ -194,6 +196,7 @@ func (l *h2leg) h1Trailers(fields []hpack.HeaderField) {
 // h1Body writes a piece of the request's body; false if it is more than
 // the request's Content-Length, or the body ends short of it.
 func (l *h2leg) h1Body(p []byte, end bool) bool {
+	l.room()
 	if !l.chunked {
 		if int64(len(p)) > l.bodyLeft || end && int64(len(p)) != l.bodyLeft {
 			return false
