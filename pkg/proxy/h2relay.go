@@ -103,8 +103,8 @@ type h2leg struct {
 
 	out     []byte // frames to write, from outPool
 	writing bool
-	enc        *hpack.Encoder
-	hbuf       bytes.Buffer
+	enc     *hpack.Encoder
+	hbuf    bytes.Buffer
 
 	// Sending: the connection's window and the peer's settings.
 	window     int64
