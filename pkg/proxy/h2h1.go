@@ -437,10 +437,9 @@ func (c *h2conn) h1Chunked(l *h2leg, s *h2stream) error {
 		if err != nil {
 			return err
 		}
-		size, _, _ := bytes.Cut(line, []byte(";"))
-		n, err := strconv.ParseUint(string(bytes.TrimRight(size, " \t")), 16, 62)
+		n, err := chunkSize(line)
 		if err != nil {
-			return fmt.Errorf("bad chunk size %q", line)
+			return err
 		}
 		if n == 0 {
 			var trailers []hpack.HeaderField

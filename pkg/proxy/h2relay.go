@@ -325,18 +325,34 @@ func (c *h2conn) newLeg(name string, route *liveRoute, h1 bool) *h2leg {
 	return l
 }
 
-// fromCaller handles a frame from the caller. An error ends the connection.
-func (c *h2conn) fromCaller(fr http2.Frame) error {
-	l := c.caller
+// control handles the frames about the connection l itself (settings,
+// pings, windows); false if fr is none of them.
+func (c *h2conn) control(l *h2leg, fr http2.Frame) (bool, error) {
 	switch f := fr.(type) {
 	case *http2.SettingsFrame:
-		return c.settingsFrom(l, f)
+		if err := c.settingsFrom(l, f); err != nil {
+			return true, err
+		}
+		return true, c.overflow(l)
 	case *http2.PingFrame:
 		if !f.IsAck() {
 			l.ping(f.Data)
 		}
+		return true, c.overflow(l)
 	case *http2.WindowUpdateFrame:
-		return c.windowUpdate(l, f)
+		return true, c.windowUpdate(l, f)
+	case *http2.PushPromiseFrame:
+		return true, http2.ConnectionError(http2.ErrCodeProtocol) // neither side may push
+	}
+	return false, nil
+}
+
+// fromCaller handles a frame from the caller. An error ends the connection.
+func (c *h2conn) fromCaller(fr http2.Frame) error {
+	if ok, err := c.control(c.caller, fr); ok {
+		return err
+	}
+	switch f := fr.(type) {
 	case *http2.MetaHeadersFrame:
 		return c.callerHeaders(f)
 	case *http2.DataFrame:
@@ -345,10 +361,8 @@ func (c *h2conn) fromCaller(fr http2.Frame) error {
 		if s := c.streams[f.StreamID]; s != nil {
 			c.reset(s, f.ErrCode, false, true)
 		}
-	case *http2.PushPromiseFrame:
-		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
-	return c.overflow(l)
+	return c.overflow(c.caller)
 }
 
 // overflow drops a peer that lets frames pile up unread.
@@ -1015,15 +1029,10 @@ func (c *h2conn) readLeg(l *h2leg) {
 
 // fromLeg handles a frame from the app, a developer, or net/http.
 func (c *h2conn) fromLeg(l *h2leg, fr http2.Frame) error {
+	if ok, err := c.control(l, fr); ok {
+		return err
+	}
 	switch f := fr.(type) {
-	case *http2.SettingsFrame:
-		return c.settingsFrom(l, f)
-	case *http2.PingFrame:
-		if !f.IsAck() {
-			l.ping(f.Data)
-		}
-	case *http2.WindowUpdateFrame:
-		return c.windowUpdate(l, f)
 	case *http2.MetaHeadersFrame:
 		s := l.byID[f.StreamID]
 		if s == nil {
@@ -1066,8 +1075,6 @@ func (c *h2conn) fromLeg(l *h2leg, fr http2.Frame) error {
 		c.reset(s, f.ErrCode, true, false)
 	case *http2.GoAwayFrame:
 		c.goneAway(l, f.LastStreamID)
-	case *http2.PushPromiseFrame:
-		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	return c.overflow(l)
 }

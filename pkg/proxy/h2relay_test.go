@@ -87,21 +87,36 @@ func TestH2CRelayRoutesEachStream(t *testing.T) {
 	addr := startProxy(t, Config{Upstream: hostOf(app), H2C: true,
 		Static: []StaticRoute{{Header: "x-dev", Value: "alice", Addr: hostOf(dev)}}})
 	c := h2cClient()
+	echoMany(t, c, addr, 16, "HTTP/2.0")
+	resp, err := c.Get("http://" + addr + "/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if n != 1<<20 {
+		t.Fatalf("a 1 MiB answer came as %d bytes", n)
+	}
+}
+
+// echoMany runs n callers at once on c, each sending 8 requests of every
+// size, half with the developer's header, and checks every answer: from
+// the right end, which got it over proto.
+func echoMany(t *testing.T, c *http.Client, addr string, n int, proto string) {
+	t.Helper()
 	sizes := []int{0, 100, 70 << 10, 1 << 20}
 	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for g := 0; g < 16; g++ {
+	errs := make(chan error, n)
+	for g := 0; g < n; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 8; i++ {
-				size := sizes[(g+i)%len(sizes)]
-				want := "app"
-				hdr := "bob"
+				want, hdr := "app", "bob"
 				if (g+i)%2 == 0 {
 					want, hdr = "dev", "alice"
 				}
-				if err := echo(c, addr, hdr, size, want, "HTTP/2.0"); err != nil {
+				if err := echo(c, addr, hdr, sizes[(g+i)%len(sizes)], want, proto); err != nil {
 					errs <- err
 					return
 				}
@@ -112,15 +127,6 @@ func TestH2CRelayRoutesEachStream(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
-	}
-	resp, err := c.Get("http://" + addr + "/big")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, _ := io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if n != 1<<20 {
-		t.Fatalf("a 1 MiB answer came as %d bytes", n)
 	}
 }
 
@@ -295,24 +301,9 @@ func TestH2CRelayHostileCaller(t *testing.T) {
 		}
 	}()
 	addr := startProxy(t, Config{Upstream: silent.Addr().String(), H2C: true})
-	dialH2 := func() (*http2.Framer, net.Conn) {
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.WriteString(conn, http2.ClientPreface)
-		fr := http2.NewFramer(conn, conn)
-		fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-		fr.WriteSettings()
-		return fr, conn
-	}
+	dialH2 := func() (*http2.Framer, net.Conn) { return rawH2(t, addr) }
 	headers := func(fr *http2.Framer, id uint32, end bool) {
-		var b bytes.Buffer
-		e := hpack.NewEncoder(&b)
-		for _, f := range [][2]string{{":method", "POST"}, {":path", "/"}, {":scheme", "http"}, {":authority", "x"}} {
-			e.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-		}
-		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: b.Bytes(), EndHeaders: true, EndStream: end})
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: postBlock("/"), EndHeaders: true, EndStream: end})
 	}
 
 	t.Run("too many streams", func(t *testing.T) {
@@ -380,30 +371,7 @@ func TestH2CRelayToHTTP1(t *testing.T) {
 	addr := startProxy(t, Config{Upstream: hostOf(app),
 		Static: []StaticRoute{{Header: "x-dev", Value: "alice", Addr: hostOf(dev)}}})
 	c := h2cClient()
-	sizes := []int{0, 100, 70 << 10, 1 << 20}
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 8; i++ {
-				want, hdr := "app", "bob"
-				if (g+i)%2 == 0 {
-					want, hdr = "dev", "alice"
-				}
-				if err := echo(c, addr, hdr, sizes[(g+i)%len(sizes)], want, "HTTP/1.1"); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	echoMany(t, c, addr, 8, "HTTP/1.1")
 
 	// A body of unknown length goes chunked, and its answer streams.
 	pr, pw := io.Pipe()
@@ -443,20 +411,9 @@ func TestH2CRelayToHTTP1(t *testing.T) {
 func TestH2CRelayToHTTP1NoSmuggling(t *testing.T) {
 	rec := newRecorder(t)
 	addr := startProxy(t, Config{Upstream: hostOf(rec.Server)})
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fr, conn := rawH2(t, addr)
 	defer conn.Close()
-	io.WriteString(conn, http2.ClientPreface)
-	fr := http2.NewFramer(conn, conn)
-	fr.WriteSettings()
-	var b bytes.Buffer
-	e := hpack.NewEncoder(&b)
-	for _, f := range [][2]string{{":method", "POST"}, {":path", "/a"}, {":scheme", "http"}, {":authority", "x"}, {"content-length", "5"}} {
-		e.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
-	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: b.Bytes(), EndHeaders: true})
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: postBlock("/a", "content-length", "5"), EndHeaders: true})
 	fr.WriteData(1, true, []byte("hello GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"))
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for {
@@ -562,15 +519,8 @@ func TestH2CRelayDrain(t *testing.T) {
 func TestH2CRelayRapidResetBounded(t *testing.T) {
 	rec := newRecorder(t)
 	addr := startProxy(t, Config{Upstream: hostOf(rec.Server)})
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fr, conn := rawH2(t, addr)
 	defer conn.Close()
-	io.WriteString(conn, http2.ClientPreface)
-	fr := http2.NewFramer(conn, conn)
-	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	fr.WriteSettings()
 	refused := make(chan uint32, 16)
 	go func() { // read what the sidecar sends, telling of refused streams
 		for {
@@ -586,14 +536,7 @@ func TestH2CRelayRapidResetBounded(t *testing.T) {
 			}
 		}
 	}()
-	block := func(path string) []byte {
-		var b bytes.Buffer
-		e := hpack.NewEncoder(&b)
-		for _, f := range [][2]string{{":method", "POST"}, {":path", path}, {":scheme", "http"}, {":authority", "x"}} {
-			e.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-		}
-		return b.Bytes()
-	}
+	block := func(path string) []byte { return postBlock(path) }
 	id := uint32(1)
 	for i := 0; i < 2000; i++ {
 		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block("/r"), EndHeaders: true})
@@ -664,4 +607,31 @@ func TestH2CRelayToHTTP1KeepsConnections(t *testing.T) {
 	if n := rec.conns.Load(); n != 1 {
 		t.Fatalf("20 requests in a row took %d connections to the app, want 1", n)
 	}
+}
+
+// rawH2 opens an HTTP/2 connection to addr by hand, for callers that break
+// the rules.
+func rawH2(t *testing.T, addr string) (*http2.Framer, net.Conn) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(conn, http2.ClientPreface)
+	fr := http2.NewFramer(conn, conn)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	fr.WriteSettings()
+	return fr, conn
+}
+
+// postBlock is the header block of a POST to path with more fields, name
+// and value in turn, encoded on its own (a fresh HPACK state each time).
+func postBlock(path string, more ...string) []byte {
+	var b bytes.Buffer
+	e := hpack.NewEncoder(&b)
+	fields := append([]string{":method", "POST", ":path", path, ":scheme", "http", ":authority", "x"}, more...)
+	for i := 0; i+1 < len(fields); i += 2 {
+		e.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	return b.Bytes()
 }

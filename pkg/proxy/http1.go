@@ -212,10 +212,9 @@ func copyChunked(dst io.Writer, src *bufio.Reader) error {
 		if err != nil {
 			return err
 		}
-		size, _, _ := bytes.Cut(line, []byte(";"))
-		n, err := strconv.ParseUint(string(bytes.TrimRight(size, " \t")), 16, 62)
+		n, err := chunkSize(line)
 		if err != nil {
-			return fmt.Errorf("bad chunk size %q", line)
+			return err
 		}
 		if _, err := dst.Write(append(line, '\r', '\n')); err != nil {
 			return err
@@ -246,6 +245,16 @@ func copyChunked(dst io.Writer, src *bufio.Reader) error {
 			return err
 		}
 	}
+}
+
+// chunkSize reads a chunk's size line (extensions ignored).
+func chunkSize(line []byte) (uint64, error) {
+	size, _, _ := bytes.Cut(line, []byte(";"))
+	n, err := strconv.ParseUint(string(bytes.TrimRight(size, " \t")), 16, 62)
+	if err != nil {
+		return 0, fmt.Errorf("bad chunk size %q", line)
+	}
+	return n, nil
 }
 
 // readLine reads a CRLF-terminated line of at most 4 KiB, without the CRLF;
