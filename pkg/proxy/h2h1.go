@@ -176,10 +176,10 @@ func (l *h2leg) h1Request(s *h2stream, fields []hpack.HeaderField, end bool) {
 }
 
 // h1Trailers ends a chunked body with the caller's trailers; a body of
-// given length has no room for them.
-func (l *h2leg) h1Trailers(fields []hpack.HeaderField) {
+// given length has no room for them, and must be whole (false if not).
+func (l *h2leg) h1Trailers(fields []hpack.HeaderField) bool {
 	if !l.chunked {
-		return
+		return l.bodyLeft == 0
 	}
 	l.room()
 	b := append(l.out, "0\r\n"...)
@@ -191,6 +191,7 @@ func (l *h2leg) h1Trailers(fields []hpack.HeaderField) {
 	}
 	l.out = append(b, "\r\n"...)
 	l.chunked = false
+	return true
 }
 
 // h1Body writes a piece of the request's body; false if it is more than

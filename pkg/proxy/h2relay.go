@@ -580,8 +580,9 @@ func (c *h2conn) forward(h *h2half, it *h2item) bool {
 			if it.end {
 				h.s.retry = it.fields
 			}
-		default:
-			l.h1Trailers(it.fields)
+		case !l.h1Trailers(it.fields):
+			c.reset(h.s, http2.ErrCodeProtocol, true, true) // less body than its Content-Length
+			return true
 		}
 		if h == &h.s.resp {
 			h.s.answered = true
