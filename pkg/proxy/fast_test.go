@@ -481,11 +481,23 @@ func TestFastPathDrainSaysClose(t *testing.T) {
 	app := newRawApp(t, func(string) string { return okResponse })
 	f := &fastPath{table: &Table{}, upstream: app.addr(), headerTimeout: 5 * time.Second,
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)), handoff: func(c net.Conn) { c.Close() }}
+	ln := listenFast(t, f)
+	f.draining.Store(true)
+	r := send(t, ln.Addr().String(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 1)[0]
+	if !r.Close {
+		t.Fatalf("a response while draining lacks Connection: close: %v", r.Header)
+	}
+}
+
+// listenFast serves f's fast path on a loopback listener, closed when the
+// test ends.
+func listenFast(t *testing.T, f *fastPath) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -495,11 +507,18 @@ func TestFastPathDrainSaysClose(t *testing.T) {
 			go f.serve(c)
 		}
 	}()
-	f.draining.Store(true)
-	r := send(t, ln.Addr().String(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 1)[0]
-	if !r.Close {
-		t.Fatalf("a response while draining lacks Connection: close: %v", r.Header)
+	return ln
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
+	ln.Close()
+	return ln.Addr().String()
 }
 
 // 64 MiB down and 64 MiB up through the sidecar, with a slow caller

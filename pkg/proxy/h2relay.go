@@ -81,7 +81,8 @@ type h2conn struct {
 	h1idle  map[*liveRoute][]*h2leg // kept HTTP/1.1 legs; nil: the app's
 	handler *h2leg
 	cond    *sync.Cond           // an HTTP/1.1 leg's reader waits on it for the caller
-	legs    []*h2leg             // every live leg, for writing
+	legs    []*h2leg             // every live leg
+	pending []*h2leg             // legs with frames queued, for writing
 	streams map[uint32]*h2stream // by the caller's stream id
 	lastID  uint32               // the caller's highest stream id
 	goAway  bool                 // draining: no new streams
@@ -101,7 +102,9 @@ type h2leg struct {
 	br    *bufio.Reader
 	fr    *http2.Framer
 
+	c       *h2conn
 	out     []byte // frames to write, from outPool
+	queued  bool   // in c.pending
 	writing bool
 	enc     *hpack.Encoder
 	hbuf    bytes.Buffer
@@ -196,10 +199,15 @@ func (it *h2item) release() {
 	}
 }
 
-// room gives l a pooled queue to append frames to.
+// room gives l a pooled queue to append frames to, and puts l among the
+// legs with something to write.
 func (l *h2leg) room() {
 	if l.out == nil {
 		l.out = (*outPool.Get().(*[]byte))[:0]
+	}
+	if !l.queued {
+		l.queued = true
+		l.c.pending = append(l.c.pending, l)
 	}
 }
 
@@ -314,7 +322,7 @@ func (c *h2conn) fail(code http2.ErrCode) {
 }
 
 func (c *h2conn) newLeg(name string, route *liveRoute, h1 bool) *h2leg {
-	l := &h2leg{name: name, route: route, window: h2Default, initWin: h2Default, maxFrame: h2Frame,
+	l := &h2leg{c: c, name: name, route: route, window: h2Default, initWin: h2Default, maxFrame: h2Frame,
 		maxStreams: h2MaxStreams, recvWin: h2ConnWindow, nextID: 1, byID: map[uint32]*h2stream{}, h1: h1}
 	if h1 {
 		// No flow control: what waits is bounded by h2OutSoft.
@@ -1233,13 +1241,7 @@ func (c *h2conn) flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
-		var l *h2leg
-		for _, x := range c.legs {
-			if len(x.out) > 0 && !x.writing && x.ready && !x.dead {
-				l = x
-				break
-			}
-		}
+		l := c.nextToWrite()
 		if l == nil {
 			if c.done && !c.caller.dead && !c.caller.writing {
 				c.drop(c.caller)
@@ -1266,6 +1268,25 @@ func (c *h2conn) flush() {
 			c.unblock(l)
 		}
 	}
+}
+
+// nextToWrite takes from c.pending a leg with frames to write that no
+// goroutine is writing; one being written stays, for its writer's next
+// turn.
+func (c *h2conn) nextToWrite() *h2leg {
+	for i := 0; i < len(c.pending); {
+		l := c.pending[i]
+		if l.writing || !l.ready && !l.dead {
+			i++
+			continue
+		}
+		c.pending = append(c.pending[:i], c.pending[i+1:]...)
+		l.queued = false
+		if len(l.out) > 0 && !l.dead {
+			return l
+		}
+	}
+	return nil
 }
 
 // h2Idle is how long an h2c connection may go without a stream.

@@ -189,9 +189,7 @@ func TestH2CRelayFullDuplex(t *testing.T) {
 // app that does not listen gives a 502 saying so; the probe is answered
 // by the sidecar.
 func TestH2CRelayFailsOpenAnd502(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := closedAddr(t)
 	app := h2cApp(t, "app")
 	addr := startProxy(t, Config{Upstream: hostOf(app), H2C: true, Pod: "pod-1",
 		Static: []StaticRoute{{Header: "x-dev", Value: "alice", Addr: dead}}})
@@ -236,12 +234,7 @@ func TestH2CRelayWatchedStreams(t *testing.T) {
 	}
 	h := NewHandler(table, hostOf(app), "p", nil)
 	h.H2C, h.Watches = true, ws
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	toHTTP := relay.NewConnListener(ln.Addr())
+	toHTTP := relay.NewConnListener(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	srv := &http.Server{Handler: h, Protocols: &p}
@@ -249,15 +242,7 @@ func TestH2CRelayWatchedStreams(t *testing.T) {
 	defer srv.Close()
 	f := &fastPath{table: table, watches: ws, upstream: hostOf(app), headerTimeout: 5 * time.Second,
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)), h2c: true, toHTTP: toHTTP.Push, pod: "p"}
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go f.serve(conn)
-		}
-	}()
+	ln := listenFast(t, f)
 	m := tunnel.NewMarker("x-dev", "", "")
 	stop, err := ws.Watch(m)
 	if err != nil {

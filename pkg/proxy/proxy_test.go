@@ -107,10 +107,7 @@ func TestRoutingPerRequest(t *testing.T) {
 
 // An upstream that does not listen gives a prompt 502 with a reason.
 func TestUpstreamDownIs502(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := ln.Addr().String()
-	ln.Close()
-	addr := startProxy(t, Config{Upstream: dead})
+	addr := startProxy(t, Config{Upstream: closedAddr(t)})
 	c := &http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + addr + "/")
 	if err != nil {
