@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -29,6 +30,12 @@ const (
 	h1Idle = 16
 	h1Max  = h2MaxStreams + 2*h1Idle
 )
+
+// h1ReadBuf is an HTTP/1.1 leg's read buffer: room for a usual response
+// head. A leg holds it for as long as it lives, idle or waiting for the
+// app, so it is small; a larger head gets a buffer of fastHeadMax, and a
+// body goes through a pooled buffer while it is read.
+const h1ReadBuf = 4 << 10
 
 // errH1Gone stops reading a response whose stream the caller reset.
 var errH1Gone = errors.New("the stream was reset")
@@ -261,6 +268,10 @@ func h1Valid(f *http2.MetaHeadersFrame) bool {
 func (c *h2conn) readH1(l *h2leg) {
 	for {
 		head, err := peekHead(l.br)
+		if errors.Is(err, errNotFast) && l.br.Size() < fastHeadMax && l.br.Buffered() == l.br.Size() {
+			l.br = bufio.NewReaderSize(l.br, fastHeadMax) // a head larger than usual
+			continue
+		}
 		c.mu.Lock()
 		s := l.cur
 		if err != nil {
@@ -301,7 +312,7 @@ func (c *h2conn) readH1(l *h2leg) {
 		case framing.chunked:
 			err = c.h1Chunked(l, s)
 		default:
-			err = c.h1Copy(l, s, framing.length)
+			err = c.h1Copy(l, s, framing.length, true)
 		}
 		c.mu.Lock()
 		if err != nil {
@@ -407,24 +418,30 @@ func h1Fields(status int, head []byte) []hpack.HeaderField {
 	return fields
 }
 
-// h1Copy passes n bytes of body (n < 0: until the app closes) to s.
-func (c *h2conn) h1Copy(l *h2leg, s *h2stream, n int64) error {
+// h1Copy passes n bytes of body (n < 0: until the app closes) to s; end
+// says whether they end the response. What the head's read left in l's
+// buffer goes first; the rest is read straight into a pooled buffer,
+// which the leg holds only while it reads.
+func (c *h2conn) h1Copy(l *h2leg, s *h2stream, n int64, end bool) error {
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := (*bp)[:cap(*bp)]
 	for n != 0 {
-		if l.br.Buffered() == 0 {
-			if _, err := l.br.Peek(1); err != nil {
-				if n < 0 && errors.Is(err, io.EOF) {
-					return c.h1Pass(l, s, nil, true)
-				}
-				return err
-			}
+		p := buf
+		if n > 0 && int64(len(p)) > n {
+			p = p[:n]
 		}
-		k := l.br.Buffered()
+		k, err := l.br.Read(p)
+		if err != nil {
+			if n < 0 && errors.Is(err, io.EOF) {
+				return c.h1Pass(s, nil, end)
+			}
+			return err
+		}
 		if n > 0 {
-			k = int(min(int64(k), n))
 			n -= int64(k)
 		}
-		p, _ := l.br.Peek(k)
-		if err := c.h1Pass(l, s, p, n == 0); err != nil {
+		if err := c.h1Pass(s, p[:k], end && n == 0); err != nil {
 			return err
 		}
 	}
@@ -458,7 +475,7 @@ func (c *h2conn) h1Chunked(l *h2leg, s *h2stream) error {
 				}
 			}
 			if len(trailers) == 0 {
-				return c.h1Pass(l, s, nil, true)
+				return c.h1Pass(s, nil, true)
 			}
 			c.mu.Lock()
 			defer c.mu.Unlock()
@@ -469,18 +486,8 @@ func (c *h2conn) h1Chunked(l *h2leg, s *h2stream) error {
 			c.send(&s.resp, h2item{head: true, fields: trailers, end: true})
 			return nil
 		}
-		for n > 0 {
-			if l.br.Buffered() == 0 {
-				if _, err := l.br.Peek(1); err != nil {
-					return err
-				}
-			}
-			k := int(min(uint64(l.br.Buffered()), n))
-			n -= uint64(k)
-			p, _ := l.br.Peek(k)
-			if err := c.h1Pass(l, s, p, false); err != nil {
-				return err
-			}
+		if err := c.h1Copy(l, s, int64(n), false); err != nil {
+			return err
 		}
 		if crlf, err := readLine(l.br); err != nil || len(crlf) != 0 {
 			return errors.New("chunk not followed by CRLF")
@@ -488,10 +495,10 @@ func (c *h2conn) h1Chunked(l *h2leg, s *h2stream) error {
 	}
 }
 
-// h1Pass sends a piece of the response (read from l's buffer, discarded
-// once passed) to s and waits until it has gone out to the caller: the
-// app's connection is read no faster than the caller takes.
-func (c *h2conn) h1Pass(l *h2leg, s *h2stream, p []byte, end bool) error {
+// h1Pass sends a piece of the response to s and waits until it has gone
+// out to the caller: the app's connection is read no faster than the
+// caller takes, and p can be read into again.
+func (c *h2conn) h1Pass(s *h2stream, p []byte, end bool) error {
 	c.mu.Lock()
 	if s.gone || c.done {
 		c.mu.Unlock()
@@ -505,7 +512,6 @@ func (c *h2conn) h1Pass(l *h2leg, s *h2stream, p []byte, end bool) error {
 	}
 	queued := len(s.resp.q) > 0
 	c.mu.Unlock()
-	l.br.Discard(len(p))
 	if !queued {
 		return nil
 	}

@@ -983,7 +983,7 @@ func (c *h2conn) dialLeg(name string, r *liveRoute, h1 bool, dial func(context.C
 		}
 		l.conn, l.ready = conn, true
 		if h1 {
-			l.br = bufio.NewReaderSize(flushFirst{conn, c}, fastHeadMax)
+			l.br = bufio.NewReaderSize(flushFirst{conn, c}, h1ReadBuf)
 			c.startWaiting(l)
 			c.mu.Unlock()
 			c.flush()

@@ -39,8 +39,13 @@ func echoApp(t *testing.T, name string, h2c bool) *httptest.Server {
 		w.Header().Set("X-Answered-By", name)
 		w.Header().Set("X-Proto", r.Proto)
 		w.Header().Set("Trailer", "X-Body-Sum")
-		if r.URL.Path == "/big" {
+		switch r.URL.Path {
+		case "/big":
 			w.Write(bytes.Repeat([]byte("b"), 1<<20))
+			return
+		case "/tall": // a head of 20 KiB
+			w.Header().Set("X-Tall", strings.Repeat("t", 20<<10))
+			io.WriteString(w, "tall")
 			return
 		}
 		// The head first: the caller may wait for it to send. (HTTP/1.1
@@ -378,6 +383,20 @@ func TestH2CRelayToHTTP1(t *testing.T) {
 	resp.Body.Close()
 	if resp.Trailer.Get("X-Body-Sum") == "" {
 		t.Fatal("the app's trailer did not arrive")
+	}
+
+	// A response head larger than the usual read buffer, twice on one
+	// kept connection.
+	for i := 0; i < 2; i++ {
+		resp, err = c.Get("http://" + addr + "/tall")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "tall" || len(resp.Header.Get("X-Tall")) != 20<<10 {
+			t.Fatalf("tall head %d: body %q, X-Tall of %d bytes", i, body, len(resp.Header.Get("X-Tall")))
+		}
 	}
 
 	// HEAD: a head, no body.
