@@ -457,6 +457,9 @@ func copyBody(dst net.Conn, src *bufio.Reader, srcConn net.Conn, n int64) error 
 			n -= int64(k)
 		}
 	}
+	if ok, err := spliceRaw(dst, srcConn, n); ok {
+		return err
+	}
 	if n < 0 {
 		_, err := d.ReadFrom(s)
 		return err

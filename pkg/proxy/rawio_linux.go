@@ -4,6 +4,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -95,4 +97,127 @@ func tcpOf(c any) (*net.TCPConn, bool) {
 		return c.TCPConn, true
 	}
 	return nil, false
+}
+
+// spliceRaw moves n bytes (-1: until EOF) from src to dst through a pipe,
+// socket to socket in the kernel, with raw system calls as rawTCP's Read
+// and Write make them: net.TCPConn's own splice makes each call as one
+// that may block, and the scheduler's bookkeeping around it (thread
+// hand-offs, the monitor's wake-ups) cost more than the calls for a body
+// of 64 KiB (a fifth of the sidecar's CPU per request, measured). ok is
+// false when dst or src is not raw, or no pipe could be had: nothing moved
+// then.
+func spliceRaw(dst, src net.Conn, n int64) (ok bool, err error) {
+	d, dok := dst.(*rawTCP)
+	s, sok := src.(*rawTCP)
+	if !dok || !sok {
+		return false, nil
+	}
+	p := getPipe()
+	if p == nil {
+		return false, nil
+	}
+	defer func() {
+		if p.inside == 0 {
+			pipePool.Put(p)
+		} else {
+			p.close() // what is left in it belongs to nobody now
+		}
+	}()
+	for n != 0 {
+		want := int64(1 << 20)
+		if n > 0 {
+			want = min(want, n)
+		}
+		in, err := p.fill(s, want)
+		if err != nil {
+			return true, err
+		}
+		if in == 0 {
+			if n > 0 {
+				return true, io.ErrUnexpectedEOF
+			}
+			return true, nil
+		}
+		if err := p.drain(d); err != nil {
+			return true, err
+		}
+		if n > 0 {
+			n -= int64(in)
+		}
+	}
+	return true, nil
+}
+
+// pipe is a pipe for spliceRaw, pooled; inside counts the bytes in it.
+type pipe struct {
+	r, w   int
+	inside int
+}
+
+var pipePool = sync.Pool{New: func() any {
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		return nil
+	}
+	p := &pipe{r: fds[0], w: fds[1]}
+	runtime.SetFinalizer(p, (*pipe).close) // dropped by the pool
+	return p
+}}
+
+func getPipe() *pipe {
+	p, _ := pipePool.Get().(*pipe)
+	return p
+}
+
+func (p *pipe) close() {
+	runtime.SetFinalizer(p, nil)
+	syscall.Close(p.r)
+	syscall.Close(p.w)
+}
+
+const spliceFlags = 0x1 | 0x2 // SPLICE_F_MOVE | SPLICE_F_NONBLOCK
+
+// fill splices up to want bytes from s into the pipe (0: s is at EOF).
+func (p *pipe) fill(s *rawTCP, want int64) (int, error) {
+	var n uintptr
+	var errno syscall.Errno
+	err := s.rc.Read(func(fd uintptr) bool {
+		n, _, errno = syscall.RawSyscall6(syscall.SYS_SPLICE, fd, 0, uintptr(p.w), 0, uintptr(want), spliceFlags)
+		return errno != syscall.EAGAIN
+	})
+	switch {
+	case err != nil:
+		return 0, s.opError("read", err)
+	case errno != 0:
+		return 0, s.opError("read", os.NewSyscallError("splice", errno))
+	}
+	p.inside += int(n)
+	return int(n), nil
+}
+
+// drain splices everything in the pipe to d.
+func (p *pipe) drain(d *rawTCP) error {
+	var errno syscall.Errno
+	err := d.rc.Write(func(fd uintptr) bool {
+		for p.inside > 0 {
+			n, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, uintptr(p.r), 0, fd, 0, uintptr(p.inside), spliceFlags)
+			if e == syscall.EAGAIN {
+				return false
+			}
+			if e != 0 {
+				errno = e
+				return true
+			}
+			p.inside -= int(n)
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return d.opError("write", err)
+	case errno != 0:
+		return d.opError("write", os.NewSyscallError("splice", errno))
+	}
+	return nil
 }

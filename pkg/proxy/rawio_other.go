@@ -12,3 +12,6 @@ func tcpOf(c any) (*net.TCPConn, bool) {
 	tc, ok := c.(*net.TCPConn)
 	return tc, ok
 }
+
+// spliceRaw is Linux's only.
+func spliceRaw(dst, src net.Conn, n int64) (bool, error) { return false, nil }

@@ -1,0 +1,102 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// rawPair returns the two ends of a loopback TCP connection, raw.
+func rawPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() { c, _ := ln.Accept(); accepted <- c }()
+	dialed, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := fastIO(dialed), fastIO(<-accepted)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// A body spliced socket to socket arrives whole, whether it is given by
+// its length (and the bytes after it stay for the next read) or runs to
+// EOF; one cut short is an error; and the pipes do not pile up.
+func TestSpliceRaw(t *testing.T) {
+	fds := func() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
+	before := fds()
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB: more than a pipe and the socket buffers
+	for _, tc := range []struct {
+		name    string
+		n       int64
+		send    []byte
+		want    []byte
+		wantErr error
+	}{
+		{"by length, more after it", int64(len(body)), append(append([]byte{}, body...), "NEXT"...), body, nil},
+		{"to EOF", -1, body, body, nil},
+		{"cut short", int64(len(body)) + 1, body, body, io.ErrUnexpectedEOF},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			app, fromApp := rawPair(t)
+			toCaller, caller := rawPair(t)
+			go func() {
+				app.Write(tc.send)
+				app.(*rawTCP).CloseWrite()
+			}()
+			got := make(chan []byte, 1)
+			go func() { b, _ := io.ReadAll(caller); got <- b }()
+			ok, err := spliceRaw(toCaller, fromApp, tc.n)
+			if !ok || !errors.Is(err, tc.wantErr) {
+				t.Fatalf("spliceRaw: ok %v, err %v; want ok, err %v", ok, err, tc.wantErr)
+			}
+			toCaller.(*rawTCP).CloseWrite()
+			if b := <-got; !bytes.Equal(b, tc.want) {
+				t.Fatalf("the caller got %d bytes, want %d", len(b), len(tc.want))
+			}
+			if tc.n >= 0 && tc.wantErr == nil {
+				rest, _ := io.ReadAll(fromApp)
+				if string(rest) != "NEXT" {
+					t.Fatalf("after the body: %q, want %q", rest, "NEXT")
+				}
+			}
+		})
+	}
+	for i := 0; i < 100; i++ {
+		app, fromApp := rawPair(t)
+		toCaller, caller := rawPair(t)
+		go func() { app.Write(body[:64<<10]); app.Close() }()
+		go io.Copy(io.Discard, caller)
+		if _, err := spliceRaw(toCaller, fromApp, 64<<10); err != nil {
+			t.Fatal(err)
+		}
+		app.Close()
+		fromApp.Close()
+		toCaller.Close()
+		caller.Close()
+	}
+	// A pipe the pool lets go (the race detector makes it drop some) is
+	// closed once collected.
+	after := fds()
+	for deadline := time.Now().Add(5 * time.Second); after > before+16 && time.Now().Before(deadline); after = fds() {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if after > before+16 {
+		t.Fatalf("%d open files after 100 splices, %d before: pipes are neither reused nor closed", after, before)
+	}
+	if ok, _ := spliceRaw(&net.TCPConn{}, &net.TCPConn{}, 1); ok {
+		t.Fatal("spliceRaw took connections that are not raw")
+	}
+}
