@@ -152,7 +152,7 @@ clean:
 	rm -rf bin dist
 
 # Data-plane benchmark, intercept-proxy vs nginx and HAProxy on loopback
-# (about 8 minutes; writes bench/results.md). See bench/run.sh.
+# (about 25 minutes; writes bench/results.md). See bench/run.sh.
 bench:
 	bash bench/run.sh
 

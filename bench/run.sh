@@ -21,7 +21,7 @@
 #
 # Writes the report to bench/results.md and prints it. Bounded: every run is
 # time-limited (BENCH_WARMUP + BENCH_DURATION seconds, each command under
-# `timeout`), the full matrix takes about 8 minutes. Stops only the
+# `timeout`), the full matrix takes about 25 minutes. Stops only the
 # processes it started, by PID. Needs root (or sudo) only to install
 # missing packages with apt-get.
 #
@@ -29,6 +29,11 @@
 #   BENCH_DURATION=5      seconds per measured run
 #   BENCH_WARMUP=1        seconds of warm-up run before each measured run
 #   BENCH_CONNS="1 16 64" wrk connection counts
+#   BENCH_ROUNDS=3        HTTP/1.1 rounds of intercept-proxy and nginx per
+#                         case, alternating (the other targets run once):
+#                         a drift of the machine's speed over minutes
+#                         weighs on both alike, and the report says in how
+#                         many rounds intercept-proxy cost at most nginx
 #   BENCH_PLACEMENTS="shared own"  where the upstreams run for the HTTP/1.1
 #                         runs: on the proxy's core (shared: the proxy runs
 #                         saturated) or on the load generator's (own: the
@@ -50,6 +55,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=${BENCH_DURATION:-5}
 WARMUP=${BENCH_WARMUP:-1}
 CONNS=${BENCH_CONNS:-"1 16 64"}
+ROUNDS=${BENCH_ROUNDS:-3}
 PLACEMENTS=${BENCH_PLACEMENTS:-"shared own"}
 WAIT_IDLE=${BENCH_WAIT_IDLE:-1200}
 LOAD_CPU=${BENCH_LOAD_CPU:-0}
@@ -474,9 +480,9 @@ measure() {
 			printf "%.0f/%.0f", f0 < 0 ? 0 : f0, f < 0 ? 0 : f
 		}')
 	[ -n "$pids" ] || p1=-1 p0=0
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
 		"$kind" "$body" "$header" "$load" "$target" "$requests" "$duration_us" "$p50_us" "$p99_us" \
-		"$errors" "$mis" $((p1 - p0)) $((u1 - u0)) "$other" "$fg" >>"$RAW"
+		"$errors" "$mis" $((p1 - p0)) $((u1 - u0)) "$other" "$fg" "${ROUND:-1}" >>"$RAW"
 	awk -v r="$requests" -v d="$duration_us" -v p50="$p50_us" -v p99="$p99_us" -v pt=$((p1 - p0)) -v hz="$CLK_TCK" \
 		-v what="$kind $target $body header=$header $load" -v e="$errors" -v mis="$mis" -v fg="$fg" -v other="$other" \
 		'BEGIN { printf "  %-48s %9.0f req/s  p50 %7.3f ms  p99 %7.3f ms  %s  errors %d  misrouted %d  other load %s%%%s\n",
@@ -540,19 +546,25 @@ for placement in $PLACEMENTS; do
 		[ "$body" = 64k ] && path=/64k
 		for header in no yes; do
 			for c in $CONNS; do
-				for t in "${WRK_TARGETS[@]}"; do
-					if [ "$header" = yes ]; then
-						url=${URL_HEADER[$t]}$path
-						hdr=(-H "$HEADER_NAME: $HEADER_VALUE")
-						expect=laptop
-					else
-						url=${URL_PLAIN[$t]}$path
-						hdr=()
-						expect=app
-					fi
-					settle 5
-					run_wrk -c"$c" -d"${WARMUP}s" "${hdr[@]}" "$url" >/dev/null
-					measure "$kind" "$body" "$header" "$c" "$t" "$expect" run_wrk -c"$c" -d"${DURATION}s" "${hdr[@]}" "$url"
+				for ROUND in $(seq "$ROUNDS"); do
+					for t in "${WRK_TARGETS[@]}"; do
+						case $t in
+						intercept-proxy | nginx) ;;
+						*) [ "$ROUND" -eq 1 ] || continue ;;
+						esac
+						if [ "$header" = yes ]; then
+							url=${URL_HEADER[$t]}$path
+							hdr=(-H "$HEADER_NAME: $HEADER_VALUE")
+							expect=laptop
+						else
+							url=${URL_PLAIN[$t]}$path
+							hdr=()
+							expect=app
+						fi
+						settle 5
+						run_wrk -c"$c" -d"${WARMUP}s" "${hdr[@]}" "$url" >/dev/null
+						measure "$kind" "$body" "$header" "$c" "$t" "$expect" run_wrk -c"$c" -d"${DURATION}s" "${hdr[@]}" "$url"
+					done
 				done
 			done
 		done
@@ -566,6 +578,7 @@ for t in "${MEM_TARGETS[@]}"; do
 done
 
 # h2c: clients x concurrent streams per client, body.
+ROUND=1
 for spec in "1 1 small" "16 10 small" "16 10 64k"; do
 	read -r c m body <<<"$spec"
 	path=/
@@ -610,6 +623,7 @@ versions() {
 	versions
 	echo "- load generator (wrk -t1 / h2load -t1) pinned to core $LOAD_CPU, the proxy to core $PROXY_CPU (taskset); both upstreams on core $PROXY_CPU (*shared*: the proxy runs saturated) and, for HTTP/1.1 again, on core $LOAD_CPU (*own core*: the proxy alone on its core, at partial load); nginx 1 worker, HAProxy nbthread 1, intercept-proxy GOMAXPROCS=1"
 	echo "- each run: ${WARMUP}s warm-up, then ${DURATION}s measured; keep-alive everywhere"
+	echo "- HTTP/1.1: intercept-proxy and nginx in $ROUNDS alternating rounds per case (the other targets once); their req/s and CPU µs/req pool the rounds (all requests, all CPU), p50 and p99 are the rounds' medians; *rounds ≤ nginx*: in how many rounds intercept-proxy's CPU per request was at most nginx's in the same round"
 	echo "- background before measuring (2 s, nothing of ours running): $BG_BEFORE busy; load average $LOAD_BEFORE before, $LOAD_AFTER after"
 	echo "- $START_NOTE; $END_NOTE"
 	echo
