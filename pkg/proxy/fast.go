@@ -356,7 +356,7 @@ func (f *fastPath) upstreamFor(fc *fastConn, to *liveRoute) (u *upstream, reused
 			return nil, false, fmt.Errorf("the app does not answer on %s: %w", f.upstream, err)
 		}
 		conn = fastIO(conn)
-	} else if conn, err = to.dial(ctx); err != nil {
+	} else if conn, err = to.dialFast(ctx); err != nil {
 		return nil, false, err
 	}
 	u.conn, u.br, u.to = conn, bufio.NewReaderSize(conn, fastHeadMax), to

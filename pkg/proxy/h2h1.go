@@ -71,7 +71,7 @@ func (c *h2conn) h1Leg(r *liveRoute) *h2leg {
 	}
 	name, dial := "the app", c.dialApp
 	if r != nil {
-		name, dial = "the developer of "+r.String(), r.dial
+		name, dial = "the developer of "+r.String(), r.dialFast
 	}
 	return c.dialLeg(name, r, true, dial)
 }

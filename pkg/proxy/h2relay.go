@@ -942,7 +942,7 @@ func (c *h2conn) dialApp(ctx context.Context) (net.Conn, error) {
 func (c *h2conn) devLeg(r *liveRoute) *h2leg {
 	l := c.devs[r]
 	if l == nil || l.dead || l.goingAway {
-		l = c.dialLeg("the developer of "+r.String(), r, false, r.dial)
+		l = c.dialLeg("the developer of "+r.String(), r, false, r.dialFast)
 		c.devs[r] = l
 	}
 	return l

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -98,5 +99,35 @@ func TestSpliceRaw(t *testing.T) {
 	}
 	if ok, _ := spliceRaw(&net.TCPConn{}, &net.TCPConn{}, 1); ok {
 		t.Fatal("spliceRaw took connections that are not raw")
+	}
+}
+
+// A developer's connection that is TCP (a static route, or a sidecar
+// relaying for another pod) gets the raw reads and writes too; a tunnel's
+// stream stays as it is.
+func TestDialFastIsRawForTCP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r := &liveRoute{dial: func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", ln.Addr().String())
+	}}
+	c, err := r.dialFast(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, ok := c.(*rawTCP); !ok {
+		t.Fatalf("a TCP connection to the developer is %T, want raw", c)
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	r.dial = func(context.Context) (net.Conn, error) { return a, nil }
+	if c, _ := r.dialFast(context.Background()); c != a {
+		t.Fatalf("a stream was wrapped: %T", c)
 	}
 }

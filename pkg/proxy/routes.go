@@ -27,6 +27,17 @@ type liveRoute struct {
 	h2        http.RoundTripper // h2c to the developer
 }
 
+// dialFast connects to r's developer for the fast path and the relay,
+// with raw reads and writes when the connection is TCP (a static route, or
+// another pod's sidecar relaying to the developer).
+func (r *liveRoute) dialFast(ctx context.Context) (net.Conn, error) {
+	c, err := r.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return fastIO(c), nil
+}
+
 // Table holds the live routes. Lookups happen on every request; changes only
 // when a developer comes or goes, so a copy-on-write slice behind an RWMutex
 // keeps the hot path to a read lock and a short scan.
