@@ -36,7 +36,7 @@ func DialPod(ctx context.Context, cfg *rest.Config, namespace, pod string, port 
 		return nil, fmt.Errorf("preparing port-forward transport: %w", err)
 	}
 	spdyDialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
-	wsDialer, err := portforward.NewSPDYOverWebsocketDialer(u, cfg)
+	wsDialer, err := newWSDialer(u, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("preparing port-forward transport: %w", err)
 	}
