@@ -7,8 +7,8 @@ import (
 	"sync"
 
 	gwebsocket "github.com/gorilla/websocket"
-	"k8s.io/apimachinery/pkg/util/httpstream" //nolint:staticcheck // client-go's port-forward dialers still return this package's types
-	httpstreamspdy "k8s.io/apimachinery/pkg/util/httpstream/spdy"
+	"k8s.io/apimachinery/pkg/util/httpstream"                     //nolint:staticcheck // client-go's port-forward dialers still return this package's types
+	httpstreamspdy "k8s.io/apimachinery/pkg/util/httpstream/spdy" //nolint:staticcheck // its connections are of the httpstream types above
 	constants "k8s.io/apimachinery/pkg/util/portforward"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
@@ -87,7 +87,7 @@ func (c *spdyFrames) Write(p []byte) (int, error) {
 		size := spdyHeader + (int(c.head[5])<<16 | int(c.head[6])<<8 | int(c.head[7]))
 		missing := size - len(c.head)
 		if len(p) < missing {
-			c.head, p = append(c.head, p...), nil
+			c.head = append(c.head, p...)
 			break
 		}
 		err := c.message(c.head, p[:missing])

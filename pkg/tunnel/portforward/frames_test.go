@@ -40,10 +40,11 @@ func TestSPDYFramesOneMessageEach(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	ws, _, err := gwebsocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	ws, resp, err := gwebsocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	resp.Body.Close()
 	c := &spdyFrames{TunnelingConnection: portforward.NewTunnelingConnection("test", ws), ws: ws}
 	defer c.Close()
 
