@@ -23,7 +23,7 @@
 # Needs the local cluster and images (make cluster-up images build). Uses
 # its own namespace, deleted at the end; stops only the processes it
 # started, by PID. Bounded: every wrk run is BENCH_WARMUP + BENCH_DURATION
-# seconds under `timeout`; about 8 minutes in all.
+# seconds under `timeout`; about 5 minutes in all.
 #
 # Every case runs in BENCH_ROUNDS rounds, intercept and port-forward in
 # turn, so that the cluster's own load, which comes and goes on the same
