@@ -12,25 +12,6 @@ import (
 	"time"
 )
 
-// rawPair returns the two ends of a loopback TCP connection, raw.
-func rawPair(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() { c, _ := ln.Accept(); accepted <- c }()
-	dialed, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := fastIO(dialed), fastIO(<-accepted)
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
-
 // A body spliced socket to socket arrives whole, whether it is given by
 // its length (and the bytes after it stay for the next read) or runs to
 // EOF; one cut short is an error; and the pipes do not pile up.

@@ -14,20 +14,7 @@ import (
 // wait for the reader arrives whole, EOF is EOF, and a read deadline ends
 // a read with a timeout.
 func TestRawTCP(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() { c, _ := ln.Accept(); accepted <- c }()
-	dialed, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := fastIO(dialed), fastIO(<-accepted)
-	defer a.Close()
-	defer b.Close()
+	a, b := rawPair(t)
 
 	want := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB: more than the socket buffers
 	go func() {
@@ -53,4 +40,23 @@ func TestRawTCP(t *testing.T) {
 	if _, ok := tcpOf(a); !ok {
 		t.Fatal("tcpOf does not see the TCP connection under a raw one (no splice)")
 	}
+}
+
+// rawPair returns the two ends of a loopback TCP connection, raw.
+func rawPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() { c, _ := ln.Accept(); accepted <- c }()
+	dialed, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := fastIO(dialed), fastIO(<-accepted)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
 }
