@@ -350,17 +350,25 @@ func (f *fastPath) upstreamFor(fc *fastConn, to *liveRoute) (u *upstream, reused
 	defer cancel()
 	var conn net.Conn
 	if to == nil {
-		var d net.Dialer
-		conn, err = d.DialContext(ctx, "tcp", f.upstream)
-		if err != nil {
-			return nil, false, fmt.Errorf("the app does not answer on %s: %w", f.upstream, err)
-		}
-		conn = fastIO(conn)
-	} else if conn, err = to.dialFast(ctx); err != nil {
+		conn, err = f.dialApp(ctx)
+	} else {
+		conn, err = to.dialFast(ctx)
+	}
+	if err != nil {
 		return nil, false, err
 	}
 	u.conn, u.br, u.to = conn, bufio.NewReaderSize(conn, fastHeadMax), to
 	return u, false, nil
+}
+
+// dialApp connects to the app, with raw reads and writes.
+func (f *fastPath) dialApp(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", f.upstream)
+	if err != nil {
+		return nil, fmt.Errorf("the app does not answer on %s: %w", f.upstream, err)
+	}
+	return fastIO(conn), nil
 }
 
 // errStaleUpstream says a kept connection to the app had been closed by it

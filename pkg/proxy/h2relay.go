@@ -929,14 +929,7 @@ func (c *h2conn) appLeg() *h2leg {
 }
 
 // dialApp connects to the app.
-func (c *h2conn) dialApp(ctx context.Context) (net.Conn, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", c.f.upstream)
-	if err != nil {
-		return nil, fmt.Errorf("the app does not answer on %s: %w", c.f.upstream, err)
-	}
-	return fastIO(conn), nil
-}
+func (c *h2conn) dialApp(ctx context.Context) (net.Conn, error) { return c.f.dialApp(ctx) }
 
 // devLeg returns the caller's connection through r's tunnel.
 func (c *h2conn) devLeg(r *liveRoute) *h2leg {
