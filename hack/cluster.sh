@@ -179,11 +179,21 @@ wait_for() {
 # $LOGS/NAME.log, record its PID. setsid does not fork here (the background
 # job is not a process group leader), so $! is the component's own PID.
 # Descriptor 9 is the lock of this script: the daemons must not inherit it.
+#
+# Until the forked shell has exec'd, its command line is this script's,
+# which pid_is_ours (and so wait_for) would take for a component that
+# died: wait here, at most 10s, for the exec or for the process to end.
 start() {
-	local name=$1
+	local name=$1 pid i
 	shift
 	setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 9>&- &
-	echo "$name $!" >>"$PIDS"
+	pid=$!
+	echo "$name $pid" >>"$PIDS"
+	for ((i = 0; i < 400; i++)); do
+		if pid_is_ours "$pid" || [[ -z $(cmdline "$pid") ]]; then return 0; fi
+		sleep 0.025
+	done
+	die "$name did not start within 10s (PID $pid); 'hack/cluster.sh down' cleans up"
 }
 
 # ---------------------------------------------------------------------------
