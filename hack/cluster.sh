@@ -193,7 +193,7 @@ start() {
 		if pid_is_ours "$pid" || [[ -z $(cmdline "$pid") ]]; then return 0; fi
 		sleep 0.025
 	done
-	die "$name did not start within 10s (PID $pid); 'hack/cluster.sh down' cleans up"
+	fail_with_log "$name" "$name did not start within 10s (PID $pid)"
 }
 
 # ---------------------------------------------------------------------------
