@@ -69,7 +69,7 @@ func (c *h2conn) h1Leg(r *liveRoute) *h2leg {
 	if c.h1legs() >= h1Max && !c.h1DropIdle() {
 		return nil
 	}
-	name, dial := "the app", c.dialApp
+	name, dial := "the app", c.f.dialApp
 	if r != nil {
 		name, dial = "the developer of "+r.String(), r.dialFast
 	}

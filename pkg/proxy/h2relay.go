@@ -923,13 +923,10 @@ func (c *h2conn) windowUpdate(l *h2leg, f *http2.WindowUpdateFrame) error {
 // is none that takes new streams.
 func (c *h2conn) appLeg() *h2leg {
 	if c.app == nil || c.app.dead || c.app.goingAway {
-		c.app = c.dialLeg("the app", nil, false, c.dialApp)
+		c.app = c.dialLeg("the app", nil, false, c.f.dialApp)
 	}
 	return c.app
 }
-
-// dialApp connects to the app.
-func (c *h2conn) dialApp(ctx context.Context) (net.Conn, error) { return c.f.dialApp(ctx) }
 
 // devLeg returns the caller's connection through r's tunnel.
 func (c *h2conn) devLeg(r *liveRoute) *h2leg {
