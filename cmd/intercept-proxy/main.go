@@ -13,10 +13,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cores"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/proxy"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
@@ -83,6 +85,7 @@ func main() {
 	var routes routeFlags
 	var also alsoFlags
 	var verbose, showVersion bool
+	var cpus int
 	flag.StringVar(&cfg.Listen, "listen", ":18080", "address callers' traffic arrives on")
 	flag.StringVar(&cfg.Upstream, "upstream", "127.0.0.1:8080", "the app: where requests without a matching route go")
 	flag.StringVar(&cfg.Control, "control", "", "tunnel control address, on loopback (empty: no tunnels)")
@@ -97,6 +100,7 @@ func main() {
 	flag.BoolVar(&cfg.NoFastPath, "no-fast-path", false, "serve every request through net/http, even those for the app (for comparison)")
 	flag.Var(&also, "also", "another port: listen=:PORT,upstream=HOST:PORT,control=HOST:PORT[,h2c][,service-addr=IP:PORT] (repeatable)")
 	flag.Var(&routes, "route", "NAME:VALUE=HOST:PORT: requests with header NAME equal to VALUE go to HOST:PORT (repeatable)")
+	flag.IntVar(&cpus, "cpus", 0, "cores to run on at once (GOMAXPROCS); 0: one while one is enough, up to every core the container may use under load (unless $GOMAXPROCS is set)")
 	flag.BoolVar(&verbose, "v", false, "log every proxy error and tunnel event")
 	flag.BoolVar(&showVersion, "version", false, "print the version and exit")
 	flag.Parse()
@@ -112,6 +116,15 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	switch {
+	case cpus < 0:
+		log.Error("intercept-proxy: --cpus must be 0 (follow the load) or a number of cores", "cpus", cpus)
+		os.Exit(2)
+	case cpus > 0:
+		runtime.GOMAXPROCS(cpus)
+	default:
+		go cores.Adapt(ctx, time.Second, log)
+	}
 	if err := runAll(ctx, cfg, also, log); err != nil {
 		log.Error("intercept-proxy stopped", "err", err)
 		os.Exit(1)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cores"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
@@ -440,6 +442,9 @@ func (o *InterceptOptions) hold(ctx context.Context, p *progress, ready func(), 
 		_ = rememberLocal(o.stateKey, o.local)
 	}
 	ready()
+	// The developer's ends of the tunnels cost the least CPU per request
+	// on one core at a developer's load; a heavy one gets more.
+	go cores.Adapt(fctx, time.Second, slog.New(slog.DiscardHandler))
 	go session.WatchSwitch(fctx, o.f.Client, o.Namespace, o.Service, rec, p.Warn)
 	go func() {
 		if err := session.FollowScale(fctx, o.f.Client, o.f.Dynamic, o.Namespace, rec, p.Infof); err != nil && fctx.Err() == nil {
