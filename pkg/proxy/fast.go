@@ -284,7 +284,15 @@ func (f *fastPath) forward(fc *fastConn, req fastRequest, to *liveRoute) (keep b
 			fc.br.Discard(len(whole))
 			return keep && !req.close, err
 		}
-		if _, err := u.conn.Write(req.head); err != nil {
+		// The head and as much of a Content-Length body as arrived with it
+		// in one write; the rest streams after.
+		first, rest := req.head, req.length
+		if !req.chunked {
+			inBuf := min(int64(fc.br.Buffered()-len(req.head)), req.length)
+			first, _ = fc.br.Peek(len(req.head) + int(inBuf))
+			rest -= inBuf
+		}
+		if _, err := u.conn.Write(first); err != nil {
 			u.drop()
 			if writeAgain {
 				retried = true
@@ -292,7 +300,7 @@ func (f *fastPath) forward(fc *fastConn, req fastRequest, to *liveRoute) (keep b
 			}
 			return false, fmt.Errorf("writing to %s: %w", u.name(), err)
 		}
-		fc.br.Discard(len(req.head))
+		fc.br.Discard(len(first))
 		// The body goes up while the response comes down: an app may
 		// answer before it has read the whole body, or stream both ways.
 		bodyDone := make(chan error, 1)
@@ -302,7 +310,7 @@ func (f *fastPath) forward(fc *fastConn, req fastRequest, to *liveRoute) (keep b
 			if req.chunked {
 				err = copyChunked(up, fc.br)
 			} else {
-				err = copyBody(up, fc.br, fc.c, req.length)
+				err = copyBody(up, fc.br, fc.c, rest)
 			}
 			if err != nil {
 				// A broken body: the app must not wait for the rest.
@@ -402,15 +410,18 @@ func (f *fastPath) response(fc *fastConn, u *upstream, req fastRequest, mayRetry
 		}
 		informational := status >= 100 && status < 200
 		noBody := req.bodyless(status)
-		out, consumed := head, len(head)
+		out, consumed, rest := head, len(head), framing.length
 		if f.draining.Load() && !framing.close && !informational {
 			// Tell the caller to move to another endpoint.
 			out = append(append(append([]byte{}, head[:len(head)-2]...), "Connection: close\r\n"...), "\r\n"...)
 			framing.close = true
-		} else if !noBody && !framing.chunked && framing.length > 0 && int64(u.br.Buffered()-len(head)) >= framing.length {
-			// Head and body in one write.
-			out, _ = u.br.Peek(len(head) + int(framing.length))
-			consumed, noBody = len(out), true
+		} else if !noBody && !framing.chunked && framing.length > 0 {
+			// The head and as much of the body as arrived with it in one
+			// write: the whole body, or its start and the rest after.
+			inBuf := min(int64(u.br.Buffered()-len(head)), framing.length)
+			out, _ = u.br.Peek(len(head) + int(inBuf))
+			consumed, rest = len(out), framing.length-inBuf
+			noBody = rest == 0
 		}
 		if _, err := fc.c.Write(out); err != nil {
 			return false, err
@@ -424,7 +435,7 @@ func (f *fastPath) response(fc *fastConn, u *upstream, req fastRequest, mayRetry
 		case framing.chunked:
 			err = copyChunked(fc.c, u.br)
 		case framing.length >= 0:
-			err = copyBody(fc.c, u.br, u.conn, framing.length)
+			err = copyBody(fc.c, u.br, u.conn, rest)
 		default:
 			// Delimited by the upstream closing: so must the caller's end be.
 			err = copyBody(fc.c, u.br, u.conn, -1)
