@@ -23,8 +23,8 @@ import (
 	"time"
 )
 
-// Policy decides the number of Ps from the cores the process used.
-type Policy struct {
+// policy decides the number of Ps from the cores the process used.
+type policy struct {
 	// Max is the most Ps: the runtime's own default, which is the cores
 	// the process may use (its CPU affinity and cgroup limit).
 	Max int
@@ -36,17 +36,17 @@ type Policy struct {
 	Patience int
 }
 
-// DefaultPolicy is Adapt's policy for a process that may use limit cores:
+// defaultPolicy is Adapt's policy for a process that may use limit cores:
 // the gap between raising at 80 % and lowering below 50 % of one P fewer
 // keeps a steady load from switching back and forth.
-func DefaultPolicy(limit int) Policy {
-	return Policy{Max: limit, Up: 0.8, Down: 0.5, Patience: 5}
+func defaultPolicy(limit int) policy {
+	return policy{Max: limit, Up: 0.8, Down: 0.5, Patience: 5}
 }
 
-// Next returns the Ps to run with after a sample in which the process
+// next returns the Ps to run with after a sample in which the process
 // used `used` cores with n Ps, and low, the samples in a row below the
 // lowering threshold so far, it returns updated.
-func (p Policy) Next(n int, used float64, low int) (next, lowAfter int) {
+func (p policy) next(n int, used float64, low int) (next, lowAfter int) {
 	if n < 1 {
 		n = 1
 	}
@@ -68,7 +68,7 @@ func (p Policy) Next(n int, used float64, low int) (next, lowAfter int) {
 // the process may use one core only or $GOMAXPROCS sets the number. log
 // gets a debug line per change.
 func Adapt(ctx context.Context, interval time.Duration, log *slog.Logger) {
-	p := DefaultPolicy(runtime.GOMAXPROCS(0))
+	p := defaultPolicy(runtime.GOMAXPROCS(0))
 	if p.Max <= 1 || os.Getenv("GOMAXPROCS") != "" {
 		return
 	}
@@ -79,7 +79,7 @@ func Adapt(ctx context.Context, interval time.Duration, log *slog.Logger) {
 
 // adapt is Adapt with its clock, the process's CPU time and the runtime's
 // setter passed in.
-func adapt(ctx context.Context, p Policy, tick <-chan time.Time, cpu func() (time.Duration, error), set func(int) int, log *slog.Logger) {
+func adapt(ctx context.Context, p policy, tick <-chan time.Time, cpu func() (time.Duration, error), set func(int) int, log *slog.Logger) {
 	before, err := cpu()
 	if err != nil {
 		log.Debug("cores: CPU time unreadable; keeping the runtime's default", "err", err)
@@ -107,7 +107,7 @@ func adapt(ctx context.Context, p Policy, tick <-chan time.Time, cpu func() (tim
 		}
 		used := float64(after-before) / float64(wall)
 		before, last = after, now
-		next, l := p.Next(n, used, low)
+		next, l := p.next(n, used, low)
 		low = l
 		if next != n {
 			log.Debug("cores: Go code runs on a new number of cores", "from", n, "to", next, "used", used)

@@ -9,7 +9,7 @@ import (
 )
 
 func TestNext(t *testing.T) {
-	p := DefaultPolicy(8)
+	p := defaultPolicy(8)
 	for _, tc := range []struct {
 		name           string
 		n              int
@@ -31,16 +31,16 @@ func TestNext(t *testing.T) {
 		{"a spike after quiet samples raises at once", 2, 1.9, 4, 4, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			next, low := p.Next(tc.n, tc.used, tc.low)
+			next, low := p.next(tc.n, tc.used, tc.low)
 			if next != tc.next || low != tc.lowAfter {
-				t.Errorf("Next(%d, %.2f, %d) = %d, %d; want %d, %d", tc.n, tc.used, tc.low, next, low, tc.next, tc.lowAfter)
+				t.Errorf("next(%d, %.2f, %d) = %d, %d; want %d, %d", tc.n, tc.used, tc.low, next, low, tc.next, tc.lowAfter)
 			}
 		})
 	}
 }
 
 func TestNextOneCore(t *testing.T) {
-	if next, _ := DefaultPolicy(1).Next(1, 1.0, 0); next != 1 {
+	if next, _ := defaultPolicy(1).next(1, 1.0, 0); next != 1 {
 		t.Errorf("a process that may use one core got %d Ps", next)
 	}
 }
@@ -56,7 +56,7 @@ func TestAdaptFollowsLoad(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		adapt(ctx, DefaultPolicy(4), tick, func() (time.Duration, error) { return <-cpu, nil },
+		adapt(ctx, defaultPolicy(4), tick, func() (time.Duration, error) { return <-cpu, nil },
 			func(n int) int { sets <- n; return 0 }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}()
 	var used time.Duration

@@ -288,9 +288,7 @@ func (f *fastPath) forward(fc *fastConn, req fastRequest, to *liveRoute) (keep b
 		// in one write; the rest streams after.
 		first, rest := req.head, req.length
 		if !req.chunked {
-			inBuf := min(int64(fc.br.Buffered()-len(req.head)), req.length)
-			first, _ = fc.br.Peek(len(req.head) + int(inBuf))
-			rest -= inBuf
+			first, rest = withBodyStart(fc.br, len(req.head), req.length)
 		}
 		if _, err := u.conn.Write(first); err != nil {
 			u.drop()
@@ -418,10 +416,8 @@ func (f *fastPath) response(fc *fastConn, u *upstream, req fastRequest, mayRetry
 		} else if !noBody && !framing.chunked && framing.length > 0 {
 			// The head and as much of the body as arrived with it in one
 			// write: the whole body, or its start and the rest after.
-			inBuf := min(int64(u.br.Buffered()-len(head)), framing.length)
-			out, _ = u.br.Peek(len(head) + int(inBuf))
-			consumed, rest = len(out), framing.length-inBuf
-			noBody = rest == 0
+			out, rest = withBodyStart(u.br, len(head), framing.length)
+			consumed, noBody = len(out), rest == 0
 		}
 		if _, err := fc.c.Write(out); err != nil {
 			return false, err
@@ -447,6 +443,15 @@ func (f *fastPath) response(fc *fastConn, u *upstream, req fastRequest, mayRetry
 		}
 		return err == nil && !framing.close, err
 	}
+}
+
+// withBodyStart returns the head of size head at the front of br with as
+// much of its Content-Length body of length bytes as br holds, to go in one
+// write, and how much of the body is still to come.
+func withBodyStart(br *bufio.Reader, head int, length int64) (first []byte, rest int64) {
+	inBuf := min(int64(br.Buffered()-head), length)
+	first, _ = br.Peek(head + int(inBuf))
+	return first, length - inBuf
 }
 
 // spliceMin is the body size from which the part not yet buffered is
