@@ -482,6 +482,12 @@ func sidecar(image string, plans []PortPlan, svc *corev1.Service, ports []*corev
 		Env: []corev1.EnvVar{{
 			Name:      "POD_NAME",
 			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}},
+		}, {
+			// The sidecar sizes its budget of connections from its own
+			// memory limit, so that no caller can take it past it.
+			Name: "MEMORY_LIMIT",
+			ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+				ContainerName: SidecarName, Resource: "limits.memory", Divisor: resource.MustParse("1")}},
 		}},
 		Ports: containerPorts,
 		ReadinessProbe: &corev1.Probe{
