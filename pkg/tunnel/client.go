@@ -43,6 +43,7 @@ func (c *Client) call(req Request) (Response, error) {
 	if err := c.ctrl.read(&resp); err != nil {
 		return resp, fmt.Errorf("reading the sidecar's answer to %s: %w", req.Op, err)
 	}
+	resp.printable()
 	return resp, resp.err()
 }
 

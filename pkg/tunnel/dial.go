@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"syscall"
@@ -62,7 +63,7 @@ type DialError struct {
 }
 
 func (e *DialError) Error() string {
-	return fmt.Sprintf("dialing %s from the pod: %s", e.Addr, e.Message)
+	return fmt.Sprintf("dialing %s from the pod: %s", Printable(e.Addr), Printable(e.Message))
 }
 
 // MaxDialsPerSession bounds the connections one developer holds through a
@@ -130,12 +131,24 @@ func (s *Server) serveDial(ctx context.Context, st net.Conn, cs *controlSession)
 		_ = c.write(DialResponse{Error: "only a developer who holds a live route on this pod may dial through it", Reason: DialNotAllowed})
 		return
 	}
-	if _, _, err := net.SplitHostPort(req.Addr); err != nil {
+	host, port, err := net.SplitHostPort(req.Addr)
+	if err != nil {
 		_ = c.write(DialResponse{Error: fmt.Sprintf("%q is not HOST:PORT", req.Addr), Reason: DialFailed})
 		return
 	}
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	conn, err := s.Dial(dctx, req.Addr)
+	defer cancel()
+	ip, err := s.resolve(dctx, host)
+	if err != nil {
+		_ = c.write(DialResponse{Error: err.Error(), Reason: dialFailure(err)})
+		return
+	}
+	if !ip.IsValid() {
+		_ = c.write(DialResponse{Error: fmt.Sprintf("%s is the pod's own, a link-local (a cloud's metadata endpoint), unspecified or multicast address: "+
+			"the sidecar dials only the cluster's network", host), Reason: DialNotAllowed})
+		return
+	}
+	conn, err := s.Dial(dctx, net.JoinHostPort(ip.String(), port))
 	cancel()
 	if err != nil {
 		_ = c.write(DialResponse{Error: err.Error(), Reason: dialFailure(err)})
@@ -147,6 +160,44 @@ func (s *Server) serveDial(ctx context.Context, st net.Conn, cs *controlSession)
 	}
 	// Bytes the CLI sent behind its request line are the connection's.
 	Pipe(WithReader(st, br), conn)
+}
+
+// resolve turns host into the address to dial, as the pod resolves it:
+// the first of its addresses that is not loopback, link-local (a cloud's
+// metadata endpoint, 169.254.169.254), unspecified or multicast; the zero
+// Addr when it has none other. The name is resolved once and the address
+// dialed, so a name cannot resolve to another address between the check
+// and the dial.
+func (s *Server) resolve(ctx context.Context, host string) (netip.Addr, error) {
+	var addrs []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{ip}
+	} else {
+		lookup := s.Resolve
+		if lookup == nil {
+			lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
+				return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+			}
+		}
+		if addrs, err = lookup(ctx, host); err != nil {
+			return netip.Addr{}, err
+		}
+	}
+	for _, ip := range addrs {
+		if Dialable(ip) {
+			return ip.Unmap(), nil
+		}
+	}
+	return netip.Addr{}, nil
+}
+
+// Dialable says whether the sidecar may dial ip for a developer: not the
+// pod's own loopback, not link-local (unicast or multicast: a cloud's
+// metadata endpoint), not unspecified, not multicast.
+func Dialable(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	return ip.IsValid() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() && !ip.IsLinkLocalMulticast() &&
+		!ip.IsInterfaceLocalMulticast() && !ip.IsUnspecified() && !ip.IsMulticast()
 }
 
 // dialFailure classifies a dial's error.

@@ -4,27 +4,45 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 )
 
-// dialSession is a sidecar that dials on loopback and a CLI's session to
-// it; registered says whether the CLI holds a route there.
+// dialSession is a sidecar and a CLI's session to it; registered says
+// whether the CLI holds a route there. The pod's network is loopback seen
+// through a documentation address: the sidecar dials 192.0.2.1 (TEST-NET)
+// on 127.0.0.1, since it refuses loopback itself. Its resolver knows a
+// few names, without depending on this machine's.
 func dialSession(t *testing.T, registered bool) *Client {
 	t.Helper()
 	table := &fakeTable{routes: map[string]DialFunc{}}
-	srv := &Server{Pod: "p1", Routes: table, Dial: func(ctx context.Context, addr string) (net.Conn, error) {
-		if host, _, _ := net.SplitHostPort(addr); host == "no-such-name.invalid" {
-			// The pod's resolver, without depending on this machine's.
-			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}}
-		}
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", addr)
-	}}
+	names := map[string][]netip.Addr{
+		"svc.test":      {netip.MustParseAddr("192.0.2.1")},
+		"metadata.test": {netip.MustParseAddr("169.254.169.254")},
+		"self.test":     {netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")},
+		"both.test":     {netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.0.2.1")},
+	}
+	srv := &Server{Pod: "p1", Routes: table,
+		Resolve: func(ctx context.Context, host string) ([]netip.Addr, error) {
+			if a, ok := names[host]; ok {
+				return a, nil
+			}
+			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+		},
+		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			host, port, err := net.SplitHostPort(addr)
+			if err != nil || host != "192.0.2.1" {
+				return nil, fmt.Errorf("the test's pod network has only 192.0.2.1, not %s", addr)
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", port))
+		}}
 	a, b := net.Pipe()
 	go srv.ServeConn(context.Background(), a)
 	c, err := NewClient(b)
@@ -38,6 +56,13 @@ func dialSession(t *testing.T, registered bool) *Client {
 		}
 	}
 	return c
+}
+
+// podAddr is a loopback listener's address as the test's pod network
+// names it.
+func podAddr(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return net.JoinHostPort("192.0.2.1", port)
 }
 
 // A server that speaks first (as databases and SSH do) and then echoes.
@@ -61,7 +86,7 @@ func speaksFirst(t *testing.T) string {
 			}()
 		}
 	}()
-	return ln.Addr().String()
+	return podAddr(ln.Addr().String())
 }
 
 // A developer with a live route reaches HOST:PORT from the pod: bytes both
@@ -90,7 +115,7 @@ func TestDialThroughTheSidecar(t *testing.T) {
 func TestDialFailures(t *testing.T) {
 	c := dialSession(t, true)
 	closed, _ := net.Listen("tcp", "127.0.0.1:0")
-	refused := closed.Addr().String()
+	refused := podAddr(closed.Addr().String())
 	closed.Close()
 	for addr, want := range map[string]DialFailure{
 		refused:                   DialRefused,
@@ -127,5 +152,40 @@ func TestDialNeedsALiveRoute(t *testing.T) {
 	}
 	if _, err := c.DialCluster(context.Background(), speaksFirst(t)); !errors.As(err, &de) || de.Reason != DialNotAllowed {
 		t.Fatalf("dial after leaving: %v, want not-allowed", err)
+	}
+}
+
+// A developer with a live route still cannot make the sidecar connect to
+// the pod's own loopback (the app's admin ports, the sidecar's control
+// port), a link-local address (a cloud's metadata endpoint) or an
+// unspecified or multicast one, by address or by a name that resolves to
+// one; a name with an address of the cluster's network as well is dialed
+// there.
+func TestDialRefusesThePodAndMetadata(t *testing.T) {
+	c := dialSession(t, true)
+	server := speaksFirst(t)
+	_, port, _ := net.SplitHostPort(server)
+	for _, host := range []string{"127.0.0.1", "::1", "169.254.169.254", "fe80::1", "0.0.0.0", "::", "224.0.0.1", "ff02::1",
+		"::ffff:127.0.0.1", "self.test", "metadata.test"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := c.DialCluster(ctx, net.JoinHostPort(host, port))
+		cancel()
+		var de *DialError
+		if !errors.As(err, &de) || de.Reason != DialNotAllowed {
+			t.Errorf("dial %s: %v, want not-allowed", host, err)
+		}
+	}
+	for _, host := range []string{"both.test", "svc.test"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		conn, err := c.DialCluster(ctx, net.JoinHostPort(host, port))
+		cancel()
+		if err != nil {
+			t.Errorf("dial %s: %v", host, err)
+			continue
+		}
+		if greeting, _ := bufio.NewReader(conn).ReadString('\n'); greeting != "hello from the pod's network\n" {
+			t.Errorf("dial %s: greeting %q", host, greeting)
+		}
+		conn.Close()
 	}
 }

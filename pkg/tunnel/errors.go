@@ -3,6 +3,9 @@ package tunnel
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Code classifies a failed control call, so the CLI decides with errors.Is
@@ -50,7 +53,33 @@ type RemoteError struct {
 	Message string
 }
 
-func (e *RemoteError) Error() string { return e.Message }
+// Error is the sidecar's message, quoted when it holds anything but
+// printable characters: it comes from the cluster and reaches a terminal.
+func (e *RemoteError) Error() string { return Printable(e.Message) }
+
+// MaxRemoteText bounds what of a sidecar-supplied string is printed.
+const MaxRemoteText = 1024
+
+// Printable makes a string a sidecar supplied (an error, a pod's name)
+// safe to print: as it is when every character is printable (spaces
+// included) and it is at most MaxRemoteText bytes, else quoted in Go
+// syntax, escapes and all, cut to MaxRemoteText.
+func Printable(s string) string {
+	ok := len(s) <= MaxRemoteText && utf8.ValidString(s)
+	for _, r := range s {
+		if !ok {
+			break
+		}
+		ok = unicode.IsPrint(r)
+	}
+	if ok {
+		return s
+	}
+	if len(s) > MaxRemoteText {
+		s = s[:MaxRemoteText]
+	}
+	return strconv.Quote(s)
+}
 
 // Is matches the sentinel of e's code.
 func (e *RemoteError) Is(target error) bool {

@@ -350,6 +350,7 @@ func (l *Link) read() {
 		if err := l.c.read(&r); err != nil {
 			return
 		}
+		r.printable()
 		select {
 		case l.resp <- r:
 		case <-time.After(linkCallTimeout):

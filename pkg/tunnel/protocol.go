@@ -9,6 +9,8 @@ package tunnel
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -57,9 +59,14 @@ type Request struct {
 	Host string `json:"host,omitempty"`
 	// Marker is what a watch looks for and what a send carries.
 	Marker *Marker `json:"marker,omitempty"`
-	// Key is the asking CLI's owner key, for routes: its own routes are
-	// marked Mine in the answer.
+	// Key is the asking CLI's owner tag (OwnerTag of its owner key), for
+	// routes: its own routes are marked Mine in the answer; and, for
+	// admit, the pod key (PodKey) a relay must prove on this pod. The
+	// owner key itself never leaves the CLI.
 	Key string `json:"key,omitempty"`
+	// Tag is the registering CLI's owner tag: it names the owner across
+	// pods for routes' Mine and proves nothing (see keys.go).
+	Tag string `json:"tag,omitempty"`
 	// Nonce names the watch whose hits seen returns.
 	Nonce string `json:"nonce,omitempty"`
 }
@@ -77,6 +84,13 @@ type Response struct {
 	Hits []Hit `json:"hits,omitempty"`
 	// Status is the HTTP status that answered a send.
 	Status int `json:"status,omitempty"`
+}
+
+// printable makes the names a sidecar answers with safe to print, at the
+// source: a pod's name or a probed pod that is not printable comes back
+// quoted (and so matches no pod of the copy).
+func (r *Response) printable() {
+	r.Pod, r.ProbedPod = Printable(r.Pod), Printable(r.ProbedPod)
 }
 
 // fail sets the answer to a failed call: the message and its code.
@@ -114,9 +128,39 @@ func (c *codec) write(v any) error {
 }
 
 func (c *codec) read(v any) error {
-	line, err := c.r.ReadBytes('\n')
+	line, err := readLine(c.r, MaxControlLine)
 	if err != nil {
 		return err
 	}
 	return json.Unmarshal(line, v)
+}
+
+// MaxControlLine bounds one line of a control stream, a relay link or a
+// dial request: a longer one ends the stream. Anyone with pods/portforward
+// reaches the control port, so a line without a newline must not grow
+// without end (a 640 MB sidecar before this bound).
+const MaxControlLine = 64 << 10
+
+// ErrLineTooLong is a control line past MaxControlLine.
+var ErrLineTooLong = fmt.Errorf("a control line longer than %d bytes", MaxControlLine)
+
+// readLine reads one newline-terminated line of at most max bytes.
+func readLine(r *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if len(line)+len(chunk) > max {
+			return nil, ErrLineTooLong
+		}
+		switch {
+		case err == nil && line == nil:
+			return chunk, nil // the usual case: the whole line in the buffer
+		case err == nil:
+			return append(line, chunk...), nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			line = append(line, chunk...)
+		default:
+			return nil, err
+		}
+	}
 }

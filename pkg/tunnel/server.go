@@ -50,14 +50,25 @@ type Server struct {
 	// Dial connects to HOST:PORT from the pod for a developer who holds a
 	// live route here (see dial.go); nil: this sidecar cannot dial.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Resolve looks a host name up as the pod does, before Dial (which
+	// then gets an IP:PORT); the pod's resolver when nil.
+	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
 	// Admitted holds the owner keys whose relays may register routes
 	// through the peer port (see peer.go); nil: no peer port.
 	Admitted *Admissions
 }
 
-// Serve accepts tunnel connections on ln until ctx ends.
+// MaxControlSessions bounds the tunnel sessions one control port holds at
+// once (developers' tunnels, and the short ones of status, list, doctor and
+// admit); a connection beyond it is closed at once. Anyone with
+// pods/portforward reaches the control port.
+const MaxControlSessions = 128
+
+// Serve accepts tunnel connections on ln until ctx ends, at most
+// MaxControlSessions at once.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { <-ctx.Done(); ln.Close() }()
+	slots := make(chan struct{}, MaxControlSessions)
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -66,7 +77,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("accepting tunnel connections: %w", err)
 		}
-		go s.serveSession(ctx, conn, nil)
+		select {
+		case slots <- struct{}{}:
+		default:
+			conn.Close()
+			continue
+		}
+		go func() {
+			defer func() { <-slots }()
+			s.serveSession(ctx, conn, nil)
+		}()
 	}
 }
 

@@ -1,0 +1,160 @@
+package tunnel
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// heapInUse is the live heap after a collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+// One control line without a newline (anyone with pods/portforward can
+// send it) ends its session at MaxControlLine instead of growing the
+// sidecar's heap with every byte: 32 MiB sent, the heap grows by less
+// than 4 MiB, and the sidecar answers the next session.
+func TestControlLineBounded(t *testing.T) {
+	srv := &Server{Pod: "p1", Routes: &fakeTable{routes: map[string]DialFunc{}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	before := heapInUse()
+	a, b := net.Pipe()
+	go srv.ServeConn(ctx, a)
+	sess, err := yamux.Client(b, Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	st, err := sess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte("a"), 64<<10)
+	sent, peak := 0, uint64(0)
+	for sent < 32<<20 {
+		_ = st.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		if _, err := st.Write(chunk); err != nil {
+			break // the sidecar ended the session
+		}
+		sent += len(chunk)
+		if sent%(4<<20) == 0 {
+			peak = max(peak, heapInUse())
+		}
+	}
+	peak = max(peak, heapInUse())
+	if grown := int64(peak) - int64(before); grown > 4<<20 {
+		t.Errorf("the heap grew by %d MiB under a %d MiB control line", grown>>20, sent>>20)
+	}
+	if sent >= 32<<20 {
+		t.Errorf("the sidecar read %d MiB of one control line without ending the session", sent>>20)
+	}
+	// The sidecar still serves.
+	a2, b2 := net.Pipe()
+	go srv.ServeConn(ctx, a2)
+	c, err := NewClient(b2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Routes(); err != nil {
+		t.Fatalf("a session after the long line: %v", err)
+	}
+}
+
+// A control port holds at most MaxControlSessions sessions: the next
+// connection is closed at once, and a slot that frees serves again.
+func TestControlSessionsBounded(t *testing.T) {
+	srv := &Server{Pod: "p1", Routes: &fakeTable{routes: map[string]DialFunc{}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ctx, ln)
+	var held []*Client
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	open := func() (*Client, error) {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return nil, err
+		}
+		c, err := NewClient(conn)
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		if _, err := c.Routes(); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	for i := 0; i < MaxControlSessions; i++ {
+		c, err := open()
+		if err != nil {
+			t.Fatalf("session %d: %v", i+1, err)
+		}
+		held = append(held, c)
+	}
+	if c, err := open(); err == nil {
+		c.Close()
+		t.Fatalf("session %d was served", MaxControlSessions+1)
+	}
+	held[0].Close()
+	held = held[1:]
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := open()
+		if err == nil {
+			held = append(held, c)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a freed slot does not serve: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// What a sidecar says reaches the terminal quoted when it is not
+// printable: an error with an escape sequence, a pod name with a newline.
+func TestSidecarStringsPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"route already taken":          "route already taken",
+		"pod \x1b]0;owned\x07 says hi": `"pod \x1b]0;owned\a says hi"`,
+		"two\nlines":                   `"two\nlines"`,
+		"bad utf8 \xff":                `"bad utf8 \xff"`,
+	} {
+		if got := (&RemoteError{Code: CodeFailed, Message: in}).Error(); got != want {
+			t.Errorf("RemoteError %q printed %s, want %s", in, got, want)
+		}
+	}
+	if got := Printable(strings.Repeat("x", 5000)); len(got) > MaxRemoteText+2 {
+		t.Errorf("a 5000-byte string printed as %d bytes", len(got))
+	}
+	r := Response{Pod: "copy-1\x1b[2J", ProbedPod: "copy-2"}
+	r.printable()
+	if r.Pod != `"copy-1\x1b[2J"` || r.ProbedPod != "copy-2" {
+		t.Errorf("pods printed as %s and %s", r.Pod, r.ProbedPod)
+	}
+	de := &DialError{Addr: "db:5432", Reason: DialFailed, Message: "\x1b[31mred"}
+	if strings.ContainsRune(de.Error(), '\x1b') {
+		t.Errorf("a dial error printed %q", de.Error())
+	}
+}
