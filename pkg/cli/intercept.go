@@ -85,9 +85,12 @@ type InterceptOptions struct {
 	Container string
 	EnvFile   string
 	EnvJSON   string
-	Forwards  []string
-	forwards  []forwardSpec
-	Network   bool
+	// EnvAllow names variables of the pod taken in although they could run
+	// code or change tools on this machine (podenv.Withheld).
+	EnvAllow []string
+	Forwards []string
+	forwards []forwardSpec
+	Network  bool
 	// PerPod opens a tunnel to every copy pod instead of one to a relay.
 	PerPod  bool
 	Command []string
@@ -184,6 +187,7 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 	fl.StringVar(&o.Container, "container", "", "the container whose environment the local process gets (default: the one serving the intercepted port)")
 	fl.StringVar(&o.EnvFile, "env-file", "", "write the container's environment to this file, as `docker run --env-file` reads it")
 	fl.StringVar(&o.EnvJSON, "env-json", "", "write the container's environment to this file as a JSON object")
+	fl.StringArrayVar(&o.EnvAllow, "env-allow", nil, "NAME: take in the pod's variable NAME although it could run code or change tools on this machine (NODE_OPTIONS, LD_*, GIT_*, PATH...; see docs/security.md); repeatable")
 	fl.StringArrayVar(&o.Forwards, "forward", nil, "[LOCAL_PORT:]HOST:PORT: listen on 127.0.0.1:LOCAL_PORT and connect to HOST:PORT from a copy pod (cluster DNS names work); repeatable")
 	fl.StringVar(&o.Mount, "mount", "", "write the container's ConfigMap, Secret, downwardAPI and projected volumes under this new or empty directory at their mountPaths, kept up to date and removed at the end (the command gets KUBECTL_INTERCEPT_ROOT)")
 	fl.BoolVar(&o.PerPod, "tunnel-per-pod", false, "open a tunnel (an API-server port-forward) to every pod of the copy, instead of one to a pod that relays the route to the others over the pod network")
@@ -510,6 +514,9 @@ func (o *InterceptOptions) hold(ctx context.Context, p *progress, ready func(), 
 func (o *InterceptOptions) printLocal(p *progress, ls *localSide) {
 	if ls.envFrom != "" {
 		p.Infof("Environment: %s.", ls.envFrom)
+		if len(ls.withheld) > 0 {
+			p.Warn(describeWithheld(ls.withheld))
+		}
 		if o.EnvFile != "" {
 			p.Infof("Environment written to %s (docker run --env-file).", o.EnvFile)
 		}

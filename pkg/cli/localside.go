@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -153,9 +154,9 @@ func (o *InterceptOptions) envTemplate(ctx context.Context) (*corev1.PodTemplate
 		if err != nil {
 			return nil, nil, err
 		}
-		d, err := o.f.Client.AppsV1().Deployments(o.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{})
+		d, err := verifiedCopy(ctx, o.f.Client, o.Namespace, rec)
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading deployment %s, the intercept's copy: %w", rec.Copy, err)
+			return nil, nil, err
 		}
 		return &d.Spec.Template, svc, nil
 	}
@@ -219,7 +220,10 @@ func (o *InterceptOptions) checkEnv(ctx context.Context) error {
 
 // localSide is what runs on this machine for the local process.
 type localSide struct {
+	// env is what this machine gets of podEnv; withheld the names left out.
 	env      []podenv.Var
+	podEnv   []podenv.Var
+	withheld []string
 	envFrom  string // "12 variables: 5 from configmap/app, ..."
 	proxy    string // the proxy's address, empty when it does not run
 	forwards []string
@@ -339,13 +343,66 @@ func clusterDialer(f *portforward.Follower) netproxy.Dialer {
 	}
 }
 
-// resolveEnv resolves the environment with the copy pod's fields; it
-// returns the pod and the container.
+// verifiedCopy reads the copy a record names and checks it is that very
+// session's copy, as pkg/session checks one before using it: our
+// managed-by label, the session label, and a record of its own for the same
+// session, Service and name. The environment comes from its template: a
+// Deployment or pod that only carries the labels gives nothing.
+func verifiedCopy(ctx context.Context, cs kubernetes.Interface, ns string, rec *session.Record) (*appsv1.Deployment, error) {
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, rec.Copy, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading deployment %s, the intercept's copy: %w", rec.Copy, err)
+	}
+	own, err := session.RecordOf(d)
+	if d.Labels[session.LabelManagedBy] != session.ManagedByValue || d.Labels[session.LabelSession] != rec.ID ||
+		err != nil || own.ID != rec.ID || own.Service != rec.Service || own.Copy != d.Name {
+		return nil, fmt.Errorf("deployment %s is not the copy kubectl-intercept made for this intercept of service %s (its labels or its own record differ): its environment is not used; end the intercept and check who changed it",
+			rec.Copy, rec.Service)
+	}
+	return d, nil
+}
+
+// envPod is the copy pod whose fields the environment reads, chosen among
+// the copy's pods (session.CopyPods) as the one that answered, with the
+// containers and volumes of the verified copy's template.
+func envPod(ctx context.Context, cs kubernetes.Interface, ns string, rec *session.Record, podName string) (*corev1.Pod, error) {
+	d, err := verifiedCopy(ctx, cs, ns, rec)
+	if err != nil {
+		return nil, err
+	}
+	pods, err := session.CopyPods(ctx, cs, ns, rec)
+	if err != nil {
+		return nil, err
+	}
+	var chosen *corev1.Pod
+	for i := range pods {
+		if pods[i].Name == podName {
+			chosen = &pods[i]
+			break
+		}
+		if chosen == nil && session.Reachable(&pods[i]) {
+			chosen = &pods[i]
+		}
+	}
+	if chosen == nil {
+		return nil, fmt.Errorf("no pod of copy %s runs to read the environment's fields from; try again once one does", rec.Copy)
+	}
+	pod := chosen.DeepCopy()
+	t := d.Spec.Template.Spec
+	pod.Spec.Containers, pod.Spec.InitContainers, pod.Spec.Volumes = t.Containers, t.InitContainers, t.Volumes
+	pod.Spec.EnableServiceLinks, pod.Spec.ServiceAccountName = t.EnableServiceLinks, t.ServiceAccountName
+	return pod, nil
+}
+
+// resolveEnv resolves the environment with the verified copy's template
+// and a copy pod's fields; the variables that could run code or change
+// tools on this machine are left out (podenv.Withhold) unless --env-allow
+// names them. It returns the pod and the container.
 func (o *InterceptOptions) resolveEnv(ctx context.Context, st *session.Started, podName string, ls *localSide) (*corev1.Pod, *corev1.Container, error) {
 	cs := o.f.Client
-	pod, err := cs.CoreV1().Pods(o.Namespace).Get(ctx, podName, metav1.GetOptions{})
+	pod, err := envPod(ctx, cs, o.Namespace, st.Record, podName)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading pod %s for its environment: %w", podName, err)
+		return nil, nil, err
 	}
 	c, err := o.container(&pod.Spec, st.Service)
 	if err != nil {
@@ -366,9 +423,19 @@ func (o *InterceptOptions) resolveEnv(ctx context.Context, st *session.Started, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("the environment of container %s: %w", c.Name, err)
 	}
-	ls.env = vars
-	ls.envFrom = describeSources(c.Name, pod.Name, vars)
+	ls.podEnv = vars
+	ls.env, ls.withheld = podenv.Withhold(vars, o.EnvAllow)
+	ls.envFrom = describeSources(c.Name, pod.Name, ls.env)
 	return pod, c, nil
+}
+
+// describeWithheld is the line that names the variables left out.
+func describeWithheld(names []string) string {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = strconv.Quote(n)
+	}
+	return fmt.Sprintf("Left out of the environment, as they could run code or change tools on this machine: %s (take one in with --env-allow NAME).", strings.Join(quoted, ", "))
 }
 
 // linkedServices are the Services whose link variables the kubelet gives
@@ -421,11 +488,12 @@ func describeSources(container, pod string, vars []podenv.Var) string {
 }
 
 // writeEnvFiles writes --env-file and --env-json, readable by the user
-// only: they hold the pod's secrets.
+// only (they hold the pod's secrets), each replaced at once, never through
+// a symbolic link.
 func (o *InterceptOptions) writeEnvFiles(p *progress, vars []podenv.Var) error {
 	if o.EnvFile != "" {
 		var skipped []string
-		err := writePrivate(o.EnvFile, func(w io.Writer) (err error) {
+		err := podenv.WritePrivate(o.EnvFile, func(w io.Writer) (err error) {
 			skipped, err = podenv.WriteEnvFile(w, vars)
 			return err
 		})
@@ -437,25 +505,9 @@ func (o *InterceptOptions) writeEnvFiles(p *progress, vars []podenv.Var) error {
 		}
 	}
 	if o.EnvJSON != "" {
-		if err := writePrivate(o.EnvJSON, func(w io.Writer) error { return podenv.WriteJSON(w, vars) }); err != nil {
+		if err := podenv.WritePrivate(o.EnvJSON, func(w io.Writer) error { return podenv.WriteJSON(w, vars) }); err != nil {
 			return fmt.Errorf("--env-json: %w", err)
 		}
-	}
-	return nil
-}
-
-// writePrivate writes path (mode 0600) with write.
-func writePrivate(path string, write func(io.Writer) error) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	err = write(f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
 }

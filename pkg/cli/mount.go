@@ -35,7 +35,7 @@ func (o *InterceptOptions) mountFiles(ctx, lctx context.Context, p *progress, po
 	if err != nil {
 		return fmt.Errorf("--mount %s: %w", o.Mount, err)
 	}
-	in := podfiles.Input{Pod: pod, Container: c, Env: ls.env, Objects: mountObjects{objects{o.f.Client, o.Namespace}}}
+	in := podfiles.Input{Pod: pod, Container: c, Env: ls.podEnv, Objects: mountObjects{objects{o.f.Client, o.Namespace}}}
 	count := 0
 	sync := func(ctx context.Context) (int, error) {
 		files, skipped, err := podfiles.Files(ctx, in)

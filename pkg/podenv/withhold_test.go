@@ -1,0 +1,89 @@
+package podenv
+
+import (
+	"context"
+	"reflect"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestWithheld(t *testing.T) {
+	for _, name := range []string{
+		"NODE_OPTIONS", "NODE_PATH", "NODE_EXTRA_CA_CERTS", "NODE_TLS_REJECT_UNAUTHORIZED",
+		"JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "JAVA_OPTS", "MAVEN_OPTS",
+		"LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "DYLD_INSERT_LIBRARIES", "DYLD_LIBRARY_PATH",
+		"PATH", "HOME", "SHELL", "KUBECONFIG", "BASH_ENV", "ENV", "PROMPT_COMMAND", "PS4", "ZDOTDIR",
+		"BASH_FUNC_ls%%",
+		"PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PERL5OPT", "PERL5LIB", "PERLLIB", "RUBYOPT", "RUBYLIB",
+		"GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0", "GIT_SSH_COMMAND", "GIT_EXEC_PATH",
+		"GOFLAGS", "GOTOOLCHAIN", "GOPROXY", "GO111MODULE", "GODEBUG",
+		"npm_config_script_shell", "NPM_CONFIG_REGISTRY", "PIP_INDEX_URL",
+		"DOTNET_STARTUP_HOOKS", "CORECLR_PROFILER_PATH", "OPENSSL_CONF", "LESSOPEN", "GCONV_PATH",
+		"EDITOR", "RUSTC_WRAPPER", "CC", "XDG_CONFIG_HOME", "DOCKER_HOST", "KUBECTL_EXTERNAL_DIFF", "LUA_INIT",
+		"path",
+	} {
+		if !Withheld(name) {
+			t.Errorf("Withheld(%q) = false: a pod's value would reach the developer's machine", name)
+		}
+	}
+	for _, name := range []string{
+		"DATABASE_URL", "PORT", "NODE_ENV", "PYTHONUNBUFFERED", "GOOGLE_APPLICATION_CREDENTIALS",
+		"GOOGLE_CLOUD_PROJECT", "GO", "AWS_REGION", "API_KEY", "LANG", "TZ", "HOSTNAME",
+		"WEB_SERVICE_HOST", "KUBERNETES_PORT_443_TCP", "APP_OPTIONS", "LOG_LEVEL", "GOLANG_VERSION_X",
+	} {
+		if Withheld(name) {
+			t.Errorf("Withheld(%q) = true: an application's own setting is left out", name)
+		}
+	}
+}
+
+func TestWithholdAllowTakesOneIn(t *testing.T) {
+	vars := []Var{
+		{Name: "NODE_OPTIONS", Value: "--require=/tmp/x.js"},
+		{Name: "DATABASE_URL", Value: "postgres://db"},
+		{Name: "GIT_CONFIG_COUNT", Value: "1"},
+		{Name: "JAVA_TOOL_OPTIONS", Value: "-Xmx1g"},
+	}
+	kept, left := Withhold(vars, []string{"JAVA_TOOL_OPTIONS"})
+	if want := []string{"NODE_OPTIONS", "GIT_CONFIG_COUNT"}; !reflect.DeepEqual(left, want) {
+		t.Errorf("left out %q, want %q", left, want)
+	}
+	if want := []Var{vars[1], vars[3]}; !reflect.DeepEqual(kept, want) {
+		t.Errorf("kept %+v, want %+v", kept, want)
+	}
+}
+
+// The attack: NODE_OPTIONS in the template and git's GIT_CONFIG_* from a
+// ConfigMap (core.fsmonitor runs a command at the next git status) resolve
+// as the kubelet gives them, and Withhold keeps them off the laptop.
+func TestWithholdTemplateAndConfigMap(t *testing.T) {
+	objs := &objects{cms: map[string]*corev1.ConfigMap{"settings": {
+		ObjectMeta: metav1.ObjectMeta{Name: "settings"},
+		Data: map[string]string{
+			"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.fsmonitor", "GIT_CONFIG_VALUE_0": "touch /tmp/owned",
+			"LISTEN": ":8080",
+		},
+	}}}
+	c := &corev1.Container{Name: "app",
+		EnvFrom: []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}}},
+		Env:     []corev1.EnvVar{{Name: "NODE_OPTIONS", Value: "--require /tmp/evil.js"}, {Name: "MODE", Value: "dev"}},
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"}, Spec: corev1.PodSpec{Containers: []corev1.Container{*c}}}
+	vars, err := Resolve(context.Background(), Input{Pod: pod, Container: c, Objects: objs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, left := Withhold(vars, nil)
+	if want := []string{"GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0", "NODE_OPTIONS"}; !reflect.DeepEqual(left, want) {
+		t.Errorf("left out %q, want %q", left, want)
+	}
+	var names []string
+	for _, v := range kept {
+		names = append(names, v.Name)
+	}
+	if want := []string{"LISTEN", "MODE"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("kept %q, want %q", names, want)
+	}
+}
