@@ -73,7 +73,8 @@ func (o *InterceptOptions) startPreview(ctx context.Context, st *session.Started
 	default:
 		target = preview.ServiceTarget(o.f.Client, dial, cmp.Or(via.Namespace, o.Namespace), via.Name, via.Port, "")
 	}
-	h := preview.Handler(o.Route, target)
+	// Pages of other sites may not send requests through it.
+	h := preview.SameOrigin(preview.Handler(o.Route, target))
 	var ln net.Listener
 	var url string
 	if o.publicPreview() {
@@ -90,6 +91,8 @@ func (o *InterceptOptions) startPreview(ctx context.Context, st *session.Started
 			return "", nil, err
 		}
 		url = preview.URL(ln)
+		// Only this machine's loopback names: a rebound name is refused.
+		h = preview.LocalOnly(ln.Addr().(*net.TCPAddr).Port, h)
 	}
 	srv := relay.NewHTTPServer(h)
 	srv.ReadHeaderTimeout = 30 * time.Second

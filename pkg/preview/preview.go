@@ -35,6 +35,9 @@ type Target struct {
 // Handler forwards every request to t with r's marker added: the header
 // or baggage member on each request, the cookie on each request and in
 // the browser (Set-Cookie), so links and XHR of the page carry it too.
+// Of the browser's cookies only those the app set through the preview go
+// on: the developer's cookies of other local apps stay here. Serve it
+// behind SameOrigin (and LocalOnly on this machine).
 func Handler(r route.Route, t Target) http.Handler {
 	transport := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -47,6 +50,7 @@ func Handler(r route.Route, t Target) http.Handler {
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     30 * time.Second,
 	}
+	cookies := &appCookies{}
 	rp := &httputil.ReverseProxy{
 		Transport:  transport,
 		BufferPool: relay.NewBufferPool(),
@@ -54,9 +58,11 @@ func Handler(r route.Route, t Target) http.Handler {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", t.Host
 			pr.Out.Host = t.Host
 			relay.KeepAsSent(pr)
+			cookies.filter(pr.Out.Header, r.Cookie)
 			Mark(pr.Out.Header, r)
 		},
 		ModifyResponse: func(resp *http.Response) error {
+			cookies.learn(resp.Header)
 			if r.Cookie != "" {
 				c := &http.Cookie{Name: r.Cookie, Value: r.Value, Path: "/"}
 				resp.Header.Add("Set-Cookie", c.String())

@@ -33,7 +33,7 @@ func TestHandlerMarksEveryRequest(t *testing.T) {
 	}{
 		{route.Route{Header: "X-Dev", Value: "alice"}, func(h http.Header) bool { return h.Get("X-Dev") == "alice" }, false},
 		{route.Route{Cookie: "dev", Value: "alice"}, func(h http.Header) bool {
-			return strings.Contains(h.Get("Cookie"), "dev=alice") && strings.Contains(h.Get("Cookie"), "a=1")
+			return h.Get("Cookie") == "dev=alice"
 		}, true},
 		{route.Route{Baggage: "dev", Value: "alice smith"}, func(h http.Header) bool { return h.Get("Baggage") == "dev=alice%20smith" }, false},
 	} {
