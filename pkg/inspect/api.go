@@ -90,7 +90,7 @@ func (u *ui) apiList(w http.ResponseWriter, r *http.Request) {
 	list := []summaryJSON{}
 	for _, ex := range u.store.List() {
 		if f.Match(&ex) {
-			list = append(list, summaryOf(ex))
+			list = append(list, summaryOf(u.shown(ex)))
 		}
 	}
 	writeJSON(w, http.StatusOK, list)

@@ -65,7 +65,7 @@ func (u *ui) events(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			var row bytes.Buffer
-			if err := u.tmpl.ExecuteTemplate(&row, "row", ex); err != nil {
+			if err := u.tmpl.ExecuteTemplate(&row, "row", u.shown(ex)); err != nil {
 				return
 			}
 			writeEvent(&b, "row", row.String())

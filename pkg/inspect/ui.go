@@ -29,8 +29,9 @@ type ui struct {
 
 // UIOptions say what the inspector shows and to whom.
 type UIOptions struct {
-	// ShowSecrets shows the values of the headers that carry credentials
-	// (Authorization, Cookie, Set-Cookie, Proxy-Authorization); by default
+	// ShowSecrets shows the values of the headers and query parameters
+	// that carry credentials (Authorization, Cookie, X-Api-Key,
+	// ?access_token=...: redact.go); by default
 	// the page and the API show them redacted. Replays send them as they
 	// came either way.
 	ShowSecrets bool
@@ -42,42 +43,20 @@ type UIOptions struct {
 	Token string
 }
 
-// secretHeaders carry credentials: shown redacted unless asked.
-var secretHeaders = [...]string{"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie"}
-
 // Redacted is what the inspector shows instead of a credential.
 const Redacted = "[redacted: --inspect-show-secrets shows it]"
 
-// shown is ex as the page and the API show it: credentials redacted
-// unless ShowSecrets.
+// shown is ex as the page and the API show it: credentials (headers and
+// query parameters, redact.go) redacted unless ShowSecrets.
 func (u *ui) shown(ex Exchange) Exchange {
 	if u.opts.ShowSecrets {
 		return ex
 	}
+	ex.Path = redactPath(ex.Path)
 	ex.RequestHeader = redact(ex.RequestHeader)
 	ex.ResponseHeader = redact(ex.ResponseHeader)
 	ex.ResponseTrailer = redact(ex.ResponseTrailer)
 	return ex
-}
-
-func redact(h http.Header) http.Header {
-	var out http.Header
-	for _, name := range secretHeaders {
-		if vs, ok := h[name]; ok {
-			if out == nil {
-				out = h.Clone()
-			}
-			red := make([]string, len(vs))
-			for i := range red {
-				red[i] = Redacted
-			}
-			out[name] = red
-		}
-	}
-	if out == nil {
-		return h
-	}
-	return out
 }
 
 // tokenCookie holds the inspector's token once a browser presented it.
@@ -210,7 +189,7 @@ func (u *ui) page(w http.ResponseWriter, r *http.Request) {
 	d.Seq = c.Seq
 	for _, ex := range slices.Backward(c.Exchanges) {
 		if f.Match(&ex) {
-			d.Rows = append(d.Rows, ex)
+			d.Rows = append(d.Rows, u.shown(ex))
 		}
 	}
 	code := http.StatusOK
