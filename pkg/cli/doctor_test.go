@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
@@ -142,8 +144,15 @@ func TestDoctorNeedsAnIntercept(t *testing.T) {
 	switched.Spec.Selector = rec.SessionSelector()
 	reverted := switched.DeepCopy()
 	reverted.Spec.Selector = map[string]string{"app": "cart"}
+	// The copy's pods are the copy's by their owner chain.
+	copyDeploy := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: rec.Copy, UID: "copy-uid",
+		Labels:      map[string]string{session.LabelManagedBy: session.ManagedByValue, session.LabelSession: rec.ID},
+		Annotations: map[string]string{session.AnnotationRecord: rec.Encode()}}}
+	copyRS := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: rec.Copy + "-5d8f", UID: "rs-uid",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: rec.Copy, UID: "copy-uid", Controller: ptr.To(true)}}}}
 	pod := func(name string, ready, sidecar bool) *corev1.Pod {
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, Labels: rec.SessionSelector()},
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, Labels: rec.SessionSelector(),
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: copyRS.Name, UID: "rs-uid", Controller: ptr.To(true)}}},
 			Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1"}}
 		status := corev1.ConditionFalse
 		if ready {
@@ -165,7 +174,7 @@ func TestDoctorNeedsAnIntercept(t *testing.T) {
 		{"no running pod", []any{switched, pod("b", false, false), pod("c", true, false)}, "no running pod to watch through"},
 		{"running pods", []any{switched, pod("b", true, true), pod("a", false, true), pod("c", true, false)}, ""},
 	} {
-		cs := fake.NewClientset()
+		cs := fake.NewClientset(copyDeploy, copyRS)
 		for _, o := range tc.objs {
 			switch o := o.(type) {
 			case *corev1.Service:

@@ -562,7 +562,7 @@ func (o *InterceptOptions) portTunnels(p *progress, st *session.Started, fr *fro
 			return nil, err
 		}
 		f := &portforward.Follower{
-			Config: o.f.RESTConfig, Client: o.f.Client, Namespace: o.Namespace,
+			Config: o.f.RESTConfig, Client: o.f.Client, Namespace: o.Namespace, Record: rec,
 			Selector: session.CopySelector(rec),
 			Port:     int(e.Plan.ControlPort), Route: o.Route,
 			Local:  net.JoinHostPort("127.0.0.1", strconv.Itoa(pm.Local)),

@@ -50,7 +50,13 @@ func (c *Client) call(req Request) (Response, error) {
 // Register installs the route in the sidecar for as long as this session
 // lives, and returns the sidecar's pod.
 func (c *Client) Register(r route.Route) (string, error) {
-	resp, err := c.call(Request{Op: "register", Route: &r})
+	return c.RegisterTagged(r, "")
+}
+
+// RegisterTagged is Register with the owner tag (OwnerTag) of the key r's
+// Client is derived from, by which `routes` marks it Mine.
+func (c *Client) RegisterTagged(r route.Route, tag string) (string, error) {
+	resp, err := c.call(Request{Op: "register", Route: &r, Tag: tag})
 	if err != nil || r.All || (r.Header != "" && r.Remote == "") {
 		return resp.Pod, err
 	}
@@ -91,9 +97,9 @@ func (c *Client) Routes() ([]route.Route, error) {
 }
 
 // RoutesOf lists the sidecar's live routes with those of owner key marked
-// Mine.
+// Mine. The key stays here: the sidecar is asked by its tag (OwnerTag).
 func (c *Client) RoutesOf(key string) ([]route.Route, error) {
-	resp, err := c.call(Request{Op: "routes", Key: key})
+	resp, err := c.call(Request{Op: "routes", Key: OwnerTag(key)})
 	return resp.Routes, err
 }
 

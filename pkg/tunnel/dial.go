@@ -30,6 +30,11 @@ type DialRequest struct {
 	Addr string `json:"addr"`
 	// Pod names the peer of a relay.
 	Pod string `json:"pod,omitempty"`
+	// Prove, on a relay, says the CLI answers the peer's challenge itself
+	// (a relay holds no key of the peer's); MAC is its answer, on the
+	// "prove" line that follows the relay's Challenge.
+	Prove bool   `json:"prove,omitempty"`
+	MAC   string `json:"mac,omitempty"`
 }
 
 // DialResponse answers it, before the first byte of the connection.
@@ -39,6 +44,9 @@ type DialResponse struct {
 	Reason DialFailure `json:"reason,omitempty"`
 	// Code, on a relay's answer, is the peer's refusal of the route.
 	Code Code `json:"code,omitempty"`
+	// Challenge, on a relay's first answer, is the peer's challenge for
+	// the CLI to answer under the peer's pod key.
+	Challenge string `json:"challenge,omitempty"`
 }
 
 // DialFailure says why a dial failed, for a SOCKS or HTTP answer.

@@ -31,11 +31,14 @@ import (
 // The peer port listens on the pod network, so it trusts nobody by
 // default. A developer admits themselves on each pod through the
 // port-forward (what today's Role already grants), handing the sidecar
-// their owner key; a relay must then answer a fresh challenge with an HMAC
-// under that key, and may register only that developer's routes. The key
-// itself never crosses the pod network.
+// the pod key derived for that pod (keys.go); a relay must then answer a
+// fresh challenge with an HMAC under that key, which it gets from the
+// developer's CLI through its tunnel, and may register only that
+// developer's routes, which the peer files under the key proved. Neither
+// the owner key nor a pod key crosses the pod network, and the relay
+// holds no key of its peers.
 
-// Admissions holds the owner keys developers admitted on this sidecar.
+// Admissions holds the pod keys developers admitted on this sidecar.
 type Admissions struct {
 	mu   sync.Mutex
 	keys [][]byte // oldest first, at most MaxAdmissions
@@ -187,8 +190,9 @@ func (s *Server) challenge(conn net.Conn) ([]byte, error) {
 	return key, nil
 }
 
-// dialPeer connects to a peer port at addr and proves key.
-func dialPeer(ctx context.Context, addr string, key []byte) (net.Conn, error) {
+// dialPeer connects to a peer port at addr and proves, through prove, a
+// key admitted there: prove answers the peer's challenge.
+func dialPeer(ctx context.Context, addr string, prove func(nonce []byte) ([]byte, error)) (net.Conn, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil || !ap.Addr().IsValid() || ap.Addr().IsUnspecified() || ap.Addr().IsMulticast() {
 		return nil, &DialError{Addr: addr, Reason: DialFailed, Message: "a peer is a pod's IP:PORT"}
@@ -210,11 +214,15 @@ func dialPeer(ctx context.Context, addr string, key []byte) (net.Conn, error) {
 		}
 		return hex.DecodeString(hello.Nonce)
 	}()
-	if err == nil && len(nonce) < 16 {
-		err = fmt.Errorf("a short challenge")
+	if err == nil && (len(nonce) < 16 || len(nonce) > 64) {
+		err = fmt.Errorf("a challenge of %d bytes", len(nonce))
+	}
+	var mac []byte
+	if err == nil {
+		mac, err = prove(nonce)
 	}
 	if err == nil {
-		err = c.write(peerProof{MAC: hex.EncodeToString(peerMAC(key, nonce))})
+		err = c.write(peerProof{MAC: hex.EncodeToString(mac)})
 	}
 	if err == nil {
 		err = c.read(&resp)
@@ -235,12 +243,32 @@ func dialPeer(ctx context.Context, addr string, key []byte) (net.Conn, error) {
 // go to the peer; st closes when the peer goes.
 func (s *Server) serveRelay(ctx context.Context, st net.Conn, br *bufio.Reader, cs *controlSession, req DialRequest) {
 	c := &codec{r: br, w: st}
-	routes, key := cs.registered()
+	routes, tag := cs.registered()
 	if len(routes) == 0 {
 		_ = c.write(DialResponse{Error: "only a developer who holds a live route on this pod may relay through it", Reason: DialNotAllowed})
 		return
 	}
-	conn, err := dialPeer(ctx, req.Addr, key)
+	if !req.Prove {
+		_ = c.write(DialResponse{Error: "this kubectl-intercept is older than the sidecar and cannot prove itself to its peers; upgrade it", Reason: DialNotAllowed})
+		return
+	}
+	// The CLI answers the peer's challenge: it alone holds the key.
+	prove := func(nonce []byte) ([]byte, error) {
+		if err := c.write(DialResponse{Challenge: hex.EncodeToString(nonce)}); err != nil {
+			return nil, err
+		}
+		_ = st.SetReadDeadline(time.Now().Add(peerHandshakeTimeout))
+		defer func() { _ = st.SetReadDeadline(time.Time{}) }()
+		var p DialRequest
+		if err := c.read(&p); err != nil {
+			return nil, fmt.Errorf("the developer's answer to the challenge: %w", err)
+		}
+		if p.Op != "prove" {
+			return nil, fmt.Errorf("the developer did not answer the challenge")
+		}
+		return hex.DecodeString(p.MAC)
+	}
+	conn, err := dialPeer(ctx, req.Addr, prove)
 	var de *DialError
 	if errors.As(err, &de) {
 		_ = c.write(DialResponse{Error: fmt.Sprintf("reaching pod %s at %s from pod %s: %s", req.Pod, req.Addr, s.Pod, de.Message), Reason: de.Reason})
@@ -258,7 +286,7 @@ func (s *Server) serveRelay(ctx context.Context, st net.Conn, br *bufio.Reader, 
 	}
 	defer peer.Close()
 	for _, r := range routes {
-		if _, err := peer.Register(r); err != nil {
+		if _, err := peer.RegisterTagged(r, tag); err != nil {
 			_ = c.write(DialResponse{Error: err.Error(), Reason: DialFailed, Code: codeOf(err)})
 			return
 		}
@@ -278,7 +306,7 @@ func (s *Server) serveRelay(ctx context.Context, st net.Conn, br *bufio.Reader, 
 		resp := Response{Pod: req.Pod}
 		switch call.Op {
 		case "routes":
-			resp.Routes, err = peer.RoutesOf(call.Key)
+			resp.Routes, err = peer.Routes() // the peer marks Mine by the key proved
 		case "unregister":
 			err = peer.Unregister()
 		default:
@@ -304,11 +332,13 @@ type Link struct {
 }
 
 // Relay asks the sidecar to carry this session's routes to the pod named
-// pod, whose peer port is at addr (IP:PORT on the pod network). It
-// returns once the peer holds them; the link lasts until Close, the peer's
-// end or the session's. A peer the relay cannot reach is a *DialError
-// (reason timeout, refused or unreachable: a NetworkPolicy, say).
-func (c *Client) Relay(ctx context.Context, pod, addr string) (*Link, error) {
+// pod, whose peer port is at addr (IP:PORT on the pod network), and
+// answers that peer's challenge under podKey, the pod key this CLI
+// admitted there (PodKey). It returns once the peer holds the routes; the
+// link lasts until Close, the peer's end or the session's. A peer the
+// relay cannot reach is a *DialError (reason timeout, refused or
+// unreachable: a NetworkPolicy, say).
+func (c *Client) Relay(ctx context.Context, pod, addr, podKey string) (*Link, error) {
 	st, err := c.sess.OpenStream()
 	if err != nil {
 		return nil, fmt.Errorf("opening a relay stream: %w", err)
@@ -316,17 +346,38 @@ func (c *Client) Relay(ctx context.Context, pod, addr string) (*Link, error) {
 	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
 	defer stop()
 	cd := newCodec(st)
-	if err := cd.write(DialRequest{Op: "relay", Addr: addr, Pod: pod}); err != nil {
+	if err := cd.write(DialRequest{Op: "relay", Addr: addr, Pod: pod, Prove: true}); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("asking the relay to reach pod %s: %w", pod, err)
 	}
 	var resp DialResponse
-	if err := cd.read(&resp); err != nil {
-		st.Close()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+	read := func() error {
+		if err := cd.read(&resp); err != nil {
+			st.Close()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("reading the relay's answer for pod %s: %w", pod, err)
 		}
-		return nil, fmt.Errorf("reading the relay's answer for pod %s: %w", pod, err)
+		return nil
+	}
+	if err := read(); err != nil {
+		return nil, err
+	}
+	if resp.Challenge != "" && resp.Error == "" {
+		nonce, err := hex.DecodeString(resp.Challenge)
+		if err != nil || len(nonce) < 16 || len(nonce) > 64 {
+			st.Close()
+			return nil, fmt.Errorf("the relay passed on a malformed challenge from pod %s", pod)
+		}
+		if err := cd.write(DialRequest{Op: "prove", MAC: hex.EncodeToString(peerMAC([]byte(podKey), nonce))}); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("answering pod %s's challenge through the relay: %w", pod, err)
+		}
+		resp = DialResponse{}
+		if err := read(); err != nil {
+			return nil, err
+		}
 	}
 	if resp.Error != "" {
 		st.Close()
@@ -379,12 +430,10 @@ func (l *Link) call(req Request) (Response, error) {
 	}
 }
 
-// Routes lists the peer's live routes.
-func (l *Link) Routes() ([]route.Route, error) { return l.RoutesOf("") }
-
-// RoutesOf lists the peer's live routes, those of owner key marked Mine.
-func (l *Link) RoutesOf(key string) ([]route.Route, error) {
-	r, err := l.call(Request{Op: "routes", Key: key})
+// Routes lists the peer's live routes, this developer's marked Mine (the
+// peer knows them by the key the relay proved: nothing is sent).
+func (l *Link) Routes() ([]route.Route, error) {
+	r, err := l.call(Request{Op: "routes"})
 	return r.Routes, err
 }
 
@@ -405,9 +454,11 @@ func (l *Link) Done() <-chan struct{} { return l.done }
 // peer the developer's routes.
 func (l *Link) Close() error { return l.st.Close() }
 
-// Admit hands the sidecar this CLI's owner key, so relays that prove it may
-// register its routes here over the pod network.
-func (c *Client) Admit(key string) error {
+// Admit hands the sidecar podKey, this CLI's pod key for the sidecar's
+// pod (PodKey, never the owner key), so relays that prove it may register
+// this CLI's routes here over the pod network.
+func (c *Client) Admit(podKey string) error {
+	key := podKey
 	_, err := c.call(Request{Op: "admit", Key: key})
 	return err
 }

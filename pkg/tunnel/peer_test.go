@@ -63,7 +63,7 @@ func TestRelayCarriesTheRouteAndDropsIt(t *testing.T) {
 	if _, err := c.Register(r); err != nil {
 		t.Fatal(err)
 	}
-	link, err := c.Relay(ctx, "peer", peer.addr)
+	link, err := c.Relay(ctx, "peer", peer.addr, aliceKey)
 	if err != nil {
 		t.Fatalf("relay: %v", err)
 	}
@@ -125,7 +125,7 @@ func TestPeerPortRefusesTheUnadmitted(t *testing.T) {
 	if _, err := c.Register(mallory); err != nil {
 		t.Fatal(err)
 	}
-	_, err := c.Relay(ctx, "peer", peer.addr)
+	_, err := c.Relay(ctx, "peer", peer.addr, mallory.Client)
 	var de *DialError
 	if !errors.As(err, &de) || de.Reason != DialNotAllowed {
 		t.Fatalf("relay without admission: %v, want not-allowed", err)
@@ -172,7 +172,7 @@ func TestPeerPortRefusesTheUnadmitted(t *testing.T) {
 	if err := peer.connect(t, ctx).Admit(aliceKey); err != nil {
 		t.Fatal(err)
 	}
-	pc, err := dialPeer(ctx, peer.addr, []byte(aliceKey))
+	pc, err := dialPeer(ctx, peer.addr, func(nonce []byte) ([]byte, error) { return peerMAC([]byte(aliceKey), nonce), nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,12 +208,12 @@ func TestRelayToAnUnreachablePeer(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	_, err := c.Relay(ctx, "gone", addr)
+	_, err := c.Relay(ctx, "gone", addr, aliceKey)
 	var de *DialError
 	if !errors.As(err, &de) || de.Reason != DialRefused {
 		t.Fatalf("relay to a closed port: %v, want refused", err)
 	}
-	if _, err := c.Relay(ctx, "name", "peer.example:80"); !errors.As(err, &de) || de.Reason != DialFailed {
+	if _, err := c.Relay(ctx, "name", "peer.example:80", aliceKey); !errors.As(err, &de) || de.Reason != DialFailed {
 		t.Fatalf("relay to a name: %v, want failed", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 
@@ -53,9 +54,80 @@ type Server struct {
 	// Resolve looks a host name up as the pod does, before Dial (which
 	// then gets an IP:PORT); the pod's resolver when nil.
 	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
-	// Admitted holds the owner keys whose relays may register routes
+	// Admitted holds the pod keys whose relays may register routes
 	// through the peer port (see peer.go); nil: no peer port.
 	Admitted *Admissions
+
+	mu       sync.Mutex
+	sessions map[*controlSession]struct{} // live, for routes' Mine by tag
+}
+
+// track adds cs to the live sessions, or removes it.
+func (s *Server) track(cs *controlSession, live bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sessions == nil {
+		s.sessions = map[*controlSession]struct{}{}
+	}
+	if live {
+		s.sessions[cs] = struct{}{}
+	} else {
+		delete(s.sessions, cs)
+	}
+}
+
+// keysTagged returns the route keys (Client) that the sessions registered
+// under owner tag tag.
+func (s *Server) keysTagged(tag string) []string {
+	s.mu.Lock()
+	sessions := make([]*controlSession, 0, len(s.sessions))
+	for cs := range s.sessions {
+		sessions = append(sessions, cs)
+	}
+	s.mu.Unlock()
+	var keys []string
+	for _, cs := range sessions {
+		cs.mu.Lock()
+		if cs.tag != "" && subtle.ConstantTimeCompare([]byte(cs.tag), []byte(tag)) == 1 {
+			for _, r := range cs.routes {
+				if r.Client != "" && !slices.Contains(keys, r.Client) {
+					keys = append(keys, r.Client)
+				}
+			}
+		}
+		cs.mu.Unlock()
+	}
+	return keys
+}
+
+// routesOf lists the live routes, those of the asking owner marked Mine:
+// on a relay's session the key it proved, else the routes registered under
+// the owner tag tag.
+func (s *Server) routesOf(cs *controlSession, tag string) []route.Route {
+	owned, ok := s.Routes.(OwnedLister)
+	if !ok {
+		return s.Routes.List()
+	}
+	if cs.peerKey != nil {
+		return owned.ListOwned(string(cs.peerKey))
+	}
+	keys := []string{""}
+	if tag != "" {
+		if k := s.keysTagged(tag); len(k) > 0 {
+			keys = k
+		}
+	}
+	out := owned.ListOwned(keys[0])
+	for _, k := range keys[1:] {
+		more := owned.ListOwned(k)
+		if len(more) != len(out) {
+			continue // the routes changed between the two lists
+		}
+		for i := range out {
+			out[i].Mine = out[i].Mine || more[i].Mine
+		}
+	}
+	return out
 }
 
 // MaxControlSessions bounds the tunnel sessions one control port holds at
@@ -125,6 +197,8 @@ func (s *Server) serveSession(ctx context.Context, conn io.ReadWriteCloser, peer
 		return st, nil
 	}
 	cs := &controlSession{dial: dial, peerKey: peerKey}
+	s.track(cs, true)
+	defer s.track(cs, false)
 	defer cs.end()
 	go s.serveDials(ctx, sess, cs)
 	c := newCodec(ctrl)
@@ -148,9 +222,11 @@ type controlSession struct {
 	// peerKey is the developer's owner key on a relay's session (which may
 	// register only that developer's routes), nil on the developer's own.
 	peerKey            []byte
-	mu                 sync.Mutex // removes, routes: the dial streams read them
+	mu                 sync.Mutex // removes, routes, tag: the dial streams read them
 	removes, unwatches []func()
 	routes             []route.Route // as registered, owner key included
+	// tag is the owner tag the developer registered with (see keys.go).
+	tag string
 }
 
 // leave removes the session's routes; the tunnel stays up for the requests
@@ -174,8 +250,11 @@ func (cs *controlSession) added(r route.Route, rm func()) {
 }
 
 // registered returns the routes a relay may carry for this session (those
-// with an owner key) and that key.
-func (cs *controlSession) registered() ([]route.Route, []byte) {
+// with an owner key), as a peer gets them: without this pod's key (the
+// peer fills in the key the relay proved there) and without a remote
+// endpoint's secret (the peer sends their requests through the relay);
+// and the session's owner tag.
+func (cs *controlSession) registered() ([]route.Route, string) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	var out []route.Route
@@ -183,10 +262,11 @@ func (cs *controlSession) registered() ([]route.Route, []byte) {
 	for _, r := range cs.routes {
 		if r.Client != "" && (key == "" || r.Client == key) {
 			key = r.Client
+			r.Client, r.Remote, r.Secret = "", "", ""
 			out = append(out, r)
 		}
 	}
-	return out, []byte(key)
+	return out, cs.tag
 }
 
 // peerOps are the calls a relay may make on a peer's session.
@@ -220,9 +300,18 @@ func (s *Server) handle(ctx context.Context, cs *controlSession, req Request) Re
 			resp.fail(coded(CodeBadRequest, "register without a route"))
 			break
 		}
-		if cs.peerKey != nil && subtle.ConstantTimeCompare([]byte(req.Route.Client), cs.peerKey) != 1 {
-			resp.fail(coded(CodeBadRequest, "a relay registers only the routes of the developer it proved"))
+		if len(req.Tag) > maxTag {
+			resp.fail(coded(CodeBadRequest, "register: an owner tag has at most %d characters", maxTag))
 			break
+		}
+		if cs.peerKey != nil {
+			// A relay's routes are the developer's it proved, under the
+			// key it proved: it carries no key of its own.
+			if req.Route.Client != "" && subtle.ConstantTimeCompare([]byte(req.Route.Client), cs.peerKey) != 1 {
+				resp.fail(coded(CodeBadRequest, "a relay registers only the routes of the developer it proved"))
+				break
+			}
+			req.Route.Client = string(cs.peerKey)
 		}
 		rm, err := s.Routes.Add(*req.Route, cs.dial)
 		if err != nil {
@@ -230,6 +319,11 @@ func (s *Server) handle(ctx context.Context, cs *controlSession, req Request) Re
 			break
 		}
 		cs.added(*req.Route, rm)
+		if req.Tag != "" {
+			cs.mu.Lock()
+			cs.tag = req.Tag
+			cs.mu.Unlock()
+		}
 	case "admit":
 		if s.Admitted == nil {
 			resp.fail(coded(CodeUnsupported, "this sidecar has no peer port"))
@@ -242,10 +336,7 @@ func (s *Server) handle(ctx context.Context, cs *controlSession, req Request) Re
 		// A developer leaving on purpose: no new request is routed to them.
 		cs.leave()
 	case "routes":
-		resp.Routes = s.Routes.List()
-		if owned, ok := s.Routes.(OwnedLister); ok && req.Key != "" {
-			resp.Routes = owned.ListOwned(req.Key)
-		}
+		resp.Routes = s.routesOf(cs, req.Key)
 	case "probe":
 		if s.Probe == nil {
 			resp.fail(coded(CodeUnsupported, "this sidecar cannot probe"))

@@ -2,6 +2,7 @@ package portforward
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +13,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -30,6 +33,12 @@ import (
 // network (tunnel.Client.Relay): one API-server connection whatever the
 // replica count. The CLI admits itself once on each new pod (a short
 // port-forward), so the pod trusts the relay with this developer's route.
+//
+// A pod is the copy's only by its owner chain (session.CopyChain), never
+// by its label: a pod that only carries the label gets nothing, is never
+// the relay. What each pod gets is a key derived for it (tunnel.PodKey),
+// never the owner key. A route another key holds on one pod is an alarm
+// on that pod, not the end of the intercept (see conflicted).
 // A pod the relay cannot reach (a NetworkPolicy between the copy's pods)
 // gets a tunnel of its own, with a warning; so does every pod of a copy
 // without a peer port. When the relay's pod goes, the oldest other pod
@@ -38,8 +47,12 @@ type Follower struct {
 	Config    *rest.Config
 	Client    kubernetes.Interface
 	Namespace string
-	// Selector selects the copy's pods; Port is the sidecar's control port,
-	// PeerPort its peer port (zero: a tunnel to every pod).
+	// Record is the session's record: the copy it names is verified, and
+	// only pods whose owner chain leads to it are followed. Required.
+	Record *session.Record
+	// Selector selects the copy's pods (session.CopySelector of Record
+	// when empty); Port is the sidecar's control port, PeerPort its peer
+	// port (zero: a tunnel to every pod).
 	Selector string
 	Port     int
 	PeerPort int
@@ -56,8 +69,11 @@ type Follower struct {
 	// DialPod through Config when nil.
 	Dial func(ctx context.Context, pod string) (io.ReadWriteCloser, error)
 	// OpenGate marks a pod as holding every live route (its readiness
-	// gate); session.OpenGate through Client when nil.
-	OpenGate func(ctx context.Context, pod, message string) error
+	// gate); session.OpenGate through Client when nil. CloseGate shuts it
+	// again, on a pod where another key holds this route; a patch of the
+	// pod's status through Client when nil.
+	OpenGate  func(ctx context.Context, pod, message string) error
+	CloseGate func(ctx context.Context, pod, message string) error
 	// NoGate leaves new pods' readiness gates to another follower (that
 	// of the intercept's first port).
 	NoGate bool
@@ -77,6 +93,10 @@ type Follower struct {
 	relayFails map[string]int       // failed tunnels to the relay, in a row
 	avoid      map[string]time.Time // pods not to relay through until then
 	direct     map[string]bool      // pods the relay cannot reach
+	conflicts  map[string]error     // pods where another key holds the route
+	closing    map[string]bool      // pods whose gate is being shut
+	strangers  map[string]bool      // pods with the label, not of the copy: told once
+	chain      *session.CopyChain
 	warned     bool
 	fatal      chan error
 	retry      chan struct{} // a tunnel dropped: sync again
@@ -93,6 +113,9 @@ func (f *Follower) init() {
 		f.relayFails = map[string]int{}
 		f.avoid = map[string]time.Time{}
 		f.direct = map[string]bool{}
+		f.conflicts = map[string]error{}
+		f.closing = map[string]bool{}
+		f.strangers = map[string]bool{}
 		f.pods = map[string]*corev1.Pod{}
 		f.active = map[string]context.CancelFunc{}
 		f.fatal = make(chan error, 1)
@@ -112,9 +135,20 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 		f.runErr = err
 		close(f.stopped)
 	}()
-	sel, err := labels.Parse(f.Selector)
+	if f.Record == nil {
+		return fmt.Errorf("following the copy's pods: no intercept record to tell them by")
+	}
+	f.chain, err = session.NewCopyChain(ctx, f.Client, f.Namespace, f.Record)
 	if err != nil {
-		return fmt.Errorf("the copy's pod selector %q: %w", f.Selector, err)
+		return fmt.Errorf("following the pods of copy %s: %w", f.Record.Copy, err)
+	}
+	selector := f.Selector
+	if selector == "" {
+		selector = session.CopySelector(f.Record)
+	}
+	sel, err := labels.Parse(selector)
+	if err != nil {
+		return fmt.Errorf("the copy's pod selector %q: %w", selector, err)
 	}
 	changed := make(chan struct{}, 1)
 	pods, err := session.WatchPods(ctx, f.Client, f.Namespace, sel, changed)
@@ -130,8 +164,30 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 		case <-changed:
 		case <-f.retry:
 		}
-		f.sync(ctx, pods.Items())
+		f.sync(ctx, f.owned(ctx, pods.Items()))
 	}
+}
+
+// owned keeps the pods whose owner chain leads to the copy; a pod that
+// only carries the copy's label is named once, and left alone.
+func (f *Follower) owned(ctx context.Context, pods []*corev1.Pod) []*corev1.Pod {
+	out := pods[:0:0]
+	for _, p := range pods {
+		if f.chain.Owns(ctx, p) {
+			out = append(out, p)
+			continue
+		}
+		f.mu.Lock()
+		told := f.strangers[p.Name]
+		f.strangers[p.Name] = true
+		f.mu.Unlock()
+		if !told {
+			f.logf("warning: pod %s carries this intercept's label but is not a pod of copy %s (its owner chain leads elsewhere): "+
+				"it gets nothing of your route and is never its relay; see who created it with kubectl get pod %s -n %s -o yaml",
+				p.Name, f.Record.Copy, p.Name, f.Namespace)
+		}
+	}
+	return out
 }
 
 // holder is what holds the route on one pod: a tunnel to it, or a relay's
@@ -180,10 +236,17 @@ func (f *Follower) sync(ctx context.Context, pods []*corev1.Pod) {
 		}
 		pctx, cancel := context.WithCancel(ctx)
 		f.active[key] = cancel
+		podKey := tunnel.PodKey(f.Route.Client, string(p.UID), f.Port)
 		if strings.HasPrefix(key, "tunnel/") {
-			go f.hold(pctx, key, p.Name)
+			go f.hold(pctx, key, p.Name, podKey)
 		} else {
-			go f.link(pctx, key, p.Name, p.Status.PodIP, f.relay)
+			go f.link(pctx, key, p.Name, p.Status.PodIP, f.relay, podKey)
+		}
+	}
+	for _, p := range pods {
+		if f.conflicts[p.Name] != nil && gateOpen(p) && !f.closing[p.Name] {
+			f.closing[p.Name] = true
+			go f.shutGate(ctx, p.Name)
 		}
 	}
 	for key, cancel := range f.active {
@@ -209,7 +272,8 @@ func splitKey(key string) (kind, pod, relay string) {
 // deleted; otherwise the oldest such pod becomes the relay.
 func (f *Follower) pickRelay(pods []*corev1.Pod) {
 	usable := func(p *corev1.Pod) bool {
-		return session.Reachable(p) && !session.Draining(p) && p.DeletionTimestamp == nil && !time.Now().Before(f.avoid[p.Name])
+		return session.Reachable(p) && !session.Draining(p) && p.DeletionTimestamp == nil && !time.Now().Before(f.avoid[p.Name]) &&
+			f.conflicts[p.Name] == nil
 	}
 	if p, ok := f.pods[f.relay]; ok && usable(p) {
 		return
@@ -274,7 +338,7 @@ func (f *Follower) retryLater(ctx context.Context) {
 const retryPause = time.Second
 
 // hold keeps a tunnel to one pod until ctx ends or the tunnel drops.
-func (f *Follower) hold(ctx context.Context, key, pod string) {
+func (f *Follower) hold(ctx context.Context, key, pod, podKey string) {
 	var c *tunnel.Client
 	defer f.ended(ctx, key, pod, func() bool { return c != nil && f.clients[pod] == c })
 	conn, err := f.dial(ctx, pod)
@@ -295,7 +359,9 @@ func (f *Follower) hold(ctx context.Context, key, pod string) {
 		return
 	}
 	defer c.Close()
-	if _, err := c.Register(f.Route); err != nil {
+	r := f.Route
+	r.Client = podKey
+	if _, err := c.RegisterTagged(r, tunnel.OwnerTag(f.Route.Client)); err != nil {
 		f.refused(err, "registering route on pod %s: %v", pod)
 		if ctx.Err() == nil {
 			f.relayFailed(pod)
@@ -308,6 +374,7 @@ func (f *Follower) hold(ctx context.Context, key, pod string) {
 	f.clients[pod] = c
 	f.holders[pod] = c
 	f.mu.Unlock()
+	f.freed(pod)
 	f.logf("route up: pod %s (its own tunnel)", pod)
 	if !f.NoGate {
 		go f.gate(ctx, pod, c)
@@ -345,11 +412,15 @@ func (f *Follower) ended(ctx context.Context, key, pod string, mine func() bool)
 	}
 }
 
-// refused ends Run when the sidecar refused the route for good (taken by
-// another developer, or a kind it cannot match); other failures are
-// logged, and retried.
+// refused ends Run when the sidecar refused the route for good (a kind it
+// cannot match); a route another key holds is an alarm on that pod (see
+// conflicted); other failures are logged, and retried.
 func (f *Follower) refused(err error, format, pod string) {
-	if errors.Is(err, tunnel.ErrConflict) || errors.Is(err, tunnel.ErrUnsupported) || errors.Is(err, tunnel.ErrBadRequest) {
+	if errors.Is(err, tunnel.ErrConflict) {
+		f.conflicted(pod, err)
+		return
+	}
+	if errors.Is(err, tunnel.ErrUnsupported) || errors.Is(err, tunnel.ErrBadRequest) {
 		select {
 		case f.fatal <- err:
 		default:
@@ -359,17 +430,123 @@ func (f *Follower) refused(err error, format, pod string) {
 	f.logf(format, pod, err)
 }
 
+// conflicted records that another key holds the route on pod. While some
+// pod holds it for this CLI, that is an alarm, not the end: the other pods
+// keep the route, this one is retried (it gets the route once the other
+// key's drops), is not the relay, and its readiness gate stays shut (sync
+// shuts it again if someone opens it), so the Service sends it nothing.
+// Only when every serving pod of the copy refuses the route is it taken,
+// and Run ends with the sidecar's answer, as when a teammate holds it.
+func (f *Follower) conflicted(pod string, err error) {
+	f.mu.Lock()
+	first := f.conflicts[pod] == nil
+	f.conflicts[pod] = err
+	taken := len(f.holders) == 0
+	for name, p := range f.pods {
+		if session.Reachable(p) && f.conflicts[name] == nil {
+			taken = false
+		}
+	}
+	f.mu.Unlock()
+	if taken {
+		select {
+		case f.fatal <- err:
+		default:
+		}
+		return
+	}
+	if first {
+		f.logf("alarm: route %s held on pod %s by another key (%v). Another kubectl-intercept registered the same route there first; "+
+			"the other pods keep your route, pod %s stays out of the Service while it is held, "+
+			"and gets your route once it is free", f.Route, pod, err, pod)
+	}
+	select {
+	case f.retry <- struct{}{}: // a relay that was refused moves
+	default:
+	}
+}
+
+// freed notes that pod holds the route after all.
+func (f *Follower) freed(pod string) {
+	f.mu.Lock()
+	was := f.conflicts[pod] != nil
+	delete(f.conflicts, pod)
+	f.mu.Unlock()
+	if was {
+		f.logf("pod %s is no longer held by another key", pod)
+	}
+}
+
+// Conflicts returns the pods where another key holds the route.
+func (f *Follower) Conflicts() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]string, 0, len(f.conflicts))
+	for p := range f.conflicts {
+		out = append(out, p)
+	}
+	return out
+}
+
+// gateOpen reports whether the pod's routes gate is set.
+func gateOpen(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == session.RoutesGate {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// shutGate shuts the readiness gate of a pod where another key holds the
+// route.
+func (f *Follower) shutGate(ctx context.Context, pod string) {
+	defer func() {
+		f.mu.Lock()
+		delete(f.closing, pod)
+		f.mu.Unlock()
+	}()
+	msg := fmt.Sprintf("held on pod %s by another key: route %s", pod, f.Route)
+	var err error
+	if f.CloseGate != nil {
+		err = f.CloseGate(ctx, pod, msg)
+	} else {
+		err = closeGate(ctx, f.Client, f.Namespace, pod, msg)
+	}
+	if err != nil && ctx.Err() == nil {
+		f.logf("shutting the readiness gate of pod %s: %v", pod, err)
+	} else if err == nil {
+		f.logf("pod %s: readiness gate shut again (held on pod %s by another key)", pod, pod)
+	}
+}
+
+// closeGate sets the pod's routes condition to False.
+func closeGate(ctx context.Context, cs kubernetes.Interface, ns, pod, message string) error {
+	patch := map[string]any{"status": map[string]any{"conditions": []map[string]any{{
+		"type": string(session.RoutesGate), "status": "False", "reason": "HeldByAnotherKey", "message": message,
+		"lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
+	}}}}
+	b, err := json.Marshal(patch)
+	if err != nil {
+		return err
+	}
+	if _, err := cs.CoreV1().Pods(ns).Patch(ctx, pod, types.StrategicMergePatchType, b, metav1.PatchOptions{FieldManager: session.FieldManager}, "status"); err != nil {
+		return fmt.Errorf("keeping pod %s out of the Service: %w", pod, err)
+	}
+	return nil
+}
+
 // link holds the route on pod through the relay's tunnel, after admitting
 // this CLI there once; a pod the relay cannot reach gets a tunnel of its
 // own from the next sync.
-func (f *Follower) link(ctx context.Context, key, pod, ip, relay string) {
+func (f *Follower) link(ctx context.Context, key, pod, ip, relay, podKey string) {
 	var l *tunnel.Link
 	defer f.ended(ctx, key, pod, func() bool { return l != nil && f.holders[pod] == holder(l) })
 	rc, err := f.relayClient(ctx, relay)
 	if err != nil {
 		return // the relay changed, or ctx ended: the next sync decides
 	}
-	if err := f.admit(ctx, pod); err != nil {
+	if err := f.admit(ctx, pod, podKey); err != nil {
 		if errors.Is(err, tunnel.ErrUnsupported) {
 			f.goDirect(pod, "its sidecar has no peer port")
 			return
@@ -379,7 +556,7 @@ func (f *Follower) link(ctx context.Context, key, pod, ip, relay string) {
 		}
 		return
 	}
-	l, err = rc.Relay(ctx, pod, net.JoinHostPort(ip, strconv.Itoa(f.PeerPort)))
+	l, err = rc.Relay(ctx, pod, net.JoinHostPort(ip, strconv.Itoa(f.PeerPort)), podKey)
 	var de *tunnel.DialError
 	switch {
 	case errors.As(err, &de) && de.Reason == tunnel.DialNotAllowed:
@@ -411,6 +588,7 @@ func (f *Follower) link(ctx context.Context, key, pod, ip, relay string) {
 	f.holders[pod] = l
 	delete(f.refusals, pod)
 	f.mu.Unlock()
+	f.freed(pod)
 	f.logf("route up: pod %s (relayed by pod %s)", pod, relay)
 	if !f.NoGate {
 		go f.gate(ctx, pod, l)
@@ -448,8 +626,9 @@ func (f *Follower) relayClient(ctx context.Context, relay string) (*tunnel.Clien
 	}
 }
 
-// admit hands pod this CLI's owner key over a short port-forward, once.
-func (f *Follower) admit(ctx context.Context, pod string) error {
+// admit hands pod this CLI's pod key for it over a short port-forward,
+// once.
+func (f *Follower) admit(ctx context.Context, pod, podKey string) error {
 	f.mu.Lock()
 	done := f.admitted[pod]
 	f.mu.Unlock()
@@ -466,7 +645,7 @@ func (f *Follower) admit(ctx context.Context, pod string) error {
 		return err
 	}
 	defer c.Close()
-	if err := c.Admit(f.Route.Client); err != nil {
+	if err := c.Admit(podKey); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -628,12 +807,13 @@ func (f *Follower) AnyClient() (*tunnel.Client, error) {
 	return nil, fmt.Errorf("no tunnel to a pod of the copy is up")
 }
 
-// WaitRegistered waits until n pods hold the route, or Run ends (a refused
-// route), returning Run's error.
+// WaitRegistered waits until n pods hold the route, or hold another key's
+// (an alarm already told), or Run ends (a refused route), returning Run's
+// error.
 func (f *Follower) WaitRegistered(ctx context.Context, n int) error {
 	f.init()
 	for {
-		if len(f.Registered()) >= n {
+		if got := len(f.Registered()); got > 0 && got+len(f.Conflicts()) >= n {
 			return nil
 		}
 		select {

@@ -12,11 +12,15 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
 )
@@ -73,15 +77,44 @@ type pods struct {
 
 func newPods(names ...string) *pods {
 	p := &pods{cs: fake.NewClientset(), tables: map[string]*table{}, conns: map[string][]net.Conn{}, dials: map[string]int{}}
+	for _, o := range copyObjects() {
+		if err := p.cs.Tracker().Add(o); err != nil {
+			panic(err)
+		}
+	}
 	for _, n := range names {
 		p.add(n)
 	}
 	return p
 }
 
+// The session's record and its copy: Deployment web-intercept-abc, whose
+// ReplicaSet web-intercept-abc-5d8 makes the copy pods.
+var testRecord = &session.Record{Version: 1, ID: "abc", Service: "web", Workload: "web", Copy: "web-intercept-abc", Port: "http",
+	Selector: map[string]string{"app": "web"}}
+
+const (
+	copyUID = types.UID("uid-of-the-copy")
+	copyRS  = "web-intercept-abc-5d8"
+	rsUID   = types.UID("uid-of-the-copy-rs")
+)
+
+func copyObjects() []runtime.Object {
+	labels := map[string]string{session.LabelSession: testRecord.ID, session.LabelManagedBy: session.ManagedByValue}
+	yes := true
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: testRecord.Copy, UID: copyUID, Labels: labels,
+		Annotations: map[string]string{session.AnnotationRecord: testRecord.Encode()}}}
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: copyRS, UID: rsUID, Labels: labels,
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name, UID: d.UID, Controller: &yes}}}}
+	return []runtime.Object{d, rs}
+}
+
 func copyPod(name string) *corev1.Pod {
+	yes := true
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, Labels: map[string]string{"intercept.kubectl.dev/session": "abc"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, UID: types.UID("uid-" + name),
+			Labels:          map[string]string{"intercept.kubectl.dev/session": "abc"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: copyRS, UID: rsUID, Controller: &yes}}},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.9", ContainerStatuses: []corev1.ContainerStatus{
 			{Name: workload.SidecarName, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}},
 	}
@@ -169,7 +202,7 @@ func (p *pods) dropTunnels(pod string) {
 }
 
 func (p *pods) follower(route route.Route) *Follower {
-	return &Follower{Client: p.cs, Namespace: "shop", Selector: "intercept.kubectl.dev/session=abc",
+	return &Follower{Client: p.cs, Namespace: "shop", Selector: "intercept.kubectl.dev/session=abc", Record: testRecord,
 		Route: route, Local: "127.0.0.1:1", Dial: p.dial}
 }
 
@@ -287,7 +320,7 @@ func TestFollowerReopensADroppedTunnel(t *testing.T) {
 }
 
 // While the pods do not change the follower asks the API server nothing:
-// one list and one watch.
+// the copy and its ReplicaSet read once, one list and one watch.
 func TestFollowerIdleMakesNoRequests(t *testing.T) {
 	p := newPods("web-a", "web-b")
 	f := p.follower(route.Route{Header: "X-Dev", Value: "alice"})
@@ -301,10 +334,10 @@ func TestFollowerIdleMakesNoRequests(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	var verbs []string
 	for _, a := range p.cs.Actions() {
-		verbs = append(verbs, a.GetVerb())
+		verbs = append(verbs, a.GetVerb()+" "+a.GetResource().Resource)
 	}
-	if !slices.Equal(verbs, []string{"list", "watch"}) {
-		t.Errorf("requests of an idle follower: %v, want [list watch]", verbs)
+	if !slices.Equal(verbs, []string{"get deployments", "get deployments", "list pods", "watch pods", "get replicasets"}) {
+		t.Errorf("requests of an idle follower: %v, want the copy, its ReplicaSet, one list and one watch", verbs)
 	}
 }
 
