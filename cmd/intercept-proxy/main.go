@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -86,6 +87,7 @@ func main() {
 	var also alsoFlags
 	var verbose, showVersion bool
 	var cpus int
+	var memLimit string
 	flag.StringVar(&cfg.Listen, "listen", ":18080", "address callers' traffic arrives on")
 	flag.StringVar(&cfg.Upstream, "upstream", "127.0.0.1:8080", "the app: where requests without a matching route go")
 	flag.StringVar(&cfg.Control, "control", "", "tunnel control address, on loopback (empty: no tunnels)")
@@ -93,7 +95,8 @@ func main() {
 	flag.StringVar(&cfg.Pod, "pod", os.Getenv("POD_NAME"), "this pod's name")
 	flag.DurationVar(&cfg.DrainDelay, "drain-delay", 2*time.Second, "keep serving this long after SIGTERM before draining")
 	flag.StringVar(&cfg.ServiceAddr, "service-addr", "", "the intercepted Service's ClusterIP:PORT, the only address a probe may request")
-	flag.IntVar(&cfg.MaxConns, "max-conns", proxy.DefaultMaxConns, "callers' connections open at once; beyond it new ones are refused")
+	flag.IntVar(&cfg.MaxConns, "max-conns", 0, "callers' connections open at once, all ports together (0: from the memory limit); beyond it the one waiting longest for its caller is closed, or a new one refused")
+	flag.StringVar(&memLimit, "memory-limit", os.Getenv("MEMORY_LIMIT"), "the container's memory limit in bytes ($MEMORY_LIMIT; empty: 256 MiB), from which the budget of connections follows")
 	flag.DurationVar(&cfg.HeaderTimeout, "header-timeout", 30*time.Second, "how long a caller may take to send a request's head")
 	flag.DurationVar(&cfg.IdleTimeout, "idle-timeout", 30*time.Second, "close a kept-alive connection idle this long")
 	flag.BoolVar(&cfg.H2C, "h2c", false, "the app speaks HTTP/2 without TLS: keep HTTP/2 requests HTTP/2 on the way")
@@ -125,6 +128,13 @@ func main() {
 	default:
 		go cores.Adapt(ctx, time.Second, log)
 	}
+	budget, err := budgetFor(memLimit, cfg.MaxConns)
+	if err != nil {
+		log.Error("intercept-proxy: " + err.Error() + "; give --memory-limit in bytes, or leave it empty")
+		os.Exit(2)
+	}
+	cfg.Budget = budget
+	log.Info("budget", "memory-limit", memLimit, "allows", budget.String())
 	if err := runAll(ctx, cfg, also, log); err != nil {
 		log.Error("intercept-proxy stopped", "err", err)
 		os.Exit(1)
@@ -162,6 +172,30 @@ func runAll(ctx context.Context, first proxy.Config, also []proxy.Config, log *s
 		}
 	}
 	return failed
+}
+
+// budgetFor is the one budget of every port, from the memory limit (the
+// downward API's limits.memory; empty: proxy.DefaultMemoryLimit), with
+// --max-conns over the connections it gives. The garbage collector is told
+// to keep the heap within half of the limit, so what the budget lets
+// callers hold is collected before the container nears its limit.
+func budgetFor(limit string, maxConns int) (*proxy.Budget, error) {
+	n, err := proxy.MemoryLimit(limit)
+	if err != nil {
+		return nil, err
+	}
+	if n <= 0 || n > 1<<40 {
+		// Unknown, or a node's whole memory (no limit on the container).
+		n = proxy.DefaultMemoryLimit
+	}
+	b := proxy.BudgetFor(n)
+	if maxConns > 0 {
+		b.Conns = maxConns
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(n / 2)
+	}
+	return &b, nil
 }
 
 // health checks that the proxy accepts connections: `intercept-proxy health ADDR`.

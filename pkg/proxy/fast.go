@@ -56,6 +56,10 @@ type fastPath struct {
 	toHTTP      func(net.Conn)
 	pod         string
 	idleTimeout time.Duration
+	// budget is the sidecar's, shared with its other ports; pace is what
+	// a caller must keep up (pace.go).
+	budget *Budget
+	pace   pace
 
 	draining atomic.Bool
 	mu       sync.Mutex
@@ -71,22 +75,42 @@ type fastConn struct {
 	app, dev upstream
 	// idle: waiting for the next request's head, which a drain cuts short.
 	idle atomic.Bool
+	// wait is waitingHead while the connection waits for a head (idle
+	// between requests, or in an unfinished one) since since (unix
+	// nanoseconds); a budget that needs room may then make it evicted.
+	// body is the pacer of a request body being read, whose stall may
+	// likewise make room.
+	wait  atomic.Int32
+	since atomic.Int64
+	body  atomic.Pointer[pacer]
 	// h2 is the relay of an h2c connection, which a drain sends GOAWAY.
 	h2 *h2conn
 }
+
+// A fast connection's wait states.
+const (
+	busy int32 = iota
+	waitingHead
+	evicted
+)
 
 // upstream is a kept connection a caller's requests go on over.
 type upstream struct {
 	conn net.Conn
 	br   *bufio.Reader
 	to   *liveRoute // nil: the app
+	// paid is the budget this leg was drawn from: the caller's second.
+	paid *Budget
 }
 
 func (u *upstream) drop() {
 	if u.conn != nil {
 		u.conn.Close()
 	}
-	u.conn, u.br = nil, nil
+	if u.paid != nil {
+		u.paid.giveLeg()
+	}
+	u.conn, u.br, u.paid = nil, nil, nil
 }
 
 // name says where u leads, for the caller's 502 and the log.
@@ -102,6 +126,9 @@ func (f *fastPath) serve(c net.Conn) {
 	f.wg.Add(1)
 	defer f.wg.Done()
 	c = fastIO(c)
+	if pc := pacedOf(c); pc != nil && f.pace.idle > 0 {
+		pc.w = newPacer(f.pace, time.Now())
+	}
 	fc := &fastConn{c: c, br: bufio.NewReaderSize(c, fastHeadMax)}
 	f.track(fc, true)
 	handed, served := false, 0
@@ -119,21 +146,37 @@ func (f *fastPath) serve(c net.Conn) {
 	for {
 		// The deadline first: a drain that finds the connection idle
 		// moves it to now, and that must stick.
-		c.SetReadDeadline(time.Now().Add(f.headerTimeout))
+		now := time.Now()
+		c.SetReadDeadline(now.Add(f.headerTimeout))
 		fc.idle.Store(true)
+		fc.since.Store(now.UnixNano())
+		fc.wait.Store(waitingHead)
 		if f.draining.Load() && served > 0 {
 			return
 		}
 		req, to, err := f.readHead(fc.br)
 		c.SetReadDeadline(time.Time{})
 		fc.idle.Store(false)
+		if !fc.wait.CompareAndSwap(waitingHead, busy) {
+			return // closed to make room for another caller
+		}
 		if errors.Is(err, errNotFast) && isH2Preface(fc.br) {
 			f.serveH2(fc)
 			return
 		}
 		if errors.Is(err, errNotFast) {
+			var give func()
+			if fc.br.Buffered() >= fc.br.Size() {
+				// A head larger than the fast path's buffer: net/http
+				// reads the rest, within the sidecar's budget of them.
+				if !f.budget.takeHead() {
+					writeStatus(c, "431 Request Header Fields Too Large", "the sidecar is reading as many large request heads as it may; send a smaller head or try again")
+					return
+				}
+				give = f.budget.giveHead
+			}
 			handed = true
-			f.handoff(forHTTP(c, fc.br))
+			f.handoff(forHTTP(c, fc.br, give))
 			return
 		}
 		if err != nil {
@@ -301,8 +344,17 @@ func (f *fastPath) forward(fc *fastConn, req fastRequest, to *liveRoute) (keep b
 		fc.br.Discard(len(first))
 		// The body goes up while the response comes down: an app may
 		// answer before it has read the whole body, or stream both ways.
+		// The caller must keep up its pace meanwhile.
 		bodyDone := make(chan error, 1)
 		up := u.conn
+		pc := pacedOf(fc.c)
+		var rp *pacer
+		if pc != nil && f.pace.idle > 0 {
+			rp = newPacer(f.pace, time.Now())
+			rp.begin(fc.c)
+			pc.r = rp
+			fc.body.Store(rp)
+		}
 		go func() {
 			var err error
 			if req.chunked {
@@ -323,9 +375,17 @@ func (f *fastPath) forward(fc *fastConn, req fastRequest, to *liveRoute) (keep b
 		default:
 			// Answered before the body was all sent (a 413, say): give
 			// the caller a moment to finish sending, then hang up.
-			fc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			until := time.Now().Add(5 * time.Second)
+			if rp != nil {
+				rp.until.Store(until.UnixNano())
+			}
+			fc.c.SetReadDeadline(until)
 			berr = <-bodyDone
 			keep = false
+		}
+		if rp != nil {
+			pc.r = nil
+			fc.body.Store(nil)
 		}
 		if berr != nil {
 			u.drop()
@@ -352,6 +412,20 @@ func (f *fastPath) upstreamFor(fc *fastConn, to *liveRoute) (u *upstream, reused
 	if u.conn != nil {
 		return u, true, nil
 	}
+	// A caller's first leg is its own; a second (the app and a developer
+	// both) is drawn from the budget, or the first one goes.
+	other := &fc.dev
+	if u == other {
+		other = &fc.app
+	}
+	var paid *Budget
+	if other.conn != nil {
+		if f.budget.takeLeg() {
+			paid = f.budget
+		} else {
+			other.drop()
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var conn net.Conn
@@ -361,9 +435,12 @@ func (f *fastPath) upstreamFor(fc *fastConn, to *liveRoute) (u *upstream, reused
 		conn, err = to.dialFast(ctx)
 	}
 	if err != nil {
+		if paid != nil {
+			paid.giveLeg()
+		}
 		return nil, false, err
 	}
-	u.conn, u.br, u.to = conn, bufio.NewReaderSize(conn, fastHeadMax), to
+	u.conn, u.br, u.to, u.paid = conn, bufio.NewReaderSize(conn, fastHeadMax), to, paid
 	return u, false, nil
 }
 
@@ -524,6 +601,77 @@ func copyN(dst io.Writer, src *bufio.Reader, n int64) error {
 }
 
 func writeBadGateway(w io.Writer, err error) {
-	body := "intercept-proxy: " + err.Error() + "\n"
-	fmt.Fprintf(w, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	writeStatus(w, "502 Bad Gateway", err.Error())
+}
+
+// writeStatus answers a caller with status and a line saying why, and
+// closes.
+func writeStatus(w io.Writer, status, why string) {
+	body := "intercept-proxy: " + why + "\n"
+	fmt.Fprintf(w, "HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", status, len(body), body)
+}
+
+// stallBeforeEvict is how long a body must have made no progress before
+// its connection may be closed to make room for another caller.
+const stallBeforeEvict = 3 * time.Second
+
+// oldestWaiting returns the connection of the fast path (and the relay)
+// that has waited longest for its caller: for a head, between requests
+// or within one, for a stalled body, or an HTTP/2 connection without a
+// stream; and a function that closes it, false if it got busy meanwhile.
+func (f *fastPath) oldestWaiting() (time.Time, func() bool) {
+	now := time.Now()
+	var since time.Time
+	var best *fastConn
+	var kind int32
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for fc := range f.conns {
+		var t time.Time
+		var k int32
+		switch {
+		case fc.h2 != nil:
+			q := fc.h2.quietSince.Load()
+			if q == 0 {
+				continue
+			}
+			t, k = time.Unix(0, q), 3
+		case fc.wait.Load() == waitingHead:
+			t, k = time.Unix(0, fc.since.Load()), waitingHead
+		default:
+			p := fc.body.Load()
+			if p == nil || now.Sub(p.stalledSince()) < stallBeforeEvict {
+				continue
+			}
+			t, k = p.stalledSince(), 4
+		}
+		if best == nil || t.Before(since) {
+			best, since, kind = fc, t, k
+		}
+	}
+	if best == nil {
+		return time.Time{}, nil
+	}
+	fc := best
+	return since, func() bool {
+		switch kind {
+		case 3:
+			q := fc.h2.quietSince.Load()
+			if q == 0 || !fc.h2.quietSince.CompareAndSwap(q, 0) {
+				return false
+			}
+			go fc.h2.drain()
+		case waitingHead:
+			if !fc.wait.CompareAndSwap(waitingHead, evicted) {
+				return false
+			}
+			fc.c.SetReadDeadline(time.Now()) // wakes the head's read
+		default:
+			if fc.body.Load() == nil {
+				return false
+			}
+			fc.c.Close()
+		}
+		return true
+	}
 }

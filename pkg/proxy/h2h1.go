@@ -25,10 +25,11 @@ import (
 // h1Idle bounds the HTTP/1.1 connections a caller's connection keeps idle
 // per destination; h1Max, those it has at all (open, dialing or idle), so
 // a caller that opens and resets streams without end cannot make the
-// relay dial without end.
+// relay dial without end, nor one caller hold the app's connections:
+// streams beyond wait for one (h1Next).
 const (
-	h1Idle = 16
-	h1Max  = h2MaxStreams + 2*h1Idle
+	h1Idle = 4
+	h1Max  = h2MaxLegs
 )
 
 // h1ReadBuf is an HTTP/1.1 leg's read buffer: room for a usual response
@@ -66,7 +67,7 @@ func (c *h2conn) h1Leg(r *liveRoute) *h2leg {
 			return l
 		}
 	}
-	if c.h1legs() >= h1Max && !c.h1DropIdle() {
+	if (c.h1legs() >= h1Max || c.dialed >= h2MaxLegs) && !c.h1DropIdle() {
 		return nil
 	}
 	name, dial := "the app", c.f.dialApp
@@ -119,6 +120,36 @@ func (c *h2conn) h1Release(l *h2leg, s *h2stream, keep bool) {
 	}
 	l.idle = true
 	c.h1idle[l.route] = append(c.h1idle[l.route], l)
+	c.h1Next()
+}
+
+// h1Next gives the streams waiting for an HTTP/1.1 leg the legs there are
+// room for, in the order they came.
+func (c *h2conn) h1Next() {
+	if c.inH1Next {
+		return // the loop below looks again
+	}
+	c.inH1Next = true
+	defer func() { c.inH1Next = false }()
+	for len(c.h1wait) > 0 && !c.done {
+		w := c.h1wait[0]
+		if w.s.gone {
+			c.h1wait[0] = h1waiter{}
+			c.h1wait = c.h1wait[1:]
+			continue
+		}
+		l := c.h1Leg(w.r)
+		if l == nil {
+			return
+		}
+		c.h1wait[0] = h1waiter{}
+		c.h1wait = c.h1wait[1:]
+		c.route(w.s, l)
+		c.pump(&w.s.req)
+	}
+	if len(c.h1wait) == 0 {
+		c.h1wait = nil
+	}
 }
 
 // h1Request writes a request's head for fields, as HTTP/1.1.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -69,6 +70,16 @@ const (
 	h2Window = 256 << 10
 	// h2WriteTimeout bounds a write to a peer that does not read.
 	h2WriteTimeout = 30 * time.Second
+	// h2Calm is how many frames about the connection itself (SETTINGS,
+	// PING, and RST_STREAM or WINDOW_UPDATE for streams that are gone) a
+	// caller may send in a second; beyond it the relay answers GOAWAY
+	// (ENHANCE_YOUR_CALM) and closes. Each is cheap now, but none does
+	// anything for the caller but make the sidecar work.
+	h2Calm = 500
+	// h2MaxLegs bounds the connections the relay opens for one caller's
+	// connection (to the app, developers, net/http): an HTTP/1.1 app needs
+	// one per stream in flight, and streams beyond wait for one.
+	h2MaxLegs = 8
 )
 
 // h2conn is one caller's connection and the connections its streams go on.
@@ -92,9 +103,29 @@ type h2conn struct {
 	goAway  bool                 // draining: no new streams
 	done    bool
 	// idle checks, every idle timeout, whether the connection has had no
-	// stream since idleSince for that long.
-	idle      *time.Timer
-	idleSince time.Time
+	// stream since idleSince for that long, and whether a stream keeps the
+	// caller's pace; quietSince is idleSince for a budget looking for room
+	// (unix nanoseconds), 0 while a stream is open.
+	idle       *time.Timer
+	idleSince  time.Time
+	quietSince atomic.Int64
+	// Frames about the connection in the current second, from when.
+	calmFrames int
+	calmSince  time.Time
+	// callerWin is when the caller last gave the connection's window.
+	callerWin time.Time
+	// dialed counts the legs the relay opened, the first of which is the
+	// caller's own and the rest drawn from the budget; h1wait, the
+	// streams waiting for an HTTP/1.1 leg.
+	dialed   int
+	h1wait   []h1waiter
+	inH1Next bool
+}
+
+// h1waiter is a stream waiting for an HTTP/1.1 leg to r (nil: the app).
+type h1waiter struct {
+	s *h2stream
+	r *liveRoute
 }
 
 // h2leg is one HTTP/2 connection of the relay: the caller's, or one the
@@ -131,6 +162,8 @@ type h2leg struct {
 	blocked []*h2half
 
 	ready, dead, goingAway bool
+	// paid: drawn from the budget; dialedLeg: one the relay opened.
+	paid, dialedLeg bool
 
 	// An HTTP/1.1 leg (h2h1.go) carries one stream at a time, cur, whose
 	// request head went (requested) and whose body is chunked or has
@@ -151,6 +184,10 @@ type h2stream struct {
 	gone      bool
 	isHead    bool                // a HEAD request: its answer has no body
 	retry     []hpack.HeaderField // a bodiless HTTP/1.1 request, to send again
+	// The caller's pace: when the stream began, what its body brought,
+	// and when the caller last sent it something.
+	start, callerAt time.Time
+	got             int64
 }
 
 // h2half is one direction of a stream: from one leg to another.
@@ -224,7 +261,9 @@ func (f *fastPath) serveH2(fc *fastConn) {
 	c.caller = c.newLeg("the caller", nil, false)
 	c.caller.conn, c.caller.ready = fc.c, true
 	c.idleSince = time.Now()
-	c.idle = time.AfterFunc(f.h2Idle(), c.idleClose)
+	c.callerWin = c.idleSince
+	c.quietSince.Store(c.idleSince.UnixNano())
+	c.idle = time.AfterFunc(f.h2Tick(), c.idleClose)
 	f.mu.Lock()
 	fc.h2 = c
 	f.mu.Unlock()
@@ -342,11 +381,17 @@ func (c *h2conn) newLeg(name string, route *liveRoute, h1 bool) *h2leg {
 func (c *h2conn) control(l *h2leg, fr http2.Frame) (bool, error) {
 	switch f := fr.(type) {
 	case *http2.SettingsFrame:
+		if err := c.calm(l); err != nil {
+			return true, err
+		}
 		if err := c.settingsFrom(l, f); err != nil {
 			return true, err
 		}
 		return true, c.overflow(l)
 	case *http2.PingFrame:
+		if err := c.calm(l); err != nil {
+			return true, err
+		}
 		if !f.IsAck() {
 			l.ping(f.Data)
 		}
@@ -370,11 +415,33 @@ func (c *h2conn) fromCaller(fr http2.Frame) error {
 	case *http2.DataFrame:
 		return c.callerData(f)
 	case *http2.RSTStreamFrame:
-		if s := c.streams[f.StreamID]; s != nil {
-			c.reset(s, f.ErrCode, false, true)
+		s := c.streams[f.StreamID]
+		if s == nil {
+			if err := c.calm(c.caller); err != nil {
+				return err
+			}
+			break
 		}
+		c.reset(s, f.ErrCode, false, true)
 	}
 	return c.overflow(c.caller)
+}
+
+// calm counts a frame about the connection from l; the caller's beyond
+// h2Calm in a second is a flood, answered with ENHANCE_YOUR_CALM.
+func (c *h2conn) calm(l *h2leg) error {
+	if l != c.caller {
+		return nil
+	}
+	now := time.Now()
+	if now.Sub(c.calmSince) >= time.Second {
+		c.calmSince, c.calmFrames = now, 0
+	}
+	if c.calmFrames++; c.calmFrames > h2Calm {
+		c.debug("h2c relay: a flood of frames about the connection", "frames", c.calmFrames)
+		return http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+	}
+	return nil
 }
 
 // overflow drops a peer that lets frames pile up unread.
@@ -408,7 +475,11 @@ func (c *h2conn) callerHeaders(f *http2.MetaHeadersFrame) error {
 		c.caller.rst(id, http2.ErrCodeRefusedStream)
 		return nil
 	}
-	s := &h2stream{id: id}
+	s := &h2stream{id: id, start: time.Now()}
+	s.callerAt = s.start
+	if len(c.streams) == 0 {
+		c.quietSince.Store(0)
+	}
 	s.req = h2half{s: s, from: c.caller, fromID: id, recvWin: h2Window, gotEnd: f.StreamEnded()}
 	s.resp = h2half{s: s, to: c.caller, toID: id, window: c.caller.initWin}
 	c.streams[id] = s
@@ -420,7 +491,14 @@ func (c *h2conn) callerHeaders(f *http2.MetaHeadersFrame) error {
 	case hasField(f.Fields, tunnel.ProbeHeader):
 		c.answer(s, 204, []hpack.HeaderField{{Name: strings.ToLower(tunnel.ProbePodHeader), Value: c.f.pod}}, "")
 	default:
-		l, code := c.legFor(f)
+		l, code, r := c.legFor(f)
+		if l == nil && code == h2WaitLeg {
+			// Its head waits, and its body behind it, for an HTTP/1.1
+			// leg: one of the caller's comes free, or the budget has one.
+			s.req.q = append(s.req.q, h2item{head: true, fields: f.Fields, end: f.StreamEnded()})
+			c.h1wait = append(c.h1wait, h1waiter{s: s, r: r})
+			return nil
+		}
 		if l == nil {
 			c.reset(s, code, true, false)
 			return nil
@@ -431,10 +509,14 @@ func (c *h2conn) callerHeaders(f *http2.MetaHeadersFrame) error {
 	return nil
 }
 
-// legFor picks the leg a request goes on; nil, with the code to reset the
-// stream with, if it cannot go on as HTTP/1.1 where it must, or the caller
-// holds as many HTTP/1.1 connections as it may.
-func (c *h2conn) legFor(f *http2.MetaHeadersFrame) (*h2leg, http2.ErrCode) {
+// h2WaitLeg says a stream waits for an HTTP/1.1 leg (not an HTTP/2 code).
+const h2WaitLeg http2.ErrCode = 1 << 31
+
+// legFor picks the leg a request goes on, and the route it matched; nil,
+// with the code to reset the stream with, if it cannot go on as HTTP/1.1
+// where it must, or the caller holds as many connections as it may
+// (h2WaitLeg: it waits for an HTTP/1.1 one).
+func (c *h2conn) legFor(f *http2.MetaHeadersFrame) (*h2leg, http2.ErrCode, *liveRoute) {
 	var r *liveRoute
 	if c.f.table.any() {
 		r = c.f.table.matchFields(f.Fields)
@@ -442,15 +524,20 @@ func (c *h2conn) legFor(f *http2.MetaHeadersFrame) (*h2leg, http2.ErrCode) {
 	h1 := c.wantsH1(f.Fields)
 	switch {
 	case c.f.watches.Active() || r != nil && (r.All || r.Remote != "") || h1 && f.PseudoValue("method") == "CONNECT":
-		return c.handlerLeg(), 0
+		return c.handlerLeg(), http2.ErrCodeRefusedStream, r
 	case h1 && !h1Valid(f):
-		return nil, http2.ErrCodeProtocol
+		return nil, http2.ErrCodeProtocol, r
+	case h1 && len(c.h1wait) > 0:
+		return nil, h2WaitLeg, r // behind those that wait already
 	case h1:
-		return c.h1Leg(r), http2.ErrCodeRefusedStream
+		if l := c.h1Leg(r); l != nil {
+			return l, 0, r
+		}
+		return nil, h2WaitLeg, r
 	case r != nil:
-		return c.devLeg(r), 0
+		return c.devLeg(r), http2.ErrCodeRefusedStream, r
 	}
-	return c.appLeg(), 0
+	return c.appLeg(), http2.ErrCodeRefusedStream, r
 }
 
 // route points s at leg l.
@@ -498,6 +585,17 @@ func (c *h2conn) callerData(f *http2.DataFrame) error {
 		return http2.ConnectionError(http2.ErrCodeFlowControl)
 	}
 	s := c.streams[f.StreamID]
+	if s != nil {
+		s.got += n
+		if n > 0 {
+			s.callerAt = time.Now()
+		}
+	}
+	if n == 0 && !f.StreamEnded() {
+		if err := c.calm(l); err != nil {
+			return err // empty DATA: nothing but work
+		}
+	}
 	if s == nil || s.req.gotEnd {
 		c.credit(l, n)
 		if s == nil && f.StreamID > c.lastID {
@@ -791,6 +889,7 @@ func (c *h2conn) forget(s *h2stream) {
 			c.finish()
 		} else {
 			c.idleSince = time.Now()
+			c.quietSince.Store(c.idleSince.UnixNano())
 		}
 	}
 }
@@ -843,21 +942,16 @@ func (c *h2conn) settingsFrom(l *h2leg, f *http2.SettingsFrame) error {
 	if f.IsAck() {
 		return nil
 	}
-	grew := false
+	// A frame may carry a setting many times; the last value counts,
+	// and the streams' windows move once per frame, not per entry.
+	initWin := l.initWin
 	err := f.ForeachSetting(func(s http2.Setting) error {
 		if err := s.Valid(); err != nil {
 			return err
 		}
 		switch s.ID {
 		case http2.SettingInitialWindowSize:
-			delta := int64(s.Val) - l.initWin
-			l.initWin = int64(s.Val)
-			for _, h := range c.sendingOn(l) {
-				if h.window += delta; h.window > 1<<31-1 {
-					return http2.ConnectionError(http2.ErrCodeFlowControl)
-				}
-			}
-			grew = grew || delta > 0
+			initWin = int64(s.Val)
 		case http2.SettingMaxFrameSize:
 			l.maxFrame = int(s.Val)
 		case http2.SettingMaxConcurrentStreams:
@@ -870,8 +964,17 @@ func (c *h2conn) settingsFrom(l *h2leg, f *http2.SettingsFrame) error {
 	if err != nil {
 		return err
 	}
+	delta := initWin - l.initWin
+	l.initWin = initWin
+	if delta != 0 {
+		for _, h := range c.sendingOn(l) {
+			if h.window += delta; h.window > 1<<31-1 {
+				return http2.ConnectionError(http2.ErrCodeFlowControl)
+			}
+		}
+	}
 	l.settingsAck()
-	if grew {
+	if delta > 0 {
 		c.unblock(l)
 	}
 	if l != c.caller {
@@ -898,6 +1001,9 @@ func (c *h2conn) sendingOn(l *h2leg) []*h2half {
 func (c *h2conn) windowUpdate(l *h2leg, f *http2.WindowUpdateFrame) error {
 	inc := int64(f.Increment)
 	if f.StreamID == 0 {
+		if l == c.caller {
+			c.callerWin = time.Now()
+		}
 		if l.window += inc; l.window > 1<<31-1 {
 			return http2.ConnectionError(http2.ErrCodeFlowControl)
 		}
@@ -913,7 +1019,10 @@ func (c *h2conn) windowUpdate(l *h2leg, f *http2.WindowUpdateFrame) error {
 		h = &s.req
 	}
 	if h == nil {
-		return nil
+		return c.calm(l) // for a stream that is gone
+	}
+	if l == c.caller {
+		h.s.callerAt = time.Now()
 	}
 	if h.window += inc; h.window > 1<<31-1 {
 		c.reset(h.s, http2.ErrCodeFlowControl, true, true)
@@ -927,7 +1036,11 @@ func (c *h2conn) windowUpdate(l *h2leg, f *http2.WindowUpdateFrame) error {
 // is none that takes new streams.
 func (c *h2conn) appLeg() *h2leg {
 	if c.app == nil || c.app.dead || c.app.goingAway {
-		c.app = c.dialLeg("the app", nil, false, c.f.dialApp)
+		l := c.dialLeg("the app", nil, false, c.f.dialApp)
+		if l == nil {
+			return nil
+		}
+		c.app = l
 	}
 	return c.app
 }
@@ -937,6 +1050,9 @@ func (c *h2conn) devLeg(r *liveRoute) *h2leg {
 	l := c.devs[r]
 	if l == nil || l.dead || l.goingAway {
 		l = c.dialLeg("the developer of "+r.String(), r, false, r.dialFast)
+		if l == nil {
+			return nil
+		}
 		c.devs[r] = l
 	}
 	return l
@@ -946,18 +1062,45 @@ func (c *h2conn) devLeg(r *liveRoute) *h2leg {
 // what the relay does not take itself.
 func (c *h2conn) handlerLeg() *h2leg {
 	if c.handler == nil || c.handler.dead || c.handler.goingAway {
-		c.handler = c.dialLeg("the sidecar's handler", nil, false, func(context.Context) (net.Conn, error) {
+		l := c.dialLeg("the sidecar's handler", nil, false, func(context.Context) (net.Conn, error) {
 			a, b := net.Pipe()
 			c.f.toHTTP(b)
 			return a, nil
 		})
+		if l == nil {
+			return nil
+		}
+		c.handler = l
 	}
 	return c.handler
 }
 
-// dialLeg starts a leg; its streams wait until it is up.
+// mayDial reports whether the caller may have one more leg: its first is
+// its own, further ones are drawn from the budget, and no caller has more
+// than h2MaxLegs. paid says the leg was drawn.
+func (c *h2conn) mayDial() (ok, paid bool) {
+	switch {
+	case c.dialed == 0:
+		return true, false
+	case c.dialed >= h2MaxLegs:
+		return false, false
+	case c.f.budget == nil:
+		return true, false
+	}
+	ok = c.f.budget.takeLeg()
+	return ok, ok
+}
+
+// dialLeg starts a leg; its streams wait until it is up. nil: the caller
+// holds as many legs as it may.
 func (c *h2conn) dialLeg(name string, r *liveRoute, h1 bool, dial func(context.Context) (net.Conn, error)) *h2leg {
+	ok, paid := c.mayDial()
+	if !ok {
+		return nil
+	}
+	c.dialed++
 	l := c.newLeg(name, r, h1)
+	l.dialedLeg, l.paid = true, paid
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -1107,6 +1250,10 @@ func (c *h2conn) goneAway(l *h2leg, last uint32) {
 		default:
 			next = c.appLeg()
 		}
+		if next == nil {
+			c.reset(s, http2.ErrCodeRefusedStream, true, false)
+			continue
+		}
 		c.route(s, next)
 		c.pump(&s.req)
 	}
@@ -1170,6 +1317,13 @@ func (c *h2conn) drop(l *h2leg) {
 	if l.conn != nil {
 		l.conn.Close()
 	}
+	if l.dialedLeg {
+		c.dialed--
+		if l.paid {
+			c.f.budget.giveLeg()
+		}
+		defer c.h1Next()
+	}
 	for i, x := range c.legs {
 		if x == l {
 			c.legs = append(c.legs[:i], c.legs[i+1:]...)
@@ -1212,21 +1366,64 @@ func (c *h2conn) drain() {
 }
 
 // idleClose ends a connection that has had no stream for the idle timeout,
-// and otherwise looks again when it might have.
+// resets the streams that do not keep the caller's pace, and looks again
+// a tick later.
 func (c *h2conn) idleClose() {
 	c.mu.Lock()
 	left := c.f.h2Idle() - time.Since(c.idleSince)
 	idle := len(c.streams) == 0 && !c.done && left <= 0
+	slow := false
 	if !idle && !c.done {
+		slow = c.resetSlow(time.Now())
+		left = min(max(left, 0), c.f.h2Tick())
 		if len(c.streams) > 0 || left <= 0 {
-			left = c.f.h2Idle()
+			left = c.f.h2Tick()
 		}
 		c.idle.Reset(left)
 	}
 	c.mu.Unlock()
+	if slow {
+		c.flush()
+	}
 	if idle {
 		c.drain()
 	}
+}
+
+// resetSlow resets the streams whose caller does not keep the pace: a
+// request body that stalls or falls below the minimum rate, or a response
+// the caller gives no window for. A stream that waits for the app or a
+// developer waits as long as they take.
+func (c *h2conn) resetSlow(now time.Time) bool {
+	p := c.f.pace
+	if p.idle <= 0 {
+		return false
+	}
+	any := false
+	for _, s := range c.streams {
+		// A caller whose windows let it send, and that does not, is
+		// slow; one that the relay holds back (its leg busy or full) is
+		// not the caller's to hurry.
+		sending := !s.req.gotEnd && s.req.recvWin > 0 && c.caller.recvWin > 0
+		starved := s.resp.isBlocked && s.resp.to == c.caller
+		if !sending && !starved {
+			continue
+		}
+		last := s.callerAt
+		if starved && c.callerWin.After(last) {
+			last = c.callerWin
+		}
+		over := now.After(last.Add(p.idle))
+		if sending && !over {
+			over = now.After(p.readBy(s.start, last, s.got))
+		}
+		if over {
+			c.debug("h2c relay: a stream's caller did not keep up", "stream", s.id)
+			c.reset(s, http2.ErrCodeCancel, true, true)
+			any = true
+		}
+	}
+	return any
 }
 
 // flush writes what every leg has queued, one write per leg at a time;
@@ -1289,6 +1486,12 @@ func (f *fastPath) h2Idle() time.Duration {
 		return f.idleTimeout
 	}
 	return 30 * time.Second
+}
+
+// h2Tick is how often an h2c connection checks its idleness and its
+// streams' pace.
+func (f *fastPath) h2Tick() time.Duration {
+	return min(f.h2Idle(), 5*time.Second)
 }
 
 // Frames, appended to a leg's queue (the relay's lock held).

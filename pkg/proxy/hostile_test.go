@@ -347,31 +347,62 @@ type fuzzT struct{ *testing.T }
 
 func (fuzzT) Cleanup(func()) {}
 
-// Beyond MaxConns open connections new ones are refused at once; when some
-// close, callers are served again; the sidecar itself stays up.
+// Beyond MaxConns open connections, the one that has waited longest for
+// its caller (here an unfinished head) is closed to make room; when every
+// connection is busy, new ones are refused at once; when some close,
+// callers are served again; the sidecar itself stays up.
 func TestConnectionCapRefusesNotDies(t *testing.T) {
-	app := newRecorder(t)
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	var holding atomic.Int64
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			holding.Add(1)
+			<-release
+		}
+		io.WriteString(w, "app")
+	}))
+	defer app.Close()
+	defer free()
 	const maxConns = 20
 	addr := startProxy(t, Config{Upstream: strings.TrimPrefix(app.URL, "http://"), HeaderTimeout: 5 * time.Second, MaxConns: maxConns})
-	var held []net.Conn
-	for range maxConns {
+	dial := func() net.Conn {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Unfinished: ")
+		return c
+	}
+	closedSoon := func(c net.Conn, what string) {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
+			t.Fatalf("%s: %v, want it closed", what, err)
+		}
+	}
+	unfinished := dial()
+	_, _ = io.WriteString(unfinished, "GET / HTTP/1.1\r\nHost: x\r\nX-Unfinished: ")
+	time.Sleep(50 * time.Millisecond) // it waits longest
+	var held []net.Conn
+	for range maxConns - 1 {
+		c := dial()
+		_, _ = io.WriteString(c, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
 		held = append(held, c)
 	}
-	// The next one is accepted by the kernel, then closed by the sidecar.
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
+	// The next one makes the unfinished head go.
+	next := dial()
+	defer next.Close()
+	closedSoon(unfinished, "the unfinished head, when the cap is reached")
+	_, _ = io.WriteString(next, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+	for deadline := time.Now().Add(5 * time.Second); holding.Load() < maxConns && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
-	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
-		t.Fatalf("a connection beyond the cap: %v, want it closed", err)
-	}
+	// Now every connection is busy: a new one is refused.
+	c := dial()
+	closedSoon(c, "a connection beyond the cap, all busy")
 	_ = c.Close()
+	free()
 	for _, h := range held {
 		_ = h.Close()
 	}

@@ -75,6 +75,7 @@ func NewHandler(table *Table, upstream, pod string, log *slog.Logger) *Handler {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	headDone(r.Context())
 	if r.Header.Get(tunnel.ProbeHeader) != "" {
 		w.Header().Set(tunnel.ProbePodHeader, h.Pod)
 		w.WriteHeader(http.StatusNoContent)

@@ -22,7 +22,10 @@ import (
 type rawTCP struct {
 	*net.TCPConn
 	rc syscall.RawConn
+	pacers
 }
+
+func (c *rawTCP) paced() *pacers { return &c.pacers }
 
 // fastIO returns c with raw reads and writes when it is a TCP connection.
 func fastIO(c net.Conn) net.Conn {
@@ -55,10 +58,16 @@ func (c *rawTCP) Read(p []byte) (int, error) {
 	case n == 0:
 		return 0, io.EOF
 	}
+	if c.r != nil {
+		c.r.read(c, int(n))
+	}
 	return int(n), nil
 }
 
 func (c *rawTCP) Write(p []byte) (int, error) {
+	if c.w != nil {
+		c.w.write(c, len(p))
+	}
 	done := 0
 	var errno syscall.Errno
 	err := c.rc.Write(func(fd uintptr) bool {
@@ -193,11 +202,17 @@ func (p *pipe) fill(s *rawTCP, want int64) (int, error) {
 		return 0, s.opError("read", os.NewSyscallError("splice", errno))
 	}
 	p.inside += int(n)
+	if s.r != nil {
+		s.r.read(s, int(n))
+	}
 	return int(n), nil
 }
 
 // drain splices everything in the pipe to d.
 func (p *pipe) drain(d *rawTCP) error {
+	if d.w != nil {
+		d.w.write(d, p.inside)
+	}
 	var errno syscall.Errno
 	err := d.rc.Write(func(fd uintptr) bool {
 		for p.inside > 0 {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,10 +49,21 @@ type Config struct {
 	HeaderTimeout time.Duration
 	// NoFastPath sends every request through net/http (to compare).
 	NoFastPath bool
-	// MaxConns caps the callers' connections open at once; beyond it new
-	// ones are refused (closed at once) rather than the sidecar running out
-	// of memory. DefaultMaxConns when zero.
+	// MaxConns caps the callers' connections open at once on this port
+	// when it has no Budget of its own (a test); Budget's Conns otherwise.
 	MaxConns int
+	// Budget is shared by every port of the sidecar: callers' connections,
+	// legs and oversized heads, beyond which the connection that has
+	// waited longest for its caller is closed, or a new one refused. When
+	// nil, the port gets one of its own from BudgetFor(0), MaxConns
+	// applied.
+	Budget *Budget
+	// MinRate is what a caller must average, in bytes a second, once
+	// RateWait has passed, while its request's body comes in and while a
+	// response goes out to it; either may also stall for IdleTimeout at
+	// most. 1 KiB a second after ten seconds when zero.
+	MinRate  int64
+	RateWait time.Duration
 	// ServiceAddr is the intercepted Service's ClusterIP:port, the only
 	// address the control operation probe may request; empty: no probes.
 	ServiceAddr string
@@ -60,6 +72,9 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Ready, if set, is called once both listeners are bound.
 	Ready func(data, control net.Addr)
+	// wrapListener, if set, stands between the data listener and the
+	// dispatcher (tests: a listener out of file descriptors).
+	wrapListener func(net.Listener) net.Listener
 }
 
 // MaxHeaderBytes bounds a request's head; a larger one is answered 431 and
@@ -94,6 +109,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listening for traffic on %s: %w", cfg.Listen, err)
 	}
+	if cfg.wrapListener != nil {
+		dataLn = cfg.wrapListener(dataLn)
+	}
 	var ctrlLn net.Listener
 	if cfg.Control != "" {
 		ctrlLn, err = net.Listen("tcp", cfg.Control)
@@ -120,7 +138,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	cfg.limits()
-	d := &dispatcher{table: table, log: log, pod: cfg.Pod, max: int64(cfg.MaxConns)}
+	d := &dispatcher{table: table, log: log, pod: cfg.Pod, budget: cfg.Budget, idle: map[net.Conn]time.Time{}}
+	cfg.Budget.register(d, log)
 	srv := newServer(cfg, h, d, log)
 
 	srvCtx, stopTunnels := context.WithCancel(context.Background())
@@ -142,9 +161,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if !cfg.NoFastPath {
 		fast = &fastPath{table: table, watches: h.Watches, upstream: cfg.Upstream,
 			headerTimeout: min(cfg.HeaderTimeout, cfg.IdleTimeout), log: log, handoff: toHTTP.Push, done: d.release,
-			h2c: cfg.H2C, pod: cfg.Pod, idleTimeout: cfg.IdleTimeout,
+			h2c: cfg.H2C, pod: cfg.Pod, idleTimeout: cfg.IdleTimeout, budget: cfg.Budget,
+			pace: pace{idle: cfg.IdleTimeout, rate: cfg.MinRate, grace: cfg.RateWait},
 			toHTTP: func(c net.Conn) {
-				d.open.Add(1) // net/http counts it off when it closes
+				d.budget.conns.Add(1) // net/http counts it off when it closes
 				toHTTP.Push(c)
 			}}
 	}
@@ -192,8 +212,18 @@ func (cfg *Config) limits() {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = cfg.HeaderTimeout
 	}
-	if cfg.MaxConns == 0 {
-		cfg.MaxConns = DefaultMaxConns
+	if cfg.Budget == nil {
+		b := BudgetFor(0)
+		if cfg.MaxConns > 0 {
+			b.Conns = cfg.MaxConns
+		}
+		cfg.Budget = &b
+	}
+	if cfg.MinRate == 0 {
+		cfg.MinRate = defaultMinRate
+	}
+	if cfg.RateWait == 0 {
+		cfg.RateWait = defaultRateWait
 	}
 }
 
@@ -211,10 +241,16 @@ func newServer(cfg Config, h http.Handler, d *dispatcher, log *slog.Logger) *htt
 		ReadHeaderTimeout: cfg.HeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
-		ConnState: func(_ net.Conn, s http.ConnState) {
-			if s == http.StateClosed || s == http.StateHijacked {
-				d.release()
+		ConnState: func(c net.Conn, s http.ConnState) {
+			d.httpState(c, s)
+		},
+		// A head net/http reads for the fast path (one too large for its
+		// buffer) gives back its share of the budget once it is whole.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if bc, ok := c.(interface{ headRead() }); ok {
+				return context.WithValue(ctx, headKey{}, bc)
 			}
+			return ctx
 		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -255,43 +291,112 @@ func probe(ctx context.Context, url string) (string, error) {
 	return pod, nil
 }
 
-// DefaultMaxConns is how many callers' connections a sidecar keeps open at
-// once: with a fast-path head buffer of 32 KiB each, a full house of
-// unfinished heads holds about 32 MiB, well under the container's limit.
-const DefaultMaxConns = 1024
+// headKey finds, in a request's context, the connection whose oversized
+// head net/http read.
+type headKey struct{}
+
+// headDone gives back the budget of an oversized head once net/http has
+// read it whole.
+func headDone(ctx context.Context) {
+	if c, ok := ctx.Value(headKey{}).(interface{ headRead() }); ok {
+		c.headRead()
+	}
+}
 
 // dispatcher hands each connection to an --all route if there is one,
-// else to the fast path, else to net/http; beyond max open connections it
-// refuses new ones (no cap when max is 0).
+// else to the fast path, else to net/http, within the sidecar's budget.
 type dispatcher struct {
-	table *Table
-	ctx   context.Context
-	log   *slog.Logger
-	pod   string
-	fast  *fastPath
-	http  *relay.ConnListener
+	table  *Table
+	ctx    context.Context
+	log    *slog.Logger
+	pod    string
+	fast   *fastPath
+	http   *relay.ConnListener
+	budget *Budget
 
-	max           int64
-	open, refused atomic.Int64
+	mu   sync.Mutex
+	idle map[net.Conn]time.Time // net/http's connections between requests, since when
 }
 
 // release counts a connection as closed.
-func (l *dispatcher) release() { l.open.Add(-1) }
+func (l *dispatcher) release() { l.budget.release() }
+
+// httpState follows net/http's connections: those between requests may be
+// closed to make room; a closed one is counted out.
+func (l *dispatcher) httpState(c net.Conn, s http.ConnState) {
+	l.mu.Lock()
+	if s == http.StateIdle {
+		l.idle[c] = time.Now()
+	} else {
+		delete(l.idle, c)
+	}
+	l.mu.Unlock()
+	if s == http.StateClosed || s == http.StateHijacked {
+		if bc, ok := c.(interface{ headRead() }); ok {
+			bc.headRead()
+		}
+		l.release()
+	}
+}
+
+// oldestWaiting returns the connection of this port that has waited
+// longest for its caller, on the fast path or in net/http.
+func (l *dispatcher) oldestWaiting() (time.Time, func() bool) {
+	var since time.Time
+	var evict func() bool
+	if l.fast != nil {
+		since, evict = l.fast.oldestWaiting()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c, t := range l.idle {
+		if evict == nil || t.Before(since) {
+			c := c
+			since, evict = t, func() bool {
+				l.mu.Lock()
+				_, still := l.idle[c]
+				delete(l.idle, c)
+				l.mu.Unlock()
+				if still {
+					c.Close()
+				}
+				return still
+			}
+		}
+	}
+	return since, evict
+}
 
 func (l *dispatcher) run(ln net.Listener) error {
+	failures := 0
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			return err
-		}
-		if l.open.Add(1) > l.max && l.max > 0 {
-			l.open.Add(-1)
-			if l.refused.Add(1)%1000 == 1 {
-				l.log.Warn("refusing connections: too many open", "max", l.max, "refused", l.refused.Load())
+			if !acceptRetryable(err) {
+				return fmt.Errorf("accepting a connection: %w", err)
 			}
+			// Out of file descriptors or buffers: a connection that waits
+			// for its caller makes room, and the listener tries again
+			// shortly; the sidecar goes on serving those it has.
+			failures++
+			if failures%100 == 1 {
+				l.log.Warn("accepting connections failed; trying again", "err", err, "in a row", failures)
+			}
+			if outOfFiles(err) {
+				l.budget.evictOne()
+			}
+			select {
+			case <-time.After(acceptBackoff(failures)):
+			case <-l.ctx.Done():
+				return nil
+			}
+			continue
+		}
+		failures = 0
+		if !l.budget.admit() {
 			_ = c.Close()
 			continue
 		}
@@ -340,16 +445,42 @@ func (l *dispatcher) pipeToRoute(conn net.Conn, r *liveRoute) {
 var probeMarker = []byte(strings.ToLower(tunnel.ProbeHeader) + ":")
 
 // bufferedConn reads what was peeked before the rest of the connection.
+// With drop, the buffer goes once read out (net/http has buffers of its
+// own), so a connection net/http keeps does not keep the fast path's too.
 type bufferedConn struct {
 	net.Conn
-	r *bufio.Reader
+	r    *bufio.Reader
+	drop bool
+	give func()
+	gave atomic.Bool
 }
 
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *bufferedConn) Read(p []byte) (int, error) {
+	if c.r == nil {
+		return c.Conn.Read(p)
+	}
+	if c.drop && c.r.Buffered() == 0 {
+		c.r = nil
+		return c.Conn.Read(p)
+	}
+	return c.r.Read(p)
+}
 
 // WriteTo keeps io.Copy from using the TCP connection's own WriteTo, which
 // would skip the peeked bytes.
-func (c *bufferedConn) WriteTo(w io.Writer) (int64, error) { return c.r.WriteTo(w) }
+func (c *bufferedConn) WriteTo(w io.Writer) (int64, error) {
+	if c.r == nil {
+		return io.Copy(w, struct{ io.Reader }{c.Conn})
+	}
+	return c.r.WriteTo(w)
+}
+
+// headRead gives back the budget of an oversized head, once.
+func (c *bufferedConn) headRead() {
+	if c.give != nil && c.gave.CompareAndSwap(false, true) {
+		c.give()
+	}
+}
 
 // h2Preface starts every HTTP/2 connection with prior knowledge (h2c); its
 // first line is in the buffer once the fast path has looked at the head.
@@ -363,9 +494,10 @@ func isH2Preface(br *bufio.Reader) bool {
 
 // forHTTP prepares a connection the fast path hands to net/http: an h2c
 // connection gets its writes coalesced, since Go's HTTP/2 server writes
-// and flushes each frame on its own (a system call per frame).
-func forHTTP(c net.Conn, br *bufio.Reader) net.Conn {
-	bc := &bufferedConn{Conn: c, r: br}
+// and flushes each frame on its own (a system call per frame). give, if
+// set, gives back the budget of its head once net/http has read it.
+func forHTTP(c net.Conn, br *bufio.Reader, give func()) net.Conn {
+	bc := &bufferedConn{Conn: c, r: br, give: give, drop: true}
 	if isH2Preface(br) {
 		return &coalescedConn{bufferedConn: bc, rwc: tunnel.CoalesceWrites(bc)}
 	}
