@@ -91,7 +91,7 @@ e2e: build $(if $(filter-out $(abspath $(KUBECONFIG_E2E)),$(abspath $(KUBECONFIG
 	KUBECONFIG=$(or $(E2E_OTHER_CLUSTER),$(KUBECONFIG_E2E)) PROXY_IMAGE=$(PROXY_IMAGE) DEMO_IMAGE=$(DEMO_IMAGE) \
 	E2E_PLUGIN=$(CURDIR)/bin/kubectl-intercept \
 	E2E_KUBECTL=$(or $(E2E_KUBECTL),$(if $(E2E_OTHER_CLUSTER),kubectl,$(CACHE_DIR)/bin/kubectl)) \
-		$(GO) test -tags e2e -count=1 -timeout 30m -parallel 4 -v ./test/e2e/...
+		$(GO) test -tags e2e -count=1 -timeout 50m -parallel 4 -v ./test/e2e/...
 
 demo: build cluster-up images
 	KUBECONFIG=$(KUBECONFIG_E2E) PROXY_IMAGE=$(PROXY_IMAGE) DEMO_IMAGE=$(DEMO_IMAGE) \
