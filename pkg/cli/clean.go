@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 )
@@ -39,9 +40,18 @@ func (o *InterceptOptions) clean(ctx context.Context) error {
 		return fmt.Errorf("cleaning up service %s/%s (-c): %w", o.Namespace, o.Service, err)
 	}
 	forgetLocal(o.stateKey)
-	if len(left.Others) > 0 {
-		p.Infof("-c left the intercept of service %s alone: routes of others are live (%s); this intercept joins it. --force ends theirs.",
-			o.Service, describeRoutes(left.Others))
+	if left.Stayed() {
+		p.Infof("-c left the intercept of service %s alone: %s; this intercept joins it. --force ends theirs.",
+			o.Service, whyStayed(left))
 	}
 	return nil
+}
+
+// whyStayed says why the last-one-out rule kept a Service switched.
+func whyStayed(left *session.Left) string {
+	why := printable(left.Why())
+	if len(left.Others) > 0 {
+		why = strings.Replace(why, "are live", "are live ("+describeRoutes(left.Others)+")", 1)
+	}
+	return why
 }

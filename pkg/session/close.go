@@ -83,11 +83,12 @@ func Close(ctx context.Context, cs kubernetes.Interface, o CloseOptions) (*Close
 	// joining right now is theirs.
 	var targets []appsv1.Deployment
 	claimed := map[string]bool{}
+	me := holderClose + newID()
 	for _, c := range copies {
 		if o.ID != "" && c.Labels[LabelSession] != o.ID {
 			continue
 		}
-		ok, err := claim(ctx, cs, o.Namespace, c.Name, o.Force)
+		ok, err := claim(ctx, cs, o.Namespace, &c, me, o.Force)
 		if err != nil {
 			return nil, err
 		}
@@ -100,7 +101,7 @@ func Close(ctx context.Context, cs kubernetes.Interface, o CloseOptions) (*Close
 	}
 	if len(targets) > 0 && rec != nil && o.StayIf != nil && o.StayIf(ctx, rec) {
 		for _, c := range targets {
-			removeMark(ctx, cs, o.Namespace, c.Name, AnnotationClosing) // the claim goes back
+			release(ctx, cs, o.Namespace, c.Labels[LabelSession], me) // the claim goes back
 		}
 		out.Stayed = true
 		return out, nil
@@ -148,6 +149,13 @@ func Close(ctx context.Context, cs kubernetes.Interface, o CloseOptions) (*Close
 			return out, err
 		}
 		out.Deleted = append(out.Deleted, c.Name)
+		// The session's claim and presence Leases go with it (its owner
+		// reference would remove them too, where the garbage collector runs).
+		if id := c.Labels[LabelSession]; id != "" {
+			if err := deleteLeases(ctx, cs, o.Namespace, id); err != nil {
+				p.Warn(err.Error())
+			}
+		}
 	}
 	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
 )
@@ -270,18 +271,57 @@ func TestCloseStaysForALateArrival(t *testing.T) {
 	cs := fake.NewClientset(switched, cp)
 	asked := false
 	res, err := Close(ctx, cs, CloseOptions{Namespace: "ns", Service: "shop", StayIf: func(ctx context.Context, r *Record) bool {
-		d, _ := cs.AppsV1().Deployments("ns").Get(ctx, rec.Copy, metav1.GetOptions{})
-		asked = d.Annotations[AnnotationClosing] != "" // asked while the claim holds
+		l, _ := cs.CoordinationV1().Leases("ns").Get(ctx, claimName(rec.ID), metav1.GetOptions{})
+		asked = strings.HasPrefix(ptr.Deref(l.Spec.HolderIdentity, ""), holderClose) // asked while the claim holds
 		return true
 	}})
 	if err != nil || !res.Stayed || res.Restored || len(res.Deleted) != 0 || !asked {
 		t.Fatalf("close: %+v, %v (asked under the claim: %v)", res, err, asked)
 	}
-	d, err := cs.AppsV1().Deployments("ns").Get(ctx, rec.Copy, metav1.GetOptions{})
-	if err != nil || d.Annotations[AnnotationClosing] != "" {
-		t.Fatalf("the copy after a close that stayed: %v, %v", d.Annotations, err)
+	l, err := cs.CoordinationV1().Leases("ns").Get(ctx, claimName(rec.ID), metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity != nil {
+		t.Fatalf("the claim after a close that stayed: %+v, %v", l.Spec, err)
 	}
 	if s, _ := cs.CoreV1().Services("ns").Get(ctx, "shop", metav1.GetOptions{}); s.Annotations[AnnotationRecord] == "" {
 		t.Fatal("the Service was restored")
+	}
+}
+
+// A deploy changes the Service's selector between the copy's creation (its
+// record) and the switch: the switch is refused and says so, so the copy's
+// record never differs from the switch that happened (a GitOps sync that
+// later wipes the Service's record cannot make close restore a stale
+// selector); when nothing changed, the two records are one.
+func TestCopyRecordIsTheSwitchThatHappened(t *testing.T) {
+	ctx := context.Background()
+	made := func(svc *corev1.Service) (*fake.Clientset, *Record) {
+		rec := record(false)
+		if _, err := Switch(service(intstr.FromInt32(8080)), rec); err != nil { // as read at the start
+			t.Fatal(err)
+		}
+		return fake.NewClientset(svc, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: rec.Copy, Namespace: "ns",
+			Labels:      map[string]string{LabelManagedBy: ManagedByValue, LabelSession: rec.ID},
+			Annotations: map[string]string{AnnotationRecord: rec.Encode()}}}), rec
+	}
+
+	deployed := service(intstr.FromInt32(8080))
+	deployed.Spec.Selector = map[string]string{"app": "shop", "version": "v2"}
+	cs, rec := made(deployed)
+	_, err := switchService(ctx, cs, "ns", "shop", rec)
+	if err == nil || !strings.Contains(err.Error(), "changed while its copy was starting") {
+		t.Fatalf("switch after a deploy changed the Service: %v", err)
+	}
+	if svc, _ := cs.CoreV1().Services("ns").Get(ctx, "shop", metav1.GetOptions{}); !reflect.DeepEqual(svc, deployed) {
+		t.Fatalf("a refused switch changed the Service: %+v", svc)
+	}
+
+	cs, rec = made(service(intstr.FromInt32(8080)))
+	if joined, err := switchService(ctx, cs, "ns", "shop", rec); err != nil || joined != nil {
+		t.Fatalf("switch: %v %v", joined, err)
+	}
+	d, _ := cs.AppsV1().Deployments("ns").Get(ctx, rec.Copy, metav1.GetOptions{})
+	svc, _ := cs.CoreV1().Services("ns").Get(ctx, "shop", metav1.GetOptions{})
+	if d.Annotations[AnnotationRecord] != svc.Annotations[AnnotationRecord] {
+		t.Fatalf("the copy's record differs from the Service's:\n copy %s\n svc  %s", d.Annotations[AnnotationRecord], svc.Annotations[AnnotationRecord])
 	}
 }

@@ -66,6 +66,17 @@ type Started struct {
 	Switched *corev1.Service
 
 	beat *beat // the starting mark on the copy, until Settle
+	// presence is this kubectl-intercept's presence in the session, until
+	// it leaves (Leave with the session's ID) or EndPresence.
+	presence *Presence
+}
+
+// EndPresence ends this kubectl-intercept's presence in the session
+// (Leave does it first thing). Safe to call twice and on nil.
+func (s *Started) EndPresence(ctx context.Context) {
+	if s != nil {
+		s.presence.End(ctx)
+	}
 }
 
 // Settle says this start is over (the intercept is active, or abandoned):
@@ -90,7 +101,21 @@ func Start(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*Start
 			o.Progress.Warn("another kubectl-intercept closed the intercept of service " + o.Service + " while this one joined it; starting again")
 			continue
 		}
-		return st, err
+		if err != nil || o.DryRun {
+			return st, err
+		}
+		// Present from here on, while the beat still holds the session:
+		// a close that asks once this start has settled sees it.
+		if st.presence, err = startPresence(ctx, cs, o.Namespace, st.Record); err != nil {
+			st.Settle()
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if st.Created {
+				_, _ = Close(cctx, cs, CloseOptions{Namespace: o.Namespace, Service: o.Service, ID: st.Record.ID, Progress: NopProgress{}})
+			}
+			return nil, err
+		}
+		return st, nil
 	}
 }
 
@@ -198,12 +223,17 @@ func startOnce(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*S
 	}
 
 	done = p.Step(fmt.Sprintf("creating deployment %s (copy of %s with the sidecar)", cp.Name, src.Ref()))
-	cp.Annotations[AnnotationStarting] = beatValue()
+	// The session is marked as starting before its copy exists, so no
+	// close takes the new copy for a crash's leftover.
+	if err := beatOnce(ctx, cs, o.Namespace, rec.ID, holderStart+"create-"+rec.ID, nil); err != nil {
+		done(err)
+		return nil, err
+	}
 	if _, err := cs.AppsV1().Deployments(o.Namespace).Create(ctx, cp, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
 		done(err)
 		return nil, describeAPIError(err, "creating deployment "+cp.Name)
 	}
-	b, err := startBeat(ctx, cs, o.Namespace, cp.Name)
+	b, err := startBeat(ctx, cs, o.Namespace, cp.Name, rec.ID)
 	done(err)
 	if err != nil {
 		return nil, err
@@ -228,7 +258,7 @@ func resume(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, t
 		if err != nil || c.DeletionTimestamp != nil || rec.WorkloadRef() != target.Source.Ref() || !slices.Equal(rec.PortKeys(), portKeys(ports)) {
 			continue
 		}
-		b, err := startBeat(ctx, cs, o.Namespace, c.Name)
+		b, err := startBeat(ctx, cs, o.Namespace, c.Name, rec.ID)
 		if errors.Is(err, ErrClosing) {
 			// A close claimed it and restored the Service (this one is not
 			// switched), then may have died before deleting it: finish that.
@@ -287,7 +317,7 @@ func finish(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, r
 	if joined != nil {
 		// Another developer switched it first: use their session.
 		_ = undo(nil)
-		if joined.beat, err = startBeat(ctx, cs, o.Namespace, joined.Record.Copy); err != nil {
+		if joined.beat, err = startBeat(ctx, cs, o.Namespace, joined.Record.Copy, joined.Record.ID); err != nil {
 			return nil, err
 		}
 		return joined, nil
@@ -324,7 +354,7 @@ func join(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, raw
 	}
 	// Joining marks the copy as starting, so a close that races with this
 	// leaves the session to us; a copy a close has claimed is stale.
-	b, err := startBeat(ctx, cs, svc.Namespace, rec.Copy)
+	b, err := startBeat(ctx, cs, svc.Namespace, rec.Copy, rec.ID)
 	if errors.Is(err, ErrClosing) {
 		return nil, nil
 	}
@@ -338,6 +368,7 @@ func join(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, raw
 // another session switched it in the meantime, it returns that session.
 func switchService(ctx context.Context, cs kubernetes.Interface, ns, name string, rec *Record) (*Started, error) {
 	var joined *Started
+	copied := rec.Encode()
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		svc, err := cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -358,17 +389,42 @@ func switchService(ctx context.Context, cs kubernetes.Interface, ns, name string
 			*rec = *other
 			return nil
 		}
-		sw, err := Switch(svc, rec)
+		// The copy's record was written when it was made; the switch
+		// happens only if it records exactly that (the Service's selector
+		// and targetPorts unchanged since), so the copy's record is always
+		// the switch that happened, and a close from it after the
+		// Service's record is wiped restores what the switch changed.
+		next := *rec
+		sw, err := Switch(svc, &next)
 		if err != nil {
 			return err
+		}
+		if next.Encode() != copied {
+			return &serviceChanged{name: name, was: rec.Selector, now: svc.Spec.Selector}
 		}
 		_, err = cs.CoreV1().Services(ns).Update(ctx, sw, metav1.UpdateOptions{FieldManager: FieldManager})
 		return err
 	})
+	var changed *serviceChanged
+	if errors.As(err, &changed) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, describeAPIError(err, "switching service "+name)
 	}
 	return joined, nil
+}
+
+// serviceChanged says the Service changed (a deploy) between the copy's
+// record and the switch.
+type serviceChanged struct {
+	name     string
+	was, now map[string]string
+}
+
+func (e *serviceChanged) Error() string {
+	return fmt.Sprintf("service %s changed while its copy was starting (selector %v, now %v, or a targetPort): it was not switched, so the copy's record stays the truth; run the intercept again",
+		e.name, e.was, e.now)
 }
 
 // WaitReady waits until want pods of the copy are ready, and fails within

@@ -151,72 +151,6 @@ func (c Cluster) portRoutes(ctx context.Context, ns, pod string, control int, ke
 	return cl.RoutesOf(key)
 }
 
-// LiveRoutes asks a reachable sidecar of the session which routes are
-// live: the truth about who still intercepts, since a route lives only
-// with its tunnel.
-func (c Cluster) LiveRoutes(ctx context.Context, ns string, rec *Record) ([]route.Route, error) {
-	return c.liveRoutes(ctx, ns, rec, "")
-}
-
-func (c Cluster) liveRoutes(ctx context.Context, ns string, rec *Record, key string) ([]route.Route, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	pods, err := CopyPods(ctx, c.Client, ns, rec)
-	if err != nil {
-		return nil, err
-	}
-	last := errors.New("no running pod of the copy")
-	for i := range pods {
-		if !Reachable(&pods[i]) {
-			continue
-		}
-		routes, err := c.sidecarRoutes(ctx, ns, pods[i].Name, rec, key)
-		if err == nil {
-			return routes, nil
-		}
-		last = err
-	}
-	return nil, last
-}
-
-// OthersLive returns the live routes that are not those of owner key
-// (empty: every live route). A route whose developer just crashed can
-// outlive them by one heartbeat timeout, so when there are others it asks
-// again once that has passed: what is left then is really live. Which
-// routes are the caller's own the sidecar says by the key: a route that
-// merely looks like the caller's (a teammate holds the same header) is
-// another's.
-func (c Cluster) OthersLive(ctx context.Context, ns string, rec *Record, key string) ([]route.Route, error) {
-	var others []route.Route
-	for attempt := 0; attempt < 2; attempt++ {
-		routes, err := c.liveRoutes(ctx, ns, rec, key)
-		if err != nil {
-			return nil, err
-		}
-		others = othersOf(routes)
-		if len(others) == 0 || attempt == 1 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return others, nil
-		case <-time.After(tunnel.KeepAliveInterval + tunnel.KeepAliveTimeout + time.Second):
-		}
-	}
-	return others, nil
-}
-
-// othersOf is the routes that are not the asking CLI's own.
-func othersOf(routes []route.Route) []route.Route {
-	var out []route.Route
-	for _, r := range routes {
-		if !r.Mine {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 // Copies lists our copies in ns (every namespace if empty) whose record
 // can be read, oldest first.
 func Copies(ctx context.Context, cs kubernetes.Interface, ns string) ([]appsv1.Deployment, error) {
@@ -246,6 +180,7 @@ func (c Cluster) List(ctx context.Context, ns string) ([]Intercept, error) {
 			continue
 		}
 		switched[s.Namespace+"/"+s.Name] = true
+		// The same union of every pod's routes as status shows.
 		out = append(out, switchedIntercept(ctx, c.Client, s, func(ctx context.Context, rec *Record) ([]route.Route, error) {
 			return c.LiveRoutes(ctx, s.Namespace, rec)
 		}))
@@ -277,7 +212,7 @@ func (c Cluster) Get(ctx context.Context, ns, name string) (*Detail, error) {
 	d := &Detail{Pods: []PodState{}}
 	// Every pod's sidecar is asked; the intercept's routes are all they hold.
 	collect := func(ctx context.Context, rec *Record) ([]route.Route, error) {
-		pods, err := c.podStates(ctx, ns, rec)
+		pods, _, err := c.podStates(ctx, ns, rec, "")
 		if err != nil {
 			return nil, err
 		}
@@ -308,13 +243,29 @@ func (c Cluster) Get(ctx context.Context, ns, name string) (*Detail, error) {
 	return d, nil
 }
 
-// podStates lists the copy's pods with the routes each sidecar holds.
-func (c Cluster) podStates(ctx context.Context, ns string, rec *Record) ([]PodState, error) {
-	pods, err := CopyPods(ctx, c.Client, ns, rec)
+// LiveRoutes is every route some sidecar of the session's copy holds (the
+// union over its pods, as status shows them); an error when no sidecar
+// answered. A route lives only with its tunnel.
+func (c Cluster) LiveRoutes(ctx context.Context, ns string, rec *Record) ([]route.Route, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	pods, _, err := c.podStates(ctx, ns, rec, "")
 	if err != nil {
 		return nil, err
 	}
+	return unionRoutes(pods)
+}
+
+// podStates lists the copy's pods with the routes each sidecar holds (the
+// routes of owner key key marked Mine), and which pods run a sidecar that
+// could not be asked.
+func (c Cluster) podStates(ctx context.Context, ns string, rec *Record, key string) ([]PodState, []string, error) {
+	pods, err := CopyPods(ctx, c.Client, ns, rec)
+	if err != nil {
+		return nil, nil, err
+	}
 	out := []PodState{}
+	var unasked []string
 	for i := range pods {
 		p := &pods[i]
 		ps := PodState{Name: p.Name, Node: p.Spec.NodeName, Ready: PodReady(p), Routes: []route.Route{}}
@@ -324,16 +275,21 @@ func (c Cluster) podStates(ctx context.Context, ns string, rec *Record) ([]PodSt
 		case p.Status.Phase != corev1.PodRunning:
 			ps.Problem = "not running (" + string(p.Status.Phase) + ")"
 		default:
-			routes, err := c.SidecarRoutes(ctx, ns, p.Name, rec)
+			routes, err := c.sidecarRoutes(ctx, ns, p.Name, rec, key)
 			if err != nil {
 				ps.Problem = "sidecar did not answer: " + firstLine(err.Error())
+				// A sidecar that runs may hold routes; one that does not
+				// (not started, crashed) holds none.
+				if Reachable(p) {
+					unasked = append(unasked, "the sidecar of pod "+p.Name+" could not be asked: "+firstLine(err.Error()))
+				}
 			} else if routes != nil {
 				ps.Routes = routes
 			}
 		}
 		out = append(out, ps)
 	}
-	return out, nil
+	return out, unasked, nil
 }
 
 // unionRoutes is every route some pod holds, in the order first seen; an
@@ -432,64 +388,6 @@ func (e *Intercept) WorkloadRef() string {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
-}
-
-// LeaveOptions are the inputs of Leave.
-type LeaveOptions struct {
-	Namespace, Service string
-	// ID limits the close to one session (a developer leaving the session
-	// they joined); empty: whatever session the Service has.
-	ID string
-	// Key is the leaving developer's owner key: their own route, which a
-	// sidecar may not have seen drop yet, is not another's. Empty when the
-	// caller holds none.
-	Key string
-	// Force restores the Service even while others' routes are live.
-	Force    bool
-	Timeout  time.Duration
-	Progress Progress
-}
-
-// Left says what Leave did.
-type Left struct {
-	// Others are the live routes of other developers that kept the
-	// Service switched; Closed is nil then.
-	Others []route.Route
-	Closed *Closed
-}
-
-// Leave is the last-one-out rule, in one place: the Service is restored
-// and the copy deleted only when no other developer's route is live (or
-// with Force).
-func (c Cluster) Leave(ctx context.Context, o LeaveOptions) (*Left, error) {
-	if !o.Force {
-		if rec := c.currentRecord(ctx, o.Namespace, o.Service, o.ID); rec != nil {
-			others, err := c.OthersLive(ctx, o.Namespace, rec, o.Key)
-			if err == nil && len(others) > 0 {
-				return &Left{Others: others}, nil
-			}
-		}
-	}
-	// Asked again once the copy is claimed: a developer who registered and
-	// settled between the check above and the claim keeps the session.
-	var others []route.Route
-	stay := func(ctx context.Context, rec *Record) bool {
-		routes, err := c.liveRoutes(ctx, o.Namespace, rec, o.Key)
-		if err != nil {
-			return false
-		}
-		others = othersOf(routes)
-		return len(others) > 0
-	}
-	if o.Force {
-		stay = nil
-	}
-	closed, err := Close(ctx, c.Client, CloseOptions{Namespace: o.Namespace, Service: o.Service, ID: o.ID,
-		Timeout: o.Timeout, Force: o.Force, Progress: o.Progress, StayIf: stay})
-	if err == nil && closed.Stayed {
-		return &Left{Others: others}, nil
-	}
-	return &Left{Closed: closed}, err
 }
 
 // currentRecord reads the session record on the Service, else on a copy
