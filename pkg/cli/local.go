@@ -75,6 +75,7 @@ func rememberLocal(key string, li localIntercept) error {
 // forgetLocal removes the record of an intercept that ended.
 func forgetLocal(key string) {
 	_ = os.Remove(localPath(key))
+	forgetMount(key) // and what --mount wrote, if a crash left it
 }
 
 // localIntercepts lists the intercepts this machine started in a context,

@@ -85,6 +85,9 @@ func (o *InterceptOptions) validateLocal() error {
 		o.forwards = append(o.forwards, fw)
 	}
 	if o.Mount != "" {
+		if fi, err := os.Lstat(o.Mount); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("--mount %s is a symbolic link: give a directory itself (the pod's secrets are written there and removed at the end)", o.Mount)
+		}
 		if entries, err := os.ReadDir(o.Mount); err == nil && len(entries) > 0 {
 			return fmt.Errorf("--mount %s: the directory is not empty; give a new or empty one (it is removed when the intercept ends)", o.Mount)
 		}
@@ -284,7 +287,9 @@ func (o *InterceptOptions) startLocal(ctx context.Context, p *progress, st *sess
 				cancel()
 				if err := tree.Remove(); err != nil {
 					p.Warn(fmt.Sprintf("removing %s: %v", tree.Root, err))
+					return // the record lets close try again
 				}
+				forgetMount(o.stateKey)
 			}
 		}
 	}

@@ -3,8 +3,10 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,11 +15,13 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/podenv"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/podfiles"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
 )
@@ -200,5 +204,68 @@ func TestEnvFileRefusesASymlink(t *testing.T) {
 		if entries, _ := os.ReadDir(dir); len(entries) != 3 && len(entries) != 2 {
 			t.Errorf("left behind: %v", entries)
 		}
+	}
+}
+
+// A --mount DIR that is a symbolic link is refused before anything is made.
+func TestMountRefusesASymlinkedDir(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "shared")
+	if err := os.Mkdir(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "mnt")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	o := &InterceptOptions{Mount: link}
+	if err := o.validateLocal(); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("--mount a link: %v, want a refusal", err)
+	}
+}
+
+// An intercept with --mount crashed: its files (a token among them) stay
+// on disk with their record. `close` without an argument, which cleans up
+// after crashed intercepts, removes them.
+func TestCloseRemovesACrashedMount(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	crashed := exec.Command("sh", "-c", "exit 0")
+	if err := crashed.Run(); err != nil {
+		t.Fatal(err)
+	}
+	pid := crashed.Process.Pid
+	li := localIntercept{Context: "dev", Namespace: "shop", Service: "web", Session: "abc123", PID: pid, Started: time.Now().UTC()}
+	if err := rememberLocal(li.key(), li); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(t.TempDir(), "mnt")
+	tree, err := podfiles.NewTree(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tree.Sync([]podfiles.File{{Path: "var/run/secrets/kubernetes.io/serviceaccount/token", Data: []byte("eyJ..."), Mode: 0o644}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rememberMount(li.key(), tree); err != nil {
+		t.Fatal(err)
+	}
+	// What the crashed process wrote: its pid, not this one's.
+	b, _ := os.ReadFile(mountPath(li.key()))
+	b = []byte(strings.Replace(string(b), fmt.Sprintf(`"pid":%d`, os.Getpid()), fmt.Sprintf(`"pid":%d`, pid), 1))
+	if err := os.WriteFile(mountPath(li.key()), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var out, errOut bytes.Buffer
+	o := &CloseOptions{f: &factory.Factory{Context: "dev", Namespace: "shop", Client: fake.NewClientset()},
+		IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}, Timeout: 5 * time.Second}
+	if err := o.Run(context.Background()); err != nil {
+		t.Fatalf("close: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	if _, err := os.Stat(root); !os.IsNotExist(err) {
+		t.Errorf("close left the crashed intercept's files at %s (%v)\n%s%s", root, err, out.String(), errOut.String())
+	}
+	if _, err := os.Stat(mountPath(li.key())); !os.IsNotExist(err) {
+		t.Errorf("close left the mount record: %v", err)
 	}
 }

@@ -2,7 +2,11 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	authv1 "k8s.io/api/authentication/v1"
@@ -13,6 +17,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/podenv"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/podfiles"
 )
 
@@ -35,30 +40,39 @@ func (o *InterceptOptions) mountFiles(ctx, lctx context.Context, p *progress, po
 	if err != nil {
 		return fmt.Errorf("--mount %s: %w", o.Mount, err)
 	}
+	if err := rememberMount(o.stateKey, tree); err != nil {
+		_ = tree.Remove()
+		return fmt.Errorf("--mount: %w (without the record, a crash would leave the pod's secrets on disk)", err)
+	}
 	in := podfiles.Input{Pod: pod, Container: c, Env: ls.podEnv, Objects: mountObjects{objects{o.f.Client, o.Namespace}}}
 	count := 0
-	sync := func(ctx context.Context) (int, error) {
+	sync := func(ctx context.Context) (int, time.Duration, error) {
 		files, skipped, err := podfiles.Files(ctx, in)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		ls.skipped, count = skipped, len(files)
-		return tree.Sync(files)
+		renew, _ := podfiles.Renewal(files, time.Now())
+		n, err := tree.Sync(files)
+		return n, renew, err
 	}
-	if _, err := sync(ctx); err != nil {
+	renew, err := func() (time.Duration, error) { _, renew, err := sync(ctx); return renew, err }()
+	if err != nil {
 		_ = tree.Remove()
+		forgetMount(o.stateKey)
 		return fmt.Errorf("--mount: the files of container %s: %w", c.Name, err)
 	}
 	ls.files = tree
 	ls.filesSummary = fmt.Sprintf("%d files of container %s's volumes under %s (read-only; kept up to date; removed at the end)", count, c.Name, tree.Root)
-	go o.keepFiles(lctx, p, pod, sync)
+	go o.keepFiles(lctx, p, pod, renew, sync)
 	return nil
 }
 
 // keepFiles watches the ConfigMaps and Secrets the volumes show and writes
 // the files again when one changes, as the kubelet does; projected tokens
-// are renewed at 80% of their lifetime.
-func (o *InterceptOptions) keepFiles(ctx context.Context, p *progress, pod *corev1.Pod, sync func(context.Context) (int, error)) {
+// are renewed at 80% of the lifetime the API server gave the last one
+// (renew: 0 when there is none).
+func (o *InterceptOptions) keepFiles(ctx context.Context, p *progress, pod *corev1.Pod, renew time.Duration, sync func(context.Context) (int, time.Duration, error)) {
 	changed := make(chan struct{}, 1)
 	notify := func() {
 		select {
@@ -66,7 +80,7 @@ func (o *InterceptOptions) keepFiles(ctx context.Context, p *progress, pod *core
 		default:
 		}
 	}
-	cms, secrets, renew := volumeObjects(pod)
+	cms, secrets := volumeObjects(pod)
 	for _, w := range []struct {
 		names    []string
 		resource string
@@ -107,20 +121,26 @@ func (o *InterceptOptions) keepFiles(ctx context.Context, p *progress, pod *core
 			f.Start(ctx.Done())
 		}
 	}
-	var tick <-chan time.Time
-	if renew > 0 {
-		t := time.NewTicker(renew * 8 / 10)
-		defer t.Stop()
-		tick = t.C
+	var due <-chan time.Time // when the tokens are renewed; nil: no token
+	schedule := func(in time.Duration) {
+		if due = nil; in > 0 {
+			due = time.After(in)
+		}
 	}
+	schedule(renew)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
-		case <-tick:
+		case <-due:
 		}
-		n, err := sync(ctx)
+		n, next, err := sync(ctx)
+		if err != nil && renew > 0 {
+			next = min(renew, time.Minute) // again soon, before the token runs out
+		}
+		renew = next
+		schedule(renew)
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -132,9 +152,8 @@ func (o *InterceptOptions) keepFiles(ctx context.Context, p *progress, pod *core
 	}
 }
 
-// volumeObjects lists the ConfigMaps and Secrets a pod's volumes show, and
-// the shortest lifetime of its projected tokens (0: none).
-func volumeObjects(pod *corev1.Pod) (cms, secrets []string, renew time.Duration) {
+// volumeObjects lists the ConfigMaps and Secrets a pod's volumes show.
+func volumeObjects(pod *corev1.Pod) (cms, secrets []string) {
 	seen := map[string]bool{}
 	add := func(list *[]string, kind, name string) {
 		if !seen[kind+"/"+name] {
@@ -155,17 +174,51 @@ func volumeObjects(pod *corev1.Pod) (cms, secrets []string, renew time.Duration)
 					add(&cms, "cm", src.ConfigMap.Name)
 				case src.Secret != nil:
 					add(&secrets, "secret", src.Secret.Name)
-				case src.ServiceAccountToken != nil:
-					life := time.Hour
-					if s := src.ServiceAccountToken.ExpirationSeconds; s != nil {
-						life = time.Duration(*s) * time.Second
-					}
-					if renew == 0 || life < renew {
-						renew = life
-					}
 				}
 			}
 		}
 	}
-	return cms, secrets, renew
+	return cms, secrets
+}
+
+// What a crash leaves of --mount: the files, the pod's secrets and a token
+// among them. Each intercept with --mount keeps a record of its root next
+// to its local record (KEY.mount in the state directory), so close (or -c)
+// removes the files after a crash: forgetLocal calls forgetMount.
+
+// mountRecord says where an intercept's --mount tree is and how to know it.
+type mountRecord struct {
+	Root string `json:"root"`
+	Mark string `json:"mark"`
+	PID  int    `json:"pid"`
+}
+
+func mountPath(key string) string { return filepath.Join(stateDir(), key+".mount") }
+
+// rememberMount records the tree of the intercept key.
+func rememberMount(key string, tree *podfiles.Tree) error {
+	if err := os.MkdirAll(stateDir(), 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", stateDir(), err)
+	}
+	b, err := json.Marshal(mountRecord{Root: tree.Root, Mark: tree.Mark, PID: os.Getpid()})
+	if err != nil {
+		return err
+	}
+	return podenv.WritePrivate(mountPath(key), func(w io.Writer) error { _, err := w.Write(b); return err })
+}
+
+// forgetMount removes the record of the intercept key's tree and, when
+// another process wrote it (one that crashed or was stopped), the tree
+// itself if it still is that tree; this process removes its own tree as
+// it ends.
+func forgetMount(key string) {
+	b, err := os.ReadFile(mountPath(key))
+	if err != nil {
+		return
+	}
+	var rec mountRecord
+	if json.Unmarshal(b, &rec) == nil && rec.PID != os.Getpid() && rec.Root != "" {
+		_ = podfiles.RemoveMarked(rec.Root, rec.Mark)
+	}
+	_ = os.Remove(mountPath(key))
 }

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +30,26 @@ type File struct {
 	Path string
 	Data []byte
 	Mode fs.FileMode
+	// Expires is when a service account token expires, as the API server
+	// answered (zero for other files).
+	Expires time.Time
+}
+
+// Renewal is how long until the tokens among files are to be requested
+// again, as the kubelet renews them: at 80% of the lifetime the API server
+// returned (which may differ from the one asked for), at most a day on,
+// at least ten seconds on. ok is false when there is no token.
+func Renewal(files []File, now time.Time) (d time.Duration, ok bool) {
+	for _, f := range files {
+		if f.Expires.IsZero() {
+			continue
+		}
+		in := min(f.Expires.Sub(now)*8/10, 24*time.Hour)
+		if !ok || in < d {
+			d, ok = in, true
+		}
+	}
+	return max(d, 10*time.Second), ok
 }
 
 // Skipped is a volume mount whose files cannot be copied, and why.
@@ -322,5 +343,5 @@ func tokenFile(ctx context.Context, in Input, src *corev1.ServiceAccountTokenPro
 	if err != nil {
 		return nil, fmt.Errorf("requesting a token for service account %s: %w", sa, err)
 	}
-	return []File{{Path: path.Clean(src.Path), Data: []byte(tr.Status.Token), Mode: def}}, nil
+	return []File{{Path: path.Clean(src.Path), Data: []byte(tr.Status.Token), Mode: def, Expires: tr.Status.ExpirationTimestamp.Time}}, nil
 }

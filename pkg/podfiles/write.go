@@ -2,6 +2,8 @@ package podfiles
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,16 +14,27 @@ import (
 
 // Tree is the files written under a root, kept in step with the volumes.
 type Tree struct {
-	Root    string
+	Root string
+	// Mark is the content of the root's marker file: what tells a later
+	// RemoveMarked (after a crash) that the directory is still this tree.
+	Mark    string
 	written map[string]File
 }
 
+// MarkerName is the file at the root that marks it as a tree of ours.
+const MarkerName = ".kubectl-intercept-mount"
+
 // NewTree takes root for the files: it must not exist, or be an empty
-// directory, so removing it at the end removes nothing of the user's.
+// directory, so removing it at the end removes nothing of the user's. A
+// symbolic link is refused: the files would go to its target, and the end
+// would remove the link alone and leave them there.
 func NewTree(root string) (*Tree, error) {
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, err
+	}
+	if fi, err := os.Lstat(abs); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, fmt.Errorf("%s is a symbolic link: give a directory itself (the pod's secrets are written there and removed at the end)", abs)
 	}
 	entries, err := os.ReadDir(abs)
 	switch {
@@ -39,7 +52,36 @@ func NewTree(root string) (*Tree, error) {
 	if err := os.Chmod(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("%s: %w (give a directory of your own)", abs, err)
 	}
-	return &Tree{Root: abs, written: map[string]File{}}, nil
+	var nonce [16]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, err
+	}
+	t := &Tree{Root: abs, Mark: hex.EncodeToString(nonce[:]), written: map[string]File{}}
+	if err := os.WriteFile(filepath.Join(abs, MarkerName), []byte(t.Mark+"\n"), 0o400); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// RemoveMarked removes a tree a crashed process left at root: only while
+// root is a directory (not a link) whose marker holds mark, so a
+// directory the user has made there since is left alone. A root that is
+// gone is no error.
+func RemoveMarked(root, mark string) error {
+	fi, err := os.Lstat(root)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case !fi.IsDir() || !filepath.IsAbs(root):
+		return fmt.Errorf("%s is no longer the directory --mount wrote: left alone", root)
+	}
+	b, err := os.ReadFile(filepath.Join(root, MarkerName))
+	if err != nil || mark == "" || strings.TrimSpace(string(b)) != mark {
+		return fmt.Errorf("%s no longer holds the files --mount wrote (its marker differs): left alone", root)
+	}
+	return (&Tree{Root: root}).Remove()
 }
 
 // Sync writes files that are new or changed (each replaced at once, never
