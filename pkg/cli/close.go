@@ -118,9 +118,8 @@ func (o *CloseOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(left.Others) > 0 {
-		p.Infof("%d intercept(s) of service %s by others are live (%s); the Service stays switched. Use --force to end them all.",
-			len(left.Others), o.Service, describeRoutes(left.Others))
+	if left.Stayed() {
+		p.Infof("Service %s stays switched: %s. Nothing was restored; use --force to restore it anyway.", o.Service, whyStayed(left))
 		return nil
 	}
 	o.report(p, o.Service, left.Closed, stopped)
@@ -157,9 +156,9 @@ func (o *CloseOptions) closeMine(ctx context.Context, p *progress) error {
 		}
 		forgetLocal(li.key())
 		switch {
-		case len(left.Others) > 0:
-			p.Infof("Ended your intercept of service %s; %d intercept(s) by others are live (%s), so the Service stays switched.",
-				name, len(left.Others), describeRoutes(left.Others))
+		case left.Stayed():
+			p.Infof("Ended your intercept of service %s; the Service stays switched: %s. Use --force to restore it anyway.",
+				name, whyStayed(left))
 		case left.Closed.Restored || len(left.Closed.Deleted) > 0:
 			p.Infof("Ended your intercept of service %s; the Service is restored.", name)
 		case stopped:
