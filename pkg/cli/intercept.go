@@ -684,8 +684,8 @@ func (o *InterceptOptions) leave(st *session.Started, p *progress, cause error) 
 		forgetLocal(o.stateKey)
 	}
 	switch {
-	case err == nil && len(left.Others) > 0:
-		p.Infof("%d other intercept(s) of service %s remain; the Service stays switched until the last one ends.", len(left.Others), o.Service)
+	case err == nil && left.Stayed():
+		p.Infof("The Service %s stays switched until the last one ends: %s.", o.Service, whyStayed(left))
 		return cause
 	case err == nil && len(left.Closed.Busy) > 0:
 		p.Infof("Another kubectl-intercept is joining the intercept of service %s; the Service stays switched for it.", o.Service)
