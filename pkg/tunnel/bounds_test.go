@@ -148,10 +148,13 @@ func TestSidecarStringsPrintable(t *testing.T) {
 	if got := Printable(strings.Repeat("x", 5000)); len(got) > MaxRemoteText+2 {
 		t.Errorf("a 5000-byte string printed as %d bytes", len(got))
 	}
-	r := Response{Pod: "copy-1\x1b[2J", ProbedPod: "copy-2"}
+	r := Response{Pod: "copy-1\x1b[2J", ProbedPod: "copy-2", Hits: []Hit{{Name: "X-Dev", Method: "GET", Path: "/\x1b]8;;evil\x07"}}}
 	r.printable()
 	if r.Pod != `"copy-1\x1b[2J"` || r.ProbedPod != "copy-2" {
 		t.Errorf("pods printed as %s and %s", r.Pod, r.ProbedPod)
+	}
+	if h := r.Hits[0]; strings.ContainsRune(h.Path, '\x1b') || h.Name != "X-Dev" || h.Method != "GET" {
+		t.Errorf("a doctor's hit printed as %+v", h)
 	}
 	de := &DialError{Addr: "db:5432", Reason: DialFailed, Message: "\x1b[31mred"}
 	if strings.ContainsRune(de.Error(), '\x1b') {

@@ -88,9 +88,14 @@ type Response struct {
 
 // printable makes the names a sidecar answers with safe to print, at the
 // source: a pod's name or a probed pod that is not printable comes back
-// quoted (and so matches no pod of the copy).
+// quoted (and so matches no pod of the copy), as do the method, path and
+// names of the requests a doctor's watch recorded.
 func (r *Response) printable() {
 	r.Pod, r.ProbedPod = Printable(r.Pod), Printable(r.ProbedPod)
+	for i := range r.Hits { // what a caller sent, recorded for the doctor
+		h := &r.Hits[i]
+		h.Name, h.Method, h.Path, h.Pod = Printable(h.Name), Printable(h.Method), Printable(h.Path), Printable(h.Pod)
+	}
 }
 
 // fail sets the answer to a failed call: the message and its code.
