@@ -223,7 +223,9 @@ var (
 
 // keep copies DATA that must wait into a pooled buffer.
 func (it *h2item) keep() {
-	if len(it.data) > fastHeadMax {
+	// A small piece gets a buffer its size: thousands of streams waiting
+	// with a few bytes each must not hold a pooled buffer apiece.
+	if len(it.data) > fastHeadMax || len(it.data) <= 2<<10 {
 		it.data = bytes.Clone(it.data)
 		return
 	}
