@@ -53,6 +53,7 @@ func TestControlLineBounded(t *testing.T) {
 		}
 	}
 	peak = max(peak, heapInUse())
+	t.Logf("one control line: %d KiB sent before the session ended; heap in use %d KiB before, %d KiB at most after", sent>>10, before>>10, peak>>10)
 	if grown := int64(peak) - int64(before); grown > 4<<20 {
 		t.Errorf("the heap grew by %d MiB under a %d MiB control line", grown>>20, sent>>20)
 	}
