@@ -1,11 +1,15 @@
 package tunnel
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"net"
+	"os"
 	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,5 +164,65 @@ func TestSidecarStringsPrintable(t *testing.T) {
 	de := &DialError{Addr: "db:5432", Reason: DialFailed, Message: "\x1b[31mred"}
 	if strings.ContainsRune(de.Error(), '\x1b') {
 		t.Errorf("a dial error printed %q", de.Error())
+	}
+}
+
+// failingListener fails its first accepts as a process out of file
+// descriptors does.
+type failingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	fails int
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	fail := l.fails > 0
+	l.fails--
+	l.mu.Unlock()
+	if fail {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// An Accept error that is not the listener's end (too many open files)
+// pauses the control port and the peer port, never ends them.
+func TestAcceptErrorsRetried(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := &Server{Pod: "p1", Routes: &fakeTable{routes: map[string]DialFunc{}}, Admitted: &Admissions{}}
+	for name, serve := range map[string]func(context.Context, net.Listener) error{"control": srv.Serve, "peer": srv.ServePeers} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ended := make(chan error, 1)
+		go func() { ended <- serve(ctx, &failingListener{Listener: ln, fails: 5}) }()
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if name == "control" {
+			c, err := NewClient(conn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Routes(); err != nil {
+				t.Errorf("the control port after 5 accept errors: %v", err)
+			}
+			c.Close()
+		} else {
+			if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || !strings.Contains(line, "nonce") {
+				t.Errorf("the peer port after 5 accept errors: %q %v", line, err)
+			}
+			conn.Close()
+		}
+		select {
+		case err := <-ended:
+			t.Errorf("the %s port ended: %v", name, err)
+		default:
+		}
 	}
 }

@@ -113,14 +113,19 @@ func (s *Server) ServePeers(ctx context.Context, ln net.Listener) error {
 	go func() { <-ctx.Done(); ln.Close() }()
 	handshakes := make(chan struct{}, maxHandshakes)
 	sessions := make(chan struct{}, MaxRelaySessions)
+	var pause time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if acceptBackoff(ctx, err, &pause) {
+				continue
+			}
 			return fmt.Errorf("accepting relays' connections: %w", err)
 		}
+		pause = 0
 		select {
 		case handshakes <- struct{}{}:
 		default:

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/yamux"
 
@@ -141,14 +143,19 @@ const MaxControlSessions = 128
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { <-ctx.Done(); ln.Close() }()
 	slots := make(chan struct{}, MaxControlSessions)
+	var pause time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if acceptBackoff(ctx, err, &pause) {
+				continue
+			}
 			return fmt.Errorf("accepting tunnel connections: %w", err)
 		}
+		pause = 0
 		select {
 		case slots <- struct{}{}:
 		default:
@@ -212,6 +219,26 @@ func (s *Server) serveSession(ctx context.Context, conn io.ReadWriteCloser, peer
 		if err := c.write(s.handle(ctx, cs, req)); err != nil {
 			return
 		}
+	}
+}
+
+// acceptBackoff waits after an Accept error that is not the listener's end
+// (out of file descriptors, say) and says to go on: a pause that doubles
+// from 5 ms to 1 s, as net/http's server does. A closed listener ends.
+func acceptBackoff(ctx context.Context, err error, pause *time.Duration) bool {
+	if errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	if *pause == 0 {
+		*pause = 5 * time.Millisecond
+	} else if *pause *= 2; *pause > time.Second {
+		*pause = time.Second
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(*pause):
+		return true
 	}
 }
 
