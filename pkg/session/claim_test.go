@@ -171,7 +171,7 @@ func TestSecondSwitchToTheSameSessionKeepsTheOriginal(t *testing.T) {
 // and the copy is gone.
 func TestTwoClosesClaimAtOnce(t *testing.T) {
 	ctx := context.Background()
-	cs, rec := switchedWithCopy(t, "")
+	cs, _ := switchedWithCopy(t, "")
 	raced := false
 	cs.PrependReactor("create", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		if raced {
@@ -198,7 +198,6 @@ func TestTwoClosesClaimAtOnce(t *testing.T) {
 	if !reflect.DeepEqual(svc.Spec.Selector, map[string]string{"app": "shop"}) || svc.Spec.Ports[0].TargetPort != intstr.FromInt32(8080) {
 		t.Fatalf("service after two closes: %+v", svc.Spec)
 	}
-	_ = rec
 }
 
 // A close's claim and a joiner's renewal race: the renewal lands first, so

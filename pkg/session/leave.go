@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -268,15 +269,7 @@ func (l *Left) Why() string {
 	if len(parts) == 0 {
 		return "another developer joined meanwhile"
 	}
-	return joinSentences(parts)
-}
-
-func joinSentences(parts []string) string {
-	out := parts[0]
-	for _, p := range parts[1:] {
-		out += "; " + p
-	}
-	return out
+	return strings.Join(parts, "; ")
 }
 
 func (l *Left) set(o *Others) *Left {

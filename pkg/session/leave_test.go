@@ -360,12 +360,16 @@ func TestLeaveAloneRestores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = p
 	left, err := c.Leave(context.Background(), LeaveOptions{Namespace: "ns", Service: "shop", ID: rec.ID, Key: me.Client, Timeout: 5 * time.Second})
 	if err != nil || left.Stayed() {
 		t.Fatalf("left alone = %+v, %v", left, err)
 	}
 	restored(t, cs)
+	select {
+	case <-p.done:
+	default:
+		t.Fatal("the leaver's presence is still renewed")
+	}
 }
 
 // A developer registers and settles after the decision, before the claim:
