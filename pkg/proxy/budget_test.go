@@ -401,8 +401,9 @@ func TestH2StreamsHoldFewLegs(t *testing.T) {
 		fr.WriteData(id, false, []byte("start"))
 	}
 	time.Sleep(time.Second) // the relay dials what it dials
-	if n := int(app.conns.Load()); n > h2MaxLegs {
-		t.Errorf("one caller's connection holds %d connections to the app, want at most %d", n, h2MaxLegs)
+	// A few, not one a stream: 8, as the relay allows a caller.
+	if n := int(app.conns.Load()); n > 8 {
+		t.Errorf("one caller's connection holds %d connections to the app, want at most 8", n)
 	}
 	servedWithin(t, addr, 5*time.Second)
 	deadline := time.Now().Add(15 * time.Second)
