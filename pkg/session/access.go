@@ -45,6 +45,7 @@ func NeededPermissions() []Permission {
 		{Group: "apps", Resource: "replicasets", Verbs: []string{"get", "list", "watch"}, Why: "find the workload behind the pods, follow a bare ReplicaSet's scale, see why the copy's pods fail"},
 		{Group: "apps", Resource: "statefulsets", Verbs: []string{"get", "list", "watch"}, Why: "copy a StatefulSet and follow its scale"},
 		{Group: "discovery.k8s.io", Resource: "endpointslices", Verbs: []string{"list", "watch"}, Why: "know when the Service has moved"},
+		{Group: "coordination.k8s.io", Resource: "leases", Verbs: []string{"get", "list", "watch", "create", "update", "delete"}, Why: "say who is in the intercept (presence) and claim it to start or close (Leases intercept-...)"},
 	}
 }
 
