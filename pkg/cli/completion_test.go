@@ -173,6 +173,7 @@ func TestShellCompletion(t *testing.T) {
 			"doctor\tCheck that your header, cookie or baggage reaches an intercepted Service from an entry point",
 			"help\tHelp about any command",
 			"list\tList the intercepted Services of the namespace and their live routes, or (--services) what can be intercepted",
+			"rbac\tPrint the Role, its binding to a group and the admission policy that confines the group",
 			"status\tShow your intercepts, or one intercept in detail",
 			"version\tPrint the version of kubectl-intercept and of the sidecar image it uses", "api"}},
 		{[]string{"--kubeconfig", kc, "-n", "shop", "svc/w"}, []string{"svc/web", "svc/worker"}},

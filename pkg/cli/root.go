@@ -32,6 +32,7 @@ func NewCmdRootFor(f *factory.Factory, streams genericiooptions.IOStreams) *cobr
 		NewCmdList(f, streams),
 		NewCmdStatus(f, streams),
 		NewCmdDoctor(f, streams),
+		NewCmdRBAC(f, streams),
 		NewCmdVersion(streams),
 	)
 	return cmd

@@ -1,0 +1,284 @@
+package rbac
+
+import (
+	"strconv"
+	"strings"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
+)
+
+// LeasePrefix starts the name of every Lease kubectl-intercept writes.
+const LeasePrefix = "intercept-"
+
+// The policies' names for the default group; another group's end in a
+// suffix of its own.
+const (
+	DeploymentsPolicy = "kubectl-intercept-deployments"
+	ServicesPolicy    = "kubectl-intercept-services"
+	PodStatusPolicy   = "kubectl-intercept-pod-status"
+	LeasesPolicy      = "kubectl-intercept-leases"
+)
+
+// The Pod Security Standards' baseline capabilities: a copy may add these
+// and no other.
+var baselineCapabilities = []string{"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+	"NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+
+// The fields a policy compares between the old object and the new, by
+// name as the API writes them. A field of a newer Kubernetes than the
+// policy must compile on (1.33) cannot be named: the API server refuses an
+// expression that names a field its schema does not have. policy_test.go
+// checks these lists against the API types, so a new field is a decision.
+var (
+	// serviceSpecEqual is every field of a Service's spec but the selector
+	// and the ports, which the plugin changes (the ports' targetPort only).
+	serviceSpecEqual = []string{"clusterIP", "clusterIPs", "type", "externalIPs", "sessionAffinity", "loadBalancerIP",
+		"loadBalancerSourceRanges", "externalName", "externalTrafficPolicy", "healthCheckNodePort",
+		"publishNotReadyAddresses", "sessionAffinityConfig", "ipFamilies", "ipFamilyPolicy",
+		"allocateLoadBalancerNodePorts", "loadBalancerClass", "internalTrafficPolicy", "trafficDistribution"}
+	// servicePortEqual is every field of a Service's port but targetPort;
+	// port and protocol find the old port.
+	servicePortEqual = []string{"name", "appProtocol", "nodePort"}
+	// podStatusEqual is every field of a pod's status but the conditions.
+	podStatusEqual = []string{"observedGeneration", "phase", "message", "reason", "nominatedNodeName", "hostIP", "hostIPs",
+		"podIP", "podIPs", "startTime", "initContainerStatuses", "containerStatuses", "qosClass",
+		"ephemeralContainerStatuses", "resize", "resourceClaimStatuses"}
+	// deploymentSpecEqual is every field of a Deployment's spec but the
+	// replica count, which the plugin follows the original's with.
+	deploymentSpecEqual = []string{"selector", "template", "strategy", "minReadySeconds", "revisionHistoryLimit",
+		"paused", "progressDeadlineSeconds"}
+	// metadataEqual is what of an object's metadata a member may not
+	// change (labels and annotations apart, where a policy says so).
+	metadataEqual = []string{"ownerReferences", "finalizers"}
+)
+
+// member starts a message: who is refused.
+func (o Options) member() string {
+	return "as a member of group " + o.Group + " you "
+}
+
+// celString is s as a CEL string literal: Go's escapes are CEL's.
+func celString(s string) string {
+	q := strconv.Quote(s)
+	return "'" + strings.ReplaceAll(q[1:len(q)-1], "'", `\'`) + "'"
+}
+
+// celList is ss as a CEL list of strings.
+func celList(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = celString(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// equalFields compares the named fields of old and new, present or not.
+func equalFields(old, new string, fields []string) string {
+	parts := make([]string, len(fields))
+	for i, f := range fields {
+		parts[i] = new + ".?" + f + " == " + old + ".?" + f
+	}
+	return strings.Join(parts, " &&\n")
+}
+
+// annotationsEqualBut says that the maps old and new hold the same
+// annotations, but for the keys in free.
+func annotationsEqualBut(old, new string, free []string) string {
+	return new + ".all(k, k in " + celList(free) + " || (k in " + old + " && " + old + "[k] == " + new + "[k])) &&\n" +
+		old + ".all(k, k in " + celList(free) + " || k in " + new + ")"
+}
+
+// expand fills the placeholders of a CEL template.
+func (o Options) expand(s string) string {
+	return strings.NewReplacer(
+		"$GROUP", celString(o.Group),
+		"$MANAGED_BY_KEY", celString(session.LabelManagedBy),
+		"$MANAGED_BY", celString(session.ManagedByValue),
+		"$SESSION_LABEL", celString(session.LabelSession),
+		"$SIDECAR", celString(workload.SidecarName),
+		"$IMAGE", celString(o.ProxyImage),
+		"$GATE", celString(workload.RoutesGate),
+		"$LEASE_PREFIX", celString(LeasePrefix),
+		"$CAPABILITIES", celList(baselineCapabilities),
+	).Replace(s)
+}
+
+func (o Options) policy(base string, rules []admissionv1.NamedRuleWithOperations, vars []admissionv1.Variable, checks []admissionv1.Validation) *admissionv1.ValidatingAdmissionPolicy {
+	for i := range vars {
+		vars[i].Expression = o.expand(vars[i].Expression)
+	}
+	for i := range checks {
+		checks[i].Expression = o.expand(checks[i].Expression)
+	}
+	return &admissionv1.ValidatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.name(base)},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy:    ptr.To(admissionv1.Fail),
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: rules},
+			MatchConditions: []admissionv1.MatchCondition{{
+				Name:       "intercept-users",
+				Expression: o.expand("$GROUP in request.userInfo.groups"),
+			}},
+			Variables:   vars,
+			Validations: checks,
+		},
+	}
+}
+
+func resourceRule(group, resource string, ops ...admissionv1.OperationType) []admissionv1.NamedRuleWithOperations {
+	return []admissionv1.NamedRuleWithOperations{{RuleWithOperations: admissionv1.RuleWithOperations{
+		Operations: ops,
+		Rule:       admissionv1.Rule{APIGroups: []string{group}, APIVersions: []string{"*"}, Resources: []string{resource}},
+	}}}
+}
+
+// Policies are the ValidatingAdmissionPolicies that confine the members of
+// the group, each with its binding.
+func (o Options) Policies() ([]*admissionv1.ValidatingAdmissionPolicy, []*admissionv1.ValidatingAdmissionPolicyBinding) {
+	policies := []*admissionv1.ValidatingAdmissionPolicy{o.deployments(), o.services(), o.podStatus(), o.leases()}
+	bindings := make([]*admissionv1.ValidatingAdmissionPolicyBinding, len(policies))
+	for i, p := range policies {
+		bindings[i] = &admissionv1.ValidatingAdmissionPolicyBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
+			ObjectMeta: metav1.ObjectMeta{Name: p.Name},
+			Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
+				PolicyName:        p.Name,
+				ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+			},
+		}
+	}
+	return policies, bindings
+}
+
+// deployments: a member creates, changes and deletes only copies (ours in
+// the old object and in the new); a copy is created with the sidecar of the
+// one image and without a way onto its node; a copy's update changes its
+// replica count and the marks of a start or a close, nothing else.
+func (o Options) deployments() *admissionv1.ValidatingAdmissionPolicy {
+	template := "object.spec.template.spec"
+	noNodeAccess := `!` + template + `.?hostNetwork.orValue(false) &&
+!` + template + `.?hostPID.orValue(false) &&
+!` + template + `.?hostIPC.orValue(false) &&
+!` + template + `.?securityContext.?windowsOptions.?hostProcess.orValue(false) &&
+` + template + `.?volumes.orValue([]).all(v, !has(v.hostPath)) &&
+(` + template + `.containers + ` + template + `.?initContainers.orValue([])).all(c,
+  !c.?securityContext.?privileged.orValue(false) &&
+  !c.?securityContext.?windowsOptions.?hostProcess.orValue(false) &&
+  c.?securityContext.?capabilities.?add.orValue([]).all(a, a in $CAPABILITIES) &&
+  c.?ports.orValue([]).all(p, p.?hostPort.orValue(0) == 0))`
+	return o.policy(DeploymentsPolicy,
+		resourceRule("apps", "deployments", admissionv1.Create, admissionv1.Update, admissionv1.Delete),
+		[]admissionv1.Variable{
+			{Name: "oldOurs", Expression: "request.operation != 'CREATE' && oldObject.metadata.?labels[?$MANAGED_BY_KEY].orValue('') == $MANAGED_BY"},
+			{Name: "newOurs", Expression: "request.operation != 'DELETE' && object.metadata.?labels[?$MANAGED_BY_KEY].orValue('') == $MANAGED_BY"},
+			{Name: "newAnn", Expression: "has(object.metadata.annotations) ? object.metadata.annotations : {}"},
+			{Name: "oldAnn", Expression: "has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {}"},
+		},
+		[]admissionv1.Validation{
+			{
+				Expression: "request.operation == 'CREATE' || variables.oldOurs",
+				Message:    o.member() + "may change or delete only the copies kubectl-intercept makes (label " + session.LabelManagedBy + "=" + session.ManagedByValue + "), and this deployment is not one",
+			},
+			{
+				Expression: "request.operation == 'DELETE' || variables.newOurs",
+				Message:    o.member() + "may create only copies labelled " + session.LabelManagedBy + "=" + session.ManagedByValue + ", and a copy stays one",
+			},
+			{
+				Expression: "request.operation != 'CREATE' ||\n" + template + ".containers.filter(c, c.name == $SIDECAR).size() == 1 &&\n" +
+					template + ".containers.exists(c, c.name == $SIDECAR && c.image == $IMAGE && !has(c.command))",
+				Message: o.member() + "may create only copies that carry one sidecar " + workload.SidecarName + " of image " + o.ProxyImage + " exactly, with the image's own command",
+			},
+			{
+				Expression: "request.operation != 'CREATE' ||\n" + noNodeAccess,
+				Message:    o.member() + "may not create a copy that reaches its node (host network, PID or IPC, hostPath volumes, host ports, privileged or host-process containers, capabilities beyond the baseline)",
+			},
+			{
+				Expression: "request.operation != 'UPDATE' ||\n" +
+					equalFields("oldObject.spec", "object.spec", deploymentSpecEqual) + " &&\n" +
+					"object.metadata.?labels == oldObject.metadata.?labels &&\n" +
+					equalFields("oldObject.metadata", "object.metadata", metadataEqual) + " &&\n" +
+					annotationsEqualBut("variables.oldAnn", "variables.newAnn", []string{session.AnnotationStarting, session.AnnotationClosing}),
+				Message: o.member() + "may change of a copy only its replica count and the annotations " +
+					session.AnnotationStarting + " and " + session.AnnotationClosing,
+			},
+		})
+}
+
+// services: a member's update of a Service changes only its selector, its
+// ports' targetPort and the annotation that holds the intercept's record.
+func (o Options) services() *admissionv1.ValidatingAdmissionPolicy {
+	ports := `object.spec.?ports.orValue([]).size() == oldObject.spec.?ports.orValue([]).size() &&
+object.spec.?ports.orValue([]).all(p, oldObject.spec.?ports.orValue([]).exists(o,
+  o.port == p.port && o.?protocol == p.?protocol &&
+  ` + strings.ReplaceAll(equalFields("o", "p", servicePortEqual), "\n", "\n  ") + `))`
+	return o.policy(ServicesPolicy,
+		resourceRule("", "services", admissionv1.Update),
+		[]admissionv1.Variable{
+			{Name: "newAnn", Expression: "has(object.metadata.annotations) ? object.metadata.annotations : {}"},
+			{Name: "oldAnn", Expression: "has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {}"},
+		},
+		[]admissionv1.Validation{
+			{
+				Expression: annotationsEqualBut("variables.oldAnn", "variables.newAnn", []string{session.AnnotationRecord}),
+				Message:    o.member() + "may change only the annotation " + session.AnnotationRecord + " of a Service, of its metadata",
+			},
+			{
+				Expression: "object.metadata.?labels == oldObject.metadata.?labels &&\n" + equalFields("oldObject.metadata", "object.metadata", metadataEqual),
+				Message:    o.member() + "may not change the labels, owners or finalizers of a Service",
+			},
+			{
+				Expression: equalFields("oldObject.spec", "object.spec", serviceSpecEqual) + " &&\n" + ports,
+				Message:    o.member() + "may change only the selector and the ports' targetPort of a Service's spec",
+			},
+		})
+}
+
+// podStatus: a member writes the status only of a copy's pods, and only the
+// condition of the readiness gate.
+func (o Options) podStatus() *admissionv1.ValidatingAdmissionPolicy {
+	return o.policy(PodStatusPolicy,
+		resourceRule("", "pods/status", admissionv1.Update),
+		[]admissionv1.Variable{
+			{Name: "others", Expression: "object.status.?conditions.orValue([]).filter(c, c.type != $GATE)"},
+			{Name: "oldOthers", Expression: "oldObject.status.?conditions.orValue([]).filter(c, c.type != $GATE)"},
+		},
+		[]admissionv1.Validation{
+			{
+				Expression: "oldObject.metadata.?labels[?$SESSION_LABEL].hasValue()",
+				Message:    o.member() + "may write the status only of the pods of a copy (label " + session.LabelSession + "), and this pod is not one",
+			},
+			{
+				Expression: "object.metadata.?labels == oldObject.metadata.?labels &&\n" +
+					"object.metadata.?annotations == oldObject.metadata.?annotations &&\n" +
+					equalFields("oldObject.metadata", "object.metadata", metadataEqual),
+				Message: o.member() + "may not change a pod's labels, annotations, owners or finalizers through its status",
+			},
+			{
+				Expression: "variables.others == variables.oldOthers &&\n" + equalFields("oldObject.status", "object.status", podStatusEqual),
+				Message:    o.member() + "may set only the condition " + workload.RoutesGate + " of a pod's status",
+			},
+		})
+}
+
+// leases: a member creates, changes and deletes only kubectl-intercept's
+// Leases, ours in the old object and in the new.
+func (o Options) leases() *admissionv1.ValidatingAdmissionPolicy {
+	return o.policy(LeasesPolicy,
+		resourceRule("coordination.k8s.io", "leases", admissionv1.Create, admissionv1.Update, admissionv1.Delete),
+		[]admissionv1.Variable{
+			{Name: "oldOurs", Expression: "request.operation == 'CREATE' ||\n" +
+				"oldObject.metadata.name.startsWith($LEASE_PREFIX) && oldObject.metadata.?labels[?$MANAGED_BY_KEY].orValue('') == $MANAGED_BY"},
+			{Name: "newOurs", Expression: "request.operation == 'DELETE' ||\n" +
+				"object.metadata.name.startsWith($LEASE_PREFIX) && object.metadata.?labels[?$MANAGED_BY_KEY].orValue('') == $MANAGED_BY"},
+		},
+		[]admissionv1.Validation{{
+			Expression: "variables.oldOurs && variables.newOurs",
+			Message:    o.member() + "may create, change and delete only the Leases of kubectl-intercept (named " + LeasePrefix + "..., labelled " + session.LabelManagedBy + "=" + session.ManagedByValue + ", before and after)",
+		}})
+}
