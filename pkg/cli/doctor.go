@@ -156,6 +156,9 @@ func (o *DoctorOptions) Validate() error {
 // expected carrier did not arrive.
 func (o *DoctorOptions) Run(ctx context.Context) error {
 	p := newProgress(o.Out, o.ErrOut, false)
+	if w := session.PolicyWarning(ctx, o.f.Client, o.Namespace); w != "" {
+		p.Warn(w)
+	}
 	pods, port, err := o.sidecars(ctx)
 	if err != nil {
 		return err
@@ -181,7 +184,7 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 	}
 	defer obs.Close()
 	for _, pod := range sortedKeys(obs.Missed) {
-		p.Warn(fmt.Sprintf("pod %s of the intercept cannot watch (%v): a marker that reaches it goes unseen", pod, obs.Missed[pod]))
+		p.Warn(fmt.Sprintf("pod %s of the intercept cannot watch (%s): a marker that reaches it goes unseen", printable(pod), printable(fmt.Sprint(obs.Missed[pod]))))
 	}
 	if routes, err := obs.Routes(); err == nil {
 		for _, r := range routes {

@@ -71,7 +71,7 @@ func renderDoctor(w io.Writer, r doctorReport) {
 		if u, err := url.Parse(r.Sent); err == nil && r.Entry != "" {
 			sent = r.Entry + " (" + u.Host + ")"
 		}
-		sent += " from the sidecar in pod " + r.From
+		sent += " from the sidecar in pod " + printable(r.From)
 	}
 	var carriers []string
 	for _, c := range r.Marker.Carriers() {
@@ -79,7 +79,7 @@ func renderDoctor(w io.Writer, r doctorReport) {
 	}
 	fmt.Fprintf(w, "Sent GET %s with %s (marker %s)\n", sent, strings.Join(carriers, ", "), r.Marker.Value())
 	if r.SendErr != nil {
-		fmt.Fprintf(w, "The request failed: %v\n", r.SendErr)
+		fmt.Fprintf(w, "The request failed: %s\n", printable(r.SendErr.Error()))
 	} else {
 		fmt.Fprintf(w, "The entry answered %s\n", statusLine(r.Status))
 	}
@@ -89,7 +89,7 @@ func renderDoctor(w io.Writer, r doctorReport) {
 			fmt.Fprintf(w, "✗ %s %s did not reach %s\n", c, r.Marker.Name(c), svc)
 			continue
 		}
-		fmt.Fprintf(w, "✓ %s %s reached %s (pod %s) as %s %s%s\n", c, r.Marker.Name(c), svc, hs[0].Pod, hs[0].Method, hs[0].Path, andMore(len(hs)-1))
+		fmt.Fprintf(w, "✓ %s %s reached %s (pod %s) as %s %s%s\n", c, r.Marker.Name(c), svc, printable(hs[0].Pod), printable(hs[0].Method), printable(hs[0].Path), andMore(len(hs)-1))
 	}
 	others := hitsOf(r.Hits, tunnel.CarrierOther)
 	renamed := map[string]tunnel.Hit{}
@@ -100,7 +100,7 @@ func renderDoctor(w io.Writer, r doctorReport) {
 	}
 	for _, name := range sortedKeys(renamed) {
 		h := renamed[name]
-		fmt.Fprintf(w, "! the marker reached %s in header %s (pod %s, %s %s): a service on the way moved it there\n", svc, name, h.Pod, h.Method, h.Path)
+		fmt.Fprintf(w, "! the marker reached %s in header %s (pod %s, %s %s): a service on the way moved it there\n", svc, printable(name), printable(h.Pod), printable(h.Method), printable(h.Path))
 	}
 
 	advice := doctorAdvice(r)
