@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,9 +32,9 @@ import (
 const certUser = "e2e-cert-developer"
 
 // clientCertificate has the cluster's CA sign a client certificate for user
-// through a CertificateSigningRequest (kube-controller-manager signs with
+// in group (the certificate's organization) through a CertificateSigningRequest (kube-controller-manager signs with
 // the CA, see hack/cluster.sh) and returns the certificate and its key, PEM.
-func clientCertificate(t *testing.T, user string) (certPEM, keyPEM []byte) {
+func clientCertificate(t *testing.T, user, group string) (certPEM, keyPEM []byte) {
 	t.Helper()
 	ctx := t.Context()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -44,7 +45,7 @@ func clientCertificate(t *testing.T, user string) (certPEM, keyPEM []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	request, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: user}}, key)
+	request, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: user, Organization: []string{group}}}, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,10 +90,11 @@ func clientCertificate(t *testing.T, user string) (certPEM, keyPEM []byte) {
 	return certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 }
 
-// certKubeconfig writes a kubeconfig for user into a temporary directory:
+// certKubeconfig writes a kubeconfig for user, a member of group, into a
+// temporary directory:
 // the admin kubeconfig's server and CA, and a client certificate signed by
 // the cluster's CA. It holds no other credentials and no impersonation.
-func certKubeconfig(t *testing.T, user string) string {
+func certKubeconfig(t *testing.T, user, group string) string {
 	t.Helper()
 	admin, err := clientcmd.LoadFromFile(kubeconfig)
 	if err != nil {
@@ -112,7 +114,7 @@ func certKubeconfig(t *testing.T, user string) string {
 			t.Fatal(err)
 		}
 	}
-	certPEM, keyPEM := clientCertificate(t, user)
+	certPEM, keyPEM := clientCertificate(t, user, group)
 
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: adminCluster.Server, CertificateAuthorityData: ca}
@@ -127,14 +129,16 @@ func certKubeconfig(t *testing.T, user string) string {
 }
 
 // The whole flow works for a user who authenticates with a client
-// certificate (not impersonation) and is bound only to docs/rbac.yaml's
-// Role, and that user can do nothing in another namespace.
+// certificate (not impersonation) and is a member of the group `kubectl
+// intercept rbac` binds the Role to, with the admission policy in force,
+// and that user can do nothing in another namespace.
 func TestLeastPrivilegeRoleAsClientCertificateUser(t *testing.T) {
 	ns := newNamespace(t)
 	other := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
-	bindRole(t, ns, certUser, shippedRole(t))
-	config := certKubeconfig(t, certUser)
+	group := rbacGroup(ns)
+	installRBAC(t, ns, group)
+	config := certKubeconfig(t, certUser, group)
 	// As on a developer's laptop, no admin credentials are within reach:
 	// KUBECONFIG names the certificate user's kubeconfig too.
 	env := []string{"KUBECONFIG=" + config}
@@ -157,6 +161,15 @@ func TestLeastPrivilegeRoleAsClientCertificateUser(t *testing.T) {
 	if _, err := asUser.AppsV1().Deployments(ns).List(t.Context(), metav1.ListOptions{}); err != nil {
 		t.Fatalf("get deployments in %s as %s, which the Role allows: %v", ns, certUser, err)
 	}
+	// Bound as docs/rbac.yaml binds, the user is confined by the policy:
+	// no Deployment that is not a copy.
+	plain := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "plain", Namespace: ns},
+		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "plain"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "plain"}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: demoImage}}}}}}
+	if _, err := asUser.AppsV1().Deployments(ns).Create(t.Context(), plain, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); !refusedByPolicy(err) {
+		t.Fatalf("a Deployment that is not a copy, created as %s: want the policy's refusal, got %v", certUser, err)
+	}
 	_, err = asUser.AppsV1().Deployments(other).List(t.Context(), metav1.ListOptions{})
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `"`+certUser+`"`) {
 		t.Fatalf("get deployments in %s as %s: want forbidden for that user, got %v", other, certUser, err)
@@ -166,6 +179,9 @@ func TestLeastPrivilegeRoleAsClientCertificateUser(t *testing.T) {
 	before := takeSnapshot(t, ns, "demo")
 	p := startPluginEnv(t, env, args(ns, "svc/demo", "-l", strconv.Itoa(port))...)
 	p.waitOutput(t, "Intercepting service", 2*time.Minute)
+	if out := p.output(); strings.Contains(out, "admission policy") {
+		t.Fatalf("a confined member was warned about the admission policy:\n%s", out)
+	}
 	fromHost(t, "requests through the ClusterIP", func(t *testing.T) {
 		if got := routedTo(t, svc, header("X-C6O-INTERCEPT", "yes")); got != laptopPod {
 			t.Fatalf("header request reached %q", got)

@@ -3,7 +3,8 @@
 package e2e
 
 import (
-	"os"
+	"context"
+	"encoding/json"
 	"reflect"
 	"slices"
 	"strconv"
@@ -12,36 +13,137 @@ import (
 	"testing"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/rbac"
 )
 
 const rbacUser = "e2e-developer"
 
-func shippedRole(t *testing.T) *rbacv1.Role {
+// rbacGroup is the group a test's developers are in: one per namespace, so
+// that each test's policies (cluster-wide) are its own.
+func rbacGroup(ns string) string { return "devs-" + ns }
+
+// installRBAC applies what `kubectl intercept rbac -n ns --group group`
+// prints (the Role, its binding to the group, the admission policies for
+// the sidecar image of the run) and waits until the policies are in force
+// for the group's members; the policies are removed at the end of the test.
+// It returns the Role as applied.
+func installRBAC(t *testing.T, ns, group string) *rbacv1.Role {
 	t.Helper()
-	b, err := os.ReadFile("../../docs/rbac.yaml")
+	ctx := context.Background()
+	out, err := runPlugin(t, "rbac", "-n", ns, "--group", group, "-o", "json")
+	if err != nil {
+		t.Fatalf("kubectl-intercept rbac: %v\n%s", err, out)
+	}
+	var list struct{ Items []json.RawMessage }
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("kubectl-intercept rbac -o json: %v\n%s", err, out)
+	}
+	var role *rbacv1.Role
+	for _, raw := range list.Items {
+		var meta metav1.TypeMeta
+		if err := json.Unmarshal(raw, &meta); err != nil {
+			t.Fatal(err)
+		}
+		switch meta.Kind {
+		case "Role":
+			role = &rbacv1.Role{}
+			decodeStrict(t, raw, role)
+			if _, err := cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		case "RoleBinding":
+			var b rbacv1.RoleBinding
+			decodeStrict(t, raw, &b)
+			if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, &b, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		case "ValidatingAdmissionPolicy":
+			var p admissionv1.ValidatingAdmissionPolicy
+			decodeStrict(t, raw, &p)
+			policies := cs.AdmissionregistrationV1().ValidatingAdmissionPolicies()
+			if _, err := policies.Create(ctx, &p, metav1.CreateOptions{}); err != nil {
+				t.Fatalf("installing policy %s: %v", p.Name, err)
+			}
+			t.Cleanup(func() { _ = policies.Delete(context.Background(), p.Name, metav1.DeleteOptions{}) })
+		case "ValidatingAdmissionPolicyBinding":
+			var b admissionv1.ValidatingAdmissionPolicyBinding
+			decodeStrict(t, raw, &b)
+			bindings := cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings()
+			if _, err := bindings.Create(ctx, &b, metav1.CreateOptions{}); err != nil {
+				t.Fatalf("installing policy binding %s: %v", b.Name, err)
+			}
+			t.Cleanup(func() { _ = bindings.Delete(context.Background(), b.Name, metav1.DeleteOptions{}) })
+		default:
+			t.Fatalf("kubectl-intercept rbac printed a %s", meta.Kind)
+		}
+	}
+	if role == nil {
+		t.Fatal("kubectl-intercept rbac printed no Role")
+	}
+	// The API server compiles a new policy in a moment, and RBAC changes
+	// reach the authorizer through a watch: wait until a member is refused
+	// what only the policies refuse (a Deployment and a Lease not ours).
+	member := impersonate(t, rbacUser+"-probe", group)
+	plain := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "not-a-copy", Namespace: ns},
+		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "plain"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "plain"}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: demoImage}}}}}}
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "not-ours", Namespace: ns}}
+	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	waitFor(t, 60*time.Second, "the admission policies for group "+group+" to be in force", func() bool {
+		_, errD := member.AppsV1().Deployments(ns).Create(ctx, plain, dry)
+		_, errL := member.CoordinationV1().Leases(ns).Create(ctx, lease, dry)
+		return refusedByPolicy(errD) && refusedByPolicy(errL)
+	})
+	return role
+}
+
+func decodeStrict(t *testing.T, raw []byte, into any) {
+	t.Helper()
+	if err := yaml.UnmarshalStrict(raw, into); err != nil {
+		t.Fatalf("kubectl-intercept rbac printed %s: %v", raw, err)
+	}
+}
+
+// refusedByPolicy says whether err is an admission policy's refusal.
+func refusedByPolicy(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "ValidatingAdmissionPolicy")
+}
+
+// impersonate is a client acting as user, a member of groups.
+func impersonate(t *testing.T, user string, groups ...string) kubernetes.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var role rbacv1.Role
-	if err := yaml.UnmarshalStrict(b, &role); err != nil {
-		t.Fatalf("docs/rbac.yaml: %v", err)
-	}
-	return &role
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
+	return kubernetes.NewForConfigOrDie(cfg)
+}
+
+// shippedRole is the Role of docs/rbac.yaml (pkg/rbac's tests keep the two
+// equal).
+func shippedRole(t *testing.T) *rbacv1.Role {
+	t.Helper()
+	return rbac.Defaults().Role()
 }
 
 // bindRole grants user exactly role in ns, replacing an earlier grant.
 func bindRole(t *testing.T, ns, user string, role *rbacv1.Role) {
 	t.Helper()
 	ctx := t.Context()
-	role = role.DeepCopy()
-	role.Namespace = ns
-	_ = cs.RbacV1().Roles(ns).Delete(ctx, role.Name, metav1.DeleteOptions{})
-	if _, err := cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	replaceRole(t, ns, role)
 	rb := &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "developer", Namespace: ns},
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
@@ -56,20 +158,38 @@ func bindRole(t *testing.T, ns, user string, role *rbacv1.Role) {
 	time.Sleep(500 * time.Millisecond)
 }
 
-// The whole flow works for a user bound only to docs/rbac.yaml's Role, and
-// with any one permission taken away the tool refuses up front, naming it,
-// and changes nothing.
+// replaceRole replaces the Role of ns with role, keeping its bindings.
+func replaceRole(t *testing.T, ns string, role *rbacv1.Role) {
+	t.Helper()
+	ctx := t.Context()
+	role = role.DeepCopy()
+	role.Namespace, role.ResourceVersion = ns, ""
+	_ = cs.RbacV1().Roles(ns).Delete(ctx, role.Name, metav1.DeleteOptions{})
+	if _, err := cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// RBAC changes reach the authorizer through a watch: wait until they show.
+	time.Sleep(500 * time.Millisecond)
+}
+
+// The whole flow works for a member of the group that `kubectl intercept
+// rbac` (docs/rbac.yaml) binds the Role to and the admission policy
+// confines, with the policy in force, and with any one permission taken
+// away the tool refuses up front, naming it, and changes nothing.
 func TestLeastPrivilegeRole(t *testing.T) {
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
-	role := shippedRole(t)
-	bindRole(t, ns, rbacUser, role)
-	as := []string{"--as", rbacUser, "-n", ns}
+	group := rbacGroup(ns)
+	role := installRBAC(t, ns, group)
+	as := []string{"--as", rbacUser, "--as-group", group, "-n", ns}
 
 	port := laptop(t, laptopPod)
 	before := takeSnapshot(t, ns, "demo")
 	p := startPlugin(t, append(as, "svc/demo", "-l", strconv.Itoa(port))...)
 	p.waitOutput(t, "Intercepting service", 2*time.Minute)
+	if out := p.output(); strings.Contains(out, "admission policy") {
+		t.Fatalf("a confined member was warned about the admission policy:\n%s", out)
+	}
 	fromHost(t, "the header through the ClusterIP", func(t *testing.T) {
 		if got := routedTo(t, svc, header("X-C6O-INTERCEPT", "yes")); got != laptopPod {
 			t.Fatalf("header request reached %q", got)
@@ -101,7 +221,7 @@ func TestLeastPrivilegeRole(t *testing.T) {
 				if len(r.Verbs) == 0 {
 					reduced.Rules = slices.Delete(reduced.Rules, ri, ri+1)
 				}
-				bindRole(t, ns, rbacUser, reduced)
+				replaceRole(t, ns, reduced)
 				out, err := runPlugin(t, append(as, "svc/demo", "-l", strconv.Itoa(port))...)
 				resource := strings.TrimSuffix(rule.Resources[0], "s")
 				if err == nil || !strings.Contains(out, "missing permissions") || !strings.Contains(out, resource) {

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"strconv"
@@ -13,15 +14,13 @@ import (
 	"testing"
 	"time"
 
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/yaml"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 )
 
 // A second developer who learns everything `list -o json` and `status -o
@@ -61,113 +60,224 @@ func TestRouteBelongsToItsOpener(t *testing.T) {
 	assertRestored(t, ns, "demo", before)
 }
 
-// A developer bound to docs/rbac.yaml with docs/admission-policy.yaml
-// applied can intercept and close, and is denied what the Role would let
-// them do beyond that: changing an unrelated Deployment, creating a
-// Deployment without the sidecar, changing a Service's ports.
+// A member of the group that `kubectl intercept rbac` binds the Role to,
+// with its admission policies in force, can intercept and close, and is
+// refused what the Role would let them do beyond that: turning an unrelated
+// Deployment into a copy or deleting it, a copy without the one sidecar
+// image (a look-alike by prefix included) or with a way onto its node,
+// changing a live copy's pods, changing any field of a Service but the
+// selector, the ports' targetPort and our annotation, writing a pod's
+// status beyond the readiness gate (its labels included), and Leases not
+// ours.
 func TestAdmissionPolicyConfinesTheRole(t *testing.T) {
 	ns := newNamespace(t)
 	deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")
-	const user, group = "e2e-confined", "kubectl-intercept-users"
-	bindRole(t, ns, user, shippedRole(t))
-
-	raw, err := os.ReadFile("../../docs/admission-policy.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	const user = "e2e-confined"
+	group := rbacGroup(ns)
+	installRBAC(t, ns, group)
+	as := impersonate(t, user, group)
 	ctx := context.Background()
-	for _, doc := range strings.Split(string(raw), "\n---\n") {
-		var kind struct{ Kind string }
-		if err := yaml.Unmarshal([]byte(doc), &kind); err != nil {
-			t.Fatal(err)
-		}
-		switch kind.Kind {
-		case "ValidatingAdmissionPolicy":
-			var p admissionv1.ValidatingAdmissionPolicy
-			if err := yaml.UnmarshalStrict([]byte(doc), &p); err != nil {
-				t.Fatal(err)
-			}
-			_ = cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Delete(ctx, p.Name, metav1.DeleteOptions{})
-			if _, err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Create(ctx, &p, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				_ = cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Delete(ctx, p.Name, metav1.DeleteOptions{})
-			})
-		case "ValidatingAdmissionPolicyBinding":
-			var b admissionv1.ValidatingAdmissionPolicyBinding
-			if err := yaml.UnmarshalStrict([]byte(doc), &b); err != nil {
-				t.Fatal(err)
-			}
-			_ = cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(ctx, b.Name, metav1.DeleteOptions{})
-			if _, err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx, &b, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				_ = cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(ctx, b.Name, metav1.DeleteOptions{})
-			})
+	dryCreate := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	dryUpdate := metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}}
+	dryDelete := metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}
+	refused := func(what string, err error) {
+		t.Helper()
+		if !refusedByPolicy(err) {
+			t.Errorf("%s: want the admission policy's refusal, got %v", what, err)
 		}
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		t.Fatal(err)
+	allowed := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Errorf("%s: want it allowed, got %v", what, err)
+		}
 	}
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{group}}
-	as := kubernetes.NewForConfigOrDie(cfg)
 
-	// The policy is in force once a Deployment without our label is
-	// refused (the API server compiles a new policy in a moment).
-	plain := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "plain", Namespace: ns},
-		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "plain"}},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "plain"}},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: demoImage}}}}}}
-	waitFor(t, 30*time.Second, "the policy to refuse a Deployment that is not a copy", func() bool {
-		_, err := as.AppsV1().Deployments(ns).Create(ctx, plain, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		return err != nil && strings.Contains(err.Error(), "ValidatingAdmissionPolicy")
-	})
-	labeled := plain.DeepCopy()
-	labeled.Labels = map[string]string{"app.kubernetes.io/managed-by": "kubectl-intercept"}
-	if _, err := as.AppsV1().Deployments(ns).Create(ctx, labeled, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err == nil || !strings.Contains(err.Error(), "intercept-proxy") {
-		t.Errorf("a labeled Deployment without the sidecar: %v", err)
+	// Deployments.
+	image := os.Getenv("KUBECTL_INTERCEPT_PROXY_IMAGE")
+	repository := image
+	if i := strings.LastIndexAny(image, ":@"); i > strings.LastIndex(image, "/") {
+		repository = image[:i]
 	}
+	copyLike := func(mutate func(*appsv1.Deployment)) *appsv1.Deployment {
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "look-alike", Namespace: ns,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "kubectl-intercept"}},
+			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "look-alike"}},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "look-alike"}},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: demoImage}, {Name: "intercept-proxy", Image: image}}}}}}
+		mutate(d)
+		return d
+	}
+	create := func(d *appsv1.Deployment) error {
+		_, err := as.AppsV1().Deployments(ns).Create(ctx, d, dryCreate)
+		return err
+	}
+	allowed("a copy with the sidecar image "+image, create(copyLike(func(*appsv1.Deployment) {})))
+	refused("a Deployment not labelled a copy", create(copyLike(func(d *appsv1.Deployment) { d.Labels = nil })))
+	refused("a copy without the sidecar", create(copyLike(func(d *appsv1.Deployment) {
+		d.Spec.Template.Spec.Containers = d.Spec.Template.Spec.Containers[:1]
+	})))
+	for _, lookAlike := range []string{image + "-evil", repository + "-evil:1", repository + "/evil:1", "evil.example/" + image} {
+		refused("a copy whose sidecar image is the look-alike "+lookAlike, create(copyLike(func(d *appsv1.Deployment) {
+			d.Spec.Template.Spec.Containers[1].Image = lookAlike
+		})))
+	}
+	refused("a copy whose sidecar runs another command", create(copyLike(func(d *appsv1.Deployment) {
+		d.Spec.Template.Spec.Containers[1].Command = []string{"/bin/sh", "-c", "id"}
+	})))
+	refused("a copy with two sidecars", create(copyLike(func(d *appsv1.Deployment) {
+		d.Spec.Template.Spec.Containers[0].Name = "intercept-proxy"
+	})))
+	refused("a copy with a privileged container", create(copyLike(func(d *appsv1.Deployment) {
+		d.Spec.Template.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
+	})))
+	refused("a copy with SYS_ADMIN", create(copyLike(func(d *appsv1.Deployment) {
+		d.Spec.Template.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"SYS_ADMIN"}}}
+	})))
+	refused("a copy on the host's network", create(copyLike(func(d *appsv1.Deployment) { d.Spec.Template.Spec.HostNetwork = true })))
+	refused("a copy with a hostPath volume", create(copyLike(func(d *appsv1.Deployment) {
+		d.Spec.Template.Spec.Volumes = []corev1.Volume{{Name: "root", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}}}
+	})))
+
+	// The unrelated Deployment demo: neither turned into a copy (label,
+	// sidecar, another image, one step or two) nor deleted.
 	demo, err := as.AppsV1().Deployments(ns).Get(ctx, "demo", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	demo.Spec.Template.Spec.Containers[0].Image = "evil:1"
-	if _, err := as.AppsV1().Deployments(ns).Update(ctx, demo, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}}); err == nil {
-		t.Error("changing the unrelated Deployment demo was allowed")
+	ours := demo.DeepCopy()
+	ours.Labels = map[string]string{"app.kubernetes.io/managed-by": "kubectl-intercept"}
+	_, err = as.AppsV1().Deployments(ns).Update(ctx, ours, dryUpdate)
+	refused("labelling the unrelated Deployment demo a copy", err)
+	ours.Spec.Template.Spec.Containers[0].Image = "evil:1"
+	ours.Spec.Template.Spec.Containers = append(ours.Spec.Template.Spec.Containers, corev1.Container{Name: "intercept-proxy", Image: image})
+	_, err = as.AppsV1().Deployments(ns).Update(ctx, ours, dryUpdate)
+	refused("turning the unrelated Deployment demo into a copy with another image", err)
+	refused("deleting the unrelated Deployment demo", as.AppsV1().Deployments(ns).Delete(ctx, "demo", dryDelete))
+
+	// Services: only the selector, the ports' targetPort and our
+	// annotation change. An exposed Service shows the fields that only a
+	// LoadBalancer takes.
+	exposed := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "exposed", Namespace: ns},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": "demo"},
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}}}
+	if _, err := cs.CoreV1().Services(ns).Create(ctx, exposed, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
-	svc, err := as.CoreV1().Services(ns).Get(ctx, "demo", metav1.GetOptions{})
+	changeService := func(name string, change func(*corev1.Service)) error {
+		svc, err := as.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		change(svc)
+		_, err = as.CoreV1().Services(ns).Update(ctx, svc, dryUpdate)
+		return err
+	}
+	allowed("switching the Service's selector, targetPort and our annotation", changeService("demo", func(s *corev1.Service) {
+		s.Spec.Selector = map[string]string{"intercept.kubectl.dev/session": "x"}
+		s.Spec.Ports[0].TargetPort = intstr.FromInt32(18080)
+		metav1.SetMetaDataAnnotation(&s.ObjectMeta, "intercept.kubectl.dev/session", "{}")
+	}))
+	for what, change := range map[string]func(*corev1.Service){
+		"externalIPs (CVE-2020-8554)": func(s *corev1.Service) { s.Spec.ExternalIPs = []string{"203.0.113.7"} },
+		"an ownerReference": func(s *corev1.Service) {
+			s.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "kube-root-ca.crt", UID: "6f1c0d1e-0000-4000-8000-000000000001"}}
+		},
+		"a finalizer":          func(s *corev1.Service) { s.Finalizers = []string{"example.com/hold"} },
+		"sessionAffinity":      func(s *corev1.Service) { s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP },
+		"a port's appProtocol": func(s *corev1.Service) { s.Spec.Ports[0].AppProtocol = ptr.To("kubernetes.io/h2c") },
+		"a port's number":      func(s *corev1.Service) { s.Spec.Ports[0].Port = 8081 },
+		"a port's name":        func(s *corev1.Service) { s.Spec.Ports[0].Name = "other" },
+		"the type":             func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeNodePort },
+		"a label":              func(s *corev1.Service) { metav1.SetMetaDataLabel(&s.ObjectMeta, "team", "evil") },
+		"another annotation":   func(s *corev1.Service) { metav1.SetMetaDataAnnotation(&s.ObjectMeta, "example.com/x", "y") },
+	} {
+		refused("changing the Service's "+what, changeService("demo", change))
+	}
+	for what, change := range map[string]func(*corev1.Service){
+		"externalTrafficPolicy":    func(s *corev1.Service) { s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal },
+		"loadBalancerSourceRanges": func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{"0.0.0.0/0"} },
+		"a port's nodePort": func(s *corev1.Service) {
+			s.Spec.Ports[0].NodePort++
+		},
+	} {
+		refused("changing the LoadBalancer Service's "+what, changeService("exposed", change))
+	}
+
+	// Leases: only ours, before and after.
+	leaseOf := func(name string, labelled bool) *coordinationv1.Lease {
+		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+		if labelled {
+			l.Labels = map[string]string{"app.kubernetes.io/managed-by": "kubectl-intercept"}
+		}
+		return l
+	}
+	leases := as.CoordinationV1().Leases(ns)
+	_, err = leases.Create(ctx, leaseOf("intercept-presence-x", true), dryCreate)
+	allowed("creating a Lease of ours", err)
+	_, err = leases.Create(ctx, leaseOf("intercept-presence-x", false), dryCreate)
+	refused("creating an unlabelled Lease", err)
+	_, err = leases.Create(ctx, leaseOf("leader", true), dryCreate)
+	refused("creating a labelled Lease not named intercept-...", err)
+	theirs, err := cs.CoordinationV1().Leases(ns).Create(ctx, leaseOf("intercept-theirs", false), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc.Spec.Ports[0].Port = 8081
-	if _, err := as.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}}); err == nil {
-		t.Error("changing the Service's ports was allowed")
-	}
+	theirs.Labels = leaseOf("", true).Labels
+	_, err = leases.Update(ctx, theirs, dryUpdate)
+	refused("labelling a Lease not ours", err)
+	refused("deleting a Lease not ours", leases.Delete(ctx, theirs.Name, dryDelete))
 
 	port := laptop(t, laptopPod)
 	m := newMachine(t)
 	flags := []string{"-n", ns, "--as", user, "--as-group", group}
-	m.run(t, true, append([]string{"svc/demo", "-l", strconv.Itoa(port), "-x", "x-dev:confined", "-d"}, flags...)...)
+	if out := m.run(t, true, append([]string{"svc/demo", "-l", strconv.Itoa(port), "-x", "x-dev:confined", "-d"}, flags...)...); strings.Contains(out, "admission policy") {
+		t.Errorf("a confined member was warned about the admission policy:\n%s", out)
+	}
+
+	// The live copy: its replica count may follow the original; its pods'
+	// template, labels and owners stay.
+	copies, err := cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=kubectl-intercept"})
+	if err != nil || len(copies.Items) != 1 {
+		t.Fatalf("the copy: %v, %d", err, len(copies.Items))
+	}
+	changeCopy := func(change func(*appsv1.Deployment)) error {
+		d := copies.Items[0].DeepCopy()
+		change(d)
+		_, err := as.AppsV1().Deployments(ns).Update(ctx, d, dryUpdate)
+		return err
+	}
+	allowed("scaling the copy", changeCopy(func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To(*d.Spec.Replicas + 1) }))
+	refused("changing the copy's app image", changeCopy(func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = "evil:1" }))
+	refused("changing the copy's service account", changeCopy(func(d *appsv1.Deployment) { d.Spec.Template.Spec.ServiceAccountName = "default" }))
+	refused("moving the copy to another session", changeCopy(func(d *appsv1.Deployment) {
+		d.Labels["intercept.kubectl.dev/session"] = "other"
+	}))
+	refused("changing the copy's record", changeCopy(func(d *appsv1.Deployment) {
+		metav1.SetMetaDataAnnotation(&d.ObjectMeta, "intercept.kubectl.dev/session", "{}")
+	}))
 
 	// The intercept set its pods' readiness gate; nothing else of a pod's
-	// status may be written, and no pod but a copy's.
+	// status may be written (labels and annotations included), and no pod
+	// but a copy's.
 	notReady := []byte(`{"status":{"conditions":[{"type":"Ready","status":"False"}]}}`)
 	gate := []byte(`{"status":{"conditions":[{"type":"intercept.kubectl.dev/routes","status":"True"}]}}`)
+	relabel := []byte(`{"metadata":{"labels":{"intercept.kubectl.dev/session":"other"}}}`)
+	annotate := []byte(`{"metadata":{"annotations":{"example.com/x":"y"}}}`)
 	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range pods.Items {
 		_, copyPod := p.Labels["intercept.kubectl.dev/session"]
-		for _, patch := range [][]byte{notReady, gate} {
+		for _, patch := range [][]byte{notReady, gate, relabel, annotate} {
 			_, err := as.CoreV1().Pods(ns).Patch(ctx, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}}, "status")
-			allowed := copyPod && string(patch) == string(gate)
-			if (err == nil) != allowed {
-				t.Errorf("patching the status of pod %s (a copy's: %t) with %s: %v", p.Name, copyPod, patch, err)
+			what := fmt.Sprintf("patching the status of pod %s (a copy's: %t) with %s", p.Name, copyPod, patch)
+			if copyPod && string(patch) == string(gate) {
+				allowed(what, err)
+			} else {
+				refused(what, err)
 			}
 		}
 	}
