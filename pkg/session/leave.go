@@ -169,7 +169,10 @@ func (c Cluster) othersIn(ctx context.Context, ns string, rec *Record, key, self
 	for i := range again.leases {
 		l := &again.leases[i]
 		if s, ok := watched[l.Name]; ok && s.rv == renewal(l) {
+			// A crash's leftover: garbage, deleted unless renewed since.
 			gone[l.Name] = renewal(l)
+			rv := l.ResourceVersion
+			_ = c.Client.CoordinationV1().Leases(ns).Delete(ctx, l.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &rv}})
 			continue
 		}
 		o.Present = append(o.Present, describePresence(l, now))

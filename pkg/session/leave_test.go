@@ -325,6 +325,26 @@ func TestLeaveOutlivesACrashedTeammatesPresence(t *testing.T) {
 	t.Logf("stale presence proven gone in %s", time.Since(start).Round(100*time.Millisecond))
 }
 
+// While alice stays, a crashed teammate's leftover presence is deleted by
+// the next leave that proves it stale, so the leaves after it need not
+// watch it again.
+func TestLeaveDeletesALeftoverPresence(t *testing.T) {
+	cs, rec, f, c := sharedSession(t, "shop-a")
+	f.set("shop-a", devRoute("alice"))
+	presenceOf(t, cs, rec, "deadcli", time.Now().Add(-20*time.Second))
+	others, _ := c.othersIn(context.Background(), "ns", rec, "", "")
+	if len(others.Routes) != 1 {
+		t.Fatalf("others = %+v, want alice's route", others)
+	}
+	f.set("shop-a")
+	if others, _ = c.othersIn(context.Background(), "ns", rec, "", ""); !others.Nobody() {
+		t.Fatalf("others = %+v, want nobody once the leftover is proven stale", others)
+	}
+	if _, err := cs.CoordinationV1().Leases("ns").Get(context.Background(), presenceName(rec.ID, "deadcli"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the leftover presence is still there: %v", err)
+	}
+}
+
 // "Nobody" is asked again a heartbeat interval later: a teammate whose
 // route comes back in between (a tunnel re-linked) keeps the Service.
 func TestLeaveAsksNobodyAgain(t *testing.T) {
