@@ -141,6 +141,16 @@ func Close(ctx context.Context, cs kubernetes.Interface, o CloseOptions) (*Close
 		}
 	}
 
+	// A session whose copy is gone (a crash's leftover) leaves Leases
+	// that nothing renews: garbage.
+	if rec != nil && !claimed[rec.ID] && (o.ID == "" || rec.ID == o.ID) {
+		if _, err := cs.AppsV1().Deployments(o.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			if err := deleteLeases(ctx, cs, o.Namespace, rec.ID); err != nil {
+				p.Warn(err.Error())
+			}
+		}
+	}
+
 	for _, c := range targets {
 		done := p.Step("deleting deployment " + c.Name)
 		err := deleteCopy(ctx, cs, o.Namespace, c, o.Timeout)
