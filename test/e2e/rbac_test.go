@@ -91,6 +91,29 @@ func installRBAC(t *testing.T, ns, group string) *rbacv1.Role {
 	if role == nil {
 		t.Fatal("kubectl-intercept rbac printed no Role")
 	}
+	// The API server's type check of the policies (kube-controller-manager
+	// writes it into their status) finds nothing to warn about: every
+	// field they name exists in this Kubernetes.
+	for _, raw := range list.Items {
+		var obj struct {
+			Kind     string
+			Metadata metav1.ObjectMeta
+		}
+		if err := json.Unmarshal(raw, &obj); err != nil || obj.Kind != "ValidatingAdmissionPolicy" {
+			continue
+		}
+		var checked *admissionv1.ValidatingAdmissionPolicy
+		waitFor(t, 60*time.Second, "the type check of policy "+obj.Metadata.Name, func() bool {
+			p, err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, obj.Metadata.Name, metav1.GetOptions{})
+			if err == nil && p.Status.ObservedGeneration == p.Generation {
+				checked = p
+			}
+			return checked != nil
+		})
+		if tc := checked.Status.TypeChecking; tc != nil && len(tc.ExpressionWarnings) > 0 {
+			t.Errorf("policy %s does not type-check on this API server: %+v", obj.Metadata.Name, tc.ExpressionWarnings)
+		}
+	}
 	// The API server compiles a new policy in a moment, and RBAC changes
 	// reach the authorizer through a watch: wait until a member is refused
 	// what only the policies refuse (a Deployment and a Lease not ours).
