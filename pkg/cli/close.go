@@ -141,12 +141,16 @@ func (o *CloseOptions) closeMine(ctx context.Context, p *progress) error {
 	var errs []error
 	for _, li := range mine {
 		name := li.Namespace + "/" + li.Service
-		stopped := false
-		if ourProcess(li.PID, "kubectl-intercept") {
-			var err error
-			if stopped, err = stopProcess(li.PID, o.Timeout); err != nil {
-				p.Warn(err.Error())
-			}
+		// Only a process proven to be the one that started it is
+		// signalled; one that may be it but does not prove it keeps its
+		// intercept, and the user is told what was found.
+		stopped, gone, err := stopRecorded(li, o.Timeout)
+		if err != nil {
+			p.Warn(fmt.Sprintf("service %s: %v", name, err))
+		}
+		if !gone && !stopped {
+			errs = append(errs, fmt.Errorf("service %s: its intercept's process may still run; it was left alone", name))
+			continue
 		}
 		left, err := clusterOf(o.f).Leave(ctx, session.LeaveOptions{Namespace: li.Namespace, Service: li.Service,
 			ID: li.Session, Force: o.Force, Timeout: o.Timeout, Progress: p})

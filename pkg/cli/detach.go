@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/procid"
 )
 
 // Without -w the intercept runs on in a background process that holds the
@@ -20,6 +23,10 @@ import (
 // found again by a pid file named after the context, namespace and Service.
 
 const readyMarker = "\x00ready"
+
+// identityMarker starts the line in which the background process tells
+// its procid.Identity, for the pid file.
+const identityMarker = "\x00id "
 
 // stateDir is where pid files and logs of background intercepts live.
 func stateDir() string {
@@ -44,9 +51,9 @@ func stateKey(kubeContext, ns, svc string) string {
 // detach re-runs this command in the background with --detached, relays its
 // progress until it reports the intercept active (or fails), and returns.
 func detach(key string, out, errOut io.Writer) error {
-	dir := stateDir()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating %s for the background intercept: %w", dir, err)
+	dir, err := privateStateDir()
+	if err != nil {
+		return fmt.Errorf("the background intercept needs a private state directory: %w", err)
 	}
 	if pid := runningPid(key); pid > 0 {
 		return fmt.Errorf("an intercept of this Service from this machine is already running (pid %d); end it with `kubectl intercept close`, or run with -c", pid)
@@ -74,12 +81,30 @@ func detach(key string, out, errOut io.Writer) error {
 	}
 	pw.Close()
 	pidPath := filepath.Join(dir, key+".pid")
-	if err := os.WriteFile(pidPath, []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+	// Until the process says who it is, the pid file holds its pid only:
+	// enough to name it, never to signal it.
+	writeIdentity := func(id procid.Identity) error {
+		b, err := json.Marshal(id)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(pidPath, b, 0o600)
+	}
+	if err := writeIdentity(procid.Identity{PID: cmd.Process.Pid}); err != nil {
 		return err
 	}
 	sc := bufio.NewScanner(pr)
 	for sc.Scan() {
 		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, identityMarker); ok {
+			var id procid.Identity
+			if json.Unmarshal([]byte(rest), &id) == nil && id.PID == cmd.Process.Pid {
+				if err := writeIdentity(id); err != nil {
+					fmt.Fprintf(errOut, "recording the background intercept's identity: %v\n", err)
+				}
+			}
+			continue
+		}
 		if line == readyMarker {
 			fmt.Fprintf(out, "The intercept runs in the background (pid %d, log %s).\n", cmd.Process.Pid, logPath)
 			_ = cmd.Process.Release()
@@ -110,10 +135,18 @@ func IsAlreadyReported(err error) bool {
 }
 
 // detachedProgress writes progress to the parent through fd 3 (prefixed by
-// stream) until ready is called, then to the log (stdout).
+// stream) until ready is called, then to the log (stdout). It first tells
+// the parent this process's identity, for the pid file.
 func detachedProgress(quiet bool) (p *progress, ready func()) {
 	relay := &relayWriter{pipe: os.NewFile(3, "progress")}
-	return newProgress(&prefixWriter{w: relay, prefix: "I "}, &prefixWriter{w: relay, prefix: "E "}, quiet), relay.ready
+	p = newProgress(&prefixWriter{w: relay, prefix: "I "}, &prefixWriter{w: relay, prefix: "E "}, quiet)
+	id, err := processIdentity()
+	if err != nil {
+		p.Warn(err.Error())
+	} else if b, err := json.Marshal(id); err == nil {
+		_, _ = relay.Write([]byte(identityMarker + string(b) + "\n"))
+	}
+	return p, relay.ready
 }
 
 type relayWriter struct {
@@ -161,55 +194,160 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// runningPid returns the pid of the background intercept for key, or 0.
-func runningPid(key string) int {
+// Which process holds an intercept is proven, never assumed from a pid: a
+// pid is reused once its process ends, and signalling it then ends a
+// stranger. The records (the pid file of a background intercept, the JSON
+// record of every intercept) keep the holder's procid.Identity; the holder
+// answers for it on a socket in the private state directory.
+
+var (
+	selfOnce sync.Once
+	selfID   *procid.Identity
+	selfErr  error
+)
+
+// processIdentity makes this process provable, once, and is what its
+// records keep; nil (and why) when it cannot be.
+func processIdentity() (*procid.Identity, error) {
+	selfOnce.Do(func() {
+		dir, err := privateStateDir()
+		if err != nil {
+			selfErr = err
+			return
+		}
+		procid.Sweep(dir)
+		s, err := procid.Serve(dir)
+		if err != nil {
+			selfErr = fmt.Errorf("this process cannot prove it holds the intercept (%w): `kubectl intercept close` will not end it", err)
+			return
+		}
+		id := s.Identity()
+		selfID = &id
+	})
+	return selfID, selfErr
+}
+
+// privateStateDir is the state directory, created if need be, once it is
+// known to be this user's alone: records and identity sockets in a
+// directory another user can write would be theirs to forge.
+func privateStateDir() (string, error) {
+	dir := stateDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("creating %s: %w", dir, err)
+	}
+	if err := checkPrivate(dir); err != nil {
+		return "", fmt.Errorf("%s is not private to you (%v): move it away or set XDG_STATE_HOME to a directory of your own", dir, err)
+	}
+	return dir, nil
+}
+
+// readIdentity reads a background intercept's pid file: a procid.Identity
+// in JSON; an older file (a bare pid) yields only the pid.
+func readIdentity(key string) (procid.Identity, bool) {
 	b, err := os.ReadFile(filepath.Join(stateDir(), key+".pid"))
 	if err != nil {
-		return 0
+		return procid.Identity{}, false
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0
+	var id procid.Identity
+	if json.Unmarshal(b, &id) == nil && id.PID > 0 {
+		return id, true
 	}
-	if !ourProcess(pid, "--detached") {
-		return 0
+	if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+		return procid.Identity{PID: pid}, true
 	}
-	return pid
+	return procid.Identity{}, false
 }
 
-// ourProcess tells whether pid runs and is a kubectl-intercept whose
-// command line has want (a pid may have been reused by something else).
-func ourProcess(pid int, want string) bool {
-	if pid <= 0 || !alive(pid) {
-		return false
-	}
-	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return len(cmdline) == 0 || strings.Contains(string(cmdline), want)
+// checkProcess says what runs at the process recorded as id.
+func checkProcess(id procid.Identity) procid.Finding {
+	return procid.Check(stateDir(), id)
 }
 
-// stopBackground ends the background intercept for key, if there is one,
-// and waits for it to clean up.
+// runningPid returns the pid of the background intercept for key, when it
+// is proven to run; else 0.
+func runningPid(key string) int {
+	id, ok := readIdentity(key)
+	if !ok || checkProcess(id).Verdict != procid.Ours {
+		return 0
+	}
+	return id.PID
+}
+
+// held tells whether the process recorded in li is proven to hold it now.
+func (li localIntercept) held() bool {
+	id, ok := li.identity()
+	return ok && checkProcess(id).Verdict == procid.Ours
+}
+
+// identity is the recorded holder of li: its Identity, or, in a record of
+// an older version, only its pid.
+func (li localIntercept) identity() (procid.Identity, bool) {
+	if li.Process != nil && li.Process.PID == li.PID {
+		return *li.Process, true
+	}
+	return procid.Identity{PID: li.PID}, li.PID > 0
+}
+
+// stopBackground ends the background intercept for key, if there is one
+// proven to be ours, and waits for it to clean up. A pid file whose pid is
+// not proven ours is left alone (and said so through the error).
 func stopBackground(key string, timeout time.Duration) (bool, error) {
-	pid := runningPid(key)
-	defer os.Remove(filepath.Join(stateDir(), key+".pid"))
-	if pid == 0 {
+	id, ok := readIdentity(key)
+	if !ok {
 		return false, nil
 	}
-	return stopProcess(pid, timeout)
+	stopped, gone, err := stopProven(id, timeout)
+	if gone {
+		os.Remove(filepath.Join(stateDir(), key+".pid"))
+	}
+	return stopped, err
 }
 
-// stopProcess asks an intercept's process to end (it leaves as on Ctrl-C)
-// and waits for it.
-func stopProcess(pid int, timeout time.Duration) (bool, error) {
-	if err := terminate(pid); err != nil {
-		return false, nil
+// stopRecorded ends the process recorded as holding li if it is proven to
+// be the one that started it. gone says the intercept's process no longer
+// runs (it ended now or before), so what it left in the cluster may be
+// cleaned up; false with a nil error never happens: a process that may be
+// the holder but does not prove it is left alone, with the error saying
+// what was found.
+func stopRecorded(li localIntercept, timeout time.Duration) (stopped, gone bool, err error) {
+	id, ok := li.identity()
+	if !ok {
+		return false, true, nil
 	}
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if !alive(pid) {
-			return true, nil
+	return stopProven(id, timeout)
+}
+
+// stopProven signals the process recorded as id only once it is proven to
+// be that process (procid.Check), then waits for it to end.
+func stopProven(id procid.Identity, timeout time.Duration) (stopped, gone bool, err error) {
+	f := checkProcess(id)
+	switch f.Verdict {
+	case procid.Gone:
+		removeSocket(id)
+		return false, true, nil
+	case procid.Other:
+		removeSocket(id)
+		return false, true, fmt.Errorf("the recorded intercept process has ended, and its pid %d now belongs to %s (%s): left alone", id.PID, f.Found.What(), f.Why)
+	case procid.Unproven:
+		return false, false, fmt.Errorf("pid %d (%s) was recorded as the intercept's process but does not prove it: %s; nothing was signalled. If it is yours, end it (kill %d) and run close again",
+			id.PID, f.Found.What(), f.Why, id.PID)
+	}
+	if err := procid.Terminate(id); err != nil {
+		if errors.Is(err, procid.ErrNoProcess) {
+			return false, true, nil
 		}
-		time.Sleep(100 * time.Millisecond)
+		return false, false, fmt.Errorf("ending the intercept's process (pid %d): %w", id.PID, err)
 	}
-	return true, fmt.Errorf("the intercept's process (pid %d) did not end within %s", pid, timeout)
+	if !procid.WaitGone(id, timeout) {
+		return true, false, fmt.Errorf("the intercept's process (pid %d) did not end within %s", id.PID, timeout)
+	}
+	removeSocket(id)
+	return true, true, nil
+}
+
+// removeSocket removes the identity socket of a process that has ended.
+func removeSocket(id procid.Identity) {
+	if id.Token != "" {
+		_ = os.Remove(procid.SocketPath(stateDir(), id))
+	}
 }

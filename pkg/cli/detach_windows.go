@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"errors"
 	"os"
 	"syscall"
 )
@@ -14,24 +15,15 @@ func detachedAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{CreationFlags: syscall.CREATE_NEW_PROCESS_GROUP | detachedProcess}
 }
 
-func alive(pid int) bool {
-	const stillActive = 259
-	h, err := syscall.OpenProcess(syscall.PROCESS_QUERY_INFORMATION, false, uint32(pid))
-	if err != nil {
-		return false
-	}
-	defer syscall.CloseHandle(h)
-	var code uint32
-	return syscall.GetExitCodeProcess(h, &code) == nil && code == stillActive
-}
-
-// terminate ends the background intercept. Windows has no SIGTERM for a
-// console-less process, so it cannot leave by itself: its sidecar route
-// fails open when the tunnel drops, and close restores the Service next.
-func terminate(pid int) error {
-	p, err := os.FindProcess(pid)
+// checkPrivate: the state directory is under the user's profile, which
+// Windows' default ACLs keep to the user; its ACL is not inspected.
+func checkPrivate(dir string) error {
+	fi, err := os.Lstat(dir)
 	if err != nil {
 		return err
 	}
-	return p.Kill()
+	if !fi.IsDir() {
+		return errors.New("not a directory")
+	}
+	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/procid"
 )
 
 // What this machine knows of the intercepts it started: one small JSON
@@ -28,6 +30,10 @@ type localIntercept struct {
 	Session   string    `json:"session"`
 	PID       int       `json:"pid"`
 	Started   time.Time `json:"started"`
+	// Process proves which process holds it (pid, start time, executable,
+	// token); absent in a record of an older version, which then is
+	// never signalled.
+	Process *procid.Identity `json:"process,omitempty"`
 	// Local is what the intercept gives the local process, if anything.
 	Local *LocalSide `json:"local,omitempty"`
 }
@@ -51,7 +57,7 @@ func localOf(kubeContext, ns, svc string) *localIntercept {
 		return nil
 	}
 	for i := range mine {
-		if li := &mine[i]; li.Namespace == ns && li.Service == svc && ourProcess(li.PID, "kubectl-intercept") {
+		if li := &mine[i]; li.Namespace == ns && li.Service == svc && li.held() {
 			return li
 		}
 	}
@@ -62,8 +68,13 @@ func localPath(key string) string { return filepath.Join(stateDir(), key+".json"
 
 // rememberLocal records an intercept this process holds.
 func rememberLocal(key string, li localIntercept) error {
-	if err := os.MkdirAll(stateDir(), 0o700); err != nil {
-		return fmt.Errorf("creating %s: %w", stateDir(), err)
+	if li.Process == nil && li.PID == os.Getpid() {
+		// Without it the record still lets close clean up after a crash;
+		// close then says it cannot prove the process is ours.
+		li.Process, _ = processIdentity()
+	}
+	if _, err := privateStateDir(); err != nil {
+		return err
 	}
 	b, err := json.Marshal(li)
 	if err != nil {

@@ -146,17 +146,20 @@ func writeLocalSide(w io.Writer, side *LocalSide) error {
 // writeStatus renders st for a person.
 func writeStatus(w io.Writer, st *session.Detail, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	ports := "port " + orNone(st.Port)
+	// What the record (an annotation), the cluster and the sidecars
+	// say is printed as printable() makes it: quoted when it holds a
+	// character a terminal would act on.
+	ports := "port " + orNone(printable(st.Port))
 	if len(st.Ports) > 1 {
-		ports = "ports " + st.PortList()
+		ports = "ports " + printable(st.PortList())
 	}
-	fmt.Fprintf(tw, "Service:\t%s/%s, %s\n", st.Namespace, st.Service, ports)
-	fmt.Fprintf(tw, "Status:\t%s\n", st.Status)
+	fmt.Fprintf(tw, "Service:\t%s/%s, %s\n", printable(st.Namespace), printable(st.Service), ports)
+	fmt.Fprintf(tw, "Status:\t%s\n", printable(string(st.Status)))
 	if st.Problem != "" {
-		fmt.Fprintf(tw, "Problem:\t%s\n", st.Problem)
+		fmt.Fprintf(tw, "Problem:\t%s\n", printable(st.Problem))
 	}
 	if st.Workload != "" {
-		fmt.Fprintf(tw, "Workload:\t%s, copied as deployment/%s (%s ready)\n", st.WorkloadRef(), st.Copy, st.Ready)
+		fmt.Fprintf(tw, "Workload:\t%s, copied as deployment/%s (%s ready)\n", printable(st.WorkloadRef()), printable(st.Copy), printable(st.Ready))
 	}
 	if !st.Created.IsZero() {
 		fmt.Fprintf(tw, "Started:\t%s ago\n", duration.HumanDuration(now.Sub(st.Created)))
@@ -196,7 +199,7 @@ func writeStatus(w io.Writer, st *session.Detail, now time.Time) error {
 			for i, r := range p.Routes {
 				names[i] = routeLabel(r)
 			}
-			fmt.Fprintf(tw, "  %s\t%t\t%s\t%s\n", p.Name, p.Ready, orNone(strings.Join(names, ", ")), p.Problem)
+			fmt.Fprintf(tw, "  %s\t%t\t%s\t%s\n", printable(p.Name), p.Ready, orNone(strings.Join(names, ", ")), printable(p.Problem))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -219,18 +222,19 @@ func routeLabel(r route.Route) string {
 // statusHints says what to do about what st shows.
 func statusHints(st *session.Detail) []string {
 	var out []string
-	svc := "svc/" + st.Service + " -n " + st.Namespace
+	svc := "svc/" + printable(st.Service) + " -n " + printable(st.Namespace)
 	switch st.Status {
 	case session.StateActive:
 		for _, r := range st.Routes {
-			if r.All || st.URL == "" || (r.Port != "" && r.Port != st.Port) {
-				continue
+			line := headerLine(r)
+			if r.All || st.URL == "" || (r.Port != "" && r.Port != st.Port) || printable(line) != line || printable(st.URL) != st.URL {
+				continue // nothing to paste: a crafted route or URL is shown quoted above
 			}
-			out = append(out, fmt.Sprintf("Try it from inside the cluster: curl -H %s %s", shellQuote(headerLine(r)), st.URL))
+			out = append(out, fmt.Sprintf("Try it from inside the cluster: curl -H %s %s", shellQuote(line), st.URL))
 		}
 		for _, p := range st.Pods {
 			if p.Ready && len(p.Routes) < len(st.Routes) {
-				out = append(out, fmt.Sprintf("Pod %s lacks a route: requests it receives go to the in-cluster app until the developer's CLI reconnects to it (it follows the copy's pods within seconds).", p.Name))
+				out = append(out, fmt.Sprintf("Pod %s lacks a route: requests it receives go to the in-cluster app until the developer's CLI reconnects to it (it follows the copy's pods within seconds).", printable(p.Name)))
 			}
 		}
 	case session.StateIdle, session.StateResidue, session.StateCopyMissing, session.StateBroken:
@@ -273,7 +277,7 @@ func (o *StatusOptions) overview(ctx context.Context) (*Overview, error) {
 		return nil, err
 	}
 	for _, li := range mine {
-		m := MineIntercept{Held: ourProcess(li.PID, "kubectl-intercept")}
+		m := MineIntercept{Held: li.held()}
 		if m.Held {
 			m.PID = li.PID
 		}
@@ -298,9 +302,9 @@ func (o *StatusOptions) overview(ctx context.Context) (*Overview, error) {
 // writeOverview renders ov for a person.
 func writeOverview(w io.Writer, ov *Overview) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintf(tw, "Context:\t%s\n", orNone(ov.Context))
-	fmt.Fprintf(tw, "Cluster:\t%s\n", orNone(ov.Cluster))
-	fmt.Fprintf(tw, "User:\t%s\n", orNone(ov.User))
+	fmt.Fprintf(tw, "Context:\t%s\n", orNone(printable(ov.Context)))
+	fmt.Fprintf(tw, "Cluster:\t%s\n", orNone(printable(ov.Cluster)))
+	fmt.Fprintf(tw, "User:\t%s\n", orNone(printable(ov.User)))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -316,7 +320,7 @@ func writeOverview(w io.Writer, ov *Overview) error {
 		if m.Held {
 			held = fmt.Sprintf("pid %d", m.PID)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", m.Namespace, m.Service, m.Status, held, orNone(describeRoutes(m.Routes)), m.Problem)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", printable(m.Namespace), printable(m.Service), printable(string(m.Status)), held, orNone(describeRoutes(m.Routes)), printable(m.Problem))
 	}
 	return tw.Flush()
 }
