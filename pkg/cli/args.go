@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"k8s.io/cli-runtime/pkg/resource"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -88,6 +89,9 @@ func firstLine(s string) string {
 // with a character that is not printable (an escape sequence, a newline) is
 // shown quoted, with those characters escaped.
 func printable(s string) string {
+	if !utf8.ValidString(s) {
+		return strconv.Quote(s)
+	}
 	for _, c := range s {
 		if !unicode.IsPrint(c) {
 			return strconv.Quote(s)

@@ -4,8 +4,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // progress prints steps with their outcome and elapsed time. On a terminal
@@ -37,8 +41,53 @@ func (p *progress) paint(code, s string) string {
 	return "\x1b[" + code + "m" + s + "\x1b[0m"
 }
 
+// What progress prints comes partly from the cluster and the sidecars
+// (pod names, owners, remote errors): Step and Warn escape every character
+// a terminal would act on, and Infof quotes each argument that holds one
+// (printable), so a crafted value is shown, never obeyed.
+
+// escapeLine writes each non-printable character of s (and each byte that
+// is not UTF-8) as its Go escape, leaving the rest as it is.
+func escapeLine(s string) string {
+	if printable(s) == s {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsPrint(r):
+			b.WriteRune(r)
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// printableArgs makes each string or error argument printable.
+func printableArgs(args []any) []any {
+	out := make([]any, len(args))
+	for i, a := range args {
+		switch v := a.(type) {
+		case string:
+			out[i] = printable(v)
+		case error:
+			out[i] = printable(v.Error())
+		default:
+			out[i] = a
+		}
+	}
+	return out
+}
+
 // Step implements session.Progress.
 func (p *progress) Step(what string) func(error) {
+	what = escapeLine(what)
 	t := time.Now()
 	return func(err error) {
 		p.mu.Lock()
@@ -59,7 +108,7 @@ func (p *progress) Warn(msg string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.quiet {
-		fmt.Fprintf(p.errw, "%s %s\n", p.paint("33", "!"), msg)
+		fmt.Fprintf(p.errw, "%s %s\n", p.paint("33", "!"), escapeLine(msg))
 	}
 }
 
@@ -68,6 +117,6 @@ func (p *progress) Infof(format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.quiet {
-		fmt.Fprintf(p.out, format+"\n", args...)
+		fmt.Fprintf(p.out, format+"\n", printableArgs(args)...)
 	}
 }

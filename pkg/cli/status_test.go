@@ -37,23 +37,32 @@ func statusCluster(switched bool) (*fake.Clientset, *session.Record) {
 		s.Annotations = map[string]string{session.AnnotationRecord: rec.Encode()}
 	}
 	copyDeploy := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: rec.Copy,
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: rec.Copy, UID: "copy-uid",
 			Labels:      map[string]string{session.LabelManagedBy: session.ManagedByValue, session.LabelSession: rec.ID},
 			Annotations: map[string]string{session.AnnotationRecord: rec.Encode()}},
 		Spec:   appsv1.DeploymentSpec{Replicas: ptr.To[int32](2)},
 		Status: appsv1.DeploymentStatus{ReadyReplicas: 2},
 	}
+	// The copy's pods are the copy's by their owner chain: a ReplicaSet
+	// the copy Deployment controls.
+	copyRS := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: rec.Copy + "-5d8f", UID: "rs-uid",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: rec.Copy, UID: "copy-uid", Controller: ptr.To(true)}}}}
 	pod := func(name string, labels map[string]string, ready bool) *corev1.Pod {
 		cond := corev1.ConditionFalse
 		if ready {
 			cond = corev1.ConditionTrue
 		}
-		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name, Labels: labels},
-			Status: corev1.PodStatus{Phase: corev1.PodRunning,
-				Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: cond}}}}
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name, Labels: labels},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1",
+				Conditions:        []corev1.PodCondition{{Type: corev1.PodReady, Status: cond}},
+				ContainerStatuses: []corev1.ContainerStatus{{Name: workload.SidecarName, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}}
+		if labels[session.LabelSession] != "" {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: copyRS.Name, UID: "rs-uid", Controller: ptr.To(true)}}
+		}
+		return p
 	}
 	copyLabels := map[string]string{"app": "shop", session.LabelSession: rec.ID}
-	return fake.NewClientset(s, copyDeploy,
+	return fake.NewClientset(s, copyDeploy, copyRS,
 		pod("shop-intercept-abc123-b", copyLabels, true),
 		pod("shop-intercept-abc123-a", copyLabels, true),
 		pod("shop-7d9f-x", map[string]string{"app": "shop"}, true),
@@ -178,5 +187,60 @@ func TestStatusResidueAndNotIntercepted(t *testing.T) {
 	o.Service = "nope"
 	if err := o.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "service team/nope not found") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// What a crafted record, a crafted sidecar or a crafted cluster object
+// puts in status's fields reaches the terminal quoted, never as escape
+// sequences or line breaks: the record's workload and copy (an
+// annotation), a pod's problem (a sidecar's error), a route's owner and
+// value, the overview's problem (a remote error). The curl hint is left
+// out for a route that cannot be pasted.
+func TestStatusGoldenCrafted(t *testing.T) {
+	esc := "\x1b]8;;http://evil/\x07click\x1b]8;;\x07"
+	crafted := route.Route{Header: "X-Dev", Value: "a\x1b[2Jb", Owner: "eve" + esc + "@laptop"}
+	in := session.Intercept{Namespace: "shop", Service: "cart", Port: "http\rfake", Workload: "cart" + esc, Copy: "cart-intercept-b4k9x2\n  Routes: none",
+		Ready: "2/2", Routes: []route.Route{crafted}, Created: goldenNow.Add(-90 * time.Minute), Status: session.StateActive,
+		Problem: "sidecar says \x1b[31mall fine\x1b[0m"}
+	d := &session.Detail{Intercept: in, URL: "http://cart.shop:80/", Pods: []session.PodState{
+		{Name: "cart-intercept-b4k9x2-5d8f-abcde", Ready: true, Routes: []route.Route{crafted}},
+		{Name: "cart-intercept-b4k9x2-5d8f-fghij", Ready: true, Routes: []route.Route{}, Problem: "sidecar did not answer: \x1b[8mhidden\xff"},
+	}}
+	var out bytes.Buffer
+	if err := writeStatus(&out, d, goldenNow); err != nil {
+		t.Fatal(err)
+	}
+	out.WriteString("--- overview\n")
+	ov := &Overview{Context: "dev", Cluster: "https://127.0.0.1:6443", User: "me\x07", Intercepts: []MineIntercept{
+		{Intercept: session.Intercept{Namespace: "shop", Service: "cart", Status: session.StateUnknown, Routes: []route.Route{crafted},
+			Problem: "listing pods: \x1b[1A\x1b[2Kforged line"}},
+	}}
+	if err := writeOverview(&out, ov); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.ContainsAny(out.Bytes(), "\x1b\x07\r\xff") {
+		t.Errorf("a control character reached the terminal:\n%q", out.String())
+	}
+	golden(t, "status-crafted", out.Bytes())
+}
+
+// progress, which every command's steps, warnings and lines go through,
+// escapes what a sidecar or the cluster put in them.
+func TestProgressEscapesWhatItPrints(t *testing.T) {
+	var out, errOut bytes.Buffer
+	p := newProgress(&out, &errOut, false)
+	p.Step("asking pod evil\x1b[2J")(nil)
+	p.Step("asking pod evil\x1b[2J")(errors.New("x"))
+	p.Warn("pod p: remote error: \x1b]0;title\x07 done\nforged")
+	p.Infof("Ended your intercept of service %s; %d intercept(s) by others are live (%s).", "shop/web", 1, "eve\x1b[31m")
+	p.Infof("remote says %v", errors.New("\x9bbad\xc2\x9b"))
+	got := out.String() + errOut.String()
+	if strings.ContainsAny(got, "\x1b\x07") || strings.Contains(got, "\xc2\x9b") || strings.Contains(got, "\nforged") {
+		t.Fatalf("a control character reached the terminal:\n%q", got)
+	}
+	for _, want := range []string{`evil\x1b[2J`, `remote error: \x1b]0;title\a done\nforged`, `"eve\x1b[31m"`, `shop/web;`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %s in:\n%s", want, got)
+		}
 	}
 }
