@@ -34,9 +34,17 @@ const (
 	pemLike  = "-----BEGIN-----\nabc=\n-----END-----"
 )
 
+// fsmonitorMark is the file git's core.fsmonitor would create on the
+// laptop if the namespace's GIT_CONFIG_* reached a command.
+func fsmonitorMark(ns string) string {
+	return filepath.Join(os.TempDir(), "kubectl-intercept-e2e-fsmonitor-"+ns)
+}
+
 // localWorld makes a namespace with the demo and what it needs: a backend
 // Service answering with its own name (HTTP on 80, a TCP line echo on
 // 9090), a ConfigMap and a Secret used through env, envFrom and fieldRefs.
+// As a hostile teammate would, the template sets NODE_OPTIONS and a
+// ConfigMap sets git's GIT_CONFIG_* (core.fsmonitor runs a command).
 func localWorld(t *testing.T) (ns string, svc *corev1.Service) {
 	t.Helper()
 	ns = newNamespace(t)
@@ -50,6 +58,12 @@ func localWorld(t *testing.T) (ns string, svc *corev1.Service) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "tooling"},
+		Data:       map[string]string{"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.fsmonitor", "GIT_CONFIG_VALUE_0": "touch " + fsmonitorMark(ns)},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "demo-secret"},
 		StringData: map[string]string{"PASSWORD": password, "PEM": pemLike},
@@ -59,8 +73,10 @@ func localWorld(t *testing.T) (ns string, svc *corev1.Service) {
 	svc = deployDemo(t, ns, demoOptions{replicas: 2, deploymentMutate: func(d *appsv1.Deployment) {
 		c := &d.Spec.Template.Spec.Containers[0]
 		ref := func(name string) corev1.LocalObjectReference { return corev1.LocalObjectReference{Name: name} }
-		c.EnvFrom = []corev1.EnvFromSource{{Prefix: "CFG_", ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: ref("demo-config")}}}
+		c.EnvFrom = []corev1.EnvFromSource{{Prefix: "CFG_", ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: ref("demo-config")}},
+			{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: ref("tooling")}}}
 		c.Env = append(c.Env,
+			corev1.EnvVar{Name: "NODE_OPTIONS", Value: "--require /nonexistent/evil.js"},
 			corev1.EnvVar{Name: "LITERAL", Value: "a=b=c"},
 			corev1.EnvVar{Name: "GREETING", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: ref("demo-config"), Key: "GREETING"}}},
 			corev1.EnvVar{Name: "EXPANDED", Value: "say $(GREETING) in $(MY_NAMESPACE)"},
@@ -136,7 +152,9 @@ func TestLocalProcessLivesAsThePod(t *testing.T) {
 	// The command: record what it sees, reach the backend both ways, then
 	// serve as the developer's service until told to stop, and exit 7.
 	mount := filepath.Join(t.TempDir(), "pod")
+	_ = os.Remove(fsmonitorMark(ns))
 	script := fmt.Sprintf(`env -0 > %[1]s/env
+if command -v git >/dev/null; then git init -q %[1]s/repo && git -C %[1]s/repo status >/dev/null 2>&1; touch %[1]s/git-ran; fi
 cp "$KUBECTL_INTERCEPT_ROOT/etc/demo/config.yaml" %[1]s/config.yaml
 curl -sS --max-time 10 http://backend.%[2]s/ > %[1]s/via-http-proxy 2> %[1]s/via-http-proxy.err
 env -u http_proxy -u HTTP_PROXY curl -sS --max-time 10 http://backend/ > %[1]s/via-socks 2> %[1]s/via-socks.err
@@ -152,7 +170,7 @@ exit 7
 		"--env-file", filepath.Join(out, "demo.env"), "--env-json", filepath.Join(out, "demo.json"), "--mount", mount,
 		"--forward", fmt.Sprintf("%d:backend:9090", fwd), "--forward", fmt.Sprintf("%d:nowhere.invalid:80", bad),
 		"--", "sh", "-c", script)
-	p.waitOutput(t, "Running sh", 2*time.Minute)
+	p.waitOutput(t, "the intercept ends when it exits", 2*time.Minute)
 	waitFor(t, 30*time.Second, "the command to reach the backend", func() bool {
 		_, err := os.Stat(filepath.Join(out, "fetched"))
 		return err == nil
@@ -175,6 +193,20 @@ exit 7
 	}
 	if _, ok := env["OPTIONAL"]; ok {
 		t.Error("a missing optional key gave a variable")
+	}
+	// What would run code on the laptop stays out, and is named.
+	for _, k := range []string{"NODE_OPTIONS", "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0"} {
+		if v, ok := env[k]; ok && (strings.Contains(v, "evil") || strings.Contains(v, "fsmonitor") || v == "1") {
+			t.Errorf("the command got %s=%q from the cluster", k, v)
+		}
+		if !strings.Contains(p.output(), strconv.Quote(k)) {
+			t.Errorf("the output does not name %s as left out:\n%s", k, p.output())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "git-ran")); err == nil {
+		if _, err := os.Stat(fsmonitorMark(ns)); err == nil {
+			t.Error("git status in the command ran the cluster's core.fsmonitor")
+		}
 	}
 	if !strings.HasPrefix(env["POD_NAME"], "demo-intercept-") {
 		t.Errorf("POD_NAME = %q, want a copy pod's name", env["POD_NAME"])
@@ -226,6 +258,16 @@ exit 7
 	}
 	if fromJSON["PEM"] != pemLike || fromJSON["PASSWORD"] != password {
 		t.Errorf("--env-json: PEM %q PASSWORD %q", fromJSON["PEM"], fromJSON["PASSWORD"])
+	}
+	for _, k := range []string{"NODE_OPTIONS", "GIT_CONFIG_COUNT", "GIT_CONFIG_VALUE_0"} {
+		if v, ok := fromJSON[k]; ok {
+			t.Errorf("--env-json holds %s=%q", k, v)
+		}
+	}
+	for _, f := range []string{"demo.env", "demo.json"} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, want mode 0600", f, err)
+		}
 	}
 	fromFile := dockerEnvFile(t, filepath.Join(out, "demo.env"))
 	for k, v := range fromJSON {
@@ -315,7 +357,7 @@ touch %[1]s/started
 while :; do sleep 0.1; done
 `, out)
 	p := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "--", "sh", "-c", script)
-	p.waitOutput(t, "Running sh", 2*time.Minute)
+	p.waitOutput(t, "the intercept ends when it exits", 2*time.Minute)
 	waitFor(t, 10*time.Second, "the command to start", func() bool {
 		_, err := os.Stat(filepath.Join(out, "started"))
 		return err == nil
