@@ -49,8 +49,11 @@ func (c *Client) call(req Request) (Response, error) {
 
 // Register installs the route in the sidecar for as long as this session
 // lives, and returns the sidecar's pod.
+// It is tagged (see RegisterTagged) with the owner tag of r.Client, so
+// RoutesOf(r.Client) marks it Mine; a CLI that registers a pod key
+// derived from its owner key passes that owner key's tag instead.
 func (c *Client) Register(r route.Route) (string, error) {
-	return c.RegisterTagged(r, "")
+	return c.RegisterTagged(r, OwnerTag(r.Client))
 }
 
 // RegisterTagged is Register with the owner tag (OwnerTag) of the key r's
