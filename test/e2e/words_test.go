@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -39,11 +42,58 @@ func (m machine) run(t *testing.T, want bool, args ...string) string {
 	return string(out)
 }
 
+// startStranger runs a process unrelated to intercepts whose command line
+// says kubectl-intercept (sleep, run under that name); the channel closes
+// when it ends.
+func startStranger(t *testing.T) (*exec.Cmd, <-chan struct{}) {
+	t.Helper()
+	cmd := exec.Command("bash", "-c", "exec -a kubectl-intercept sleep 600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(ended) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-ended })
+	return cmd, ended
+}
+
+// repointRecord makes this machine's record of the intercept in ns name
+// pid as its process, the rest of the record as it was.
+func (m machine) repointRecord(t *testing.T, ns string, pid int) {
+	t.Helper()
+	dir := filepath.Join(m.state, "kubectl-intercept")
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec map[string]any
+		if err := json.Unmarshal(b, &rec); err != nil || rec["namespace"] != ns {
+			continue
+		}
+		proc, ok := rec["process"].(map[string]any)
+		if !ok {
+			t.Fatalf("the record of the intercept in %s holds no process identity:\n%s", ns, b)
+		}
+		rec["pid"], proc["pid"] = pid, pid
+		if b, err = json.Marshal(rec); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Fatalf("no record of the intercept in %s among %v", ns, files)
+}
+
 // The design card's own usage line: `kubectl intercept close` with no
 // argument ends every intercept this machine started in the context, a
 // foreground one that was kill -9ed and a --detach one, in two namespaces;
 // each Service is restored exactly, and a second bare close has nothing to
-// do and says so.
+// do and says so. The kill -9ed one's pid is given to an unrelated process
+// first: bare close names it and leaves it running.
 func TestBareCloseEndsThisMachinesIntercepts(t *testing.T) {
 	ns1, ns2 := newNamespace(t), newNamespace(t)
 	deployDemo(t, ns1, demoOptions{})
@@ -58,12 +108,26 @@ func TestBareCloseEndsThisMachinesIntercepts(t *testing.T) {
 	_ = fg.cmd.Wait()
 	m.run(t, true, "svc/demo", "-n", ns2, "-l", strconv.Itoa(port), "-x", "x-dev:alice", "--detach")
 
+	// The killed intercept's pid now belongs to an unrelated process whose
+	// command line even says kubectl-intercept: its record is made to
+	// point there, as if the pid had been reused.
+	stranger, strangerEnded := startStranger(t)
+	m.repointRecord(t, ns1, stranger.Process.Pid)
+
 	out := m.run(t, true, "close")
-	for _, want := range []string{"service " + ns1 + "/demo", "service " + ns2 + "/demo", "restored"} {
+	for _, want := range []string{"service " + ns1 + "/demo", "service " + ns2 + "/demo", "restored",
+		"pid " + strconv.Itoa(stranger.Process.Pid) + " now belongs to", "left alone"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("bare close does not say %q:\n%s", want, out)
 		}
 	}
+	select {
+	case <-strangerEnded:
+		t.Fatalf("bare close ended pid %d, an unrelated process:\n%s", stranger.Process.Pid, out)
+	default:
+	}
+	_ = stranger.Process.Kill()
+	<-strangerEnded
 	assertRestored(t, ns1, "demo", before1)
 	assertRestored(t, ns2, "demo", before2)
 	if out := m.run(t, true, "close"); !strings.Contains(out, "nothing to close") {
