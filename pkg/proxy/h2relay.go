@@ -1392,10 +1392,10 @@ func (c *h2conn) idleClose() {
 	}
 }
 
-// resetSlow resets the streams whose caller does not keep the pace: a
-// request body that stalls or falls below the minimum rate, or a response
-// the caller gives no window for. A stream that waits for the app or a
-// developer waits as long as they take.
+// resetSlow resets the streams that hold (or wait for) an HTTP/1.1 leg and
+// whose caller does not keep the pace: a request body that stalls or falls
+// below the minimum rate, or a response the caller gives no window for. A
+// stream that waits for the app or a developer waits as long as they take.
 func (c *h2conn) resetSlow(now time.Time) bool {
 	p := c.f.pace
 	if p.idle <= 0 {
@@ -1403,6 +1403,12 @@ func (c *h2conn) resetSlow(now time.Time) bool {
 	}
 	any := false
 	for _, s := range c.streams {
+		if l := s.req.to; l != nil && !l.h1 {
+			// A stream that stays HTTP/2 holds no connection of its own,
+			// only what its windows allow: a gRPC stream may stay open
+			// and quiet for as long as its caller likes.
+			continue
+		}
 		// A caller whose windows let it send, and that does not, is
 		// slow; one that the relay holds back (its leg busy or full) is
 		// not the caller's to hurry.
