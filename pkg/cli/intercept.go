@@ -359,6 +359,9 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	}
 	if !o.DryRun {
 		o.warnPublicHeader(ctx, p)
+		if w := session.PolicyWarning(ctx, o.f.Client, o.Namespace); w != "" {
+			p.Warn(w)
+		}
 		if err := o.checkEnv(ctx); err != nil {
 			return err
 		}
