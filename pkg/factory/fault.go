@@ -35,8 +35,8 @@ func injectFault(cfg *rest.Config) {
 	})
 }
 
-// mutating tells the calls that change the cluster from reads, access
-// reviews and port-forwards. Updates of a Deployment are the starting and
+// mutating tells the calls that change the cluster from reads, reviews of
+// who the caller is and what they may do, and port-forwards. Updates of a Deployment are the starting and
 // closing marks on the copy (a heartbeat runs on its own clock), patches of
 // a Deployment the copy following the original's scale, and patches of a
 // pod's status its readiness gate: none is a step of the sequence, and a
@@ -53,7 +53,7 @@ func mutating(r *http.Request) bool {
 	}
 	// Leases are the start/close claim and a developer's presence, on
 	// clocks of their own too.
-	return !strings.Contains(r.URL.Path, "selfsubjectaccessreviews") && !strings.HasSuffix(r.URL.Path, "/portforward") &&
+	return !strings.Contains(r.URL.Path, "selfsubject") && !strings.HasSuffix(r.URL.Path, "/portforward") &&
 		!strings.Contains(r.URL.Path, "/leases")
 }
 
