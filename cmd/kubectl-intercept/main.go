@@ -15,7 +15,7 @@ func main() {
 	cmd := cli.NewCmdRoot(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
 	if err := cmd.Execute(); err != nil {
 		if !cli.IsAlreadyReported(err) {
-			fmt.Fprintln(os.Stderr, "error:", err)
+			fmt.Fprintln(os.Stderr, "error:", cli.ErrorText(err))
 		}
 		os.Exit(cli.ExitCode(err))
 	}

@@ -1,0 +1,119 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// A caller's h2c fan-out against a copy pod, whose app speaks HTTP/1.1:
+// 100 connections of 100 streams whose bodies never end, next to 300
+// unfinished heads. The copy tells the sidecar its memory limit, the
+// sidecar holds a few legs per connection within that budget, stays under
+// half its limit, never restarts, and the Service's traffic is served all
+// along.
+func TestSidecarBudgetHoldsUnderFanOut(t *testing.T) {
+	requireLocalCluster(t, "it floods a copy pod from this host over the pod network")
+	ns := newNamespace(t)
+	svc := deployDemo(t, ns, demoOptions{replicas: 1})
+	port := laptop(t, laptopPod)
+	m := newMachine(t)
+	m.run(t, true, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "-x", "x-dev:fanout", "-d")
+	defer m.run(t, true, "close")
+	pods := readyCopyPods(t, theCopy(t, ns))
+	if len(pods) != 1 {
+		t.Fatalf("%d ready copy pods", len(pods))
+	}
+	pod := pods[0]
+	limitPassed := false
+	for _, c := range pod.Spec.Containers {
+		for _, e := range c.Env {
+			limitPassed = limitPassed || e.Name == "MEMORY_LIMIT" && e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil &&
+				e.ValueFrom.ResourceFieldRef.Resource == "limits.memory"
+		}
+	}
+	if !limitPassed {
+		t.Error("the copy does not pass the sidecar its memory limit (MEMORY_LIMIT from limits.memory)")
+	}
+	data, _ := sidecarPorts(t, pod)
+	addr := net.JoinHostPort(pod.Status.PodIP, data)
+
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, f := range [][2]string{{":method", "POST"}, {":path", "/never"}, {":scheme", "http"}, {":authority", "demo"}, {"content-length", "100000000"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	for range 100 {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			continue // refused under the flood: allowed
+		}
+		conns = append(conns, c)
+		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, _ = io.WriteString(c, http2.ClientPreface)
+		fr := http2.NewFramer(c, c)
+		_ = fr.WriteSettings()
+		for i := range 100 {
+			id := uint32(2*i + 1)
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block.Bytes(), EndHeaders: true})
+			_ = fr.WriteData(id, false, []byte("start"))
+		}
+		go func() { _, _ = io.Copy(io.Discard, c) }()
+	}
+	head := []byte("GET / HTTP/1.1\r\nHost: x\r\nX-Unfinished: " + strings.Repeat("u", 60<<10))
+	for range 300 {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			continue
+		}
+		conns = append(conns, c)
+		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, _ = c.Write(head)
+	}
+	// Meanwhile the app's traffic through the Service is served.
+	for i := 0; i < 20; i++ {
+		if got := routedTo(t, svc, nil); !strings.HasPrefix(got, "demo-") {
+			t.Fatalf("request %d during the fan-out reached %q", i, got)
+		}
+	}
+	p, err := cs.CoreV1().Pods(ns).Get(context.Background(), pod.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range p.Status.ContainerStatuses {
+		if st.RestartCount > 0 {
+			t.Errorf("container %s restarted %d times under the fan-out", st.Name, st.RestartCount)
+		}
+	}
+	if used := sidecarMemory(t, p); used > 128<<20 {
+		t.Errorf("the sidecar uses %d MiB under the fan-out, over half its 256 MiB limit", used>>20)
+	} else {
+		t.Logf("sidecar working set under the fan-out: %d MiB", used>>20)
+	}
+	ready := false
+	for _, c := range p.Status.Conditions {
+		ready = ready || (c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue)
+	}
+	if !ready {
+		t.Error("the copy pod is not Ready after the fan-out")
+	}
+}
