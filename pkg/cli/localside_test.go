@@ -38,7 +38,7 @@ func envCluster(podEnv []corev1.EnvVar) (*fake.Clientset, *session.Started) {
 	app := corev1.Container{Name: "app", Image: "web:1",
 		EnvFrom: []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}}},
 		Env: []corev1.EnvVar{
-			{Name: "NODE_OPTIONS", Value: "--require /tmp/evil.js"},
+			{Name: "NODE_OPTIONS", Value: "--require /attacker/evil.js"},
 			{Name: "MODE", Value: "dev"},
 			{Name: "POD", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 		}}
@@ -59,7 +59,7 @@ func envCluster(podEnv []corev1.EnvVar) (*fake.Clientset, *session.Started) {
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.5",
 			ContainerStatuses: []corev1.ContainerStatus{{Name: workload.SidecarName, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}}
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "settings"}, Data: map[string]string{
-		"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.fsmonitor", "GIT_CONFIG_VALUE_0": "touch /tmp/owned", "LISTEN": ":8080"}}
+		"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.fsmonitor", "GIT_CONFIG_VALUE_0": "touch owned", "LISTEN": ":8080"}}
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{session.LabelSession: id}, Ports: []corev1.ServicePort{{Port: 80}}}}
 	return fake.NewClientset(d, rs, pod, cm, svc), &session.Started{Record: rec, Service: svc}
@@ -113,7 +113,7 @@ func TestEnvAllowTakesOneIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := strings.Join(commandEnv(nil, ls.commandVars(), ""), "\n")
-	if !strings.Contains(env, "NODE_OPTIONS=--require /tmp/evil.js") || strings.Contains(env, "GIT_CONFIG_") {
+	if !strings.Contains(env, "NODE_OPTIONS=--require /attacker/evil.js") || strings.Contains(env, "GIT_CONFIG_") {
 		t.Errorf("with --env-allow NODE_OPTIONS the command gets:\n%s", env)
 	}
 	if strings.Join(ls.withheld, ",") != "GIT_CONFIG_COUNT,GIT_CONFIG_KEY_0,GIT_CONFIG_VALUE_0" {

@@ -41,7 +41,7 @@ func TestWithheld(t *testing.T) {
 
 func TestWithholdAllowTakesOneIn(t *testing.T) {
 	vars := []Var{
-		{Name: "NODE_OPTIONS", Value: "--require=/tmp/x.js"},
+		{Name: "NODE_OPTIONS", Value: "--require=/attacker/x.js"},
 		{Name: "DATABASE_URL", Value: "postgres://db"},
 		{Name: "GIT_CONFIG_COUNT", Value: "1"},
 		{Name: "JAVA_TOOL_OPTIONS", Value: "-Xmx1g"},
@@ -62,13 +62,13 @@ func TestWithholdTemplateAndConfigMap(t *testing.T) {
 	objs := &objects{cms: map[string]*corev1.ConfigMap{"settings": {
 		ObjectMeta: metav1.ObjectMeta{Name: "settings"},
 		Data: map[string]string{
-			"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.fsmonitor", "GIT_CONFIG_VALUE_0": "touch /tmp/owned",
+			"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.fsmonitor", "GIT_CONFIG_VALUE_0": "touch owned",
 			"LISTEN": ":8080",
 		},
 	}}}
 	c := &corev1.Container{Name: "app",
 		EnvFrom: []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}}},
-		Env:     []corev1.EnvVar{{Name: "NODE_OPTIONS", Value: "--require /tmp/evil.js"}, {Name: "MODE", Value: "dev"}},
+		Env:     []corev1.EnvVar{{Name: "NODE_OPTIONS", Value: "--require /attacker/evil.js"}, {Name: "MODE", Value: "dev"}},
 	}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"}, Spec: corev1.PodSpec{Containers: []corev1.Container{*c}}}
 	vars, err := Resolve(context.Background(), Input{Pod: pod, Container: c, Objects: objs})
