@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -152,7 +153,7 @@ func (s *Server) serveDial(ctx context.Context, st net.Conn, cs *controlSession)
 		return
 	}
 	if !ip.IsValid() {
-		_ = c.write(DialResponse{Error: fmt.Sprintf("%s is the pod's own, a link-local (a cloud's metadata endpoint), unspecified or multicast address: "+
+		_ = c.write(DialResponse{Error: fmt.Sprintf("%s is the pod's own, a cloud's metadata endpoint (link-local, or one such as 100.100.100.200, also behind NAT64), unspecified or multicast address: "+
 			"the sidecar dials only the cluster's network", host), Reason: DialNotAllowed})
 		return
 	}
@@ -171,8 +172,8 @@ func (s *Server) serveDial(ctx context.Context, st net.Conn, cs *controlSession)
 }
 
 // resolve turns host into the address to dial, as the pod resolves it:
-// the first of its addresses that is not loopback, link-local (a cloud's
-// metadata endpoint, 169.254.169.254), unspecified or multicast; the zero
+// the first of its addresses that is Dialable (not loopback, not a cloud's
+// metadata endpoint, not unspecified or multicast); the zero
 // Addr when it has none other. The name is resolved once and the address
 // dialed, so a name cannot resolve to another address between the check
 // and the dial.
@@ -201,11 +202,62 @@ func (s *Server) resolve(ctx context.Context, host string) (netip.Addr, error) {
 
 // Dialable says whether the sidecar may dial ip for a developer: not the
 // pod's own loopback, not link-local (unicast or multicast: a cloud's
-// metadata endpoint), not unspecified, not multicast.
+// metadata endpoint), not another cloud metadata address (metadataAddrs),
+// not unspecified, not multicast. An IPv4 address inside an IPv6 one
+// (IPv4-mapped, or behind a NAT64 prefix) is checked as the IPv4 address
+// it reaches.
 func Dialable(ip netip.Addr) bool {
+	if !ip.IsValid() {
+		return false
+	}
 	ip = ip.Unmap()
-	return ip.IsValid() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() && !ip.IsLinkLocalMulticast() &&
-		!ip.IsInterfaceLocalMulticast() && !ip.IsUnspecified() && !ip.IsMulticast()
+	for _, v4 := range embeddedIPv4(ip) {
+		if podOrMetadata(v4) {
+			return false
+		}
+	}
+	return !podOrMetadata(ip) && !ip.IsLinkLocalMulticast() && !ip.IsInterfaceLocalMulticast() &&
+		!ip.IsUnspecified() && !ip.IsMulticast()
+}
+
+// podOrMetadata says whether ip is the pod's own (loopback) or a cloud's
+// metadata endpoint (link-local, or one of metadataAddrs).
+func podOrMetadata(ip netip.Addr) bool {
+	return ip.IsLoopback() || ip.IsLinkLocalUnicast() || slices.Contains(metadataAddrs, ip)
+}
+
+// metadataAddrs are clouds' metadata endpoints outside link-local space
+// (169.254.169.254 and fe80::/10 are link-local already).
+var metadataAddrs = []netip.Addr{
+	netip.MustParseAddr("100.100.100.200"), // Alibaba Cloud
+	netip.MustParseAddr("fd00:ec2::254"),   // AWS, over IPv6
+	netip.MustParseAddr("192.0.0.192"),     // Oracle Cloud
+}
+
+// NAT64 prefixes (RFC 6052, RFC 8215): a pod in an IPv6 cluster reaches
+// IPv4 address A at PREFIX+A.
+var (
+	nat64WellKnown = netip.MustParsePrefix("64:ff9b::/96")
+	nat64Local     = netip.MustParsePrefix("64:ff9b:1::/48")
+)
+
+// embeddedIPv4 returns the IPv4 addresses ip may reach through a NAT64
+// prefix: the last 32 bits under 64:ff9b::/96; under the local-use
+// 64:ff9b:1::/48, whose operator picks the prefix's length, the address
+// as each length RFC 6052 allows there (/48, /56, /64, /96) embeds it.
+// Only one of those is the real one, so Dialable refuses on the pod's own
+// or a metadata address among them, never on an unspecified one.
+func embeddedIPv4(ip netip.Addr) []netip.Addr {
+	b := ip.As16()
+	v4 := func(i ...int) netip.Addr { return netip.AddrFrom4([4]byte{b[i[0]], b[i[1]], b[i[2]], b[i[3]]}) }
+	switch {
+	case nat64WellKnown.Contains(ip):
+		return []netip.Addr{v4(12, 13, 14, 15)}
+	case nat64Local.Contains(ip):
+		// Byte 8 (bits 64-71) is skipped by every embedding.
+		return []netip.Addr{v4(6, 7, 9, 10), v4(7, 9, 10, 11), v4(9, 10, 11, 12), v4(12, 13, 14, 15)}
+	}
+	return nil
 }
 
 // dialFailure classifies a dial's error.

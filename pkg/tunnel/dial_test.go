@@ -189,3 +189,50 @@ func TestDialRefusesThePodAndMetadata(t *testing.T) {
 		conn.Close()
 	}
 }
+
+// Clouds' metadata endpoints outside link-local space, and link-local or
+// loopback IPv4 reached through a NAT64 prefix, are refused like
+// 169.254.169.254; the cluster's own addresses, also through NAT64, are
+// not.
+func TestDialableRefusesMetadataEverywhere(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		want bool
+	}{
+		{"169.254.169.254", false},
+		{"100.100.100.200", false},        // Alibaba Cloud
+		{"fd00:ec2::254", false},          // AWS, over IPv6
+		{"192.0.0.192", false},            // Oracle Cloud
+		{"::ffff:100.100.100.200", false}, // IPv4-mapped
+		{"64:ff9b::a9fe:a9fe", false},     // 169.254.169.254 through the well-known NAT64 prefix
+		{"64:ff9b::169.254.169.254", false},
+		{"64:ff9b::6464:64c8", false},         // 100.100.100.200 through NAT64
+		{"64:ff9b::7f00:1", false},            // 127.0.0.1 through NAT64
+		{"64:ff9b:1::a9fe:a9fe", false},       // local-use prefix, /96
+		{"64:ff9b:1:a9fe:a9:fe00::", false},   // local-use prefix, /48
+		{"64:ff9b:1:a9:fea9:fe00::", false},   // local-use prefix, /56
+		{"64:ff9b:1:0:a9:fea9:fe00:0", false}, // local-use prefix, /64
+		{"::ffff:64:ff9b:0:0", true},          // IPv4-mapped 0.100.255.155: no NAT64 inside
+		{"10.96.0.10", true},                  // a ClusterIP
+		{"100.100.100.201", true},             // next to Alibaba's, a cluster may use it (CGNAT space)
+		{"fd00:ec2::253", true},               // next to AWS's
+		{"64:ff9b::a00:1", true},              // 10.0.0.1 through NAT64
+		{"64:ff9b:1::a00:1", true},            // 10.0.0.1 through the local-use prefix
+		{"2001:db8::1", true},
+	} {
+		if got := Dialable(netip.MustParseAddr(tc.addr)); got != tc.want {
+			t.Errorf("Dialable(%s) = %v, want %v", tc.addr, got, tc.want)
+		}
+	}
+	// The sidecar refuses to dial them, by address or by name.
+	c := dialSession(t, true)
+	for _, host := range []string{"100.100.100.200", "fd00:ec2::254", "192.0.0.192", "64:ff9b::a9fe:a9fe", "64:ff9b:1::a9fe:a9fe"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := c.DialCluster(ctx, net.JoinHostPort(host, "80"))
+		cancel()
+		var de *DialError
+		if !errors.As(err, &de) || de.Reason != DialNotAllowed {
+			t.Errorf("dial %s: %v, want not-allowed", host, err)
+		}
+	}
+}

@@ -433,9 +433,9 @@ func (s *Server) send(ctx context.Context, req Request) (int, error) {
 }
 
 // sendable says whether the doctor's send may request raw from inside the
-// pod: plain HTTP to a Service, by its ClusterIP (an address that is not
-// the pod's own, link-local like a cloud's metadata endpoint, or
-// unspecified) or by its cluster DNS name (NAME.NAMESPACE.svc...).
+// pod: plain HTTP to a Service, by its ClusterIP (an address Dialable: not
+// the pod's own, not a cloud's metadata endpoint, not unspecified) or by
+// its cluster DNS name (NAME.NAMESPACE.svc...).
 func sendable(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "http" || u.User != nil || u.Host == "" {
@@ -443,7 +443,7 @@ func sendable(raw string) error {
 	}
 	host := u.Hostname()
 	if ip, err := netip.ParseAddr(host); err == nil {
-		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast() {
+		if !Dialable(ip) {
 			return coded(CodeBadRequest, "send to %q: not a Service's address", raw)
 		}
 		return nil
