@@ -779,7 +779,7 @@ func localListening(port int) bool {
 func printDryRun(out interface{ Write([]byte) (int, error) }, st *session.Started) error {
 	if st.Copy == nil {
 		fmt.Fprintf(out, "# service %s is intercepted already (deployment %s): this intercept would join it with a route of its own; nothing would be created or switched\n",
-			st.Service.Name, st.Record.Copy)
+			st.Service.Name, printable(st.Record.Copy))
 		return nil
 	}
 	svc := st.Switched.DeepCopy()
