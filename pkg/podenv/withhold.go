@@ -21,7 +21,7 @@ var withheldNames = map[string]bool{
 	"IFS": true, "CDPATH": true, "SHELLOPTS": true, "BASHOPTS": true, "GLOBIGNORE": true,
 	// Commands tools run for the user.
 	"EDITOR": true, "VISUAL": true, "PAGER": true, "MANPAGER": true, "BROWSER": true,
-	"SSH_ASKPASS": true, "SUDO_ASKPASS": true, "KUBE_EDITOR": true,
+	"SSH_ASKPASS": true, "SUDO_ASKPASS": true, "KUBE_EDITOR": true, "FCEDIT": true,
 	// The dynamic loader and the C library load code or data from these.
 	"GCONV_PATH": true, "GLIBC_TUNABLES": true, "LOCPATH": true, "NLSPATH": true,
 	"HOSTALIASES": true, "LOCALDOMAIN": true, "RES_OPTIONS": true, "RESOLV_HOST_CONF": true,
@@ -35,8 +35,22 @@ var withheldNames = map[string]bool{
 	"CC": true, "CXX": true, "CPP": true, "LD": true, "AR": true, "AS": true,
 	"CFLAGS": true, "CXXFLAGS": true, "CPPFLAGS": true, "LDFLAGS": true, "MAKEFLAGS": true, "MFLAGS": true, "MAKE": true,
 	"TERMINFO": true, "TERMINFO_DIRS": true,
-	// Windows: where commands and modules are found.
+	// Windows: where commands and modules are found, and the profile
+	// directories tools read their configuration from.
 	"PATHEXT": true, "COMSPEC": true, "PSMODULEPATH": true,
+	"USERPROFILE": true, "APPDATA": true, "LOCALAPPDATA": true, "PROGRAMDATA": true, "ALLUSERSPROFILE": true,
+	"HOMEDRIVE": true, "SYSTEMROOT": true, "WINDIR": true, "PROGRAMFILES": true,
+	// zsh's prompts expand commands; man's options (MANOPT) name a pager.
+	"PROMPT": true, "PROMPT2": true, "PROMPT3": true, "PROMPT4": true, "RPROMPT": true, "RPROMPT2": true,
+	"RPS1": true, "RPS2": true, "MANOPT": true,
+	// Where programs write their temporary files, scripts among them.
+	"TMPDIR": true, "TEMP": true, "TMP": true,
+	// Compilers run programs from these; ccache runs its prefix.
+	"GCC_EXEC_PREFIX": true, "CCACHE_PREFIX": true, "CCACHE_PREFIX_CPP": true, "CONDA_PREFIX": true, "WINEPREFIX": true,
+	// Which interpreter a tool or a shell profile picks.
+	"VIRTUAL_ENV": true, "NVM_DIR": true, "SDKMAN_DIR": true, "GNUPGHOME": true,
+	// Where AWS tools read credentials (credential_process runs a command).
+	"AWS_SHARED_CREDENTIALS_FILE": true,
 }
 
 // withheldPrefixes are left out by the start of their name (compared in
@@ -56,12 +70,31 @@ var withheldPrefixes = []string{
 	"LESS", // LESSOPEN runs a command
 	"XDG_", // where every tool reads its configuration
 	"DOCKER_", "KUBECTL_", "HELM_",
+	"ASDF_", "MISE_", "VOLTA_", "TFENV_", "JULIA_", // version managers and their tool choice
 }
 
-// withheldKeep are names a prefix above would catch that only set a mode
-// and load nothing: they pass.
+// withheldSuffixes are left out by the end of their name: the shapes in
+// which tools name their options, start-up files, commands, search paths,
+// proxies, trust stores and installs, so that a tool no list above names
+// (TAR_OPTIONS, VIMINIT, RSYNC_RSH, PSQL_PAGER, CLASSPATH, CURL_HOME,
+// CMAKE_C_COMPILER_LAUNCHER, AWS_CONFIG_FILE) is left out too.
+// _VERSION, _PREFIX and _DIR are not among them: an application's own
+// settings end so (APP_VERSION, CACHE_KEY_PREFIX, DATA_DIR), and one left
+// out silently falls back to a default that may touch shared data through
+// the proxy; the tools that read such a name are listed by name, by prefix
+// (ASDF_, MISE_) or by the version managers' shape ENV_VERSION.
+var withheldSuffixes = []string{
+	"_OPTIONS", "_OPTS", "FLAGS", "RC", "INIT", "EDITOR", "PAGER", "_RSH",
+	"_PROXY", "_CA_BUNDLE", "PATH", "_HOME", "_LAUNCHER", "_CONFIG", "_CONFIG_FILE",
+	"_COMMAND", "_PROGRAM", "_EXECUTABLES",
+	"ENV_VERSION", // PYENV_VERSION, RBENV_VERSION, NODENV_VERSION, GOENV_VERSION, JENV_VERSION
+}
+
+// withheldKeep are names a prefix or suffix above would catch that only
+// set a mode or an application's setting and load nothing: they pass.
 var withheldKeep = map[string]bool{
 	"NODE_ENV": true, "PYTHONUNBUFFERED": true, "PYTHONDONTWRITEBYTECODE": true, "PYTHONIOENCODING": true,
+	"FEATURE_FLAGS": true,
 }
 
 // Withheld tells whether a variable of the pod stays out of the developer's
@@ -79,7 +112,18 @@ func Withheld(name string) bool {
 			return true
 		}
 	}
-	return goVariable(up)
+	return goVariable(up) || withheldShape(up)
+}
+
+// withheldShape tells whether up, a name in upper case, ends as the names
+// tools read do (withheldSuffixes).
+func withheldShape(up string) bool {
+	for _, s := range withheldSuffixes {
+		if strings.HasSuffix(up, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // goVariable tells whether name is one of the Go tool's and runtime's:

@@ -31,7 +31,56 @@ func TestWithheld(t *testing.T) {
 	for _, name := range []string{
 		"DATABASE_URL", "PORT", "NODE_ENV", "PYTHONUNBUFFERED", "GOOGLE_APPLICATION_CREDENTIALS",
 		"GOOGLE_CLOUD_PROJECT", "GO", "AWS_REGION", "API_KEY", "LANG", "TZ", "HOSTNAME",
-		"WEB_SERVICE_HOST", "KUBERNETES_PORT_443_TCP", "APP_OPTIONS", "LOG_LEVEL", "GOLANG_VERSION_X",
+		"WEB_SERVICE_HOST", "KUBERNETES_PORT_443_TCP", "LOG_LEVEL", "GOLANG_VERSION_X",
+	} {
+		if Withheld(name) {
+			t.Errorf("Withheld(%q) = true: an application's own setting is left out", name)
+		}
+	}
+}
+
+// Each name below made a program on the developer's machine run a command,
+// load code or configuration from a path (which --mount can fill from a
+// ConfigMap), pick another tool, trust another certificate authority, or
+// send its traffic or temporary files elsewhere. Most are caught by shape,
+// not by a list.
+func TestWithheldByShape(t *testing.T) {
+	for _, name := range []string{
+		// Commands, directly.
+		"TAR_OPTIONS", "VIMINIT", "EXINIT", "RSYNC_RSH", "CVS_RSH", "SUDO_EDITOR", "FCEDIT", "SVN_EDITOR",
+		"HGEDITOR", "PSQL_PAGER", "PSQL_EDITOR", "SYSTEMD_PAGER", "SYSTEMD_EDITOR", "MANOPT", "PROMPT", "RPROMPT",
+		// Code or configuration from a path.
+		"CLASSPATH", "GCC_EXEC_PREFIX", "COMPILER_PATH", "CCACHE_PREFIX", "CMAKE_C_COMPILER_LAUNCHER",
+		"CMAKE_CXX_COMPILER_LAUNCHER", "AWS_CONFIG_FILE", "GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "CURL_HOME",
+		"WGETRC", "HGRCPATH", "PSQLRC", "INPUTRC", "TCLLIBPATH", "JULIA_LOAD_PATH",
+		// Which tool runs.
+		"PYENV_VERSION", "RBENV_VERSION", "NODENV_VERSION", "VOLTA_HOME", "ASDF_DATA_DIR", "ASDF_NODEJS_VERSION",
+		"MISE_DATA_DIR", "MISE_NODE_VERSION",
+		// Trust stores.
+		"CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE",
+		// Traffic and locations.
+		"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy",
+		"TMPDIR", "TEMP", "TMP",
+		"USERPROFILE", "APPDATA", "LOCALAPPDATA", "COMSPEC", "PATHEXT",
+		"UserProfile", "AppData", "LocalAppData", "ComSpec", "PathExt", "Path", "Tmp",
+		// Shapes beyond the list above.
+		"APP_OPTIONS", "JAVA_OPTS", "CFLAGS", "GIT_EDITOR", "LUA_INIT", "SPARK_HOME", "GRADLE_USER_HOME",
+		"GIT_SSH_COMMAND", "GNUPGHOME", "AWS_SHARED_CREDENTIALS_FILE",
+	} {
+		if !Withheld(name) {
+			t.Errorf("Withheld(%q) = false: a pod's value would reach the developer's machine", name)
+		}
+	}
+}
+
+// A realistic application's environment reaches -- CMD untouched: the
+// shapes do not take its own settings.
+func TestWithheldLeavesAnAppAlone(t *testing.T) {
+	for _, name := range []string{
+		"APP_VERSION", "DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DATABASE_URL", "REDIS_URL",
+		"SPRING_PROFILES_ACTIVE", "NODE_ENV", "LOG_LEVEL", "DATA_DIR", "UPLOAD_DIR", "CACHE_KEY_PREFIX",
+		"FEATURE_FLAGS", "SENTRY_DSN", "AWS_REGION", "JWT_SECRET", "KAFKA_BROKERS", "OTEL_SERVICE_NAME",
+		"RAILS_ENV", "PORT", "TZ",
 	} {
 		if Withheld(name) {
 			t.Errorf("Withheld(%q) = true: an application's own setting is left out", name)
