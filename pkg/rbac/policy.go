@@ -57,6 +57,72 @@ var (
 	metadataEqual = []string{"ownerReferences", "finalizers"}
 )
 
+// What the copy transform of pkg/workload gives the sidecar, which a created
+// copy's sidecar must be. policy_test.go checks these against the
+// transform's output.
+const (
+	// noTokenVolume is the empty directory over the sidecar's token path.
+	noTokenVolume = "intercept-no-token"
+	tokenPath     = "/var/run/secrets/kubernetes.io/serviceaccount"
+	// sidecarUser is the user and group the sidecar runs as.
+	sidecarUser = 65532
+)
+
+// The shapes of the sidecar's arguments, as RE2 for CEL's matches.
+const (
+	rePort    = `[0-9]{1,5}`
+	reAddr    = `(\[[0-9a-fA-F:.]+\]|[0-9.]+):` + rePort
+	reListen  = `--listen=:` + rePort
+	reUp      = `--upstream=127\.0\.0\.1:` + rePort
+	reControl = `--control=127\.0\.0\.1:` + rePort
+	rePeer    = `--peer=:` + rePort
+	reExtra   = `--h2c|--service-addr=` + reAddr + `|--also=listen=:` + rePort + `,upstream=127\.0\.0\.1:` + rePort +
+		`,control=127\.0\.0\.1:` + rePort + `,peer=:` + rePort + `(,h2c)?(,service-addr=` + reAddr + `)?`
+)
+
+// sidecarArgs: the four flags of the first port in the transform's order,
+// then the optional ones, each once, and further ports; every listener has
+// its container port.
+var sidecarArgs = `c.?args.orValue([]).size() >= 4 &&
+c.args[0].matches(` + celString("^"+reListen+"$") + `) &&
+c.args[1].matches(` + celString("^"+reUp+"$") + `) &&
+c.args[2].matches(` + celString("^"+reControl+"$") + `) &&
+c.args[3].matches(` + celString("^"+rePeer+"$") + `) &&
+c.args.all(a, a.matches(` + celString("^("+reListen+"|"+reUp+"|"+reControl+"|"+rePeer+"|"+reExtra+")$") + `)) &&
+c.args.filter(a, a.startsWith('--listen=') || a.startsWith('--upstream=') || a.startsWith('--control=') || a.startsWith('--peer=')).size() == 4 &&
+c.args.filter(a, a == '--h2c').size() <= 1 &&
+c.args.filter(a, a.startsWith('--service-addr=')).size() <= 1 &&
+c.?ports.orValue([]).size() == c.args.filter(a, a.startsWith('--listen=') || a.startsWith('--also=')).size() &&
+c.ports.all(p, c.args.exists(a, a == '--listen=:' + string(p.containerPort) || a.startsWith('--also=listen=:' + string(p.containerPort) + ',')))`
+
+// sidecarEnv: the pod's name and the container's own memory limit, from
+// the API, and nothing else.
+var sidecarEnv = `!has(c.envFrom) &&
+c.?env.orValue([]).map(e, e.name) == ['POD_NAME', 'MEMORY_LIMIT'] &&
+c.env.all(e, !has(e.value) && (e.name == 'POD_NAME' ?
+  e.?valueFrom.?fieldRef.?fieldPath.orValue('') == 'metadata.name' :
+  e.?valueFrom.?resourceFieldRef.?resource.orValue('') == 'limits.memory' &&
+  e.valueFrom.resourceFieldRef.?containerName.orValue('') == $SIDECAR &&
+  string(e.valueFrom.resourceFieldRef.?divisor.orValue('1')) == '1'))`
+
+// sidecarRest: the security context, the probes and the rest of the
+// container as the transform writes them.
+var sidecarRest = `!has(c.command) && !has(c.workingDir) && !has(c.lifecycle) && !has(c.livenessProbe) && !has(c.startupProbe) &&
+!has(c.restartPolicy) &&
+has(c.readinessProbe) && has(c.readinessProbe.httpGet) && !has(c.readinessProbe.httpGet.host) &&
+c.ports.all(p, p.?protocol.orValue('TCP') == 'TCP' && !has(p.hostIP) && p.?hostPort.orValue(0) == 0) &&
+has(c.securityContext) &&
+c.securityContext.?runAsNonRoot.orValue(false) &&
+c.securityContext.?runAsUser.orValue(0) == $USER &&
+c.securityContext.?runAsGroup.orValue(0) == $USER &&
+!c.securityContext.?allowPrivilegeEscalation.orValue(true) &&
+c.securityContext.?readOnlyRootFilesystem.orValue(false) &&
+c.securityContext.?capabilities.?drop.orValue([]) == ['ALL'] &&
+c.securityContext.?capabilities.?add.orValue([]).size() == 0 &&
+c.securityContext.?seccompProfile.?type.orValue('') == 'RuntimeDefault' &&
+!has(c.securityContext.privileged) && !has(c.securityContext.procMount) && !has(c.securityContext.seLinuxOptions) &&
+!has(c.securityContext.windowsOptions) && !has(c.securityContext.appArmorProfile)`
+
 // member starts a message: who is refused.
 func (o Options) member() string {
 	return "as a member of group " + o.Group + " you "
@@ -105,6 +171,9 @@ func (o Options) expand(s string) string {
 		"$GATE", celString(workload.RoutesGate),
 		"$LEASE_PREFIX", celString(LeasePrefix),
 		"$CAPABILITIES", celList(baselineCapabilities),
+		"$NO_TOKEN", celString(noTokenVolume),
+		"$TOKEN_PATH", celString(tokenPath),
+		"$USER", strconv.Itoa(sidecarUser),
 	).Replace(s)
 }
 
@@ -162,6 +231,14 @@ func (o Options) Policies() ([]*admissionv1.ValidatingAdmissionPolicy, []*admiss
 // replica count and the marks of a start or a close, nothing else.
 func (o Options) deployments() *admissionv1.ValidatingAdmissionPolicy {
 	template := "object.spec.template.spec"
+	sidecarFiles := `variables.sidecars.all(c,
+  !has(c.volumeDevices) &&
+  c.?volumeMounts.orValue([]).size() == 1 &&
+  c.volumeMounts.all(m, m.name == $NO_TOKEN && m.mountPath == $TOKEN_PATH && m.?readOnly.orValue(false) &&
+    !has(m.subPath) && !has(m.subPathExpr) && !has(m.mountPropagation) && !has(m.recursiveReadOnly))) &&
+` + template + `.?volumes.orValue([]).exists(v, v.name == $NO_TOKEN && has(v.emptyDir)) &&
+` + template + `.containers.all(c, c.name == $SIDECAR || c.?volumeMounts.orValue([]).all(m, m.name != $NO_TOKEN)) &&
+` + template + `.?initContainers.orValue([]).all(c, c.?volumeMounts.orValue([]).all(m, m.name != $NO_TOKEN))`
 	noNodeAccess := `!` + template + `.?hostNetwork.orValue(false) &&
 !` + template + `.?hostPID.orValue(false) &&
 !` + template + `.?hostIPC.orValue(false) &&
@@ -179,6 +256,7 @@ func (o Options) deployments() *admissionv1.ValidatingAdmissionPolicy {
 			{Name: "newOurs", Expression: "request.operation != 'DELETE' && object.metadata.?labels[?$MANAGED_BY_KEY].orValue('') == $MANAGED_BY"},
 			{Name: "newAnn", Expression: "has(object.metadata.annotations) ? object.metadata.annotations : {}"},
 			{Name: "oldAnn", Expression: "has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {}"},
+			{Name: "sidecars", Expression: "request.operation == 'CREATE' ? " + template + ".containers.filter(c, c.name == $SIDECAR) : []"},
 		},
 		[]admissionv1.Validation{
 			{
@@ -193,6 +271,34 @@ func (o Options) deployments() *admissionv1.ValidatingAdmissionPolicy {
 				Expression: "request.operation != 'CREATE' ||\n" + template + ".containers.filter(c, c.name == $SIDECAR).size() == 1 &&\n" +
 					template + ".containers.exists(c, c.name == $SIDECAR && c.image == $IMAGE && !has(c.command))",
 				Message: o.member() + "may create only copies that carry one sidecar " + workload.SidecarName + " of image " + o.ProxyImage + " exactly, with the image's own command",
+			},
+			{
+				Expression: "variables.sidecars.all(c,\n" + sidecarArgs + ")",
+				Message: o.member() + "may create only copies whose sidecar " + workload.SidecarName + " takes the arguments kubectl-intercept gives it: " +
+					"--listen=:PORT, --upstream=127.0.0.1:PORT, --control=127.0.0.1:PORT, --peer=:PORT, in this order, then --h2c, --service-addr=IP:PORT " +
+					"and --also=listen=:PORT,upstream=127.0.0.1:PORT,control=127.0.0.1:PORT,peer=:PORT[,h2c][,service-addr=IP:PORT], and one container port for each --listen",
+			},
+			{
+				Expression: "variables.sidecars.all(c,\n" + sidecarEnv + ")",
+				Message: o.member() + "may create only copies whose sidecar " + workload.SidecarName + "'s environment is POD_NAME (the pod's name) and MEMORY_LIMIT " +
+					"(its own memory limit), nothing more and no envFrom",
+			},
+			{
+				Expression: "request.operation != 'CREATE' ||\n" + sidecarFiles,
+				Message: o.member() + "may create only copies whose sidecar " + workload.SidecarName + " mounts the empty directory " + noTokenVolume +
+					" read-only over the service account token and nothing else (no subPath), which no other container mounts",
+			},
+			{
+				Expression: "variables.sidecars.all(c,\n" + sidecarRest + ")",
+				Message: o.member() + "may create only copies whose sidecar " + workload.SidecarName + " runs as kubectl-intercept writes it: " +
+					"user and group 65532, non-root, no privilege escalation, read-only root filesystem, every capability dropped, the runtime's seccomp profile; " +
+					"an HTTP readiness probe and no other probe, no lifecycle hooks, no working directory, TCP ports on no host address",
+			},
+			{
+				Expression: "request.operation != 'CREATE' ||\n" +
+					"!" + template + ".?shareProcessNamespace.orValue(false) && " + template + ".?ephemeralContainers.orValue([]).size() == 0",
+				Message: o.member() + "may not create a copy whose containers share one process namespace (shareProcessNamespace), or with ephemeral containers: " +
+					"another container could reach into the sidecar's process. A workload that shares its process namespace cannot be intercepted by the group",
 			},
 			{
 				Expression: "request.operation != 'CREATE' ||\n" + noNodeAccess,

@@ -124,11 +124,15 @@ Kubernetes 1.30; cluster-wide: it confines the group in every namespace):
   - Deployments they create, change or delete are copies of ours, in the
     object as it was and as it would be (label
     app.kubernetes.io/managed-by=kubectl-intercept). A copy is created with
-    exactly one sidecar intercept-proxy of the image above, exactly, with
-    its own command, and without access to its node (host namespaces,
-    hostPath, host ports, privileged or host-process containers, capabilities
-    beyond the baseline). A copy's update changes only its replica count and
-    the annotations of a start or a close.
+    exactly one sidecar intercept-proxy as kubectl-intercept writes it: the
+    image above, exactly, with its own command; its arguments, environment,
+    mount (no other, no subPath; no other container mounts its volume),
+    security context, probe and ports of the shapes kubectl-intercept gives
+    them. No process namespace shared between containers, no ephemeral
+    containers, no access to its node (host namespaces, hostPath, host
+    ports, privileged or host-process containers, capabilities beyond the
+    baseline). A copy's update changes only its replica count and the
+    annotations of a start or a close.
   - Services they update change only the selector, the ports' targetPort and
     the annotation intercept.kubectl.dev/session; every other field of the
     spec, the labels, the other annotations, owners and finalizers stay.
@@ -137,8 +141,9 @@ Kubernetes 1.30; cluster-wide: it confines the group in every namespace):
   - Leases they create, change or delete are kubectl-intercept's (named
     intercept-..., labelled as above), as they were and as they would be.
 
-What it cannot confine (the copy's app containers and service account, which
-Service a member points at a copy): docs/security.md. Rendered by
+What it cannot confine (the copy's app containers, service account, host
+aliases and DNS against the original's, which Service a member points at a
+copy; joining a session trusts whoever made its copy): docs/security.md. Rendered by
 kubectl intercept rbac --group GROUP --proxy-image IMAGE: render it again
 for another sidecar image (a mirror, another release).`, strconv.Quote(o.Group), o.ProxyImage))
 	policies, bindings := o.Policies()
