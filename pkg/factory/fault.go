@@ -51,8 +51,11 @@ func mutating(r *http.Request) bool {
 	default:
 		return false
 	}
-	// Leases are the start/close claim and a developer's presence, on
-	// clocks of their own too.
+	// A dry run changes nothing. Leases are the start/close claim and a
+	// developer's presence, on clocks of their own too.
+	if r.URL.Query().Get("dryRun") != "" {
+		return false
+	}
 	return !strings.Contains(r.URL.Path, "selfsubject") && !strings.HasSuffix(r.URL.Path, "/portforward") &&
 		!strings.Contains(r.URL.Path, "/leases")
 }
