@@ -77,66 +77,6 @@ func TestControlLineBounded(t *testing.T) {
 	}
 }
 
-// A control port holds at most MaxControlSessions sessions: the next
-// connection is closed at once, and a slot that frees serves again.
-func TestControlSessionsBounded(t *testing.T) {
-	srv := &Server{Pod: "p1", Routes: &fakeTable{routes: map[string]DialFunc{}}}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ctx, ln)
-	var held []*Client
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	open := func() (*Client, error) {
-		conn, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			return nil, err
-		}
-		c, err := NewClient(conn)
-		if err != nil {
-			conn.Close()
-			return nil, err
-		}
-		if _, err := c.Routes(); err != nil {
-			c.Close()
-			return nil, err
-		}
-		return c, nil
-	}
-	for i := 0; i < MaxControlSessions; i++ {
-		c, err := open()
-		if err != nil {
-			t.Fatalf("session %d: %v", i+1, err)
-		}
-		held = append(held, c)
-	}
-	if c, err := open(); err == nil {
-		c.Close()
-		t.Fatalf("session %d was served", MaxControlSessions+1)
-	}
-	held[0].Close()
-	held = held[1:]
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := open()
-		if err == nil {
-			held = append(held, c)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a freed slot does not serve: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // What a sidecar says reaches the terminal quoted when it is not
 // printable: an error with an escape sequence, a pod name with a newline.
 func TestSidecarStringsPrintable(t *testing.T) {

@@ -142,7 +142,7 @@ func (s *Server) ServePeers(ctx context.Context, ln net.Listener) error {
 			select {
 			case sessions <- struct{}{}:
 				defer func() { <-sessions }()
-				s.serveSession(ctx, conn, key)
+				s.serveSession(ctx, conn, newControlSession(key))
 			default:
 				conn.Close()
 			}

@@ -134,15 +134,27 @@ func (s *Server) routesOf(cs *controlSession, tag string) []route.Route {
 
 // MaxControlSessions bounds the tunnel sessions one control port holds at
 // once (developers' tunnels, and the short ones of status, list, doctor and
-// admit); a connection beyond it is closed at once. Anyone with
-// pods/portforward reaches the control port.
+// admit). Anyone with pods/portforward reaches the control port, so a
+// session that holds nothing makes room (see sessionPool): a connection
+// is closed at once only when every session holds a route.
 const MaxControlSessions = 128
 
+// MaxRoutelessSessions bounds the sessions of a control port that hold no
+// route; the rest of MaxControlSessions is kept for developers' tunnels.
+const MaxRoutelessSessions = MaxControlSessions / 2
+
+// IdleControlSession is how long a session on the control port may hold
+// nothing (no route, no admitted key, no doctor's watch) with no call in
+// flight before it is closed: a query answers and is done, a tunnel
+// registers its route at once.
+const IdleControlSession = 5 * time.Second
+
 // Serve accepts tunnel connections on ln until ctx ends, at most
-// MaxControlSessions at once.
+// MaxControlSessions at once (see sessionPool).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { <-ctx.Done(); ln.Close() }()
-	slots := make(chan struct{}, MaxControlSessions)
+	pool := &sessionPool{}
+	go pool.reap(ctx)
 	var pause time.Duration
 	for {
 		conn, err := ln.Accept()
@@ -156,28 +168,108 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("accepting tunnel connections: %w", err)
 		}
 		pause = 0
-		select {
-		case slots <- struct{}{}:
-		default:
+		cs := newControlSession(nil)
+		if !pool.add(cs, conn) {
 			conn.Close()
 			continue
 		}
 		go func() {
-			defer func() { <-slots }()
-			s.serveSession(ctx, conn, nil)
+			defer pool.drop(cs)
+			s.serveSession(ctx, conn, cs)
 		}()
+	}
+}
+
+// sessionPool holds a control port's sessions, oldest first. A new one
+// gets in when there is room: beyond MaxRoutelessSessions sessions without
+// a route, or MaxControlSessions in all, the oldest session without a
+// route is closed for it. One that holds nothing for IdleControlSession is
+// closed. So idle connections cannot shut developers out: a tunnel that
+// registers its route is never closed for another, and a new session is
+// the last one closed for newcomers.
+type sessionPool struct {
+	mu       sync.Mutex
+	sessions []pooled
+}
+
+type pooled struct {
+	cs   *controlSession
+	conn io.Closer
+}
+
+// add takes cs (over conn) in, closing the oldest session without a route
+// when there is no room; false: every session holds a route.
+func (p *sessionPool) add(cs *controlSession, conn io.Closer) bool {
+	p.mu.Lock()
+	routeless, oldest := 0, -1
+	for i, e := range p.sessions {
+		if !e.cs.live() {
+			routeless++
+			if oldest < 0 {
+				oldest = i
+			}
+		}
+	}
+	var evicted io.Closer
+	if len(p.sessions) >= MaxControlSessions || routeless >= MaxRoutelessSessions {
+		if oldest < 0 {
+			p.mu.Unlock()
+			return false
+		}
+		evicted = p.sessions[oldest].conn
+		p.sessions = slices.Delete(p.sessions, oldest, oldest+1)
+	}
+	p.sessions = append(p.sessions, pooled{cs, conn})
+	p.mu.Unlock()
+	if evicted != nil {
+		evicted.Close()
+	}
+	return true
+}
+
+// drop forgets cs, whose session ended.
+func (p *sessionPool) drop(cs *controlSession) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sessions = slices.DeleteFunc(p.sessions, func(e pooled) bool { return e.cs == cs })
+}
+
+// reap closes, every second until ctx ends, the sessions idle for
+// IdleControlSession.
+func (p *sessionPool) reap(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			var idle []io.Closer
+			p.mu.Lock()
+			p.sessions = slices.DeleteFunc(p.sessions, func(e pooled) bool {
+				if e.cs.idle(now) {
+					idle = append(idle, e.conn)
+					return true
+				}
+				return false
+			})
+			p.mu.Unlock()
+			for _, c := range idle {
+				c.Close()
+			}
+		}
 	}
 }
 
 // ServeConn runs one tunnel session over an established byte stream.
 func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) {
-	s.serveSession(ctx, conn, nil)
+	s.serveSession(ctx, conn, newControlSession(nil))
 }
 
 // serveSession runs one tunnel session: a developer's over the
-// port-forward (peerKey nil), or a relay's for the developer whose owner
-// key is peerKey.
-func (s *Server) serveSession(ctx context.Context, conn io.ReadWriteCloser, peerKey []byte) {
+// port-forward (cs.peerKey nil), or a relay's for the developer whose
+// owner key is cs.peerKey.
+func (s *Server) serveSession(ctx context.Context, conn io.ReadWriteCloser, cs *controlSession) {
 	sess, err := yamux.Server(coalesce(conn), Config())
 	if err != nil {
 		conn.Close()
@@ -196,14 +288,13 @@ func (s *Server) serveSession(ctx context.Context, conn io.ReadWriteCloser, peer
 		return
 	}
 	defer ctrl.Close()
-	dial := func(ctx context.Context) (net.Conn, error) {
+	cs.dial = func(ctx context.Context) (net.Conn, error) {
 		st, err := sess.OpenStream()
 		if err != nil {
 			return nil, fmt.Errorf("tunnel to the developer's machine is gone: %w", err)
 		}
 		return st, nil
 	}
-	cs := &controlSession{dial: dial, peerKey: peerKey}
 	s.track(cs, true)
 	defer s.track(cs, false)
 	defer cs.end()
@@ -216,7 +307,10 @@ func (s *Server) serveSession(ctx context.Context, conn io.ReadWriteCloser, peer
 			// of this session is removed by the deferred end.
 			return
 		}
-		if err := c.write(s.handle(ctx, cs, req)); err != nil {
+		cs.busy(true)
+		err := c.write(s.handle(ctx, cs, req))
+		cs.busy(false)
+		if err != nil {
 			return
 		}
 	}
@@ -248,12 +342,44 @@ type controlSession struct {
 	dial DialFunc
 	// peerKey is the developer's owner key on a relay's session (which may
 	// register only that developer's routes), nil on the developer's own.
-	peerKey            []byte
-	mu                 sync.Mutex // removes, routes, tag: the dial streams read them
+	peerKey []byte
+	// mu guards what follows: the dial streams and the pool read them.
+	mu                 sync.Mutex
 	removes, unwatches []func()
 	routes             []route.Route // as registered, owner key included
 	// tag is the owner tag the developer registered with (see keys.go).
 	tag string
+	// admitted says the session admitted a pod key.
+	admitted bool
+	// calls is how many calls are in flight; last is when the last ended
+	// (or the session began).
+	calls int
+	last  time.Time
+}
+
+func newControlSession(peerKey []byte) *controlSession {
+	return &controlSession{peerKey: peerKey, last: time.Now()}
+}
+
+// busy marks a call on the session begun (true) or ended.
+func (cs *controlSession) busy(on bool) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if on {
+		cs.calls++
+	} else {
+		cs.calls--
+		cs.last = time.Now()
+	}
+}
+
+// idle says whether the session has held nothing (no route, no admitted
+// key, no watch) and asked nothing for IdleControlSession at now.
+func (cs *controlSession) idle(now time.Time) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return len(cs.removes) == 0 && !cs.admitted && len(cs.unwatches) == 0 && cs.calls == 0 &&
+		now.Sub(cs.last) >= IdleControlSession
 }
 
 // leave removes the session's routes; the tunnel stays up for the requests
@@ -309,7 +435,11 @@ func (cs *controlSession) live() bool {
 // end removes everything the session holds: a doctor's watches end with it.
 func (cs *controlSession) end() {
 	cs.leave()
-	for _, stop := range cs.unwatches {
+	cs.mu.Lock()
+	unwatches := cs.unwatches
+	cs.unwatches = nil
+	cs.mu.Unlock()
+	for _, stop := range unwatches {
 		stop()
 	}
 }
@@ -358,7 +488,11 @@ func (s *Server) handle(ctx context.Context, cs *controlSession, req Request) Re
 		}
 		if err := s.Admitted.admit(req.Key); err != nil {
 			resp.fail(err)
+			break
 		}
+		cs.mu.Lock()
+		cs.admitted = true
+		cs.mu.Unlock()
 	case "unregister":
 		// A developer leaving on purpose: no new request is routed to them.
 		cs.leave()
@@ -380,7 +514,9 @@ func (s *Server) handle(ctx context.Context, cs *controlSession, req Request) Re
 			resp.fail(err)
 			break
 		}
+		cs.mu.Lock()
 		cs.unwatches = append(cs.unwatches, stop)
+		cs.mu.Unlock()
 	case "seen":
 		if s.Watches == nil {
 			resp.fail(coded(CodeUnsupported, "this sidecar cannot watch"))
