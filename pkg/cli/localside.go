@@ -530,7 +530,11 @@ func proxyEnv(addr string) []string {
 }
 
 // commandEnv is the local process's environment: this machine's, with the
-// pod's variables over it, then the proxy's.
+// pod's variables over it, then the proxy's. When the proxy runs, its
+// variables are the only ones of their names in any spelling (Windows
+// reads Http_Proxy as HTTP_PROXY, and the one listed last wins there): a
+// pod's value taken in with --env-allow, or this machine's, cannot send
+// the command's traffic elsewhere or around the proxy.
 func commandEnv(base []string, vars []podenv.Var, proxy string) []string {
 	set := map[string]string{}
 	var order []string
@@ -547,7 +551,21 @@ func commandEnv(base []string, vars []podenv.Var, proxy string) []string {
 	for _, kv := range podenv.Environ(vars) {
 		put(kv)
 	}
+	ours := map[string]bool{}
 	if proxy != "" {
+		for _, kv := range proxyEnv(proxy) {
+			k, _, _ := strings.Cut(kv, "=")
+			ours[strings.ToUpper(k)] = true
+		}
+		kept := order[:0]
+		for _, k := range order {
+			if ours[strings.ToUpper(k)] {
+				delete(set, k)
+				continue
+			}
+			kept = append(kept, k)
+		}
+		order = kept
 		for _, kv := range proxyEnv(proxy) {
 			put(kv)
 		}

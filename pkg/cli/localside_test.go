@@ -269,3 +269,95 @@ func TestCloseRemovesACrashedMount(t *testing.T) {
 		t.Errorf("close left the mount record: %v", err)
 	}
 }
+
+// GNU tar reads TAR_OPTIONS before its arguments, and
+// --checkpoint-action=exec runs a command during a plain "tar cf". Put in
+// the copy's template, it reaches a real tar through the command's
+// environment only when --env-allow takes it in.
+func TestTarOptionsFromTheTemplateRunNothing(t *testing.T) {
+	tar, err := exec.LookPath("tar")
+	if err != nil {
+		t.Skip("no tar on this machine")
+	}
+	gnu := false
+	if out, err := exec.Command(tar, "--version").Output(); err == nil {
+		gnu = strings.Contains(string(out), "GNU tar")
+	}
+	run := func(allow ...string) (ran bool) {
+		t.Helper()
+		cs, st := envCluster(nil)
+		ctx := context.Background()
+		d, err := cs.AppsV1().Deployments("shop").Get(ctx, st.Record.Copy, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &d.Spec.Template.Spec.Containers[0]
+		c.Env = append(c.Env, corev1.EnvVar{Name: "TAR_OPTIONS", Value: "--checkpoint=1 --checkpoint-action=exec='touch owned'"})
+		if _, err := cs.AppsV1().Deployments("shop").Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		ls := &localSide{}
+		if _, _, err := envOptions(cs, allow...).resolveEnv(ctx, st, "web-intercept-abc123-5d8f-abcde", ls); err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "data"), bytes.Repeat([]byte("x"), 64<<10), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(tar, "cf", "out.tar", "data")
+		cmd.Dir = dir
+		cmd.Env = commandEnv(os.Environ(), ls.commandVars(), "127.0.0.1:1080")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("tar cf: %v\n%s", err, out)
+		}
+		// tar runs the checkpoint's command and waits for it before it
+		// exits, so the file is there now if it ever will be.
+		_, err = os.Stat(filepath.Join(dir, "owned"))
+		return err == nil
+	}
+	if run() {
+		t.Error("TAR_OPTIONS from the copy's template ran a command in a plain tar cf")
+	}
+	if gnu && !run("TAR_OPTIONS") {
+		t.Error("with --env-allow TAR_OPTIONS the checkpoint's command did not run: the test does not show the attack")
+	}
+}
+
+// The proxy's variables are the plugin's in every spelling: a pod's
+// HTTPS_PROXY, Https_Proxy or NO_PROXY (left out unless --env-allow names
+// them) and this machine's do not send -- CMD's traffic elsewhere or
+// around the proxy into the cluster.
+func TestCommandProxyIsThePlugins(t *testing.T) {
+	vars := []podenv.Var{
+		{Name: "HTTP_PROXY", Value: "http://attacker.example:3128"},
+		{Name: "Https_Proxy", Value: "http://attacker.example:3128"},
+		{Name: "no_proxy", Value: "*"},
+		{Name: "ALL_PROXY", Value: "socks5h://attacker.example:1080"},
+	}
+	if _, left := podenv.Withhold(vars, nil); len(left) != len(vars) {
+		t.Errorf("left out %q, want all of %d", left, len(vars))
+	}
+	kept, _ := podenv.Withhold(vars, []string{"HTTP_PROXY", "Https_Proxy", "no_proxy", "ALL_PROXY"})
+	base := []string{"PATH=/usr/bin", "HTTPS_PROXY=http://corp.example:8080", "NO_PROXY=.corp.example"}
+	env := commandEnv(base, kept, "127.0.0.1:1080")
+	want := map[string]string{}
+	for _, kv := range proxyEnv("127.0.0.1:1080") {
+		k, v, _ := strings.Cut(kv, "=")
+		want[strings.ToUpper(k)] = v
+	}
+	seen := map[string]bool{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		w, ok := want[strings.ToUpper(k)]
+		if !ok {
+			continue
+		}
+		seen[strings.ToUpper(k)] = true
+		if v != w {
+			t.Errorf("the command gets %s=%q, want the plugin's %q", k, v, w)
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("the command gets %d of the proxy's %d variables:\n%s", len(seen), len(want), strings.Join(env, "\n"))
+	}
+}
