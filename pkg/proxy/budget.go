@@ -33,9 +33,14 @@ type Budget struct {
 	// Heads is how many oversized (beyond the fast path's buffer) request
 	// heads may be read at once.
 	Heads int
+	// Window is how many bytes of HTTP/2 connection window, beyond the
+	// 64 KiB each caller's connection starts with, the relay may grant
+	// callers in all: what callers send and the relay cannot pass on yet
+	// (a stream waiting for a connection to the app) waits within it.
+	Window int64
 
-	conns, legs, heads atomic.Int64
-	refused, evicted   atomic.Int64
+	conns, legs, heads, window atomic.Int64
+	refused, evicted           atomic.Int64
 
 	mu      sync.Mutex
 	ports   []evictor
@@ -69,16 +74,18 @@ const (
 // of the limit is for callers (the other half is the garbage collector's
 // slack, kept by a soft memory limit), of which, past the base, half goes to
 // callers' connections, a quarter to extra legs, and an eighth to
-// oversized heads. Small limits still get a working minimum.
+// oversized heads, and the last eighth to HTTP/2 callers' windows. Small
+// limits still get a working minimum.
 func BudgetFor(limit int64) Budget {
 	if limit <= 0 {
 		limit = DefaultMemoryLimit
 	}
 	usable := max(limit/2-baseCost, 0)
 	return Budget{
-		Conns: int(min(max(usable/2/connCost, 64), 1<<16)),
-		Legs:  int(min(max(usable/4/legCost, 32), 1<<16)),
-		Heads: int(min(max(usable/8/headCost, 8), 1<<12)),
+		Conns:  int(min(max(usable/2/connCost, 64), 1<<16)),
+		Legs:   int(min(max(usable/4/legCost, 32), 1<<16)),
+		Heads:  int(min(max(usable/8/headCost, 8), 1<<12)),
+		Window: max(usable/8, 2<<20),
 	}
 }
 
@@ -98,7 +105,7 @@ func MemoryLimit(s string) (int64, error) {
 
 // String says what the budget allows, for the log.
 func (b *Budget) String() string {
-	return fmt.Sprintf("%d connections, %d extra legs, %d oversized heads", b.Conns, b.Legs, b.Heads)
+	return fmt.Sprintf("%d connections, %d extra legs, %d oversized heads, %d MiB of HTTP/2 window", b.Conns, b.Legs, b.Heads, b.Window>>20)
 }
 
 // register adds a port's connections to those the budget may close.
@@ -198,6 +205,30 @@ func (b *Budget) takeHead() bool {
 func (b *Budget) giveHead() {
 	if b != nil {
 		b.heads.Add(-1)
+	}
+}
+
+// takeWindow draws up to want bytes of HTTP/2 connection window and
+// returns how many it got.
+func (b *Budget) takeWindow(want int64) int64 {
+	if b == nil || b.Window <= 0 {
+		return want
+	}
+	for {
+		cur := b.window.Load()
+		n := min(want, b.Window-cur)
+		if n <= 0 {
+			return 0
+		}
+		if b.window.CompareAndSwap(cur, cur+n) {
+			return n
+		}
+	}
+}
+
+func (b *Budget) giveWindow(n int64) {
+	if b != nil && n > 0 {
+		b.window.Add(-n)
 	}
 }
 

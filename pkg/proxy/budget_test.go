@@ -36,7 +36,7 @@ func TestBudgetFor(t *testing.T) {
 		}
 		// What the budget lets callers hold stays within half the limit.
 		if tc.limit >= 256<<20 {
-			if worst := baseCost + int64(b.Conns)*connCost + int64(b.Legs)*legCost + int64(b.Heads)*headCost; worst > tc.limit/2 {
+			if worst := baseCost + int64(b.Conns)*connCost + int64(b.Legs)*legCost + int64(b.Heads)*headCost + b.Window; worst > tc.limit/2 {
 				t.Errorf("BudgetFor(%d MiB): worst case %d MiB, over half the limit", tc.limit>>20, worst>>20)
 			}
 		}

@@ -151,8 +151,9 @@ type h2leg struct {
 	maxStreams int
 
 	// Receiving: what the peer may still send on the connection, and what
-	// was passed on and not yet granted back.
-	recvWin, unacked int64
+	// was passed on and not yet granted back; recvMax, the window in all
+	// (for the caller's connection, h2Default and what the budget gave).
+	recvWin, unacked, recvMax int64
 
 	// The relay's own connections: streams on it by their id there, those
 	// waiting to be opened, and those with DATA waiting for room.
@@ -205,39 +206,68 @@ type h2half struct {
 }
 
 // h2item is a header block or DATA waiting to be passed on; buf holds a
-// copy of the DATA from chunkPool, to go back there.
+// copy of the DATA from a pool, to go back there, and held is what the
+// copy counts in h2Held.
 type h2item struct {
 	head   bool
 	fields []hpack.HeaderField
 	data   []byte
 	buf    *[]byte
+	held   int
 	end    bool
 }
 
 // The relay's buffers are pooled: allocated per batch or per frame they
 // kept the garbage collector busy (a fifth of the CPU of 64 KiB answers).
+// A piece of DATA that waits goes in a pooled buffer only if it fills most
+// of it: what the relay holds stays within a third more than the windows
+// it gave.
 var (
 	outPool   = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 	chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, fastHeadMax); return &b }}
+	framePool = sync.Pool{New: func() any { b := make([]byte, 0, h2Frame); return &b }}
 )
 
-// keep copies DATA that must wait into a pooled buffer.
+// h2Held is how many bytes of DATA the relay holds waiting to be passed
+// on, over every connection of the process.
+var h2Held atomic.Int64
+
+// keep copies DATA that must wait, into a pooled buffer when the piece
+// nearly fills one, else into one its size: thousands of streams waiting
+// with a few bytes each must not hold a pooled buffer apiece.
 func (it *h2item) keep() {
-	// A small piece gets a buffer its size: thousands of streams waiting
-	// with a few bytes each must not hold a pooled buffer apiece.
-	if len(it.data) > fastHeadMax || len(it.data) <= 2<<10 {
-		it.data = bytes.Clone(it.data)
-		return
+	n := len(it.data)
+	var pool *sync.Pool
+	switch {
+	case n > fastHeadMax*3/4 && n <= fastHeadMax:
+		pool = &chunkPool
+	case n > h2Frame*3/4 && n <= h2Frame:
+		pool = &framePool
 	}
-	it.buf = chunkPool.Get().(*[]byte)
-	*it.buf = append((*it.buf)[:0], it.data...)
-	it.data = *it.buf
+	if pool == nil {
+		it.data = bytes.Clone(it.data)
+		it.held = n
+	} else {
+		it.buf = pool.Get().(*[]byte)
+		*it.buf = append((*it.buf)[:0], it.data...)
+		it.data = *it.buf
+		it.held = cap(*it.buf)
+	}
+	h2Held.Add(int64(it.held))
 }
 
 // release gives it's buffer back.
 func (it *h2item) release() {
+	if it.held != 0 {
+		h2Held.Add(-int64(it.held))
+		it.held = 0
+	}
 	if it.buf != nil {
-		chunkPool.Put(it.buf)
+		if cap(*it.buf) == h2Frame {
+			framePool.Put(it.buf)
+		} else {
+			chunkPool.Put(it.buf)
+		}
 		it.buf = nil
 	}
 }
@@ -272,6 +302,8 @@ func (f *fastPath) serveH2(fc *fastConn) {
 	defer func() {
 		c.mu.Lock()
 		c.finish()
+		f.budget.giveWindow(c.caller.recvMax - h2Default)
+		c.caller.recvMax = h2Default
 		c.mu.Unlock()
 		c.flush()
 		c.idle.Stop()
@@ -288,7 +320,9 @@ func (f *fastPath) serveH2(fc *fastConn) {
 	c.caller.settings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
 		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2Window},
 		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: MaxHeaderBytes})
-	c.caller.windowUpdate(0, h2ConnWindow-h2Default)
+	// The caller's connection starts with HTTP/2's own window; more comes
+	// from the budget as the relay passes its DATA on (credit).
+	c.caller.recvWin, c.caller.recvMax = h2Default, h2Default
 	c.mu.Unlock()
 	c.flush()
 	first, err := c.caller.fr.ReadFrame()
@@ -368,7 +402,7 @@ func (c *h2conn) fail(code http2.ErrCode) {
 
 func (c *h2conn) newLeg(name string, route *liveRoute, h1 bool) *h2leg {
 	l := &h2leg{c: c, name: name, route: route, window: h2Default, initWin: h2Default, maxFrame: h2Frame,
-		maxStreams: h2MaxStreams, recvWin: h2ConnWindow, nextID: 1, byID: map[uint32]*h2stream{}, h1: h1}
+		maxStreams: h2MaxStreams, recvWin: h2ConnWindow, recvMax: h2ConnWindow, nextID: 1, byID: map[uint32]*h2stream{}, h1: h1}
 	if h1 {
 		// No flow control: what waits is bounded by h2OutSoft.
 		l.window, l.initWin, l.maxFrame, l.maxStreams = 1<<30, 1<<30, 1<<20, 1
@@ -818,15 +852,25 @@ func (c *h2conn) grant(h *h2half, n int64) {
 	c.credit(from, n)
 }
 
-// credit gives l back n bytes of its connection's window.
+// credit gives l back n bytes of its connection's window. The caller's
+// connection grows towards h2ConnWindow as its DATA is passed on, as far
+// as the budget has window left: what the relay holds for callers, over
+// every connection, stays within it, and a caller that finds none left
+// sends at HTTP/2's default pace.
 func (c *h2conn) credit(l *h2leg, n int64) {
 	if l.dead || l.h1 {
 		return
 	}
 	l.unacked += n
-	if l.unacked >= h2ConnWindow/4 {
-		l.windowUpdate(0, l.unacked)
-		l.recvWin += l.unacked
+	if l.unacked >= l.recvMax/4 {
+		inc := l.unacked
+		if l == c.caller && l.recvMax < h2ConnWindow && !c.done {
+			more := c.f.budget.takeWindow(h2ConnWindow - l.recvMax)
+			l.recvMax += more
+			inc += more
+		}
+		l.windowUpdate(0, inc)
+		l.recvWin += inc
 		l.unacked = 0
 	}
 }
