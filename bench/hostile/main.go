@@ -34,7 +34,7 @@ import (
 func main() {
 	proxy := flag.String("proxy", "", "the sidecar binary")
 	label := flag.String("label", "", "what the binary is (a column of the report)")
-	attacks := flag.String("attacks", "h2c,heads,idle,fds,settings", "attacks to run, comma-separated")
+	attacks := flag.String("attacks", "h2c,h2fill,heads,idle,fds,settings", "attacks to run, comma-separated")
 	hold := flag.Duration("hold", 8*time.Second, "how long each attack holds before the ordinary caller's check")
 	app := flag.String("app", "", "serve the app on this address and print it (internal)")
 	flag.Parse()
@@ -83,7 +83,8 @@ type attack struct {
 }
 
 var all = map[string]attack{
-	"h2c": {what: "220 h2c connections x 100 streams whose bodies never end, HTTP/1.1 app", start: h2cFanOut},
+	"h2c":    {what: "220 h2c connections x 100 streams whose bodies never end, HTTP/1.1 app", start: h2cFanOut},
+	"h2fill": {what: "400 h2c connections x 100 streams whose bodies never end, each connection sending up to 1 MiB of body (what windows allow), HTTP/1.1 app", start: h2cFill},
 	"heads": {what: "1,024 unfinished 60 KB heads on each of two ports", start: func(ports []string) (func(), string) {
 		a := holdMany(ports[0], 1024, unfinishedHead)
 		b := holdMany(ports[1], 1024, unfinishedHead)
@@ -324,6 +325,41 @@ func h2cFanOut(ports []string) (func(), string) {
 			c.Close()
 		}
 	}, fmt.Sprintf("%d connections opened", len(conns))
+}
+
+// h2cFill opens connections of 100 streams whose bodies never end, and on
+// each sends as much body as the sidecar's windows take, up to 1 MiB a
+// connection: with an HTTP/1.1 app most streams wait for a connection to
+// it, and what they sent waits in the sidecar.
+func h2cFill(ports []string) (func(), string) {
+	var conns []net.Conn
+	piece := make([]byte, 10000)
+	sent := 0
+	deadline := time.Now().Add(90 * time.Second)
+	for range 400 {
+		if time.Now().After(deadline) {
+			break
+		}
+		h, err := h2Conn(ports[0])
+		if err != nil {
+			continue
+		}
+		conns = append(conns, h.c)
+		h.c.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+		openStreams(h.fr, 100)
+		for i := range 100 {
+			if h.fr.WriteData(uint32(2*i+1), false, piece) != nil {
+				break
+			}
+			sent += len(piece)
+		}
+		h.w.Flush()
+	}
+	return func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}, fmt.Sprintf("%d connections, %d MiB of body written (kernel buffers included)", len(conns), sent>>20)
 }
 
 func settingsFlood(ports []string) (func(), string) {
