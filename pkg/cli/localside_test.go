@@ -361,3 +361,18 @@ func TestCommandProxyIsThePlugins(t *testing.T) {
 		t.Errorf("the command gets %d of the proxy's %d variables:\n%s", len(seen), len(want), strings.Join(env, "\n"))
 	}
 }
+
+// The copy's name in the dry run's line for a joined intercept comes from
+// the record's annotation in the cluster: a terminal escape or a newline
+// in it is shown escaped, not sent to the terminal.
+func TestDryRunEscapesTheRecordedCopy(t *testing.T) {
+	st := &session.Started{Service: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web"}},
+		Record: &session.Record{Copy: "web-intercept-x\x1b]0;owned\x07\nkubectl delete ns prod"}}
+	var out bytes.Buffer
+	if err := printDryRun(&out, st); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(out.String(), "\x1b\x07") || strings.Count(out.String(), "\n") != 1 {
+		t.Errorf("the dry run prints the recorded copy raw:\n%q", out.String())
+	}
+}
