@@ -201,13 +201,17 @@ type pooled struct {
 // when there is no room; false: every session holds a route.
 func (p *sessionPool) add(cs *controlSession, conn io.Closer) bool {
 	p.mu.Lock()
-	routeless, oldest := 0, -1
+	// oldest is the oldest session without a route, the oldest without a
+	// call in flight (a register) when there is one.
+	routeless, oldest, waiting := 0, -1, false
 	for i, e := range p.sessions {
-		if !e.cs.live() {
-			routeless++
-			if oldest < 0 {
-				oldest = i
-			}
+		live, calling := e.cs.state()
+		if live {
+			continue
+		}
+		routeless++
+		if oldest < 0 || (!waiting && !calling) {
+			oldest, waiting = i, !calling
 		}
 	}
 	var evicted io.Closer
@@ -371,6 +375,14 @@ func (cs *controlSession) busy(on bool) {
 		cs.calls--
 		cs.last = time.Now()
 	}
+}
+
+// state says whether the session holds a route, and whether a call is in
+// flight.
+func (cs *controlSession) state() (live, calling bool) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return len(cs.removes) > 0, cs.calls > 0
 }
 
 // idle says whether the session has held nothing (no route, no admitted

@@ -235,3 +235,61 @@ func TestControlSessionsBounded(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A session with a call in flight (a register on its way, a probe) is not
+// the one closed for a newcomer while a session that only waits is there:
+// a probe answered after 2*MaxControlSessions queries came and went still
+// reaches its caller.
+func TestCallInFlightOutlastsNewcomers(t *testing.T) {
+	release := make(chan struct{})
+	srv := &Server{Pod: "p1", Routes: &fakeTable{routes: map[string]DialFunc{}},
+		Probe: func(ctx context.Context, url string) (string, error) {
+			select {
+			case <-release:
+				return "p1", nil
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	ln := newPipeListener()
+	served := make(chan struct{})
+	go func() { _ = srv.Serve(ctx, ln); close(served) }()
+	var opened []*Client
+	defer func() {
+		cancel()
+		for _, c := range opened {
+			c.Close()
+		}
+		<-served
+	}()
+	c, err := ln.client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened = append(opened, c)
+	probed := make(chan error, 1)
+	go func() {
+		_, err := c.Probe("http://10.96.0.10/")
+		probed <- err
+	}()
+	for i := range 2 * MaxControlSessions {
+		q, err := ln.client()
+		if err != nil {
+			t.Fatalf("query %d: %v", i+1, err)
+		}
+		opened = append(opened, q)
+		if _, err := q.Routes(); err != nil {
+			t.Fatalf("query %d: %v", i+1, err)
+		}
+	}
+	close(release)
+	select {
+	case err := <-probed:
+		if err != nil {
+			t.Errorf("the probe after %d queries: %v", 2*MaxControlSessions, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the probe got no answer in 10 s")
+	}
+}
