@@ -16,8 +16,8 @@ import (
 func TestInspectorRedactsKeysAndQueryTokens(t *testing.T) {
 	secrets := []string{"k3y-v4lue", "t0k3n-v4lue", "4cc3ss", "s1gn4ture", "amz-s1g", "cl13nt-s3cret", "hub-s1g"}
 	ex := Exchange{Method: "GET", Status: 200, Done: true,
-		Path: "/callback?page=2&access_token=4cc3ss&X-Amz-Signature=amz-s1g&sig=s1gn4ture&client_secret=cl13nt-s3cret",
-		RequestHeader: http.Header{"X-Api-Key": {"k3y-v4lue"}, "X-Auth-Token": {"t0k3n-v4lue"}, "X-Dev": {"alice"}},
+		Path:           "/callback?page=2&access_token=4cc3ss&X-Amz-Signature=amz-s1g&sig=s1gn4ture&client_secret=cl13nt-s3cret",
+		RequestHeader:  http.Header{"X-Api-Key": {"k3y-v4lue"}, "X-Auth-Token": {"t0k3n-v4lue"}, "X-Dev": {"alice"}},
 		ResponseHeader: http.Header{"X-Hub-Signature": {"hub-s1g"}, "Content-Type": {"text/plain"}}}
 	s := recorded(ex)
 	ui := httptest.NewServer(NewUI(s, nil))
