@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -115,5 +116,122 @@ func TestSidecarBudgetHoldsUnderFanOut(t *testing.T) {
 	}
 	if !ready {
 		t.Error("the copy pod is not Ready after the fan-out")
+	}
+}
+
+// HTTP/2 callers that fill their windows against a copy pod whose app
+// speaks HTTP/1.1: 300 connections of 100 streams whose bodies never end,
+// each connection sending up to 2 MiB of body. Only a few streams a
+// connection get a connection to the app; what the others sent waits in
+// the sidecar, within HTTP/2's default window a connection and the
+// budget's share of window. The sidecar stays under half its limit, never
+// restarts, and the Service's traffic is served all along.
+func TestSidecarBudgetHoldsUnderH2Fill(t *testing.T) {
+	requireLocalCluster(t, "it floods a copy pod from this host over the pod network")
+	ns := newNamespace(t)
+	svc := deployDemo(t, ns, demoOptions{replicas: 1})
+	port := laptop(t, laptopPod)
+	m := newMachine(t)
+	m.run(t, true, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "-x", "x-dev:h2fill", "-d")
+	defer m.run(t, true, "close")
+	pods := readyCopyPods(t, theCopy(t, ns))
+	if len(pods) != 1 {
+		t.Fatalf("%d ready copy pods", len(pods))
+	}
+	pod := pods[0]
+	data, _ := sidecarPorts(t, pod)
+	addr := net.JoinHostPort(pod.Status.PodIP, data)
+
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, f := range [][2]string{{":method", "POST"}, {":path", "/never"}, {":scheme", "http"}, {":authority", "demo"}, {"content-length", "100000000"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	piece := make([]byte, 20000)
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		wg    sync.WaitGroup
+	)
+	defer func() {
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+	}()
+	for range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				return // refused under the flood: allowed
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+			// Writes block once the sidecar's windows and the kernel's
+			// buffers are full; the deadline ends them.
+			_ = c.SetWriteDeadline(time.Now().Add(15 * time.Second))
+			_, _ = io.WriteString(c, http2.ClientPreface)
+			fr := http2.NewFramer(c, c)
+			_ = fr.WriteSettings()
+			for i := range 100 {
+				if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*i + 1), BlockFragment: block.Bytes(), EndHeaders: true}) != nil {
+					return
+				}
+			}
+			for i := range 100 {
+				if fr.WriteData(uint32(2*i+1), false, piece) != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Meanwhile the app's traffic through the Service is served.
+	for i := 0; i < 20; i++ {
+		if got := routedTo(t, svc, nil); !strings.HasPrefix(got, "demo-") {
+			t.Fatalf("request %d during the flood of bodies reached %q", i, got)
+		}
+	}
+	// The kubelet samples memory every few seconds: the highest of its
+	// samples over 20 s, while the connections still hold.
+	var used uint64
+	var p *corev1.Pod
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(2 * time.Second) {
+		var err error
+		p, err = cs.CoreV1().Pods(ns).Get(context.Background(), pod.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		restarted := false
+		for _, st := range p.Status.ContainerStatuses {
+			if st.RestartCount > 0 {
+				t.Errorf("container %s restarted %d times under the flood of bodies", st.Name, st.RestartCount)
+				restarted = true
+			}
+		}
+		if restarted {
+			break
+		}
+		used = max(used, sidecarMemory(t, p))
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	if used > 128<<20 {
+		t.Errorf("the sidecar uses %d MiB under the flood of bodies, over half its 256 MiB limit", used>>20)
+	} else {
+		t.Logf("sidecar working set under the flood of bodies: at most %d MiB", used>>20)
+	}
+	ready := false
+	for _, c := range p.Status.Conditions {
+		ready = ready || (c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue)
+	}
+	if !ready {
+		t.Error("the copy pod is not Ready after the flood of bodies")
 	}
 }
