@@ -142,7 +142,7 @@ func (o *CloseOptions) closeMine(ctx context.Context, p *progress) error {
 	for _, li := range mine {
 		name := li.Namespace + "/" + li.Service
 		// Only a process proven to be the one that started it is
-		// signalled; one that may be it but does not prove it keeps its
+		// signaled; one that may be it but does not prove it keeps its
 		// intercept, and the user is told what was found.
 		stopped, gone, err := stopRecorded(li, o.Timeout)
 		if err != nil {

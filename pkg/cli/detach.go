@@ -195,7 +195,7 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 }
 
 // Which process holds an intercept is proven, never assumed from a pid: a
-// pid is reused once its process ends, and signalling it then ends a
+// pid is reused once its process ends, and signaling it then ends a
 // stranger. The records (the pid file of a background intercept, the JSON
 // record of every intercept) keep the holder's procid.Identity; the holder
 // answers for it on a socket in the private state directory.
@@ -236,7 +236,7 @@ func privateStateDir() (string, error) {
 		return "", fmt.Errorf("creating %s: %w", dir, err)
 	}
 	if err := checkPrivate(dir); err != nil {
-		return "", fmt.Errorf("%s is not private to you (%v): move it away or set XDG_STATE_HOME to a directory of your own", dir, err)
+		return "", fmt.Errorf("%s is not private to you (%w): move it away or set XDG_STATE_HOME to a directory of your own", dir, err)
 	}
 	return dir, nil
 }
@@ -329,7 +329,7 @@ func stopProven(id procid.Identity, timeout time.Duration) (stopped, gone bool, 
 		removeSocket(id)
 		return false, true, fmt.Errorf("the recorded intercept process has ended, and its pid %d now belongs to %s (%s): left alone", id.PID, f.Found.What(), f.Why)
 	case procid.Unproven:
-		return false, false, fmt.Errorf("pid %d (%s) was recorded as the intercept's process but does not prove it: %s; nothing was signalled. If it is yours, end it (kill %d) and run close again",
+		return false, false, fmt.Errorf("pid %d (%s) was recorded as the intercept's process but does not prove it: %s; nothing was signaled. If it is yours, end it (kill %d) and run close again",
 			id.PID, f.Found.What(), f.Why, id.PID)
 	}
 	if err := procid.Terminate(id); err != nil {

@@ -136,7 +136,7 @@ func TestBareCloseLeavesAStrangerAtTheRecordedPid(t *testing.T) {
 }
 
 // A record that names a running pid without proof (an older record) or
-// with a token the process does not hold: nothing is signalled, the
+// with a token the process does not hold: nothing is signaled, the
 // record is kept, and the user is told what was found and what to do.
 func TestBareCloseSignalsNothingUnproven(t *testing.T) {
 	t.Setenv("XDG_STATE_HOME", t.TempDir())
@@ -149,7 +149,7 @@ func TestBareCloseSignalsNothingUnproven(t *testing.T) {
 
 	out := bareClose(t)
 	for _, want := range []string{
-		"pid " + strconv.Itoa(stranger.Process.Pid) + " (", "no proof of identity", "nothing was signalled",
+		"pid " + strconv.Itoa(stranger.Process.Pid) + " (", "no proof of identity", "nothing was signaled",
 		"pid " + strconv.Itoa(id.PID) + " (", "identity socket", "kill " + strconv.Itoa(id.PID),
 	} {
 		if !strings.Contains(out, want) {
@@ -157,7 +157,7 @@ func TestBareCloseSignalsNothingUnproven(t *testing.T) {
 		}
 	}
 	if !stillRuns(stranger) || !stillRuns(holder) {
-		t.Fatalf("bare close signalled an unproven process:\n%s", out)
+		t.Fatalf("bare close signaled an unproven process:\n%s", out)
 	}
 	if got, _ := localIntercepts("dev"); len(got) != 2 {
 		t.Fatalf("the records of unproven processes are gone: %+v", got)
@@ -201,7 +201,7 @@ func TestBareCloseEndsTheProvenHolderAndStaleRecords(t *testing.T) {
 
 // close svc/NAME and the already-running check go by the pid file, which
 // proves its process the same way: a stranger at its pid is neither
-// "already running" nor signalled.
+// "already running" nor signaled.
 func TestPidFileOfAStranger(t *testing.T) {
 	t.Setenv("XDG_STATE_HOME", t.TempDir())
 	id, _ := startHolder(t)
@@ -229,11 +229,11 @@ func TestPidFileOfAStranger(t *testing.T) {
 	if !stillRuns(stranger) {
 		t.Fatal("stopBackground ended an unrelated process")
 	}
-	// An older pid file, a bare pid of a running process: named, not signalled.
+	// An older pid file, a bare pid of a running process: named, not signaled.
 	if err := os.WriteFile(filepath.Join(stateDir(), key+".pid"), []byte(strconv.Itoa(stranger.Process.Pid)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if stopped, err := stopBackground(key, 5*time.Second); stopped || err == nil || !strings.Contains(err.Error(), "nothing was signalled") {
+	if stopped, err := stopBackground(key, 5*time.Second); stopped || err == nil || !strings.Contains(err.Error(), "nothing was signaled") {
 		t.Fatalf("stopBackground of an older pid file: %v, %v", stopped, err)
 	}
 	if !stillRuns(stranger) {

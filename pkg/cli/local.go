@@ -32,7 +32,7 @@ type localIntercept struct {
 	Started   time.Time `json:"started"`
 	// Process proves which process holds it (pid, start time, executable,
 	// token); absent in a record of an older version, which then is
-	// never signalled.
+	// never signaled.
 	Process *procid.Identity `json:"process,omitempty"`
 	// Local is what the intercept gives the local process, if anything.
 	Local *LocalSide `json:"local,omitempty"`

@@ -35,7 +35,7 @@ func signalIfStarted(pid int, start string) error {
 		return err
 	}
 	if info.Start != start {
-		return fmt.Errorf("pid %d changed hands before it was signalled", pid)
+		return fmt.Errorf("pid %d changed hands before it was signaled", pid)
 	}
 	return unix.Kill(pid, unix.SIGTERM)
 }

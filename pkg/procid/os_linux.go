@@ -1,6 +1,7 @@
 package procid
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -22,7 +23,7 @@ func inspect(pid int) (Info, error) {
 		return Info{}, err
 	}
 	// The name (field 2) is in parentheses and may hold spaces and ")".
-	open, end := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
 	if open < 0 || end < open {
 		return Info{}, fmt.Errorf("unreadable /proc/%d/stat", pid)
 	}
@@ -58,7 +59,7 @@ func signalIfStarted(pid int, start string) error {
 		return ierr
 	}
 	if info.Start != start {
-		return fmt.Errorf("pid %d changed hands before it was signalled", pid)
+		return fmt.Errorf("pid %d changed hands before it was signaled", pid)
 	}
 	if err != nil {
 		return unix.Kill(pid, unix.SIGTERM)

@@ -2,14 +2,14 @@
 // for, so that a command which signals a recorded pid never signals a
 // stranger that has been given the same pid since.
 //
-// A process that may be signalled later calls Serve: it draws a random
+// A process that may be signaled later calls Serve: it draws a random
 // token and answers challenges on a unix socket in the user's private
 // state directory. Its Identity (pid, the start time the operating system
 // gives it, its executable and the token) goes into the record. Check
 // compares what the operating system says of the pid now with the record,
 // then asks the socket to prove it holds the token (and, where the kernel
 // says who listens on a socket, that the listener is that pid). Only a
-// process found Ours is signalled by Terminate, which checks the start time
+// process found Ours is signaled by Terminate, which checks the start time
 // once more through a handle to the process where the system has one
 // (pidfd on Linux, a process handle on Windows).
 package procid
@@ -292,7 +292,7 @@ func challenge(dir string, id Identity) error {
 	d := net.Dialer{Timeout: challengeTimeout}
 	c, err := d.Dial("unix", SocketPath(dir, id))
 	if err != nil {
-		return fmt.Errorf("it does not answer on the intercept's identity socket (%v)", err)
+		return fmt.Errorf("it does not answer on the intercept's identity socket (%w)", err)
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(challengeTimeout))
@@ -306,11 +306,11 @@ func challenge(dir string, id Identity) error {
 		return err
 	}
 	if _, err := fmt.Fprintf(c, "%s%s\n", greeting, hex.EncodeToString(nonce[:])); err != nil {
-		return fmt.Errorf("its identity socket failed: %v", err)
+		return fmt.Errorf("its identity socket failed: %w", err)
 	}
 	line, err := readLine(c)
 	if err != nil {
-		return fmt.Errorf("its identity socket did not answer: %v", err)
+		return fmt.Errorf("its identity socket did not answer: %w", err)
 	}
 	pidText, mac, _ := strings.Cut(line, " ")
 	got, err := hex.DecodeString(mac)

@@ -104,7 +104,7 @@ func TestReusedPidIsNotOurs(t *testing.T) {
 		t.Fatalf("a stranger at the pid: %v (verdict %d)", f, f.Verdict)
 	}
 	if err := Terminate(id); err == nil {
-		t.Fatal("Terminate signalled a process that started at another time")
+		t.Fatal("Terminate signaled a process that started at another time")
 	}
 	if !running(sleep) {
 		t.Fatal("the unrelated process was ended")

@@ -150,11 +150,11 @@ const MaxControlLine = 64 << 10
 var ErrLineTooLong = fmt.Errorf("a control line longer than %d bytes", MaxControlLine)
 
 // readLine reads one newline-terminated line of at most max bytes.
-func readLine(r *bufio.Reader, max int) ([]byte, error) {
+func readLine(r *bufio.Reader, limit int) ([]byte, error) {
 	var line []byte
 	for {
 		chunk, err := r.ReadSlice('\n')
-		if len(line)+len(chunk) > max {
+		if len(line)+len(chunk) > limit {
 			return nil, ErrLineTooLong
 		}
 		switch {
