@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
 )
 
 // A second developer who learns everything `list -o json` and `status -o
@@ -65,7 +68,10 @@ func TestRouteBelongsToItsOpener(t *testing.T) {
 // refused what the Role would let them do beyond that: turning an unrelated
 // Deployment into a copy or deleting it, a copy without the one sidecar
 // image (a look-alike by prefix included) or with a way onto its node,
-// changing a live copy's pods, changing any field of a Service but the
+// a copy whose sidecar is not the one the copy transform writes (its
+// arguments, environment, mounts, hooks, user; a script mounted over its
+// binary) or whose containers share a process namespace, changing a live
+// copy's pods, changing any field of a Service but the
 // selector, the ports' targetPort and our annotation, writing a pod's
 // status beyond the readiness gate (its labels included), and Leases not
 // ours.
@@ -100,31 +106,106 @@ func TestAdmissionPolicyConfinesTheRole(t *testing.T) {
 	if i := strings.LastIndexAny(image, ":@"); i > strings.LastIndex(image, "/") {
 		repository = image[:i]
 	}
+	// copyLike is the copy transform's own copy of demo, as the plugin
+	// would create it, changed by mutate.
+	demoDeployment, err := cs.AppsV1().Deployments(ns).Get(ctx, "demo", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	demoService, err := cs.CoreV1().Services(ns).Get(ctx, "demo", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	transformed, _, err := workload.Copy(workload.CopyInput{
+		Source:   &workload.Source{Kind: workload.KindDeployment, Name: "demo", Namespace: ns, Template: demoDeployment.Spec.Template, Replicas: 1, Ready: 1},
+		Service:  demoService,
+		Ports:    []*corev1.ServicePort{&demoService.Spec.Ports[0]},
+		Replicas: 1, Name: "look-alike", SessionLabel: "intercept.kubectl.dev/session", SessionID: "look-alike",
+		Labels:     map[string]string{"app.kubernetes.io/managed-by": "kubectl-intercept"},
+		ProxyImage: image,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	copyLike := func(mutate func(*appsv1.Deployment)) *appsv1.Deployment {
-		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "look-alike", Namespace: ns,
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "kubectl-intercept"}},
-			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "look-alike"}},
-				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "look-alike"}},
-					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: demoImage}, {Name: "intercept-proxy", Image: image}}}}}}
+		d := transformed.DeepCopy()
 		mutate(d)
 		return d
+	}
+	sidecarOf := func(d *appsv1.Deployment) *corev1.Container {
+		for i, c := range d.Spec.Template.Spec.Containers {
+			if c.Name == workload.SidecarName {
+				return &d.Spec.Template.Spec.Containers[i]
+			}
+		}
+		t.Fatalf("no sidecar in %+v", d.Spec.Template.Spec.Containers)
+		return nil
 	}
 	create := func(d *appsv1.Deployment) error {
 		_, err := as.AppsV1().Deployments(ns).Create(ctx, d, dryCreate)
 		return err
 	}
-	allowed("a copy with the sidecar image "+image, create(copyLike(func(*appsv1.Deployment) {})))
+	allowed("the copy transform's copy with the sidecar image "+image, create(copyLike(func(*appsv1.Deployment) {})))
 	refused("a Deployment not labelled a copy", create(copyLike(func(d *appsv1.Deployment) { d.Labels = nil })))
 	refused("a copy without the sidecar", create(copyLike(func(d *appsv1.Deployment) {
 		d.Spec.Template.Spec.Containers = d.Spec.Template.Spec.Containers[:1]
 	})))
 	for _, lookAlike := range []string{image + "-evil", repository + "-evil:1", repository + "/evil:1", "evil.example/" + image} {
 		refused("a copy whose sidecar image is the look-alike "+lookAlike, create(copyLike(func(d *appsv1.Deployment) {
-			d.Spec.Template.Spec.Containers[1].Image = lookAlike
+			sidecarOf(d).Image = lookAlike
 		})))
 	}
 	refused("a copy whose sidecar runs another command", create(copyLike(func(d *appsv1.Deployment) {
-		d.Spec.Template.Spec.Containers[1].Command = []string{"/bin/sh", "-c", "id"}
+		sidecarOf(d).Command = []string{"/bin/sh", "-c", "id"}
+	})))
+	// The sidecar as a whole: what would let the maker of a copy run
+	// another program as the sidecar, or steer it, is refused.
+	refused("a copy whose init container writes a script the sidecar mounts over its binary (subPath)", create(copyLike(func(d *appsv1.Deployment) {
+		spec := &d.Spec.Template.Spec
+		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "bin", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		spec.InitContainers = []corev1.Container{{Name: "write", Image: demoImage, Command: []string{"/bin/sh", "-c", "echo exit 0 > /bin-out/proxy"},
+			VolumeMounts: []corev1.VolumeMount{{Name: "bin", MountPath: "/bin-out"}}}}
+		sidecarOf(d).VolumeMounts = append(sidecarOf(d).VolumeMounts, corev1.VolumeMount{Name: "bin", MountPath: "/intercept-proxy", SubPath: "proxy"})
+	})))
+	refused("a copy whose sidecar has no --control (another container takes the control port)", create(copyLike(func(d *appsv1.Deployment) {
+		sc := sidecarOf(d)
+		sc.Args = slices.DeleteFunc(sc.Args, func(a string) bool { return strings.HasPrefix(a, "--control=") })
+	})))
+	refused("a copy whose sidecar's control port is on every address", create(copyLike(func(d *appsv1.Deployment) {
+		sc := sidecarOf(d)
+		for i, a := range sc.Args {
+			if strings.HasPrefix(a, "--control=127.0.0.1:") {
+				sc.Args[i] = "--control=0.0.0.0:" + strings.TrimPrefix(a, "--control=127.0.0.1:")
+			}
+		}
+	})))
+	refused("a copy whose sidecar has a static route", create(copyLike(func(d *appsv1.Deployment) {
+		sidecarOf(d).Args = append(sidecarOf(d).Args, "--route=x-dev:alice=10.0.0.1:80")
+	})))
+	refused("a copy whose sidecar has another environment variable", create(copyLike(func(d *appsv1.Deployment) {
+		sidecarOf(d).Env = append(sidecarOf(d).Env, corev1.EnvVar{Name: "GODEBUG", Value: "http2debug=2"})
+	})))
+	refused("a copy whose sidecar takes its environment from a ConfigMap (envFrom)", create(copyLike(func(d *appsv1.Deployment) {
+		sidecarOf(d).EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}}}}
+	})))
+	refused("a copy whose sidecar mounts another volume", create(copyLike(func(d *appsv1.Deployment) {
+		spec := &d.Spec.Template.Spec
+		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "extra", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		sidecarOf(d).VolumeMounts = append(sidecarOf(d).VolumeMounts, corev1.VolumeMount{Name: "extra", MountPath: "/etc/extra"})
+	})))
+	refused("a copy whose app container mounts the sidecar's volume", create(copyLike(func(d *appsv1.Deployment) {
+		app := &d.Spec.Template.Spec.Containers[0]
+		app.VolumeMounts = append(app.VolumeMounts, corev1.VolumeMount{Name: "intercept-no-token", MountPath: "/shared"})
+	})))
+	refused("a copy whose sidecar runs a postStart hook", create(copyLike(func(d *appsv1.Deployment) {
+		sidecarOf(d).Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"/intercept-proxy", "-version"}}}}
+	})))
+	refused("a copy whose sidecar runs as root", create(copyLike(func(d *appsv1.Deployment) {
+		sidecarOf(d).SecurityContext.RunAsUser = ptr.To(int64(0))
+		sidecarOf(d).SecurityContext.RunAsNonRoot = nil
+	})))
+	refused("a copy whose containers share one process namespace", create(copyLike(func(d *appsv1.Deployment) {
+		d.Spec.Template.Spec.ShareProcessNamespace = ptr.To(true)
 	})))
 	refused("a copy with a privileged container", create(copyLike(func(d *appsv1.Deployment) {
 		d.Spec.Template.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
@@ -134,7 +215,7 @@ func TestAdmissionPolicyConfinesTheRole(t *testing.T) {
 	})))
 	refused("a copy on the host's network", create(copyLike(func(d *appsv1.Deployment) { d.Spec.Template.Spec.HostNetwork = true })))
 	refused("a copy with a hostPath volume", create(copyLike(func(d *appsv1.Deployment) {
-		d.Spec.Template.Spec.Volumes = []corev1.Volume{{Name: "root", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}}}
+		d.Spec.Template.Spec.Volumes = append(d.Spec.Template.Spec.Volumes, corev1.Volume{Name: "root", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}})
 	})))
 
 	// The unrelated Deployment demo: neither turned into a copy (label,
@@ -217,7 +298,7 @@ func TestAdmissionPolicyConfinesTheRole(t *testing.T) {
 		return l
 	}
 	leases := as.CoordinationV1().Leases(ns)
-	_, err := leases.Create(ctx, leaseOf("intercept-presence-x", true), dryCreate)
+	_, err = leases.Create(ctx, leaseOf("intercept-presence-x", true), dryCreate)
 	allowed("creating a Lease of ours", err)
 	_, err = leases.Create(ctx, leaseOf("intercept-presence-x", false), dryCreate)
 	refused("creating an unlabelled Lease", err)
@@ -254,6 +335,12 @@ func TestAdmissionPolicyConfinesTheRole(t *testing.T) {
 		_, err = as.AppsV1().Deployments(ns).Update(ctx, d, dryUpdate)
 		return err
 	}
+	// The plugin's own copy, as it is in the cluster, is a copy the
+	// policy admits.
+	again := copies.Items[0].DeepCopy()
+	again.ObjectMeta = metav1.ObjectMeta{Name: "again", Namespace: ns, Labels: again.Labels, Annotations: again.Annotations}
+	again.Status = appsv1.DeploymentStatus{}
+	allowed("creating the plugin's live copy again", create(again))
 	allowed("scaling the copy", changeCopy(func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To(*d.Spec.Replicas + 1) }))
 	refused("changing the copy's app image", changeCopy(func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = "evil:1" }))
 	refused("changing the copy's service account", changeCopy(func(d *appsv1.Deployment) { d.Spec.Template.Spec.ServiceAccountName = "default" }))
