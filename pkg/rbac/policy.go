@@ -226,8 +226,10 @@ func (o Options) Policies() ([]*admissionv1.ValidatingAdmissionPolicy, []*admiss
 }
 
 // deployments: a member creates, changes and deletes only copies (ours in
-// the old object and in the new); a copy is created with the sidecar of the
-// one image and without a way onto its node; a copy's update changes its
+// the old object and in the new); a copy is created with the sidecar as the
+// copy transform writes it (the one image, its arguments, environment,
+// mount and security context), no shared process namespace and without a
+// way onto its node; a copy's update changes its
 // replica count and the marks of a start or a close, nothing else.
 func (o Options) deployments() *admissionv1.ValidatingAdmissionPolicy {
 	template := "object.spec.template.spec"
