@@ -234,13 +234,13 @@ func TestClaimLosesToARenewal(t *testing.T) {
 // rather than joining one that goes away.
 func TestJoinAfterAClaimStartsAnew(t *testing.T) {
 	ctx := context.Background()
-	cs, rec := switchedWithCopy(t, "")
+	cs, rec := genuineSession(t, nil)
 	if ok, err := claim(ctx, cs, "ns", &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: rec.Copy,
 		Labels: map[string]string{LabelSession: rec.ID}}}, holderClose+"closer", false); err != nil || !ok {
 		t.Fatalf("claim: %v %v", ok, err)
 	}
 	svc, _ := cs.CoreV1().Services("ns").Get(ctx, "shop", metav1.GetOptions{})
-	st, err := join(ctx, cs, svc, svc.Annotations[AnnotationRecord], StartOptions{Namespace: "ns", Service: "shop"})
+	st, err := join(ctx, cs, svc, svc.Annotations[AnnotationRecord], StartOptions{Namespace: "ns", Service: "shop", ProxyImage: testProxyImage})
 	if err != nil || st != nil {
 		t.Fatalf("join of a claimed session = %+v, %v; want none (a new session)", st, err)
 	}

@@ -254,7 +254,7 @@ func waitEndpointsMoved(ctx context.Context, cs kubernetes.Interface, ns, name s
 		return err
 	}
 	// No slices at all: no endpoint controller writes them, nothing to wait for.
-	return waitEndpoints(ctx, cs, ns, name, anyCopy, timeout, func(e endpointCount) bool {
+	return waitEndpoints(ctx, cs, ns, name, anyCopy, nil, timeout, func(e endpointCount) bool {
 		return e.slices == 0 || e.others > 0
 	}, fmt.Sprintf("service %s lists no ready pod of the original after %s; deleting the copy anyway", name, timeout))
 }

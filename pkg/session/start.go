@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
@@ -345,6 +346,12 @@ func join(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, raw
 		return nil, fmt.Errorf("%w; nothing was changed. Someone may have edited annotation %s on service %s: check it, then restore the Service by hand (kubectl edit svc %s -n %s)",
 			err, AnnotationRecord, svc.Name, svc.Name, svc.Namespace)
 	}
+	// Labels and records are anyone's to write: the copy must be what the
+	// transform makes of the live original, or its pods would get this
+	// developer's routes, keys and environment.
+	if err := CheckCopyTemplate(ctx, cs, o.Dynamic, svc, rec, o.ProxyImage); err != nil {
+		return nil, err
+	}
 	for _, key := range joinedPorts(rec, o.Ports) {
 		if i := workload.PortIndex(svc, key); i >= 0 && !o.AllTraffic {
 			if err := workload.HeaderRoutable(svc, &svc.Spec.Ports[i]); err != nil {
@@ -449,11 +456,17 @@ func WaitReady(ctx context.Context, cs kubernetes.Interface, ns, name, id string
 	}
 	ready := int32(0)
 	opened := map[string]bool{}
+	var chain *CopyChain
 	return waitChanges(ctx, changed, func() (bool, error) {
 		// Before the switch no route exists: a pod whose containers are
-		// ready holds every route there is.
+		// ready holds every route there is. Only the copy's own pods, by
+		// their owner chain: anyone may label a pod of theirs as ours, and
+		// an opened gate would make it an endpoint of the Service.
+		if d, ok := copies.Get(name); ok && chain == nil {
+			chain = &CopyChain{cs: cs, ns: ns, Copy: d.Name, UID: d.UID, rs: map[types.UID]bool{}}
+		}
 		for _, p := range pods.Items() {
-			if Gated(p) && containersReady(p) && !opened[p.Name] {
+			if chain != nil && Gated(p) && containersReady(p) && !opened[p.Name] && chain.Owns(ctx, p) {
 				if err := OpenGate(ctx, cs, ns, p.Name, "ready before the Service was switched"); err != nil {
 					return false, err
 				}

@@ -94,8 +94,15 @@ func selectorManager(svc *corev1.Service) string {
 // WaitEndpointsOnCopy waits until every ready endpoint of the Service is a
 // pod of the session's copy: until then kube-proxy may still send new
 // connections to the original's pods.
+// A pod counts as the copy's by its owner chain (CopyChain), not by its
+// label: a look-alike pod with the session label is another endpoint.
 func WaitEndpointsOnCopy(ctx context.Context, cs kubernetes.Interface, ns, name string, rec *Record, timeout time.Duration) error {
-	return waitEndpoints(ctx, cs, ns, name, sessionPods(rec.ID), timeout, func(e endpointCount) bool {
+	chain, err := NewCopyChain(ctx, cs, ns, rec)
+	if err != nil {
+		return err
+	}
+	owns := func(p *corev1.Pod) bool { return chain.Owns(ctx, p) }
+	return waitEndpoints(ctx, cs, ns, name, sessionPods(rec.ID), owns, timeout, func(e endpointCount) bool {
 		return e.copies > 0 && e.others == 0
 	}, fmt.Sprintf("service %s still lists pods other than the copy's after %s", name, timeout))
 }
@@ -130,8 +137,9 @@ func countEndpoints(slices []*discoveryv1.EndpointSlice, copyPods []*corev1.Pod)
 }
 
 // waitEndpoints watches the Service's EndpointSlices and the pods copySel
-// selects until done holds for the ready endpoints.
-func waitEndpoints(ctx context.Context, cs kubernetes.Interface, ns, name string, copySel labels.Selector, timeout time.Duration, done func(endpointCount) bool, onTimeout string) error {
+// selects until done holds for the ready endpoints; owns (nil: all) says
+// which of those pods count as a copy's.
+func waitEndpoints(ctx context.Context, cs kubernetes.Interface, ns, name string, copySel labels.Selector, owns func(*corev1.Pod) bool, timeout time.Duration, done func(endpointCount) bool, onTimeout string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	changed := make(chan struct{}, 1)
@@ -144,6 +152,12 @@ func waitEndpoints(ctx context.Context, cs kubernetes.Interface, ns, name string
 		return err
 	}
 	return waitChanges(ctx, changed, func() (bool, error) {
-		return done(countEndpoints(slices.Items(), pods.Items())), nil
+		var copyPods []*corev1.Pod
+		for _, p := range pods.Items() {
+			if owns == nil || owns(p) {
+				copyPods = append(copyPods, p)
+			}
+		}
+		return done(countEndpoints(slices.Items(), copyPods)), nil
 	}, func() error { return errors.New(onTimeout) })
 }
