@@ -143,20 +143,20 @@ func celList(ss []string) string {
 	return "[" + strings.Join(q, ", ") + "]"
 }
 
-// equalFields compares the named fields of old and new, present or not.
-func equalFields(old, new string, fields []string) string {
+// equalFields compares the named fields of before and after, present or not.
+func equalFields(before, after string, fields []string) string {
 	parts := make([]string, len(fields))
 	for i, f := range fields {
-		parts[i] = new + ".?" + f + " == " + old + ".?" + f
+		parts[i] = after + ".?" + f + " == " + before + ".?" + f
 	}
 	return strings.Join(parts, " &&\n")
 }
 
-// annotationsEqualBut says that the maps old and new hold the same
+// annotationsEqualBut says that the maps before and after hold the same
 // annotations, but for the keys in free.
-func annotationsEqualBut(old, new string, free []string) string {
-	return new + ".all(k, k in " + celList(free) + " || (k in " + old + " && " + old + "[k] == " + new + "[k])) &&\n" +
-		old + ".all(k, k in " + celList(free) + " || k in " + new + ")"
+func annotationsEqualBut(before, after string, free []string) string {
+	return after + ".all(k, k in " + celList(free) + " || (k in " + before + " && " + before + "[k] == " + after + "[k])) &&\n" +
+		before + ".all(k, k in " + celList(free) + " || k in " + after + ")"
 }
 
 // expand fills the placeholders of a CEL template.
@@ -267,7 +267,7 @@ func (o Options) deployments() *admissionv1.ValidatingAdmissionPolicy {
 			},
 			{
 				Expression: "request.operation == 'DELETE' || variables.newOurs",
-				Message:    o.member() + "may create only copies labelled " + session.LabelManagedBy + "=" + session.ManagedByValue + ", and a copy stays one",
+				Message:    o.member() + "may create only copies labeled " + session.LabelManagedBy + "=" + session.ManagedByValue + ", and a copy stays one",
 			},
 			{
 				Expression: "request.operation != 'CREATE' ||\n" + template + ".containers.filter(c, c.name == $SIDECAR).size() == 1 &&\n" +
@@ -387,6 +387,6 @@ func (o Options) leases() *admissionv1.ValidatingAdmissionPolicy {
 		},
 		[]admissionv1.Validation{{
 			Expression: "variables.oldOurs && variables.newOurs",
-			Message:    o.member() + "may create, change and delete only the Leases of kubectl-intercept (named " + LeasePrefix + "..., labelled " + session.LabelManagedBy + "=" + session.ManagedByValue + ", before and after)",
+			Message:    o.member() + "may create, change and delete only the Leases of kubectl-intercept (named " + LeasePrefix + "..., labeled " + session.LabelManagedBy + "=" + session.ManagedByValue + ", before and after)",
 		}})
 }

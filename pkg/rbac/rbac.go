@@ -137,7 +137,7 @@ Every wait is a watch, so an idle intercept asks the API server nothing.`,
 deleting it.`,
 		[]string{"discovery.k8s.io"}, []string{"endpointslices"}, []string{"list", "watch"}),
 	r(`Who is intercepting (presence) and who starts or closes a copy (the claim):
-Leases named intercept-..., labelled app.kubernetes.io/managed-by=kubectl-intercept.`,
+Leases named intercept-..., labeled app.kubernetes.io/managed-by=kubectl-intercept.`,
 		[]string{"coordination.k8s.io"}, []string{"leases"}, []string{"get", "list", "watch", "create", "update", "delete"}),
 }
 

@@ -139,7 +139,7 @@ Kubernetes 1.30; cluster-wide: it confines the group in every namespace):
   - Pod status they write is only the condition intercept.kubectl.dev/routes
     of a copy's pod; labels, annotations and the rest of the status stay.
   - Leases they create, change or delete are kubectl-intercept's (named
-    intercept-..., labelled as above), as they were and as they would be.
+    intercept-..., labeled as above), as they were and as they would be.
 
 What it cannot confine (the copy's app containers, service account, host
 aliases and DNS against the original's, which Service a member points at a

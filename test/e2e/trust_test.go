@@ -146,7 +146,7 @@ func TestAdmissionPolicyConfinesTheRole(t *testing.T) {
 		return err
 	}
 	allowed("the copy transform's copy with the sidecar image "+image, create(copyLike(func(*appsv1.Deployment) {})))
-	refused("a Deployment not labelled a copy", create(copyLike(func(d *appsv1.Deployment) { d.Labels = nil })))
+	refused("a Deployment not labeled a copy", create(copyLike(func(d *appsv1.Deployment) { d.Labels = nil })))
 	refused("a copy without the sidecar", create(copyLike(func(d *appsv1.Deployment) {
 		d.Spec.Template.Spec.Containers = d.Spec.Template.Spec.Containers[:1]
 	})))
@@ -232,7 +232,7 @@ func TestAdmissionPolicyConfinesTheRole(t *testing.T) {
 	labelOurs := func(d *appsv1.Deployment) {
 		metav1.SetMetaDataLabel(&d.ObjectMeta, "app.kubernetes.io/managed-by", "kubectl-intercept")
 	}
-	refused("labelling the unrelated Deployment demo a copy", changeDemo(labelOurs))
+	refused("labeling the unrelated Deployment demo a copy", changeDemo(labelOurs))
 	refused("turning the unrelated Deployment demo into a copy with another image", changeDemo(func(d *appsv1.Deployment) {
 		labelOurs(d)
 		d.Spec.Template.Spec.Containers[0].Image = "evil:1"
@@ -290,9 +290,9 @@ func TestAdmissionPolicyConfinesTheRole(t *testing.T) {
 	}
 
 	// Leases: only ours, before and after.
-	leaseOf := func(name string, labelled bool) *coordinationv1.Lease {
+	leaseOf := func(name string, labeled bool) *coordinationv1.Lease {
 		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
-		if labelled {
+		if labeled {
 			l.Labels = map[string]string{"app.kubernetes.io/managed-by": "kubectl-intercept"}
 		}
 		return l
@@ -301,16 +301,16 @@ func TestAdmissionPolicyConfinesTheRole(t *testing.T) {
 	_, err = leases.Create(ctx, leaseOf("intercept-presence-x", true), dryCreate)
 	allowed("creating a Lease of ours", err)
 	_, err = leases.Create(ctx, leaseOf("intercept-presence-x", false), dryCreate)
-	refused("creating an unlabelled Lease", err)
+	refused("creating an unlabeled Lease", err)
 	_, err = leases.Create(ctx, leaseOf("leader", true), dryCreate)
-	refused("creating a labelled Lease not named intercept-...", err)
+	refused("creating a labeled Lease not named intercept-...", err)
 	theirs, err := cs.CoordinationV1().Leases(ns).Create(ctx, leaseOf("intercept-theirs", false), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	theirs.Labels = leaseOf("", true).Labels
 	_, err = leases.Update(ctx, theirs, dryUpdate)
-	refused("labelling a Lease not ours", err)
+	refused("labeling a Lease not ours", err)
 	refused("deleting a Lease not ours", leases.Delete(ctx, theirs.Name, dryDelete))
 
 	port := laptop(t, laptopPod)
