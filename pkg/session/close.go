@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 )
@@ -295,11 +296,29 @@ func deleteCopy(ctx context.Context, cs kubernetes.Interface, ns string, d appsv
 	if err != nil {
 		return describeAPIError(err, "watching the pods of "+d.Name)
 	}
+	// The copy's pods by their owner chain, not by the label a look-alike
+	// may carry too (it would hold the close until the timeout): those
+	// whose ReplicaSet the copy controls.
+	rss, err := cs.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{LabelSelector: sessionPods(id).String()})
+	if err != nil {
+		return describeAPIError(err, "listing the replicasets of "+d.Name)
+	}
+	ours := map[types.UID]bool{}
+	for _, rs := range rss.Items {
+		if ref := metav1.GetControllerOf(&rs); ref != nil && ref.Kind == "Deployment" && ref.UID == d.UID {
+			ours[rs.UID] = true
+		}
+	}
 	if err := deleteDeployment(ctx, cs, ns, d); err != nil {
 		return err
 	}
 	return waitChanges(ctx, changed, func() (bool, error) {
-		return len(pods.Items()) == 0, nil
+		for _, p := range pods.Items() {
+			if ref := metav1.GetControllerOf(p); ref != nil && ours[ref.UID] {
+				return false, nil
+			}
+		}
+		return true, nil
 	}, func() error {
 		return fmt.Errorf("deployment %s is deleted but its pods are still terminating after %s; they go away on their own", d.Name, timeout)
 	})

@@ -278,3 +278,38 @@ func TestWaitReadyOpensOnlyTheCopysGates(t *testing.T) {
 		}
 	}
 }
+
+// A look-alike pod with the session's label stays after the copy is
+// deleted: the close waits for the copy's own pods only, and does not
+// report them as still terminating because of it.
+func TestDeleteCopyWaitsForTheCopysPodsOnly(t *testing.T) {
+	ctx := context.Background()
+	cs, rec := genuineSession(t, nil)
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: rec.Copy + "-5d8f", Namespace: "ns", UID: "rs-uid",
+		Labels:          map[string]string{LabelSession: rec.ID},
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: rec.Copy, UID: "copy-uid", Controller: ptrTo(true)}}}}
+	if _, err := cs.AppsV1().ReplicaSets("ns").Create(ctx, rs, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*corev1.Pod{
+		{ObjectMeta: metav1.ObjectMeta{Name: "copy-pod", Namespace: "ns", Labels: map[string]string{LabelSession: rec.ID},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: ptrTo(true)}}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "lookalike-pod", Namespace: "ns", Labels: map[string]string{LabelSession: rec.ID}}},
+	} {
+		if _, err := cs.CoreV1().Pods("ns").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The garbage collector: the copy's pod goes with the copy.
+	cs.PrependReactor("delete", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		go func() { _ = cs.CoreV1().Pods("ns").Delete(context.Background(), "copy-pod", metav1.DeleteOptions{}) }()
+		return false, nil, nil
+	})
+	d, err := cs.AppsV1().Deployments("ns").Get(ctx, rec.Copy, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := deleteCopy(ctx, cs, "ns", *d, 10*time.Second); err != nil {
+		t.Fatalf("deleting the copy with a look-alike pod around: %v", err)
+	}
+}
