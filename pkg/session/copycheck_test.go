@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -311,5 +312,29 @@ func TestDeleteCopyWaitsForTheCopysPodsOnly(t *testing.T) {
 	}
 	if err := deleteCopy(ctx, cs, "ns", *d, 10*time.Second); err != nil {
 		t.Fatalf("deleting the copy with a look-alike pod around: %v", err)
+	}
+}
+
+// The switched Service's only ready endpoint is a look-alike pod with the
+// session's label: the wait for the switch does not take it for the copy's
+// pod, and says the Service still lists other pods.
+func TestEndpointsOfALookAlikeAreNotTheCopys(t *testing.T) {
+	ctx := context.Background()
+	cs, rec := genuineSession(t, nil)
+	if _, err := cs.CoreV1().Pods("ns").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "lookalike-pod", Namespace: "ns",
+		Labels: map[string]string{LabelSession: rec.ID}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop-x", Namespace: "ns", Labels: map[string]string{discoveryv1.LabelServiceName: "shop"}},
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.1.0.9"}, Conditions: discoveryv1.EndpointConditions{Ready: ptrTo(true)},
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", Name: "lookalike-pod", Namespace: "ns"}}},
+	}
+	if _, err := cs.DiscoveryV1().EndpointSlices("ns").Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := WaitEndpointsOnCopy(ctx, cs, "ns", "shop", rec, 2*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "still lists pods other than the copy's") {
+		t.Fatalf("wait with only a look-alike endpoint = %v; want it not counted as the copy's", err)
 	}
 }
