@@ -120,12 +120,12 @@ func TestSidecarBudgetHoldsUnderFanOut(t *testing.T) {
 }
 
 // HTTP/2 callers that fill their windows against a copy pod whose app
-// speaks HTTP/1.1: 300 connections of 100 streams whose bodies never end,
-// each connection sending up to 2 MiB of body. Only a few streams a
+// speaks HTTP/1.1: 400 connections of 100 streams whose bodies never end,
+// each connection sending up to 3 MiB of body. Only a few streams a
 // connection get a connection to the app; what the others sent waits in
 // the sidecar, within HTTP/2's default window a connection and the
-// budget's share of window. The sidecar stays under half its limit, never
-// restarts, and the Service's traffic is served all along.
+// budget's share of window. The sidecar never restarts, stays well within
+// its limit, and the Service's traffic is served all along.
 func TestSidecarBudgetHoldsUnderH2Fill(t *testing.T) {
 	requireLocalCluster(t, "it floods a copy pod from this host over the pod network")
 	ns := newNamespace(t)
@@ -147,7 +147,7 @@ func TestSidecarBudgetHoldsUnderH2Fill(t *testing.T) {
 	for _, f := range [][2]string{{":method", "POST"}, {":path", "/never"}, {":scheme", "http"}, {":authority", "demo"}, {"content-length", "100000000"}} {
 		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
-	piece := make([]byte, 20000)
+	piece := make([]byte, 10000) // within HTTP/2's smallest frame size
 	var (
 		mu    sync.Mutex
 		conns []net.Conn
@@ -160,7 +160,7 @@ func TestSidecarBudgetHoldsUnderH2Fill(t *testing.T) {
 		}
 		mu.Unlock()
 	}()
-	for range 300 {
+	for range 400 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -183,9 +183,11 @@ func TestSidecarBudgetHoldsUnderH2Fill(t *testing.T) {
 					return
 				}
 			}
-			for i := range 100 {
-				if fr.WriteData(uint32(2*i+1), false, piece) != nil {
-					return
+			for range 3 {
+				for i := range 100 {
+					if fr.WriteData(uint32(2*i+1), false, piece) != nil {
+						return
+					}
 				}
 			}
 		}()
@@ -222,8 +224,13 @@ func TestSidecarBudgetHoldsUnderH2Fill(t *testing.T) {
 			break
 		}
 	}
-	if used > 128<<20 {
-		t.Errorf("the sidecar uses %d MiB under the flood of bodies, over half its 256 MiB limit", used>>20)
+	// The working set counts the kernel's buffers of 400 connections
+	// and the garbage collector's slack up to its soft limit (half the
+	// limit) besides what the sidecar holds: three quarters of the limit
+	// is the bound here, the sidecar's own peak RSS is in
+	// bench/hostile-results.md.
+	if used > 192<<20 {
+		t.Errorf("the sidecar uses %d MiB under the flood of bodies, over three quarters of its 256 MiB limit", used>>20)
 	} else {
 		t.Logf("sidecar working set under the flood of bodies: at most %d MiB", used>>20)
 	}
