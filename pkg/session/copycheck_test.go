@@ -338,3 +338,36 @@ func TestEndpointsOfALookAlikeAreNotTheCopys(t *testing.T) {
 		t.Fatalf("wait with only a look-alike endpoint = %v; want it not counted as the copy's", err)
 	}
 }
+
+type warnings []string
+
+func (w *warnings) Step(string) func(error) { return func(error) {} }
+func (w *warnings) Warn(msg string)         { *w = append(*w, msg) }
+
+// A member leaves a "copy" of their own, never switched, with a record
+// for the Service: a start does not resume it (which would switch the
+// Service to it), writes nothing for it, and says why.
+func TestStartDoesNotResumeASquattedCopy(t *testing.T) {
+	ctx := context.Background()
+	cs, rec := genuineSession(t, func(d *appsv1.Deployment) {
+		d.Spec.Template.Spec.HostAliases = []corev1.HostAlias{{IP: "203.0.113.9", Hostnames: []string{"db.internal"}}}
+	})
+	svc := service(intstr.FromInt32(8080)) // never switched
+	svc.Spec.ClusterIP = "10.0.0.7"
+	if _, err := cs.CoreV1().Services("ns").Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cs.ClearActions()
+	var w warnings
+	target := &workload.Target{Source: workload.FromDeployment(original())}
+	st, err := resume(ctx, cs, svc, target, []*corev1.ServicePort{&svc.Spec.Ports[0]}, StartOptions{Namespace: "ns", Service: "shop", ProxyImage: testProxyImage, Progress: &w})
+	if err != nil || st != nil {
+		t.Fatalf("resume of a squatted copy = %+v, %v; want none", st, err)
+	}
+	if len(w) != 1 || !strings.Contains(w[0], "not resuming deployment "+rec.Copy) || !strings.Contains(w[0], "spec.hostAliases") {
+		t.Errorf("warnings %q; want one naming the copy and spec.hostAliases", w)
+	}
+	if wr := writes(cs); len(wr) != 0 {
+		t.Errorf("a refused resume wrote %v", wr)
+	}
+}

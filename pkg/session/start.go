@@ -256,7 +256,14 @@ func resume(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, t
 	for i := len(copies) - 1; i >= 0; i-- { // newest first
 		c := copies[i]
 		rec, err := DecodeRecord(c.Annotations[AnnotationRecord])
-		if err != nil || c.DeletionTimestamp != nil || rec.WorkloadRef() != target.Source.Ref() || !slices.Equal(rec.PortKeys(), portKeys(ports)) {
+		if err != nil || c.DeletionTimestamp != nil || rec.WorkloadRef() != target.Source.Ref() || !slices.Equal(rec.PortKeys(), portKeys(ports)) ||
+			rec.Copy != c.Name || c.Labels[LabelSession] != rec.ID {
+			continue
+		}
+		// Resuming switches the Service to it: it must be what the
+		// transform makes of the original, as for a join.
+		if err := CheckCopyTemplate(ctx, cs, o.Dynamic, svc, rec, o.ProxyImage); err != nil {
+			o.Progress.Warn(fmt.Sprintf("not resuming deployment %s: %v", c.Name, err))
 			continue
 		}
 		b, err := startBeat(ctx, cs, o.Namespace, c.Name, rec.ID)
@@ -318,6 +325,14 @@ func finish(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, r
 	if joined != nil {
 		// Another developer switched it first: use their session.
 		_ = undo(nil)
+		// Joined as by join: the other session's copy must be ours and
+		// what the transform makes of the original.
+		if err := verifyCopy(ctx, cs, o.Namespace, joined.Record); err != nil {
+			return nil, fmt.Errorf("service %s was switched to another session meanwhile, whose copy does not check out: %w; nothing of it was used", svc.Name, err)
+		}
+		if err := CheckCopyTemplate(ctx, cs, o.Dynamic, joined.Service, joined.Record, o.ProxyImage); err != nil {
+			return nil, err
+		}
 		if joined.beat, err = startBeat(ctx, cs, o.Namespace, joined.Record.Copy, joined.Record.ID); err != nil {
 			return nil, err
 		}
