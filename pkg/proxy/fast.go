@@ -76,7 +76,7 @@ type fastConn struct {
 	// idle: waiting for the next request's head, which a drain cuts short.
 	idle atomic.Bool
 	// wait is waitingHead while the connection waits for a head (idle
-	// between requests, or in an unfinished one) since since (unix
+	// between requests, or in an unfinished one) since the time in since (unix
 	// nanoseconds); a budget that needs room may then make it evicted.
 	// body is the pacer of a request body being read, whose stall may
 	// likewise make room.

@@ -1445,7 +1445,7 @@ func (c *h2conn) resetSlow(now time.Time) bool {
 	if p.idle <= 0 {
 		return false
 	}
-	any := false
+	reset := false
 	for _, s := range c.streams {
 		if l := s.req.to; l != nil && !l.h1 {
 			// A stream that stays HTTP/2 holds no connection of its own,
@@ -1472,10 +1472,10 @@ func (c *h2conn) resetSlow(now time.Time) bool {
 		if over {
 			c.debug("h2c relay: a stream's caller did not keep up", "stream", s.id)
 			c.reset(s, http2.ErrCodeCancel, true, true)
-			any = true
+			reset = true
 		}
 	}
-	return any
+	return reset
 }
 
 // flush writes what every leg has queued, one write per leg at a time;
