@@ -97,11 +97,14 @@ func quoteUnprintable(s string) string {
 	return s
 }
 
+// shellSafe reports whether c needs no quoting in a shell word.
+func shellSafe(c rune) bool {
+	return c == '-' || c == '_' || c == '.' || c == ':' || c == '/' || c == '@' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
 // shellQuote quotes s for a shell when it needs it.
 func shellQuote(s string) string {
-	if s != "" && !strings.ContainsFunc(s, func(c rune) bool {
-		return !(c == '-' || c == '_' || c == '.' || c == ':' || c == '/' || c == '@' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9')
-	}) {
+	if s != "" && !strings.ContainsFunc(s, func(c rune) bool { return !shellSafe(c) }) {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"

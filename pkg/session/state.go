@@ -257,7 +257,7 @@ func (c Cluster) LiveRoutes(ctx context.Context, ns string, rec *Record) ([]rout
 }
 
 // podStates lists the copy's pods with the routes each sidecar holds (the
-// routes of owner key key marked Mine), and which pods run a sidecar that
+// routes of the owner key given as key marked Mine), and which pods run a sidecar that
 // could not be asked.
 func (c Cluster) podStates(ctx context.Context, ns string, rec *Record, key string) ([]PodState, []string, error) {
 	pods, err := CopyPods(ctx, c.Client, ns, rec)
