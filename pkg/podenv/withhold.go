@@ -51,6 +51,15 @@ var withheldNames = map[string]bool{
 	"VIRTUAL_ENV": true, "NVM_DIR": true, "SDKMAN_DIR": true, "GNUPGHOME": true,
 	// Where AWS tools read credentials (credential_process runs a command).
 	"AWS_SHARED_CREDENTIALS_FILE": true,
+	// Build tools that read a file or run a program these name: make's
+	// MAKEFILES, cargo's wrappers and rustdoc, CMake's toolchain file,
+	// mix's and composer's project files, Subversion's and Mercurial's
+	// commands.
+	"MAKEFILES": true, "RUSTDOC": true, "CMAKE_TOOLCHAIN_FILE": true, "MIX_EXS": true, "COMPOSER": true,
+	"SVN_SSH": true, "HGMERGE": true,
+	// Jupyter and GTK load modules and start-up code from these.
+	"IPYTHONDIR": true, "JUPYTER_CONFIG_DIR": true, "GIO_EXTRA_MODULES": true, "GTK_MODULES": true,
+	"AZURE_EXTENSION_DIR": true,
 }
 
 // withheldPrefixes are left out by the start of their name (compared in
@@ -71,6 +80,8 @@ var withheldPrefixes = []string{
 	"XDG_", // where every tool reads its configuration
 	"DOCKER_", "KUBECTL_", "HELM_",
 	"ASDF_", "MISE_", "VOLTA_", "TFENV_", "JULIA_", // version managers and their tool choice
+	"DBUS_",   // DBUS_SESSION_BUS_ADDRESS=unixexec:path=/bin/sh,... runs a command
+	"PYTEST_", // PYTEST_ADDOPTS, PYTEST_PLUGINS load code
 }
 
 // withheldSuffixes are left out by the end of their name: the shapes in
@@ -86,7 +97,7 @@ var withheldPrefixes = []string{
 var withheldSuffixes = []string{
 	"_OPTIONS", "_OPTS", "FLAGS", "RC", "INIT", "EDITOR", "PAGER", "_RSH",
 	"_PROXY", "_CA_BUNDLE", "PATH", "_HOME", "_LAUNCHER", "_CONFIG", "_CONFIG_FILE",
-	"_COMMAND", "_PROGRAM", "_EXECUTABLES",
+	"_COMMAND", "_PROGRAM", "_PROG", "_EXECUTABLES", "_WRAPPER", "_BROWSER", "_MODULES",
 	"ENV_VERSION", // PYENV_VERSION, RBENV_VERSION, NODENV_VERSION, GOENV_VERSION, JENV_VERSION
 }
 
@@ -95,6 +106,8 @@ var withheldSuffixes = []string{
 var withheldKeep = map[string]bool{
 	"NODE_ENV": true, "PYTHONUNBUFFERED": true, "PYTHONDONTWRITEBYTECODE": true, "PYTHONIOENCODING": true,
 	"FEATURE_FLAGS": true,
+	// The downward API's usual names for the node, and libuv's pool size.
+	"NODE_NAME": true, "NODE_IP": true, "UV_THREADPOOL_SIZE": true,
 }
 
 // Withheld tells whether a variable of the pod stays out of the developer's

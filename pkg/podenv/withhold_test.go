@@ -56,6 +56,12 @@ func TestWithheldByShape(t *testing.T) {
 		// Which tool runs.
 		"PYENV_VERSION", "RBENV_VERSION", "NODENV_VERSION", "VOLTA_HOME", "ASDF_DATA_DIR", "ASDF_NODEJS_VERSION",
 		"MISE_DATA_DIR", "MISE_NODE_VERSION",
+		// Commands and modules the second look found: D-Bus's unixexec:
+		// addresses, wrappers, build files, test runners' options.
+		"DBUS_SESSION_BUS_ADDRESS", "DBUS_SYSTEM_BUS_ADDRESS", "RSYNC_CONNECT_PROG", "SVN_SSH", "HGMERGE",
+		"GH_BROWSER", "MAKEFILES", "RUSTC_WORKSPACE_WRAPPER", "RUSTDOC", "CMAKE_TOOLCHAIN_FILE", "MIX_EXS",
+		"COMPOSER", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "IPYTHONDIR", "JUPYTER_CONFIG_DIR",
+		"GIO_EXTRA_MODULES", "GTK_MODULES", "AZURE_EXTENSION_DIR",
 		// Trust stores.
 		"CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE",
 		// Traffic and locations.
@@ -80,7 +86,7 @@ func TestWithheldLeavesAnAppAlone(t *testing.T) {
 		"APP_VERSION", "DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DATABASE_URL", "REDIS_URL",
 		"SPRING_PROFILES_ACTIVE", "NODE_ENV", "LOG_LEVEL", "DATA_DIR", "UPLOAD_DIR", "CACHE_KEY_PREFIX",
 		"FEATURE_FLAGS", "SENTRY_DSN", "AWS_REGION", "JWT_SECRET", "KAFKA_BROKERS", "OTEL_SERVICE_NAME",
-		"RAILS_ENV", "PORT", "TZ",
+		"RAILS_ENV", "PORT", "TZ", "NODE_NAME", "NODE_IP", "UV_THREADPOOL_SIZE",
 	} {
 		if Withheld(name) {
 			t.Errorf("Withheld(%q) = true: an application's own setting is left out", name)

@@ -38,8 +38,9 @@ func CheckCopyTemplate(ctx context.Context, cs kubernetes.Interface, dyn dynamic
 	refuse := func(what string) error {
 		return fmt.Errorf("deployment %s, the copy of the intercept of service %s, is not what kubectl-intercept makes from %s: %s. "+
 			"Nothing was changed. Either the original was deployed since the intercept began, or someone made or edited the copy: "+
-			"check `kubectl get deployment %s -n %s -o yaml`, then end that intercept with `kubectl intercept close svc/%s --force` and start anew",
-			rec.Copy, rec.Service, rec.WorkloadRef(), what, rec.Copy, ns, rec.Service)
+			"check `kubectl get deployment %s -n %s -o yaml` and `kubectl intercept list -n %s`; when the original was deployed, wait until the developers of that intercept have left (or ask them), then start anew; "+
+			"when the copy is not theirs, `kubectl intercept close svc/%s --force` removes it (and ends their routes)",
+			rec.Copy, rec.Service, rec.WorkloadRef(), what, rec.Copy, ns, ns, rec.Service)
 	}
 	src, err := readOriginal(ctx, cs, dyn, ns, rec)
 	if apierrors.IsNotFound(err) {

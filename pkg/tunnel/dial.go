@@ -232,6 +232,7 @@ var metadataAddrs = []netip.Addr{
 	netip.MustParseAddr("100.100.100.200"), // Alibaba Cloud
 	netip.MustParseAddr("fd00:ec2::254"),   // AWS, over IPv6
 	netip.MustParseAddr("192.0.0.192"),     // Oracle Cloud
+	netip.MustParseAddr("168.63.129.16"),   // Azure's WireServer (the node's agent and its certificates)
 }
 
 // NAT64 prefixes (RFC 6052, RFC 8215): a pod in an IPv6 cluster reaches

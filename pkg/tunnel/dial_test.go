@@ -201,6 +201,7 @@ func TestDialableRefusesMetadataEverywhere(t *testing.T) {
 	}{
 		{"169.254.169.254", false},
 		{"100.100.100.200", false},        // Alibaba Cloud
+		{"168.63.129.16", false},          // Azure's WireServer
 		{"fd00:ec2::254", false},          // AWS, over IPv6
 		{"192.0.0.192", false},            // Oracle Cloud
 		{"::ffff:100.100.100.200", false}, // IPv4-mapped
