@@ -207,12 +207,15 @@ func (p *pods) follower(route route.Route) *Follower {
 }
 
 // eventually polls cond until it holds or the deadline passes.
+// eventually waits for cond. The follower acts on watch events and retries
+// every second; under -race on a loaded machine a few rounds of that take
+// seconds, so the bound is generous: it catches what never happens.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("not within 5s: %s", what)
+			t.Fatalf("not within 20s: %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
