@@ -188,9 +188,8 @@ func closingRecord(ctx context.Context, cs kubernetes.Interface, o CloseOptions,
 		}
 	}
 	if rec != nil {
-		if err := verifyCopy(ctx, cs, o.Namespace, rec); err != nil && !apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("%w; nothing was changed. Someone may have edited annotation %s on service %s: check it, then restore the Service by hand (kubectl edit svc %s -n %s)",
-				err, AnnotationRecord, o.Service, o.Service, o.Namespace)
+		if err := checkRecordedCopy(ctx, cs, o.Namespace, o.Service, rec); err != nil {
+			return nil, err
 		}
 		return rec, nil
 	}
@@ -366,4 +365,15 @@ func FindAll(ctx context.Context, cs kubernetes.Interface, ns string) ([]string,
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// checkRecordedCopy refuses a record whose copy is not one of ours (a
+// forged or edited annotation): nothing may be changed on its word. A copy
+// that is gone is no refusal: what it left is cleaned up.
+func checkRecordedCopy(ctx context.Context, cs kubernetes.Interface, ns, service string, rec *Record) error {
+	if err := verifyCopy(ctx, cs, ns, rec); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("%w; nothing was changed. Someone may have edited annotation %s on service %s: check it, then restore the Service by hand (kubectl edit svc %s -n %s)",
+			err, AnnotationRecord, service, service, ns)
+	}
+	return nil
 }

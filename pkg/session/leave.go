@@ -299,6 +299,9 @@ func (c Cluster) Leave(ctx context.Context, o LeaveOptions) (*Left, error) {
 	var gone map[string]string
 	if !o.Force {
 		if rec := c.currentRecord(ctx, o.Namespace, o.Service, o.ID); rec != nil {
+			if err := checkRecordedCopy(ctx, c.Client, o.Namespace, o.Service, rec); err != nil {
+				return nil, err
+			}
 			p := o.Progress
 			if p == nil {
 				p = NopProgress{}
