@@ -27,18 +27,7 @@ import (
 // half its limit, never restarts, and the Service's traffic is served all
 // along.
 func TestSidecarBudgetHoldsUnderFanOut(t *testing.T) {
-	requireLocalCluster(t, "it floods a copy pod from this host over the pod network")
-	ns := newNamespace(t)
-	svc := deployDemo(t, ns, demoOptions{replicas: 1})
-	port := laptop(t, laptopPod)
-	m := newMachine(t)
-	m.run(t, true, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "-x", "x-dev:fanout", "-d")
-	defer m.run(t, true, "close")
-	pods := readyCopyPods(t, theCopy(t, ns))
-	if len(pods) != 1 {
-		t.Fatalf("%d ready copy pods", len(pods))
-	}
-	pod := pods[0]
+	ns, svc, pod := floodedCopy(t, "x-dev:fanout")
 	limitPassed := false
 	for _, c := range pod.Spec.Containers {
 		for _, e := range c.Env {
@@ -100,23 +89,13 @@ func TestSidecarBudgetHoldsUnderFanOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, st := range p.Status.ContainerStatuses {
-		if st.RestartCount > 0 {
-			t.Errorf("container %s restarted %d times under the fan-out", st.Name, st.RestartCount)
-		}
-	}
+	restartedUnder(t, p, "the fan-out")
 	if used := sidecarMemory(t, p); used > 128<<20 {
 		t.Errorf("the sidecar uses %d MiB under the fan-out, over half its 256 MiB limit", used>>20)
 	} else {
 		t.Logf("sidecar working set under the fan-out: %d MiB", used>>20)
 	}
-	ready := false
-	for _, c := range p.Status.Conditions {
-		ready = ready || (c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue)
-	}
-	if !ready {
-		t.Error("the copy pod is not Ready after the fan-out")
-	}
+	readyAfter(t, p, "the fan-out")
 }
 
 // HTTP/2 callers that fill their windows against a copy pod whose app
@@ -127,18 +106,7 @@ func TestSidecarBudgetHoldsUnderFanOut(t *testing.T) {
 // budget's share of window. The sidecar never restarts, stays well within
 // its limit, and the Service's traffic is served all along.
 func TestSidecarBudgetHoldsUnderH2Fill(t *testing.T) {
-	requireLocalCluster(t, "it floods a copy pod from this host over the pod network")
-	ns := newNamespace(t)
-	svc := deployDemo(t, ns, demoOptions{replicas: 1})
-	port := laptop(t, laptopPod)
-	m := newMachine(t)
-	m.run(t, true, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "-x", "x-dev:h2fill", "-d")
-	defer m.run(t, true, "close")
-	pods := readyCopyPods(t, theCopy(t, ns))
-	if len(pods) != 1 {
-		t.Fatalf("%d ready copy pods", len(pods))
-	}
-	pod := pods[0]
+	ns, svc, pod := floodedCopy(t, "x-dev:h2fill")
 	data, _ := sidecarPorts(t, pod)
 	addr := net.JoinHostPort(pod.Status.PodIP, data)
 
@@ -209,14 +177,7 @@ func TestSidecarBudgetHoldsUnderH2Fill(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		restarted := false
-		for _, st := range p.Status.ContainerStatuses {
-			if st.RestartCount > 0 {
-				t.Errorf("container %s restarted %d times under the flood of bodies", st.Name, st.RestartCount)
-				restarted = true
-			}
-		}
-		if restarted {
+		if restartedUnder(t, p, "the flood of bodies") {
 			break
 		}
 		used = max(used, sidecarMemory(t, p))
@@ -234,11 +195,49 @@ func TestSidecarBudgetHoldsUnderH2Fill(t *testing.T) {
 	} else {
 		t.Logf("sidecar working set under the flood of bodies: at most %d MiB", used>>20)
 	}
-	ready := false
+	readyAfter(t, p, "the flood of bodies")
+}
+
+// floodedCopy intercepts svc/demo of a new namespace (one replica) with
+// header and returns the namespace, the Service and the copy's one pod, to
+// be flooded; the intercept is closed when the test ends.
+func floodedCopy(t *testing.T, header string) (string, *corev1.Service, corev1.Pod) {
+	t.Helper()
+	requireLocalCluster(t, "it floods a copy pod from this host over the pod network")
+	ns := newNamespace(t)
+	svc := deployDemo(t, ns, demoOptions{replicas: 1})
+	port := laptop(t, laptopPod)
+	m := newMachine(t)
+	m.run(t, true, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "-x", header, "-d")
+	t.Cleanup(func() { m.run(t, true, "close") })
+	pods := readyCopyPods(t, theCopy(t, ns))
+	if len(pods) != 1 {
+		t.Fatalf("%d ready copy pods", len(pods))
+	}
+	return ns, svc, pods[0]
+}
+
+// restartedUnder reports (as errors) the containers of p that restarted
+// under what, and whether any did.
+func restartedUnder(t *testing.T, p *corev1.Pod, what string) bool {
+	t.Helper()
+	restarted := false
+	for _, st := range p.Status.ContainerStatuses {
+		if st.RestartCount > 0 {
+			t.Errorf("container %s restarted %d times under %s", st.Name, st.RestartCount, what)
+			restarted = true
+		}
+	}
+	return restarted
+}
+
+// readyAfter reports an error unless p is Ready after what.
+func readyAfter(t *testing.T, p *corev1.Pod, what string) {
+	t.Helper()
 	for _, c := range p.Status.Conditions {
-		ready = ready || (c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue)
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			return
+		}
 	}
-	if !ready {
-		t.Error("the copy pod is not Ready after the flood of bodies")
-	}
+	t.Errorf("the copy pod is not Ready after %s", what)
 }

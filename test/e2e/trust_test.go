@@ -382,18 +382,7 @@ func TestAdmissionPolicyConfinesTheRole(t *testing.T) {
 // pod leaves it Ready, serving the app's traffic, with the sidecar's memory
 // under half its 256 MiB limit.
 func TestSidecarSurvivesAFlood(t *testing.T) {
-	requireLocalCluster(t, "it floods a copy pod from this host over the pod network")
-	ns := newNamespace(t)
-	svc := deployDemo(t, ns, demoOptions{replicas: 1})
-	port := laptop(t, laptopPod)
-	m := newMachine(t)
-	m.run(t, true, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "-x", "x-dev:flood", "-d")
-	defer m.run(t, true, "close")
-	pods := readyCopyPods(t, theCopy(t, ns))
-	if len(pods) != 1 {
-		t.Fatalf("%d ready copy pods", len(pods))
-	}
-	pod := pods[0]
+	ns, svc, pod := floodedCopy(t, "x-dev:flood")
 	data, _ := sidecarPorts(t, pod)
 	addr := net.JoinHostPort(pod.Status.PodIP, data)
 
@@ -432,23 +421,13 @@ func TestSidecarSurvivesAFlood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, st := range p.Status.ContainerStatuses {
-		if st.RestartCount > 0 {
-			t.Errorf("container %s restarted %d times under the flood", st.Name, st.RestartCount)
-		}
-	}
+	restartedUnder(t, p, "the flood")
 	if used := sidecarMemory(t, p); used > 128<<20 {
 		t.Errorf("the sidecar uses %d MiB under the flood, over half its 256 MiB limit", used>>20)
 	} else {
 		t.Logf("sidecar working set under the flood: %d MiB", used>>20)
 	}
-	ready := false
-	for _, c := range p.Status.Conditions {
-		ready = ready || (c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue)
-	}
-	if !ready {
-		t.Error("the copy pod is not Ready after the flood")
-	}
+	readyAfter(t, p, "the flood")
 }
 
 // sidecarMemory reads the sidecar container's working set from the
