@@ -67,7 +67,7 @@ shellcheck:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; }
 
 unit: $(KREW_VALIDATE) chromium
-	KREW_VALIDATE=$(KREW_VALIDATE) $(GO) test -race -count=1 ./pkg/... ./cmd/... ./hack/mkimage/... ./hack/krewmanifest/... ./hack/clusterdns/...
+	KREW_VALIDATE=$(KREW_VALIDATE) KUBECTL_INTERCEPT_BROWSER=required $(GO) test -race -count=1 ./pkg/... ./cmd/... ./hack/mkimage/... ./hack/krewmanifest/... ./hack/clusterdns/...
 
 # One target besides the host's, so a platform-specific slip shows early.
 cross:

@@ -16,8 +16,10 @@ import (
 )
 
 // chromium finds the browser for the page test: $CHROMIUM, else chromium on
-// the PATH. Missing, it fails the test rather than skipping it, so a machine
-// without it cannot pass by testing less.
+// the PATH. Missing, the test is skipped with the reason, so `go test ./...`
+// passes on a machine without a browser; `make unit` sets
+// KUBECTL_INTERCEPT_BROWSER=required (and installs Chromium), so there a
+// missing browser fails the test rather than testing less.
 func chromium(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("CHROMIUM"); p != "" {
@@ -28,8 +30,12 @@ func chromium(t *testing.T) string {
 			return p
 		}
 	}
-	t.Fatal("the inspector's page test needs Chromium: install it (Debian: apt-get update && apt-get install -y chromium) " +
-		"or set CHROMIUM to its path; go test -short skips this test")
+	const why = "the inspector's page test needs Chromium: install it (Debian: apt-get update && apt-get install -y chromium) " +
+		"or set CHROMIUM to its path"
+	if os.Getenv("KUBECTL_INTERCEPT_BROWSER") == "required" {
+		t.Fatal(why)
+	}
+	t.Skip(why)
 	return ""
 }
 
