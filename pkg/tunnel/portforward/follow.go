@@ -95,6 +95,7 @@ type Follower struct {
 	direct     map[string]bool      // pods the relay cannot reach
 	conflicts  map[string]error     // pods where another key holds the route
 	closing    map[string]bool      // pods whose gate is being shut
+	gating     map[string]bool      // pods whose gate a check may open
 	strangers  map[string]bool      // pods with the label, not of the copy: told once
 	chain      *session.CopyChain
 	warned     bool
@@ -115,6 +116,7 @@ func (f *Follower) init() {
 		f.direct = map[string]bool{}
 		f.conflicts = map[string]error{}
 		f.closing = map[string]bool{}
+		f.gating = map[string]bool{}
 		f.strangers = map[string]bool{}
 		f.pods = map[string]*corev1.Pod{}
 		f.active = map[string]context.CancelFunc{}
@@ -248,6 +250,11 @@ func (f *Follower) sync(ctx context.Context, pods []*corev1.Pod) {
 			f.closing[p.Name] = true
 			go f.shutGate(ctx, p.Name)
 		}
+		// A gate shut again after someone opened it (or seen open in a
+		// stale copy when the route came up) is checked again here.
+		if h := f.holders[p.Name]; h != nil && f.conflicts[p.Name] == nil && session.Gated(p) {
+			f.startGate(ctx, p.Name, h)
+		}
 	}
 	for key, cancel := range f.active {
 		kind, pod, relay := splitKey(key)
@@ -376,9 +383,9 @@ func (f *Follower) hold(ctx context.Context, key, pod, podKey string) {
 	f.mu.Unlock()
 	f.freed(pod)
 	f.logf("route up: pod %s (its own tunnel)", pod)
-	if !f.NoGate {
-		go f.gate(ctx, pod, c)
-	}
+	f.mu.Lock()
+	f.startGate(ctx, pod, c)
+	f.mu.Unlock()
 	dial := func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", f.Local)
@@ -590,9 +597,9 @@ func (f *Follower) link(ctx context.Context, key, pod, ip, relay, podKey string)
 	f.mu.Unlock()
 	f.freed(pod)
 	f.logf("route up: pod %s (relayed by pod %s)", pod, relay)
-	if !f.NoGate {
-		go f.gate(ctx, pod, l)
-	}
+	f.mu.Lock()
+	f.startGate(ctx, pod, l)
+	f.mu.Unlock()
 	select {
 	case <-ctx.Done():
 	case <-l.Done():
@@ -681,6 +688,22 @@ const (
 	gatePause       = 250 * time.Millisecond
 	DefaultGateWait = 10 * time.Second
 )
+
+// startGate starts one gate check for pod unless one runs; f.mu is held.
+func (f *Follower) startGate(ctx context.Context, pod string, mine holder) {
+	if f.NoGate || f.gating[pod] {
+		return
+	}
+	f.gating[pod] = true
+	go func() {
+		defer func() {
+			f.mu.Lock()
+			delete(f.gating, pod)
+			f.mu.Unlock()
+		}()
+		f.gate(ctx, pod, mine)
+	}()
+}
 
 // gate opens a new pod's readiness gate once its sidecar holds every route
 // a ready sibling holds: each developer's CLI checks after registering, and
