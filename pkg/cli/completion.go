@@ -87,7 +87,7 @@ func completeServices(ctx context.Context, cs kubernetes.Interface, ns, toComple
 	}
 	var out []string
 	for _, svc := range list.Items {
-		if _, ok := svc.Annotations[session.AnnotationRecord]; interceptedOnly && !ok {
+		if _, ok := session.RecordAnnotation(svc.Annotations); interceptedOnly && !ok {
 			continue
 		}
 		if c := prefix + svc.Name; strings.HasPrefix(c, toComplete) {

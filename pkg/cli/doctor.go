@@ -227,7 +227,7 @@ func (o *DoctorOptions) sidecars(ctx context.Context) ([]string, int, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("reading service %s/%s: %w", o.Namespace, o.Service, err)
 	}
-	raw, ok := svc.Annotations[session.AnnotationRecord]
+	raw, ok := session.RecordAnnotation(svc.Annotations)
 	if !ok {
 		return nil, 0, fmt.Errorf("service %s/%s is not intercepted: the doctor watches for its marker through an intercept's sidecars. "+
 			"Start one in another terminal first (kubectl intercept svc/%s -n %s -l PORT, or add --detach), then run the doctor again",

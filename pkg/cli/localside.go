@@ -152,7 +152,7 @@ func (o *InterceptOptions) envTemplate(ctx context.Context) (*corev1.PodTemplate
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading service %s: %w", o.Service, err)
 	}
-	if raw, ok := svc.Annotations[session.AnnotationRecord]; ok {
+	if raw, ok := session.RecordAnnotation(svc.Annotations); ok {
 		rec, err := session.DecodeRecord(raw)
 		if err != nil {
 			return nil, nil, err

@@ -159,6 +159,13 @@ func annotationsEqualBut(before, after string, free []string) string {
 		before + ".all(k, k in " + celList(free) + " || k in " + after + ")"
 }
 
+// removedOnly holds when annotation key is unchanged or removed: never
+// added, never changed.
+func removedOnly(before, after, key string) string {
+	k := celString(key)
+	return "(!(" + k + " in " + after + ") || (" + k + " in " + before + " && " + before + "[" + k + "] == " + after + "[" + k + "]))"
+}
+
 // expand fills the placeholders of a CEL template.
 func (o Options) expand(s string) string {
 	return strings.NewReplacer(
@@ -333,8 +340,10 @@ object.spec.?ports.orValue([]).all(p, oldObject.spec.?ports.orValue([]).exists(o
 		},
 		[]admissionv1.Validation{
 			{
-				Expression: annotationsEqualBut("variables.oldAnn", "variables.newAnn", []string{session.AnnotationRecord}),
-				Message:    o.member() + "may change only the annotation " + session.AnnotationRecord + " of a Service, of its metadata",
+				Expression: annotationsEqualBut("variables.oldAnn", "variables.newAnn", []string{session.AnnotationRecord, session.LegacyAnnotationRecord}) + " &&\n" +
+					removedOnly("variables.oldAnn", "variables.newAnn", session.LegacyAnnotationRecord),
+				Message: o.member() + "may change only the annotation " + session.AnnotationRecord + " of a Service, of its metadata " +
+					"(and remove the record " + session.LegacyAnnotationRecord + " that releases up to 0.1 wrote)",
 			},
 			{
 				Expression: "object.metadata.?labels == oldObject.metadata.?labels &&\n" + equalFields("oldObject.metadata", "object.metadata", metadataEqual),

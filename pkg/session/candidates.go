@@ -43,7 +43,7 @@ func (c Cluster) Candidates(ctx context.Context, ns string) ([]Candidate, error)
 
 func (c Cluster) candidate(ctx context.Context, svc *corev1.Service) Candidate {
 	cand := Candidate{Namespace: svc.Namespace, Service: svc.Name, Ports: []string{}}
-	if _, ok := svc.Annotations[AnnotationRecord]; ok {
+	if _, ok := RecordAnnotation(svc.Annotations); ok {
 		cand.Interceptable = true
 		cand.Reason = "intercepted now: another intercept joins it with a header value of its own"
 		return cand

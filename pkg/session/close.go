@@ -179,7 +179,7 @@ func closingRecord(ctx context.Context, cs kubernetes.Interface, o CloseOptions,
 	var rec *Record
 	var unreadable error
 	if svc != nil {
-		if raw, ok := svc.Annotations[AnnotationRecord]; ok {
+		if raw, ok := RecordAnnotation(svc.Annotations); ok {
 			if r, err := DecodeRecord(raw); err != nil {
 				unreadable = err
 			} else {
@@ -202,7 +202,7 @@ func closingRecord(ctx context.Context, cs kubernetes.Interface, o CloseOptions,
 		return nil, fmt.Errorf("service %s: %w\n"+
 			"No copy of the record is left to restore from, so the Service's original selector is unknown here. "+
 			"Set its selector back by hand (kubectl edit svc %s -n %s), then remove the record: "+
-			"kubectl annotate svc %s -n %s %s-", o.Service, unreadable, o.Service, o.Namespace, o.Service, o.Namespace, AnnotationRecord)
+			"kubectl annotate svc %s -n %s %s-", o.Service, unreadable, o.Service, o.Namespace, o.Service, o.Namespace, RecordKey(svc.Annotations))
 	}
 	return nil, nil
 }
@@ -218,7 +218,7 @@ func restoreService(ctx context.Context, cs kubernetes.Interface, ns, name strin
 			return err
 		}
 		cur := rec
-		if raw, ok := svc.Annotations[AnnotationRecord]; ok {
+		if raw, ok := RecordAnnotation(svc.Annotations); ok {
 			if r, err := DecodeRecord(raw); err == nil {
 				cur = r
 			}
@@ -269,7 +269,7 @@ func findCopies(ctx context.Context, cs kubernetes.Interface, ns, service string
 	}
 	var out []appsv1.Deployment
 	for _, d := range list.Items {
-		r, err := DecodeRecord(d.Annotations[AnnotationRecord])
+		r, err := RecordFrom(d.Annotations)
 		if err != nil {
 			continue
 		}
@@ -346,7 +346,7 @@ func FindAll(ctx context.Context, cs kubernetes.Interface, ns string) ([]string,
 		return nil, describeAPIError(err, "listing services in namespace "+ns)
 	}
 	for _, s := range svcs.Items {
-		if _, ok := s.Annotations[AnnotationRecord]; ok {
+		if _, ok := RecordAnnotation(s.Annotations); ok {
 			names[s.Name] = true
 		}
 	}
@@ -355,7 +355,7 @@ func FindAll(ctx context.Context, cs kubernetes.Interface, ns string) ([]string,
 		return nil, err
 	}
 	for _, c := range copies {
-		if r, err := DecodeRecord(c.Annotations[AnnotationRecord]); err == nil {
+		if r, err := RecordFrom(c.Annotations); err == nil {
 			names[r.Service] = true
 		}
 	}

@@ -27,7 +27,11 @@ import (
 const (
 	// AnnotationRecord holds the session record (JSON) on the Service while
 	// it is intercepted, and on the copy Deployment for its whole life.
-	AnnotationRecord = "intercept.kubectl.dev/session"
+	AnnotationRecord = "intercept.kubectl.dev/record"
+	// LegacyAnnotationRecord is where releases up to 0.1 kept the record:
+	// the same string as LabelSession, with another meaning. It is still
+	// read, so their intercepts are listed and closed, and never written.
+	LegacyAnnotationRecord = "intercept.kubectl.dev/session"
 	// LabelSession marks the copy and its pods with the session ID; on its
 	// own it is the intercepted Service's selector.
 	LabelSession = "intercept.kubectl.dev/session"
@@ -136,6 +140,34 @@ func (r *Record) Encode() string {
 		panic(err) // a Record always marshals
 	}
 	return string(b)
+}
+
+// RecordAnnotation returns the intercept record's annotation among ann,
+// and whether there is one: under AnnotationRecord, or under the key
+// releases up to 0.1 wrote.
+func RecordAnnotation(ann map[string]string) (string, bool) {
+	if raw, ok := ann[AnnotationRecord]; ok {
+		return raw, true
+	}
+	raw, ok := ann[LegacyAnnotationRecord]
+	return raw, ok
+}
+
+// RecordKey names the annotation that holds the record among ann, for a
+// message that tells the person how to remove it by hand.
+func RecordKey(ann map[string]string) string {
+	if _, ok := ann[AnnotationRecord]; !ok {
+		if _, ok := ann[LegacyAnnotationRecord]; ok {
+			return LegacyAnnotationRecord
+		}
+	}
+	return AnnotationRecord
+}
+
+// RecordFrom decodes the record among an object's annotations.
+func RecordFrom(ann map[string]string) (*Record, error) {
+	raw, _ := RecordAnnotation(ann)
+	return DecodeRecord(raw)
 }
 
 // DecodeRecord reads a record from an annotation value. A record that was

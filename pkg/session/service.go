@@ -41,6 +41,7 @@ func Switch(svc *corev1.Service, rec *Record) (*corev1.Service, error) {
 		out.Annotations = map[string]string{}
 	}
 	out.Annotations[AnnotationRecord] = rec.Encode()
+	delete(out.Annotations, LegacyAnnotationRecord)
 	return out, nil
 }
 
@@ -69,6 +70,7 @@ func Restore(current *corev1.Service, rec *Record) (out *corev1.Service, kept []
 		}
 	}
 	delete(out.Annotations, AnnotationRecord)
+	delete(out.Annotations, LegacyAnnotationRecord)
 	if len(out.Annotations) == 0 {
 		out.Annotations = nil
 	}

@@ -325,3 +325,55 @@ func TestCopyRecordIsTheSwitchThatHappened(t *testing.T) {
 		t.Fatalf("the copy's record differs from the Service's:\n copy %s\n svc  %s", d.Annotations[AnnotationRecord], svc.Annotations[AnnotationRecord])
 	}
 }
+
+// An intercept a 0.1 release started (its record under the annotation key
+// that is also the label key) is listed, and closed: the Service comes back
+// exactly, and neither record is left.
+func TestCloseAnInterceptOfAnOlderRelease(t *testing.T) {
+	ctx := context.Background()
+	rec := record(false)
+	rec.Selector, rec.TargetPort = map[string]string{"app": "shop"}, ptrTo(intstr.FromInt32(8080))
+	old, _ := Switch(service(intstr.FromInt32(8080)), rec)
+	old.Annotations[LegacyAnnotationRecord] = old.Annotations[AnnotationRecord]
+	delete(old.Annotations, AnnotationRecord)
+	cs := fake.NewClientset(old, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{
+		Name: rec.Copy, Namespace: "ns",
+		Labels:      map[string]string{LabelManagedBy: ManagedByValue, LabelSession: rec.ID},
+		Annotations: map[string]string{LegacyAnnotationRecord: rec.Encode()},
+	}})
+
+	list, err := Cluster{Client: cs}.List(ctx, "ns")
+	if err != nil || len(list) != 1 || list[0].Service != "shop" || list[0].Copy != rec.Copy {
+		t.Fatalf("list = %+v, %v; want the older release's intercept of shop", list, err)
+	}
+	if _, err := Close(ctx, cs, CloseOptions{Namespace: "ns", Service: "shop"}); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	got, _ := cs.CoreV1().Services("ns").Get(ctx, "shop", metav1.GetOptions{})
+	if want := service(intstr.FromInt32(8080)); !reflect.DeepEqual(got.Spec, want.Spec) || !reflect.DeepEqual(got.Annotations, want.Annotations) {
+		t.Fatalf("service not restored:\n got %+v %v\nwant %+v %v", got.Spec, got.Annotations, want.Spec, want.Annotations)
+	}
+	if ds, _ := cs.AppsV1().Deployments("ns").List(ctx, metav1.ListOptions{}); len(ds.Items) != 0 {
+		t.Fatalf("copy left behind: %s", ds.Items[0].Name)
+	}
+}
+
+// The label that selects a copy's pods and the annotation that holds the
+// record are different keys, and a switch writes only the new record key.
+func TestRecordAndLabelKeysDiffer(t *testing.T) {
+	if AnnotationRecord == LabelSession {
+		t.Fatalf("the record annotation and the session label share the key %s", LabelSession)
+	}
+	svc := service(intstr.FromInt32(8080))
+	svc.Annotations[LegacyAnnotationRecord] = record(false).Encode()
+	sw, err := Switch(svc, record(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sw.Annotations[LegacyAnnotationRecord]; ok {
+		t.Fatal("a switch kept the older release's record beside the new one")
+	}
+	if _, ok := sw.Annotations[AnnotationRecord]; !ok {
+		t.Fatal("a switch wrote no record")
+	}
+}

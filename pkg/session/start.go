@@ -128,7 +128,7 @@ func startOnce(ctx context.Context, cs kubernetes.Interface, o StartOptions) (*S
 		done(err)
 		return nil, describeAPIError(err, "reading service "+o.Service)
 	}
-	if raw, ok := svc.Annotations[AnnotationRecord]; ok && o.DryRun {
+	if raw, ok := RecordAnnotation(svc.Annotations); ok && o.DryRun {
 		// A dry run of a Service intercepted already: it would join.
 		rec, err := DecodeRecord(raw)
 		done(err)
@@ -255,7 +255,7 @@ func resume(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, t
 	}
 	for i := len(copies) - 1; i >= 0; i-- { // newest first
 		c := copies[i]
-		rec, err := DecodeRecord(c.Annotations[AnnotationRecord])
+		rec, err := RecordFrom(c.Annotations)
 		if err != nil || c.DeletionTimestamp != nil || rec.WorkloadRef() != target.Source.Ref() || !slices.Equal(rec.PortKeys(), portKeys(ports)) ||
 			rec.Copy != c.Name || c.Labels[LabelSession] != rec.ID {
 			continue
@@ -359,7 +359,7 @@ func join(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, raw
 		return nil, nil // a stale record: cleaned up, then a new session
 	} else if err != nil {
 		return nil, fmt.Errorf("%w; nothing was changed. Someone may have edited annotation %s on service %s: check it, then restore the Service by hand (kubectl edit svc %s -n %s)",
-			err, AnnotationRecord, svc.Name, svc.Name, svc.Namespace)
+			err, RecordKey(svc.Annotations), svc.Name, svc.Name, svc.Namespace)
 	}
 	// Labels and records are anyone's to write: the copy must be what the
 	// transform makes of the live original, or its pods would get this
@@ -396,7 +396,7 @@ func switchService(ctx context.Context, cs kubernetes.Interface, ns, name string
 		if err != nil {
 			return err
 		}
-		if raw, ok := svc.Annotations[AnnotationRecord]; ok {
+		if raw, ok := RecordAnnotation(svc.Annotations); ok {
 			other, err := DecodeRecord(raw)
 			if err != nil {
 				return err

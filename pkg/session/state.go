@@ -159,7 +159,7 @@ func Copies(ctx context.Context, cs kubernetes.Interface, ns string) ([]appsv1.D
 
 // RecordOf reads the record a copy carries.
 func RecordOf(d *appsv1.Deployment) (*Record, error) {
-	return DecodeRecord(d.Annotations[AnnotationRecord])
+	return RecordFrom(d.Annotations)
 }
 
 // RoutesFunc returns the live routes of a session.
@@ -176,7 +176,7 @@ func (c Cluster) List(ctx context.Context, ns string) ([]Intercept, error) {
 	switched := map[string]bool{}
 	for i := range svcs.Items {
 		s := &svcs.Items[i]
-		if _, ok := s.Annotations[AnnotationRecord]; !ok {
+		if _, ok := RecordAnnotation(s.Annotations); !ok {
 			continue
 		}
 		switched[s.Namespace+"/"+s.Name] = true
@@ -219,7 +219,7 @@ func (c Cluster) Get(ctx context.Context, ns, name string) (*Detail, error) {
 		d.Pods = pods
 		return unionRoutes(pods)
 	}
-	if _, ok := svc.Annotations[AnnotationRecord]; ok {
+	if _, ok := RecordAnnotation(svc.Annotations); ok {
 		d.Intercept = switchedIntercept(ctx, c.Client, svc, collect)
 	} else {
 		// Not switched: the residue of a crash, or our annotations wiped.
@@ -320,7 +320,7 @@ func unionRoutes(pods []PodState) ([]route.Route, error) {
 // asking routes for the live routes.
 func switchedIntercept(ctx context.Context, cs kubernetes.Interface, s *corev1.Service, routes RoutesFunc) Intercept {
 	e := Intercept{Namespace: s.Namespace, Service: s.Name, Routes: []route.Route{}}
-	rec, err := DecodeRecord(s.Annotations[AnnotationRecord])
+	rec, err := RecordFrom(s.Annotations)
 	if err != nil {
 		e.Status, e.Problem = StateBroken, err.Error()
 		return e
@@ -395,7 +395,7 @@ func firstLine(s string) string {
 func (c Cluster) currentRecord(ctx context.Context, ns, name, id string) *Record {
 	svc, err := c.Client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 	if err == nil {
-		if rec, err := DecodeRecord(svc.Annotations[AnnotationRecord]); err == nil && (id == "" || rec.ID == id) {
+		if rec, err := RecordFrom(svc.Annotations); err == nil && (id == "" || rec.ID == id) {
 			return rec
 		}
 	}

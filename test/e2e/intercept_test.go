@@ -299,7 +299,7 @@ func TestCloseKeepsOthersChangesAndSurvivesWipedAnnotations(t *testing.T) {
 	run := laptopCLI(t) // one state directory: close ends the background intercept
 	run("svc/demo", "-n", ns, "-l", strconv.Itoa(port), "--detach")
 	ctx := context.Background()
-	patch := `{"metadata":{"labels":{"team":"shop"},"annotations":{"deployed-by":"ci","intercept.kubectl.dev/session":null}}}`
+	patch := `{"metadata":{"labels":{"team":"shop"},"annotations":{"deployed-by":"ci","intercept.kubectl.dev/record":null}}}`
 	if _, err := cs.CoreV1().Services(ns).Patch(ctx, "demo", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}

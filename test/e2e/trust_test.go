@@ -261,9 +261,12 @@ func TestAdmissionPolicyConfinesTheRole(t *testing.T) {
 	allowed("switching the Service's selector, targetPort and our annotation", changeService("demo", func(s *corev1.Service) {
 		s.Spec.Selector = map[string]string{"intercept.kubectl.dev/session": "x"}
 		s.Spec.Ports[0].TargetPort = intstr.FromInt32(18080)
-		metav1.SetMetaDataAnnotation(&s.ObjectMeta, "intercept.kubectl.dev/session", "{}")
+		metav1.SetMetaDataAnnotation(&s.ObjectMeta, "intercept.kubectl.dev/record", "{}")
 	}))
 	for what, change := range map[string]func(*corev1.Service){
+		"record under the key of releases up to 0.1 (read, never written)": func(s *corev1.Service) {
+			metav1.SetMetaDataAnnotation(&s.ObjectMeta, "intercept.kubectl.dev/session", "{}")
+		},
 		"externalIPs (CVE-2020-8554)": func(s *corev1.Service) { s.Spec.ExternalIPs = []string{"203.0.113.7"} },
 		"an ownerReference": func(s *corev1.Service) {
 			s.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "kube-root-ca.crt", UID: "6f1c0d1e-0000-4000-8000-000000000001"}}
@@ -348,7 +351,7 @@ func TestAdmissionPolicyConfinesTheRole(t *testing.T) {
 		d.Labels["intercept.kubectl.dev/session"] = "other"
 	}))
 	refused("changing the copy's record", changeCopy(func(d *appsv1.Deployment) {
-		metav1.SetMetaDataAnnotation(&d.ObjectMeta, "intercept.kubectl.dev/session", "{}")
+		metav1.SetMetaDataAnnotation(&d.ObjectMeta, "intercept.kubectl.dev/record", "{}")
 	}))
 
 	// The intercept set its pods' readiness gate; nothing else of a pod's
