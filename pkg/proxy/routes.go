@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/net/http2/hpack"
 
@@ -25,7 +26,13 @@ type liveRoute struct {
 	dial      tunnel.DialFunc
 	transport http.RoundTripper // HTTP/1.1 to the developer
 	h2        http.RoundTripper // h2c to the developer
+	// contested counts the live contests of the route (see Suspend):
+	// while one lasts it matches nothing, and its requests go to the app.
+	contested atomic.Int32
 }
+
+// live says whether the route takes the requests it matches now.
+func (r *liveRoute) live() bool { return r.contested.Load() == 0 }
 
 // dialFast connects to r's developer for the fast path and the relay,
 // with raw reads and writes when the connection is TCP (a static route, or
@@ -119,6 +126,32 @@ func (t *Table) remove(r *liveRoute) {
 	r.closeIdle()
 }
 
+// Suspend takes the live routes registered under key that conflict with r
+// out of matching until resume is called: their requests go to the app.
+// It reports how many it took. A suspended route still conflicts with new
+// registrations: a contest never hands the route to anyone.
+func (t *Table) Suspend(r route.Route, key string) (resume func(), n int) {
+	t.mu.RLock()
+	var held []*liveRoute
+	for _, x := range t.routes {
+		if x.Client != "" && subtle.ConstantTimeCompare([]byte(x.Client), []byte(key)) == 1 && x.Conflicts(r) {
+			held = append(held, x)
+		}
+	}
+	t.mu.RUnlock()
+	for _, x := range held {
+		x.contested.Add(1)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			for _, x := range held {
+				x.contested.Add(-1)
+			}
+		})
+	}, len(held)
+}
+
 // List returns the live routes.
 func (t *Table) List() []route.Route { return t.ListOwned("") }
 
@@ -140,7 +173,7 @@ func (t *Table) match(h http.Header) *liveRoute {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
-		if r.matches(h) {
+		if r.live() && r.matches(h) {
 			return r
 		}
 	}
@@ -152,7 +185,7 @@ func (t *Table) matchFields(fields []hpack.HeaderField) *liveRoute {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
-		if r.matchesFields(fields) {
+		if r.live() && r.matchesFields(fields) {
 			return r
 		}
 	}
@@ -165,7 +198,7 @@ func (t *Table) matchHead(head []byte) *liveRoute {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
-		if r.matchesHead(fields) {
+		if r.live() && r.matchesHead(fields) {
 			return r
 		}
 	}
@@ -184,7 +217,7 @@ func (t *Table) all() *liveRoute {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
-		if r.All {
+		if r.All && r.live() {
 			return r
 		}
 	}
