@@ -48,7 +48,8 @@ const (
 
 // Request is one call on the control stream.
 type Request struct {
-	// Op is register, unregister, routes or probe; and, for `kubectl
+	// Op is register, unregister, contest (see contest.go), routes or
+	// probe; and, for `kubectl
 	// intercept doctor`, watch, seen or send (see doctor.go).
 	Op    string       `json:"op"`
 	Route *route.Route `json:"route,omitempty"`

@@ -355,6 +355,8 @@ type controlSession struct {
 	tag string
 	// admitted says the session admitted a pod key.
 	admitted bool
+	// contests resume what the session's contests suspended.
+	contests []func()
 	// calls is how many calls are in flight; last is when the last ended
 	// (or the session began).
 	calls int
@@ -390,7 +392,7 @@ func (cs *controlSession) state() (live, calling bool) {
 func (cs *controlSession) idle(now time.Time) bool {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	return len(cs.removes) == 0 && !cs.admitted && len(cs.unwatches) == 0 && cs.calls == 0 &&
+	return len(cs.removes) == 0 && !cs.admitted && len(cs.unwatches) == 0 && len(cs.contests) == 0 && cs.calls == 0 &&
 		now.Sub(cs.last) >= IdleControlSession
 }
 
@@ -447,6 +449,7 @@ func (cs *controlSession) live() bool {
 // end removes everything the session holds: a doctor's watches end with it.
 func (cs *controlSession) end() {
 	cs.leave()
+	cs.endContests()
 	cs.mu.Lock()
 	unwatches := cs.unwatches
 	cs.unwatches = nil
@@ -505,6 +508,10 @@ func (s *Server) handle(ctx context.Context, cs *controlSession, req Request) Re
 		cs.mu.Lock()
 		cs.admitted = true
 		cs.mu.Unlock()
+	case "contest":
+		if err := s.contest(cs, req); err != nil {
+			resp.fail(err)
+		}
 	case "unregister":
 		// A developer leaving on purpose: no new request is routed to them.
 		cs.leave()
