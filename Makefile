@@ -86,12 +86,23 @@ images:
 # images; or, when KUBECONFIG names another cluster's kubeconfig, on that
 # cluster as it is: no cluster-up, no images, so its nodes must already have
 # PROXY_IMAGE and DEMO_IMAGE or pull them (docs/development.md).
+# The run's `go test -json` events are kept in E2E_JSON; the end of the
+# output lists the slowest tests and the counts (hack/e2ereport, which
+# reads a kept file again: go run ./hack/e2ereport -quiet < FILE). The
+# tests that own their namespace run E2E_PARALLEL at a time, after the
+# serial ones (test/e2e/main_test.go says which stay serial and why).
+E2E_JSON ?= $(CACHE_DIR)/e2e/last-run.json
+E2E_PARALLEL ?= 4
 e2e: E2E_OTHER_CLUSTER = $(filter-out $(abspath $(KUBECONFIG_E2E)),$(abspath $(KUBECONFIG)))
 e2e: build $(if $(filter-out $(abspath $(KUBECONFIG_E2E)),$(abspath $(KUBECONFIG))),,cluster-up images chromium)
+	$(GO) build -o bin/e2ereport ./hack/e2ereport
+	@mkdir -p $(dir $(E2E_JSON))
 	KUBECONFIG=$(or $(E2E_OTHER_CLUSTER),$(KUBECONFIG_E2E)) PROXY_IMAGE=$(PROXY_IMAGE) DEMO_IMAGE=$(DEMO_IMAGE) \
 	E2E_PLUGIN=$(CURDIR)/bin/kubectl-intercept \
 	E2E_KUBECTL=$(or $(E2E_KUBECTL),$(if $(E2E_OTHER_CLUSTER),kubectl,$(CACHE_DIR)/bin/kubectl)) \
-		$(GO) test -tags e2e -count=1 -timeout 50m -parallel 4 -v ./test/e2e/...
+		$(GO) test -json -tags e2e -count=1 -timeout 50m -parallel $(E2E_PARALLEL) ./test/e2e/... 2>&1 \
+		| tee $(E2E_JSON) | bin/e2ereport; status=$${PIPESTATUS[0]}; \
+		echo "go test -json events kept in $(E2E_JSON)"; exit $$status
 
 demo: build cluster-up images
 	KUBECONFIG=$(KUBECONFIG_E2E) PROXY_IMAGE=$(PROXY_IMAGE) DEMO_IMAGE=$(DEMO_IMAGE) \
