@@ -368,9 +368,13 @@ func (f *Follower) hold(ctx context.Context, key, pod, podKey string) {
 	defer c.Close()
 	r := f.Route
 	r.Client = podKey
-	if _, err := c.RegisterTagged(r, tunnel.OwnerTag(f.Route.Client)); err != nil {
-		f.refused(err, "registering route on pod %s: %v", pod)
+	_, err = c.RegisterTagged(r, tunnel.OwnerTag(f.Route.Client))
+	if errors.Is(err, tunnel.ErrConflict) && !f.conflicted(pod, err) {
+		err = f.contest(ctx, c, pod, r)
+	}
+	if err != nil {
 		if ctx.Err() == nil {
+			f.refused(err, "registering route on pod %s: %v", pod)
 			f.relayFailed(pod)
 		}
 		c = nil
@@ -424,7 +428,11 @@ func (f *Follower) ended(ctx context.Context, key, pod string, mine func() bool)
 // conflicted); other failures are logged, and retried.
 func (f *Follower) refused(err error, format, pod string) {
 	if errors.Is(err, tunnel.ErrConflict) {
-		f.conflicted(pod, err)
+		if !f.conflicted(pod, err) {
+			f.mu.Lock()
+			f.direct[pod] = true // its own tunnel contests (see contest)
+			f.mu.Unlock()
+		}
 		return
 	}
 	if errors.Is(err, tunnel.ErrUnsupported) || errors.Is(err, tunnel.ErrBadRequest) {
@@ -444,11 +452,12 @@ func (f *Follower) refused(err error, format, pod string) {
 // shuts it again if someone opens it), so the Service sends it nothing.
 // Only when every serving pod of the copy refuses the route is it taken,
 // and Run ends with the sidecar's answer, as when a teammate holds it.
-func (f *Follower) conflicted(pod string, err error) {
+// It reports whether the route is taken.
+func (f *Follower) conflicted(pod string, err error) (taken bool) {
 	f.mu.Lock()
 	first := f.conflicts[pod] == nil
 	f.conflicts[pod] = err
-	taken := len(f.holders) == 0
+	taken = len(f.holders) == 0
 	for name, p := range f.pods {
 		if session.Reachable(p) && f.conflicts[name] == nil {
 			taken = false
@@ -460,7 +469,7 @@ func (f *Follower) conflicted(pod string, err error) {
 		case f.fatal <- err:
 		default:
 		}
-		return
+		return true
 	}
 	if first {
 		f.logf("alarm: route %s held on pod %s by another key (%v). Another kubectl-intercept registered the same route there first; "+
@@ -470,6 +479,37 @@ func (f *Follower) conflicted(pod string, err error) {
 	select {
 	case f.retry <- struct{}{}: // a relay that was refused moves
 	default:
+	}
+	return false
+}
+
+// contestPause is how often a contested pod is asked for the route again.
+const contestPause = time.Second
+
+// contest answers a route another key holds on pod while this CLI holds
+// it elsewhere: the sidecar suspends the other key's route (its requests
+// go to the app, to nobody's laptop) while this tunnel lives, and the
+// route is asked for again until the other key lets go. It returns nil
+// once the route is registered here, or why not.
+func (f *Follower) contest(ctx context.Context, c *tunnel.Client, pod string, r route.Route) error {
+	tag := tunnel.OwnerTag(f.Route.Client)
+	if err := c.Contest(r, tag); err != nil {
+		if !errors.Is(err, tunnel.ErrNotFound) { // not found: the other key just left
+			f.logf("pod %s: the sidecar did not suspend the other key's route: %v", pod, err)
+		}
+	} else {
+		f.logf("pod %s: the other key's route is suspended there (its requests go to the app) while this intercept lasts", pod)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(contestPause):
+		}
+		_, err := c.RegisterTagged(r, tag)
+		if !errors.Is(err, tunnel.ErrConflict) {
+			return err
+		}
 	}
 }
 

@@ -31,6 +31,35 @@ import (
 type table struct {
 	mu     sync.Mutex
 	routes []*route.Route
+	// suspended counts the contests of each route key, as proxy.Table's.
+	suspended map[string]int
+}
+
+func (t *table) Suspend(r route.Route, key string) (func(), int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, x := range t.routes {
+		if x.Client == key && x.Conflicts(r) {
+			n++
+		}
+	}
+	if t.suspended == nil {
+		t.suspended = map[string]int{}
+	}
+	t.suspended[key] += n
+	return func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.suspended[key] -= n
+	}, n
+}
+
+// isSuspended says whether a contest holds the route of key.
+func (t *table) isSuspended(key string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.suspended[key] > 0
 }
 
 func (t *table) Add(r route.Route, _ tunnel.DialFunc) (func(), error) {
@@ -73,6 +102,8 @@ type pods struct {
 	tables map[string]*table
 	conns  map[string][]net.Conn // the sidecar's end of each tunnel
 	dials  map[string]int
+	// servers are the sidecars, by their table.
+	servers map[*table]*tunnel.Server
 }
 
 func newPods(names ...string) *pods {
@@ -185,7 +216,14 @@ func (p *pods) dial(ctx context.Context, pod string) (io.ReadWriteCloser, error)
 	p.dials[pod]++
 	a, b := net.Pipe()
 	p.conns[pod] = append(p.conns[pod], b)
-	srv := &tunnel.Server{Pod: pod, Routes: t}
+	if p.servers == nil {
+		p.servers = map[*table]*tunnel.Server{}
+	}
+	srv := p.servers[t] // one sidecar per pod: its sessions see each other
+	if srv == nil {
+		srv = &tunnel.Server{Pod: pod, Routes: t}
+		p.servers[t] = srv
+	}
 	go srv.ServeConn(context.Background(), b)
 	return a, nil
 }

@@ -167,7 +167,8 @@ func TestLookAlikePodGetsNothing(t *testing.T) {
 
 // A route another key registered first on a new pod (a teammate who forced
 // new pods) is an alarm on that pod: the intercept goes on, the other
-// pods keep the route, the pod's gate is not opened and is shut again
+// pods keep the route, the other key's route there is suspended (its
+// requests go to the app), the pod's gate is not opened and is shut again
 // when someone opens it, and the pod gets the route once it is free.
 func TestConflictOnANewPodIsAnAlarm(t *testing.T) {
 	p := newPods()
@@ -199,14 +200,22 @@ func TestConflictOnANewPodIsAnAlarm(t *testing.T) {
 	p.mu.Lock()
 	p.tables["web-c"] = &table{}
 	p.mu.Unlock()
-	drop, err := p.table("web-c").Add(mallory, nil)
+	conn, err := p.dial(context.Background(), "web-c")
 	if err != nil {
+		t.Fatal(err)
+	}
+	mc, err := tunnel.NewClient(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc.Register(mallory); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.cs.Tracker().Add(gatedPod("web-c")); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the alarm", func() bool { return log.said("held on pod web-c by another key") })
+	eventually(t, "the other key's route suspended on web-c", func() bool { return p.table("web-c").isSuspended(mallory.Client) })
 	if !holds(p.table("web-a"), alice) {
 		t.Fatal("web-a lost alice's route")
 	}
@@ -227,7 +236,7 @@ func TestConflictOnANewPodIsAnAlarm(t *testing.T) {
 	})
 
 	// Mallory's route goes: web-c gets alice's; the intercept never ended.
-	drop()
+	mc.Close()
 	eventually(t, "alice on web-c once it is free", func() bool { return holds(p.table("web-c"), alice) })
 	eventually(t, "web-c let in", func() bool { _, ok := g.get("web-c"); return ok })
 	if err := stop(); err != nil {
