@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -82,9 +83,25 @@ func CheckCopyTemplate(ctx context.Context, cs kubernetes.Interface, dyn dynamic
 		return refuse("its selector differs")
 	}
 	if field := templateDifference(&want.Spec.Template, &d.Spec.Template); field != "" {
+		if admitted, err := asAdmitted(ctx, cs, want); err == nil && templateDifference(&admitted.Spec.Template, &d.Spec.Template) == "" {
+			return nil // the cluster's mutating admission made the difference
+		}
 		return refuse("its pod template differs at " + field)
 	}
 	return nil
+}
+
+// asAdmitted returns want as the API server would store it: a server-side
+// dry-run create (nothing is stored) applies the defaults and every
+// mutating admission webhook and policy of the cluster, which the copy in
+// the cluster went through when it was made. A copy that differs from the
+// transform only by what the cluster itself adds is genuine.
+func asAdmitted(ctx context.Context, cs kubernetes.Interface, want *appsv1.Deployment) (*appsv1.Deployment, error) {
+	probe := want.DeepCopy()
+	probe.GenerateName, probe.Name = want.Name+"-", "" // the copy's own name is taken
+	return cs.AppsV1().Deployments(want.Namespace).Create(ctx, probe, metav1.CreateOptions{
+		DryRun: []string{metav1.DryRunAll}, FieldManager: FieldManager,
+	})
 }
 
 // readOriginal reads the workload the record names, as Resolve would.

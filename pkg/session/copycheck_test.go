@@ -73,13 +73,43 @@ func genuineSession(t *testing.T, edit func(*appsv1.Deployment)) (*fake.Clientse
 	if edit != nil {
 		edit(cp)
 	}
-	return fake.NewClientset(orig, switched, cp), rec
+	cs := fake.NewClientset(orig, switched, cp)
+	admitAs(cs, nil)
+	return cs, rec
 }
 
-// writes lists the requests that change something.
+// admitAs makes cs answer a dry-run create of a Deployment as an API server
+// whose mutating admission applies mutate (nil: none) would, storing
+// nothing.
+func admitAs(cs *fake.Clientset, mutate func(*appsv1.Deployment)) {
+	cs.PrependReactor("create", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		c := a.(k8stesting.CreateActionImpl)
+		if len(c.CreateOptions.DryRun) == 0 {
+			return false, nil, nil
+		}
+		d := c.Object.(*appsv1.Deployment).DeepCopy()
+		d.Name = d.GenerateName + "x7k2q"
+		if mutate != nil {
+			mutate(d)
+		}
+		return true, d, nil
+	})
+}
+
+// pullAlways is a cluster's mutating webhook: every container pulls always.
+func pullAlways(d *appsv1.Deployment) {
+	for i := range d.Spec.Template.Spec.Containers {
+		d.Spec.Template.Spec.Containers[i].ImagePullPolicy = corev1.PullAlways
+	}
+}
+
+// writes lists the requests that change something (a dry run does not).
 func writes(cs *fake.Clientset) []string {
 	var out []string
 	for _, a := range cs.Actions() {
+		if c, ok := a.(k8stesting.CreateActionImpl); ok && len(c.CreateOptions.DryRun) > 0 {
+			continue
+		}
 		switch a.GetVerb() {
 		case "get", "list", "watch":
 		default:
@@ -130,6 +160,7 @@ func TestJoinRefusesASquattedCopy(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cs, _ := genuineSession(t, tc.edit)
+			admitAs(cs, pullAlways) // a cluster that mutates copies hides no squatter
 			st, err := joinShop(t, cs, testProxyImage)
 			if err == nil || st != nil {
 				t.Fatalf("join of a squatted copy = %+v, %v; want refused", st, err)
@@ -164,8 +195,9 @@ func TestJoinRefusesACopyOfAnEarlierOriginal(t *testing.T) {
 }
 
 // A copy as start makes it is joined, also as the API server returns it
-// (defaults filled in) and by a developer whose sidecar image is another
-// version of the same image.
+// (defaults filled in), as a cluster's mutating admission changed it (a
+// server-side dry run of the expected copy shows the same change), and by
+// a developer whose sidecar image is another version of the same image.
 func TestJoinAcceptsAGenuineCopy(t *testing.T) {
 	for _, tc := range []struct {
 		name, image string
@@ -197,9 +229,13 @@ func TestJoinAcceptsAGenuineCopy(t *testing.T) {
 			}
 		}},
 		{"another version's sidecar", "registry.example/intercept-proxy:1.1.0", nil},
+		{"mutated by the cluster's admission", testProxyImage, pullAlways},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cs, rec := genuineSession(t, tc.edit)
+			if tc.name == "mutated by the cluster's admission" {
+				admitAs(cs, pullAlways) // the webhook that made the copy
+			}
 			st, err := joinShop(t, cs, tc.image)
 			if err != nil || st == nil || st.Record.ID != rec.ID {
 				t.Fatalf("join of a genuine copy = %+v, %v; want session %s", st, err, rec.ID)
