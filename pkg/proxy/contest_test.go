@@ -36,7 +36,7 @@ func TestContestSuspendsAnotherKeysRoute(t *testing.T) {
 	if _, err := contester.RegisterTagged(alice, tag); !errors.Is(err, tunnel.ErrConflict) {
 		t.Fatalf("alice's registration: %v, want a conflict", err)
 	}
-	if err := contester.Contest(alice, tag); err != nil {
+	if err := contester.Contest(alice); err != nil {
 		t.Fatalf("contest: %v", err)
 	}
 	if r := table.match(marked); r != nil {
@@ -48,25 +48,38 @@ func TestContestSuspendsAnotherKeysRoute(t *testing.T) {
 	if _, err := contester.RegisterTagged(alice, tag); !errors.Is(err, tunnel.ErrConflict) {
 		t.Fatalf("a contest handed over the route: %v", err)
 	}
-	if err := connectTo(t, srv).Contest(route.Route{Header: "X-Dev", Value: "nobody", Client: aliceKey}, tag); !errors.Is(err, tunnel.ErrNotFound) {
+	if err := connectTo(t, srv).Contest(route.Route{Header: "X-Dev", Value: "nobody", Client: aliceKey}); !errors.Is(err, tunnel.ErrNotFound) {
 		t.Fatalf("contesting a route nobody holds: %v, want not found", err)
 	}
-	if err := connectTo(t, srv).Contest(alice, ""); !errors.Is(err, tunnel.ErrBadRequest) {
-		t.Fatalf("a contest without an owner tag: %v, want a bad request", err)
+	if err := connectTo(t, srv).Contest(route.Route{Header: "X-Dev", Value: "alice"}); !errors.Is(err, tunnel.ErrBadRequest) {
+		t.Fatalf("a contest without a route key: %v, want a bad request", err)
 	}
 
 	// The contester's session ends: the route matches again.
 	contester.Close()
 	waitFor(t, "the route back after the contest ended", func() bool { return table.match(marked) != nil })
 
-	// A contest by the route's own owner suspends nothing.
-	if err := connectTo(t, srv).Contest(alice, tunnel.OwnerTag(eveKey)); !errors.Is(err, tunnel.ErrNotFound) {
-		t.Fatalf("a contest under the holder's own tag: %v, want not found", err)
+	// A contest under the holder's own route key spares that route, and
+	// the holder's owner tag spares nothing: a squatter who registered
+	// under alice's tag is suspended all the same.
+	if err := connectTo(t, srv).Contest(route.Route{Header: "X-Dev", Value: "alice", Client: eveKey}); !errors.Is(err, tunnel.ErrNotFound) {
+		t.Fatalf("a contest under the holder's own key: %v, want not found", err)
+	}
+	squatter := connectTo(t, srv)
+	if _, err := squatter.RegisterTagged(route.Route{Header: "X-Dev", Value: "bob", Owner: "bob@b", Client: tunnel.PodKey(eveKey, "uid-c", 1)}, tag); err != nil {
+		t.Fatal(err)
+	}
+	bob := route.Route{Header: "X-Dev", Value: "bob", Owner: "bob@b", Client: tunnel.PodKey(aliceKey, "uid-c", 1)}
+	if err := connectTo(t, srv).Contest(bob); err != nil {
+		t.Fatalf("contesting a squatter that borrowed the contester's tag: %v", err)
+	}
+	if table.match(http.Header{"X-Dev": {"bob"}}) != nil {
+		t.Fatal("a squatter registered under the contester's owner tag was spared")
 	}
 
 	// Mallory lets go: alice gets the route.
 	mallory.Close()
-	waitFor(t, "mallory's route gone", func() bool { return len(table.List()) == 1 })
+	waitFor(t, "mallory's route gone", func() bool { return len(table.List()) == 2 })
 	if _, err := connectTo(t, srv).RegisterTagged(alice, tag); err != nil {
 		t.Fatalf("alice once the route is free: %v", err)
 	}

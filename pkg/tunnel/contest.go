@@ -15,7 +15,10 @@ import (
 // ownership. It suspends: while the contesting session lives, the routes
 // that conflict with its route and were registered under another owner
 // tag match nothing on this pod, and their requests go to the app, as if
-// no one intercepted them. The suspended route still conflicts with new
+// no one intercepted them. Only the contester's own route key is spared
+// (the same CLI's route, registered through another tunnel or a relay):
+// an owner tag proves nothing and travels between pods, so it spares
+// nobody. The suspended route still conflicts with new
 // registrations, so a contest never hands a route to anyone; when its
 // holder lets go, the contester registers it as usual.
 //
@@ -37,7 +40,7 @@ type Suspender interface {
 const maxContests = 8
 
 // contest suspends, for as long as cs lives, the routes conflicting with
-// req.Route that sessions of another owner tag registered.
+// req.Route that other sessions registered under another route key.
 func (s *Server) contest(cs *controlSession, req Request) error {
 	sus, ok := s.Routes.(Suspender)
 	if !ok {
@@ -49,8 +52,8 @@ func (s *Server) contest(cs *controlSession, req Request) error {
 	if err := req.Route.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	if req.Tag == "" || len(req.Tag) > maxTag {
-		return coded(CodeBadRequest, "contest: an owner tag of 1 to %d characters is required", maxTag)
+	if req.Route.Client == "" {
+		return coded(CodeBadRequest, "contest: the route's key is required")
 	}
 	cs.mu.Lock()
 	full := len(cs.contests) >= maxContests
@@ -60,7 +63,7 @@ func (s *Server) contest(cs *controlSession, req Request) error {
 	}
 	var resumes []func()
 	taken := 0
-	for _, key := range s.keysConflicting(cs, *req.Route, req.Tag) {
+	for _, key := range s.keysConflicting(cs, *req.Route) {
 		resume, n := sus.Suspend(*req.Route, key)
 		resumes = append(resumes, resume)
 		taken += n
@@ -77,10 +80,9 @@ func (s *Server) contest(cs *controlSession, req Request) error {
 	return nil
 }
 
-// keysConflicting returns the route keys that live sessions other than cs,
-// of an owner tag other than tag, registered for routes that conflict
-// with r.
-func (s *Server) keysConflicting(cs *controlSession, r route.Route, tag string) []string {
+// keysConflicting returns the route keys other than r's that live
+// sessions other than cs registered for routes that conflict with r.
+func (s *Server) keysConflicting(cs *controlSession, r route.Route) []string {
 	s.mu.Lock()
 	sessions := make([]*controlSession, 0, len(s.sessions))
 	for o := range s.sessions {
@@ -92,9 +94,9 @@ func (s *Server) keysConflicting(cs *controlSession, r route.Route, tag string) 
 	var keys []string
 	for _, o := range sessions {
 		o.mu.Lock()
-		sameOwner := o.tag != "" && subtle.ConstantTimeCompare([]byte(o.tag), []byte(tag)) == 1
 		for _, held := range o.routes {
-			if !sameOwner && held.Client != "" && held.Conflicts(r) {
+			own := subtle.ConstantTimeCompare([]byte(held.Client), []byte(r.Client)) == 1
+			if !own && held.Client != "" && held.Conflicts(r) {
 				keys = append(keys, held.Client)
 			}
 		}
@@ -115,9 +117,9 @@ func (cs *controlSession) endContests() {
 }
 
 // Contest suspends on this pod, while the session lives, the routes that
-// conflict with r and that another owner registered (see contest.go);
-// tag is the contesting CLI's owner tag.
-func (c *Client) Contest(r route.Route, tag string) error {
-	_, err := c.call(Request{Op: "contest", Route: &r, Tag: tag})
+// conflict with r and that were registered under another route key (see
+// contest.go); r.Client is the contesting CLI's key for this pod.
+func (c *Client) Contest(r route.Route) error {
+	_, err := c.call(Request{Op: "contest", Route: &r})
 	return err
 }

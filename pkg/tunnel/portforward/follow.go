@@ -493,7 +493,7 @@ const contestPause = time.Second
 // once the route is registered here, or why not.
 func (f *Follower) contest(ctx context.Context, c *tunnel.Client, pod string, r route.Route) error {
 	tag := tunnel.OwnerTag(f.Route.Client)
-	if err := c.Contest(r, tag); err != nil {
+	if err := c.Contest(r); err != nil {
 		if !errors.Is(err, tunnel.ErrNotFound) { // not found: the other key just left
 			f.logf("pod %s: the sidecar did not suspend the other key's route: %v", pod, err)
 		}
