@@ -160,18 +160,33 @@ func Gated(p *corev1.Pod) bool {
 // OpenGate sets the pod's routes condition, so it becomes Ready once its
 // containers are.
 func OpenGate(ctx context.Context, cs kubernetes.Interface, ns, pod, message string) error {
+	if err := setGate(ctx, cs, ns, pod, corev1.ConditionTrue, "RoutesInstalled", message); err != nil {
+		return describeAPIError(err, "marking pod "+pod+" as holding the routes")
+	}
+	return nil
+}
+
+// ShutGate sets the pod's routes condition to False (another key holds a
+// route there), so it leaves the Service's endpoints.
+func ShutGate(ctx context.Context, cs kubernetes.Interface, ns, pod, message string) error {
+	if err := setGate(ctx, cs, ns, pod, corev1.ConditionFalse, "HeldByAnotherKey", message); err != nil {
+		return describeAPIError(err, "keeping pod "+pod+" out of the Service")
+	}
+	return nil
+}
+
+// setGate patches the pod's routes condition.
+func setGate(ctx context.Context, cs kubernetes.Interface, ns, pod string, status corev1.ConditionStatus, reason, message string) error {
 	patch := map[string]any{"status": map[string]any{"conditions": []map[string]any{{
-		"type": string(RoutesGate), "status": "True", "reason": "RoutesInstalled", "message": message,
+		"type": string(RoutesGate), "status": string(status), "reason": reason, "message": message,
 		"lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
 	}}}}
 	b, err := json.Marshal(patch)
 	if err != nil {
 		return err
 	}
-	if _, err := cs.CoreV1().Pods(ns).Patch(ctx, pod, types.StrategicMergePatchType, b, metav1.PatchOptions{FieldManager: FieldManager}, "status"); err != nil {
-		return describeAPIError(err, "marking pod "+pod+" as holding the routes")
-	}
-	return nil
+	_, err = cs.CoreV1().Pods(ns).Patch(ctx, pod, types.StrategicMergePatchType, b, metav1.PatchOptions{FieldManager: FieldManager}, "status")
+	return err
 }
 
 // MissingRoutes lists the routes of want that have are without: a route is
