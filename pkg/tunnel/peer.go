@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,9 +43,14 @@ import (
 type Admissions struct {
 	mu   sync.Mutex
 	keys [][]byte // oldest first, at most MaxAdmissions
+	// inUse counts the live relay sessions proved under each key: those
+	// keys are never pushed out, so a flood of admits cannot cut a
+	// developer's relay.
+	inUse map[string]int
 }
 
-// MaxAdmissions bounds the keys a sidecar keeps; the oldest goes first.
+// MaxAdmissions bounds the keys a sidecar keeps; the oldest key that no
+// live relay session uses goes first.
 const MaxAdmissions = 256
 
 func (a *Admissions) admit(key string) error {
@@ -59,10 +65,31 @@ func (a *Admissions) admit(key string) error {
 		}
 	}
 	if len(a.keys) >= MaxAdmissions {
-		a.keys = a.keys[1:]
+		i := slices.IndexFunc(a.keys, func(k []byte) bool { return a.inUse[string(k)] == 0 })
+		if i < 0 {
+			return coded(CodeBadRequest, "admit: this sidecar holds %d keys, all in use by relays; try again once one leaves", MaxAdmissions)
+		}
+		a.keys = slices.Delete(a.keys, i, i+1)
 	}
 	a.keys = append(a.keys, []byte(key))
 	return nil
+}
+
+// use marks key in use by a live relay session until the returned func.
+func (a *Admissions) use(key []byte) func() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.inUse == nil {
+		a.inUse = map[string]int{}
+	}
+	a.inUse[string(key)]++
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.inUse[string(key)]--; a.inUse[string(key)] <= 0 {
+			delete(a.inUse, string(key))
+		}
+	}
 }
 
 // match returns the admitted key under which mac answers nonce.
@@ -142,6 +169,7 @@ func (s *Server) ServePeers(ctx context.Context, ln net.Listener) error {
 			select {
 			case sessions <- struct{}{}:
 				defer func() { <-sessions }()
+				defer s.Admitted.use(key)()
 				s.serveSession(ctx, conn, newControlSession(key))
 			default:
 				conn.Close()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -226,5 +227,42 @@ func waitFor(t *testing.T, d time.Duration, ok func() bool, msg string) {
 			t.Fatal(msg)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A flood of admits (anyone who may port-forward) pushes out only keys no
+// live relay uses: the developer whose relay holds a route through the
+// peer keeps it, and can link again under the same key.
+func TestAdmitFloodKeepsKeysInUse(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	relay, peer := newPeerPod(t, ctx, "relay"), newPeerPod(t, ctx, "peer")
+	r := route.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop", Client: aliceKey}
+	if err := peer.connect(t, ctx).Admit(aliceKey); err != nil {
+		t.Fatal(err)
+	}
+	c := relay.connect(t, ctx)
+	if _, err := c.Register(r); err != nil {
+		t.Fatal(err)
+	}
+	link, err := c.Relay(ctx, "peer", peer.addr, aliceKey)
+	if err != nil {
+		t.Fatalf("relay: %v", err)
+	}
+	flooder := peer.connect(t, ctx)
+	for i := range 2 * MaxAdmissions {
+		if err := flooder.Admit(strings.Repeat("f", 40) + strconv.Itoa(i)); err != nil {
+			t.Fatalf("admit #%d: %v", i, err)
+		}
+	}
+	if routes, err := link.Routes(); err != nil || len(routes) != 1 {
+		t.Fatalf("the relayed route after the flood: %v, %v", routes, err)
+	}
+	// The link drops (a relay restarting): the developer links again
+	// under the key the flood did not push out.
+	link.Close()
+	waitFor(t, 5*time.Second, func() bool { return len(peer.table.List()) == 0 }, "the relayed route gone with its link")
+	if _, err := c.Relay(ctx, "peer", peer.addr, aliceKey); err != nil {
+		t.Fatalf("relaying again after the flood: %v", err)
 	}
 }
