@@ -38,6 +38,7 @@ func main() {
 
 // event is one line of `go test -json` (cmd/test2json).
 type event struct {
+	Time    time.Time
 	Action  string
 	Package string
 	Test    string
@@ -50,7 +51,28 @@ type event struct {
 type test struct {
 	Package, Name string
 	Action        string
-	Elapsed       time.Duration
+	// Elapsed is go test's figure: the time the test ran, not counting
+	// its wait for a turn among the parallel tests, nor its parallel
+	// subtests.
+	Elapsed time.Duration
+	// Span is from the test's start (or its resumption, when it waited for
+	// a turn) to its end, its subtests included.
+	Span time.Duration
+	// start is when it started or resumed; paused, that it waits for a turn.
+	start  time.Time
+	paused bool
+	// subtests, that it has any.
+	subtests bool
+}
+
+// took is how long the test took: go test's figure, or its span when it
+// has subtests (parallel subtests run after their parent's function has
+// returned, so go test's figure leaves them out).
+func (t *test) took() time.Duration {
+	if t.subtests {
+		return max(t.Elapsed, t.Span)
+	}
+	return t.Elapsed
 }
 
 // run is what a stream held.
@@ -79,7 +101,19 @@ func read(in io.Reader, live io.Writer) (*run, error) {
 		case "output", "build-output":
 			fmt.Fprint(live, e.Output)
 		case "run":
-			r.get(e.Package, e.Test)
+			t := r.get(e.Package, e.Test)
+			t.start = e.Time
+			if parent, _, ok := cutLast(e.Test, "/"); ok {
+				r.get(e.Package, parent).subtests = true
+			}
+		case "pause":
+			r.get(e.Package, e.Test).paused = true
+		case "cont":
+			// Also sent whenever the output turns back to a test; only the
+			// first after a pause is its resumption.
+			if t := r.get(e.Package, e.Test); t.paused {
+				t.start, t.paused = e.Time, false
+			}
 		case "pass", "fail", "skip":
 			d := time.Duration(e.Elapsed * float64(time.Second))
 			if e.Test == "" {
@@ -88,6 +122,9 @@ func read(in io.Reader, live io.Writer) (*run, error) {
 			}
 			t := r.get(e.Package, e.Test)
 			t.Action, t.Elapsed = e.Action, d
+			if !t.start.IsZero() && !e.Time.IsZero() {
+				t.Span = e.Time.Sub(t.start)
+			}
 		}
 	}
 	return r, sc.Err()
@@ -122,7 +159,7 @@ func (r *run) slowest(n int) []*test {
 			tops = append(tops, t)
 		}
 	}
-	slices.SortStableFunc(tops, func(a, b *test) int { return int(b.Elapsed - a.Elapsed) })
+	slices.SortStableFunc(tops, func(a, b *test) int { return int(b.took() - a.took()) })
 	return tops[:min(n, len(tops))]
 }
 
@@ -137,9 +174,9 @@ func (r *run) summary(w io.Writer, top int) {
 		fmt.Fprintf(w, "%s  %s in %s\n", p.Action, p.Package, p.Elapsed.Round(time.Second))
 	}
 	if s := r.slowest(top); len(s) > 0 {
-		fmt.Fprintf(w, "the %d slowest tests:\n", len(s))
+		fmt.Fprintf(w, "the %d slowest tests (a parallel test from its turn on, its subtests included):\n", len(s))
 		for _, t := range s {
-			fmt.Fprintf(w, "  %8s  %-4s  %s\n", t.Elapsed.Round(100*time.Millisecond), t.Action, t.Name)
+			fmt.Fprintf(w, "  %8s  %-4s  %s\n", t.took().Round(100*time.Millisecond), t.Action, t.Name)
 		}
 	}
 	c, sub := r.counts(true), r.counts(false)
@@ -157,4 +194,12 @@ func (r *run) summary(w io.Writer, top int) {
 			fmt.Fprintf(w, "  %s %s\n", what, t.Name)
 		}
 	}
+}
+
+// cutLast cuts s around the last sep.
+func cutLast(s, sep string) (before, after string, found bool) {
+	if i := strings.LastIndex(s, sep); i >= 0 {
+		return s[:i], s[i+len(sep):], true
+	}
+	return s, "", false
 }

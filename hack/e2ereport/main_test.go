@@ -1,8 +1,10 @@
 package main
 
 import (
+	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A stream as go test -json writes it for one package: parallel tests
@@ -26,6 +28,36 @@ e2e: the local cluster
 {"Action":"run","Package":"e2e","Test":"TestE"}
 {"Action":"fail","Package":"e2e","Elapsed":130}
 `
+
+// A parallel test whose parallel subtests run after its function returned:
+// go test gives the parent 0.1 s; it took from its turn to its end, 50 s
+// (the output's own CONT lines do not restart it).
+const parallelStream = `{"Time":"2026-01-01T10:00:00Z","Action":"run","Package":"e2e","Test":"TestKinds"}
+{"Time":"2026-01-01T10:00:00Z","Action":"pause","Package":"e2e","Test":"TestKinds"}
+{"Time":"2026-01-01T10:00:00Z","Action":"run","Package":"e2e","Test":"TestSerial"}
+{"Time":"2026-01-01T10:00:30Z","Action":"pass","Package":"e2e","Test":"TestSerial","Elapsed":30}
+{"Time":"2026-01-01T10:00:30Z","Action":"cont","Package":"e2e","Test":"TestKinds"}
+{"Time":"2026-01-01T10:00:30Z","Action":"run","Package":"e2e","Test":"TestKinds/A"}
+{"Time":"2026-01-01T10:00:30Z","Action":"pause","Package":"e2e","Test":"TestKinds/A"}
+{"Time":"2026-01-01T10:00:30Z","Action":"cont","Package":"e2e","Test":"TestKinds/A"}
+{"Time":"2026-01-01T10:00:40Z","Action":"cont","Package":"e2e","Test":"TestKinds"}
+{"Time":"2026-01-01T10:01:10Z","Action":"pass","Package":"e2e","Test":"TestKinds/A","Elapsed":40}
+{"Time":"2026-01-01T10:01:20Z","Action":"pass","Package":"e2e","Test":"TestKinds","Elapsed":0.1}
+`
+
+func TestParallelSubtestsCountForTheirParent(t *testing.T) {
+	r, err := read(strings.NewReader(parallelStream), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := r.slowest(2)
+	if len(s) != 2 || s[0].Name != "TestKinds" || s[0].took() != 50*time.Second || s[1].took() != 30*time.Second {
+		for _, x := range s {
+			t.Logf("%s %s", x.Name, x.took())
+		}
+		t.Fatal("want TestKinds at 50s, then TestSerial at 30s")
+	}
+}
 
 func TestSummaryOfAStream(t *testing.T) {
 	var live strings.Builder
