@@ -121,6 +121,21 @@ func Close(ctx context.Context, cs kubernetes.Interface, o CloseOptions) (*Close
 		return apierrors.IsNotFound(err)
 	}
 
+	// A taken-over original is scaled back, and ready, before the Service
+	// points at it again.
+	for i := range targets {
+		r, err := RecordOf(&targets[i])
+		if err != nil {
+			continue
+		}
+		if err := GiveBack(ctx, cs, o.Namespace, r, &targets[i], o.Timeout, p); err != nil {
+			for _, c := range targets {
+				release(ctx, cs, o.Namespace, c.Labels[LabelSession], me)
+			}
+			return nil, err
+		}
+	}
+
 	if svc != nil && rec != nil && (o.ID == "" || rec.ID == o.ID) {
 		done := p.Step("restoring service " + o.Service)
 		restored, kept, err := restoreService(ctx, cs, o.Namespace, o.Service, rec, restorable)

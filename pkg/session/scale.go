@@ -24,7 +24,7 @@ import (
 // developer's CLI watches the original workload and sets the copy's
 // replica count to the original's desired count (an HPA's decisions are
 // writes to that count), never below one: the copy is what serves the
-// Service. Several CLIs write the same number; the writes are idempotent.
+// Service; nor below the count a take-over recorded (see takeover.go). Several CLIs write the same number; the writes are idempotent.
 // Nothing is requested while the original does not change.
 
 // FollowScale keeps the copy's replicas at the original's desired count
@@ -52,6 +52,9 @@ func FollowScale(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Inter
 			continue // the original is gone: the copy keeps what it has
 		}
 		want = max(want, 1)
+		if t := copyTakeOver(ctx, cs, ns, rec.Copy); t != nil {
+			want = max(want, t.Replicas) // the original is at zero: the copy serves its callers
+		}
 		if want == current {
 			continue
 		}
@@ -64,6 +67,17 @@ func FollowScale(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Inter
 		log("%s wants %d replica(s): the copy %s follows (from %d)", rec.WorkloadRef(), want, rec.Copy, current)
 		current = want
 	}
+}
+
+// copyTakeOver reads the copy's take-over, nil when there is none or it
+// cannot be read.
+func copyTakeOver(ctx context.Context, cs kubernetes.Interface, ns, name string) *TakeOver {
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil
+	}
+	t, _ := takeOverOf(d)
+	return t
 }
 
 // ScaleCopy sets the copy's replica count.
