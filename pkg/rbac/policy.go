@@ -318,9 +318,9 @@ func (o Options) deployments() *admissionv1.ValidatingAdmissionPolicy {
 					equalFields("oldObject.spec", "object.spec", deploymentSpecEqual) + " &&\n" +
 					"object.metadata.?labels == oldObject.metadata.?labels &&\n" +
 					equalFields("oldObject.metadata", "object.metadata", metadataEqual) + " &&\n" +
-					annotationsEqualBut("variables.oldAnn", "variables.newAnn", []string{session.AnnotationStarting, session.AnnotationClosing}),
+					annotationsEqualBut("variables.oldAnn", "variables.newAnn", []string{session.AnnotationStarting, session.AnnotationClosing, session.AnnotationTakeOver}),
 				Message: o.member() + "may change of a copy only its replica count and the annotations " +
-					session.AnnotationStarting + " and " + session.AnnotationClosing,
+					session.AnnotationStarting + ", " + session.AnnotationClosing + " and " + session.AnnotationTakeOver,
 			},
 		})
 }

@@ -157,6 +157,14 @@ const optionalRules = `# Optional, for the local side (` + "`-- CMD`" + `, --env
 # A resourceFieldRef to a limit the container does not set reads the node's
 # allocatable, which needs a ClusterRole (nodes are not namespaced):
 #   kubectl create clusterrole kubectl-intercept-nodes --verb=get --resource=nodes
+# Optional, for --take-over (the connections callers keep open move to the
+# copy: the original is scaled to zero while the intercept lasts, and back
+# at close): the scale of the workloads. With it a member may scale any
+# Deployment, StatefulSet or ReplicaSet of the namespace, which the
+# admission policy cannot tell apart.
+# - apiGroups: [apps]
+#   resources: [deployments/scale, statefulsets/scale, replicasets/scale]
+#   verbs: [get, update]
 # Optional: Services in front of an Argo Rollout. Without it such a Service
 # is refused (the Rollout cannot be read).
 # - apiGroups: [argoproj.io]
