@@ -8,15 +8,17 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	_ "k8s.io/client-go/plugin/pkg/client/auth" // cloud auth providers in kubeconfigs
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/cli"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/root"
+	cmdutil "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/util"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local"
 )
 
 func main() {
-	cmd := cli.NewCmdRoot(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
+	cmd := root.NewCmdRoot(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
 	if err := cmd.Execute(); err != nil {
-		if !cli.IsAlreadyReported(err) {
-			fmt.Fprintln(os.Stderr, "error:", cli.ErrorText(err))
+		if !local.IsAlreadyReported(err) {
+			fmt.Fprintln(os.Stderr, "error:", cmdutil.ErrorText(err))
 		}
-		os.Exit(cli.ExitCode(err))
+		os.Exit(local.ExitCode(err))
 	}
 }

@@ -1,0 +1,60 @@
+package root
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	_ "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/internal/golden" // -update, which go test ./pkg/cmd/... passes to every package
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+)
+
+// The root command carries kubectl's standard flags and our own.
+func TestRootFlags(t *testing.T) {
+	var out bytes.Buffer
+	cmd := NewCmdRoot(genericiooptions.IOStreams{Out: &out, ErrOut: &out})
+	for _, f := range []string{"namespace", "context", "kubeconfig", "as", "remote-port", "local-port", "header", "cookie", "baggage", "all", "clean", "quiet", "wait", "detach", "dry-run", "proxy-image", "timeout"} {
+		if cmd.Flags().Lookup(f) == nil && cmd.PersistentFlags().Lookup(f) == nil {
+			t.Errorf("flag --%s missing", f)
+		}
+	}
+	if got := cmd.Flags().Lookup("header").DefValue; got != route.DefaultHeaderName+":"+route.DefaultHeaderValue {
+		t.Errorf("default header %q", got)
+	}
+}
+
+// czctl's spellings: -k for --kubeconfig, --remotePort and --localPort;
+// and --force only with -c.
+func TestCzctlFlags(t *testing.T) {
+	var out bytes.Buffer
+	cmd := NewCmdRoot(genericiooptions.IOStreams{Out: &out, ErrOut: &out})
+	if err := cmd.ParseFlags([]string{"-k", "/tmp/kc", "--remotePort", "http", "--localPort", "3000", "-n", "shop"}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"kubeconfig": "/tmp/kc", "remote-port": "http", "local-port": "3000", "namespace": "shop"} {
+		if got := cmd.Flags().Lookup(name).Value.String(); got != want {
+			t.Errorf("--%s = %q, want %q", name, got, want)
+		}
+	}
+}
+
+// Help reads right: no flag's usage turns words into a value name, and
+// nothing promises more than the restore does.
+func TestHelpReadsRight(t *testing.T) {
+	root := NewCmdRoot(genericiooptions.IOStreams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}})
+	for _, cmd := range append(root.Commands(), root) {
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		if err := cmd.Help(); err != nil {
+			t.Fatal(err)
+		}
+		help := out.String()
+		for _, bad := range []string{"--detach kubectl", "exactly as it was", "(the default)"} {
+			if strings.Contains(help, bad) {
+				t.Errorf("%s --help says %q", cmd.Name(), bad)
+			}
+		}
+	}
+}

@@ -1,0 +1,595 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/netproxy"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/podenv"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/podfiles"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
+)
+
+// The local side: what the developer's process gets of the pod it stands
+// in for. Its environment (resolved as the kubelet would for the
+// intercepted container), the cluster's network (a SOCKS5 and HTTP proxy
+// on loopback, and port forwards, whose connections leave from a copy pod
+// through the developer's tunnel), and a command to run with both.
+
+// Forward is one --forward [LOCAL_PORT:]HOST:PORT.
+type Forward struct {
+	Local  int
+	Target string // HOST:PORT, resolved and dialed in the pod
+}
+
+// ParseForward reads [LOCAL_PORT:]HOST:PORT; without LOCAL_PORT the local
+// port is the remote one.
+func ParseForward(s string) (Forward, error) {
+	bad := fmt.Errorf("--forward %q: want [LOCAL_PORT:]HOST:PORT, e.g. --forward 5432:postgres.db:5432", s)
+	if i := strings.IndexByte(s, ':'); i > 0 && isDigits(s[:i]) {
+		if host, port, err := net.SplitHostPort(s[i+1:]); err == nil && host != "" && validPort(port) {
+			n, _ := strconv.Atoi(s[:i])
+			if n < 1 || n > 65535 {
+				return Forward{}, bad
+			}
+			return Forward{Local: n, Target: net.JoinHostPort(host, port)}, nil
+		}
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" || !validPort(port) {
+		return Forward{}, bad
+	}
+	n, _ := strconv.Atoi(port)
+	return Forward{Local: n, Target: net.JoinHostPort(host, port)}, nil
+}
+
+func isDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func validPort(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 1 && n <= 65535
+}
+
+// CheckMountDir checks --mount's directory without the network: a new or
+// empty directory, never a symbolic link.
+func CheckMountDir(dir string) error {
+	if fi, err := os.Lstat(dir); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return fmt.Errorf("--mount %s is a symbolic link: give a directory itself (the pod's secrets are written there and removed at the end)", dir)
+	}
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return fmt.Errorf("--mount %s: the directory is not empty; give a new or empty one (it is removed when the intercept ends)", dir)
+	}
+	return nil
+}
+
+// Options say what the local process gets of the pod it stands in for.
+type Options struct {
+	Client  kubernetes.Interface
+	Dynamic dynamic.Interface
+	// Namespace and Service are the intercepted Service's.
+	Namespace, Service string
+	// RemotePort is the Service port whose serving container the local
+	// process stands in for, unless Container names one.
+	RemotePort string
+	Container  string
+	// EnvFile and EnvJSON are files the container's environment is
+	// written to; EnvAllow names variables of the pod taken in although
+	// they could run code or change tools on this machine.
+	EnvFile, EnvJSON string
+	EnvAllow         []string
+	// Mount is the directory the volumes' files are written under.
+	Mount    string
+	Forwards []Forward
+	// Network runs the local proxy into the cluster's network.
+	Network bool
+	// Command is the local process (after --), if any.
+	Command []string
+	// StateKey names this intercept's records on this machine.
+	StateKey string
+}
+
+// Log is where the local side reports: the command's progress.
+type Log interface {
+	Infof(format string, args ...any)
+	Warn(msg string)
+}
+
+// WantsEnv tells whether the local side needs the container's environment
+// (--mount too: subPathExpr reads it).
+func (o *Options) WantsEnv() bool {
+	return len(o.Command) > 0 || o.EnvFile != "" || o.EnvJSON != "" || o.Mount != ""
+}
+
+// WantsNetwork tells whether the local proxy runs.
+func (o *Options) WantsNetwork() bool { return len(o.Command) > 0 || o.Network }
+
+// objects reads ConfigMaps and Secrets for podenv, with errors that say
+// which optional rule of docs/rbac.yaml a forbidden read needs.
+type objects struct {
+	cs kubernetes.Interface
+	ns string
+}
+
+func (o objects) ConfigMap(ctx context.Context, name string) (*corev1.ConfigMap, error) {
+	cm, err := o.cs.CoreV1().ConfigMaps(o.ns).Get(ctx, name, metav1.GetOptions{})
+	return cm, readError(err, "configmaps", name)
+}
+
+func (o objects) Secret(ctx context.Context, name string) (*corev1.Secret, error) {
+	s, err := o.cs.CoreV1().Secrets(o.ns).Get(ctx, name, metav1.GetOptions{})
+	return s, readError(err, "secrets", name)
+}
+
+// readError keeps NotFound as it is (an optional reference may be
+// missing) and names the rule a forbidden read needs.
+func readError(err error, resource, name string) error {
+	if err == nil || apierrors.IsNotFound(err) {
+		return err
+	}
+	if apierrors.IsForbidden(err) {
+		return fmt.Errorf("%w (the container's environment reads %s %q: add the optional rule \"get %s\" of docs/rbac.yaml to your Role)", err, resource, name, resource)
+	}
+	return err
+}
+
+// envTemplate is the pod template whose container's environment the local
+// process gets, before anything changes: the copy's when the Service is
+// intercepted already, the workload's otherwise.
+func (o *Options) envTemplate(ctx context.Context) (*corev1.PodTemplateSpec, *corev1.Service, error) {
+	svc, err := o.Client.CoreV1().Services(o.Namespace).Get(ctx, o.Service, metav1.GetOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading service %s: %w", o.Service, err)
+	}
+	if raw, ok := session.RecordAnnotation(svc.Annotations); ok {
+		rec, err := session.DecodeRecord(raw)
+		if err != nil {
+			return nil, nil, err
+		}
+		d, err := verifiedCopy(ctx, o.Client, o.Namespace, rec)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &d.Spec.Template, svc, nil
+	}
+	target, err := workload.Resolve(ctx, o.Client, o.Dynamic, svc, session.LabelSession)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &target.Source.Template, svc, nil
+}
+
+// container picks the container whose environment the local process gets:
+// --container, or the one serving the intercepted port.
+func (o *Options) container(spec *corev1.PodSpec, svc *corev1.Service) (*corev1.Container, error) {
+	if o.Container != "" {
+		var names []string
+		for i := range spec.Containers {
+			c := &spec.Containers[i]
+			if c.Name == o.Container && c.Name != workload.SidecarName {
+				return c, nil
+			}
+			if c.Name != workload.SidecarName {
+				names = append(names, c.Name)
+			}
+		}
+		return nil, fmt.Errorf("--container %s: the workload behind service %s has no such container (it has %s)", o.Container, o.Service, strings.Join(names, ", "))
+	}
+	sp, err := workload.SelectPort(svc, o.RemotePort)
+	if err != nil {
+		return nil, err
+	}
+	c := workload.ServingContainer(spec, sp)
+	if c == nil {
+		return nil, fmt.Errorf("the workload behind service %s has no container", o.Service)
+	}
+	return c, nil
+}
+
+// CheckEnv resolves the environment against the template before anything
+// changes: a missing required ConfigMap key, Secret or --container is
+// reported while nothing has been made.
+func (o *Options) CheckEnv(ctx context.Context) error {
+	if !o.WantsEnv() {
+		return nil
+	}
+	tmpl, svc, err := o.envTemplate(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := o.container(&tmpl.Spec, svc)
+	if err != nil {
+		return err
+	}
+	pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
+	pod.Namespace = o.Namespace
+	_, err = podenv.Resolve(ctx, podenv.Input{Pod: pod, Container: c, Allocatable: corev1.ResourceList{}, Objects: objects{o.Client, o.Namespace}})
+	if err != nil {
+		return fmt.Errorf("the environment of the intercepted container: %w; nothing was changed", err)
+	}
+	return nil
+}
+
+// Setup is what runs on this machine for the local process.
+type Setup struct {
+	// env is what this machine gets of podEnv; withheld the names left out.
+	env      []podenv.Var
+	podEnv   []podenv.Var
+	Withheld []string
+	EnvFrom  string // "12 variables: 5 from configmap/app, ..."
+	Proxy    string // the proxy's address, empty when it does not run
+	Forwards []string
+	// Files is the --mount tree; Skipped the mounts it could not copy.
+	Files        *podfiles.Tree
+	FilesSummary string
+	Skipped      []podfiles.Skipped
+	stop         func()
+}
+
+// CommandVars are the command's variables: the pod's, and where its files
+// are.
+func (ls *Setup) CommandVars() []podenv.Var {
+	if ls.Files == nil {
+		return ls.env
+	}
+	return append(append([]podenv.Var(nil), ls.env...), podenv.Var{Name: EnvRoot, Value: ls.Files.Root, From: "--mount"})
+}
+
+// Summary is what status shows of the local side; nil when there is none.
+func (ls *Setup) Summary(command []string) *Side {
+	side := &Side{Environment: ls.EnvFrom, Proxy: ls.Proxy, Forwards: ls.Forwards, Command: strings.Join(command, " ")}
+	if ls.Files != nil {
+		side.Files = ls.FilesSummary
+	}
+	if side.Environment == "" && side.Files == "" && side.Proxy == "" && side.Command == "" && len(side.Forwards) == 0 {
+		return nil
+	}
+	return side
+}
+
+// EnvRoot tells the local command where --mount put the volumes' files.
+const EnvRoot = "KUBECTL_INTERCEPT_ROOT"
+
+// Start resolves the environment for the copy pod that answered,
+// writes the env files, and starts the proxy and the forwards.
+func (o *Options) Start(ctx context.Context, log Log, st *session.Started, f *portforward.Follower, podName string) (*Setup, error) {
+	ls := &Setup{stop: func() {}}
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	ls.stop = cancel
+	if o.WantsEnv() {
+		pod, c, err := o.resolveEnv(ctx, st, podName, ls)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		if err := o.writeEnvFiles(log, ls.env); err != nil {
+			cancel()
+			return nil, err
+		}
+		if o.Mount != "" {
+			if err := o.mountFiles(ctx, lctx, log, pod, c, ls); err != nil {
+				cancel()
+				return nil, err
+			}
+			tree := ls.Files
+			ls.stop = func() {
+				cancel()
+				if err := tree.Remove(); err != nil {
+					log.Warn(fmt.Sprintf("removing %s: %v", tree.Root, err))
+					return // the record lets close try again
+				}
+				forgetMount(o.StateKey)
+			}
+		}
+	}
+	dial := clusterDialer(f)
+	if o.WantsNetwork() {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("starting the local proxy into the cluster's network: %w", err)
+		}
+		ls.Proxy = ln.Addr().String()
+		px := &netproxy.Proxy{Dial: dial, Log: func(format string, args ...any) { log.Infof(format, args...) }}
+		go func() { _ = px.Serve(lctx, ln) }()
+	}
+	for _, fw := range o.Forwards {
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(fw.Local)))
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("--forward %d:%s: %w; pick another local port (--forward LOCAL:%s)", fw.Local, fw.Target, err, fw.Target)
+		}
+		ls.Forwards = append(ls.Forwards, fmt.Sprintf("localhost:%d -> %s", fw.Local, fw.Target))
+		target := fw.Target
+		go func() {
+			_ = netproxy.Forward(lctx, ln, dial, target, func(err error) {
+				log.Warn(fmt.Sprintf("--forward %s: %v", target, err))
+			})
+		}()
+	}
+	return ls, nil
+}
+
+// Stop stops the proxy, the forwards and the files' updates, and removes
+// the files.
+func (ls *Setup) Stop() { ls.stop() }
+
+// clusterDialer dials through one of the tunnels of the intercept, another
+// when a tunnel is gone.
+func clusterDialer(f *portforward.Follower) netproxy.Dialer {
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		var last error
+		for attempt := 0; attempt < 3; attempt++ {
+			c, err := f.AnyClient()
+			if err != nil {
+				last = err
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-time.After(500 * time.Millisecond):
+				}
+				continue
+			}
+			conn, err := c.DialCluster(ctx, addr)
+			var de *tunnel.DialError
+			if err == nil || errors.As(err, &de) {
+				return conn, err
+			}
+			last = err // the tunnel went: try another
+		}
+		return nil, last
+	}
+}
+
+// verifiedCopy reads the copy a record names and checks it is that very
+// session's copy, as pkg/session checks one before using it: our
+// managed-by label, the session label, and a record of its own for the same
+// session, Service and name. The environment comes from its template: a
+// Deployment or pod that only carries the labels gives nothing.
+func verifiedCopy(ctx context.Context, cs kubernetes.Interface, ns string, rec *session.Record) (*appsv1.Deployment, error) {
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, rec.Copy, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading deployment %s, the intercept's copy: %w", rec.Copy, err)
+	}
+	own, err := session.RecordOf(d)
+	if d.Labels[session.LabelManagedBy] != session.ManagedByValue || d.Labels[session.LabelSession] != rec.ID ||
+		err != nil || own.ID != rec.ID || own.Service != rec.Service || own.Copy != d.Name {
+		return nil, fmt.Errorf("deployment %s is not the copy kubectl-intercept made for this intercept of service %s (its labels or its own record differ): its environment is not used; end the intercept and check who changed it",
+			rec.Copy, rec.Service)
+	}
+	return d, nil
+}
+
+// envPod is the copy pod whose fields the environment reads, chosen among
+// the copy's pods (session.CopyPods) as the one that answered, with the
+// containers and volumes of the verified copy's template.
+func envPod(ctx context.Context, cs kubernetes.Interface, ns string, rec *session.Record, podName string) (*corev1.Pod, error) {
+	d, err := verifiedCopy(ctx, cs, ns, rec)
+	if err != nil {
+		return nil, err
+	}
+	pods, err := session.CopyPods(ctx, cs, ns, rec)
+	if err != nil {
+		return nil, err
+	}
+	var chosen *corev1.Pod
+	for i := range pods {
+		if pods[i].Name == podName {
+			chosen = &pods[i]
+			break
+		}
+		if chosen == nil && session.Reachable(&pods[i]) {
+			chosen = &pods[i]
+		}
+	}
+	if chosen == nil {
+		return nil, fmt.Errorf("no pod of copy %s runs to read the environment's fields from; try again once one does", rec.Copy)
+	}
+	pod := chosen.DeepCopy()
+	t := d.Spec.Template.Spec
+	pod.Spec.Containers, pod.Spec.InitContainers, pod.Spec.Volumes = t.Containers, t.InitContainers, t.Volumes
+	pod.Spec.EnableServiceLinks, pod.Spec.ServiceAccountName = t.EnableServiceLinks, t.ServiceAccountName
+	return pod, nil
+}
+
+// resolveEnv resolves the environment with the verified copy's template
+// and a copy pod's fields; the variables that could run code or change
+// tools on this machine are left out (podenv.Withhold) unless --env-allow
+// names them. It returns the pod and the container.
+func (o *Options) resolveEnv(ctx context.Context, st *session.Started, podName string, ls *Setup) (*corev1.Pod, *corev1.Container, error) {
+	cs := o.Client
+	pod, err := envPod(ctx, cs, o.Namespace, st.Record, podName)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := o.container(&pod.Spec, st.Service)
+	if err != nil {
+		return nil, nil, err
+	}
+	in := podenv.Input{Pod: pod, Container: c, Objects: objects{cs, o.Namespace}}
+	if in.Services, err = linkedServices(ctx, cs, pod); err != nil {
+		return nil, nil, err
+	}
+	if needsAllocatable(c) {
+		node, err := cs.CoreV1().Nodes().Get(ctx, pod.Spec.NodeName, metav1.GetOptions{})
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading node %s: the container's environment reads a resource limit it does not set, which is the node's allocatable: %w (add the optional ClusterRole of docs/rbac.yaml for nodes)", pod.Spec.NodeName, err)
+		}
+		in.Allocatable = node.Status.Allocatable
+	}
+	vars, err := podenv.Resolve(ctx, in)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the environment of container %s: %w", c.Name, err)
+	}
+	ls.podEnv = vars
+	ls.env, ls.Withheld = podenv.Withhold(vars, o.EnvAllow)
+	ls.EnvFrom = describeSources(c.Name, pod.Name, ls.env)
+	return pod, c, nil
+}
+
+// DescribeWithheld is the line that names the variables left out.
+func DescribeWithheld(names []string) string {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = strconv.Quote(n)
+	}
+	return fmt.Sprintf("Left out of the environment, as they could run code or change tools on this machine: %s (take one in with --env-allow NAME).", strings.Join(quoted, ", "))
+}
+
+// linkedServices are the Services whose link variables the kubelet gives
+// the pod: its namespace's (when links are on) and default/kubernetes.
+func linkedServices(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod) ([]corev1.Service, error) {
+	var out []corev1.Service
+	if pod.Spec.EnableServiceLinks == nil || *pod.Spec.EnableServiceLinks {
+		list, err := cs.CoreV1().Services(pod.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("listing the services of namespace %s (their link variables): %w", pod.Namespace, err)
+		}
+		out = append(out, list.Items...)
+	}
+	// Every pod gets Service kubernetes' variables; a Role in one namespace
+	// may not read it: then they are left out, as for a static pod.
+	if k, err := cs.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{}); err == nil {
+		out = append(out, *k)
+	}
+	return out, nil
+}
+
+func needsAllocatable(c *corev1.Container) bool {
+	for _, e := range c.Env {
+		if r := e.ValueFrom; r != nil && r.ResourceFieldRef != nil && strings.HasPrefix(r.ResourceFieldRef.Resource, "limits.") {
+			name := corev1.ResourceName(strings.TrimPrefix(r.ResourceFieldRef.Resource, "limits."))
+			if _, set := c.Resources.Limits[name]; !set {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// describeSources says how many variables came from where.
+func describeSources(container, pod string, vars []podenv.Var) string {
+	counts := map[string]int{}
+	for _, v := range vars {
+		from := v.From
+		if strings.HasPrefix(from, "field ") || strings.HasPrefix(from, "resource ") {
+			from = "the pod's fields"
+		}
+		counts[from]++
+	}
+	var parts []string
+	for from, n := range counts {
+		parts = append(parts, fmt.Sprintf("%d from %s", n, from))
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("%d variables of container %s as in pod %s (%s)", len(vars), container, pod, strings.Join(parts, ", "))
+}
+
+// writeEnvFiles writes --env-file and --env-json, readable by the user
+// only (they hold the pod's secrets), each replaced at once, never through
+// a symbolic link.
+func (o *Options) writeEnvFiles(log Log, vars []podenv.Var) error {
+	if o.EnvFile != "" {
+		var skipped []string
+		err := podenv.WritePrivate(o.EnvFile, func(w io.Writer) (err error) {
+			skipped, err = podenv.WriteEnvFile(w, vars)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("--env-file: %w", err)
+		}
+		if len(skipped) > 0 {
+			log.Warn(fmt.Sprintf("--env-file %s leaves out %s: docker's env-file format cannot hold a value with a line break; --env-json has them", o.EnvFile, strings.Join(skipped, ", ")))
+		}
+	}
+	if o.EnvJSON != "" {
+		if err := podenv.WritePrivate(o.EnvJSON, func(w io.Writer) error { return podenv.WriteJSON(w, vars) }); err != nil {
+			return fmt.Errorf("--env-json: %w", err)
+		}
+	}
+	return nil
+}
+
+// proxyEnv are the variables that send a process's connections through
+// the local proxy, in the spellings programs read.
+func proxyEnv(addr string) []string {
+	httpURL, socksURL := "http://"+addr, "socks5h://"+addr
+	noProxy := "localhost,127.0.0.1,::1"
+	var out []string
+	for _, kv := range [][2]string{{"HTTP_PROXY", httpURL}, {"HTTPS_PROXY", httpURL}, {"ALL_PROXY", socksURL}, {"NO_PROXY", noProxy}} {
+		out = append(out, kv[0]+"="+kv[1], strings.ToLower(kv[0])+"="+kv[1])
+	}
+	return out
+}
+
+// CommandEnv is the local process's environment: this machine's, with the
+// pod's variables over it, then the proxy's. When the proxy runs, its
+// variables are the only ones of their names in any spelling (Windows
+// reads Http_Proxy as HTTP_PROXY, and the one listed last wins there): a
+// pod's value taken in with --env-allow, or this machine's, cannot send
+// the command's traffic elsewhere or around the proxy.
+func CommandEnv(base []string, vars []podenv.Var, proxy string) []string {
+	set := map[string]string{}
+	var order []string
+	put := func(kv string) {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, ok := set[k]; !ok {
+			order = append(order, k)
+		}
+		set[k] = v
+	}
+	for _, kv := range base {
+		put(kv)
+	}
+	for _, kv := range podenv.Environ(vars) {
+		put(kv)
+	}
+	ours := map[string]bool{}
+	if proxy != "" {
+		for _, kv := range proxyEnv(proxy) {
+			k, _, _ := strings.Cut(kv, "=")
+			ours[strings.ToUpper(k)] = true
+		}
+		kept := order[:0]
+		for _, k := range order {
+			if ours[strings.ToUpper(k)] {
+				delete(set, k)
+				continue
+			}
+			kept = append(kept, k)
+		}
+		order = kept
+		for _, kv := range proxyEnv(proxy) {
+			put(kv)
+		}
+	}
+	out := make([]string, 0, len(order))
+	for _, k := range order {
+		out = append(out, k+"="+set[k])
+	}
+	return out
+}
