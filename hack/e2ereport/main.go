@@ -103,8 +103,12 @@ func read(in io.Reader, live io.Writer) (*run, error) {
 		case "run":
 			t := r.get(e.Package, e.Test)
 			t.start = e.Time
+			// A subtest's own name may hold a slash (HTTP/1.1): only a
+			// test that ran is a parent.
 			if parent, _, ok := cutLast(e.Test, "/"); ok {
-				r.get(e.Package, parent).subtests = true
+				if p, ok := r.byName[[2]string{e.Package, parent}]; ok {
+					p.subtests = true
+				}
 			}
 		case "pause":
 			r.get(e.Package, e.Test).paused = true
