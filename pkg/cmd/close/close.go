@@ -64,7 +64,7 @@ switched for them, unless --force.`,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return cmdutil.RunSteps(cmd.Context(), func() error { return o.Validate(args) }, func() error { return o.Complete(args) }, o.Run)
+			return cmdutil.RunSteps(cmd.Context(), func() error { return o.Complete(args) }, o.Validate, o.Run)
 		},
 	}
 	cmd.Flags().BoolVar(&o.All, "all", false, "close every intercept in the namespace, including other developers' and crashed ones")
@@ -91,10 +91,10 @@ func (o *CloseOptions) Complete(args []string) error {
 	return nil
 }
 
-// Validate checks the arguments.
-func (o *CloseOptions) Validate(args []string) error {
+// Validate checks the flags and the argument.
+func (o *CloseOptions) Validate() error {
 	switch {
-	case o.All && len(args) == 1:
+	case o.All && o.Service != "":
 		return errors.New("give a Service (close svc/NAME) or --all, not both")
 	case o.Timeout <= 0:
 		return errors.New("--timeout must be positive")

@@ -294,10 +294,10 @@ func TestCloseRemovesACrashedMount(t *testing.T) {
 }
 
 func TestCloseValidate(t *testing.T) {
-	if err := (&CloseOptions{Timeout: 1}).Validate(nil); err != nil {
+	if err := (&CloseOptions{Timeout: 1}).Validate(); err != nil {
 		t.Errorf("close without an argument (this machine's intercepts): %v", err)
 	}
-	if err := (&CloseOptions{All: true, Timeout: 1}).Validate([]string{"svc/x"}); err == nil || !strings.Contains(err.Error(), "not both") {
+	if err := (&CloseOptions{All: true, Timeout: 1, Service: "x"}).Validate(); err == nil || !strings.Contains(err.Error(), "not both") {
 		t.Errorf("close with both a Service and --all: %v", err)
 	}
 }

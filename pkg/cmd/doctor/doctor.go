@@ -95,7 +95,7 @@ the carrier you name (the header when you name none) does not arrive.`,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return cmdutil.RunSteps(cmd.Context(), o.Validate, func() error { return o.Complete(args) }, o.Run)
+			return cmdutil.RunSteps(cmd.Context(), func() error { return o.Complete(args) }, o.Validate, o.Run)
 		},
 	}
 	fl := cmd.Flags()
@@ -113,14 +113,14 @@ the carrier you name (the header when you name none) does not arrive.`,
 // Complete parses the flags and resolves the namespace, the clients and the
 // Service argument, without asking the cluster.
 func (o *DoctorOptions) Complete(args []string) error {
-	if len(args) != 1 {
-		return errors.New("name the intercepted Service: kubectl intercept doctor svc/NAME --via ENTRY")
-	}
 	if err := o.parse(); err != nil {
 		return err
 	}
 	if err := o.f.Complete(); err != nil {
 		return err
+	}
+	if len(args) == 0 {
+		return nil // Validate says what is missing
 	}
 	var err error
 	if o.Namespace, o.Service, err = cmdutil.ResolveServiceName(o.f, args[0]); err != nil {
@@ -153,6 +153,9 @@ func (o *DoctorOptions) Validate() error {
 	}
 	if o.Wait <= 0 {
 		return errors.New("--wait must be positive")
+	}
+	if o.Service == "" {
+		return errors.New("name the intercepted Service: kubectl intercept doctor svc/NAME --via ENTRY")
 	}
 	return nil
 }

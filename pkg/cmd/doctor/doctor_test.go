@@ -122,7 +122,8 @@ func TestDoctorValidate(t *testing.T) {
 		o    DoctorOptions
 		want string
 	}{
-		{DoctorOptions{Via: "svc/front", Wait: time.Second}, ""},
+		{DoctorOptions{Via: "svc/front", Wait: time.Second, Service: "cart"}, ""},
+		{DoctorOptions{Via: "svc/front", Wait: time.Second}, "name the intercepted Service"},
 		{DoctorOptions{Wait: time.Second}, "--via"},
 		{DoctorOptions{Via: "svc/front"}, "--wait"},
 		{DoctorOptions{Via: "svc/front", Wait: time.Second, Header: "bad name"}, "header name"},

@@ -293,9 +293,6 @@ func (o *Options) portMaps() ([]portMap, error) {
 		if (o.LocalPort < 1 || o.LocalPort > 65535) && !(o.DryRun && o.LocalPort == 0) {
 			return nil, errors.New("say where intercepted requests go with -l LOCAL_PORT (1-65535), or -p LOCAL:REMOTE for each port")
 		}
-		if o.LocalPort == 0 {
-			return []portMap{{}}, nil // --dry-run: the Service's only port
-		}
 		return []portMap{{Local: o.LocalPort, Remote: o.RemotePort}}, nil
 	}
 	if o.LocalPort != 0 || o.RemotePort != "" {
@@ -338,9 +335,6 @@ func parseForwards(specs []string) ([]local.Forward, error) {
 func (o *Options) Validate() error {
 	if _, err := o.matchRoute(); err != nil {
 		return err
-	}
-	if o.DryRun && o.LocalPort == 0 && len(o.PortMaps) == 0 {
-		return nil
 	}
 	ports, err := o.portMaps()
 	if err != nil {

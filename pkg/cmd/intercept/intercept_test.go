@@ -2,8 +2,10 @@ package intercept
 
 import (
 	"bytes"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	cmdutil "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/util"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/local"
@@ -26,6 +28,16 @@ func TestInterceptValidate(t *testing.T) {
 		{"wait and detach", opts(func(o *Options) { o.LocalPort = 3000; o.Wait = true; o.Detach = true; o.Timeout = 1 }), "contradict"},
 		{"ok", opts(func(o *Options) { o.LocalPort = 3000; o.Timeout = 1 }), ""},
 		{"dry run needs no port", opts(func(o *Options) { o.DryRun = true; o.Timeout = 1 }), ""},
+		{"dry run without a port checks the rest", opts(func(o *Options) {
+			o.DryRun = true
+			o.Tunnel = "bogus"
+			o.Timeout = -5 * time.Second
+			o.Wait = true
+			o.Detach = true
+		}), "contradict"},
+		{"dry run without a port and a bad timeout", opts(func(o *Options) { o.DryRun = true; o.Timeout = -5 * time.Second }), "--timeout must be positive"},
+		{"dry run without a port and a bad tunnel", opts(func(o *Options) { o.DryRun = true; o.Timeout = 1; o.Tunnel = "bogus" }), "use builtin or ngrok"},
+		{"dry run without a port and a command", opts(func(o *Options) { o.DryRun = true; o.Timeout = 1; o.Command = []string{"true"} }), "leave out -- CMD"},
 		{"cookie", opts(func(o *Options) { o.LocalPort = 3000; o.Timeout = 1; o.Cookie = "dev=alice" }), ""},
 		{"baggage", opts(func(o *Options) { o.LocalPort = 3000; o.Timeout = 1; o.Baggage = "dev=alice%20smith" }), ""},
 		{"header and cookie", opts(func(o *Options) { o.LocalPort = 3000; o.Timeout = 1; o.Header = "x-dev:alice"; o.Cookie = "dev=alice" }), "give only one"},
@@ -69,9 +81,13 @@ func TestInterceptValidate(t *testing.T) {
 		{"a forward without a port", opts(func(o *Options) { o.LocalPort = 3000; o.Timeout = 1; o.Forwards = []string{"postgres.db"} }), "want [LOCAL_PORT:]HOST:PORT"},
 		{"a forward with a bad local port", opts(func(o *Options) { o.LocalPort = 3000; o.Timeout = 1; o.Forwards = []string{"99999:db:5432"} }), "want [LOCAL_PORT:]HOST:PORT"},
 	} {
+		before := *tc.o
 		err := tc.o.Validate()
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%s: got %v, want %q", tc.name, err, tc.want)
+		}
+		if !reflect.DeepEqual(before, *tc.o) {
+			t.Errorf("%s: Validate changed the options:\n%+v\nto\n%+v", tc.name, before, *tc.o)
 		}
 	}
 }

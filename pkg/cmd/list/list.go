@@ -50,7 +50,7 @@ func NewCmdList(f *factory.Factory, streams genericiooptions.IOStreams) *cobra.C
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return cmdutil.RunSteps(cmd.Context(), o.Validate, o.Complete, o.Run)
+			return cmdutil.RunSteps(cmd.Context(), o.Complete, o.Validate, o.Run)
 		},
 	}
 	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "list intercepts in every namespace")

@@ -3,6 +3,7 @@
 package rbac
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -58,13 +59,7 @@ what the policy confines and what it cannot.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run()
+			return cmdutil.RunSteps(cmd.Context(), o.Complete, o.Validate, func(context.Context) error { return o.Run() })
 		},
 	}
 	fl := cmd.Flags()

@@ -6,9 +6,11 @@ import (
 	"testing"
 
 	_ "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/internal/golden" // -update, which go test ./pkg/cmd/... passes to every package
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 // The root command carries kubectl's standard flags and our own.
@@ -55,6 +57,31 @@ func TestHelpReadsRight(t *testing.T) {
 			if strings.Contains(help, bad) {
 				t.Errorf("%s --help says %q", cmd.Name(), bad)
 			}
+		}
+	}
+}
+
+// --dry-run without -l still has every other flag checked: the command
+// refuses contradicting or invalid flags before it reads the cluster.
+func TestDryRunFlagsAreChecked(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"svc/web", "--dry-run", "--tunnel", "bogus", "--timeout", "-5s", "-w", "--detach"}, "contradict"},
+		{[]string{"svc/web", "--dry-run", "--timeout", "-5s"}, "--timeout must be positive"},
+		{[]string{"svc/web", "--dry-run", "--tunnel", "bogus"}, "use builtin or ngrok"},
+	} {
+		var out bytes.Buffer
+		cs := fake.NewClientset()
+		cmd := NewCmdRootFor(factory.NewFor(cs, nil, "shop"), genericiooptions.IOStreams{Out: &out, ErrOut: &out})
+		cmd.SetArgs(tc.args)
+		err := cmd.Execute()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+		if len(cs.Actions()) > 0 {
+			t.Errorf("%v: the cluster was asked: %v", tc.args, cs.Actions())
 		}
 	}
 }

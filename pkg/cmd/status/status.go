@@ -61,7 +61,7 @@ in-cluster app.`,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return cmdutil.RunSteps(cmd.Context(), o.Validate, func() error { return o.Complete(args) }, o.Run)
+			return cmdutil.RunSteps(cmd.Context(), func() error { return o.Complete(args) }, o.Validate, o.Run)
 		},
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: json or yaml (default: text)")
