@@ -13,14 +13,14 @@
 # (say a build of an earlier commit). Bounded: each attack holds
 # BENCH_HOLD (8s) and ends; every connection is on 127.0.0.1.
 #
-# Knobs: BENCH_HOLD=8s, BENCH_ATTACKS=h2c,h2fill,heads,idle,fds,settings,
+# Knobs: BENCH_HOLD=8s, BENCH_ATTACKS=h2c,h2fill,h2unread,heads,idle,fds,settings,
 # BENCH_HOSTILE_OUT=bench/hostile-results.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 HOLD=${BENCH_HOLD:-8s}
-ATTACKS=${BENCH_ATTACKS:-h2c,h2fill,heads,idle,fds,settings}
+ATTACKS=${BENCH_ATTACKS:-h2c,h2fill,h2unread,heads,idle,fds,settings}
 OUT=${BENCH_HOSTILE_OUT:-bench/hostile-results.md}
 
 if [ $# -eq 0 ]; then

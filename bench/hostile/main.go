@@ -34,7 +34,7 @@ import (
 func main() {
 	proxy := flag.String("proxy", "", "the sidecar binary")
 	label := flag.String("label", "", "what the binary is (a column of the report)")
-	attacks := flag.String("attacks", "h2c,h2fill,heads,idle,fds,settings", "attacks to run, comma-separated")
+	attacks := flag.String("attacks", "h2c,h2fill,h2unread,heads,idle,fds,settings", "attacks to run, comma-separated")
 	hold := flag.Duration("hold", 8*time.Second, "how long each attack holds before the ordinary caller's check")
 	app := flag.String("app", "", "serve the app on this address and print it (internal)")
 	flag.Parse()
@@ -83,8 +83,9 @@ type attack struct {
 }
 
 var all = map[string]attack{
-	"h2c":    {what: "220 h2c connections x 100 streams whose bodies never end, HTTP/1.1 app", start: h2cFanOut},
-	"h2fill": {what: "400 h2c connections x 100 streams whose bodies never end, each connection sending up to 1 MiB of body (what windows allow), HTTP/1.1 app", start: h2cFill},
+	"h2c":      {what: "220 h2c connections x 100 streams whose bodies never end, HTTP/1.1 app", start: h2cFanOut},
+	"h2fill":   {what: "400 h2c connections x 100 streams whose bodies never end, each connection sending up to 1 MiB of body (what windows allow), HTTP/1.1 app", start: h2cFill},
+	"h2unread": {what: "400 h2c connections x 100 streams asking for 4 MiB answers, reading the connection and never giving a window, h2c app", h2c: true, start: h2cUnread},
 	"heads": {what: "1,024 unfinished 60 KB heads on each of two ports", start: func(ports []string) (func(), string) {
 		a := holdMany(ports[0], 1024, unfinishedHead)
 		b := holdMany(ports[1], 1024, unfinishedHead)
@@ -362,6 +363,44 @@ func h2cFill(ports []string) (func(), string) {
 	}, fmt.Sprintf("%d connections, %d MiB of body written (kernel buffers included)", len(conns), sent>>20)
 }
 
+// h2cUnread opens connections of 100 streams each asking for a large
+// answer, reads what comes and never gives a window for it: the app sends
+// what the sidecar's windows towards it allow, and that waits in the
+// sidecar.
+func h2cUnread(ports []string) (func(), string) {
+	var conns []net.Conn
+	deadline := time.Now().Add(90 * time.Second)
+	for range 400 {
+		if time.Now().After(deadline) {
+			break
+		}
+		h, err := h2Conn(ports[0])
+		if err != nil {
+			continue
+		}
+		conns = append(conns, h.c)
+		h.c.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+		for i := range 100 {
+			h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*i + 1), BlockFragment: getBlock("/big"), EndHeaders: true, EndStream: true})
+		}
+		h.w.Flush()
+	}
+	return func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}, fmt.Sprintf("%d connections opened", len(conns))
+}
+
+func getBlock(path string) []byte {
+	var b bytes.Buffer
+	e := hpack.NewEncoder(&b)
+	for _, f := range [][2]string{{":method", "GET"}, {":path", path}, {":scheme", "http"}, {":authority", "x"}} {
+		e.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	return b.Bytes()
+}
+
 func settingsFlood(ports []string) (func(), string) {
 	h, err := h2Conn(ports[0])
 	if err != nil {
@@ -408,7 +447,7 @@ func startApp() (string, func(), error) {
 }
 
 // serveApp is an app that reads each request's whole body, then answers
-// "app".
+// "app", or 4 MiB to /big (one buffer for every answer).
 func serveApp(addr string) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -421,8 +460,13 @@ func serveApp(addr string) {
 	var p http.Protocols
 	p.SetHTTP1(true)
 	p.SetUnencryptedHTTP2(true)
+	big := bytes.Repeat([]byte("b"), 4<<20)
 	srv := &http.Server{Protocols: &p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/big" {
+			w.Write(big)
+			return
+		}
 		io.WriteString(w, "app")
 	})}
 	go func() { <-ctx.Done(); srv.Close() }()

@@ -33,8 +33,11 @@ import (
 //
 // Flow control ends at the sidecar on both sides: it grants a sender what
 // it has passed on, so it never holds more of a stream than the window it
-// gave (256 KiB) nor more of a connection than 1 MiB, and it sends no more
-// than the receiver allows. There is one goroutine per connection reading,
+// gave (256 KiB) nor more of a connection than its window, and it sends no
+// more than the receiver allows. Every connection's window, the caller's
+// and those to the app and developers, starts at HTTP/2's default and
+// grows towards 1 MiB only from the budget's Window: what callers send and
+// what is sent to them alike. There is one goroutine per connection reading,
 // and the writing is done by whichever goroutine queued frames, one write
 // per batch: frames that arrive together go out together.
 //
@@ -302,8 +305,7 @@ func (f *fastPath) serveH2(fc *fastConn) {
 	defer func() {
 		c.mu.Lock()
 		c.finish()
-		f.budget.giveWindow(c.caller.recvMax - h2Default)
-		c.caller.recvMax = h2Default
+		c.giveWindow(c.caller)
 		c.mu.Unlock()
 		c.flush()
 		c.idle.Stop()
@@ -320,9 +322,6 @@ func (f *fastPath) serveH2(fc *fastConn) {
 	c.caller.settings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
 		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2Window},
 		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: MaxHeaderBytes})
-	// The caller's connection starts with HTTP/2's own window; more comes
-	// from the budget as the relay passes its DATA on (credit).
-	c.caller.recvWin, c.caller.recvMax = h2Default, h2Default
 	c.mu.Unlock()
 	c.flush()
 	first, err := c.caller.fr.ReadFrame()
@@ -400,9 +399,14 @@ func (c *h2conn) fail(code http2.ErrCode) {
 	c.flush()
 }
 
+// newLeg adds a leg. Every HTTP/2 connection, the caller's and the
+// relay's own, starts with HTTP/2's default window, which needs no
+// WINDOW_UPDATE; more comes from the budget as the relay passes its DATA
+// on (credit). What a peer can make the relay hold, in either direction,
+// is that default a connection and the budget's Window over the process.
 func (c *h2conn) newLeg(name string, route *liveRoute, h1 bool) *h2leg {
 	l := &h2leg{c: c, name: name, route: route, window: h2Default, initWin: h2Default, maxFrame: h2Frame,
-		maxStreams: h2MaxStreams, recvWin: h2ConnWindow, recvMax: h2ConnWindow, nextID: 1, byID: map[uint32]*h2stream{}, h1: h1}
+		maxStreams: h2MaxStreams, recvWin: h2Default, recvMax: h2Default, nextID: 1, byID: map[uint32]*h2stream{}, h1: h1}
 	if h1 {
 		// No flow control: what waits is bounded by h2OutSoft.
 		l.window, l.initWin, l.maxFrame, l.maxStreams = 1<<30, 1<<30, 1<<20, 1
@@ -852,11 +856,11 @@ func (c *h2conn) grant(h *h2half, n int64) {
 	c.credit(from, n)
 }
 
-// credit gives l back n bytes of its connection's window. The caller's
-// connection grows towards h2ConnWindow as its DATA is passed on, as far
-// as the budget has window left: what the relay holds for callers, over
-// every connection, stays within it, and a caller that finds none left
-// sends at HTTP/2's default pace.
+// credit gives l back n bytes of its connection's window. A connection
+// grows towards h2ConnWindow as its DATA is passed on, as far as the
+// budget has window left: what the relay holds, requests from callers and
+// answers for them alike, over every connection, stays within it, and a
+// peer that finds none left sends at HTTP/2's default pace.
 func (c *h2conn) credit(l *h2leg, n int64) {
 	if l.dead || l.h1 {
 		return
@@ -864,7 +868,7 @@ func (c *h2conn) credit(l *h2leg, n int64) {
 	l.unacked += n
 	if l.unacked >= l.recvMax/4 {
 		inc := l.unacked
-		if l == c.caller && l.recvMax < h2ConnWindow && !c.done {
+		if l.recvMax < h2ConnWindow && !c.done {
 			more := c.f.budget.takeWindow(h2ConnWindow - l.recvMax)
 			l.recvMax += more
 			inc += more
@@ -872,6 +876,14 @@ func (c *h2conn) credit(l *h2leg, n int64) {
 		l.windowUpdate(0, inc)
 		l.recvWin += inc
 		l.unacked = 0
+	}
+}
+
+// giveWindow gives back to the budget what l's window drew from it.
+func (c *h2conn) giveWindow(l *h2leg) {
+	if !l.h1 {
+		c.f.budget.giveWindow(l.recvMax - h2Default)
+		l.recvMax = h2Default
 	}
 }
 
@@ -1177,7 +1189,6 @@ func (c *h2conn) dialLeg(name string, r *liveRoute, h1 bool, dial func(context.C
 		l.out = append(l.out, http2.ClientPreface...)
 		l.settings(http2.Setting{ID: http2.SettingEnablePush, Val: 0},
 			http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2Window})
-		l.windowUpdate(0, h2ConnWindow-h2Default)
 		l.br = bufio.NewReaderSize(conn, 4*h2Frame)
 		l.fr = newH2Framer(l.br, h2MaxResponseHeaders)
 		c.startWaiting(l)
@@ -1363,6 +1374,7 @@ func (c *h2conn) drop(l *h2leg) {
 	if l.conn != nil {
 		l.conn.Close()
 	}
+	c.giveWindow(l)
 	if l.dialedLeg {
 		c.dialed--
 		if l.paid {
