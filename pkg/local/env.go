@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -157,32 +156,6 @@ func readError(err error, resource, name string) error {
 	return err
 }
 
-// envTemplate is the pod template whose container's environment the local
-// process gets, before anything changes: the copy's when the Service is
-// intercepted already, the workload's otherwise.
-func (o *Options) envTemplate(ctx context.Context) (*corev1.PodTemplateSpec, *corev1.Service, error) {
-	svc, err := o.Client.CoreV1().Services(o.Namespace).Get(ctx, o.Service, metav1.GetOptions{})
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading service %s: %w", o.Service, err)
-	}
-	if raw, ok := session.RecordAnnotation(svc.Annotations); ok {
-		rec, err := session.DecodeRecord(raw)
-		if err != nil {
-			return nil, nil, err
-		}
-		d, err := verifiedCopy(ctx, o.Client, o.Namespace, rec)
-		if err != nil {
-			return nil, nil, err
-		}
-		return &d.Spec.Template, svc, nil
-	}
-	target, err := workload.Resolve(ctx, o.Client, o.Dynamic, svc, session.LabelSession)
-	if err != nil {
-		return nil, nil, err
-	}
-	return &target.Source.Template, svc, nil
-}
-
 // container picks the container whose environment the local process gets:
 // --container, or the one serving the intercepted port.
 func (o *Options) container(spec *corev1.PodSpec, svc *corev1.Service) (*corev1.Container, error) {
@@ -217,7 +190,7 @@ func (o *Options) CheckEnv(ctx context.Context) error {
 	if !o.WantsEnv() {
 		return nil
 	}
-	tmpl, svc, err := o.envTemplate(ctx)
+	tmpl, svc, err := session.EnvTemplate(ctx, o.Client, o.Dynamic, o.Namespace, o.Service)
 	if err != nil {
 		return err
 	}
@@ -365,64 +338,13 @@ func clusterDialer(f *portforward.Follower) netproxy.Dialer {
 	}
 }
 
-// verifiedCopy reads the copy a record names and checks it is that very
-// session's copy, as pkg/session checks one before using it: our
-// managed-by label, the session label, and a record of its own for the same
-// session, Service and name. The environment comes from its template: a
-// Deployment or pod that only carries the labels gives nothing.
-func verifiedCopy(ctx context.Context, cs kubernetes.Interface, ns string, rec *session.Record) (*appsv1.Deployment, error) {
-	d, err := cs.AppsV1().Deployments(ns).Get(ctx, rec.Copy, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("reading deployment %s, the intercept's copy: %w", rec.Copy, err)
-	}
-	own, err := session.RecordOf(d)
-	if d.Labels[session.LabelManagedBy] != session.ManagedByValue || d.Labels[session.LabelSession] != rec.ID ||
-		err != nil || own.ID != rec.ID || own.Service != rec.Service || own.Copy != d.Name {
-		return nil, fmt.Errorf("deployment %s is not the copy kubectl-intercept made for this intercept of service %s (its labels or its own record differ): its environment is not used; end the intercept and check who changed it",
-			rec.Copy, rec.Service)
-	}
-	return d, nil
-}
-
-// envPod is the copy pod whose fields the environment reads, chosen among
-// the copy's pods (session.CopyPods) as the one that answered, with the
-// containers and volumes of the verified copy's template.
-func envPod(ctx context.Context, cs kubernetes.Interface, ns string, rec *session.Record, podName string) (*corev1.Pod, error) {
-	d, err := verifiedCopy(ctx, cs, ns, rec)
-	if err != nil {
-		return nil, err
-	}
-	pods, err := session.CopyPods(ctx, cs, ns, rec)
-	if err != nil {
-		return nil, err
-	}
-	var chosen *corev1.Pod
-	for i := range pods {
-		if pods[i].Name == podName {
-			chosen = &pods[i]
-			break
-		}
-		if chosen == nil && session.Reachable(&pods[i]) {
-			chosen = &pods[i]
-		}
-	}
-	if chosen == nil {
-		return nil, fmt.Errorf("no pod of copy %s runs to read the environment's fields from; try again once one does", rec.Copy)
-	}
-	pod := chosen.DeepCopy()
-	t := d.Spec.Template.Spec
-	pod.Spec.Containers, pod.Spec.InitContainers, pod.Spec.Volumes = t.Containers, t.InitContainers, t.Volumes
-	pod.Spec.EnableServiceLinks, pod.Spec.ServiceAccountName = t.EnableServiceLinks, t.ServiceAccountName
-	return pod, nil
-}
-
 // resolveEnv resolves the environment with the verified copy's template
 // and a copy pod's fields; the variables that could run code or change
 // tools on this machine are left out (podenv.Withhold) unless --env-allow
 // names them. It returns the pod and the container.
 func (o *Options) resolveEnv(ctx context.Context, st *session.Started, podName string, ls *Setup) (*corev1.Pod, *corev1.Container, error) {
 	cs := o.Client
-	pod, err := envPod(ctx, cs, o.Namespace, st.Record, podName)
+	pod, err := session.EnvPod(ctx, cs, o.Namespace, st.Record, podName)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -90,7 +90,7 @@ func completeServices(ctx context.Context, cs kubernetes.Interface, ns, toComple
 	}
 	var out []string
 	for _, svc := range list.Items {
-		if _, ok := session.RecordAnnotation(svc.Annotations); interceptedOnly && !ok {
+		if interceptedOnly && !session.Intercepted(&svc) {
 			continue
 		}
 		if c := prefix + svc.Name; strings.HasPrefix(c, toComplete) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -232,34 +231,18 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 // sidecars returns the pods of the Service's intercept whose sidecars can
 // watch, and the sidecars' control port, or says why the doctor cannot watch.
 func (o *DoctorOptions) sidecars(ctx context.Context) ([]string, int, error) {
-	svc, err := o.f.Client.CoreV1().Services(o.Namespace).Get(ctx, o.Service, metav1.GetOptions{})
-	if err != nil {
-		return nil, 0, fmt.Errorf("reading service %s/%s: %w", o.Namespace, o.Service, err)
-	}
-	raw, ok := session.RecordAnnotation(svc.Annotations)
-	if !ok {
+	rec, pods, err := session.AskableSidecars(ctx, o.f.Client, o.Namespace, o.Service)
+	var reverted *session.RevertedError
+	switch {
+	case errors.Is(err, session.ErrNotIntercepted):
 		return nil, 0, fmt.Errorf("service %s/%s is not intercepted: the doctor watches for its marker through an intercept's sidecars. "+
 			"Start one in another terminal first (kubectl intercept svc/%s -n %s -l PORT, or add --detach), then run the doctor again",
 			o.Namespace, o.Service, o.Service, o.Namespace)
-	}
-	rec, err := session.DecodeRecord(raw)
-	if err != nil {
+	case errors.As(err, &reverted):
+		return nil, 0, fmt.Errorf("%s; the doctor cannot see requests that do not reach the sidecars", reverted.Message)
+	case err != nil:
 		return nil, 0, err
-	}
-	if !maps.Equal(svc.Spec.Selector, rec.SessionSelector()) {
-		return nil, 0, fmt.Errorf("%s; the doctor cannot see requests that do not reach the sidecars", session.RevertMessage(svc))
-	}
-	all, err := session.CopyPods(ctx, o.f.Client, o.Namespace, rec)
-	if err != nil {
-		return nil, 0, err
-	}
-	var pods []string
-	for i := range all {
-		if session.Reachable(&all[i]) {
-			pods = append(pods, all[i].Name)
-		}
-	}
-	if len(pods) == 0 {
+	case len(pods) == 0:
 		return nil, 0, fmt.Errorf("the intercept of service %s has no running pod to watch through; see kubectl get pods -n %s -l %s", o.Service, o.Namespace, session.CopySelector(rec))
 	}
 	return pods, int(rec.Plan.ControlPort), nil

@@ -3,12 +3,7 @@ package intercept
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
-	"time"
-
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	cmdutil "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/util"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/local"
@@ -17,40 +12,26 @@ import (
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
 )
 
-// activate waits until every ready pod of the copy holds the route on each
-// port (or some of the developer's requests would miss the laptop), the
-// Service's endpoints are the copy's, and requests to each port's ClusterIP
-// reach sidecars; it returns the pod whose sidecar answered the last probe.
+// activate waits until the intercept is active (session.WaitActive) on
+// every port; it returns the pod whose sidecar answered the last probe.
 func (r *runner) activate(ctx context.Context, p *cmdutil.Progress, st *session.Started, tunnels []portTunnel) (string, error) {
-	rec := st.Record
-	want := 1
-	if d, err := r.f.Client.AppsV1().Deployments(r.Namespace).Get(ctx, rec.Copy, metav1.GetOptions{}); err == nil && d.Status.ReadyReplicas > 1 {
-		want = int(d.Status.ReadyReplicas)
+	ports := make([]session.ActivePort, len(tunnels))
+	for i, t := range tunnels {
+		ports[i] = session.ActivePort{Port: t.entry.Port, Tunnel: routeTunnel{t.follower}}
 	}
-	done := p.Step(fmt.Sprintf("putting the route on the copy's %d pod(s)", want))
-	wctx, cancel := context.WithTimeout(ctx, r.Timeout)
-	var err error
-	for _, t := range tunnels {
-		if err = t.follower.WaitRegistered(wctx, want); err != nil {
-			break
-		}
-	}
-	cancel()
-	done(err)
+	return session.WaitActive(ctx, r.f.Client, session.ActiveOptions{Namespace: r.Namespace, Started: st, Ports: ports, Timeout: r.Timeout, Progress: p})
+}
+
+// routeTunnel is a port's follower as session.WaitActive asks it.
+type routeTunnel struct{ *portforward.Follower }
+
+// Probe has a sidecar of any open tunnel request url with the probe header.
+func (t routeTunnel) Probe(url string) (string, error) {
+	c, err := t.AnyClient()
 	if err != nil {
 		return "", err
 	}
-	done = p.Step("checking that service " + r.Service + " reaches the sidecars only")
-	err = session.WaitEndpointsOnCopy(ctx, r.f.Client, r.Namespace, r.Service, rec, r.Timeout)
-	var pod string
-	for _, t := range tunnels {
-		if err != nil {
-			break
-		}
-		pod, err = verifyActive(ctx, t.follower, st.Service, t.entry.Port, r.Timeout)
-	}
-	done(err)
-	return pod, err
+	return c.Probe(url)
 }
 
 func (r *runner) printActive(p *cmdutil.Progress, st *session.Started, tunnels []portTunnel, pod string, fr *local.Front) {
@@ -97,42 +78,6 @@ func (r *runner) printActive(p *cmdutil.Progress, st *session.Started, tunnels [
 		p.Infof("Press Ctrl-C to end the intercept.")
 	} else {
 		p.Infof("End it with: kubectl intercept close svc/%s -n %s", r.Service, r.Namespace)
-	}
-}
-
-// activeProbes is how many probes in a row must reach sidecars. Each is a
-// new connection that kube-proxy balances at random over the endpoints it
-// has programmed; while half of them were still the original's, ten in a
-// row would reach sidecars by chance once in a thousand.
-const activeProbes = 10
-
-// verifyActive asks a sidecar to request the Service's ClusterIP with the
-// probe header until sidecars answer activeProbes times in a row: kube-proxy
-// then sends new connections to the copy.
-func verifyActive(ctx context.Context, f *portforward.Follower, svc *corev1.Service, port string, timeout time.Duration) (string, error) {
-	url := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, local.ServicePort(svc, port)) + "/"
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last error
-	streak := 0
-	for {
-		c, err := f.AnyClient()
-		if err == nil {
-			var pod string
-			if pod, err = c.Probe(url); err == nil {
-				if streak++; streak == activeProbes {
-					return pod, nil
-				}
-				continue
-			}
-		}
-		streak = 0
-		last = err
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("requests to service %s (%s) did not reach a sidecar within %s: %w", svc.Name, url, timeout, last)
-		case <-time.After(250 * time.Millisecond):
-		}
 	}
 }
 

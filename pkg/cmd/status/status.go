@@ -4,7 +4,6 @@ package status
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -280,19 +279,7 @@ func (o *StatusOptions) overview(ctx context.Context) (*Overview, error) {
 		if m.Held {
 			m.PID = li.PID
 		}
-		d, err := o.Cluster.Get(ctx, li.Namespace, li.Service)
-		switch {
-		case errors.Is(err, session.ErrNotIntercepted):
-			m.Intercept = session.Intercept{Namespace: li.Namespace, Service: li.Service, Status: "ended",
-				Problem: "the Service is not intercepted any more; `kubectl intercept close` forgets it"}
-		case err != nil:
-			m.Intercept = session.Intercept{Namespace: li.Namespace, Service: li.Service, Status: session.StateUnknown, Problem: cmdutil.FirstLine(err.Error())}
-		default:
-			m.Intercept = d.Intercept
-		}
-		if m.Routes == nil {
-			m.Routes = []route.Route{}
-		}
+		m.Intercept = o.Cluster.Recorded(ctx, li.Namespace, li.Service)
 		ov.Intercepts = append(ov.Intercepts, m)
 	}
 	return ov, nil
