@@ -84,7 +84,7 @@ func TestSpliceRaw(t *testing.T) {
 }
 
 // A developer's connection that is TCP (a static route, or a sidecar
-// relaying for another pod) gets the raw reads and writes too; a tunnel's
+// forwarding for another pod) gets the raw reads and writes too; a tunnel's
 // stream stays as it is.
 func TestDialFastIsRawForTCP(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -36,7 +36,7 @@ func (r *liveRoute) live() bool { return r.contested.Load() == 0 }
 
 // dialFast connects to r's developer for the fast path and the relay,
 // with raw reads and writes when the connection is TCP (a static route, or
-// another pod's sidecar relaying to the developer).
+// another pod's sidecar forwarding to the developer).
 func (r *liveRoute) dialFast(ctx context.Context) (net.Conn, error) {
 	c, err := r.dial(ctx)
 	if err != nil {

@@ -31,7 +31,7 @@ type Config struct {
 	// Control is the tunnel's listen address; loopback, so only the pod
 	// port-forward reaches it. Empty disables tunnels.
 	Control string
-	// Peer is where relays reach this sidecar over the pod network (see
+	// Peer is where other pods' sidecars reach this one over the pod network (see
 	// tunnel.ServePeers); empty: no peer port, a tunnel to every pod.
 	Peer string
 	// Pod names this pod.
@@ -126,7 +126,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err != nil {
 			dataLn.Close()
 			ctrlLn.Close()
-			return fmt.Errorf("listening for relays on %s: %w", cfg.Peer, err)
+			return fmt.Errorf("listening for other pods' sidecars on %s: %w", cfg.Peer, err)
 		}
 	}
 	if cfg.Ready != nil {

@@ -41,6 +41,12 @@ const h1ReadBuf = 4 << 10
 // errH1Gone stops reading a response whose stream the caller reset.
 var errH1Gone = errors.New("the stream was reset")
 
+// h1waiter is a stream waiting for an HTTP/1.1 leg to r (nil: the app).
+type h1waiter struct {
+	s *h2stream
+	r *liveRoute
+}
+
 // wantsH1 reports whether a stream with these fields goes on as HTTP/1.1.
 func (c *h2conn) wantsH1(fields []hpack.HeaderField) bool {
 	if c.f.h2c {
