@@ -215,12 +215,16 @@ func TestBudgetSharedByPorts(t *testing.T) {
 	a2, _ := startRun(t, cfg)
 	holdHeads(t, a1, 20, 100)
 	holdHeads(t, a2, 20, 100)
-	deadline := time.Now().Add(5 * time.Second)
-	for b.conns.Load() < 20 && time.Now().Before(deadline) {
+	// Every one of the 40 was either admitted, refused, or admitted and
+	// then evicted to make room (and has closed): then count.
+	settled := func() bool { return b.conns.Load()+b.refused.Load()+b.evicted.Load() == 40 }
+	for deadline := time.Now().Add(10 * time.Second); !settled() && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	time.Sleep(200 * time.Millisecond) // let the last ones arrive
-	if n := b.conns.Load(); n > 21 {
+	if !settled() {
+		t.Fatalf("the sidecar has not dealt with 40 connections after 10 s: %d open, %d refused, %d evicted", b.conns.Load(), b.refused.Load(), b.evicted.Load())
+	}
+	if n := b.conns.Load(); n > 20 {
 		t.Errorf("%d connections open on two ports, budget 20", n)
 	}
 	servedWithin(t, a1, 10*time.Second)
@@ -382,16 +386,22 @@ func TestH2StreamsHoldFewLegs(t *testing.T) {
 	defer conn.Close()
 	var mu sync.Mutex
 	resets := map[uint32]bool{}
+	pong := make(chan struct{})
 	go func() {
 		for {
 			f, err := fr.ReadFrame()
 			if err != nil {
 				return
 			}
-			if r, ok := f.(*http2.RSTStreamFrame); ok {
+			switch f := f.(type) {
+			case *http2.RSTStreamFrame:
 				mu.Lock()
-				resets[r.StreamID] = true
+				resets[f.StreamID] = true
 				mu.Unlock()
+			case *http2.PingFrame:
+				if f.IsAck() {
+					close(pong)
+				}
 			}
 		}
 	}()
@@ -400,7 +410,18 @@ func TestH2StreamsHoldFewLegs(t *testing.T) {
 		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: postBlock("/never", "content-length", "1000000"), EndHeaders: true})
 		fr.WriteData(id, false, []byte("start"))
 	}
-	time.Sleep(time.Second) // the relay dials what it dials
+	// The relay handles a connection's frames in order: once it answers
+	// the ping, it has decided for every stream whether to dial for it.
+	// Then wait for those dials to reach the app.
+	fr.WritePing(false, [8]byte{})
+	select {
+	case <-pong:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay did not answer a ping after the streams within 10 s")
+	}
+	for deadline := time.Now().Add(5 * time.Second); app.conns.Load() < h2MaxLegs && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	// A few, not one a stream: 8, as the relay allows a caller.
 	if n := int(app.conns.Load()); n > 8 {
 		t.Errorf("one caller's connection holds %d connections to the app, want at most 8", n)

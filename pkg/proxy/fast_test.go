@@ -116,7 +116,7 @@ const okResponse = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 //bodyclose:handled
 func send(t *testing.T, addr, raw string, n int) []*http.Response {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,18 +243,26 @@ func TestFastPathResponseFraming(t *testing.T) {
 // CONNECT is left to net/http, which refuses it as with --no-fast-path: a
 // 2xx would make the connection a tunnel, which the fast path's framing
 // cannot carry (it read the app's answer as a body delimited by closing and
-// passed nothing of the caller's on, holding both connections open).
+// passed nothing of the caller's on, holding both connections open). The
+// CONNECT names an address of the test's own, by IP: nothing is resolved,
+// and a sidecar that dialed it would be seen here, not wait on the host's
+// network.
 func TestFastPathLeavesConnectToNetHTTP(t *testing.T) {
-	app := newRawApp(t, func(string) string { return "HTTP/1.1 200 Connection established\r\n\r\n" })
+	established := func(string) string { return "HTTP/1.1 200 Connection established\r\n\r\n" }
+	app := newRawApp(t, established)
+	target := newRawApp(t, established)
 	for _, noFastPath := range []bool{false, true} {
 		proxy := startProxy(t, Config{Upstream: app.addr(), NoFastPath: noFastPath})
-		r := send(t, proxy, "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", 1)[0]
+		r := send(t, proxy, "CONNECT "+target.addr()+" HTTP/1.1\r\nHost: "+target.addr()+"\r\n\r\n", 1)[0]
 		if r.StatusCode != http.StatusBadGateway {
 			t.Errorf("no fast path %v: status %d, want net/http's 502", noFastPath, r.StatusCode)
 		}
 	}
 	if n := app.conns.Load(); n != 0 {
 		t.Errorf("the app got %d connections", n)
+	}
+	if n := target.conns.Load(); n != 0 {
+		t.Errorf("the CONNECT's target got %d connections", n)
 	}
 }
 

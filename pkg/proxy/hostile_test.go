@@ -174,9 +174,9 @@ func TestHostileRequests(t *testing.T) {
 		}
 	}
 
-	// Forwarded requests may still be on their way: let them land, then
-	// look at everything the app got.
-	time.Sleep(200 * time.Millisecond)
+	// Forwarded requests may still be on their way: wait until no
+	// connection to the app carries one, then look at everything it got.
+	app.settle(5 * time.Second)
 	seen, bad := app.requests()
 	if len(bad) > 0 {
 		t.Errorf("the app got ambiguously framed requests: %v", bad)
