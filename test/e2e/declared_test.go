@@ -23,6 +23,7 @@ import (
 // way, to the in-cluster app and to the laptop, even when they are not
 // gRPC; HTTP/1.1 callers still get through.
 func TestDeclaredH2CPort(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it sends HTTP/2 and HTTP/1.1 requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{serviceMutate: func(s *corev1.Service) {
@@ -65,6 +66,7 @@ func TestDeclaredH2CPort(t *testing.T) {
 // as it would without the sidecar, on both routes; never a hang, never a
 // short body passed off as whole.
 func TestAppClosingMidResponse(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it requests a demo pod's IP and the Service's ClusterIP from this host")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
@@ -122,6 +124,7 @@ func TestAppClosingMidResponse(t *testing.T) {
 // that says what is wrong, where without the sidecar it would have had a
 // refused connection.
 func TestNothingListening(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it connects from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{serviceMutate: func(s *corev1.Service) {

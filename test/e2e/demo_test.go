@@ -10,6 +10,7 @@ import (
 // The demo app answers through its Service's ClusterIP from this host, and
 // kube-proxy spreads new connections over both replicas.
 func TestDemoThroughClusterIP(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it requests the Service's ClusterIP from this host")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})

@@ -44,6 +44,7 @@ func wantLines(t *testing.T, what, out string, lines ...string) {
 // demo that calls cart passing on only the headers it is told to, stands
 // for the services in between.
 func TestDoctor(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	cart := deployDemo(t, ns, demoOptions{name: "cart"})
 	deployDemo(t, ns, demoOptions{name: "front", replicas: 1})

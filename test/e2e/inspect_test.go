@@ -38,6 +38,7 @@ func chromiumPath(t *testing.T) string {
 // inspector's page in a browser, and replaying it from the page reaches the
 // developer's service again.
 func TestInspectorShowsAndReplaysInterceptedRequests(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it sends the intercepted request from this host to the Service's ClusterIP")
 	bin := chromiumPath(t)
 	ns := newNamespace(t)

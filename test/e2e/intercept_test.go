@@ -108,6 +108,7 @@ func header(kv ...string) http.Header {
 // A developer intercepts with the default header: their requests reach the
 // laptop, everyone else's the cluster; Ctrl-C restores everything.
 func TestInterceptForegroundDefaultHeader(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it checks the routes with requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
@@ -146,6 +147,7 @@ func TestInterceptForegroundDefaultHeader(t *testing.T) {
 // With --detach the intercept runs in the background; list shows it and close
 // ends it, with a numeric targetPort switched and restored.
 func TestInterceptBackgroundListClose(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{numericTarget: true})
 	before := takeSnapshot(t, ns, "demo")
@@ -291,6 +293,7 @@ func TestTwoDevelopers(t *testing.T) {
 // annotation and a label); close keeps their change and reverts ours. Close
 // still works after our annotations were wiped from the Service.
 func TestCloseKeepsOthersChangesAndSurvivesWipedAnnotations(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	port := laptop(t, laptopPod)
@@ -315,6 +318,7 @@ func TestCloseKeepsOthersChangesAndSurvivesWipedAnnotations(t *testing.T) {
 
 // What cannot work is refused before anything changes, with a reason.
 func TestPreflightRefusesHeadlessService(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	deployDemo(t, ns, demoOptions{serviceMutate: func(s *corev1.Service) { s.Spec.ClusterIP = corev1.ClusterIPNone }})
 	before := takeSnapshot(t, ns, "demo")
@@ -329,6 +333,7 @@ func TestPreflightRefusesHeadlessService(t *testing.T) {
 
 // --dry-run prints the copy and the Service change and touches nothing.
 func TestDryRunChangesNothing(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")
@@ -366,6 +371,7 @@ func waitFailedOpen(t *testing.T, svc *corev1.Service, bound time.Duration) {
 // An intercept that someone else ends (close --force) notices, says so and
 // exits, instead of holding tunnels to pods that are gone.
 func TestInterceptEndedElsewhereExits(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")

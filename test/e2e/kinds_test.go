@@ -159,6 +159,7 @@ func interceptKind(t *testing.T, ns, ref string, replicas int, generation func()
 // Every workload kind a Service can front is intercepted with the header,
 // both routes work, and close restores exactly and deletes only the copy.
 func TestEveryWorkloadKind(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it sends requests from this host to the Service's ClusterIP")
 	t.Run("StatefulSet", func(t *testing.T) {
 		t.Parallel()

@@ -20,6 +20,7 @@ import (
 // whose port-forwards fail, not one who leaves with Ctrl-C as a copy pod
 // is deleted; and list and status agree while a pod is replaced.
 func TestLeavingNeverEndsATeammatesIntercept(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it checks A's route with requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})

@@ -211,6 +211,7 @@ func restricted(d *appsv1.Deployment) {
 // (with the sidecar) is admitted whenever the original is, and the sidecar
 // has the security context and resources it promises.
 func TestPodSecurityRestricted(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	patch := `{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"restricted","pod-security.kubernetes.io/enforce-version":"latest"}}}`
 	if _, err := cs.CoreV1().Namespaces().Patch(t.Context(), ns, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
@@ -299,6 +300,7 @@ func dialPod(t *testing.T, ns, name, addr string) (bool, string) {
 // the pod's loopback only: another pod cannot reach it, while it reaches
 // the traffic port beside it.
 func TestControlPortUnreachableFromOtherPods(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	deployDemo(t, ns, demoOptions{})
 	port := laptop(t, laptopPod)
@@ -321,10 +323,12 @@ func TestControlPortUnreachableFromOtherPods(t *testing.T) {
 }
 
 // Two developers start and close intercepts of one Service with random
-// timing, a few rounds, sometimes one starting while the other closes: every
-// start and close succeeds, each gets their own requests while both are
-// in, and after every round the Service is exactly as it was.
+// timing, in two rounds: both starting at once, then one starting while the
+// other closes. Every start and close succeeds, each gets their own
+// requests while both are in, and after every round the Service is exactly
+// as it was.
 func TestTwoCLIsRace(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it checks the routes of every round with requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
@@ -373,11 +377,13 @@ func TestTwoCLIsRace(t *testing.T) {
 		}
 	}
 
-	// The interleavings themselves are unit tests (pkg/session, claim_test.go:
-	// TestTwoClosesClaimAtOnce, TestClaimLosesToARenewal,
-	// TestJoinAfterAClaimStartsAnew, TestSecondStarterJoinsTheFirstSwitch);
-	// these rounds check the whole on a real cluster.
-	const rounds = 4
+	// The interleavings themselves are unit tests in pkg/session:
+	// claim_test.go (TestTwoClosesClaimAtOnce, TestClaimLosesToARenewal,
+	// TestJoinAfterAClaimStartsAnew, TestSecondStarterJoinsTheFirstSwitch,
+	// TestCloseLeavesASessionBeingJoined) and leave_test.go (the TestLeave*
+	// tests, TestLeaveStaysForOneWhoArrivesAtTheClaim among them). One
+	// round of each kind checks the whole on a real cluster.
+	const rounds = 2
 	for r := 1; r <= rounds; r++ {
 		a, b := rand.IntN(2), 0
 		b = 1 - a
@@ -408,6 +414,7 @@ func TestTwoCLIsRace(t *testing.T) {
 // restart the intercept to pick up a new version); close keeps every change
 // of theirs and reverts only ours.
 func TestCloseKeepsADeployMadeDuringTheIntercept(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it checks the routes with requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})

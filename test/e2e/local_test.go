@@ -143,6 +143,7 @@ func readEnv0(t *testing.T, path string) map[string]string {
 // cluster's network, serves the intercepted requests with what it gets
 // from the in-cluster backend, and the intercept ends with it.
 func TestLocalProcessLivesAsThePod(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it sends requests from this host to the Service's ClusterIP")
 	ns, svc := localWorld(t)
 	before := takeSnapshot(t, ns, "demo")
@@ -347,6 +348,7 @@ exit 7
 // Ctrl-C reaches the command first, then the intercept closes; a command
 // that cannot start and bad references change nothing.
 func TestLocalCommandSignalsAndFailures(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it sends requests from this host to the Service's ClusterIP")
 	ns, _ := localWorld(t)
 	before := takeSnapshot(t, ns, "demo")

@@ -23,6 +23,7 @@ import (
 // holds no route of the victim's, and the victim's requests keep reaching
 // the victim's laptop through the Service.
 func TestLookAlikeCopyGetsNothing(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it requests each pod's IP from this host")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{replicas: 2})

@@ -18,6 +18,28 @@
 //	DEMO_IMAGE   the demo app's image, likewise (old name: E2E_DEMO_IMAGE)
 //	E2E_PLUGIN   the kubectl-intercept binary (default bin/kubectl-intercept)
 //	E2E_KUBECTL  kubectl, for the namespace dump of a failed test
+//
+// A test that owns its namespace (newNamespace) and touches nothing
+// outside it calls t.Parallel: go test runs it after the serial ones,
+// -parallel at a time (make e2e: E2E_PARALLEL). The others stay serial, so
+// nothing runs beside them:
+//
+//   - the admission policies and their bindings are cluster-wide
+//     (TestLeastPrivilegeRole, TestLeastPrivilegeRoleAsClientCertificateUser,
+//     TestAdmissionPolicyConfinesTheRole);
+//   - an iptables rule on this host (TestRelayBlockedByNetworkPolicyFallsBack);
+//   - floods of hundreds of connections from this host whose sidecar memory
+//     is read from the kubelet (TestSidecarSurvivesAFlood,
+//     TestSidecarBudgetHoldsUnderFanOut, TestSidecarBudgetHoldsUnderH2Fill)
+//     and steady load from this host (TestZeroDowntimeUnderLoad);
+//   - a bound of a few seconds on what a user would notice: failing open
+//     (TestFailOpenAfterKill, TestFailOpenAfterSIGSTOP), a relay's pod
+//     going (TestOneTunnelPerDeveloper), -a taking every connection
+//     (TestAllTraffic), and no failed request while pods drain as the copy
+//     scales in (TestRoutesFollowCopyPods, TestCopyScalesWithTheOriginal):
+//     a node busy with other tests' pods would make those slow, not wrong;
+//   - TestTwoDevelopers: on a busy node, alice's requests reached the app
+//     right after a third developer's claim of her header was refused.
 package e2e
 
 import (
@@ -206,7 +228,10 @@ func newNamespace(t *testing.T) string {
 	t.Helper()
 	b := make([]byte, 3)
 	rand.Read(b)
-	name := "e2e-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
+	// A DNS label: a subtest's name may hold spaces (as _), commas and more.
+	name := "e2e-" + strings.Join(strings.FieldsFunc(strings.ToLower(t.Name()), func(r rune) bool {
+		return !('a' <= r && r <= 'z' || '0' <= r && r <= '9')
+	}), "-")
 	if len(name) > 50 {
 		name = name[:50]
 	}

@@ -19,6 +19,7 @@ import (
 // endpoint's URL is refused. It needs an ngrok account: it runs only when
 // NGROK_AUTHTOKEN is set, and the pods must reach ngrok's edge.
 func TestNgrokTunnel(t *testing.T) {
+	t.Parallel()
 	if os.Getenv("NGROK_AUTHTOKEN") == "" {
 		t.Skip("NGROK_AUTHTOKEN is not set: the ngrok tunnel needs an account")
 	}
@@ -60,6 +61,7 @@ func TestNgrokTunnel(t *testing.T) {
 
 // --tunnel ngrok without a token is refused before the cluster is touched.
 func TestNgrokTunnelNeedsToken(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")
@@ -82,6 +84,7 @@ func TestNgrokTunnelNeedsToken(t *testing.T) {
 // answers: refused within the timeout, with what to check, before the
 // cluster is touched.
 func TestNgrokPreviewUnreachable(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")

@@ -41,6 +41,7 @@ func namedLaptop(t *testing.T, name string) int {
 // twice: each port's header requests reach its own local port, the rest
 // reach the cluster; close restores both ports.
 func TestTwoPortsInOneIntercept(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it sends requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{

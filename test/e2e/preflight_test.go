@@ -18,6 +18,7 @@ import (
 // Bad input and Services that cannot be intercepted are refused with a
 // message that says why, and the namespace is left exactly as it was.
 func TestRefusalsLeaveNothingBehind(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	deployDemo(t, ns, demoOptions{serviceMutate: func(s *corev1.Service) {
 		s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "tcp", Port: 9090, TargetPort: intstr.FromString("tcp"), Protocol: corev1.ProtocolTCP})
@@ -75,6 +76,7 @@ func TestRefusalsLeaveNothingBehind(t *testing.T) {
 // A copy that can never become ready (its sidecar image does not exist)
 // fails within --timeout with the cluster's reason, and leaves nothing.
 func TestUnpullableImageFailsFastAndCleansUp(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")
@@ -90,6 +92,7 @@ func TestUnpullableImageFailsFastAndCleansUp(t *testing.T) {
 // The original's required anti-affinity against its own pods would repel
 // the copy from the only node; the copy's terms are scoped to itself.
 func TestSelfAntiAffinityCopySchedules(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{replicas: 1, deploymentMutate: func(d *appsv1.Deployment) {
 		d.Spec.Template.Spec.Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{

@@ -44,6 +44,7 @@ func laptopDemo(t *testing.T) int {
 // Every protocol, through a live intercept, for the route to the laptop
 // (header x-dev: alice, or gRPC metadata) and for everyone else.
 func TestProtocolsThroughIntercept(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it speaks every protocol from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})

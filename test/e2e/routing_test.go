@@ -23,6 +23,7 @@ import (
 // With 3 replicas every copy pod holds the route: 50 of 50 header requests
 // (new connections, spread by kube-proxy) reach the laptop.
 func TestEveryReplicaIntercepted(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it sends the requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{replicas: 3})
@@ -67,6 +68,7 @@ func TestAllTraffic(t *testing.T) {
 // -r picks one port of a two-port Service; the other port keeps being
 // served by the copy's app container (here a line-echo TCP protocol).
 func TestRemotePortOfTwoPortService(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it connects from this host to both ports of the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{numericTarget: true, serviceMutate: func(s *corev1.Service) {
@@ -109,6 +111,7 @@ func lineEcho(t *testing.T, addr, line string) string {
 // When another tool sets the selector back during the intercept, the CLI
 // says so and names it; with nothing listening locally it warns up front.
 func TestRevertByAnotherToolIsReported(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	deployDemo(t, ns, demoOptions{})
 	p := startPlugin(t, "svc/demo", "-n", ns, "-l", "1") // nothing listens on port 1
@@ -129,6 +132,7 @@ func TestRevertByAnotherToolIsReported(t *testing.T) {
 // A browser cannot add a header: a cookie, or a W3C baggage member that
 // tracing propagates across services, selects the laptop instead.
 func TestCookieAndBaggageRoutes(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it sends the requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})

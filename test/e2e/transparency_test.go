@@ -77,6 +77,7 @@ func headerValues(head string) map[string][]string {
 // arrives in order and nothing is added; names' case and the order of
 // different names are Go's.
 func TestTransparentHeaders(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it sends raw requests from this host to a demo pod's IP and the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{serviceMutate: func(s *corev1.Service) {
@@ -131,6 +132,7 @@ func TestTransparentHeaders(t *testing.T) {
 // through the tunnel to the laptop as it is, while the Service's other port
 // keeps being served in the cluster.
 func TestAllTrafficRawTCP(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it connects from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{serviceMutate: func(s *corev1.Service) {

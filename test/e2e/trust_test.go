@@ -31,6 +31,7 @@ import (
 // first developer's route, with the same header or with --all, and the
 // first keeps it.
 func TestRouteBelongsToItsOpener(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")
@@ -473,6 +474,7 @@ func sidecarMemory(t *testing.T, pod *corev1.Pod) uint64 {
 // Deployment makes intercept and close refuse with what to check, and
 // neither the Service nor that Deployment changes.
 func TestForgedRecordChangesNothing(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	deployDemo(t, ns, demoOptions{})
 	deployDemo(t, ns, demoOptions{name: "payments", replicas: 1})

@@ -95,6 +95,7 @@ func (m machine) repointRecord(t *testing.T, ns string, pid int) {
 // do and says so. The kill -9ed one's pid is given to an unrelated process
 // first: bare close names it and leaves it running.
 func TestBareCloseEndsThisMachinesIntercepts(t *testing.T) {
+	t.Parallel()
 	ns1, ns2 := newNamespace(t), newNamespace(t)
 	deployDemo(t, ns1, demoOptions{})
 	deployDemo(t, ns2, demoOptions{numericTarget: true})
@@ -144,6 +145,7 @@ func TestBareCloseEndsThisMachinesIntercepts(t *testing.T) {
 // changes nothing, and -c -d replaces this machine's own background
 // intercept.
 func TestCzctlFlagsAndClean(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")
@@ -205,6 +207,7 @@ func TestCzctlFlagsAndClean(t *testing.T) {
 // argument shows the context and this machine's intercepts in two
 // namespaces.
 func TestListServicesAndStatusOverview(t *testing.T) {
+	t.Parallel()
 	ns1, ns2 := newNamespace(t), newNamespace(t)
 	deployDemo(t, ns1, demoOptions{})
 	deployDemo(t, ns2, demoOptions{})
@@ -284,6 +287,7 @@ func previewURL(t *testing.T, out string) string {
 // service that calls the intercepted one, passing x-dev on); a second
 // developer's preview reaches only theirs.
 func TestPreviewURL(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	demo := deployDemo(t, ns, demoOptions{})
 	deployDemo(t, ns, demoOptions{name: "front", replicas: 1})
