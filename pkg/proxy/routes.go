@@ -11,8 +11,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
-	"sync/atomic"
 
 	"golang.org/x/net/http2/hpack"
 
@@ -26,13 +26,36 @@ type liveRoute struct {
 	dial      tunnel.DialFunc
 	transport http.RoundTripper // HTTP/1.1 to the developer
 	h2        http.RoundTripper // h2c to the developer
-	// contested counts the live contests of the route (see Suspend):
-	// while one lasts it matches nothing, and its requests go to the app.
-	contested atomic.Int32
+	// pipes are the connections an All route carries whole, closed when a
+	// contest suspends the route.
+	pipesMu sync.Mutex
+	pipes   map[net.Conn]struct{}
 }
 
-// live says whether the route takes the requests it matches now.
-func (r *liveRoute) live() bool { return r.contested.Load() == 0 }
+// pipe records a connection the route carries whole until the returned
+// func.
+func (r *liveRoute) pipe(c net.Conn) func() {
+	r.pipesMu.Lock()
+	defer r.pipesMu.Unlock()
+	if r.pipes == nil {
+		r.pipes = map[net.Conn]struct{}{}
+	}
+	r.pipes[c] = struct{}{}
+	return func() {
+		r.pipesMu.Lock()
+		delete(r.pipes, c)
+		r.pipesMu.Unlock()
+	}
+}
+
+// closePipes ends the connections the route carries whole.
+func (r *liveRoute) closePipes() {
+	r.pipesMu.Lock()
+	defer r.pipesMu.Unlock()
+	for c := range r.pipes {
+		_ = c.Close()
+	}
+}
 
 // dialFast connects to r's developer for the fast path and the relay,
 // with raw reads and writes when the connection is TCP (a static route, or
@@ -51,6 +74,9 @@ func (r *liveRoute) dialFast(ctx context.Context) (net.Conn, error) {
 type Table struct {
 	mu     sync.RWMutex
 	routes []*liveRoute
+	// contests are the live contests (see Suspend), each a route under its
+	// contester's key.
+	contests []*route.Route
 	// RemoteTLS, if set, is the TLS configuration for routes with a
 	// Remote endpoint; nil trusts the usual roots.
 	RemoteTLS *tls.Config
@@ -126,30 +152,60 @@ func (t *Table) remove(r *liveRoute) {
 	r.closeIdle()
 }
 
-// Suspend takes the live routes registered under key that conflict with r
-// out of matching until resume is called: their requests go to the app.
-// It reports how many it took. A suspended route still conflicts with new
-// registrations: a contest never hands the route to anyone.
-func (t *Table) Suspend(r route.Route, key string) (resume func(), n int) {
-	t.mu.RLock()
-	var held []*liveRoute
+// Suspend holds, until resume is called, every route that takes r's
+// requests (route.Takes) under a key other than r's out of matching: the
+// routes there now, and those registered again or under another key while
+// the contest lasts. Their requests go to the app; an All route's
+// connections are closed. It reports how many routes it holds now. A
+// suspended route still conflicts with new registrations: a contest never
+// hands the route to anyone.
+func (t *Table) Suspend(r route.Route) (resume func(), n int) {
+	c := &r
+	t.mu.Lock()
+	t.contests = append(t.contests, c)
+	var piped []*liveRoute
 	for _, x := range t.routes {
-		if x.Client != "" && subtle.ConstantTimeCompare([]byte(x.Client), []byte(key)) == 1 && x.Conflicts(r) {
-			held = append(held, x)
+		if t.suspendedBy(x, c) {
+			n++
+			if x.All {
+				piped = append(piped, x)
+			}
 		}
 	}
-	t.mu.RUnlock()
-	for _, x := range held {
-		x.contested.Add(1)
+	t.mu.Unlock()
+	for _, x := range piped {
+		x.closePipes()
 	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			for _, x := range held {
-				x.contested.Add(-1)
-			}
+			t.mu.Lock()
+			t.contests = slices.DeleteFunc(t.contests, func(x *route.Route) bool { return x == c })
+			t.mu.Unlock()
 		})
-	}, len(held)
+	}, n
+}
+
+// suspendedBy says whether contest c holds r out of matching.
+func (t *Table) suspendedBy(r *liveRoute, c *route.Route) bool {
+	return subtle.ConstantTimeCompare([]byte(r.Client), []byte(c.Client)) != 1 && r.Takes(*c)
+}
+
+// liveNow is live for a caller that does not hold t.mu.
+func (t *Table) liveNow(r *liveRoute) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.live(r)
+}
+
+// live says whether r takes the requests it matches now; t.mu is held.
+func (t *Table) live(r *liveRoute) bool {
+	for _, c := range t.contests {
+		if t.suspendedBy(r, c) {
+			return false
+		}
+	}
+	return true
 }
 
 // List returns the live routes.
@@ -163,6 +219,7 @@ func (t *Table) ListOwned(key string) []route.Route {
 	for i, r := range t.routes {
 		out[i] = r.Route
 		out[i].Mine = key != "" && subtle.ConstantTimeCompare([]byte(r.Client), []byte(key)) == 1
+		out[i].Suspended = !t.live(r)
 		out[i].Secret, out[i].Client = "", "" // only its own developer knows them
 	}
 	return out
@@ -173,7 +230,7 @@ func (t *Table) match(h http.Header) *liveRoute {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
-		if r.live() && r.matches(h) {
+		if t.live(r) && r.matches(h) {
 			return r
 		}
 	}
@@ -185,7 +242,7 @@ func (t *Table) matchFields(fields []hpack.HeaderField) *liveRoute {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
-		if r.live() && r.matchesFields(fields) {
+		if t.live(r) && r.matchesFields(fields) {
 			return r
 		}
 	}
@@ -198,7 +255,7 @@ func (t *Table) matchHead(head []byte) *liveRoute {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
-		if r.live() && r.matchesHead(fields) {
+		if t.live(r) && r.matchesHead(fields) {
 			return r
 		}
 	}
@@ -217,7 +274,7 @@ func (t *Table) all() *liveRoute {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
-		if r.All && r.live() {
+		if r.All && t.live(r) {
 			return r
 		}
 	}

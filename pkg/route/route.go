@@ -57,6 +57,10 @@ type Route struct {
 	// the asking CLI gave: a CLI tells its own routes from its
 	// teammates' without anyone seeing a key.
 	Mine bool `json:"mine,omitempty"`
+	// Suspended is set in a sidecar's list of routes on those a contest
+	// holds out of matching on that pod (see the tunnel's contest): their
+	// requests go to the app there.
+	Suspended bool `json:"suspended,omitempty"`
 	// Port names the Service port a listed route holds, in the CLI's
 	// listings of an intercept of several ports; a sidecar neither sets
 	// nor reads it (each port has its own routes).
@@ -87,6 +91,17 @@ func (r Route) Conflicts(o Route) bool {
 	}
 	return http.CanonicalHeaderKey(r.Header) == http.CanonicalHeaderKey(o.Header) &&
 		r.Cookie == o.Cookie && r.Baggage == o.Baggage && r.Value == o.Value
+}
+
+// Takes says whether r takes requests that contested would match, so
+// that a contest over contested suspends r: r matches the same requests,
+// or r is All. A contest over All suspends only All routes, never every
+// route of the pod.
+func (r Route) Takes(contested Route) bool {
+	if r.All || contested.All {
+		return r.All
+	}
+	return r.Conflicts(contested)
 }
 
 // Validate reports what makes a route one a sidecar cannot match: it must

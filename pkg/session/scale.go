@@ -180,10 +180,13 @@ func OpenGate(ctx context.Context, cs kubernetes.Interface, ns, pod, message str
 	return nil
 }
 
+// ReasonHeldByAnotherKey is the reason of a gate ShutGate shut.
+const ReasonHeldByAnotherKey = "HeldByAnotherKey"
+
 // ShutGate sets the pod's routes condition to False (another key holds a
 // route there), so it leaves the Service's endpoints.
 func ShutGate(ctx context.Context, cs kubernetes.Interface, ns, pod, message string) error {
-	if err := setGate(ctx, cs, ns, pod, corev1.ConditionFalse, "HeldByAnotherKey", message); err != nil {
+	if err := setGate(ctx, cs, ns, pod, corev1.ConditionFalse, ReasonHeldByAnotherKey, message); err != nil {
 		return describeAPIError(err, "keeping pod "+pod+" out of the Service")
 	}
 	return nil

@@ -12,35 +12,37 @@ import (
 // (a teammate who forced new pods and raced the owner to them). A sidecar
 // has no way to tell which of two keys is the route's opener: it knows no
 // other pod and has no credentials. So a contest decides nothing about
-// ownership. It suspends: while the contesting session lives, the routes
-// that conflict with its route and were registered under another owner
-// tag match nothing on this pod, and their requests go to the app, as if
-// no one intercepted them. Only the contester's own route key is spared
-// (the same CLI's route, registered through another tunnel or a relay):
-// an owner tag proves nothing and travels between pods, so it spares
-// nobody. The suspended route still conflicts with new
-// registrations, so a contest never hands a route to anyone; when its
-// holder lets go, the contester registers it as usual.
+// ownership. It suspends: while the contesting session lives, every route
+// that would take the contested route's requests (route.Takes: the same
+// match, or an All route) under another key matches nothing on this pod,
+// whether it is there now or registered again, or under another key,
+// later; their requests go to the app, as if no one intercepted them, and
+// an All route's connections are closed. The sidecar lists such routes as
+// suspended. A suspended route still conflicts with new registrations, so
+// a contest never hands a route to anyone; when its holder lets go, the
+// contester registers it as usual. A session may contest only the route
+// its last register was refused, and a contest over an All route suspends
+// only All routes.
 //
 // Anyone who may port-forward to the control port may contest, and so
 // suspend a teammate's route on one pod for as long as they keep the
 // session open: no more than the Role already lets them do (scale the copy
-// down, delete it, repoint the Service), and the suspended developer's CLI
-// names the pod.
+// down, delete it, repoint the Service); the sidecar's list shows it.
 
 // Suspender is a RouteTable that can take routes out of matching while
 // they are contested.
 type Suspender interface {
-	// Suspend takes the live routes registered under key that conflict
-	// with r out of matching until resume; n is how many it took.
-	Suspend(r route.Route, key string) (resume func(), n int)
+	// Suspend holds the routes that take r's requests under a key other
+	// than r.Client out of matching until resume; n is how many it holds
+	// now.
+	Suspend(r route.Route) (resume func(), n int)
 }
 
 // maxContests bounds the contests one session holds.
 const maxContests = 8
 
-// contest suspends, for as long as cs lives, the routes conflicting with
-// req.Route that other sessions registered under another route key.
+// contest suspends, for as long as cs lives, the routes under other keys
+// that take the requests of the route cs was just refused.
 func (s *Server) contest(cs *controlSession, req Request) error {
 	sus, ok := s.Routes.(Suspender)
 	if !ok {
@@ -57,52 +59,30 @@ func (s *Server) contest(cs *controlSession, req Request) error {
 	}
 	cs.mu.Lock()
 	full := len(cs.contests) >= maxContests
+	refused := cs.refused
 	cs.mu.Unlock()
 	if full {
 		return coded(CodeBadRequest, "contest: a session holds at most %d contests", maxContests)
 	}
-	var resumes []func()
-	taken := 0
-	for _, key := range s.keysConflicting(cs, *req.Route) {
-		resume, n := sus.Suspend(*req.Route, key)
-		resumes = append(resumes, resume)
-		taken += n
+	if refused == nil || !sameRoute(*refused, *req.Route) {
+		return coded(CodeBadRequest, "contest: only the route this session's last register was refused, as it was refused, may be contested")
 	}
-	if taken == 0 {
-		for _, r := range resumes {
-			r()
-		}
-		return coded(CodeNotFound, "no route of another owner conflicts with %s on this pod", req.Route)
+	resume, n := sus.Suspend(*req.Route)
+	if n == 0 {
+		resume()
+		return coded(CodeNotFound, "no route of another key takes the requests of %s on this pod", req.Route)
 	}
 	cs.mu.Lock()
-	cs.contests = append(cs.contests, resumes...)
+	cs.contests = append(cs.contests, resume)
 	cs.mu.Unlock()
 	return nil
 }
 
-// keysConflicting returns the route keys other than r's that live
-// sessions other than cs registered for routes that conflict with r.
-func (s *Server) keysConflicting(cs *controlSession, r route.Route) []string {
-	s.mu.Lock()
-	sessions := make([]*controlSession, 0, len(s.sessions))
-	for o := range s.sessions {
-		if o != cs {
-			sessions = append(sessions, o)
-		}
-	}
-	s.mu.Unlock()
-	var keys []string
-	for _, o := range sessions {
-		o.mu.Lock()
-		for _, held := range o.routes {
-			own := subtle.ConstantTimeCompare([]byte(held.Client), []byte(r.Client)) == 1
-			if !own && held.Client != "" && held.Conflicts(r) {
-				keys = append(keys, held.Client)
-			}
-		}
-		o.mu.Unlock()
-	}
-	return keys
+// sameRoute says whether a and b are one registration: the same match
+// under the same key.
+func sameRoute(a, b route.Route) bool {
+	return a.All == b.All && a.Conflicts(b) && b.Conflicts(a) &&
+		subtle.ConstantTimeCompare([]byte(a.Client), []byte(b.Client)) == 1
 }
 
 // endContests resumes what the session's contests suspended.

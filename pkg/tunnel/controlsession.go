@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"crypto/subtle"
 	"sync"
 	"time"
 
@@ -22,8 +23,14 @@ type controlSession struct {
 	tag string
 	// admitted says the session admitted a pod key.
 	admitted bool
-	// contests resume what the session's contests suspended.
+	// contests resume what the session's contests suspended; refused is
+	// the route the session's last register was refused, as taken: the
+	// one route it may contest.
 	contests []func()
+	refused  *route.Route
+	// unpin lets go of the admission a relay's session keeps in use while
+	// it holds a route (see Admissions.use); nil when none is.
+	unpin func()
 	// calls is how many calls are in flight; last is when the last ended
 	// (or the session began).
 	calls int
@@ -51,7 +58,7 @@ func (cs *controlSession) busy(on bool) {
 func (cs *controlSession) state() (live, calling bool) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	return len(cs.removes) > 0, cs.calls > 0
+	return len(cs.removes) > 0 || len(cs.contests) > 0, cs.calls > 0
 }
 
 // idle says whether the session has held nothing (no route, no admitted
@@ -67,20 +74,64 @@ func (cs *controlSession) idle(now time.Time) bool {
 // in flight.
 func (cs *controlSession) leave() {
 	cs.mu.Lock()
-	removes := cs.removes
-	cs.removes, cs.routes = nil, nil
+	removes, unpin := cs.removes, cs.unpin
+	cs.removes, cs.routes, cs.unpin = nil, nil, nil
 	cs.mu.Unlock()
 	for _, rm := range removes {
 		rm()
 	}
+	if unpin != nil {
+		unpin()
+	}
 }
 
-// added records a route the session installed.
+// maxSessionRoutes bounds the routes one session holds: a CLI holds one
+// per pod and port, and registering again under the same key replaces it.
+const maxSessionRoutes = 16
+
+// room says whether the session may hold r: it replaces one of the
+// session's under the same key, or there is room for one more.
+func (cs *controlSession) room(r route.Route) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.indexOf(r.Client) >= 0 || len(cs.routes) < maxSessionRoutes
+}
+
+// indexOf is the session's route under key, -1 if none; cs.mu is held.
+func (cs *controlSession) indexOf(key string) int {
+	if key == "" {
+		return -1
+	}
+	for i, r := range cs.routes {
+		if subtle.ConstantTimeCompare([]byte(r.Client), []byte(key)) == 1 {
+			return i
+		}
+	}
+	return -1
+}
+
+// added records a route the session installed: in place of the one under
+// the same key, which the table replaced, so registering again never
+// grows the session.
 func (cs *controlSession) added(r route.Route, rm func()) {
 	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.refused = nil
+	if i := cs.indexOf(r.Client); i >= 0 {
+		cs.routes[i], cs.removes[i] = r, rm
+		return
+	}
 	cs.removes = append(cs.removes, rm)
 	cs.routes = append(cs.routes, r)
-	cs.mu.Unlock()
+}
+
+// pin keeps the relay's admission in use while the session holds a route.
+func (cs *controlSession) pin(a *Admissions) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.unpin == nil && a != nil && cs.peerKey != nil {
+		cs.unpin = a.use(cs.peerKey)
+	}
 }
 
 // registered returns the routes a relay may carry for this session (those

@@ -169,7 +169,6 @@ func (s *Server) ServePeers(ctx context.Context, ln net.Listener) error {
 			select {
 			case sessions <- struct{}{}:
 				defer func() { <-sessions }()
-				defer s.Admitted.use(key)()
 				s.serveSession(ctx, conn, newControlSession(key))
 			default:
 				conn.Close()

@@ -366,12 +366,23 @@ func (s *Server) handle(ctx context.Context, cs *controlSession, req Request) Re
 			}
 			req.Route.Client = string(cs.peerKey)
 		}
+		if !cs.room(*req.Route) {
+			resp.fail(coded(CodeBadRequest, "register: a session holds at most %d routes", maxSessionRoutes))
+			break
+		}
 		rm, err := s.Routes.Add(*req.Route, cs.dial)
 		if err != nil {
+			if errors.Is(err, ErrConflict) {
+				refused := *req.Route
+				cs.mu.Lock()
+				cs.refused = &refused
+				cs.mu.Unlock()
+			}
 			resp.fail(err)
 			break
 		}
 		cs.added(*req.Route, rm)
+		cs.pin(s.Admitted)
 		if req.Tag != "" {
 			cs.mu.Lock()
 			cs.tag = req.Tag

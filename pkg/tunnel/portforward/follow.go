@@ -92,6 +92,7 @@ type Follower struct {
 	conflicts  map[string]error     // pods where another key holds the route
 	closing    map[string]bool      // pods whose gate is being shut
 	gating     map[string]bool      // pods whose gate a check may open
+	shutHere   map[string]bool      // pods whose gate this CLI shut for a conflict
 	strangers  map[string]bool      // pods with the label, not of the copy: told once
 	chain      *session.CopyChain
 	warned     bool
@@ -113,6 +114,7 @@ func (f *Follower) init() {
 		f.conflicts = map[string]error{}
 		f.closing = map[string]bool{}
 		f.gating = map[string]bool{}
+		f.shutHere = map[string]bool{}
 		f.strangers = map[string]bool{}
 		f.pods = map[string]*corev1.Pod{}
 		f.active = map[string]context.CancelFunc{}
@@ -248,7 +250,10 @@ func (f *Follower) sync(ctx context.Context, pods []*corev1.Pod) {
 		}
 		// A gate shut again after someone opened it (or seen open in a
 		// stale copy when the route came up) is checked again here.
-		if h := f.holders[p.Name]; h != nil && f.conflicts[p.Name] == nil && session.Gated(p) {
+		// A gate another CLI shut for a conflict is that CLI's to open:
+		// a bystander's route there says nothing about the contested one.
+		if h := f.holders[p.Name]; h != nil && f.conflicts[p.Name] == nil && session.Gated(p) &&
+			(!shutForAConflict(p) || f.shutHere[p.Name]) {
 			f.startGate(ctx, p.Name, h)
 		}
 	}

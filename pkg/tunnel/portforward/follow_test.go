@@ -35,23 +35,27 @@ type table struct {
 	suspended map[string]int
 }
 
-func (t *table) Suspend(r route.Route, key string) (func(), int) {
+func (t *table) Suspend(r route.Route) (func(), int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
-	for _, x := range t.routes {
-		if x.Client == key && x.Conflicts(r) {
-			n++
-		}
-	}
 	if t.suspended == nil {
 		t.suspended = map[string]int{}
 	}
-	t.suspended[key] += n
+	var keys []string
+	for _, x := range t.routes {
+		if x.Client != r.Client && x.Takes(r) {
+			n++
+			t.suspended[x.Client]++
+			keys = append(keys, x.Client)
+		}
+	}
 	return func() {
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		t.suspended[key] -= n
+		for _, k := range keys {
+			t.suspended[k]--
+		}
 	}, n
 }
 

@@ -39,6 +39,9 @@ func (f *Follower) shutGate(ctx context.Context, pod string) {
 	if err != nil && ctx.Err() == nil {
 		f.logf("shutting the readiness gate of pod %s: %v", pod, err)
 	} else if err == nil {
+		f.mu.Lock()
+		f.shutHere[pod] = true
+		f.mu.Unlock()
 		f.logf("pod %s: readiness gate shut again (held on pod %s by another key)", pod, pod)
 	}
 }
@@ -115,8 +118,14 @@ func (f *Follower) gate(ctx context.Context, pod string, mine holder) {
 				msg = fmt.Sprintf("let in after %s without %d route(s) a sibling holds", wait, len(missing))
 				f.logf("pod %s of the copy becomes ready without %d route(s) its siblings hold (their developers did not reach it within %s)", pod, len(missing), wait)
 			}
-			if err := f.openGate(ctx, pod, msg); err != nil && ctx.Err() == nil {
-				f.logf("pod %s: %v", pod, err)
+			if err := f.openGate(ctx, pod, msg); err != nil {
+				if ctx.Err() == nil {
+					f.logf("pod %s: %v", pod, err)
+				}
+			} else {
+				f.mu.Lock()
+				delete(f.shutHere, pod)
+				f.mu.Unlock()
 			}
 			return
 		}
@@ -133,4 +142,15 @@ func (f *Follower) openGate(ctx context.Context, pod, msg string) error {
 		return f.OpenGate(ctx, pod, msg)
 	}
 	return session.OpenGate(ctx, f.Client, f.Namespace, pod, msg)
+}
+
+// shutForAConflict says whether a CLI shut the pod's gate because another
+// key holds a route there (session.ShutGate).
+func shutForAConflict(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == session.RoutesGate {
+			return c.Status == corev1.ConditionFalse && c.Reason == session.ReasonHeldByAnotherKey
+		}
+	}
+	return false
 }

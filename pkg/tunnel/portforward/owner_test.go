@@ -188,7 +188,7 @@ func TestConflictOnANewPodIsAnAlarm(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		got.Status.Conditions = []corev1.PodCondition{{Type: session.RoutesGate, Status: corev1.ConditionFalse}}
+		got.Status.Conditions = []corev1.PodCondition{{Type: session.RoutesGate, Status: corev1.ConditionFalse, Reason: session.ReasonHeldByAnotherKey}}
 		return p.cs.Tracker().Update(corev1Pods, got, "shop")
 	}
 	stop := run(t, f)

@@ -83,6 +83,12 @@ func (f *Follower) link(ctx context.Context, key, pod, ip, relay, podKey string)
 		}
 		if ctx.Err() == nil {
 			f.logf("admitting this CLI on pod %s: %v", pod, err)
+			if errors.Is(err, tunnel.ErrBadRequest) && f.refusedAgain(pod) {
+				// Its admissions are full: the pod gets a tunnel of its
+				// own, which registers there directly and so meets any
+				// route another key holds there.
+				f.goDirect(pod, fmt.Sprintf("pod %s refused the admission %d times: %v", pod, maxRefusals, err))
+			}
 		}
 		return
 	}
@@ -154,6 +160,15 @@ func (f *Follower) relayClient(ctx context.Context, relay string) (*tunnel.Clien
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// refusedAgain counts a refusal by pod and says whether it was the last
+// one tolerated before the pod goes direct.
+func (f *Follower) refusedAgain(pod string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refusals[pod]++
+	return f.refusals[pod] >= maxRefusals
 }
 
 // admit hands pod this CLI's pod key for it over a short port-forward,
