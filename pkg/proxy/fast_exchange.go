@@ -45,7 +45,6 @@ func (u *upstream) name() string {
 // developer's tunnel, and its response back. keep says whether the
 // caller's connection can carry another request.
 func (f *fastPath) forward(fc *fastConn, req fastRequest, to *liveRoute) (keep bool, err error) {
-	noBody := !req.chunked && req.length == 0
 	for retried := false; ; {
 		u, reused, err := f.upstreamFor(fc, to)
 		if err != nil && to != nil {
@@ -65,94 +64,123 @@ func (f *fastPath) forward(fc *fastConn, req fastRequest, to *liveRoute) (keep b
 		// byte of answer, gets a bodiless request again (as net/http's
 		// Transport retries).
 		writeAgain := reused && !retried
-		if noBody || !req.chunked && int64(fc.br.Buffered()-len(req.head)) >= req.length {
-			// The whole request is buffered: one write, no body to stream.
-			whole, _ := fc.br.Peek(len(req.head) + int(req.length))
-			if _, err := u.conn.Write(whole); err != nil {
-				u.drop()
-				if writeAgain {
-					retried = true
-					continue
-				}
-				return false, fmt.Errorf("writing to %s: %w", u.name(), err)
-			}
-			keep, err := f.response(fc, u, req, writeAgain && noBody)
-			if errors.Is(err, errStaleUpstream) {
-				retried = true
-				continue // the kept connection had been closed: once more on a new one
-			}
-			fc.br.Discard(len(whole))
-			return keep && !req.close, err
+		var again bool
+		if req.chunked || int64(fc.br.Buffered()-len(req.head)) < req.length {
+			keep, again, err = f.sendStreaming(fc, u, req, writeAgain)
+		} else {
+			keep, again, err = f.sendWhole(fc, u, req, writeAgain)
 		}
-		// The head and as much of a Content-Length body as arrived with it
-		// in one write; the rest streams after.
-		first, rest := req.head, req.length
-		if !req.chunked {
-			first, rest = withBodyStart(fc.br, len(req.head), req.length)
-		}
-		if _, err := u.conn.Write(first); err != nil {
-			u.drop()
-			if writeAgain {
-				retried = true
-				continue
-			}
-			return false, fmt.Errorf("writing to %s: %w", u.name(), err)
-		}
-		fc.br.Discard(len(first))
-		// The body goes up while the response comes down: an app may
-		// answer before it has read the whole body, or stream both ways.
-		// The caller must keep up its pace meanwhile.
-		bodyDone := make(chan error, 1)
-		up := u.conn
-		pc := pacedOf(fc.c)
-		var rp *pacer
-		if pc != nil && f.pace.idle > 0 {
-			rp = newPacer(f.pace, time.Now())
-			rp.begin(fc.c)
-			pc.r = rp
-			fc.body.Store(rp)
-		}
-		go func() {
-			var err error
-			if req.chunked {
-				err = copyChunked(up, fc.br)
-			} else {
-				err = copyBody(up, fc.br, fc.c, rest)
-			}
-			if err != nil {
-				// A broken body: the app must not wait for the rest.
-				up.Close()
-			}
-			bodyDone <- err
-		}()
-		keep, err = f.response(fc, u, req, false)
-		var berr error
-		select {
-		case berr = <-bodyDone:
-		default:
-			// Answered before the body was all sent (a 413, say): give
-			// the caller a moment to finish sending, then hang up.
-			until := time.Now().Add(5 * time.Second)
-			if rp != nil {
-				rp.until.Store(until.UnixNano())
-			}
-			fc.c.SetReadDeadline(until)
-			berr = <-bodyDone
-			keep = false
-		}
-		if rp != nil {
-			pc.r = nil
-			fc.body.Store(nil)
-		}
-		if berr != nil {
-			u.drop()
-			if err == nil {
-				err = fmt.Errorf("request body: %w", berr)
-			}
-			keep = false
+		if again {
+			retried = true
+			continue
 		}
 		return keep && !req.close, err
 	}
+}
+
+// sendWhole sends a request that is all in the read buffer in one write
+// and passes its response back; again says the kept connection u had been
+// closed at the other end and the request may go once more on a new one.
+func (f *fastPath) sendWhole(fc *fastConn, u *upstream, req fastRequest, writeAgain bool) (keep, again bool, err error) {
+	noBody := !req.chunked && req.length == 0
+	whole, _ := fc.br.Peek(len(req.head) + int(req.length))
+	if _, err := u.conn.Write(whole); err != nil {
+		u.drop()
+		if writeAgain {
+			return false, true, nil
+		}
+		return false, false, fmt.Errorf("writing to %s: %w", u.name(), err)
+	}
+	keep, err = f.response(fc, u, req, writeAgain && noBody)
+	if errors.Is(err, errStaleUpstream) {
+		return false, true, nil
+	}
+	fc.br.Discard(len(whole))
+	return keep, false, err
+}
+
+// sendStreaming writes the head and as much of a Content-Length body as
+// arrived with it in one write; the rest streams after (exchangeBody).
+// again is sendWhole's.
+func (f *fastPath) sendStreaming(fc *fastConn, u *upstream, req fastRequest, writeAgain bool) (keep, again bool, err error) {
+	first, rest := req.head, req.length
+	if !req.chunked {
+		first, rest = withBodyStart(fc.br, len(req.head), req.length)
+	}
+	if _, err := u.conn.Write(first); err != nil {
+		u.drop()
+		if writeAgain {
+			return false, true, nil
+		}
+		return false, false, fmt.Errorf("writing to %s: %w", u.name(), err)
+	}
+	fc.br.Discard(len(first))
+	keep, err = f.exchangeBody(fc, u, req, rest)
+	return keep, false, err
+}
+
+// exchangeBody sends the rest of the body (rest bytes, or chunked) up
+// while the response comes down: an app may answer before it has read the
+// whole body, or stream both ways. The caller must keep up its pace
+// meanwhile.
+func (f *fastPath) exchangeBody(fc *fastConn, u *upstream, req fastRequest, rest int64) (keep bool, err error) {
+	rp := f.paceBody(fc)
+	bodyDone := make(chan error, 1)
+	up := u.conn
+	go func() {
+		var err error
+		if req.chunked {
+			err = copyChunked(up, fc.br)
+		} else {
+			err = copyBody(up, fc.br, fc.c, rest)
+		}
+		if err != nil {
+			// A broken body: the app must not wait for the rest.
+			up.Close()
+		}
+		bodyDone <- err
+	}()
+	keep, err = f.response(fc, u, req, false)
+	var berr error
+	select {
+	case berr = <-bodyDone:
+	default:
+		// Answered before the body was all sent (a 413, say): give
+		// the caller a moment to finish sending, then hang up.
+		until := time.Now().Add(5 * time.Second)
+		if rp != nil {
+			rp.until.Store(until.UnixNano())
+		}
+		fc.c.SetReadDeadline(until)
+		berr = <-bodyDone
+		keep = false
+	}
+	if rp != nil {
+		pacedOf(fc.c).r = nil
+		fc.body.Store(nil)
+	}
+	if berr != nil {
+		u.drop()
+		if err == nil {
+			err = fmt.Errorf("request body: %w", berr)
+		}
+		keep = false
+	}
+	return keep, err
+}
+
+// paceBody starts pacing the request body the caller sends on fc; nil if
+// the connection is not paced.
+func (f *fastPath) paceBody(fc *fastConn) *pacer {
+	pc := pacedOf(fc.c)
+	if pc == nil || f.pace.idle <= 0 {
+		return nil
+	}
+	rp := newPacer(f.pace, time.Now())
+	rp.begin(fc.c)
+	pc.r = rp
+	fc.body.Store(rp)
+	return rp
 }
 
 // upstreamFor returns the caller's kept connection to the app or to the

@@ -223,10 +223,21 @@ func (f *fastPath) serveH2(fc *fastConn) {
 		c.wg.Wait()
 	}()
 
-	fc.c.SetReadDeadline(time.Now().Add(f.headerTimeout))
+	first := c.handshake(fc)
+	if first == nil {
+		return
+	}
+	c.readCaller(fc, first)
+}
+
+// handshake reads the caller's preface, sends the relay's settings, and
+// returns the caller's first frame, its SETTINGS; nil if the caller broke
+// the protocol or was too slow (the header timeout).
+func (c *h2conn) handshake(fc *fastConn) http2.Frame {
+	fc.c.SetReadDeadline(time.Now().Add(c.f.headerTimeout))
 	var preface [len(http2.ClientPreface)]byte
 	if _, err := io.ReadFull(fc.br, preface[:]); err != nil || string(preface[:]) != http2.ClientPreface {
-		return
+		return nil
 	}
 	c.caller.fr = newH2Framer(fc.br, MaxHeaderBytes)
 	c.mu.Lock()
@@ -238,12 +249,19 @@ func (f *fastPath) serveH2(fc *fastConn) {
 	first, err := c.caller.fr.ReadFrame()
 	if sf, ok := first.(*http2.SettingsFrame); err != nil || !ok || sf.IsAck() {
 		c.fail(http2.ErrCodeProtocol)
-		return
+		return nil
 	}
 	fc.c.SetReadDeadline(time.Time{})
+	return first
+}
+
+// readCaller handles the caller's frames, from first on, until its
+// connection ends or breaks the protocol; a broken stream is reset and the
+// connection goes on.
+func (c *h2conn) readCaller(fc *fastConn, first http2.Frame) {
 	for fr := first; ; {
 		c.mu.Lock()
-		err = c.fromCaller(fr)
+		err := c.fromCaller(fr)
 		more := frameBuffered(fc.br)
 		c.mu.Unlock()
 		if err != nil {

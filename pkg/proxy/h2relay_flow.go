@@ -66,7 +66,7 @@ func (it *h2item) keep() {
 	h2Held.Add(int64(it.held))
 }
 
-// release gives it's buffer back.
+// release gives its buffer back.
 func (it *h2item) release() {
 	if it.held != 0 {
 		h2Held.Add(-int64(it.held))
@@ -155,27 +155,41 @@ func (c *h2conn) forward(h *h2half, it *h2item) bool {
 		return false
 	}
 	if it.head {
-		switch {
-		case !l.h1:
-			l.headers(h.toID, it.fields, it.end)
-		case !l.requested:
-			l.h1Request(h.s, it.fields, it.end)
-			if it.end {
-				h.s.retry = it.fields
-			}
-		case !l.h1Trailers(it.fields):
-			c.reset(h.s, http2.ErrCodeProtocol, true, true) // less body than its Content-Length
-			return true
-		}
-		if h == &h.s.resp {
-			h.s.answered = true
-		}
-		if it.end {
-			h.sentEnd = true
-			c.closed(h.s)
-		}
+		c.forwardHead(h, it)
 		return true
 	}
+	return c.forwardData(h, it)
+}
+
+// forwardHead writes the header block it to h's leg, as HTTP/2 or as an
+// HTTP/1.1 request head or trailers.
+func (c *h2conn) forwardHead(h *h2half, it *h2item) {
+	l := h.to
+	switch {
+	case !l.h1:
+		l.headers(h.toID, it.fields, it.end)
+	case !l.requested:
+		l.h1Request(h.s, it.fields, it.end)
+		if it.end {
+			h.s.retry = it.fields
+		}
+	case !l.h1Trailers(it.fields):
+		c.reset(h.s, http2.ErrCodeProtocol, true, true) // less body than its Content-Length
+		return
+	}
+	if h == &h.s.resp {
+		h.s.answered = true
+	}
+	if it.end {
+		h.sentEnd = true
+		c.closed(h.s)
+	}
+}
+
+// forwardData writes as much of its DATA to h's leg as the windows and
+// the leg's queue allow; true when it is all gone.
+func (c *h2conn) forwardData(h *h2half, it *h2item) bool {
+	l := h.to
 	for {
 		room := min(h.window, l.window, int64(l.maxFrame))
 		if len(l.out) >= h2OutSoft {

@@ -105,29 +105,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	h.H2C = cfg.H2C
 	h.Watches = &Watches{Pod: cfg.Pod}
 
-	dataLn, err := net.Listen("tcp", cfg.Listen)
+	dataLn, ctrlLn, peerLn, err := cfg.listen()
 	if err != nil {
-		return fmt.Errorf("listening for traffic on %s: %w", cfg.Listen, err)
-	}
-	if cfg.wrapListener != nil {
-		dataLn = cfg.wrapListener(dataLn)
-	}
-	var ctrlLn net.Listener
-	if cfg.Control != "" {
-		ctrlLn, err = net.Listen("tcp", cfg.Control)
-		if err != nil {
-			dataLn.Close()
-			return fmt.Errorf("listening for tunnels on %s: %w", cfg.Control, err)
-		}
-	}
-	var peerLn net.Listener
-	if cfg.Peer != "" && ctrlLn != nil {
-		peerLn, err = net.Listen("tcp", cfg.Peer)
-		if err != nil {
-			dataLn.Close()
-			ctrlLn.Close()
-			return fmt.Errorf("listening for other pods' sidecars on %s: %w", cfg.Peer, err)
-		}
+		return err
 	}
 	if cfg.Ready != nil {
 		var ca net.Addr
@@ -145,28 +125,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	srvCtx, stopTunnels := context.WithCancel(context.Background())
 	defer stopTunnels()
 	if ctrlLn != nil {
-		ts := &tunnel.Server{Pod: cfg.Pod, Routes: table, Probe: probeOnly(cfg.ServiceAddr), Watches: h.Watches, Send: doctor.SendMarked,
-			Dial: func(ctx context.Context, addr string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "tcp", addr)
-			}}
-		if peerLn != nil {
-			ts.Admitted = &tunnel.Admissions{}
-			go ts.ServePeers(srvCtx, peerLn)
-		}
-		go ts.Serve(srvCtx, ctrlLn)
+		cfg.serveTunnels(srvCtx, table, h.Watches, ctrlLn, peerLn)
 	}
 	toHTTP := relay.NewConnListener(dataLn.Addr())
 	var fast *fastPath
 	if !cfg.NoFastPath {
-		fast = &fastPath{table: table, watches: h.Watches, upstream: cfg.Upstream,
-			headerTimeout: min(cfg.HeaderTimeout, cfg.IdleTimeout), log: log, handoff: toHTTP.Push, done: d.release,
-			h2c: cfg.H2C, pod: cfg.Pod, idleTimeout: cfg.IdleTimeout, budget: cfg.Budget,
-			pace: pace{idle: cfg.IdleTimeout, rate: cfg.MinRate, grace: cfg.RateWait},
-			toHTTP: func(c net.Conn) {
-				d.budget.conns.Add(1) // net/http counts it off when it closes
-				toHTTP.Push(c)
-			}}
+		fast = cfg.newFastPath(table, h.Watches, d, toHTTP, log)
 	}
 	d.ctx, d.fast, d.http = srvCtx, fast, toHTTP
 	errc := make(chan error, 2)
@@ -225,6 +189,64 @@ func (cfg *Config) limits() {
 	if cfg.RateWait == 0 {
 		cfg.RateWait = defaultRateWait
 	}
+}
+
+// listen opens the sidecar's listeners: for traffic, for tunnels (nil
+// without Control) and for other pods' sidecars (nil without Peer).
+func (cfg *Config) listen() (data, ctrl, peer net.Listener, err error) {
+	data, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("listening for traffic on %s: %w", cfg.Listen, err)
+	}
+	if cfg.wrapListener != nil {
+		data = cfg.wrapListener(data)
+	}
+	if cfg.Control == "" {
+		return data, nil, nil, nil
+	}
+	ctrl, err = net.Listen("tcp", cfg.Control)
+	if err != nil {
+		data.Close()
+		return nil, nil, nil, fmt.Errorf("listening for tunnels on %s: %w", cfg.Control, err)
+	}
+	if cfg.Peer == "" {
+		return data, ctrl, nil, nil
+	}
+	peer, err = net.Listen("tcp", cfg.Peer)
+	if err != nil {
+		data.Close()
+		ctrl.Close()
+		return nil, nil, nil, fmt.Errorf("listening for other pods' sidecars on %s: %w", cfg.Peer, err)
+	}
+	return data, ctrl, peer, nil
+}
+
+// serveTunnels serves developers' tunnels on ctrl, and other pods'
+// sidecars on peer if not nil, until ctx ends.
+func (cfg *Config) serveTunnels(ctx context.Context, table *Table, watches *Watches, ctrl, peer net.Listener) {
+	ts := &tunnel.Server{Pod: cfg.Pod, Routes: table, Probe: probeOnly(cfg.ServiceAddr), Watches: watches, Send: doctor.SendMarked,
+		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}}
+	if peer != nil {
+		ts.Admitted = &tunnel.Admissions{}
+		go ts.ServePeers(ctx, peer)
+	}
+	go ts.Serve(ctx, ctrl)
+}
+
+// newFastPath is the fast path of the port cfg describes, handing to
+// net/http through toHTTP what it does not take.
+func (cfg *Config) newFastPath(table *Table, watches *Watches, d *dispatcher, toHTTP *relay.ConnListener, log *slog.Logger) *fastPath {
+	return &fastPath{table: table, watches: watches, upstream: cfg.Upstream,
+		headerTimeout: min(cfg.HeaderTimeout, cfg.IdleTimeout), log: log, handoff: toHTTP.Push, done: d.release,
+		h2c: cfg.H2C, pod: cfg.Pod, idleTimeout: cfg.IdleTimeout, budget: cfg.Budget,
+		pace: pace{idle: cfg.IdleTimeout, rate: cfg.MinRate, grace: cfg.RateWait},
+		toHTTP: func(c net.Conn) {
+			d.budget.conns.Add(1) // net/http counts it off when it closes
+			toHTTP.Push(c)
+		}}
 }
 
 // newServer is the net/http server for what the fast path does not take:
@@ -437,12 +459,6 @@ func (l *dispatcher) pipeToRoute(conn net.Conn, r *liveRoute) {
 	if err != nil {
 		l.log.Warn("tunnel dial failed", "route", r.String(), "err", err)
 		conn.Close()
-		return
-	}
-	defer r.pipe(conn)()
-	if !l.table.liveNow(r) { // a contest came first
-		conn.Close()
-		remote.Close()
 		return
 	}
 	tunnel.Pipe(&bufferedConn{Conn: conn, r: br}, remote)
