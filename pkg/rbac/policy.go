@@ -166,6 +166,12 @@ func removedOnly(before, after, key string) string {
 	return "(!(" + k + " in " + after + ") || (" + k + " in " + before + " && " + before + "[" + k + "] == " + after + "[" + k + "]))"
 }
 
+// keptOnceSet holds when annotation key, once set, stays as it is.
+func keptOnceSet(before, after, key string) string {
+	k := celString(key)
+	return "(!(" + k + " in " + before + ") || (" + k + " in " + after + " && " + before + "[" + k + "] == " + after + "[" + k + "]))"
+}
+
 // expand fills the placeholders of a CEL template.
 func (o Options) expand(s string) string {
 	return strings.NewReplacer(
@@ -318,9 +324,10 @@ func (o Options) deployments() *admissionv1.ValidatingAdmissionPolicy {
 					equalFields("oldObject.spec", "object.spec", deploymentSpecEqual) + " &&\n" +
 					"object.metadata.?labels == oldObject.metadata.?labels &&\n" +
 					equalFields("oldObject.metadata", "object.metadata", metadataEqual) + " &&\n" +
-					annotationsEqualBut("variables.oldAnn", "variables.newAnn", []string{session.AnnotationStarting, session.AnnotationClosing, session.AnnotationTakeOver}),
+					annotationsEqualBut("variables.oldAnn", "variables.newAnn", []string{session.AnnotationStarting, session.AnnotationClosing, session.AnnotationTakeOver}) + " &&\n" +
+					keptOnceSet("variables.oldAnn", "variables.newAnn", session.AnnotationTakeOver),
 				Message: o.member() + "may change of a copy only its replica count and the annotations " +
-					session.AnnotationStarting + ", " + session.AnnotationClosing + " and " + session.AnnotationTakeOver,
+					session.AnnotationStarting + ", " + session.AnnotationClosing + " and " + session.AnnotationTakeOver + " (written once, then kept)",
 			},
 		})
 }

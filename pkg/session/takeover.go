@@ -138,12 +138,23 @@ func recordTakeOver(ctx context.Context, cs kubernetes.Interface, ns string, rec
 		if err != nil {
 			return nil, describeAPIError(err, "reading deployment "+rec.Copy)
 		}
-		if t, err := takeOverOf(d); t != nil || err != nil {
-			return t, err
-		}
 		s, err := sc.get(ctx, rec.Workload, metav1.GetOptions{})
 		if err != nil {
 			return nil, describeAPIError(err, "reading the replica count of "+rec.WorkloadRef())
+		}
+		if t, err := takeOverOf(d); t != nil || err != nil {
+			if err == nil && s.Spec.Replicas != 0 {
+				// A take-over leaves the original at zero; this record was
+				// written some other way, and its count is not to be trusted.
+				err = fmt.Errorf("deployment %s carries a take-over record (%d replicas) while %s runs %d: it was not written by a take-over. "+
+					"Nothing was changed; intercept without --take-over, or close the intercept (kubectl intercept close svc/%s) and start again",
+					rec.Copy, t.Replicas, rec.WorkloadRef(), s.Spec.Replicas, rec.Service)
+				t = nil
+			}
+			return t, err
+		}
+		if s.Spec.Replicas == 0 {
+			return nil, fmt.Errorf("%s runs no replicas: callers have no connections to it to move, and close would have no count to give back; intercept without --take-over", rec.WorkloadRef())
 		}
 		t := &TakeOver{Replicas: s.Spec.Replicas, At: time.Now().UTC().Truncate(time.Second)}
 		raw, _ := json.Marshal(t)

@@ -188,3 +188,26 @@ func TestCanTakeOver(t *testing.T) {
 		}
 	}
 }
+
+// A take-over record a member wrote on the copy while the original runs
+// (the policy lets members write it once) is not trusted: the take-over
+// is refused and nothing is scaled.
+func TestTakeOverRefusesAPlantedRecord(t *testing.T) {
+	cs, rec := takenOverSession(t, 2)
+	ctx := context.Background()
+	cp, _ := cs.AppsV1().Deployments("ns").Get(ctx, rec.Copy, metav1.GetOptions{})
+	cp.Annotations[AnnotationTakeOver] = `{"replicas":500,"at":"2026-12-01T00:00:00Z"}`
+	if _, err := cs.AppsV1().Deployments("ns").Update(ctx, cp, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := TakeOverOriginal(ctx, cs, rec, TakeOverOptions{Namespace: "ns"})
+	if err == nil || !strings.Contains(err.Error(), "was not written by a take-over") {
+		t.Fatalf("take-over over a planted record = %v; want refused", err)
+	}
+	if got := replicasOf(t, cs, "shop"); got != 2 {
+		t.Fatalf("the original has %d replicas, want its 2 untouched", got)
+	}
+	if got := replicasOf(t, cs, rec.Copy); got == 500 {
+		t.Fatal("the copy was scaled to the planted count")
+	}
+}
