@@ -290,7 +290,8 @@ func (o *MatchFlags) matchRoute() (route.Route, error) {
 // local port.
 func (o *Options) portMaps() ([]portMap, error) {
 	if len(o.PortMaps) == 0 {
-		if (o.LocalPort < 1 || o.LocalPort > 65535) && !(o.DryRun && o.LocalPort == 0) {
+		dryRunAnyPort := o.DryRun && o.LocalPort == 0 // --dry-run changes nothing, so nothing listens
+		if (o.LocalPort < 1 || o.LocalPort > 65535) && !dryRunAnyPort {
 			return nil, errors.New("say where intercepted requests go with -l LOCAL_PORT (1-65535), or -p LOCAL:REMOTE for each port")
 		}
 		return []portMap{{Local: o.LocalPort, Remote: o.RemotePort}}, nil

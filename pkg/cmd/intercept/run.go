@@ -200,44 +200,13 @@ func (r *runner) hold(ctx context.Context, p *cmdutil.Progress, ready func(), st
 		return end(err)
 	}
 	st.Settle()
-	if r.Preview != "" {
-		url, stopPreview, err := local.StartPreview(ctx, r.previewOptions(), st, tunnels[0].follower, fr)
-		if err != nil {
-			return end(err)
-		}
-		defer stopPreview()
-		fr.PreviewURL = url
-		if !r.publicPreview() {
-			fr.ShowPreview(url)
-		}
-	}
-	r.printActive(p, st, tunnels, pod, fr)
-	ls, err := r.side.Start(ctx, p, st, tunnels[0].follower, pod)
+	ls, stopLocal, err := r.startLocal(ctx, p, st, tunnels, pod, fr)
 	if err != nil {
 		return end(err)
 	}
-	defer ls.Stop()
-	r.printLocal(p, ls)
-	if side := ls.Summary(r.Command); side != nil {
-		r.record.Local = side
-		_ = local.Remember(r.stateKey, r.record)
-	}
+	defer stopLocal()
 	ready()
-	// The developer's ends of the tunnels cost the least CPU per request
-	// on one core at a developer's load; a heavy one gets more.
-	go cores.Adapt(fctx, time.Second, slog.New(slog.DiscardHandler))
-	go session.WatchSwitch(fctx, r.f.Client, r.Namespace, r.Service, rec, p.Warn)
-	go func() {
-		if err := session.FollowScale(fctx, r.f.Client, r.f.Dynamic, r.Namespace, rec, p.Infof); err != nil && fctx.Err() == nil {
-			p.Warn(fmt.Sprintf("%v: the copy keeps %s's replica count from the start", err, rec.WorkloadRef()))
-		}
-	}()
-	gone := make(chan struct{})
-	go func() {
-		if session.WaitCopyGone(fctx, r.f.Client, r.Namespace, rec.Copy) {
-			close(gone)
-		}
-	}()
+	gone := r.watchCopy(fctx, p, rec)
 	// With a command, Ctrl-C goes to it first; the intercept ends when it
 	// exits.
 	var lc *local.Command
@@ -284,6 +253,57 @@ func (r *runner) hold(ctx context.Context, p *cmdutil.Progress, ready func(), st
 			return end(err)
 		}
 	}
+}
+
+// startLocal serves the preview, says the intercept is active and how to
+// use it, and starts what the local process gets; stop ends both.
+func (r *runner) startLocal(ctx context.Context, p *cmdutil.Progress, st *session.Started, tunnels []portTunnel, pod string, fr *local.Front) (*local.Setup, func(), error) {
+	stopPreview := func() {}
+	if r.Preview != "" {
+		url, stop, err := local.StartPreview(ctx, r.previewOptions(), st, tunnels[0].follower, fr)
+		if err != nil {
+			return nil, nil, err
+		}
+		stopPreview = stop
+		fr.PreviewURL = url
+		if !r.publicPreview() {
+			fr.ShowPreview(url)
+		}
+	}
+	r.printActive(p, st, tunnels, pod, fr)
+	ls, err := r.side.Start(ctx, p, st, tunnels[0].follower, pod)
+	if err != nil {
+		stopPreview()
+		return nil, nil, err
+	}
+	r.printLocal(p, ls)
+	if side := ls.Summary(r.Command); side != nil {
+		r.record.Local = side
+		_ = local.Remember(r.stateKey, r.record)
+	}
+	return ls, func() { ls.Stop(); stopPreview() }, nil
+}
+
+// watchCopy follows the copy while the intercept is held: the cores the
+// tunnels run on, a switch back of the Service, the original's replica
+// count; the channel closes when the copy is gone (ended elsewhere).
+func (r *runner) watchCopy(ctx context.Context, p *cmdutil.Progress, rec *session.Record) <-chan struct{} {
+	// The developer's ends of the tunnels cost the least CPU per request
+	// on one core at a developer's load; a heavy one gets more.
+	go cores.Adapt(ctx, time.Second, slog.New(slog.DiscardHandler))
+	go session.WatchSwitch(ctx, r.f.Client, r.Namespace, r.Service, rec, p.Warn)
+	go func() {
+		if err := session.FollowScale(ctx, r.f.Client, r.f.Dynamic, r.Namespace, rec, p.Infof); err != nil && ctx.Err() == nil {
+			p.Warn(fmt.Sprintf("%v: the copy keeps %s's replica count from the start", err, rec.WorkloadRef()))
+		}
+	}()
+	gone := make(chan struct{})
+	go func() {
+		if session.WaitCopyGone(ctx, r.f.Client, r.Namespace, rec.Copy) {
+			close(gone)
+		}
+	}()
+	return gone
 }
 
 // printLocal says what the local process has: the environment, the proxy
