@@ -131,11 +131,13 @@ Kubernetes 1.30; cluster-wide: it confines the group in every namespace):
     them. No process namespace shared between containers, no ephemeral
     containers, no access to its node (host namespaces, hostPath, host
     ports, privileged or host-process containers, capabilities beyond the
-    baseline). A copy's update changes only its replica count and the
-    annotations of a start or a close.
+    baseline). A copy's update changes only its replica count, the
+    annotations of a start or a close, and writes the take-over record once.
   - Services they update change only the selector, the ports' targetPort and
-    the annotation intercept.kubectl.dev/session; every other field of the
-    spec, the labels, the other annotations, owners and finalizers stay.
+    the annotation intercept.kubectl.dev/record (and may remove the record
+    intercept.kubectl.dev/session that releases up to 0.1 wrote); every
+    other field of the spec, the labels, the other annotations, owners and
+    finalizers stay.
   - Pod status they write is only the condition intercept.kubectl.dev/routes
     of a copy's pod; labels, annotations and the rest of the status stay.
   - Leases they create, change or delete are kubectl-intercept's (named
