@@ -2,130 +2,21 @@ package local
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/netproxy"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/podenv"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/podfiles"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
 )
-
-// The local side: what the developer's process gets of the pod it stands
-// in for. Its environment (resolved as the kubelet would for the
-// intercepted container), the cluster's network (a SOCKS5 and HTTP proxy
-// on loopback, and port forwards, whose connections leave from a copy pod
-// through the developer's tunnel), and a command to run with both.
-
-// Forward is one --forward [LOCAL_PORT:]HOST:PORT.
-type Forward struct {
-	Local  int
-	Target string // HOST:PORT, resolved and dialed in the pod
-}
-
-// ParseForward reads [LOCAL_PORT:]HOST:PORT; without LOCAL_PORT the local
-// port is the remote one.
-func ParseForward(s string) (Forward, error) {
-	bad := fmt.Errorf("--forward %q: want [LOCAL_PORT:]HOST:PORT, e.g. --forward 5432:postgres.db:5432", s)
-	if i := strings.IndexByte(s, ':'); i > 0 && isDigits(s[:i]) {
-		if host, port, err := net.SplitHostPort(s[i+1:]); err == nil && host != "" && validPort(port) {
-			n, _ := strconv.Atoi(s[:i])
-			if n < 1 || n > 65535 {
-				return Forward{}, bad
-			}
-			return Forward{Local: n, Target: net.JoinHostPort(host, port)}, nil
-		}
-	}
-	host, port, err := net.SplitHostPort(s)
-	if err != nil || host == "" || !validPort(port) {
-		return Forward{}, bad
-	}
-	n, _ := strconv.Atoi(port)
-	return Forward{Local: n, Target: net.JoinHostPort(host, port)}, nil
-}
-
-func isDigits(s string) bool {
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return s != ""
-}
-
-func validPort(s string) bool {
-	n, err := strconv.Atoi(s)
-	return err == nil && n >= 1 && n <= 65535
-}
-
-// CheckMountDir checks --mount's directory without the network: a new or
-// empty directory, never a symbolic link.
-func CheckMountDir(dir string) error {
-	if fi, err := os.Lstat(dir); err == nil && fi.Mode()&os.ModeSymlink != 0 {
-		return fmt.Errorf("--mount %s is a symbolic link: give a directory itself (the pod's secrets are written there and removed at the end)", dir)
-	}
-	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
-		return fmt.Errorf("--mount %s: the directory is not empty; give a new or empty one (it is removed when the intercept ends)", dir)
-	}
-	return nil
-}
-
-// Options say what the local process gets of the pod it stands in for.
-type Options struct {
-	Client  kubernetes.Interface
-	Dynamic dynamic.Interface
-	// Namespace and Service are the intercepted Service's.
-	Namespace, Service string
-	// RemotePort is the Service port whose serving container the local
-	// process stands in for, unless Container names one.
-	RemotePort string
-	Container  string
-	// EnvFile and EnvJSON are files the container's environment is
-	// written to; EnvAllow names variables of the pod taken in although
-	// they could run code or change tools on this machine.
-	EnvFile, EnvJSON string
-	EnvAllow         []string
-	// Mount is the directory the volumes' files are written under.
-	Mount    string
-	Forwards []Forward
-	// Network runs the local proxy into the cluster's network.
-	Network bool
-	// Command is the local process (after --), if any.
-	Command []string
-	// StateKey names this intercept's records on this machine.
-	StateKey string
-}
-
-// Log is where the local side reports: the command's progress.
-type Log interface {
-	Infof(format string, args ...any)
-	Warn(msg string)
-}
-
-// WantsEnv tells whether the local side needs the container's environment
-// (--mount too: subPathExpr reads it).
-func (o *Options) WantsEnv() bool {
-	return len(o.Command) > 0 || o.EnvFile != "" || o.EnvJSON != "" || o.Mount != ""
-}
-
-// WantsNetwork tells whether the local proxy runs.
-func (o *Options) WantsNetwork() bool { return len(o.Command) > 0 || o.Network }
 
 // objects reads ConfigMaps and Secrets for podenv, with errors that say
 // which optional rule of docs/rbac.yaml a forbidden read needs.
@@ -205,137 +96,6 @@ func (o *Options) CheckEnv(ctx context.Context) error {
 		return fmt.Errorf("the environment of the intercepted container: %w; nothing was changed", err)
 	}
 	return nil
-}
-
-// Setup is what runs on this machine for the local process.
-type Setup struct {
-	// env is what this machine gets of podEnv; withheld the names left out.
-	env      []podenv.Var
-	podEnv   []podenv.Var
-	Withheld []string
-	EnvFrom  string // "12 variables: 5 from configmap/app, ..."
-	Proxy    string // the proxy's address, empty when it does not run
-	Forwards []string
-	// Files is the --mount tree; Skipped the mounts it could not copy.
-	Files        *podfiles.Tree
-	FilesSummary string
-	Skipped      []podfiles.Skipped
-	stop         func()
-}
-
-// CommandVars are the command's variables: the pod's, and where its files
-// are.
-func (ls *Setup) CommandVars() []podenv.Var {
-	if ls.Files == nil {
-		return ls.env
-	}
-	return append(append([]podenv.Var(nil), ls.env...), podenv.Var{Name: EnvRoot, Value: ls.Files.Root, From: "--mount"})
-}
-
-// Summary is what status shows of the local side; nil when there is none.
-func (ls *Setup) Summary(command []string) *Side {
-	side := &Side{Environment: ls.EnvFrom, Proxy: ls.Proxy, Forwards: ls.Forwards, Command: strings.Join(command, " ")}
-	if ls.Files != nil {
-		side.Files = ls.FilesSummary
-	}
-	if side.Environment == "" && side.Files == "" && side.Proxy == "" && side.Command == "" && len(side.Forwards) == 0 {
-		return nil
-	}
-	return side
-}
-
-// EnvRoot tells the local command where --mount put the volumes' files.
-const EnvRoot = "KUBECTL_INTERCEPT_ROOT"
-
-// Start resolves the environment for the copy pod that answered,
-// writes the env files, and starts the proxy and the forwards.
-func (o *Options) Start(ctx context.Context, log Log, st *session.Started, f *portforward.Follower, podName string) (*Setup, error) {
-	ls := &Setup{stop: func() {}}
-	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	ls.stop = cancel
-	if o.WantsEnv() {
-		pod, c, err := o.resolveEnv(ctx, st, podName, ls)
-		if err != nil {
-			cancel()
-			return nil, err
-		}
-		if err := o.writeEnvFiles(log, ls.env); err != nil {
-			cancel()
-			return nil, err
-		}
-		if o.Mount != "" {
-			if err := o.mountFiles(ctx, lctx, log, pod, c, ls); err != nil {
-				cancel()
-				return nil, err
-			}
-			tree := ls.Files
-			ls.stop = func() {
-				cancel()
-				if err := tree.Remove(); err != nil {
-					log.Warn(fmt.Sprintf("removing %s: %v", tree.Root, err))
-					return // the record lets close try again
-				}
-				forgetMount(o.StateKey)
-			}
-		}
-	}
-	dial := clusterDialer(f)
-	if o.WantsNetwork() {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			cancel()
-			return nil, fmt.Errorf("starting the local proxy into the cluster's network: %w", err)
-		}
-		ls.Proxy = ln.Addr().String()
-		px := &netproxy.Proxy{Dial: dial, Log: func(format string, args ...any) { log.Infof(format, args...) }}
-		go func() { _ = px.Serve(lctx, ln) }()
-	}
-	for _, fw := range o.Forwards {
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(fw.Local)))
-		if err != nil {
-			cancel()
-			return nil, fmt.Errorf("--forward %d:%s: %w; pick another local port (--forward LOCAL:%s)", fw.Local, fw.Target, err, fw.Target)
-		}
-		ls.Forwards = append(ls.Forwards, fmt.Sprintf("localhost:%d -> %s", fw.Local, fw.Target))
-		target := fw.Target
-		go func() {
-			_ = netproxy.Forward(lctx, ln, dial, target, func(err error) {
-				log.Warn(fmt.Sprintf("--forward %s: %v", target, err))
-			})
-		}()
-	}
-	return ls, nil
-}
-
-// Stop stops the proxy, the forwards and the files' updates, and removes
-// the files.
-func (ls *Setup) Stop() { ls.stop() }
-
-// clusterDialer dials through one of the tunnels of the intercept, another
-// when a tunnel is gone.
-func clusterDialer(f *portforward.Follower) netproxy.Dialer {
-	return func(ctx context.Context, addr string) (net.Conn, error) {
-		var last error
-		for attempt := 0; attempt < 3; attempt++ {
-			c, err := f.AnyClient()
-			if err != nil {
-				last = err
-				select {
-				case <-ctx.Done():
-					return nil, ctx.Err()
-				case <-time.After(500 * time.Millisecond):
-				}
-				continue
-			}
-			conn, err := c.DialCluster(ctx, addr)
-			var de *tunnel.DialError
-			if err == nil || errors.As(err, &de) {
-				return conn, err
-			}
-			last = err // the tunnel went: try another
-		}
-		return nil, last
-	}
 }
 
 // resolveEnv resolves the environment with the verified copy's template
