@@ -246,6 +246,7 @@ func TestFailOpenAfterKill(t *testing.T) {
 // Two developers share a session: each gets their own requests; the first
 // to leave keeps the Service switched for the other; the last restores it.
 func TestTwoDevelopers(t *testing.T) {
+	t.Parallel()
 	requireLocalCluster(t, "it checks each developer's route with requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})

@@ -37,9 +37,7 @@
 //     going (TestOneTunnelPerDeveloper), -a taking every connection
 //     (TestAllTraffic), and no failed request while pods drain as the copy
 //     scales in (TestRoutesFollowCopyPods, TestCopyScalesWithTheOriginal):
-//     a node busy with other tests' pods would make those slow, not wrong;
-//   - TestTwoDevelopers: on a busy node, alice's requests reached the app
-//     right after a third developer's claim of her header was refused.
+//     a node busy with other tests' pods would make those slow, not wrong.
 package e2e
 
 import (
