@@ -36,9 +36,12 @@ var errNotFast = errors.New("not for the fast path")
 
 // fastPath serves HTTP/1.1 connections whose requests go to the app.
 type fastPath struct {
-	table         *Table
-	watches       *Watches
-	upstream      string
+	table    *Table
+	watches  *Watches
+	upstream string
+	// dial reaches the app instead of TCP to upstream (a test's app in
+	// memory); nil in the sidecar.
+	dial          func(context.Context) (net.Conn, error)
 	headerTimeout time.Duration
 	log           *slog.Logger
 	// handoff gives a connection to net/http.

@@ -231,6 +231,9 @@ func (f *fastPath) upstreamFor(fc *fastConn, to *liveRoute) (u *upstream, reused
 
 // dialApp connects to the app, with raw reads and writes.
 func (f *fastPath) dialApp(ctx context.Context) (net.Conn, error) {
+	if f.dial != nil {
+		return f.dial(ctx)
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", f.upstream)
 	if err != nil {

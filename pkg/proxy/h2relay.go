@@ -317,6 +317,12 @@ func (c *h2conn) finish() {
 			c.drop(l)
 		}
 	}
+	// What streams still queue goes back to its pools (and out of
+	// h2Held); a frame a leg's reader had already read is dropped.
+	for _, s := range c.streams {
+		s.gone = true
+		c.dropQueues(s, false)
+	}
 }
 
 // drain sends GOAWAY: streams open finish, new ones are refused, and the

@@ -233,15 +233,7 @@ func (c *h2conn) forget(s *h2stream) {
 	}
 	s.gone = true
 	c.cond.Broadcast()
-	for _, h := range []*h2half{&s.req, &s.resp} {
-		for i := range h.q {
-			if h.from != nil {
-				c.credit(h.from, int64(len(h.q[i].data)))
-			}
-			h.q[i].release()
-		}
-		h.q = nil
-	}
+	c.dropQueues(s, true)
 	delete(c.streams, s.id)
 	if l := s.req.to; l != nil && s.req.toID != 0 && l.byID[s.req.toID] == s {
 		delete(l.byID, s.req.toID)
@@ -257,6 +249,20 @@ func (c *h2conn) forget(s *h2stream) {
 			c.idleSince = time.Now()
 			c.quietSince.Store(c.idleSince.UnixNano())
 		}
+	}
+}
+
+// dropQueues lets go of what s's halves still queue, giving their senders
+// the windows back if credit.
+func (c *h2conn) dropQueues(s *h2stream, credit bool) {
+	for _, h := range []*h2half{&s.req, &s.resp} {
+		for i := range h.q {
+			if credit && h.from != nil {
+				c.credit(h.from, int64(len(h.q[i].data)))
+			}
+			h.q[i].release()
+		}
+		h.q = nil
 	}
 }
 
