@@ -15,7 +15,7 @@ import (
 // conflicted); other failures are logged, and retried.
 func (f *Follower) refused(err error, format, pod string) {
 	if errors.Is(err, tunnel.ErrConflict) {
-		if !f.conflicted(pod, err) {
+		if !f.conflicted(pod, err) && f.holdsElsewhere(pod) {
 			f.mu.Lock()
 			f.direct[pod] = true // its own tunnel contests (see contest)
 			f.mu.Unlock()
@@ -66,6 +66,21 @@ func (f *Follower) conflicted(pod string, err error) (taken bool) {
 	select {
 	case f.retry <- struct{}{}: // a relay that was refused moves
 	default:
+	}
+	return false
+}
+
+// holdsElsewhere says whether this CLI holds its route on a pod other than
+// pod: only then is another key's route on pod a squat to contest. A
+// teammate who asked for a header someone holds meets the conflict on
+// every pod, holds none, and contests nothing on the way to being told.
+func (f *Follower) holdsElsewhere(pod string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for p := range f.holders {
+		if p != pod {
+			return true
+		}
 	}
 	return false
 }

@@ -318,7 +318,7 @@ func (f *Follower) hold(ctx context.Context, key, pod, podKey string) {
 	r := f.Route
 	r.Client = podKey
 	_, err = c.RegisterTagged(r, tunnel.OwnerTag(f.Route.Client))
-	if errors.Is(err, tunnel.ErrConflict) && !f.conflicted(pod, err) {
+	if errors.Is(err, tunnel.ErrConflict) && !f.conflicted(pod, err) && f.holdsElsewhere(pod) {
 		err = f.contest(ctx, c, pod, r)
 	}
 	if err != nil {

@@ -59,6 +59,14 @@ func (t *table) Suspend(r route.Route) (func(), int) {
 	}, n
 }
 
+// contested says whether a contest ever held the route of key.
+func (t *table) contested(key string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.suspended[key]
+	return ok
+}
+
 // isSuspended says whether a contest holds the route of key.
 func (t *table) isSuspended(key string) bool {
 	t.mu.Lock()

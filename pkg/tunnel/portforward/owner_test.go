@@ -3,12 +3,14 @@ package portforward
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -241,5 +243,39 @@ func TestConflictOnANewPodIsAnAlarm(t *testing.T) {
 	eventually(t, "web-c let in", func() bool { _, ok := g.get("web-c"); return ok })
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// A teammate who asks for a header someone holds on every pod meets the
+// conflict everywhere and holds the route nowhere: that is "taken", and
+// their CLI contests nothing on its way to saying so (a contest would
+// send the holder's requests to the app on that pod meanwhile).
+func TestTakenRouteIsNotContested(t *testing.T) {
+	p := newPods("web-a", "web-b")
+	bob := route.Route{Header: "X-Dev", Value: "shared", Owner: "bob@laptop", Client: "bob-owner-key-0123456789abcdef0123456789abc"}
+	for _, pod := range []string{"web-a", "web-b"} {
+		conn, err := p.dial(context.Background(), pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := tunnel.NewClient(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Register(bob); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := p.follower(route.Route{Header: "x-dev", Value: "shared", Owner: "alice@laptop", Client: "alice-owner-key-0123456789abcdef0123456789"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.Run(ctx); !errors.Is(err, tunnel.ErrConflict) {
+		t.Fatalf("Run: %v, want the conflict", err)
+	}
+	for _, pod := range []string{"web-a", "web-b"} {
+		if p.table(pod).contested(bob.Client) {
+			t.Fatalf("the teammate's CLI contested bob's route on %s", pod)
+		}
 	}
 }
