@@ -90,9 +90,10 @@ images:
 # output lists the slowest tests and the counts (hack/e2ereport, which
 # reads a kept file again: go run ./hack/e2ereport -quiet < FILE). The
 # tests that own their namespace run E2E_PARALLEL at a time, after the
-# serial ones (test/e2e/main_test.go says which stay serial and why).
+# serial ones (test/e2e/main_test.go says which stay serial and why). On
+# 2 cores, 6 at a time was faster than 4, and every test still passed.
 E2E_JSON ?= $(CACHE_DIR)/e2e/last-run.json
-E2E_PARALLEL ?= 4
+E2E_PARALLEL ?= 6
 e2e: E2E_OTHER_CLUSTER = $(filter-out $(abspath $(KUBECONFIG_E2E)),$(abspath $(KUBECONFIG)))
 e2e: build $(if $(filter-out $(abspath $(KUBECONFIG_E2E)),$(abspath $(KUBECONFIG))),,cluster-up images chromium)
 	$(GO) build -o bin/e2ereport ./hack/e2ereport

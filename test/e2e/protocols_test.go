@@ -248,43 +248,49 @@ func TestProtocolsThroughIntercept(t *testing.T) {
 	})
 
 	// WebSocket and Server-Sent Events held open for a minute, both routes
-	// at once.
+	// at once. They wait out most of that minute, so the four take one
+	// turn among the parallel tests: a goroutine each, not a parallel
+	// subtest each.
 	t.Run("long-lived", func(t *testing.T) {
+		type check struct {
+			name string
+			run  func() error
+		}
+		var checks []check
 		for _, r := range routes {
-			t.Run("websocket "+r.name, func(t *testing.T) {
-				t.Parallel()
+			checks = append(checks, check{"websocket " + r.name, func() error {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 				defer cancel()
 				ws, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", &websocket.DialOptions{HTTPHeader: r.header}) //nolint:bodyclose // Dial hands the body to ws (resp.Body is nil), or on failure leaves an in-memory copy
 				if err != nil {
-					t.Fatal(err)
+					return err
 				}
 				defer ws.CloseNow()
 				_, first, err := ws.Read(ctx)
 				if err != nil || !r.want(string(first)) {
-					t.Fatalf("first message %q, %v", first, err)
+					return fmt.Errorf("first message %q, %v", first, err)
 				}
 				end := time.Now().Add(61 * time.Second)
 				for i := 0; time.Now().Before(end); i++ {
 					msg := fmt.Sprintf("ping %d", i)
 					if err := ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
-						t.Fatalf("after %s: %v", time.Until(end), err)
+						return fmt.Errorf("after %s: %v", time.Until(end), err)
 					}
 					_, got, err := ws.Read(ctx)
 					if err != nil || string(got) != msg {
-						t.Fatalf("echo %q, %v", got, err)
+						return fmt.Errorf("echo %q, %v", got, err)
 					}
 					time.Sleep(5 * time.Second)
 				}
 				ws.Close(websocket.StatusNormalClosure, "")
-			})
-			t.Run("sse "+r.name, func(t *testing.T) {
-				t.Parallel()
+				return nil
+			}})
+			checks = append(checks, check{"sse " + r.name, func() error {
 				req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/sse?interval=1s&count=62", nil)
 				req.Header = r.header.Clone()
 				resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
 				if err != nil {
-					t.Fatal(err)
+					return err
 				}
 				defer resp.Body.Close()
 				start, events := time.Now(), 0
@@ -292,15 +298,25 @@ func TestProtocolsThroughIntercept(t *testing.T) {
 				for sc.Scan() {
 					if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
 						if !r.want(data) {
-							t.Fatalf("event from %q", data)
+							return fmt.Errorf("event from %q", data)
 						}
 						events++
 					}
 				}
 				if events != 62 || time.Since(start) < 60*time.Second {
-					t.Fatalf("%d events in %s, want 62 over a minute", events, time.Since(start))
+					return fmt.Errorf("%d events in %s, want 62 over a minute", events, time.Since(start))
+				}
+				return nil
+			}})
+		}
+		var wg sync.WaitGroup
+		for _, c := range checks {
+			wg.Go(func() {
+				if err := c.run(); err != nil {
+					t.Errorf("%s: %v", c.name, err)
 				}
 			})
 		}
+		wg.Wait()
 	})
 }
