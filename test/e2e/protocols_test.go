@@ -267,18 +267,24 @@ func TestProtocolsThroughIntercept(t *testing.T) {
 				}
 				defer ws.CloseNow()
 				_, first, err := ws.Read(ctx)
-				if err != nil || !r.want(string(first)) {
-					return fmt.Errorf("first message %q, %v", first, err)
+				if err != nil {
+					return fmt.Errorf("first message: %w", err)
+				}
+				if !r.want(string(first)) {
+					return fmt.Errorf("first message %q", first)
 				}
 				end := time.Now().Add(61 * time.Second)
 				for i := 0; time.Now().Before(end); i++ {
 					msg := fmt.Sprintf("ping %d", i)
 					if err := ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
-						return fmt.Errorf("after %s: %v", time.Until(end), err)
+						return fmt.Errorf("%s before the minute ended: %w", time.Until(end).Round(time.Second), err)
 					}
 					_, got, err := ws.Read(ctx)
-					if err != nil || string(got) != msg {
-						return fmt.Errorf("echo %q, %v", got, err)
+					if err != nil {
+						return fmt.Errorf("echo of %q: %w", msg, err)
+					}
+					if string(got) != msg {
+						return fmt.Errorf("echo %q, want %q", got, msg)
 					}
 					time.Sleep(5 * time.Second)
 				}
