@@ -228,7 +228,7 @@ func newNamespace(t *testing.T) string {
 	rand.Read(b)
 	// A DNS label: a subtest's name may hold spaces (as _), commas and more.
 	name := "e2e-" + strings.Join(strings.FieldsFunc(strings.ToLower(t.Name()), func(r rune) bool {
-		return !('a' <= r && r <= 'z' || '0' <= r && r <= '9')
+		return (r < 'a' || r > 'z') && (r < '0' || r > '9')
 	}), "-")
 	if len(name) > 50 {
 		name = name[:50]
