@@ -56,7 +56,7 @@ func TestH2FillHeldWithinBudget(t *testing.T) {
 			mu.Unlock()
 			io.WriteString(c, http2.ClientPreface)
 			fr := http2.NewFramer(c, c)
-			go io.Copy(io.Discard, c)
+			grants := windowGrants(fr)
 			c.SetWriteDeadline(time.Now().Add(3 * time.Second))
 			fr.WriteSettings()
 			for i := range h2MaxStreams {
@@ -66,11 +66,27 @@ func TestH2FillHeldWithinBudget(t *testing.T) {
 				}
 			}
 			// 10,000 bytes a stream, 1 MiB a connection: more than the
-			// relay grants, so the writes block once the kernel's
-			// buffers are full and end at the deadline.
+			// relay grants. The caller keeps to the connection's window
+			// (a stream's, 256 KiB, is never the bound) and sends what
+			// the relay grants as it grants it, for a few seconds.
+			avail := int64(h2Default)
+			deadline := time.After(3 * time.Second)
 			for i := range h2MaxStreams {
-				if fr.WriteData(uint32(2*i+1), false, piece) != nil {
-					return
+				for left := len(piece); left > 0; {
+					for avail == 0 {
+						select {
+						case n := <-grants:
+							avail += n
+						case <-deadline:
+							return
+						}
+					}
+					n := min(int64(left), avail, h2Frame)
+					if fr.WriteData(uint32(2*i+1), false, piece[:n]) != nil {
+						return
+					}
+					left -= int(n)
+					avail -= n
 				}
 			}
 		}()
@@ -162,6 +178,27 @@ func TestH2UnreadResponsesHeldWithinBudget(t *testing.T) {
 	if got < conns*h2Default/4 {
 		t.Errorf("the relay held only %d KiB: the answers did not wait as this test means them to", got>>10)
 	}
+}
+
+// windowGrants reads (and drops) what comes on fr's connection, and sends
+// on the channel it returns each increment of the connection's window.
+func windowGrants(fr *http2.Framer) <-chan int64 {
+	grants := make(chan int64, 1024)
+	go func() {
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if w, ok := f.(*http2.WindowUpdateFrame); ok && w.StreamID == 0 {
+				select {
+				case grants <- int64(w.Increment):
+				default: // the sender has gone
+				}
+			}
+		}
+	}()
+	return grants
 }
 
 // bigAnswers is an app speaking HTTP/1.1 and h2c that answers /big with
