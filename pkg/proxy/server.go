@@ -461,6 +461,12 @@ func (l *dispatcher) pipeToRoute(conn net.Conn, r *liveRoute) {
 		conn.Close()
 		return
 	}
+	defer r.pipe(conn)()
+	if !l.table.liveNow(r) { // a contest came first
+		conn.Close()
+		remote.Close()
+		return
+	}
 	tunnel.Pipe(&bufferedConn{Conn: conn, r: br}, remote)
 }
 
