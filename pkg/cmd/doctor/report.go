@@ -136,7 +136,9 @@ func doctorAdvice(r doctorReport) []string {
 			return []string{fmt.Sprintf("Nothing reached %s: %s answered %s, a redirect, which the doctor does not follow. Give --via the URL it redirects to.", svc, entry, statusLine(r.Status))}
 		}
 		return []string{fmt.Sprintf("Nothing reached %s although %s answered %s: the entry may not call %s for this path, may answer from a cache, "+
-			"or may call it later than the doctor waited (%s). Try a path that calls it, or a longer --wait.", svc, entry, statusLine(r.Status), svc, r.Waited)}
+			"or may call it later than the doctor waited (%s). Try a path that calls it, or a longer --wait.", svc, entry, statusLine(r.Status), svc, r.Waited),
+			fmt.Sprintf("Or the entry calls %s on connections it opened before the intercept (a kept-alive pool, a gRPC channel): those stay on the original's pods, "+
+				"where the intercept does not see them. Intercept with --take-over to move them, or restart the entry's pods.", svc)}
 	}
 	var out []string
 	for _, c := range missing(r.Marker.Carriers(), r.Hits) {

@@ -74,6 +74,10 @@ func (r *runner) printActive(p *cmdutil.Progress, st *session.Started, tunnels [
 	if fr.PreviewURL != "" {
 		p.Infof("Preview: %s sends every request into the cluster with %s: open it in a browser to click through the system with your version of %s.", fr.PreviewURL, describeMarker(rt), r.Service)
 	}
+	if !r.TakeOver {
+		p.Infof("Connections callers opened before now (a kept-alive pool, a gRPC channel) stay on %s's pods until they close, "+
+			"so their requests never reach you; --take-over moves them to the copy.", st.Record.WorkloadRef())
+	}
 	if !r.Detached {
 		p.Infof("Press Ctrl-C to end the intercept.")
 	} else {

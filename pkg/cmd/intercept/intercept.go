@@ -141,12 +141,16 @@ type PreviewFlags struct {
 // LifeFlags say how the intercept starts, how long it waits, where it
 // runs and how much it says.
 type LifeFlags struct {
-	Clean      bool
-	Force      bool
-	Quiet      bool
-	Wait       bool
-	Detach     bool
-	DryRun     bool
+	Clean  bool
+	Force  bool
+	Quiet  bool
+	Wait   bool
+	Detach bool
+	DryRun bool
+	// TakeOver scales the original to zero once the intercept is active,
+	// so connections opened before it reach the copy (see
+	// session.TakeOverOriginal).
+	TakeOver   bool
 	ProxyImage string
 	Timeout    time.Duration
 	// Detached is set in the background process that holds the tunnels
@@ -217,6 +221,7 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 	fl.BoolVarP(&o.Wait, "wait", "w", false, "stay in the foreground until Ctrl-C or SIGTERM, then close; what happens without --detach anyway (czctl's flag)")
 	fl.BoolVarP(&o.Detach, "detach", "d", false, "return once the intercept is active and hold it in a background process until 'kubectl intercept close'")
 	fl.BoolVar(&o.DryRun, "dry-run", false, "print the copy and the Service change as YAML; change nothing")
+	fl.BoolVar(&o.TakeOver, "take-over", false, "once active, scale the original to zero while the intercept lasts, so connections callers keep open (a frontend's pool, a gRPC channel) reconnect to the copy and your marked requests on them reach you; close scales it back")
 	fl.StringVar(&o.ProxyImage, "proxy-image", "", "sidecar image (default: $"+cmdutil.EnvProxyImage+", else "+version.ProxyImage()+")")
 	fl.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the copy's pods and the tunnels")
 	fl.StringVar(&o.Tunnel, "tunnel", local.TunnelBuiltin, "how intercepted requests reach this machine: builtin (through the Kubernetes API, no account) or ngrok (an HTTPS endpoint of your ngrok account)")

@@ -200,6 +200,7 @@ func (r *runner) hold(ctx context.Context, p *cmdutil.Progress, ready func(), st
 		return end(err)
 	}
 	st.Settle()
+	r.takeOver(ctx, p, rec)
 	ls, stopLocal, err := r.startLocal(ctx, p, st, tunnels, pod, fr)
 	if err != nil {
 		return end(err)
@@ -252,6 +253,22 @@ func (r *runner) hold(ctx context.Context, p *cmdutil.Progress, ready func(), st
 			}
 			return end(err)
 		}
+	}
+}
+
+// takeOver, with --take-over, scales the original to zero while the copy
+// serves everyone; a take-over that cannot happen is said, and the
+// intercept goes on for new connections.
+func (r *runner) takeOver(ctx context.Context, p *cmdutil.Progress, rec *session.Record) {
+	if !r.TakeOver {
+		return
+	}
+	err := session.CanTakeOver(rec.Kind)
+	if err == nil {
+		err = session.TakeOverOriginal(ctx, r.f.Client, rec, session.TakeOverOptions{Namespace: r.Namespace, Timeout: r.Timeout, Progress: p})
+	}
+	if err != nil {
+		p.Warn(fmt.Sprintf("not taken over: %v. New connections reach the copy; connections callers opened before stay on %s's pods until they close", err, rec.WorkloadRef()))
 	}
 }
 
