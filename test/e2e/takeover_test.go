@@ -117,6 +117,7 @@ func TestTakeOverMovesKeptAliveCallers(t *testing.T) {
 				t.Fatal("without --take-over a connection opened before the switch reached the laptop: the test does not show the problem")
 			}
 		}
+		t.Logf("without --take-over, %d of the kept-alive caller's requests in 5 s after active reached the original, none the laptop", len(caller.since(active)))
 		run("close", "svc/demo", "-n", ns)
 
 		// With --take-over: the laptop within 10 s of active.
@@ -129,6 +130,7 @@ func TestTakeOverMovesKeptAliveCallers(t *testing.T) {
 			got := caller.since(active)
 			return len(got) > 0 && got[len(got)-1] == laptopPod
 		})
+		t.Logf("with --take-over, the kept-alive caller's requests reached the laptop %s after active", time.Since(active).Round(100*time.Millisecond))
 		d, err := cs.AppsV1().Deployments(ns).Get(t.Context(), "demo", metav1.GetOptions{})
 		if err != nil || ptr.Deref(d.Spec.Replicas, 1) != 0 {
 			t.Fatalf("the original during the take-over: %v replicas, %v; want 0", d.Spec.Replicas, err)
