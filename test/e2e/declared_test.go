@@ -124,7 +124,6 @@ func TestAppClosingMidResponse(t *testing.T) {
 // that says what is wrong, where without the sidecar it would have had a
 // refused connection.
 func TestNothingListening(t *testing.T) {
-	t.Parallel()
 	requireLocalCluster(t, "it connects from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{serviceMutate: func(s *corev1.Service) {

@@ -37,7 +37,10 @@
 //     going (TestOneTunnelPerDeveloper), -a taking every connection
 //     (TestAllTraffic), and no failed request while pods drain as the copy
 //     scales in (TestRoutesFollowCopyPods, TestCopyScalesWithTheOriginal):
-//     a node busy with other tests' pods would make those slow, not wrong.
+//     a node busy with other tests' pods would make those slow, not wrong;
+//   - TestNothingListening, whose new Service must refuse on a port without
+//     a backend: beside other tests, its ClusterIP, just freed by another
+//     test's Service, once still answered that one's HTTP.
 package e2e
 
 import (
