@@ -40,7 +40,7 @@ GOLANGCI_LINT_VERSION := $(shell sed -n 's|^\tgithub.com/golangci/golangci-lint/
 GOLANGCI_LINT := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 KUBECTL := $(CACHE_DIR)/bin/kubectl
 
-.PHONY: build vet unit cross cluster-up cluster-down images demo e2e test clean bench bench-tunnel bench-local chromium shellcheck \
+.PHONY: build vet unit fuzz cross cluster-up cluster-down images demo e2e test clean bench bench-tunnel bench-local chromium shellcheck \
 	tools snapshot krew-manifest release-test krew-install-test
 
 build:
@@ -109,7 +109,16 @@ demo: build cluster-up images
 	KUBECONFIG=$(KUBECONFIG_E2E) PROXY_IMAGE=$(PROXY_IMAGE) DEMO_IMAGE=$(DEMO_IMAGE) \
 		PLUGIN=$(CURDIR)/bin/kubectl-intercept KUBECTL=$(CACHE_DIR)/bin/kubectl hack/demo.sh
 
-test: vet unit cross e2e
+# The fuzz targets of the sidecar's parsers and of the HTTP/2 relay, each
+# for a bounded time (go test -fuzz takes one target a run); their corpora
+# also run as plain tests in make unit.
+fuzz:
+	$(GO) test ./pkg/proxy -run '^$$' -fuzz '^FuzzH2Frames$$' -fuzztime 30s
+	$(GO) test ./pkg/proxy -run '^$$' -fuzz '^FuzzParseRequestHead$$' -fuzztime 15s
+	$(GO) test ./pkg/proxy -run '^$$' -fuzz '^FuzzCopyChunked$$' -fuzztime 15s
+	$(GO) test ./pkg/proxy -run '^$$' -fuzz '^FuzzParseResponseHead$$' -fuzztime 10s
+
+test: vet unit fuzz cross e2e
 
 # The inspector's page is tested in headless Chromium (Debian's package).
 chromium:
