@@ -253,7 +253,9 @@ func waitReady(ctx context.Context, cs kubernetes.Interface, ns string, rec *Rec
 	return pollUntil(ctx, timeout, func() (bool, error) {
 		ready, err := readyReplicas(ctx, cs, ns, rec)
 		return ready >= n, err
-	}, func() string { return fmt.Sprintf("%s has not %d ready pod(s) yet; the Service is restored anyway", rec.WorkloadRef(), n) })
+	}, func() string {
+		return fmt.Sprintf("%s has not %d ready pod(s) yet; the Service is restored anyway", rec.WorkloadRef(), n)
+	})
 }
 
 // waitCopyReady polls the copy until n of its pods are ready.
