@@ -358,14 +358,25 @@ func TestLocalCommandSignalsAndFailures(t *testing.T) {
 touch %[1]s/started
 while :; do sleep 0.1; done
 `, out)
-	p := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "--", "sh", "-c", script)
+	// The command is to listen on the local port: nothing listens there
+	// before it starts, which is no reason to warn.
+	idle, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idlePort := idle.Addr().(*net.TCPAddr).Port
+	idle.Close()
+	p := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(idlePort), "--", "sh", "-c", script)
 	p.waitOutput(t, "the intercept ends when it exits", 2*time.Minute)
+	if strings.Contains(p.output(), "nothing listens on localhost") {
+		t.Errorf("with -- CMD the plugin warned that nothing listens before it started the command:\n%s", p.output())
+	}
 	waitFor(t, 10*time.Second, "the command to start", func() bool {
 		_, err := os.Stat(filepath.Join(out, "started"))
 		return err == nil
 	})
 	p.cmd.Process.Signal(syscall.SIGINT)
-	err := p.cmd.Wait()
+	err = p.cmd.Wait()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
 		t.Errorf("after Ctrl-C the plugin ended with %v, want the command's 130:\n%s", err, p.output())

@@ -203,7 +203,7 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 	fl.StringVarP(&o.RemotePort, "remote-port", "r", "", "Service port to intercept, by name or number (optional when the Service has one port; czctl: --remotePort)")
 	fl.IntVarP(&o.LocalPort, "local-port", "l", 0, "local port intercepted requests go to (czctl: --localPort)")
 	fl.StringVar(&o.Container, "container", "", "the container whose environment the local process gets (default: the one serving the intercepted port)")
-	fl.StringVar(&o.EnvFile, "env-file", "", "write the container's environment to this file, as `docker run --env-file` reads it")
+	fl.StringVar(&o.EnvFile, "env-file", "", "write the container's environment to this file, in the format docker run --env-file reads")
 	fl.StringVar(&o.EnvJSON, "env-json", "", "write the container's environment to this file as a JSON object")
 	fl.StringArrayVar(&o.EnvAllow, "env-allow", nil, "NAME: take in the pod's variable NAME although it could run code or change tools on this machine (NODE_OPTIONS, LD_*, GIT_*, PATH...; see docs/security.md); repeatable")
 	fl.StringArrayVar(&o.Forwards, "forward", nil, "[LOCAL_PORT:]HOST:PORT: listen on 127.0.0.1:LOCAL_PORT and connect to HOST:PORT from a copy pod (cluster DNS names work); repeatable")

@@ -158,7 +158,8 @@ func (r *runner) run(ctx context.Context) error {
 		p.Warn(fmt.Sprintf("%v: `kubectl intercept close` without an argument will not know of this intercept", err))
 	}
 	for _, pm := range r.ports {
-		if !localListening(pm.Local) {
+		// -- CMD starts the listener later: nothing listens yet, as expected.
+		if len(r.Command) == 0 && !localListening(pm.Local) {
 			p.Warn(fmt.Sprintf("nothing listens on localhost:%d yet: intercepted requests fail until your service runs there", pm.Local))
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
+	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes/fake"
 )
@@ -53,10 +54,20 @@ func TestHelpReadsRight(t *testing.T) {
 			t.Fatal(err)
 		}
 		help := out.String()
-		for _, bad := range []string{"--detach kubectl", "exactly as it was", "(the default)"} {
+		for _, bad := range []string{"--detach kubectl", "--env-file docker", "exactly as it was", "(the default)"} {
 			if strings.Contains(help, bad) {
 				t.Errorf("%s --help says %q", cmd.Name(), bad)
 			}
+		}
+		// pflag names a flag's value after a backquoted word of its usage
+		// (--env-file docker run --env-file): no usage may hold one.
+		for _, fs := range []*pflag.FlagSet{cmd.Flags(), cmd.PersistentFlags()} {
+			fs.VisitAll(func(f *pflag.Flag) {
+				if strings.Contains(f.Usage, "`") {
+					name, _ := pflag.UnquoteUsage(f)
+					t.Errorf("%s --%s: its usage holds a backquote, which --help prints as the value's name %q", cmd.Name(), f.Name, name)
+				}
+			})
 		}
 	}
 }
