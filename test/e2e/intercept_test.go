@@ -152,18 +152,7 @@ func TestInterceptBackgroundListClose(t *testing.T) {
 	svc := deployDemo(t, ns, demoOptions{numericTarget: true})
 	before := takeSnapshot(t, ns, "demo")
 	port := laptop(t, laptopPod)
-	state := t.TempDir()
-
-	run := func(args ...string) string {
-		t.Helper()
-		cmd := pluginCmd(t, args...)
-		cmd.Env = append(cmd.Env, "XDG_STATE_HOME="+state)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("kubectl-intercept %v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
+	run := laptopCLI(t)
 	out := run("demo", "-n", ns, "-l", strconv.Itoa(port), "-x", "x-dev:alice", "--detach")
 	if !strings.Contains(out, "runs in the background") {
 		t.Fatalf("unexpected output:\n%s", out)

@@ -27,15 +27,17 @@ const managedBy = "app.kubernetes.io/managed-by=kubectl-intercept"
 // laptopCLI returns a runner of kubectl-intercept commands that share one
 // state directory, as on one developer's machine (so close finds the
 // background intercept), failing the test when a command fails.
-func laptopCLI(t *testing.T) func(args ...string) {
+func laptopCLI(t *testing.T) func(args ...string) string {
 	state := t.TempDir()
-	return func(args ...string) {
+	return func(args ...string) string {
 		t.Helper()
 		cmd := pluginCmd(t, args...)
 		cmd.Env = append(cmd.Env, "XDG_STATE_HOME="+state)
-		if out, err := cmd.CombinedOutput(); err != nil {
+		out, err := cmd.CombinedOutput()
+		if err != nil {
 			t.Fatalf("kubectl-intercept %v: %v\n%s", args, err, out)
 		}
+		return string(out)
 	}
 }
 

@@ -87,17 +87,7 @@ func TestTakeOverMovesKeptAliveCallers(t *testing.T) {
 	svc := deployDemo(t, ns, demoOptions{})
 	port := laptop(t, laptopPod)
 	before := takeSnapshot(t, ns, "demo")
-	state := t.TempDir()
-	run := func(args ...string) string {
-		t.Helper()
-		cmd := pluginCmd(t, args...)
-		cmd.Env = append(cmd.Env, "XDG_STATE_HOME="+state)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("kubectl-intercept %v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
+	run := laptopCLI(t) // one state directory: close ends the background intercept
 	fromHost(t, "a kept-alive caller through the ClusterIP", func(t *testing.T) {
 		caller := keepCalling(t, serviceURL(svc), header("X-Dev", "alice"))
 		waitFor(t, 30*time.Second, "the caller's first answers", func() bool { return len(caller.since(time.Time{})) >= 3 })

@@ -11,7 +11,6 @@ import (
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
 )
 
 // Mallory squats alice's header on a new pod and alice's CLI shuts the
@@ -60,23 +59,7 @@ func TestBystanderLeavesASquattedGateShut(t *testing.T) {
 	eventually(t, "alice and bob on web-a", func() bool { return holds(p.table("web-a"), alice) && holds(p.table("web-a"), bob) })
 
 	mallory := route.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop", Client: "mallory-owner-key-0123456789abcdef0123456789"}
-	p.mu.Lock()
-	p.tables["web-c"] = &table{}
-	p.mu.Unlock()
-	conn, err := p.dial(context.Background(), "web-c")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mc, err := tunnel.NewClient(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mc.Register(mallory); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cs.Tracker().Add(gatedPod("web-c")); err != nil {
-		t.Fatal(err)
-	}
+	p.squat(t, "web-c", mallory)
 	deadline := time.Now().Add(8 * time.Second)
 	for time.Now().Before(deadline) {
 		mu.Lock()

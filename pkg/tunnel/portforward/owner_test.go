@@ -199,23 +199,7 @@ func TestConflictOnANewPodIsAnAlarm(t *testing.T) {
 
 	// Mallory's sidecar session holds alice's header on the new pod first.
 	mallory := route.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop", Client: "mallory-owner-key-0123456789abcdef0123456789"}
-	p.mu.Lock()
-	p.tables["web-c"] = &table{}
-	p.mu.Unlock()
-	conn, err := p.dial(context.Background(), "web-c")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mc, err := tunnel.NewClient(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mc.Register(mallory); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cs.Tracker().Add(gatedPod("web-c")); err != nil {
-		t.Fatal(err)
-	}
+	mc := p.squat(t, "web-c", mallory)
 	eventually(t, "the alarm", func() bool { return log.said("held on pod web-c by another key") })
 	eventually(t, "the other key's route suspended on web-c", func() bool { return p.table("web-c").isSuspended(mallory.Client) })
 	if !holds(p.table("web-a"), alice) {
@@ -278,4 +262,29 @@ func TestTakenRouteIsNotContested(t *testing.T) {
 			t.Fatalf("the teammate's CLI contested bob's route on %s", pod)
 		}
 	}
+}
+
+// squat starts a new, gated pod whose sidecar holds r first, registered
+// over a session of its own (as a teammate racing the owner to it), and
+// returns that session.
+func (p *pods) squat(t *testing.T, pod string, r route.Route) *tunnel.Client {
+	t.Helper()
+	p.mu.Lock()
+	p.tables[pod] = &table{}
+	p.mu.Unlock()
+	conn, err := p.dial(context.Background(), pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tunnel.NewClient(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Register(r); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cs.Tracker().Add(gatedPod(pod)); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
