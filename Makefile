@@ -1,6 +1,7 @@
 # kubectl-intercept: build, local cluster, images, tests.
 #
-#   make build          the plugin and the sidecar into bin/
+#   make build          the plugin and the sidecar into bin/ (release builds: no test hooks)
+#   make build-e2e      the plugin with the e2e suite's hooks, bin/kubectl-intercept-e2e
 #   make cluster-up     a local single-node cluster (root; see hack/cluster.sh)
 #   make images         sidecar + demo images into dist/images/, loaded into the cluster if up
 #   make demo           cluster, demo service, an intercept with traffic flowing
@@ -28,6 +29,16 @@ PKG := github.com/kubectl-intercept/kubectl-intercept
 LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Commit=$(COMMIT)
 export CACHE_DIR CLUSTER_DIR VERSION PROXY_IMAGE DEMO_IMAGE
 
+# The modules besides the plugin's (go.mod at the top: the plugin and the
+# sidecar, and what they ship): the demo app, the image tool, and the tests
+# that need a browser, a cluster, gRPC or a WebSocket library. `go test ./...`
+# at the top covers the plugin's module alone; the targets below name these.
+DEMO_MODULES := pkg/demo cmd/intercept-demo
+OTHER_MODULES := $(DEMO_MODULES) hack/mkimage test
+# What none of the plugin's go.mod may require: the demo's, mkimage's and
+# the tests' heavy modules.
+NOT_SHIPPED := github.com/chromedp/ github.com/google/go-containerregistry google.golang.org/grpc github.com/coder/websocket
+
 # Release tooling, pinned in hack/tools/*/go.mod, built once into the cache.
 TOOLS_DIR := $(CACHE_DIR)/tools
 GORELEASER_VERSION := $(shell sed -n 's|^\tgithub.com/goreleaser/goreleaser/v2 \(v[^ ]*\).*|\1|p' hack/tools/goreleaser/go.mod)
@@ -40,19 +51,40 @@ GOLANGCI_LINT_VERSION := $(shell sed -n 's|^\tgithub.com/golangci/golangci-lint/
 GOLANGCI_LINT := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 KUBECTL := $(CACHE_DIR)/bin/kubectl
 
-.PHONY: build vet unit fuzz cross cluster-up cluster-down images demo e2e test clean bench bench-tunnel bench-local chromium shellcheck \
+.PHONY: build build-e2e no-test-hooks vet unit fuzz cross cluster-up cluster-down images demo e2e test clean bench bench-tunnel bench-local chromium shellcheck \
 	tools snapshot krew-manifest release-test krew-install-test
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kubectl-intercept ./cmd/kubectl-intercept
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/intercept-proxy ./cmd/intercept-proxy
 
+# The plugin the e2e suite runs: the release build plus the hooks only
+# tests use (build tag e2ehooks): KUBECTL_INTERCEPT_FAULT_AFTER, which the
+# crash tests stop the plugin with, and the hidden --ngrok-connect-url, which
+# points its ngrok agent at the ngrok test's stand-in. The sidecar has none.
+build-e2e:
+	CGO_ENABLED=0 $(GO) build -tags e2ehooks -trimpath -ldflags '$(LDFLAGS)' -o bin/kubectl-intercept-e2e ./cmd/kubectl-intercept
+
+# make build's plugin carries neither hook: no trace of them in the binary,
+# and --ngrok-connect-url is an unknown flag.
+no-test-hooks: build
+	@! grep -q -a -e KUBECTL_INTERCEPT_FAULT_AFTER -e ngrok-connect-url bin/kubectl-intercept || \
+		{ echo "bin/kubectl-intercept holds a test hook (KUBECTL_INTERCEPT_FAULT_AFTER or --ngrok-connect-url): they belong behind the e2ehooks build tag" >&2; exit 1; }
+	@out=$$(bin/kubectl-intercept --ngrok-connect-url 127.0.0.1:1 --help 2>&1); [[ $$out == *"unknown flag: --ngrok-connect-url"* ]] || \
+		{ echo "bin/kubectl-intercept accepts --ngrok-connect-url: it belongs behind the e2ehooks build tag" >&2; exit 1; }
+	@echo "no-test-hooks: bin/kubectl-intercept has no test hook"
+
 # gofmt, go vet, golangci-lint (.golangci.yml) and shellcheck over the
 # scripts in hack/ and bench/.
 vet: $(GOLANGCI_LINT) shellcheck
 	@test -z "$$(gofmt -l cmd pkg hack test)" || { gofmt -l cmd pkg hack test; echo "gofmt needed"; exit 1; }
-	$(GO) vet -tags e2e ./...
+	$(GO) vet ./...
+	$(GO) vet -tags e2ehooks ./pkg/cmd/...
 	$(GOLANGCI_LINT) run ./...
+	set -e; for m in $(OTHER_MODULES); do (cd $$m && $(GO) vet -tags e2e ./... && $(GOLANGCI_LINT) run ./...); done
+	@# Each go.mod tidy, and the plugin's free of what only the others need.
+	set -e; for m in . $(OTHER_MODULES); do (cd $$m && $(GO) mod tidy -diff); done
+	@! grep -n $(addprefix -e ,$(NOT_SHIPPED)) go.mod || { echo "go.mod requires a module only the demo, mkimage or the tests need: import it from their module" >&2; exit 1; }
 	shellcheck -x $$(find hack bench -name '*.sh' | sort)
 
 $(GOLANGCI_LINT):
@@ -67,14 +99,19 @@ shellcheck:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; }
 
 unit: $(KREW_VALIDATE) chromium
-	KREW_VALIDATE=$(KREW_VALIDATE) KUBECTL_INTERCEPT_BROWSER=required $(GO) test -race -count=1 ./pkg/... ./cmd/... ./hack/mkimage/... ./hack/krewmanifest/... ./hack/clusterdns/...
+	KREW_VALIDATE=$(KREW_VALIDATE) $(GO) test -race -count=1 ./pkg/... ./cmd/... ./hack/krewmanifest/... ./hack/clusterdns/...
+	$(GO) test -race -count=1 -tags e2ehooks ./pkg/cmd/factory ./pkg/cmd/intercept
+	set -e; for m in $(DEMO_MODULES) hack/mkimage; do (cd $$m && $(GO) test -race -count=1 ./...); done
+	cd test && KUBECTL_INTERCEPT_BROWSER=required $(GO) test -race -count=1 ./inspect/...
 
 # One target besides the host's, so a platform-specific slip shows early.
 cross:
 	GOOS=darwin GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/kubectl-intercept
 
+# KUBE_VERSION: the cluster's Kubernetes release, hack/cluster.sh's default
+# when empty (make cluster-up KUBE_VERSION=v1.37.2; docs/development.md).
 cluster-up:
-	hack/cluster.sh up
+	KUBE_VERSION=$(KUBE_VERSION) hack/cluster.sh up
 
 cluster-down:
 	hack/cluster.sh down
@@ -95,13 +132,13 @@ images:
 E2E_JSON ?= $(CACHE_DIR)/e2e/last-run.json
 E2E_PARALLEL ?= 6
 e2e: E2E_OTHER_CLUSTER = $(filter-out $(abspath $(KUBECONFIG_E2E)),$(abspath $(KUBECONFIG)))
-e2e: build $(if $(filter-out $(abspath $(KUBECONFIG_E2E)),$(abspath $(KUBECONFIG))),,cluster-up images chromium)
+e2e: build-e2e $(if $(filter-out $(abspath $(KUBECONFIG_E2E)),$(abspath $(KUBECONFIG))),,cluster-up images chromium)
 	$(GO) build -o bin/e2ereport ./hack/e2ereport
 	@mkdir -p $(dir $(E2E_JSON))
 	KUBECONFIG=$(or $(E2E_OTHER_CLUSTER),$(KUBECONFIG_E2E)) PROXY_IMAGE=$(PROXY_IMAGE) DEMO_IMAGE=$(DEMO_IMAGE) \
-	E2E_PLUGIN=$(CURDIR)/bin/kubectl-intercept \
+	E2E_PLUGIN=$(CURDIR)/bin/kubectl-intercept-e2e \
 	E2E_KUBECTL=$(or $(E2E_KUBECTL),$(if $(E2E_OTHER_CLUSTER),kubectl,$(CACHE_DIR)/bin/kubectl)) \
-		$(GO) test -json -tags e2e -count=1 -timeout 50m -parallel $(E2E_PARALLEL) ./test/e2e/... 2>&1 \
+		$(GO) -C test test -json -tags e2e -count=1 -timeout 50m -parallel $(E2E_PARALLEL) ./e2e/... 2>&1 \
 		| tee $(E2E_JSON) | bin/e2ereport; status=$${PIPESTATUS[0]}; \
 		echo "go test -json events kept in $(E2E_JSON)"; exit $$status
 
@@ -113,12 +150,12 @@ demo: build cluster-up images
 # for a bounded time (go test -fuzz takes one target a run); their corpora
 # also run as plain tests in make unit.
 fuzz:
-	$(GO) test ./pkg/proxy -run '^$$' -fuzz '^FuzzH2Frames$$' -fuzztime 30s
-	$(GO) test ./pkg/proxy -run '^$$' -fuzz '^FuzzParseRequestHead$$' -fuzztime 15s
-	$(GO) test ./pkg/proxy -run '^$$' -fuzz '^FuzzCopyChunked$$' -fuzztime 15s
-	$(GO) test ./pkg/proxy -run '^$$' -fuzz '^FuzzParseResponseHead$$' -fuzztime 10s
+	$(GO) test ./pkg/sidecar/proxy -run '^$$' -fuzz '^FuzzH2Frames$$' -fuzztime 30s
+	$(GO) test ./pkg/sidecar/proxy -run '^$$' -fuzz '^FuzzParseRequestHead$$' -fuzztime 15s
+	$(GO) test ./pkg/sidecar/proxy -run '^$$' -fuzz '^FuzzCopyChunked$$' -fuzztime 15s
+	$(GO) test ./pkg/sidecar/proxy -run '^$$' -fuzz '^FuzzParseResponseHead$$' -fuzztime 10s
 
-test: vet unit fuzz cross e2e
+test: vet unit fuzz cross no-test-hooks e2e
 
 # The inspector's page is tested in headless Chromium (Debian's package).
 chromium:

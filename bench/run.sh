@@ -619,7 +619,7 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 versions() {
 	printf -- '- %s\n' \
 		"kernel $(uname -r), $(nproc --all) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM" \
-		"intercept-proxy from $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet HEAD -- cmd/intercept-proxy pkg/proxy pkg/tunnel 2>/dev/null || echo ' (+ local changes)'), $("$GO" version | cut -d' ' -f3)" \
+		"intercept-proxy from $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet HEAD -- cmd/intercept-proxy pkg/sidecar/proxy pkg/wire/tunnel 2>/dev/null || echo ' (+ local changes)'), $("$GO" version | cut -d' ' -f3)" \
 		"$(/usr/sbin/nginx -v 2>&1 | sed 's/^nginx version: //'), $(/usr/sbin/haproxy -v | head -1 | cut -d' ' -f1-3), wrk $(dpkg-query -W -f '${Version}' wrk 2>/dev/null), $(h2load --version | head -1)"
 }
 

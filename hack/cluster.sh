@@ -7,6 +7,7 @@
 #   hack/cluster.sh down               stop it and undo every change to the host
 #   hack/cluster.sh status             say whether it is up (exit 0) or not (exit 1)
 #   hack/cluster.sh kubeconfig         print the admin kubeconfig's path
+#   hack/cluster.sh kubectl            print the path of the kubectl of the cluster's version
 #   hack/cluster.sh import TARBALL...  import docker-archive image tarballs
 #   hack/cluster.sh build              only build the binaries and the pause image
 #
@@ -14,9 +15,19 @@
 #   CACHE_DIR        binaries and images kept between runs (/var/tmp/kubectl-intercept)
 #   CLUSTER_DIR      everything the running cluster writes ($CACHE_DIR/cluster)
 #   CLUSTER_TIMEOUT  seconds to wait for each start-up step (120)
+#   KUBE_VERSION     the Kubernetes release that up and build use (v1.33.13,
+#                    the default, or v1.37.2); see "Versions" below
 #
 # Parts: etcd, containerd, runc and the CNI plugins from Debian; every
 # Kubernetes component from one static binary `kube` built from hack/kube.
+#
+# Versions: the default release's module is hack/kube itself and its binary
+# is $CACHE_DIR/bin/kube (as CI caches it). Each other release has a module
+# of its own, hack/kube/v1.MINOR (hack/kube/genmod.sh writes its go.mod),
+# and is cached in $CACHE_DIR/bin/VERSION/, so switching versions rebuilds
+# nothing that was built before. The running cluster's version is recorded
+# in its state: down, status and import use that version's binaries, and up
+# refuses to reuse a cluster of another version than the one asked for.
 # All state lives in $CLUSTER_DIR; what the cluster has to change outside it
 # (a bridge, iptables rules, sysctls, cgroups, a few well-known paths) is
 # recorded by `up` and undone by `down`.
@@ -32,8 +43,6 @@ TIMEOUT=${CLUSTER_TIMEOUT:-120}
 
 BIN=$CACHE_DIR/bin
 IMAGES=$CACHE_DIR/images
-KUBE=$BIN/kube
-KUBECTL=$BIN/kubectl
 
 STATE=$CLUSTER_DIR/state       # pids and the snapshot of the host taken before up
 PIDS=$STATE/pids               # "name pid" per started process
@@ -46,7 +55,7 @@ KUBELET_DIR=$CLUSTER_DIR/kubelet
 CNI_DIR=$CLUSTER_DIR/cni
 ADMIN_KUBECONFIG=$CLUSTER_DIR/kubeconfig
 
-KUBE_VERSION=v1.33.13
+DEFAULT_KUBE_VERSION=v1.33.13
 COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 NODE_NAME=kubectl-intercept
 BRIDGE=kibr0
@@ -174,11 +183,23 @@ wait_for() {
 	done
 }
 
+# close_inherited_fds closes every descriptor above 2 of the calling
+# (sub)shell: this script's lock (9), and any a caller's lock left open for
+# its children, like `flock FILE hack/cluster.sh up` does. A daemon that
+# inherited one would hold that lock for as long as the cluster runs.
+close_inherited_fds() {
+	local fd
+	for fd in /proc/"$BASHPID"/fd/*; do
+		fd=${fd##*/}
+		if ((fd > 2)); then eval "exec $fd>&-"; fi
+	done
+}
+
 # start NAME COMMAND...: run COMMAND as a daemon in its own session (so it
 # outlives this script and a Ctrl-C in the caller's terminal), log to
 # $LOGS/NAME.log, record its PID. setsid does not fork here (the background
 # job is not a process group leader), so $! is the component's own PID.
-# Descriptor 9 is the lock of this script: the daemons must not inherit it.
+# The daemons inherit no descriptor but 0-2 (close_inherited_fds).
 #
 # Until the forked shell has exec'd, its command line is this script's,
 # which pid_is_ours (and so wait_for) would take for a component that
@@ -186,7 +207,10 @@ wait_for() {
 start() {
 	local name=$1 pid i
 	shift
-	setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 9>&- &
+	(
+		close_inherited_fds
+		exec setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1
+	) &
 	pid=$!
 	echo "$name $pid" >>"$PIDS"
 	for ((i = 0; i < 400; i++)); do
@@ -194,6 +218,70 @@ start() {
 		sleep 0.025
 	done
 	fail_with_log "$name" "$name did not start within 10s (PID $pid)"
+}
+
+# ---------------------------------------------------------------------------
+# Versions
+
+# pinned_version MODFILE prints the k8s.io/kubernetes release a go.mod pins.
+pinned_version() {
+	awk '$1 == "k8s.io/kubernetes" { print $2 } $1 == "require" && $2 == "k8s.io/kubernetes" { print $3 }' "$1"
+}
+
+# known_versions lists the releases hack/kube has a module for.
+known_versions() {
+	local mod list=()
+	for mod in "$REPO/hack/kube/go.mod" "$REPO"/hack/kube/v1.*/go.mod; do
+		if [[ -f $mod ]]; then list+=("$(pinned_version "$mod")"); fi
+	done
+	echo "${list[*]}"
+}
+
+# bin_dir VERSION prints the folder of VERSION's binaries: the default's
+# are where they always were, each other release's in a folder of its own.
+bin_dir() {
+	if [[ $1 == "$DEFAULT_KUBE_VERSION" ]]; then echo "$BIN"; else echo "$BIN/$1"; fi
+}
+
+# select_version VERSION sets what the rest of the script uses: the module
+# that builds VERSION (KUBE_SRC), the folder of its binaries (KUBE_BIN), the
+# binary (KUBE) and its kubectl (KUBECTL).
+select_version() {
+	KUBE_VERSION=$1
+	[[ $KUBE_VERSION =~ ^v1\.([0-9]+)\.[0-9]+$ ]] ||
+		die "KUBE_VERSION=$KUBE_VERSION is not a Kubernetes release like $DEFAULT_KUBE_VERSION (known here: $(known_versions))"
+	KUBE_MINOR=${BASH_REMATCH[1]}
+	if [[ $KUBE_VERSION == "$DEFAULT_KUBE_VERSION" ]]; then
+		KUBE_SRC=$REPO/hack/kube
+	else
+		KUBE_SRC=$REPO/hack/kube/v1.$KUBE_MINOR
+	fi
+	KUBE_BIN=$(bin_dir "$KUBE_VERSION")
+	KUBE=$KUBE_BIN/kube
+	KUBECTL=$KUBE_BIN/kubectl
+}
+
+# check_kube_source: the module for KUBE_VERSION exists and pins exactly it.
+check_kube_source() {
+	local pinned
+	[[ -f $KUBE_SRC/go.mod ]] ||
+		die "KUBE_VERSION=$KUBE_VERSION: hack/kube has no module for Kubernetes 1.$KUBE_MINOR (known here: $(known_versions)); for a new minor, copy the newest hack/kube/v1.*/main.go into ${KUBE_SRC#"$REPO"/}/, link ../crireset.go beside it and run hack/kube/genmod.sh $KUBE_VERSION"
+	pinned=$(pinned_version "$KUBE_SRC/go.mod")
+	[[ $pinned == "$KUBE_VERSION" ]] ||
+		die "KUBE_VERSION=$KUBE_VERSION, but ${KUBE_SRC#"$REPO"/}/go.mod pins Kubernetes $pinned: use KUBE_VERSION=$pinned, or move the module with hack/kube/genmod.sh $KUBE_VERSION"
+}
+
+# running_version prints the version of the cluster whose state is in
+# CLUSTER_DIR (a cluster started before versions were recorded runs the
+# default), or, with no cluster, the one asked for.
+running_version() {
+	if [[ -f $STATE/kube-version ]]; then
+		cat "$STATE/kube-version"
+	elif [[ -d $STATE ]]; then
+		echo "$DEFAULT_KUBE_VERSION"
+	else
+		echo "${KUBE_VERSION:-$DEFAULT_KUBE_VERSION}"
+	fi
 }
 
 # ---------------------------------------------------------------------------
@@ -244,18 +332,20 @@ go_cmd() {
 	fi
 }
 
-# kube_stamp prints a hash of hack/kube's sources, stored next to the binary so
-# a change there rebuilds it.
-kube_stamp() { cat "$REPO"/hack/kube/*.go "$REPO"/hack/kube/go.mod "$REPO"/hack/kube/go.sum | sha256sum | cut -d' ' -f1; }
+# kube_stamp prints a hash of the version's module (its sources, go.mod and
+# go.sum), stored next to the binary so a change there rebuilds it.
+kube_stamp() { cat "$KUBE_SRC"/*.go "$KUBE_SRC"/go.mod "$KUBE_SRC"/go.sum | sha256sum | cut -d' ' -f1; }
 
-# build_kube makes sure $BIN/kube exists (cold build: ~13 min on 2 cores).
+# build_kube makes sure $KUBE exists (cold build: ~13 min on 2 cores for
+# 1.33, ~20 for 1.37).
 build_kube() {
-	local tmp=$BIN/kube.tmp stamp go
-	mkdir -p "$BIN"
+	local tmp=$KUBE_BIN/kube.tmp stamp go
+	check_kube_source
+	mkdir -p "$KUBE_BIN"
 	stamp=$(kube_stamp)
-	if [[ -x $KUBE && -f $BIN/kube.stamp && $(<"$BIN/kube.stamp") != "$stamp" ]]; then
-		log "hack/kube changed since $KUBE was built: rebuilding"
-		rm -f "$KUBE"
+	if [[ -x $KUBE && -f $KUBE_BIN/kube.stamp && $(<"$KUBE_BIN/kube.stamp") != "$stamp" ]]; then
+		log "${KUBE_SRC#"$REPO"/} changed since $KUBE was built: rebuilding"
+		rm -f "$KUBE" "$KUBE_BIN/kube.stamp"
 	fi
 	if [[ ! -x $KUBE ]]; then
 		# A build started by someone else (by hand, or a parallel job) writes
@@ -273,18 +363,18 @@ build_kube() {
 		else
 			rm -f "$tmp"
 			go=$(go_cmd kube)
-			log "building $KUBE (Kubernetes $KUBE_VERSION; a cold build takes ~13 min)"
-			local t0=$SECONDS x="-X k8s.io/component-base/version" y="-X k8s.io/client-go/pkg/version"
-			(cd "$REPO/hack/kube" && CGO_ENABLED=0 "$go" build -tags providerless -trimpath \
-				-ldflags "-s -w $x.gitVersion=$KUBE_VERSION $x.gitMajor=1 $x.gitMinor=33 $x.gitTreeState=clean $y.gitVersion=$KUBE_VERSION $y.gitMajor=1 $y.gitMinor=33" \
-				-o "$tmp" .) || die "building kube failed"
+			log "building $KUBE (Kubernetes $KUBE_VERSION from ${KUBE_SRC#"$REPO"/}; a cold build takes 13-20 min)"
+			local t0=$SECONDS x="-X k8s.io/component-base/version" y="-X k8s.io/client-go/pkg/version" m=$KUBE_MINOR
+			(cd "$KUBE_SRC" && CGO_ENABLED=0 "$go" build -tags providerless -trimpath \
+				-ldflags "-s -w $x.gitVersion=$KUBE_VERSION $x.gitMajor=1 $x.gitMinor=$m $x.gitTreeState=clean $y.gitVersion=$KUBE_VERSION $y.gitMajor=1 $y.gitMinor=$m" \
+				-o "$tmp" .) || die "building kube (Kubernetes $KUBE_VERSION) failed"
 			mv "$tmp" "$KUBE"
 			log "built kube in $(elapsed "$t0")"
 		fi
 	fi
-	[[ -f $BIN/kube.stamp ]] || echo "$stamp" >"$BIN/kube.stamp"
+	[[ -f $KUBE_BIN/kube.stamp ]] || echo "$stamp" >"$KUBE_BIN/kube.stamp"
 	local c
-	for c in "${COMPONENTS[@]}"; do ln -sfn kube "$BIN/$c"; done
+	for c in "${COMPONENTS[@]}"; do ln -sfn kube "$KUBE_BIN/$c"; done
 }
 
 # pause_tarball prints the cached pause image tarball's path; the name holds a
@@ -307,7 +397,7 @@ build_pause_image() {
 	mkdir -p "$IMAGES"
 	tmp=$(mktemp -d)
 	(cd "$REPO" && CGO_ENABLED=0 "$go" build -trimpath -ldflags "-s -w" -o "$tmp/pause" ./hack/cluster/pause &&
-		"$go" run ./hack/mkimage -o "$tmp/pause.tar" -t "$PAUSE_IMAGE" -entrypoint /pause "/pause=$tmp/pause" >&2) ||
+		"$go" -C hack/mkimage run . -o "$tmp/pause.tar" -t "$PAUSE_IMAGE" -entrypoint /pause "/pause=$tmp/pause" >&2) ||
 		{
 			rm -rf "$tmp"
 			die "building the pause image failed"
@@ -347,7 +437,7 @@ cluster_healthy() {
 
 cmd_status() {
 	if cluster_healthy; then
-		echo "up: node $NODE_NAME, KUBECONFIG=$ADMIN_KUBECONFIG"
+		echo "up: node $NODE_NAME, Kubernetes $KUBE_VERSION, KUBECONFIG=$ADMIN_KUBECONFIG"
 		return 0
 	fi
 	if [[ -d $STATE ]]; then
@@ -582,7 +672,8 @@ EOF
 	# kubelet: the cluster's DNS (hack/clusterdns) on the node's address, so
 	# pods resolve Services by name. Image GC is off (100%) so test images imported by hand are never
 	# deleted, and eviction thresholds are tiny so a full CI disk does not
-	# evict test pods.
+	# evict test pods. failCgroupV1 false: the host may still mount cgroup v1,
+	# which the 1.37 kubelet refuses unless told (1.33's default is false).
 	cat >"$CONF/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -608,6 +699,7 @@ cgroupDriver: cgroupfs
 containerRuntimeEndpoint: unix://$SOCK
 imageServiceEndpoint: unix://$SOCK
 failSwapOn: false
+failCgroupV1: false
 resolvConf: /etc/resolv.conf
 clusterDNS: [$NODE_IP]
 clusterDomain: cluster.local
@@ -686,7 +778,7 @@ start_containerd() {
 }
 
 start_apiserver() {
-	start kube-apiserver "$BIN/kube-apiserver" \
+	start kube-apiserver "$KUBE_BIN/kube-apiserver" \
 		--etcd-servers "http://127.0.0.1:$ETCD_CLIENT_PORT" \
 		--bind-address 0.0.0.0 --secure-port "$APISERVER_PORT" --advertise-address "$NODE_IP" \
 		--service-cluster-ip-range "$SERVICE_CIDR" \
@@ -705,7 +797,7 @@ start_apiserver() {
 start_controller_manager() {
 	# Cluster signing with the CA, so tests can get client certificates
 	# issued through CertificateSigningRequests.
-	start kube-controller-manager "$BIN/kube-controller-manager" \
+	start kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
 		--kubeconfig "$CONF/controller-manager.kubeconfig" \
 		--bind-address 127.0.0.1 --secure-port 10257 --leader-elect=false \
 		--controllers '*' --use-service-account-credentials=true \
@@ -716,20 +808,20 @@ start_controller_manager() {
 }
 
 start_scheduler() {
-	start kube-scheduler "$BIN/kube-scheduler" \
+	start kube-scheduler "$KUBE_BIN/kube-scheduler" \
 		--kubeconfig "$CONF/scheduler.kubeconfig" \
 		--bind-address 127.0.0.1 --secure-port 10259 --leader-elect=false --profiling=false
 }
 
 start_kubelet() {
 	mkdir -p "$KUBELET_DIR"
-	start kubelet "$BIN/kubelet" --config "$CONF/kubelet.yaml" --kubeconfig "$CONF/kubelet.kubeconfig" \
+	start kubelet "$KUBE_BIN/kubelet" --config "$CONF/kubelet.yaml" --kubeconfig "$CONF/kubelet.kubeconfig" \
 		--hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
 		--root-dir "$KUBELET_DIR" --cert-dir "$KUBELET_DIR/pki" --v 1
 }
 
 start_kube_proxy() {
-	start kube-proxy "$BIN/kube-proxy" --config "$CONF/kube-proxy.yaml"
+	start kube-proxy "$KUBE_BIN/kube-proxy" --config "$CONF/kube-proxy.yaml"
 }
 
 start_dns() {
@@ -765,14 +857,18 @@ import_images() {
 cmd_up() {
 	need_root up
 	check_dirs
-	local t0=$SECONDS
+	local t0=$SECONDS running
+	running=$(running_version)
+	if [[ $running != "$KUBE_VERSION" ]] && (select_version "$running" && cluster_healthy); then
+		die "the cluster in $CLUSTER_DIR runs Kubernetes $running, not KUBE_VERSION=$KUBE_VERSION: stop it first with 'hack/cluster.sh down' (for everyone who uses it)"
+	fi
 	if cluster_healthy; then
-		log "cluster already up (KUBECONFIG=$ADMIN_KUBECONFIG)"
+		log "cluster already up (Kubernetes $KUBE_VERSION, KUBECONFIG=$ADMIN_KUBECONFIG)"
 		return 0
 	fi
 	if [[ -d $CLUSTER_DIR ]]; then
 		log "found state of a cluster that is not healthy in $CLUSTER_DIR: tearing it down first"
-		do_down
+		(select_version "$running" && do_down)
 	fi
 	mkdir -p "$CACHE_DIR"
 	ensure_packages
@@ -785,6 +881,7 @@ cmd_up() {
 	mkdir -p "$STATE" "$PKI" "$CONF" "$LOGS"
 	chmod 700 "$CLUSTER_DIR" "$PKI"
 	snapshot_host
+	echo "$KUBE_VERSION" >"$STATE/kube-version"
 	: >"$PIDS"
 	setup_network
 	make_pki
@@ -808,7 +905,7 @@ cmd_up() {
 	wait_for "the default ServiceAccount in namespace default" kube-controller-manager default_sa_exists
 	wait_for "kube-proxy's first sync" kube-proxy kube_proxy_synced
 	wait_for "the cluster DNS to answer" clusterdns dns_answers
-	log "cluster up in $(elapsed "$t1") ($(elapsed "$t0") in all); KUBECONFIG=$ADMIN_KUBECONFIG"
+	log "cluster up in $(elapsed "$t1") ($(elapsed "$t0") in all), Kubernetes $KUBE_VERSION; KUBECONFIG=$ADMIN_KUBECONFIG"
 }
 
 # ---------------------------------------------------------------------------
@@ -1103,11 +1200,18 @@ main() {
 		flock -w 1800 9 || die "another hack/cluster.sh holds $CACHE_DIR/.cluster.lock"
 		;;
 	esac
+	# up and build use the version asked for; the rest that of the cluster
+	# there is (whose binaries down needs, whatever KUBE_VERSION says).
+	case $cmd in
+	up | build) select_version "${KUBE_VERSION:-$DEFAULT_KUBE_VERSION}" ;;
+	*) select_version "$(running_version)" ;;
+	esac
 	case $cmd in
 	up) cmd_up ;;
 	down) cmd_down ;;
 	status) cmd_status ;;
 	kubeconfig) echo "$ADMIN_KUBECONFIG" ;;
+	kubectl) echo "$KUBECTL" ;;
 	import) cmd_import "$@" ;;
 	build) cmd_build ;;
 	*)

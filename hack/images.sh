@@ -19,15 +19,18 @@ BIN=dist/linux_$ARCH
 
 mkdir -p "$OUT" "$BIN"
 ldflags="-s -w -X github.com/kubectl-intercept/kubectl-intercept/pkg/version.Version=$VERSION"
-for cmd in intercept-proxy intercept-demo; do
-	CGO_ENABLED=0 GOOS=linux GOARCH=$ARCH go build -trimpath -ldflags "$ldflags" -o "$BIN/$cmd" "./cmd/$cmd"
-done
-go build -o dist/mkimage ./hack/mkimage
+CGO_ENABLED=0 GOOS=linux GOARCH=$ARCH go build -trimpath -ldflags "$ldflags" -o "$BIN/intercept-proxy" ./cmd/intercept-proxy
+# The demo app and mkimage are modules of their own (their go.mod beside
+# them), so the plugin's go.mod holds none of what they need.
+CGO_ENABLED=0 GOOS=linux GOARCH=$ARCH go -C cmd/intercept-demo build -trimpath -ldflags "-s -w" -o "$REPO/$BIN/intercept-demo" .
+go -C hack/mkimage build -o "$REPO/dist/mkimage" .
 dist/mkimage -o "$OUT/intercept-proxy.tar" -t "$PROXY_IMAGE" -platform "linux/$ARCH" \
 	-entrypoint /intercept-proxy "/intercept-proxy=$BIN/intercept-proxy"
 dist/mkimage -o "$OUT/demo.tar" -t "$DEMO_IMAGE" -platform "linux/$ARCH" \
 	-entrypoint /intercept-demo "/intercept-demo=$BIN/intercept-demo"
 echo "[images] $OUT/intercept-proxy.tar ($PROXY_IMAGE), $OUT/demo.tar ($DEMO_IMAGE)" >&2
+# podinfo, a web app of others for test/e2e (built once per pin, imported when the cluster is up).
+hack/podinfo/build.sh >/dev/null
 
 if [ "$(id -u)" = 0 ] && hack/cluster.sh status >/dev/null 2>&1; then
 	hack/cluster.sh import "$OUT/intercept-proxy.tar" "$OUT/demo.tar"

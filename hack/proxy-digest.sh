@@ -24,7 +24,7 @@ PKG=github.com/kubectl-intercept/kubectl-intercept
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-go build -o "$work/mkimage" ./hack/mkimage
+go -C hack/mkimage build -o "$work/mkimage" .
 tarballs=()
 for arch in amd64 arm64; do
 	CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath \

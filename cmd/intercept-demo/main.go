@@ -4,6 +4,11 @@
 // (--tcp-listen); every answer names the pod that produced it. See package
 // github.com/kubectl-intercept/kubectl-intercept/pkg/demo for the endpoints.
 //
+// With --tunnel-listen ADDR it is also a client inside the cluster: a
+// connection to ADDR that starts with CONNECT HOST:PORT is joined to a new
+// connection from this pod to HOST:PORT (the end-to-end tests send their
+// traffic this way, over a port-forward; keep ADDR on loopback).
+//
 // With --dial HOST:PORT it serves nothing: it opens one TCP connection, says
 // whether it could, and exits 0 if so, 1 if not (a reachability check run as
 // a pod in the tests).
@@ -48,6 +53,7 @@ func run() error {
 		message   = flag.String("message", os.Getenv("MESSAGE"), "message reported by the JSON echo (default $MESSAGE)")
 		grace     = flag.Duration("shutdown-timeout", 10*time.Second, "how long to wait for requests to finish on SIGTERM")
 		dial      = flag.String("dial", "", "only check that HOST:PORT accepts a TCP connection, then exit")
+		tunnel    = flag.String("tunnel-listen", "", "listen address (keep it on loopback) where CONNECT HOST:PORT opens a connection from this pod to HOST:PORT; empty disables it")
 	)
 	flag.Parse()
 	if *dial != "" {
@@ -73,7 +79,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- httpSrv.Serve(ln) }()
 	logger.Printf("pod=%s serving http/1.1, h2c and grpc on %s", *pod, ln.Addr())
 
@@ -87,7 +93,11 @@ func run() error {
 	for _, x := range []struct {
 		addr, what string
 		serve      func(net.Listener) error
-	}{{*tcpListen, "tcp line echo", srv.ServeLineEcho}, {*rawListen, "raw http/1.1 head echo", srv.ServeRawHead}} {
+	}{
+		{*tcpListen, "tcp line echo", srv.ServeLineEcho},
+		{*rawListen, "raw http/1.1 head echo", srv.ServeRawHead},
+		{*tunnel, "CONNECT tunnel", srv.ServeTunnel},
+	} {
 		if x.addr == "" {
 			continue
 		}

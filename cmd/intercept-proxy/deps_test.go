@@ -2,6 +2,7 @@ package main
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -21,5 +22,34 @@ func TestSidecarLinksNoClusterClientOrNgrok(t *testing.T) {
 				t.Errorf("the sidecar links %s", dep)
 			}
 		}
+	}
+}
+
+// The sidecar links its own packages and the wire it shares with the CLI,
+// nothing of the CLI's: pkg/sidecar, pkg/wire and the two packages both
+// binaries use (pkg/cores, pkg/version). A CLI package that creeps in
+// brings its dependencies and its assumptions (a kubeconfig, a terminal).
+func TestSidecarLinksNothingOfTheCLI(t *testing.T) {
+	const mod = "github.com/kubectl-intercept/kubectl-intercept/"
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	allowed := []string{"pkg/sidecar/", "pkg/wire/", "pkg/wire", "pkg/cores", "pkg/version", "cmd/intercept-proxy"}
+	ours := 0
+	for _, dep := range strings.Fields(string(out)) {
+		rel, ok := strings.CutPrefix(dep, mod)
+		if !ok {
+			continue
+		}
+		ours++
+		if !slices.ContainsFunc(allowed, func(a string) bool {
+			return rel == a || strings.HasSuffix(a, "/") && strings.HasPrefix(rel, a)
+		}) {
+			t.Errorf("the sidecar links %s, a package of the CLI's: move what both need under pkg/wire", rel)
+		}
+	}
+	if ours < 3 {
+		t.Fatalf("found %d of the module's packages among the sidecar's dependencies: the test no longer sees them", ours)
 	}
 }

@@ -19,11 +19,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire"
+
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cores"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/proxy"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/sidecar/proxy"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/version"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 )
 
 type routeFlags []proxy.StaticRoute
@@ -206,7 +207,7 @@ func health(args []string) int {
 	}
 	c := &http.Client{Timeout: 2 * time.Second}
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
-	req.Header.Set(tunnel.ProbeHeader, "1")
+	req.Header.Set(wire.ProbeHeader, "1")
 	resp, err := c.Do(req)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -2,9 +2,12 @@
 // as a docker-archive tarball (the format `docker load` and
 // `ctr -n k8s.io images import` accept), without needing Docker or BuildKit.
 //
-// Usage:
+// It is a module of its own (hack/mkimage/go.mod), so the plugin's go.mod
+// holds none of go-containerregistry's dependencies. Usage, from the
+// repository's top (paths relative to hack/mkimage, absolute ones are
+// simplest):
 //
-//	go run ./hack/mkimage -o OUT.tar -t REF [-entrypoint /path] \
+//	go -C hack/mkimage run . -o OUT.tar -t REF [-entrypoint /path] \
 //	    [-platform linux/amd64] [-user 65532:65532] [-env K=V ...] DEST=SRC [DEST=SRC...]
 //
 // The image starts from scratch (empty.Image) and gets exactly one layer that
@@ -16,8 +19,8 @@
 //
 // Example:
 //
-//	CGO_ENABLED=0 go build -o /tmp/intercept-demo ./cmd/intercept-demo
-//	go run ./hack/mkimage -o /tmp/demo.tar -t localhost/kubectl-intercept/demo:0.1.0 \
+//	CGO_ENABLED=0 go -C cmd/intercept-demo build -o /tmp/intercept-demo .
+//	go -C hack/mkimage run . -o /tmp/demo.tar -t localhost/kubectl-intercept/demo:0.1.0 \
 //	    -entrypoint /intercept-demo /intercept-demo=/tmp/intercept-demo
 //
 // `mkimage push REF TARBALL...` pushes single-platform tarballs made this way

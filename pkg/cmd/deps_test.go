@@ -16,8 +16,8 @@ import (
 )
 
 // The commands read no cluster state themselves: what an intercept is,
-// whether it is live and which pods are its own is pkg/session's, and
-// watching the cluster is pkg/session's or pkg/local's. So no command
+// whether it is live and which pods are its own is pkg/cluster/session's, and
+// watching the cluster is pkg/cluster/session's or pkg/local's. So no command
 // imports an informer, a cache or a field selector, and none reads the
 // record an intercept keeps in its annotation.
 func TestCommandsHoldNoClusterLogic(t *testing.T) {
@@ -41,13 +41,13 @@ func TestCommandsHoldNoClusterLogic(t *testing.T) {
 			p, _ := strconv.Unquote(imp.Path.Value)
 			for _, banned := range bannedImports {
 				if p == banned || strings.HasPrefix(p, banned+"/") {
-					t.Errorf("%s imports %s: watching the cluster belongs in pkg/session or pkg/local", path, p)
+					t.Errorf("%s imports %s: watching the cluster belongs in pkg/cluster/session or pkg/local", path, p)
 				}
 			}
 		}
 		for _, word := range bannedWords {
 			if strings.Contains(string(src), word) {
-				t.Errorf("%s mentions %s: reading an intercept's record belongs in pkg/session", path, word)
+				t.Errorf("%s mentions %s: reading an intercept's record belongs in pkg/cluster/session", path, word)
 			}
 		}
 		return nil

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/procid"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/procid"
 )
 
 // Without -w the intercept runs on in a background process that holds the

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/podenv"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/podenv"
 )
 
 func TestParseForward(t *testing.T) {

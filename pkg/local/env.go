@@ -13,9 +13,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/podenv"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/workload"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/podenv"
 )
 
 // objects reads ConfigMaps and Secrets for podenv, with errors that say

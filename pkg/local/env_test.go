@@ -17,9 +17,9 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/podenv"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/workload"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/podenv"
 )
 
 // envCluster is a namespace with an intercepted Service web: its verified

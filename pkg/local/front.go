@@ -10,10 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/inspect"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/relay"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/ngrok"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/inspect"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/ngrok"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/httpwire"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 )
 
 // Tunnel kinds for --tunnel.
@@ -98,7 +98,7 @@ func OpenFront(ctx context.Context, o FrontOptions) (*Front, error) {
 	if o.Inspect == InspectOff {
 		tapStore = nil // nobody looks: pass the bytes on, record nothing
 	}
-	f.tap = inspect.NewTap(local, o.Route.String(), tapStore, relay.NewHTTPServer(f.handler))
+	f.tap = inspect.NewTap(local, o.Route.String(), tapStore, httpwire.NewHTTPServer(f.handler))
 	f.Conn = f.tap.ServeConn
 	if o.Inspect != InspectOff {
 		ln, err := inspect.Listen(o.Inspect)
@@ -110,7 +110,7 @@ func OpenFront(ctx context.Context, o FrontOptions) (*Front, error) {
 		if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
 			// Reachable from other machines: the page shows requests,
 			// so it asks for a token only its URL carries.
-			opts.Token = relay.NewSecret()[:32]
+			opts.Token = httpwire.NewSecret()[:32]
 			f.InspectURL += "?token=" + opts.Token
 			f.InspectWarning = fmt.Sprintf("the inspector listens on %s, beyond this machine: it shows intercepted requests to whoever has its URL (with the token); --inspect 127.0.0.1:4040 keeps it here", ln.Addr())
 		}
@@ -122,8 +122,8 @@ func OpenFront(ctx context.Context, o FrontOptions) (*Front, error) {
 			f.Close()
 			return nil, err
 		}
-		f.Remote, f.Secret = ep.URL(), relay.NewSecret()
-		f.serve(ep, relay.Guard(f.Secret, f.handler))
+		f.Remote, f.Secret = ep.URL(), httpwire.NewSecret()
+		f.serve(ep, httpwire.Guard(f.Secret, f.handler))
 	}
 	return f, nil
 }
@@ -132,7 +132,7 @@ func OpenFront(ctx context.Context, o FrontOptions) (*Front, error) {
 const ngrokTimeout = 20 * time.Second
 
 func (f *Front) serve(ln net.Listener, h http.Handler) {
-	srv := relay.NewHTTPServer(h)
+	srv := httpwire.NewHTTPServer(h)
 	srv.ReadHeaderTimeout = 30 * time.Second
 	f.servers = append(f.servers, srv)
 	go func() {

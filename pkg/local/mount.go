@@ -17,8 +17,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/podenv"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/podfiles"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/podenv"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/podfiles"
 )
 
 // mountObjects reads what volumes hold, tokens included.

@@ -11,12 +11,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/preview"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/relay"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/workload"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/portforward"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/preview"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/httpwire"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -75,7 +75,7 @@ func StartPreview(ctx context.Context, o PreviewOptions, st *session.Started, f 
 		if err != nil {
 			return "", nil, fmt.Errorf("opening the public preview: %w", err)
 		}
-		user, password := "preview", relay.NewSecret()[:24]
+		user, password := "preview", httpwire.NewSecret()[:24]
 		h = preview.Protect(user, password, h)
 		ln, url = ep, ep.URL()+"/ (user "+user+", password "+password+")"
 	} else {
@@ -87,7 +87,7 @@ func StartPreview(ctx context.Context, o PreviewOptions, st *session.Started, f 
 		// Only this machine's loopback names: a rebound name is refused.
 		h = preview.LocalOnly(ln.Addr().(*net.TCPAddr).Port, h)
 	}
-	srv := relay.NewHTTPServer(h)
+	srv := httpwire.NewHTTPServer(h)
 	srv.ReadHeaderTimeout = 30 * time.Second
 	go func() { _ = srv.Serve(ln) }()
 	return url, func() { _ = srv.Close() }, nil

@@ -17,7 +17,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/procid"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/procid"
 )
 
 // What this machine knows of the intercepts it started: one small JSON

@@ -9,12 +9,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/netproxy"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/podenv"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/podfiles"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/netproxy"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/podenv"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/podfiles"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/portforward"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tunnel"
 )
 
 // Setup is what runs on this machine for the local process.

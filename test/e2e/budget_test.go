@@ -53,7 +53,7 @@ func TestSidecarBudgetHoldsUnderFanOut(t *testing.T) {
 		}
 	}()
 	for range 100 {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		c, err := dialTimeout(addr, 5*time.Second)
 		if err != nil {
 			continue // refused under the flood: allowed
 		}
@@ -71,7 +71,7 @@ func TestSidecarBudgetHoldsUnderFanOut(t *testing.T) {
 	}
 	head := []byte("GET / HTTP/1.1\r\nHost: x\r\nX-Unfinished: " + strings.Repeat("u", 60<<10))
 	for range 300 {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		c, err := dialTimeout(addr, 5*time.Second)
 		if err != nil {
 			continue
 		}
@@ -132,7 +132,7 @@ func TestSidecarBudgetHoldsUnderH2Fill(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			c, err := dialTimeout(addr, 5*time.Second)
 			if err != nil {
 				return // refused under the flood: allowed
 			}
@@ -203,7 +203,6 @@ func TestSidecarBudgetHoldsUnderH2Fill(t *testing.T) {
 // be flooded; the intercept is closed when the test ends.
 func floodedCopy(t *testing.T, header string) (string, *corev1.Service, corev1.Pod) {
 	t.Helper()
-	requireLocalCluster(t, "it floods a copy pod from this host over the pod network")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{replicas: 1})
 	port := laptop(t, laptopPod)

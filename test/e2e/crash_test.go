@@ -53,7 +53,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 				// Not stuck: a new intercept resumes or cleans up, routes, closes.
 				q := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port))
 				q.waitOutput(t, "Intercepting service", 2*time.Minute)
-				fromHost(t, "the header through the ClusterIP", func(t *testing.T) {
+				inPart(t, "the header through the ClusterIP", func(t *testing.T) {
 					if got := routedTo(t, svc, header("X-C6O-INTERCEPT", "yes")); got != laptopPod {
 						t.Fatalf("the next intercept routed the header to %q", got)
 					}

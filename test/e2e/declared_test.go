@@ -24,7 +24,6 @@ import (
 // gRPC; HTTP/1.1 callers still get through.
 func TestDeclaredH2CPort(t *testing.T) {
 	t.Parallel()
-	requireLocalCluster(t, "it sends HTTP/2 and HTTP/1.1 requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{serviceMutate: func(s *corev1.Service) {
 		s.Spec.Ports[0].AppProtocol = ptr.To("kubernetes.io/h2c")
@@ -41,7 +40,7 @@ func TestDeclaredH2CPort(t *testing.T) {
 		for _, c := range []struct {
 			client *http.Client
 			proto  string
-		}{{h2, "HTTP/2.0"}, {&http.Client{Timeout: 10 * time.Second}, "HTTP/1.1"}} {
+		}{{h2, "HTTP/2.0"}, {httpClient(10 * time.Second), "HTTP/1.1"}} {
 			req, _ := http.NewRequest(http.MethodGet, url, nil)
 			req.Header.Set("x-dev", tc.dev)
 			resp, err := c.client.Do(req)
@@ -67,7 +66,6 @@ func TestDeclaredH2CPort(t *testing.T) {
 // short body passed off as whole.
 func TestAppClosingMidResponse(t *testing.T) {
 	t.Parallel()
-	requireLocalCluster(t, "it requests a demo pod's IP and the Service's ClusterIP from this host")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	pods, err := cs.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: "app=demo"})
@@ -78,7 +76,7 @@ func TestAppClosingMidResponse(t *testing.T) {
 	cut := func(addr string, h http.Header, query string) error {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/bytes?"+query, nil)
 		req.Header = h.Clone()
-		resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+		resp, err := httpClient(20 * time.Second).Do(req)
 		if err != nil {
 			return err
 		}
@@ -124,13 +122,12 @@ func TestAppClosingMidResponse(t *testing.T) {
 // that says what is wrong, where without the sidecar it would have had a
 // refused connection.
 func TestNothingListening(t *testing.T) {
-	requireLocalCluster(t, "it connects from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{serviceMutate: func(s *corev1.Service) {
 		s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "dead", Port: 81, TargetPort: intstr.FromInt32(9999), Protocol: corev1.ProtocolTCP})
 	}})
 	addr := net.JoinHostPort(svc.Spec.ClusterIP, "81")
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: clusterTransport(&http.Transport{DisableKeepAlives: true})}
 	if resp, err := c.Get("http://" + addr + "/"); err == nil {
 		resp.Body.Close()
 		t.Fatalf("without the sidecar port 81 answered %s; want a refused connection", resp.Status)

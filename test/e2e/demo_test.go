@@ -7,11 +7,10 @@ import (
 	"time"
 )
 
-// The demo app answers through its Service's ClusterIP from this host, and
+// The demo app answers through its Service's ClusterIP from a pod, and
 // kube-proxy spreads new connections over both replicas.
 func TestDemoThroughClusterIP(t *testing.T) {
 	t.Parallel()
-	requireLocalCluster(t, "it requests the Service's ClusterIP from this host")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	seen := map[string]bool{}

@@ -39,7 +39,6 @@ func chromiumPath(t *testing.T) string {
 // developer's service again.
 func TestInspectorShowsAndReplaysInterceptedRequests(t *testing.T) {
 	t.Parallel()
-	requireLocalCluster(t, "it sends the intercepted request from this host to the Service's ClusterIP")
 	bin := chromiumPath(t)
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
@@ -67,7 +66,7 @@ func TestInspectorShowsAndReplaysInterceptedRequests(t *testing.T) {
 
 	req, _ := http.NewRequest(http.MethodPost, serviceURL(svc)+"orders?from=e2e", strings.NewReader("tea=2"))
 	req.Header.Set("X-C6O-INTERCEPT", "yes")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient(30 * time.Second).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,7 +120,9 @@ func interceptKind(t *testing.T, ns, ref string, replicas int, generation func()
 	}
 	before := snapshotKind(t, ns, generation)
 	port := laptop(t, laptopPod)
-	p := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port))
+	// The copy of every kind (a StatefulSet's and a Pod's are served by
+	// decoy by default: decoy_test.go).
+	p := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "--decoy=false")
 	p.waitOutput(t, "Intercepting service", 3*time.Minute)
 	if !strings.Contains(p.output(), "(copy of "+ref+" with the sidecar)") {
 		t.Errorf("the start does not name %s:\n%s", ref, p.output())
@@ -160,7 +162,6 @@ func interceptKind(t *testing.T, ns, ref string, replicas int, generation func()
 // both routes work, and close restores exactly and deletes only the copy.
 func TestEveryWorkloadKind(t *testing.T) {
 	t.Parallel()
-	requireLocalCluster(t, "it sends requests from this host to the Service's ClusterIP")
 	t.Run("StatefulSet", func(t *testing.T) {
 		t.Parallel()
 		ns := newNamespace(t)
@@ -183,7 +184,7 @@ func TestEveryWorkloadKind(t *testing.T) {
 		demoServiceFor(t, ns)
 		waitDemoPods(t, ns, 1)
 		// The warning names what the copy does with the claims.
-		out, err := runPlugin(t, "svc/demo", "-n", ns, "-l", "3000", "--dry-run")
+		out, err := runPlugin(t, "svc/demo", "-n", ns, "-l", "3000", "--dry-run", "--decoy=false")
 		if err != nil || !strings.Contains(out, "EmptyClaimTemplates") || !strings.Contains(out, "ordinal hostnames") {
 			t.Errorf("the dry run does not warn about the claims and the identity (%v):\n%s", err, out)
 		}

@@ -105,7 +105,6 @@ func podRoutesToLaptop(t *testing.T, pod corev1.Pod, h http.Header) bool {
 // A copy pod dies and the copy is scaled: the developer's route is on every
 // ready copy pod again within seconds.
 func TestRoutesFollowCopyPods(t *testing.T) {
-	requireLocalCluster(t, "it asks each copy pod's sidecar through its pod IP, and the Service through its ClusterIP, from this host")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")
@@ -225,11 +224,10 @@ func TestPodSecurityRestricted(t *testing.T) {
 
 	p := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "-w")
 	p.waitOutput(t, "Intercepting service", 2*time.Minute)
-	fromHost(t, "the header through the ClusterIP", func(t *testing.T) {
-		if got := routedTo(t, svc, header("X-C6O-INTERCEPT", "yes")); got != laptopPod {
-			t.Fatalf("header request reached %q", got)
-		}
-	})
+	// The header through the ClusterIP, from the client pod.
+	if got := routedTo(t, svc, header("X-C6O-INTERCEPT", "yes")); got != laptopPod {
+		t.Fatalf("header request reached %q", got)
+	}
 	pods := readyCopyPods(t, theCopy(t, ns))
 	if len(pods) != 2 {
 		t.Fatalf("%d ready copy pods in the restricted namespace, want 2", len(pods))
@@ -331,7 +329,6 @@ func TestControlPortUnreachableFromOtherPods(t *testing.T) {
 // as it was.
 func TestTwoCLIsRace(t *testing.T) {
 	t.Parallel()
-	requireLocalCluster(t, "it checks the routes of every round with requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")
@@ -379,7 +376,7 @@ func TestTwoCLIsRace(t *testing.T) {
 		}
 	}
 
-	// The interleavings themselves are unit tests in pkg/session:
+	// The interleavings themselves are unit tests in pkg/cluster/session:
 	// claim_test.go (TestTwoClosesClaimAtOnce, TestClaimLosesToARenewal,
 	// TestJoinAfterAClaimStartsAnew, TestSecondStarterJoinsTheFirstSwitch,
 	// TestCloseLeavesASessionBeingJoined) and leave_test.go (the TestLeave*
@@ -417,7 +414,6 @@ func TestTwoCLIsRace(t *testing.T) {
 // of theirs and reverts only ours.
 func TestCloseKeepsADeployMadeDuringTheIntercept(t *testing.T) {
 	t.Parallel()
-	requireLocalCluster(t, "it checks the routes with requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	port := laptop(t, laptopPod)

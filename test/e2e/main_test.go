@@ -2,21 +2,27 @@
 
 // Package e2e runs kubectl-intercept against a real cluster: by default the
 // local one of hack/cluster.sh (a real API server, kubelet, containerd and
-// kube-proxy, with traffic from this host through Service ClusterIPs), or
-// the cluster KUBECONFIG names, as it is. The files build only with -tags
-// e2e, so a plain go test ./... neither compiles nor starts any of this.
+// kube-proxy), or the cluster KUBECONFIG names, as it is. The tests' traffic
+// to the cluster leaves from a client pod inside it (client_test.go), so
+// the suite runs on kind or any cluster; only the tests that need this host
+// to be the node skip elsewhere. The files build only with -tags e2e, so a
+// plain go test ./... neither compiles nor starts any of this.
 //
 // Environment:
 //
 //	KUBECONFIG   one kubeconfig file: the suite runs on its current context
 //	             and does not run hack/cluster.sh. Unset: hack/cluster.sh up,
 //	             then $CLUSTER_DIR/kubeconfig. Tests that need this host
-//	             inside the cluster's network skip unless KUBECONFIG is unset
+//	             to be the cluster's node skip unless KUBECONFIG is unset
 //	             or names $CLUSTER_DIR/kubeconfig (see requireLocalCluster).
+//	E2E_REMOTE   1: treat the cluster as another one even when it is the
+//	             local one (those tests skip, the demo image is pulled if
+//	             missing), to see what runs on kind or a cloud cluster
 //	PROXY_IMAGE  the sidecar image, which the cluster must already have or
 //	             be able to pull (old name: KUBECTL_INTERCEPT_PROXY_IMAGE)
 //	DEMO_IMAGE   the demo app's image, likewise (old name: E2E_DEMO_IMAGE)
-//	E2E_PLUGIN   the kubectl-intercept binary (default bin/kubectl-intercept)
+//	E2E_PLUGIN   the kubectl-intercept binary built with the e2ehooks tag
+//	             (default bin/kubectl-intercept-e2e, make build-e2e)
 //	E2E_KUBECTL  kubectl, for the namespace dump of a failed test
 //
 // A test that owns its namespace (newNamespace) and touches nothing
@@ -28,10 +34,10 @@
 //     (TestLeastPrivilegeRole, TestLeastPrivilegeRoleAsClientCertificateUser,
 //     TestAdmissionPolicyConfinesTheRole);
 //   - an iptables rule on this host (TestRelayBlockedByNetworkPolicyFallsBack);
-//   - floods of hundreds of connections from this host whose sidecar memory
-//     is read from the kubelet (TestSidecarSurvivesAFlood,
+//   - floods of hundreds of connections whose sidecar memory is read from
+//     the kubelet (TestSidecarSurvivesAFlood,
 //     TestSidecarBudgetHoldsUnderFanOut, TestSidecarBudgetHoldsUnderH2Fill)
-//     and steady load from this host (TestZeroDowntimeUnderLoad);
+//     and steady load (TestZeroDowntimeUnderLoad);
 //   - a bound of a few seconds on what a user would notice: failing open
 //     (TestFailOpenAfterKill, TestFailOpenAfterSIGSTOP), a relay's pod
 //     going (TestOneTunnelPerDeveloper), -a taking every connection
@@ -81,7 +87,7 @@ var (
 	plugin    string
 	demoImage string
 	// localCluster: the cluster is hack/cluster.sh's, whose node is this
-	// host, so ClusterIPs and pod IPs answer from here.
+	// host (its iptables, its processes), and E2E_REMOTE is not set.
 	localCluster bool
 	// demoPullPolicy: the local cluster has the demo image imported and
 	// no registry; another cluster may have to pull it.
@@ -113,12 +119,19 @@ func TestMain(m *testing.M) {
 		}
 		localCluster = sameFile(kubeconfig, local)
 	}
+	if os.Getenv("E2E_REMOTE") == "1" {
+		localCluster = false
+	}
 	if !localCluster {
 		demoPullPolicy = corev1.PullIfNotPresent
 	}
 	plugin = os.Getenv("E2E_PLUGIN")
 	if plugin == "" {
-		plugin = filepath.Join(repo, "bin/kubectl-intercept")
+		plugin = filepath.Join(repo, "bin/kubectl-intercept-e2e")
+	}
+	// The crash and ngrok tests need the hooks only that build has.
+	if out, err := exec.Command(plugin, "--ngrok-connect-url", "127.0.0.1:1", "--help").CombinedOutput(); err != nil {
+		fail("E2E_PLUGIN=%s is not a plugin built with the e2e suite's hooks (make build-e2e builds bin/kubectl-intercept-e2e, with the e2ehooks tag): %v\n%s", plugin, err, out)
 	}
 	// PROXY_IMAGE and DEMO_IMAGE, as for make images; the older names still
 	// work. The plugin reads the sidecar's image from its own variable.
@@ -140,14 +153,21 @@ func TestMain(m *testing.M) {
 	}
 	where := "the local cluster of hack/cluster.sh"
 	if !localCluster {
-		where = "not the local cluster: tests that need this host inside the cluster's network skip"
+		where = "not the local cluster (or E2E_REMOTE=1): tests that need this host to be the node skip"
 	}
 	fmt.Fprintf(os.Stderr, "e2e: %s (Kubernetes %s at %s), %s; images %s, %s\n",
 		kubeconfig, version.GitVersion, cfg.Host, where, proxyImage, demoImage)
 	cs = kubernetes.NewForConfigOrDie(cfg)
 	apiHost = cfg.Host
 	dyn = dynamic.NewForConfigOrDie(cfg)
-	os.Exit(m.Run())
+	start := time.Now()
+	if inCluster, err = startClientPod(cfg); err != nil {
+		fail("the client pod that sends the tests' traffic from inside the cluster: %v", err)
+	}
+	fmt.Fprintf(os.Stderr, "e2e: traffic leaves from the client pod %s/%s (ready in %s)\n", inCluster.ns, inCluster.pod, time.Since(start).Round(100*time.Millisecond))
+	code := m.Run()
+	inCluster.delete()
+	os.Exit(code)
 }
 
 func fail(format string, args ...any) {
@@ -180,10 +200,11 @@ func sameFile(a, b string) bool {
 }
 
 // requireLocalCluster skips the test unless it runs on the local cluster of
-// hack/cluster.sh (KUBECONFIG unset, or naming that cluster's kubeconfig):
-// why says what the test needs from it. Sending traffic from this host to a
-// ClusterIP or a pod IP is the usual reason: on the local cluster the host
-// is the node, on kind or a cloud cluster it is outside that network.
+// hack/cluster.sh (KUBECONFIG unset, or naming that cluster's kubeconfig,
+// and E2E_REMOTE unset): why says what the test needs of this host as the
+// cluster's node (its iptables, its processes, the plugin reaching a
+// ClusterIP from here). Traffic to the cluster is no reason: it leaves
+// from the client pod (dialCluster).
 func requireLocalCluster(t *testing.T, why string) {
 	t.Helper()
 	if !localCluster {
@@ -191,20 +212,29 @@ func requireLocalCluster(t *testing.T, why string) {
 	}
 }
 
-// fromHost runs check, a part of a test that sends requests from this host
-// to a ClusterIP, as the subtest name: off the local cluster that part
-// skips and the rest of the test goes on. On the local cluster it counts as
-// if written inline: a Fatal in check ends the test, an Error fails it.
-func fromHost(t *testing.T, name string, check func(t *testing.T)) {
+// inPart runs check, a part of a test, as the subtest name, counted as if
+// written inline: a Fatal in check ends the test, an Error fails it.
+func inPart(t *testing.T, name string, check func(t *testing.T)) {
 	t.Helper()
 	returned := false
 	if !t.Run(name, func(t *testing.T) {
-		requireLocalCluster(t, "it sends requests from this host to the Service's ClusterIP")
 		check(t)
 		returned = true
 	}) && !returned {
 		t.FailNow()
 	}
+}
+
+// fromHost is an inPart that needs this host inside the cluster's network
+// (the plugin itself sending a request to a ClusterIP): off the local
+// cluster that part skips and the rest of the test goes on. The test's own
+// requests need no such part: they leave from the client pod (inPart).
+func fromHost(t *testing.T, name string, check func(t *testing.T)) {
+	t.Helper()
+	inPart(t, name, func(t *testing.T) {
+		requireLocalCluster(t, "the plugin sends this request from this host to a ClusterIP")
+		check(t)
+	})
 }
 
 // firstEnv is the first of the variables that is set, else def.
@@ -360,7 +390,8 @@ type echo struct {
 	Proto   string            `json:"proto"`
 }
 
-// get sends one request on a new connection and decodes the echo.
+// get sends one request on a new connection (from the client pod, unless
+// url is on loopback) and decodes the echo.
 func get(url string, header http.Header) (echo, int, error) {
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
@@ -369,7 +400,7 @@ func get(url string, header http.Header) (echo, int, error) {
 	for k, vs := range header {
 		req.Header[k] = vs
 	}
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: clusterTransport(&http.Transport{DisableKeepAlives: true})}
 	resp, err := c.Do(req)
 	if err != nil {
 		return echo{}, 0, err
@@ -386,9 +417,10 @@ func get(url string, header http.Header) (echo, int, error) {
 	return e, resp.StatusCode, nil
 }
 
-// h2cClient speaks HTTP/2 with prior knowledge, as a gRPC or h2c client does.
+// h2cClient speaks HTTP/2 with prior knowledge, as a gRPC or h2c client
+// does, from the client pod.
 func h2cClient(t *testing.T) *http.Client {
-	tr := &http.Transport{}
+	tr := clusterTransport(&http.Transport{})
 	var protos http.Protocols
 	protos.SetUnencryptedHTTP2(true)
 	tr.Protocols = &protos

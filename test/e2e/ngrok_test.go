@@ -23,7 +23,6 @@ func TestNgrokTunnel(t *testing.T) {
 	if os.Getenv("NGROK_AUTHTOKEN") == "" {
 		t.Skip("NGROK_AUTHTOKEN is not set: the ngrok tunnel needs an account")
 	}
-	requireLocalCluster(t, "it sends the developer's requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	before := takeSnapshot(t, ns, "demo")

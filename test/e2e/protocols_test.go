@@ -45,7 +45,6 @@ func laptopDemo(t *testing.T) int {
 // (header x-dev: alice, or gRPC metadata) and for everyone else.
 func TestProtocolsThroughIntercept(t *testing.T) {
 	t.Parallel()
-	requireLocalCluster(t, "it speaks every protocol from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{})
 	p := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(laptopDemo(t)), "-x", "x-dev:alice")
@@ -94,7 +93,7 @@ func TestProtocolsThroughIntercept(t *testing.T) {
 	})
 
 	t.Run("gRPC unary and bidi streaming by metadata", func(t *testing.T) {
-		conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(dialGRPC))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +132,7 @@ func TestProtocolsThroughIntercept(t *testing.T) {
 		want := sha256.New()
 		io.Copy(want, demo.Pattern(size))
 		wantSum := hex.EncodeToString(want.Sum(nil))
-		c := &http.Client{Timeout: 2 * time.Minute}
+		c := httpClient(2 * time.Minute)
 		for _, r := range routes {
 			req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/bytes?n=%d", addr, size), nil)
 			req.Header = r.header.Clone()
@@ -173,7 +172,7 @@ func TestProtocolsThroughIntercept(t *testing.T) {
 	t.Run("HTTP/1.1 pipelined framing", func(t *testing.T) {
 		for _, r := range routes {
 			name, value := "x-dev", r.header.Get("x-dev")
-			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			c, err := dialTimeout(addr, 5*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -214,7 +213,7 @@ func TestProtocolsThroughIntercept(t *testing.T) {
 	})
 
 	t.Run("Expect 100-continue", func(t *testing.T) {
-		tr := &http.Transport{ExpectContinueTimeout: 5 * time.Second}
+		tr := clusterTransport(&http.Transport{ExpectContinueTimeout: 5 * time.Second})
 		defer tr.CloseIdleConnections()
 		for _, r := range routes {
 			req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/upload", strings.NewReader("hello"))
@@ -237,7 +236,7 @@ func TestProtocolsThroughIntercept(t *testing.T) {
 		for _, r := range routes {
 			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/status/503", nil)
 			req.Header = r.header.Clone()
-			resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+			resp, err := httpClient(5 * time.Second).Do(req)
 			if err != nil || resp.StatusCode != 503 {
 				t.Errorf("%s: %v %v", r.name, resp, err)
 			}
@@ -294,7 +293,7 @@ func TestProtocolsThroughIntercept(t *testing.T) {
 			checks = append(checks, check{"sse " + r.name, func() error {
 				req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/sse?interval=1s&count=62", nil)
 				req.Header = r.header.Clone()
-				resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
+				resp, err := httpClient(2 * time.Minute).Do(req)
 				if err != nil {
 					return err
 				}

@@ -128,7 +128,6 @@ func everyPodRoutes(t *testing.T, pods []corev1.Pod, n int, devs ...string) {
 // developer's routes to another relay within 2 s, and requests through
 // the Service meanwhile all succeed.
 func TestOneTunnelPerDeveloper(t *testing.T) {
-	requireLocalCluster(t, "it requests each copy pod's IP and counts the CLIs' connections from this host")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{replicas: 6})
 	before := takeSnapshot(t, ns, "demo")

@@ -38,7 +38,6 @@ func copyPodsReady(t *testing.T, ns string) (ready, total int) {
 // takes traffic (40 of 40 header requests reach the laptop); scaled back
 // to 1, no request fails while the copy's pods drain.
 func TestCopyScalesWithTheOriginal(t *testing.T) {
-	requireLocalCluster(t, "it sends requests from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{replicas: 2})
 	port := laptop(t, laptopPod)

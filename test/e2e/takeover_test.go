@@ -33,7 +33,7 @@ type answer struct {
 }
 
 func keepCalling(t *testing.T, url string, h http.Header) *keptAlive {
-	tr := &http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1, IdleConnTimeout: time.Minute}
+	tr := clusterTransport(&http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1, IdleConnTimeout: time.Minute})
 	c := &http.Client{Transport: tr, Timeout: 3 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	k := &keptAlive{stop: cancel, done: make(chan struct{})}
@@ -88,7 +88,7 @@ func TestTakeOverMovesKeptAliveCallers(t *testing.T) {
 	port := laptop(t, laptopPod)
 	before := takeSnapshot(t, ns, "demo")
 	run := laptopCLI(t) // one state directory: close ends the background intercept
-	fromHost(t, "a kept-alive caller through the ClusterIP", func(t *testing.T) {
+	inPart(t, "a kept-alive caller through the ClusterIP", func(t *testing.T) {
 		caller := keepCalling(t, serviceURL(svc), header("X-Dev", "alice"))
 		waitFor(t, 30*time.Second, "the caller's first answers", func() bool { return len(caller.since(time.Time{})) >= 3 })
 

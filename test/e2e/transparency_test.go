@@ -38,7 +38,7 @@ func serveLocal(t *testing.T, serve func(*demo.Server, net.Listener) error) int 
 // raw echo behind it received, and who answered.
 func rawHead(t *testing.T, addr, head string) (string, string) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	c, err := dialTimeout(addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,6 @@ func headerValues(head string) map[string][]string {
 // different names are Go's.
 func TestTransparentHeaders(t *testing.T) {
 	t.Parallel()
-	requireLocalCluster(t, "it sends raw requests from this host to a demo pod's IP and the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{serviceMutate: func(s *corev1.Service) {
 		s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "raw", Port: 82, TargetPort: intstr.FromInt32(9191), Protocol: corev1.ProtocolTCP})
@@ -133,7 +132,6 @@ func TestTransparentHeaders(t *testing.T) {
 // keeps being served in the cluster.
 func TestAllTrafficRawTCP(t *testing.T) {
 	t.Parallel()
-	requireLocalCluster(t, "it connects from this host to the Service's ClusterIP")
 	ns := newNamespace(t)
 	svc := deployDemo(t, ns, demoOptions{serviceMutate: func(s *corev1.Service) {
 		s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "tcp", Port: 9090, TargetPort: intstr.FromString("tcp"), Protocol: corev1.ProtocolTCP})

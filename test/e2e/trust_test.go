@@ -23,7 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/workload"
 )
 
 // A second developer who learns everything `list -o json` and `status -o
@@ -400,7 +400,7 @@ func TestSidecarSurvivesAFlood(t *testing.T) {
 	}()
 	var wg sync.WaitGroup
 	for i := 0; i < heads+idle; i++ {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		c, err := dialTimeout(addr, 5*time.Second)
 		if err != nil {
 			continue // refused under the flood: allowed
 		}

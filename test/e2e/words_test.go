@@ -161,12 +161,14 @@ func TestCzctlFlagsAndClean(t *testing.T) {
 	}
 	bob.run(t, true, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "-x", "x-dev:bob", "-d")
 	routes := func() []string {
-		var st struct{ Routes []struct{ Value string } }
+		var st struct {
+			Status struct{ Routes []struct{ Value string } }
+		}
 		if err := json.Unmarshal([]byte(bob.run(t, true, "status", "svc/demo", "-n", ns, "-o", "json")), &st); err != nil {
 			t.Fatal(err)
 		}
 		var out []string
-		for _, r := range st.Routes {
+		for _, r := range st.Status.Routes {
 			out = append(out, r.Value)
 		}
 		return out
@@ -221,18 +223,20 @@ func TestListServicesAndStatusOverview(t *testing.T) {
 		}
 	}
 	m := newMachine(t)
-	var cands []struct {
-		Service       string
-		Interceptable bool
-		Reason        string
-		Ports         []string
+	var cands struct {
+		Items []struct {
+			Metadata      struct{ Name string }
+			Interceptable bool
+			Reason        string
+			Ports         []string
+		}
 	}
 	if err := json.Unmarshal([]byte(m.run(t, true, "list", "--services", "-n", ns1, "-o", "json")), &cands); err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]string{}
-	for _, c := range cands {
-		got[c.Service] = strconv.FormatBool(c.Interceptable) + " " + c.Reason
+	for _, c := range cands.Items {
+		got[c.Metadata.Name] = strconv.FormatBool(c.Interceptable) + " " + c.Reason
 	}
 	if !strings.HasPrefix(got["demo"], "true") || !strings.Contains(got["external"], "false") || !strings.Contains(got["headless"], "false") ||
 		!strings.Contains(strings.ToLower(got["external"]), "externalname") || !strings.Contains(strings.ToLower(got["headless"]), "headless") {
@@ -256,16 +260,19 @@ func TestListServicesAndStatusOverview(t *testing.T) {
 		}
 	}
 	var ov struct {
-		Context    string
-		Intercepts []struct {
-			Namespace, Status string
-			Held              bool
+		Context struct{ Name string }
+		Items   []struct {
+			Metadata struct{ Namespace string }
+			Status   struct {
+				Phase string
+				Local struct{ Held bool }
+			}
 		}
 	}
 	if err := json.Unmarshal([]byte(m.run(t, true, "status", "-o", "json")), &ov); err != nil {
 		t.Fatal(err)
 	}
-	if len(ov.Intercepts) != 2 || !ov.Intercepts[0].Held || ov.Intercepts[1].Status != "active" {
+	if len(ov.Items) != 2 || !ov.Items[0].Status.Local.Held || ov.Items[1].Status.Phase != "active" {
 		t.Fatalf("status -o json: %+v", ov)
 	}
 	m.run(t, true, "close")

@@ -19,13 +19,13 @@ import (
 	_ "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/internal/golden" // -update, which go test ./pkg/cmd/... passes to every package
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/local"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/podfiles"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/podfiles"
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/procid"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/factory"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/procid"
 )
 
 // The test binary doubles as an intercept's process: with

@@ -12,9 +12,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/factory"
 	cmdutil "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/util"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 )
 
 // Shell completion. cobra's `completion bash|zsh|fish|powershell` prints

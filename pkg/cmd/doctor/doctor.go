@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -22,11 +21,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/doctor"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/factory"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/doctor"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tunnel"
 )
 
 // The cookie and baggage member the doctor sends when --cookie and
@@ -178,11 +177,7 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 		}
 	}
 	marker := tunnel.NewMarker(o.Marker.Header, o.Marker.Cookie, o.Marker.Baggage)
-	toPod := cmdutil.DialPod(o.f)
-	dial := func(ctx context.Context, pod string) (io.ReadWriteCloser, error) {
-		return toPod(ctx, o.Namespace, pod, port)
-	}
-	obs, err := doctor.WatchSidecars(ctx, pods, dial, marker)
+	obs, err := doctor.WatchSidecars(ctx, doctor.Sidecars{Dial: cmdutil.DialPod(o.f), Namespace: o.Namespace, Port: port, Pods: pods}, marker)
 	if errors.Is(err, tunnel.ErrUnsupported) {
 		return fmt.Errorf("%w; end the intercept of svc/%s (Ctrl-C where it runs, or `kubectl intercept close svc/%s -n %s`) and start it again to get a current sidecar",
 			err, o.Service, o.Service, o.Namespace)
@@ -206,7 +201,7 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 	rep := doctorReport{Service: o.Service, Entry: strings.TrimSpace(o.Via), Marker: marker, Expect: o.Expect, Waited: o.Wait}
 	if o.Entry.URL != "" {
 		rep.Sent = o.Entry.URL
-		rep.Status, rep.SendErr = doctor.SendMarked(ctx, o.Entry.URL, "", marker)
+		rep.Status, rep.SendErr = tunnel.SendMarked(ctx, o.Entry.URL, "", marker)
 	} else {
 		rep.Sent, rep.From = target, obs.Pods()[0]
 		rep.Status, rep.SendErr = obs.Send(target, host)

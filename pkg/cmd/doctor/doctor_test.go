@@ -16,9 +16,9 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/factory"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tunnel"
 )
 
 // --via takes a URL the laptop reaches or svc/NAME[.NS][:PORT][/PATH], and

@@ -11,7 +11,7 @@ import (
 
 	cmdutil "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/util"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tunnel"
 )
 
 // What `doctor` found, rendered for the person at the terminal.

@@ -12,9 +12,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/workload"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tunnel"
 )
 
 // What `doctor` reads from its flags: where the request enters (--via) and

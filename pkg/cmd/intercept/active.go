@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
 	cmdutil "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/util"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/local"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/portforward"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 )
 
 // activate waits until the intercept is active (session.WaitActive) on
@@ -74,7 +74,11 @@ func (r *runner) printActive(p *cmdutil.Progress, st *session.Started, tunnels [
 	if fr.PreviewURL != "" {
 		p.Infof("Preview: %s sends every request into the cluster with %s: open it in a browser to click through the system with your version of %s.", fr.PreviewURL, describeMarker(rt), r.Service)
 	}
-	if !r.TakeOver {
+	switch {
+	case st.Record.IsDecoy():
+		p.Infof("By decoy: %s keeps serving what is not yours. Connections callers opened before now (a kept-alive pool, a gRPC channel) stay on its pods until they close, "+
+			"so their requests never reach you (--take-over, which moves them, needs a copy: --decoy=false).", st.Record.WorkloadRef())
+	case !r.TakeOver:
 		p.Infof("Connections callers opened before now (a kept-alive pool, a gRPC channel) stay on %s's pods until they close, "+
 			"so their requests never reach you; --take-over moves them to the copy.", st.Record.WorkloadRef())
 	}

@@ -3,8 +3,9 @@ package intercept
 import (
 	"fmt"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/workload"
 	cmdutil "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/util"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	"sigs.k8s.io/yaml"
 )
 
@@ -17,7 +18,13 @@ func printDryRun(out interface{ Write([]byte) (int, error) }, st *session.Starte
 	svc := st.Switched.DeepCopy()
 	svc.APIVersion, svc.Kind = "v1", "Service"
 	svc.ManagedFields = nil
-	for _, obj := range []any{st.Copy, svc} {
+	objs := []any{st.Copy, svc}
+	if st.Decoy != nil {
+		fmt.Fprintf(out, "# by decoy: service %s keeps the original selector, and deployment %s runs the sidecar alone, its upstream the decoy's ClusterIP (%s until it is allocated)\n",
+			cmdutil.Printable(st.Decoy.Name), cmdutil.Printable(st.Copy.Name), workload.DecoyIPPlaceholder)
+		objs = []any{st.Decoy, st.Copy, svc}
+	}
+	for _, obj := range objs {
 		b, err := yaml.Marshal(obj)
 		if err != nil {
 			return err

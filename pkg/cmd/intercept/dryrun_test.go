@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/internal/golden"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"

@@ -12,13 +12,13 @@ import (
 	"time"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/completion"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/factory"
 	cmdutil "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/util"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/local"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/preview"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/ngrok"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/ngrok"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/preview"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/version"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 )
@@ -121,7 +121,7 @@ type TunnelFlags struct {
 	PerPod         bool
 	NgrokAuthtoken string
 	// NgrokConnectURL replaces ngrok's service address (--ngrok-connect-url,
-	// hidden: for a stand-in service).
+	// for a stand-in service: only in a build with the e2ehooks tag).
 	NgrokConnectURL string
 	// Inspect is the inspector's address, or "false".
 	Inspect string
@@ -150,7 +150,11 @@ type LifeFlags struct {
 	// TakeOver scales the original to zero once the intercept is active,
 	// so connections opened before it reach the copy (see
 	// session.TakeOverOriginal).
-	TakeOver   bool
+	TakeOver bool
+	// Decoy is --decoy: true, a proxy in front of a decoy Service (the
+	// original keeps serving); false, a copy; nil (not given), the decoy
+	// for StatefulSets and bare Pods and the copy for the rest.
+	Decoy      *bool
 	ProxyImage string
 	Timeout    time.Duration
 	// Detached is set in the background process that holds the tunnels
@@ -222,6 +226,8 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 	fl.BoolVarP(&o.Detach, "detach", "d", false, "return once the intercept is active and hold it in a background process until 'kubectl intercept close'")
 	fl.BoolVar(&o.DryRun, "dry-run", false, "print the copy and the Service change as YAML; change nothing")
 	fl.BoolVar(&o.TakeOver, "take-over", false, "once active, scale the original to zero while the intercept lasts, so connections callers keep open (a frontend's pool, a gRPC channel) reconnect to the copy and your marked requests on them reach you; close scales it back")
+	fl.Bool("decoy", false, "keep the original serving what is not yours: the Service goes to a Deployment of the sidecar alone, which sends the rest through a decoy Service to the original's pods, with their data and identities "+
+		"(the default for StatefulSets and bare Pods; --decoy=false copies them as a Deployment)")
 	fl.StringVar(&o.ProxyImage, "proxy-image", "", "sidecar image (default: $"+cmdutil.EnvProxyImage+", else "+version.ProxyImage()+")")
 	fl.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the copy's pods and the tunnels")
 	fl.StringVar(&o.Tunnel, "tunnel", local.TunnelBuiltin, "how intercepted requests reach this machine: builtin (through the Kubernetes API, no account) or ngrok (an HTTPS endpoint of your ngrok account)")
@@ -230,8 +236,7 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 	fl.Lookup("preview").NoOptDefVal = previewLocal
 	fl.StringVar(&o.PreviewVia, "preview-via", "", "where preview requests enter the cluster: svc/NAME[.NAMESPACE][:PORT] or ingress/NAME (default: the intercepted Service)")
 	fl.IntVar(&o.PreviewPort, "preview-port", 0, "local port of the preview URL (default: any free port)")
-	fl.StringVar(&o.NgrokConnectURL, "ngrok-connect-url", "", "")
-	_ = fl.MarkHidden("ngrok-connect-url")
+	addHookFlags(fl, o)
 	fl.BoolVar(&o.InspectShowSecrets, "inspect-show-secrets", false, "show Authorization, Cookie, Set-Cookie and Proxy-Authorization values on the inspector's page (redacted by default)")
 	fl.StringVar(&o.Inspect, "inspect", "127.0.0.1:4040", "address of the local web page that shows the intercepted requests (the next free port if taken); --inspect=false turns it off")
 	fl.BoolVar(&o.Detached, "detached", false, "")
@@ -254,6 +259,13 @@ func (o *Options) Complete(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	o.Arg = args[0]
+	if fl := cmd.Flags(); fl.Changed("decoy") {
+		decoy, err := fl.GetBool("decoy")
+		if err != nil {
+			return err
+		}
+		o.Decoy = &decoy
+	}
 	o.ProxyImage = cmdutil.ProxyImage(o.ProxyImage)
 	if o.NgrokAuthtoken == "" {
 		o.NgrokAuthtoken = os.Getenv(ngrok.EnvAuthtoken)
@@ -363,6 +375,10 @@ func (o *Options) Validate() error {
 	}
 	if o.Timeout <= 0 {
 		return errors.New("--timeout must be positive")
+	}
+	if o.TakeOver && o.Decoy != nil && *o.Decoy {
+		return errors.New("--take-over and --decoy contradict each other: --take-over scales the original to zero, and the decoy sends every request that is not yours to the original; " +
+			"pick --decoy to keep the original serving, or --take-over to move callers' open connections to a copy")
 	}
 	switch o.Tunnel {
 	case local.TunnelBuiltin, "":

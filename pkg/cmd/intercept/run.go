@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,13 +19,13 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/factory"
 	cmdutil "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/util"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cores"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/local"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/portforward"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 )
 
@@ -142,7 +143,7 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	st, err := session.Start(ctx, r.f.Client, session.StartOptions{
 		Namespace: r.Namespace, Service: r.Service, Ports: r.remotePorts(),
-		ProxyImage: r.ProxyImage, ReadyTimeout: r.Timeout, DryRun: r.DryRun, Progress: p,
+		ProxyImage: r.ProxyImage, ReadyTimeout: r.Timeout, DryRun: r.DryRun, Progress: p, Mode: r.mode(),
 		Dynamic:    r.f.Dynamic,
 		AllTraffic: r.Route.All,
 	})
@@ -151,6 +152,10 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	if r.DryRun {
 		return printDryRun(r.Out, st)
+	}
+	if !st.Created && r.Decoy != nil && *r.Decoy != st.Record.IsDecoy() {
+		p.Warn(fmt.Sprintf("joined the intercept of service %s that is there, served by %s: --decoy=%t applies to an intercept this command starts",
+			r.Service, map[bool]string{true: "decoy", false: "a copy"}[st.Record.IsDecoy()], *r.Decoy))
 	}
 	r.record = local.Intercept{Context: r.f.Context, Namespace: r.Namespace, Service: r.Service,
 		Session: st.Record.ID, PID: os.Getpid(), Started: time.Now().UTC()}
@@ -209,6 +214,7 @@ func (r *runner) hold(ctx context.Context, p *cmdutil.Progress, ready func(), st
 	defer stopLocal()
 	ready()
 	gone := r.watchCopy(fctx, p, rec)
+	decoyChanged := r.watchDecoy(fctx, p, rec)
 	// With a command, Ctrl-C goes to it first; the intercept ends when it
 	// exits.
 	var lc *local.Command
@@ -246,6 +252,14 @@ func (r *runner) hold(ctx context.Context, p *cmdutil.Progress, ready func(), st
 				lc.Stop()
 			}
 			return err
+		case err := <-decoyChanged:
+			// Ended, not carried on: a decoy that is not the one the
+			// intercept began with may send every caller to someone else.
+			p.Warn(err.Error())
+			if lc != nil {
+				lc.Stop()
+			}
+			return end(fmt.Errorf("the intercept of service %s/%s was ended because its decoy, service %s, changed (said above)", r.Namespace, r.Service, rec.Decoy))
 		case err := <-ferr:
 			ferr <- err
 			if lc != nil {
@@ -264,6 +278,11 @@ func (r *runner) takeOver(ctx context.Context, p *cmdutil.Progress, rec *session
 	if !r.TakeOver {
 		return
 	}
+	if rec.IsDecoy() {
+		// A session another developer started by decoy, joined.
+		p.Warn(fmt.Sprintf("not taken over: %v", session.ErrTakeOverDecoy))
+		return
+	}
 	err := session.CanTakeOver(rec.Kind)
 	if err == nil {
 		err = session.TakeOverOriginal(ctx, r.f.Client, rec, session.TakeOverOptions{Namespace: r.Namespace, Timeout: r.Timeout, Progress: p})
@@ -271,6 +290,18 @@ func (r *runner) takeOver(ctx context.Context, p *cmdutil.Progress, rec *session
 	if err != nil {
 		p.Warn(fmt.Sprintf("not taken over: %v. New connections reach the copy; connections callers opened before stay on %s's pods until they close", err, rec.WorkloadRef()))
 	}
+}
+
+// mode is how a new session serves the Service: --decoy as given; a
+// take-over needs a copy; otherwise the kind of the workload decides.
+func (r *runner) mode() session.Mode {
+	switch {
+	case r.Decoy != nil && *r.Decoy:
+		return session.ModeDecoy
+	case r.Decoy != nil, r.TakeOver:
+		return session.ModeCopy
+	}
+	return session.ModeAuto
 }
 
 // startLocal serves the preview, says the intercept is active and how to
@@ -322,6 +353,28 @@ func (r *runner) watchCopy(ctx context.Context, p *cmdutil.Progress, rec *sessio
 		}
 	}()
 	return gone
+}
+
+// watchDecoy follows a decoy intercept's decoy: the channel gets the
+// error that ends the intercept when the decoy is deleted, replaced or
+// changed (whoever controls it would receive every request that is not
+// the developer's).
+func (r *runner) watchDecoy(ctx context.Context, p *cmdutil.Progress, rec *session.Record) <-chan error {
+	changed := make(chan error, 1)
+	if !rec.IsDecoy() {
+		return changed
+	}
+	go func() {
+		err := session.WatchDecoy(ctx, r.f.Client, r.Namespace, rec)
+		var dc *session.DecoyChangedError
+		switch {
+		case errors.As(err, &dc):
+			changed <- err
+		case err != nil && ctx.Err() == nil:
+			p.Warn(fmt.Sprintf("cannot watch service %s, the decoy: %v; a change to it would go unnoticed", rec.Decoy, err))
+		}
+	}()
+	return changed
 }
 
 // printLocal says what the local process has: the environment, the proxy

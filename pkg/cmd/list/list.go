@@ -17,8 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/factory"
 )
 
 // ListOptions are the inputs of `kubectl intercept list`.
@@ -27,7 +27,9 @@ type ListOptions struct {
 	genericiooptions.IOStreams
 
 	AllNamespaces bool
-	Output        string
+	// PrintFlags are -o (the table, wide, or kubectl's printers of the
+	// intercept.kubectl.dev/v1alpha1 objects) and --no-headers.
+	PrintFlags *cmdutil.PrintFlags
 	// Services lists every Service and whether it can be intercepted.
 	Services bool
 
@@ -38,13 +40,21 @@ type ListOptions struct {
 
 // NewCmdList builds `kubectl intercept list`.
 func NewCmdList(f *factory.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &ListOptions{f: f, IOStreams: streams}
+	return newListOptions(f, streams).command()
+}
+
+func newListOptions(f *factory.Factory, streams genericiooptions.IOStreams) *ListOptions {
+	return &ListOptions{f: f, IOStreams: streams, PrintFlags: cmdutil.NewPrintFlags("the table", "wide")}
+}
+
+func (o *ListOptions) command() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List the intercepted Services of the namespace and their live routes, or (--services) what can be intercepted",
 		Example: `  kubectl intercept list
   kubectl intercept list -A -o wide
+  kubectl intercept list -o jsonpath='{.items[*].metadata.name}'
   kubectl intercept list --services -n shop`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
@@ -54,7 +64,7 @@ func NewCmdList(f *factory.Factory, streams genericiooptions.IOStreams) *cobra.C
 		},
 	}
 	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "list intercepts in every namespace")
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: wide, json or yaml (default: a table)")
+	o.PrintFlags.AddFlags(cmd, true)
 	cmd.Flags().BoolVar(&o.Services, "services", false, "list every Service instead, whether it can be intercepted and, if not, why")
 	return cmd
 }
@@ -74,11 +84,7 @@ func (o *ListOptions) Complete() error {
 
 // Validate checks the output format.
 func (o *ListOptions) Validate() error {
-	switch o.Output {
-	case "", "wide", "json", "yaml":
-		return nil
-	}
-	return fmt.Errorf("unknown output format %q: use wide, json or yaml", o.Output)
+	return o.PrintFlags.Validate()
 }
 
 // Run lists.
@@ -88,17 +94,19 @@ func (o *ListOptions) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if done, err := cmdutil.WriteData(o.Out, o.Output, cands); done {
-			return err
-		}
-		return writeCandidates(o.Out, cands, o.AllNamespaces)
+		return o.printCandidates(cands)
 	}
 	entries, err := o.Cluster.List(ctx, o.Namespace)
 	if err != nil {
 		return err
 	}
-	if done, err := cmdutil.WriteData(o.Out, o.Output, entries); done {
-		return err
+	return o.printIntercepts(entries, time.Now())
+}
+
+// printIntercepts prints entries as -o asks; now is the table's clock.
+func (o *ListOptions) printIntercepts(entries []session.Intercept, now time.Time) error {
+	if !o.PrintFlags.IsHuman() {
+		return o.PrintFlags.Print(cmdutil.NewInterceptList(entries), o.Out)
 	}
 	if len(entries) == 0 {
 		where := "namespace " + o.Namespace
@@ -108,34 +116,56 @@ func (o *ListOptions) Run(ctx context.Context) error {
 		fmt.Fprintf(o.ErrOut, "No intercepts in %s.\n", where)
 		return nil
 	}
-	return writeList(o.Out, o.ErrOut, entries, o.AllNamespaces, o.Output == "wide", time.Now())
+	return writeList(o.Out, o.ErrOut, entries, o.tableOptions(), now)
+}
+
+// printCandidates prints what list --services found as -o asks.
+func (o *ListOptions) printCandidates(cands []session.Candidate) error {
+	if !o.PrintFlags.IsHuman() {
+		return o.PrintFlags.Print(cmdutil.NewCandidateList(cands), o.Out)
+	}
+	return writeCandidates(o.Out, cands, o.tableOptions())
+}
+
+// tableOptions are the columns and header the flags ask of a table.
+type tableOptions struct {
+	allNamespaces, wide, noHeaders bool
+}
+
+func (o *ListOptions) tableOptions() tableOptions {
+	return tableOptions{allNamespaces: o.AllNamespaces, wide: o.PrintFlags.IsWide(), noHeaders: o.PrintFlags.NoHeaders}
 }
 
 // writeList renders intercepts as a table, and a hint on stderr when some
-// are stale.
-func writeList(w, errw io.Writer, entries []session.Intercept, allNamespaces, wide bool, now time.Time) error {
+// are stale. What the record (an annotation) and the sidecars say is
+// printed as cmdutil.Printable makes it: quoted when it holds a character
+// a terminal would act on.
+func writeList(w, errw io.Writer, entries []session.Intercept, t tableOptions, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	if allNamespaces {
-		fmt.Fprint(tw, "NAMESPACE\t")
+	if !t.noHeaders {
+		if t.allNamespaces {
+			fmt.Fprint(tw, "NAMESPACE\t")
+		}
+		fmt.Fprint(tw, "SERVICE\tPORT\tWORKLOAD\tREADY\tSTATUS\tROUTES\tAGE")
+		if t.wide {
+			fmt.Fprint(tw, "\tCOPY\tPROBLEM")
+		}
+		fmt.Fprintln(tw)
 	}
-	fmt.Fprint(tw, "SERVICE\tPORT\tWORKLOAD\tREADY\tSTATUS\tROUTES\tAGE")
-	if wide {
-		fmt.Fprint(tw, "\tCOPY\tPROBLEM")
-	}
-	fmt.Fprintln(tw)
 	stale := 0
 	for _, e := range entries {
-		if allNamespaces {
-			fmt.Fprintf(tw, "%s\t", e.Namespace)
+		if t.allNamespaces {
+			fmt.Fprintf(tw, "%s\t", cmdutil.Printable(e.Namespace))
 		}
 		routes := cmdutil.DescribeRoutes(e.Routes)
 		if routes == "" {
 			routes = "<none>"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", e.Service, e.PortList(), cmdutil.OrNone(e.WorkloadRef()), e.Ready, e.Status, routes,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", cmdutil.Printable(e.Service), cmdutil.Printable(e.PortList()),
+			cmdutil.OrNone(cmdutil.Printable(e.WorkloadRef())), cmdutil.Printable(e.Ready), cmdutil.Printable(string(e.Status)), routes,
 			duration.HumanDuration(now.Sub(e.Created)))
-		if wide {
-			fmt.Fprintf(tw, "\t%s\t%s", e.Copy, e.Problem)
+		if t.wide {
+			fmt.Fprintf(tw, "\t%s\t%s", cmdutil.Printable(e.Copy), cmdutil.Printable(e.Problem))
 		}
 		fmt.Fprintln(tw)
 		if !e.Live() {
@@ -152,15 +182,17 @@ func writeList(w, errw io.Writer, entries []session.Intercept, allNamespaces, wi
 }
 
 // writeCandidates renders what can be intercepted as a table.
-func writeCandidates(w io.Writer, cands []session.Candidate, allNamespaces bool) error {
+func writeCandidates(w io.Writer, cands []session.Candidate, t tableOptions) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	if allNamespaces {
-		fmt.Fprint(tw, "NAMESPACE\t")
+	if !t.noHeaders {
+		if t.allNamespaces {
+			fmt.Fprint(tw, "NAMESPACE\t")
+		}
+		fmt.Fprintln(tw, "SERVICE\tINTERCEPTABLE\tWORKLOAD\tPORTS\tREASON")
 	}
-	fmt.Fprintln(tw, "SERVICE\tINTERCEPTABLE\tWORKLOAD\tPORTS\tREASON")
 	for _, c := range cands {
-		if allNamespaces {
-			fmt.Fprintf(tw, "%s\t", c.Namespace)
+		if t.allNamespaces {
+			fmt.Fprintf(tw, "%s\t", cmdutil.Printable(c.Namespace))
 		}
 		ports := strings.Join(c.Ports, ",")
 		if len(c.AllOnly) > 0 {
@@ -170,7 +202,7 @@ func writeCandidates(w io.Writer, cands []session.Candidate, allNamespaces bool)
 		if c.Interceptable {
 			yes = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Service, yes, cmdutil.OrNone(c.Workload), cmdutil.OrNone(ports), c.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cmdutil.Printable(c.Service), yes, cmdutil.OrNone(cmdutil.Printable(c.Workload)), cmdutil.OrNone(cmdutil.Printable(ports)), cmdutil.Printable(c.Reason))
 	}
 	return tw.Flush()
 }

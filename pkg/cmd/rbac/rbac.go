@@ -10,9 +10,9 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	rbacobj "github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/rbac"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/factory"
 	cmdutil "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/util"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
-	rbacobj "github.com/kubectl-intercept/kubectl-intercept/pkg/rbac"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/version"
 )
 

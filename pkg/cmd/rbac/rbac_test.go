@@ -8,10 +8,10 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/factory"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/internal/golden"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/root"
 	cmdutil "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/util"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
 )
 
 // runRBAC runs `kubectl intercept rbac ARGS` without a cluster.

@@ -20,8 +20,8 @@ import (
 	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/factory"
 )
 
 func svc(ns, name string, ports ...corev1.ServicePort) *corev1.Service {

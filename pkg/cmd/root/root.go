@@ -11,12 +11,12 @@ import (
 	closecmd "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/close"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/completion"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/doctor"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/factory"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/intercept"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/list"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/rbac"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/status"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/version"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
 )
 
 // NewCmdRoot builds `kubectl intercept` and its subcommands, with cobra's

@@ -5,10 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/factory"
 	_ "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/internal/golden" // -update, which go test ./pkg/cmd/... passes to every package
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes/fake"

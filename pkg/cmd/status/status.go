@@ -16,12 +16,13 @@ import (
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/local"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/factory"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 )
 
 // StatusOptions are the inputs of `kubectl intercept status`.
@@ -29,7 +30,9 @@ type StatusOptions struct {
 	f *factory.Factory
 	genericiooptions.IOStreams
 
-	Output string
+	// PrintFlags are -o: the text, or kubectl's printers of the
+	// intercept.kubectl.dev/v1alpha1 objects.
+	PrintFlags *cmdutil.PrintFlags
 
 	Namespace string
 	Service   string
@@ -39,7 +42,15 @@ type StatusOptions struct {
 
 // NewCmdStatus builds `kubectl intercept status`.
 func NewCmdStatus(f *factory.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &StatusOptions{f: f, IOStreams: streams}
+	return newStatusOptions(f, streams).command()
+}
+
+func newStatusOptions(f *factory.Factory, streams genericiooptions.IOStreams) *StatusOptions {
+	return &StatusOptions{f: f, IOStreams: streams, PrintFlags: cmdutil.NewPrintFlags("the text")}
+}
+
+func (o *StatusOptions) command() *cobra.Command {
+	f := o.f
 	cmd := &cobra.Command{
 		Use:   "status [[svc/]NAME]",
 		Short: "Show your intercepts, or one intercept in detail",
@@ -54,7 +65,8 @@ from a ready pod means that pod sends the developer's requests to the
 in-cluster app.`,
 		Example: `  kubectl intercept status
   kubectl intercept status svc/web
-  kubectl intercept status web -n shop -o yaml`,
+  kubectl intercept status web -n shop -o yaml
+  kubectl intercept status -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.phase}{"\n"}{end}'`,
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completion.ServiceArg(f, true),
 		SilenceUsage:      true,
@@ -63,7 +75,7 @@ in-cluster app.`,
 			return cmdutil.RunSteps(cmd.Context(), func() error { return o.Complete(args) }, o.Validate, o.Run)
 		},
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: json or yaml (default: text)")
+	o.PrintFlags.AddFlags(cmd, false)
 	return cmd
 }
 
@@ -83,11 +95,7 @@ func (o *StatusOptions) Complete(args []string) error {
 
 // Validate checks the output format.
 func (o *StatusOptions) Validate() error {
-	switch o.Output {
-	case "", "json", "yaml":
-		return nil
-	}
-	return fmt.Errorf("unknown output format %q: use json or yaml", o.Output)
+	return o.PrintFlags.Validate()
 }
 
 // Run shows the status.
@@ -99,35 +107,45 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if done, err := cmdutil.WriteData(o.Out, o.Output, ov); done {
-			return err
-		}
-		return writeOverview(o.Out, ov)
+		return o.printOverview(ov)
 	}
 	st, err := o.Cluster.Get(ctx, o.Namespace, o.Service)
 	if err != nil {
 		return err
 	}
-	var side *local.Side
+	var li *local.Intercept
 	if o.f != nil {
-		if li := local.Of(o.f.Context, o.Namespace, o.Service); li != nil {
-			side = li.Local
-		}
+		li = local.Of(o.f.Context, o.Namespace, o.Service)
 	}
-	if done, err := cmdutil.WriteData(o.Out, o.Output, StatusDetail{Detail: st, Local: side}); done {
-		return err
-	}
-	if err := writeStatus(o.Out, st, time.Now()); err != nil {
-		return err
-	}
-	return writeLocalSide(o.Out, side)
+	return o.printDetail(st, li, time.Now())
 }
 
-// StatusDetail is one intercept in detail and, when this machine holds
-// it, what it gives the local process.
-type StatusDetail struct {
-	*session.Detail `json:",inline"`
-	Local           *local.Side `json:"local,omitempty"`
+// printOverview prints ov as -o asks.
+func (o *StatusOptions) printOverview(ov *Overview) error {
+	if !o.PrintFlags.IsHuman() {
+		return o.PrintFlags.Print(ov.object(), o.Out)
+	}
+	return writeOverview(o.Out, ov)
+}
+
+// printDetail prints one intercept and, when li (may be nil) holds it,
+// this machine's side of it as -o asks; now is the text's clock.
+func (o *StatusOptions) printDetail(st *session.Detail, li *local.Intercept, now time.Time) error {
+	if !o.PrintFlags.IsHuman() {
+		var loc *cmdutil.LocalStatus
+		if li != nil { // local.Of gives only an intercept a process holds
+			loc = cmdutil.NewLocalStatus(true, li.PID, li.Local)
+		}
+		return o.PrintFlags.Print(cmdutil.NewInterceptDetail(st, loc), o.Out)
+	}
+	if err := writeStatus(o.Out, st, now); err != nil {
+		return err
+	}
+	var side *local.Side
+	if li != nil {
+		side = li.Local
+	}
+	return writeLocalSide(o.Out, side)
 }
 
 // writeLocalSide renders what this machine's intercept gives its process.
@@ -164,7 +182,12 @@ func writeStatus(w io.Writer, st *session.Detail, now time.Time) error {
 		fmt.Fprintf(tw, "Problem:\t%s\n", cmdutil.Printable(st.Problem))
 	}
 	if st.Workload != "" {
-		fmt.Fprintf(tw, "Workload:\t%s, copied as deployment/%s (%s ready)\n", cmdutil.Printable(st.WorkloadRef()), cmdutil.Printable(st.Copy), cmdutil.Printable(st.Ready))
+		if st.Mode == "decoy" {
+			fmt.Fprintf(tw, "Workload:\t%s keeps serving through service/%s (the decoy); proxy deployment/%s (%s ready)\n",
+				cmdutil.Printable(st.WorkloadRef()), cmdutil.Printable(st.Decoy), cmdutil.Printable(st.Copy), cmdutil.Printable(st.Ready))
+		} else {
+			fmt.Fprintf(tw, "Workload:\t%s, copied as deployment/%s (%s ready)\n", cmdutil.Printable(st.WorkloadRef()), cmdutil.Printable(st.Copy), cmdutil.Printable(st.Ready))
+		}
 	}
 	if !st.Created.IsZero() {
 		fmt.Fprintf(tw, "Started:\t%s ago\n", duration.HumanDuration(now.Sub(st.Created)))
@@ -253,19 +276,34 @@ func statusHints(st *session.Detail) []string {
 // Overview is `status` without an argument: where this machine points and
 // the intercepts it started there.
 type Overview struct {
-	Context    string          `json:"context"`
-	Cluster    string          `json:"cluster"`
-	User       string          `json:"user"`
-	Intercepts []MineIntercept `json:"intercepts"`
+	Context    string
+	Cluster    string
+	User       string
+	Intercepts []MineIntercept
 }
 
 // MineIntercept is one intercept this machine started.
 type MineIntercept struct {
-	session.Intercept `json:",inline"`
-	// Held says a process of this machine holds it now (pid); false: it
+	session.Intercept
+	// Held says a process of this machine holds it now (PID); false: it
 	// was left by a crash, or ended elsewhere.
-	Held bool `json:"held"`
-	PID  int  `json:"pid,omitempty"`
+	Held bool
+	PID  int
+}
+
+// object is ov as -o prints it: the intercepts, each with what this
+// machine knows of it, and the context they were read in.
+func (ov *Overview) object() *cmdutil.InterceptList {
+	list := &cmdutil.InterceptList{TypeMeta: metav1.TypeMeta{APIVersion: cmdutil.GroupVersion.String(), Kind: "InterceptList"},
+		Context: &cmdutil.KubeContext{Name: ov.Context, Cluster: ov.Cluster, User: ov.User},
+		Items:   make([]cmdutil.Intercept, len(ov.Intercepts))}
+	for i := range ov.Intercepts {
+		m := &ov.Intercepts[i]
+		item := cmdutil.NewIntercept(&m.Intercept)
+		item.Status.Local = cmdutil.NewLocalStatus(m.Held, m.PID, nil)
+		list.Items[i] = *item
+	}
+	return list
 }
 
 func (o *StatusOptions) overview(ctx context.Context) (*Overview, error) {

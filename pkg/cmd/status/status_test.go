@@ -7,22 +7,29 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/internal/golden"
+	cmdutil "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/util"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/workload"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/workload"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tunnel"
 )
 
 // statusCluster is a namespace with svc/shop intercepted (switched) or only
@@ -95,10 +102,13 @@ func sidecars(routes map[string][]route.Route) session.PodDialer {
 	}
 }
 
-func statusOptions(cs *fake.Clientset, routes map[string][]route.Route) (*StatusOptions, *bytes.Buffer) {
+func statusOptions(cs *fake.Clientset, routes map[string][]route.Route, args ...string) (*StatusOptions, *bytes.Buffer) {
 	var out bytes.Buffer
-	o := &StatusOptions{Namespace: "team", Service: "shop", Cluster: session.Cluster{Client: cs, Dial: sidecars(routes)}}
-	o.Out = &out
+	o := newStatusOptions(nil, genericiooptions.IOStreams{Out: &out, ErrOut: &out})
+	if err := o.command().ParseFlags(args); err != nil {
+		panic(err)
+	}
+	o.Namespace, o.Service, o.Cluster = "team", "shop", session.Cluster{Client: cs, Dial: sidecars(routes)}
 	return o, &out
 }
 
@@ -147,19 +157,18 @@ func TestStatusSidecarNotAnswering(t *testing.T) {
 	cs, _ := statusCluster(true)
 	o, out := statusOptions(cs, map[string][]route.Route{
 		"shop-intercept-abc123-a": {{Header: "X-Dev", Value: "alice"}},
-	})
-	o.Output = "json"
+	}, "-o", "json")
 	if err := o.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var st session.Detail
+	var st cmdutil.Intercept
 	if err := json.Unmarshal(out.Bytes(), &st); err != nil {
 		t.Fatalf("%v in:\n%s", err, out.String())
 	}
-	if st.Service != "shop" || len(st.Pods) != 2 || st.Pods[0].Name != "shop-intercept-abc123-a" || len(st.Pods[0].Routes) != 1 {
+	if st.Kind != "Intercept" || st.Name != "shop" || len(st.Status.Pods) != 2 || st.Status.Pods[0].Name != "shop-intercept-abc123-a" || len(st.Status.Pods[0].Routes) != 1 {
 		t.Fatalf("unexpected status: %+v", st)
 	}
-	if p := st.Pods[1]; !strings.Contains(p.Problem, "sidecar did not answer: connection refused") {
+	if p := st.Status.Pods[1]; !strings.Contains(p.Problem, "sidecar did not answer: connection refused") {
 		t.Errorf("pod b's problem: %q", p.Problem)
 	}
 }
@@ -261,4 +270,170 @@ func TestStatusGolden(t *testing.T) {
 
 func svc(ns, name string, ports ...corev1.ServicePort) *corev1.Service {
 	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: corev1.ServiceSpec{Ports: ports}}
+}
+
+// goldenDetail is an active intercept held by this machine (pid 4242) and
+// goldenOverview this machine's intercepts in context dev.
+func goldenDetail() (*session.Detail, *local.Intercept) {
+	in := goldenIntercepts()
+	d := &session.Detail{Intercept: in[0], URL: "http://cart.shop:80/", Pods: []session.PodState{
+		{Name: "cart-intercept-b4k9x2-5d8f-abcde", Node: "node-1", Ready: true, Routes: in[0].Routes},
+		{Name: "cart-intercept-b4k9x2-5d8f-klmno", Node: "node-2", Ready: false, Routes: []route.Route{}, Problem: "sidecar did not answer: connection refused"},
+	}}
+	li := &local.Intercept{Namespace: "shop", Service: "cart", PID: 4242,
+		Local: &local.Side{Environment: "cart.env", Forwards: []string{"localhost:5432 -> postgres.shop:5432"}, Command: "npm start"}}
+	return d, li
+}
+
+func goldenOverview() *Overview {
+	in := goldenIntercepts()
+	return &Overview{Context: "dev", Cluster: "https://127.0.0.1:6443", User: "me", Intercepts: []MineIntercept{
+		{Intercept: in[0], Held: true, PID: 4242}, {Intercept: in[2]}}}
+}
+
+// status prints the golden detail (or with overview, the golden
+// overview) as the command with args prints it.
+func status(t *testing.T, overview bool, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	o := newStatusOptions(nil, genericiooptions.IOStreams{Out: &out, ErrOut: &out})
+	if err := o.command().ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		return "", err
+	}
+	var err error
+	if overview {
+		err = o.printOverview(goldenOverview())
+	} else {
+		d, li := goldenDetail()
+		err = o.printDetail(d, li, goldenNow)
+	}
+	return out.String(), err
+}
+
+// Every output format of status, for one intercept and for the overview.
+func TestStatusFormatsGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		overview bool
+		args     []string
+	}{
+		{"status-detail", false, nil},
+		{"status-detail-json", false, []string{"-o", "json"}},
+		{"status-detail-yaml", false, []string{"-o", "yaml"}},
+		{"status-detail-name", false, []string{"-o", "name"}},
+		{"status-detail-jsonpath", false, []string{"-o", `jsonpath={range .status.pods[*]}{.name} {.ready} {.problem}{"\n"}{end}`}},
+		{"status-detail-go-template", false, []string{"-o", `go-template={{.metadata.name}} {{.status.phase}} held by pid {{.status.local.pid}}{{"\n"}}`}},
+		{"status-overview", true, nil},
+		{"status-overview-json", true, []string{"-o", "json"}},
+		{"status-overview-yaml", true, []string{"-o", "yaml"}},
+		{"status-overview-name", true, []string{"-o", "name"}},
+		{"status-overview-jsonpath", true, []string{"-o", `jsonpath={.context.name}: {range .items[*]}{.metadata.name}={.status.local.held} {end}`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := status(t, tc.overview, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden.Assert(t, tc.name, []byte(out))
+		})
+	}
+}
+
+// -o json of one intercept and of the overview are versioned objects: a
+// script finds the Service under metadata and this machine's side under
+// status.local.
+func TestStatusJSONIsVersioned(t *testing.T) {
+	out, err := status(t, false, "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st cmdutil.Intercept
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.APIVersion != "intercept.kubectl.dev/v1alpha1" || st.Kind != "Intercept" || st.Name != "cart" || st.Status.Phase != "active" ||
+		st.Status.URL != "http://cart.shop:80/" || len(st.Status.Pods) != 2 || st.Status.Local == nil || st.Status.Local.PID != 4242 ||
+		st.Status.Local.Command != "npm start" {
+		t.Fatalf("status -o json:\n%s", out)
+	}
+	out, err = status(t, true, "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ov cmdutil.InterceptList
+	if err := json.Unmarshal([]byte(out), &ov); err != nil {
+		t.Fatal(err)
+	}
+	if ov.Kind != "InterceptList" || ov.Context == nil || ov.Context.Name != "dev" || len(ov.Items) != 2 ||
+		!ov.Items[0].Status.Local.Held || ov.Items[1].Status.Local.Held || ov.Items[1].Status.Phase != "residue" {
+		t.Fatalf("status -o json without an argument:\n%s", out)
+	}
+}
+
+// Every format -o's help names works, for one intercept and the overview.
+func TestStatusEveryFormatTheHelpNames(t *testing.T) {
+	var help bytes.Buffer
+	cmd := newStatusOptions(nil, genericiooptions.IOStreams{Out: &help, ErrOut: &help}).command()
+	cmd.SetOut(&help)
+	cmd.SetArgs([]string{"--help"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`-o, --output string +output format: one of ([^(]+) \(default: the text\)`).FindStringSubmatch(help.String())
+	if m == nil {
+		t.Fatalf("--help names no formats for -o:\n%s", help.String())
+	}
+	formats := strings.Split(m[1], ", ")
+	if len(formats) < 6 || slices.Contains(formats, "wide") {
+		t.Fatalf("status -o names %v", formats)
+	}
+	for _, overview := range []bool{false, true} {
+		for _, format := range formats {
+			args := []string{"-o", format}
+			tmpl := ""
+			switch {
+			case strings.HasPrefix(format, "jsonpath"):
+				tmpl = `{.metadata.name}{.items[0].metadata.name}`
+			case strings.Contains(format, "template"):
+				tmpl = `{{if .items}}{{(index .items 0).metadata.name}}{{else}}{{.metadata.name}}{{end}}`
+			}
+			if strings.HasSuffix(format, "file") {
+				path := filepath.Join(t.TempDir(), "template")
+				if err := os.WriteFile(path, []byte(tmpl), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				tmpl = path
+			}
+			if tmpl != "" {
+				args = []string{"-o", format + "=" + tmpl}
+			}
+			out, err := status(t, overview, args...)
+			if err != nil {
+				t.Errorf("status %v: %v", args, err)
+				continue
+			}
+			if !strings.Contains(out, "cart") {
+				t.Errorf("status %v does not name cart:\n%s", args, out)
+			}
+		}
+	}
+}
+
+// An unknown format is refused with the formats there are; status has no
+// table, so no wide.
+func TestStatusUnknownFormat(t *testing.T) {
+	for _, format := range []string{"xml", "wide"} {
+		_, err := status(t, false, "-o", format)
+		if err == nil {
+			t.Fatalf("-o %s was accepted", format)
+		}
+		for _, want := range []string{`"` + format + `"`, "json", "yaml", "name", "go-template", "jsonpath", "no -o for the text"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("the error does not name %s: %v", want, err)
+			}
+		}
+	}
 }

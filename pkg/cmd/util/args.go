@@ -12,16 +12,17 @@ import (
 	"k8s.io/cli-runtime/pkg/resource"
 	"k8s.io/client-go/kubernetes/scheme"
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/tunnel/portforward"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/factory"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/portforward"
 )
 
 // CutServicePrefix removes the resource prefix a Service argument may carry
-// (svc/, service/, services/, service.v1/), the one list of them every
-// command and completion reads.
+// (svc/, service/, services/, service.v1/, and the names `list -o name`
+// prints: an intercept and a candidate are named after their Service), the
+// one list of them every command and completion reads.
 func CutServicePrefix(arg string) (name, prefix string, ok bool) {
-	for _, p := range [...]string{"svc/", "service/", "services/", "service.v1/"} {
+	for _, p := range [...]string{"svc/", "service/", "services/", "service.v1/", InterceptNamePrefix, CandidateNamePrefix} {
 		if rest, found := strings.CutPrefix(arg, p); found {
 			return rest, p, true
 		}
@@ -46,6 +47,9 @@ func ResolveServiceName(f *factory.Factory, arg string) (string, string, error) 
 // a Service name the way kubectl resolves resource arguments (it asks the
 // cluster, so it runs after Validate).
 func ResolveService(f *factory.Factory, arg string) (string, string, error) {
+	if name, p, ok := CutServicePrefix(arg); ok && (p == InterceptNamePrefix || p == CandidateNamePrefix) {
+		arg = "svc/" + name
+	}
 	r := resource.NewBuilder(f.ConfigFlags).
 		WithScheme(scheme.Scheme, scheme.Scheme.PrioritizedVersionsAllGroups()...).
 		NamespaceParam(f.Namespace).DefaultNamespace().
@@ -65,6 +69,14 @@ func ResolveService(f *factory.Factory, arg string) (string, string, error) {
 	}
 	return info.Namespace, info.Name, nil
 }
+
+// The prefixes of the names `-o name` prints (kind.group/), which every
+// command takes back as a Service argument:
+// `kubectl intercept list -o name | xargs -n1 kubectl intercept status`.
+const (
+	InterceptNamePrefix = "intercept.intercept.kubectl.dev/"
+	CandidateNamePrefix = "candidate.intercept.kubectl.dev/"
+)
 
 // ClusterOf is the intercept state of the factory's cluster, its sidecars
 // asked through pods/portforward.

@@ -1,20 +1,18 @@
 // Package util holds what several commands share: the order they run in,
 // progress and error text for the terminal, the Service argument, the
-// cluster's intercept state and the renderings of routes.
+// cluster's intercept state, the renderings of routes, and what list and
+// status print with -o (the intercept.kubectl.dev/v1alpha1 objects and
+// the flags that pick the printer).
 package util
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"os"
 	"strings"
 
-	"sigs.k8s.io/yaml"
-
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/version"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 )
 
 // RunSteps runs a command in kubectl's order: complete fills in what the
@@ -61,26 +59,6 @@ func WhyStayed(left *session.Left) string {
 		why = strings.Replace(why, "are live", "are live ("+DescribeRoutes(left.Others)+")", 1)
 	}
 	return why
-}
-
-// WriteData writes v as JSON or YAML when format (-o) asks for one; done
-// is false for any other format, which the caller renders itself.
-func WriteData(w io.Writer, format string, v any) (done bool, err error) {
-	var b []byte
-	switch format {
-	case "json":
-		if b, err = json.MarshalIndent(v, "", "  "); err == nil {
-			b = append(b, '\n')
-		}
-	case "yaml":
-		b, err = yaml.Marshal(v)
-	default:
-		return false, nil
-	}
-	if err == nil {
-		_, err = w.Write(b)
-	}
-	return true, err
 }
 
 // HeaderLine is the header field that a request carries to match r (not

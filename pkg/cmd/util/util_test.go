@@ -6,14 +6,16 @@ import (
 
 	_ "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/internal/golden" // -update, which go test ./pkg/cmd/... passes to every package
 
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/factory"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/route"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/factory"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 )
 
 func TestResolveServiceName(t *testing.T) {
 	ns := "shop"
 	f := &factory.Factory{Namespace: ns}
-	for in, want := range map[string]string{"svc/web": "web", "service/web": "web", "web": "web", "services/web": "web", "service.v1/web": "web"} {
+	for in, want := range map[string]string{"svc/web": "web", "service/web": "web", "web": "web", "services/web": "web", "service.v1/web": "web",
+		// what `list -o name` prints, taken back
+		"intercept.intercept.kubectl.dev/web": "web", "candidate.intercept.kubectl.dev/web": "web"} {
 		gotNS, got, err := ResolveServiceName(f, in)
 		if err != nil || got != want || gotNS != ns {
 			t.Errorf("%q: got %s/%s, %v", in, gotNS, got, err)

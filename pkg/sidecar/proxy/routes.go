@@ -1,0 +1,290 @@
+// Package proxy is the sidecar's data plane: requests whose header, cookie
+// or baggage matches a live route go through that developer's tunnel;
+// everything else goes to the app container in the same pod, unchanged.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tunnel"
+)
+
+// liveRoute is a live route and the way to reach its developer.
+type liveRoute struct {
+	route.Route
+	dial      tunnel.DialFunc
+	transport http.RoundTripper // HTTP/1.1 to the developer
+	h2        http.RoundTripper // h2c to the developer
+	// pipes are the connections an All route carries whole, closed when a
+	// contest suspends the route.
+	pipesMu sync.Mutex
+	pipes   map[net.Conn]struct{}
+}
+
+// pipe records a connection the route carries whole until the returned
+// func.
+func (r *liveRoute) pipe(c net.Conn) func() {
+	r.pipesMu.Lock()
+	defer r.pipesMu.Unlock()
+	if r.pipes == nil {
+		r.pipes = map[net.Conn]struct{}{}
+	}
+	r.pipes[c] = struct{}{}
+	return func() {
+		r.pipesMu.Lock()
+		delete(r.pipes, c)
+		r.pipesMu.Unlock()
+	}
+}
+
+// closePipes ends the connections the route carries whole.
+func (r *liveRoute) closePipes() {
+	r.pipesMu.Lock()
+	defer r.pipesMu.Unlock()
+	for c := range r.pipes {
+		_ = c.Close()
+	}
+}
+
+// dialFast connects to r's developer for the fast path and the relay,
+// with raw reads and writes when the connection is TCP (a static route, or
+// another pod's sidecar forwarding to the developer).
+func (r *liveRoute) dialFast(ctx context.Context) (net.Conn, error) {
+	c, err := r.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return fastIO(c), nil
+}
+
+// Table holds the live routes. Lookups happen on every request; changes only
+// when a developer comes or goes, so a copy-on-write slice behind an RWMutex
+// keeps the hot path to a read lock and a short scan.
+type Table struct {
+	mu     sync.RWMutex
+	routes []*liveRoute
+	// contests are the live contests (see Suspend), each a route under its
+	// contester's key.
+	contests []*route.Route
+	// RemoteTLS, if set, is the TLS configuration for routes with a
+	// Remote endpoint; nil trusts the usual roots.
+	RemoteTLS *tls.Config
+}
+
+var _ tunnel.RouteTable = (*Table)(nil)
+
+// Add installs r, refusing one that conflicts with a live route or that
+// this sidecar cannot match.
+func (t *Table) Add(r route.Route, dial tunnel.DialFunc) (func(), error) {
+	if err := r.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", tunnel.ErrBadRequest, err)
+	}
+	if !r.All {
+		r.Header = http.CanonicalHeaderKey(r.Header)
+	}
+	tunnelDial := func(ctx context.Context) (net.Conn, error) {
+		c, err := dial(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errTunnelGone, err)
+		}
+		return c, nil
+	}
+	nr := &liveRoute{Route: r, dial: dial, transport: newTransport(tunnelDial, false), h2: newTransport(tunnelDial, true)}
+	if r.Remote != "" {
+		rt := newRemoteTransport(r, t.RemoteTLS)
+		nr.transport, nr.h2 = rt, rt
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	kept := make([]*liveRoute, 0, len(t.routes)+1)
+	for _, old := range t.routes {
+		if r.Client != "" && subtle.ConstantTimeCompare([]byte(old.Client), []byte(r.Client)) == 1 {
+			continue // the same CLI (it holds the owner key), reconnected: the new registration wins
+		}
+		if old.Conflicts(r) {
+			return nil, fmt.Errorf("%w: %s is intercepted by %s; %s", tunnel.ErrConflict, old.Route, ownerOrSomeone(old.Owner), pickAnother(r))
+		}
+		kept = append(kept, old)
+	}
+	t.routes = append(kept, nr)
+	return func() { t.remove(nr) }, nil
+}
+
+// pickAnother says how to ask for a route like r that is free.
+func pickAnother(r route.Route) string {
+	switch {
+	case r.Cookie != "":
+		return "pick another cookie value with --cookie"
+	case r.Baggage != "":
+		return "pick another baggage value with --baggage"
+	}
+	return "pick another header value with -x"
+}
+
+func ownerOrSomeone(o string) string {
+	if o == "" {
+		return "another developer"
+	}
+	return o
+}
+
+func (t *Table) remove(r *liveRoute) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	kept := make([]*liveRoute, 0, len(t.routes))
+	for _, x := range t.routes {
+		if x != r {
+			kept = append(kept, x)
+		}
+	}
+	t.routes = kept
+	r.closeIdle()
+}
+
+// Suspend holds, until resume is called, every route that takes r's
+// requests (route.Takes) under a key other than r's out of matching: the
+// routes there now, and those registered again or under another key while
+// the contest lasts. Their requests go to the app; an All route's
+// connections are closed. It reports how many routes it holds now. A
+// suspended route still conflicts with new registrations: a contest never
+// hands the route to anyone.
+func (t *Table) Suspend(r route.Route) (resume func(), n int) {
+	c := &r
+	t.mu.Lock()
+	t.contests = append(t.contests, c)
+	var piped []*liveRoute
+	for _, x := range t.routes {
+		if t.suspendedBy(x, c) {
+			n++
+			if x.All {
+				piped = append(piped, x)
+			}
+		}
+	}
+	t.mu.Unlock()
+	for _, x := range piped {
+		x.closePipes()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			t.mu.Lock()
+			t.contests = slices.DeleteFunc(t.contests, func(x *route.Route) bool { return x == c })
+			t.mu.Unlock()
+		})
+	}, n
+}
+
+// suspendedBy says whether contest c holds r out of matching.
+func (t *Table) suspendedBy(r *liveRoute, c *route.Route) bool {
+	return subtle.ConstantTimeCompare([]byte(r.Client), []byte(c.Client)) != 1 && r.Takes(*c)
+}
+
+// liveNow is live for a caller that does not hold t.mu.
+func (t *Table) liveNow(r *liveRoute) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.live(r)
+}
+
+// live says whether r takes the requests it matches now; t.mu is held.
+func (t *Table) live(r *liveRoute) bool {
+	for _, c := range t.contests {
+		if t.suspendedBy(r, c) {
+			return false
+		}
+	}
+	return true
+}
+
+// List returns the live routes.
+func (t *Table) List() []route.Route { return t.ListOwned("") }
+
+// ListOwned returns the live routes, those of owner key marked Mine.
+func (t *Table) ListOwned(key string) []route.Route {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]route.Route, len(t.routes))
+	for i, r := range t.routes {
+		out[i] = r.Route
+		out[i].Mine = key != "" && subtle.ConstantTimeCompare([]byte(r.Client), []byte(key)) == 1
+		out[i].Suspended = !t.live(r)
+		out[i].Secret, out[i].Client = "", "" // only its own developer knows them
+	}
+	return out
+}
+
+// match returns the route a request belongs to, or nil for the app.
+func (t *Table) match(h http.Header) *liveRoute {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, r := range t.routes {
+		if t.live(r) && r.matches(h) {
+			return r
+		}
+	}
+	return nil
+}
+
+// matchFields is match for an HTTP/2 request's header fields.
+func (t *Table) matchFields(fields []hpack.HeaderField) *liveRoute {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, r := range t.routes {
+		if t.live(r) && r.matchesFields(fields) {
+			return r
+		}
+	}
+	return nil
+}
+
+// matchHead is match for a raw request head, read in place.
+func (t *Table) matchHead(head []byte) *liveRoute {
+	_, fields, _ := bytes.Cut(head, []byte("\r\n"))
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, r := range t.routes {
+		if t.live(r) && r.matchesHead(fields) {
+			return r
+		}
+	}
+	return nil
+}
+
+// any reports whether some route is live.
+func (t *Table) any() bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.routes) > 0
+}
+
+// all returns the route that takes every connection, if there is one.
+func (t *Table) all() *liveRoute {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, r := range t.routes {
+		if r.All && t.live(r) {
+			return r
+		}
+	}
+	return nil
+}
+
+func (r *liveRoute) closeIdle() {
+	for _, rt := range []http.RoundTripper{r.transport, r.h2} {
+		if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
+			c.CloseIdleConnections()
+		}
+	}
+}
