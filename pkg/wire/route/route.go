@@ -35,8 +35,20 @@ type Route struct {
 	// Value is what the header, cookie or baggage member must equal; for
 	// Baggage it is held percent-decoded.
 	Value string `json:"value,omitempty"`
-	// All routes every connection of the port, whatever it carries.
+	// All routes every connection of the port, whatever it carries; with
+	// PathPrefix, PathRegex or Methods, every HTTP request that matches
+	// them.
 	All bool `json:"all,omitempty"`
+	// PathPrefix, when set, narrows the route to requests whose path (the
+	// request target's path as sent, without its query) starts with it.
+	PathPrefix string `json:"pathPrefix,omitempty"`
+	// PathRegex, when set, narrows the route to requests whose whole path
+	// matches this RE2 expression.
+	PathRegex string `json:"pathRegex,omitempty"`
+	// Methods, when set, narrows the route to requests with one of these
+	// methods: upper case, comma-separated, each once (a string keeps a
+	// Route comparable).
+	Methods string `json:"methods,omitempty"`
 	// Owner names the developer (user@host) for messages to others:
 	// printable, at most MaxOwner bytes.
 	Owner string `json:"owner,omitempty"`
