@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -39,42 +40,52 @@ func waitReplicas(t *testing.T, cs *fake.Clientset, name string, want int32) {
 }
 
 // The copy follows the original's desired count up and down, never below
-// one, and asks nothing of the API server while the original is still.
+// one, and asks nothing of the API server while the original is still. The
+// clock is simulated: a poll of any period under a minute would show.
 func TestCopyFollowsTheOriginalsScale(t *testing.T) {
-	orig := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "ledger", Namespace: "shop"},
-		Spec: appsv1.StatefulSetSpec{Replicas: ptr.To(int32(2))}}
-	cp := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "ledger-intercept-abc", Namespace: "shop"},
-		Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(2))}}
-	cs := fake.NewClientset(orig, cp)
-	rec := &Record{ID: "abc", Workload: "ledger", Kind: workload.KindStatefulSet, Copy: cp.Name}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = FollowScale(ctx, cs, nil, "shop", rec, t.Logf) }()
+	synctest.Test(t, func(t *testing.T) {
+		orig := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "ledger", Namespace: "shop"},
+			Spec: appsv1.StatefulSetSpec{Replicas: ptr.To(int32(2))}}
+		cp := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "ledger-intercept-abc", Namespace: "shop"},
+			Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(2))}}
+		cs := fake.NewClientset(orig, cp)
+		rec := &Record{ID: "abc", Workload: "ledger", Kind: workload.KindStatefulSet, Copy: cp.Name}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = FollowScale(ctx, cs, nil, "shop", rec, t.Logf)
+		}()
+		defer func() { cancel(); <-done }()
 
-	scale := func(n int32) {
-		s, err := cs.AppsV1().StatefulSets("shop").Get(ctx, "ledger", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
+		scaleTo := func(n, want int32) {
+			t.Helper()
+			s, err := cs.AppsV1().StatefulSets("shop").Get(ctx, "ledger", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Spec.Replicas = ptr.To(n)
+			if _, err := cs.AppsV1().StatefulSets("shop").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+			if got := copyReplicas(t, cs, cp.Name); got != want {
+				t.Fatalf("the original scaled to %d: the copy has %d replicas, want %d", n, got, want)
+			}
 		}
-		s.Spec.Replicas = ptr.To(n)
-		if _, err := cs.AppsV1().StatefulSets("shop").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
+		time.Sleep(time.Second) // following: the original read, its watch open
+		synctest.Wait()
+		before := len(cs.Actions())
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if n := len(cs.Actions()) - before; n != 0 {
+			t.Errorf("%d requests in a minute while the original did not change: %v", n, cs.Actions()[before:])
 		}
-	}
-	time.Sleep(200 * time.Millisecond)
-	before := len(cs.Actions())
-	time.Sleep(500 * time.Millisecond)
-	if n := len(cs.Actions()) - before; n != 0 {
-		t.Errorf("%d requests while the original did not change", n)
-	}
-	scale(4)
-	waitReplicas(t, cs, cp.Name, 4)
-	scale(1)
-	waitReplicas(t, cs, cp.Name, 1)
-	scale(3)
-	waitReplicas(t, cs, cp.Name, 3)
-	scale(0) // the copy keeps serving the Service with one pod
-	waitReplicas(t, cs, cp.Name, 1)
+		scaleTo(4, 4)
+		scaleTo(1, 1)
+		scaleTo(3, 3)
+		scaleTo(0, 1) // the copy keeps serving the Service with one pod
+	})
 }
 
 // A Rollout is followed through the dynamic client.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -99,28 +100,28 @@ func TestFollowerIgnoresAPlantedTakeOver(t *testing.T) {
 	cp := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "ledger-intercept-abc", Namespace: "shop",
 		Annotations: map[string]string{AnnotationTakeOver: `{"replicas":500,"at":"2026-12-01T00:00:00Z"}`}},
 		Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(2))}}
-	cs := fake.NewClientset(orig, cp)
-	rec := &Record{ID: "abc", Workload: "ledger", Kind: workload.KindStatefulSet, Copy: cp.Name}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = FollowScale(ctx, cs, nil, "shop", rec, t.Logf) }()
-	time.Sleep(200 * time.Millisecond) // the watch is up (as TestCopyFollowsTheOriginalsScale)
-	s, _ := cs.AppsV1().StatefulSets("shop").Get(ctx, "ledger", metav1.GetOptions{})
-	s.Spec.Replicas = ptr.To(int32(3))
-	if _, err := cs.AppsV1().StatefulSets("shop").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		switch n := copyReplicas(t, cs, cp.Name); n {
-		case 3:
-			return
-		case 500:
-			t.Fatalf("the copy was scaled to the planted take-over's 500 replicas while the original runs 3")
+	synctest.Test(t, func(t *testing.T) {
+		cs := fake.NewClientset(orig, cp)
+		rec := &Record{ID: "abc", Workload: "ledger", Kind: workload.KindStatefulSet, Copy: cp.Name}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = FollowScale(ctx, cs, nil, "shop", rec, t.Logf)
+		}()
+		defer func() { cancel(); <-done }()
+		time.Sleep(time.Second) // simulated: the watch is up
+		synctest.Wait()
+		s, _ := cs.AppsV1().StatefulSets("shop").Get(ctx, "ledger", metav1.GetOptions{})
+		s.Spec.Replicas = ptr.To(int32(3))
+		if _, err := cs.AppsV1().StatefulSets("shop").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("the copy has %d replicas, want the original's 3", copyReplicas(t, cs, cp.Name))
+		synctest.Wait()
+		if n := copyReplicas(t, cs, cp.Name); n != 3 {
+			t.Fatalf("the copy has %d replicas, want the original's 3 (not the planted take-over's 500)", n)
+		}
+	})
 }
 
 // The same planted copy, against a closer without the optional scale rule
