@@ -90,3 +90,46 @@ func FuzzParseBaggage(f *testing.F) {
 		}
 	})
 }
+
+// Whatever two valid routes on one marker narrow to, a request both take
+// makes them conflict: Conflicts may say yes too often, never too seldom.
+// The requests tried are built from the routes themselves (their
+// prefixes, their regexes' samples and literal prefixes) and the fuzzed
+// path.
+func FuzzNarrowedConflicts(f *testing.F) {
+	f.Add("/api", "", "GET", "", "/api/v[0-9]+", "", "/api/v2", false)
+	f.Add("", "/healthz", "", "/health", "", "", "/healthz", true)
+	f.Add("/a", "(?i)/A.*", "", "", "/a|/b", "POST", "/a", false)
+	f.Add("", "/x/[^/]+/y", "DELETE,GET", "/x/", "/x/.*", "GET", "/x/1/y", true)
+	f.Add("", "\ufffd", "", "", "\xff", "", "\xff", false)
+	f.Fuzz(func(t *testing.T, prefixA, regexA, methodsA, prefixB, regexB, methodsB, path string, all bool) {
+		a := Route{Header: "x-dev", Value: "alice", PathPrefix: prefixA, PathRegex: regexA, Methods: methodsA, All: all}
+		b := Route{Header: "x-dev", Value: "alice", PathPrefix: prefixB, PathRegex: regexB, Methods: methodsB}
+		if a.Validate() != nil || b.Validate() != nil {
+			return
+		}
+		if a.Conflicts(b) != b.Conflicts(a) {
+			t.Fatalf("%s and %s conflict one way only", a, b)
+		}
+		var paths []string
+		for _, r := range []Route{a, b} {
+			p := r.paths()
+			paths = append(paths, r.PathPrefix, SamplePath(r), p.prefix, p.prefix+path, r.PathPrefix+path)
+		}
+		paths = append(paths, path)
+		methods := []string{"GET", SampleMethod(a), SampleMethod(b)}
+		for _, p := range paths {
+			if !a.MatchesPath(p) || !b.MatchesPath(p) {
+				continue
+			}
+			for _, m := range methods {
+				if a.MethodAllowed(m) && b.MethodAllowed(m) && !a.Conflicts(b) {
+					t.Fatalf("%s %q is taken by %s and by %s, which do not conflict", m, p, a, b)
+				}
+			}
+		}
+		if s := SamplePath(a); s != "" && !a.MatchesPath(s) {
+			t.Fatalf("SamplePath(%s) = %q, which it does not take", a, s)
+		}
+	})
+}

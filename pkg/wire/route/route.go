@@ -81,8 +81,15 @@ type Route struct {
 
 // String renders the route the way the CLI's flags take it: name:value
 // for -x, "cookie name=value" for --cookie, "baggage key=value" for
-// --baggage (the value percent-encoded, as a baggage header carries it).
+// --baggage (the value percent-encoded, as a baggage header carries it),
+// then what narrows it: "x-dev:alice path /api/v2* GET,POST" for a path
+// prefix and methods, "all traffic path ~/hooks/[a-z]+" for a regex.
 func (r Route) String() string {
+	return r.marker() + r.narrowing()
+}
+
+// marker renders what the route's requests carry.
+func (r Route) marker() string {
 	switch {
 	case r.All:
 		return "all traffic"
@@ -94,31 +101,38 @@ func (r Route) String() string {
 	return r.Header + ":" + r.Value
 }
 
-// Conflicts reports whether two routes would claim the same requests: an
-// All route conflicts with every route, others when they match the same
-// header (in any case), cookie or baggage key with the same value.
+// Conflicts reports whether one request could be claimed by both routes:
+// they match the same header (in any case), cookie or baggage key with
+// the same value, or either is All; and some method both take (a route
+// without methods takes every one); and some path both take. Paths are
+// compared conservatively: a path prefix overlaps another when one is a
+// prefix of the other; a regex counts by its literal prefix (what every
+// path it matches starts with, taken from its syntax), and when it is a
+// literal through and through, by the one path it matches. So two routes
+// may be said to conflict that no one request reaches both of; never the
+// other way around.
 func (r Route) Conflicts(o Route) bool {
-	if r.All || o.All {
-		return true
-	}
-	return http.CanonicalHeaderKey(r.Header) == http.CanonicalHeaderKey(o.Header) &&
-		r.Cookie == o.Cookie && r.Baggage == o.Baggage && r.Value == o.Value
+	sameMarker := r.All || o.All ||
+		http.CanonicalHeaderKey(r.Header) == http.CanonicalHeaderKey(o.Header) &&
+			r.Cookie == o.Cookie && r.Baggage == o.Baggage && r.Value == o.Value
+	return sameMarker && methodsOverlap(r.Methods, o.Methods) && pathsOverlap(r, o)
 }
 
 // Takes says whether r takes requests that contested would match, so
-// that a contest over contested suspends r: r matches the same requests,
-// or r is All. A contest over All suspends only All routes, never every
-// route of the pod.
+// that a contest over contested suspends r: r conflicts with it. A
+// contest over an All route suspends only All routes, never every route
+// of the pod.
 func (r Route) Takes(contested Route) bool {
-	if r.All || contested.All {
-		return r.All
+	if contested.All && !r.All {
+		return false
 	}
 	return r.Conflicts(contested)
 }
 
 // Validate reports what makes a route one a sidecar cannot match: it must
 // be All or name exactly one of a header, a cookie and a baggage key, with
-// a value that kind of field can carry.
+// a value that kind of field can carry; a path prefix, regex and methods
+// as ParsePathPrefix, ParsePathRegex and ParseMethods return them.
 func (r Route) Validate() error {
 	if err := CheckRemote(r.Remote, r.Secret); err != nil {
 		return err
@@ -126,9 +140,12 @@ func (r Route) Validate() error {
 	if err := checkOwner(r.Owner, r.Client); err != nil {
 		return err
 	}
+	if err := r.checkNarrowing(); err != nil {
+		return err
+	}
 	if r.All {
-		if r.Remote != "" {
-			return errors.New("every connection (--all) can't go through a remote endpoint: it carries HTTP requests only")
+		if r.Remote != "" && !r.Narrowed() {
+			return errors.New("every connection (--all) can't go through a remote endpoint: it carries HTTP requests only; narrow the route by path or method")
 		}
 		return nil
 	}
