@@ -88,8 +88,9 @@ func OpenFront(ctx context.Context, o FrontOptions) (*Front, error) {
 		}
 		f.agent = a
 	}
-	if o.Route.All {
-		// Raw connections: nothing to record, nowhere but the tunnel.
+	if o.Route.All && !o.Route.Narrowed() {
+		// Raw connections: nothing to record, nowhere but the tunnel. (A
+		// narrowed --all route carries HTTP requests, as a marker's does.)
 		return f, nil
 	}
 	store := inspect.NewStore(500)

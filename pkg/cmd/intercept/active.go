@@ -36,13 +36,7 @@ func (t routeTunnel) Probe(url string) (string, error) {
 
 func (r *runner) printActive(p *cmdutil.Progress, st *session.Started, tunnels []portTunnel, pod string, fr *local.Front) {
 	rt := r.Route
-	what := "requests with " + rt.String()
-	switch {
-	case rt.All:
-		what = "every connection"
-	case rt.Header != "":
-		what = "requests with header " + rt.String()
-	}
+	what := describeRequests(rt)
 	if len(tunnels) == 1 {
 		p.Infof("Intercepting service %s/%s port %s: %s go to localhost:%d (verified through pod %s).", r.Namespace, r.Service, tunnels[0].entry.Port, what, tunnels[0].local, pod)
 	} else {
@@ -52,9 +46,15 @@ func (r *runner) printActive(p *cmdutil.Progress, st *session.Started, tunnels [
 		}
 		p.Infof("Intercepting service %s/%s, %s on %s (verified through pod %s).", r.Namespace, r.Service, what, strings.Join(ports, ", "), pod)
 	}
+	switch {
+	case rt.All && rt.Narrowed():
+		p.Infof("Other requests, and connections that do not speak HTTP, go to %s in the cluster.", st.Record.WorkloadRef())
+	case rt.Narrowed():
+		p.Infof("Your requests on other paths or with other methods go to %s in the cluster, your marker or not.", st.Record.WorkloadRef())
+	}
 	url := fmt.Sprintf("http://%s.%s:%s/", r.Service, r.Namespace, local.ServicePort(st.Service, tunnels[0].entry.Port))
-	if !rt.All {
-		p.Infof("Try it from inside the cluster: curl -H %s %s", cmdutil.ShellQuote(cmdutil.HeaderLine(rt)), url)
+	if curl := cmdutil.TryCurl(rt, url); curl != "" {
+		p.Infof("Try it from inside the cluster: %s", curl)
 	}
 	switch {
 	case rt.Cookie != "":
@@ -89,9 +89,31 @@ func (r *runner) printActive(p *cmdutil.Progress, st *session.Started, tunnels [
 	}
 }
 
+// describeRequests says which requests go to this machine: those with the
+// marker, or every connection, narrowed to some paths and methods.
+func describeRequests(rt route.Route) string {
+	marker := rt
+	marker.PathPrefix, marker.PathRegex, marker.Methods = "", "", ""
+	what := "requests with " + marker.String()
+	switch {
+	case rt.All && rt.Narrowed():
+		what = "every HTTP request, marked or not"
+	case rt.All:
+		what = "every connection"
+	case rt.Header != "":
+		what = "requests with header " + marker.String()
+	}
+	if n := cmdutil.Narrowing(rt); n != "" {
+		what += ", " + n + ","
+	}
+	return what
+}
+
 // describeMarker says what a preview adds to each request.
 func describeMarker(r route.Route) string {
 	switch {
+	case r.All && r.Narrowed():
+		return "nothing added (every request of your paths and methods is yours)"
 	case r.All:
 		return "nothing added (every connection is yours)"
 	case r.Cookie != "":

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/internal/golden"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 )
 
 // --take-over with --decoy is refused with the reason, before anything
@@ -86,7 +87,7 @@ func TestDryRunDecoyGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := printDryRun(&out, st); err != nil {
+	if err := printDryRun(&out, st, route.Route{}); err != nil {
 		t.Fatal(err)
 	}
 	got := bytes.ReplaceAll(out.Bytes(), []byte(st.Record.ID), []byte("SESSIONID"))

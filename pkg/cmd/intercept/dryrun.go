@@ -6,10 +6,18 @@ import (
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/workload"
 	cmdutil "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/util"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 	"sigs.k8s.io/yaml"
 )
 
-func printDryRun(out interface{ Write([]byte) (int, error) }, st *session.Started) error {
+// printDryRun prints what the start would create and change, and, for a
+// route narrowed by path or method, which requests the sidecars would
+// send this machine (the route is not part of any object: a sidecar gets
+// it over the tunnel).
+func printDryRun(out interface{ Write([]byte) (int, error) }, st *session.Started, rt route.Route) error {
+	if rt.Narrowed() {
+		fmt.Fprintf(out, "# route: %s go to this machine; the sidecars send every other request to the app\n", describeRequests(rt))
+	}
 	if st.Copy == nil {
 		fmt.Fprintf(out, "# service %s is intercepted already (deployment %s): this intercept would join it with a route of its own; nothing would be created or switched\n",
 			st.Service.Name, cmdutil.Printable(st.Record.Copy))

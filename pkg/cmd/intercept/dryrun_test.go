@@ -9,6 +9,7 @@ import (
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/internal/golden"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,7 +45,7 @@ func TestDryRunGolden(t *testing.T) {
 	}
 	// The session id and the time are random and now: fixed for the file.
 	var out bytes.Buffer
-	if err := printDryRun(&out, st); err != nil {
+	if err := printDryRun(&out, st, route.Route{}); err != nil {
 		t.Fatal(err)
 	}
 	got := bytes.ReplaceAll(out.Bytes(), []byte(st.Record.ID), []byte("SESSIONID"))
@@ -59,7 +60,7 @@ func TestDryRunEscapesTheRecordedCopy(t *testing.T) {
 	st := &session.Started{Service: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web"}},
 		Record: &session.Record{Copy: "web-intercept-x\x1b]0;owned\x07\nkubectl delete ns prod"}}
 	var out bytes.Buffer
-	if err := printDryRun(&out, st); err != nil {
+	if err := printDryRun(&out, st, route.Route{}); err != nil {
 		t.Fatal(err)
 	}
 	if strings.ContainsAny(out.String(), "\x1b\x07") || strings.Count(out.String(), "\n") != 1 {

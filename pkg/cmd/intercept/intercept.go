@@ -40,6 +40,14 @@ const interceptExample = `  # Requests with header X-C6O-INTERCEPT: yes to my-se
   # Every connection to the port, whatever its headers
   kubectl intercept svc/my-service -l 3000 --all
 
+  # Only your requests under /api/v2 (other paths stay in the cluster, even
+  # with your header): a teammate can take /api/v1 with the same header
+  kubectl intercept svc/my-service -l 3000 -x x-dev:alice --path-prefix /api/v2
+
+  # Every POST to /webhooks/stripe, with or without a header: the other
+  # requests keep going to the cluster
+  kubectl intercept svc/my-service -l 3000 --all --path-regex '/webhooks/stripe/?' --method POST
+
   # Two ports of the Service at once: its port http to localhost:3000 and
   # its port grpc to localhost:3001, for the same header
   kubectl intercept svc/my-service -p 3000:http -p 3001:grpc
@@ -89,13 +97,27 @@ type PortFlags struct {
 	PortMaps   []string
 }
 
-// MatchFlags say which requests are the developer's: one of them, or none
-// for the default header.
+// MatchFlags say which requests are the developer's: one of the marker
+// flags, or none for the default header; and what narrows them to some
+// paths and methods (NarrowFlags).
 type MatchFlags struct {
 	Header  string
 	Cookie  string
 	Baggage string
 	All     bool
+	NarrowFlags
+}
+
+// NarrowFlags narrow the route to HTTP requests of some paths and methods:
+// a request must match each one given, as well as the marker; with --all,
+// every HTTP request that matches them is the developer's.
+type NarrowFlags struct {
+	// PathPrefix is --path-prefix: the request's path starts with it.
+	PathPrefix string
+	// PathRegex is --path-regex: an RE2 expression the whole path matches.
+	PathRegex string
+	// Methods are --method as given: each a method or a comma list.
+	Methods []string
 }
 
 // LocalFlags are the local side: the container whose environment the
@@ -166,12 +188,15 @@ type LifeFlags struct {
 func NewCmdIntercept(f *factory.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &Options{f: f, IOStreams: streams, Flags: Flags{LifeFlags: LifeFlags{Timeout: 2 * time.Minute}}}
 	cmd := &cobra.Command{
-		Use:         "kubectl-intercept [svc/]NAME (-l LOCAL_PORT [-r REMOTE_PORT] | -p LOCAL:REMOTE...) [-x name:value | --cookie name=value | --baggage key=value | -a] [-- CMD [ARGS...]]",
+		Use:         "kubectl-intercept [svc/]NAME (-l LOCAL_PORT [-r REMOTE_PORT] | -p LOCAL:REMOTE...) [-x name:value | --cookie name=value | --baggage key=value | -a] [--path-prefix P] [--path-regex RE] [--method M,...] [-- CMD [ARGS...]]",
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl intercept"},
 		Short:       "Send a Service's requests that carry your header to a port on your machine",
 		Long: `Intercept a Service: requests that carry your header (or cookie, or baggage
 member) go to LOCAL_PORT on this machine, every other request keeps going to
-the workload in the cluster.
+the workload in the cluster. --path-prefix, --path-regex and --method narrow
+that to some paths and methods: two developers may share a header on
+different paths; with --all they take every HTTP request that matches them,
+header or not.
 
 kubectl-intercept copies the workload behind the Service with a proxy sidecar,
 points the Service at the copy once it is ready, and tunnels matching requests
@@ -218,7 +243,10 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 	fl.StringVarP(&o.Header, "header", "x", route.DefaultHeaderName+":"+route.DefaultHeaderValue, "name:value of the header that marks your requests (name case-insensitive); used unless --cookie, --baggage or --all is given")
 	fl.StringVar(&o.Cookie, "cookie", "", "name=value of a cookie that marks your requests, for a browser, which cannot add a header")
 	fl.StringVar(&o.Baggage, "baggage", "", "key=value of a W3C baggage member that marks your requests (value percent-encoded); OpenTelemetry carries it across services")
-	fl.BoolVarP(&o.All, "all", "a", false, "intercept every connection to the port, whatever its headers")
+	fl.BoolVarP(&o.All, "all", "a", false, "intercept every connection to the port, whatever its headers; with --path-prefix, --path-regex or --method, every HTTP request that matches them")
+	fl.StringVar(&o.PathPrefix, "path-prefix", "", "only requests whose path starts with this (/api/v2): other paths go to the cluster's app even with your marker")
+	fl.StringVar(&o.PathRegex, "path-regex", "", "only requests whose whole path matches this RE2 expression (/users/[0-9]+/orders), without the query")
+	fl.StringArrayVar(&o.Methods, "method", nil, "only requests with this HTTP method; repeatable or a comma list (GET,HEAD)")
 	fl.BoolVarP(&o.Clean, "clean", "c", false, "first end this machine's earlier intercept of the Service and clean up what crashed intercepts left (others' live routes stay unless --force)")
 	fl.BoolVar(&o.Force, "force", false, "with -c: end other developers' live intercepts of the Service too")
 	fl.BoolVarP(&o.Quiet, "quiet", "q", false, "print only errors")
@@ -243,7 +271,8 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 	_ = fl.MarkHidden("detached")
 	_ = cmd.RegisterFlagCompletionFunc("remote-port", completion.RemotePort(f))
 	_ = cmd.RegisterFlagCompletionFunc("tunnel", cobra.FixedCompletions([]string{local.TunnelBuiltin, local.TunnelNgrok}, cobra.ShellCompDirectiveNoFileComp))
-	for _, name := range []string{"local-port", "header", "cookie", "baggage", "proxy-image", "timeout", "ngrok-authtoken", "inspect"} {
+	_ = cmd.RegisterFlagCompletionFunc("method", cobra.FixedCompletions([]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}, cobra.ShellCompDirectiveNoFileComp))
+	for _, name := range []string{"local-port", "header", "cookie", "baggage", "path-prefix", "path-regex", "proxy-image", "timeout", "ngrok-authtoken", "inspect"} {
 		_ = cmd.RegisterFlagCompletionFunc(name, cobra.NoFileCompletions)
 	}
 	return cmd
@@ -254,6 +283,11 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 func (o *Options) Complete(cmd *cobra.Command, args []string) error {
 	if !cmd.Flags().Changed("header") {
 		o.Header = "" // the default applies only when nothing else is given
+	}
+	for name, example := range map[string]string{"path-prefix": "/api", "path-regex": "/users/[0-9]+"} {
+		if fl := cmd.Flags().Lookup(name); fl.Changed && fl.Value.String() == "" {
+			return fmt.Errorf("--%s is empty: give it a path (--%s %s), or leave it out", name, name, example)
+		}
 	}
 	if err := o.f.Complete(); err != nil {
 		return err
@@ -276,8 +310,48 @@ func (o *Options) Complete(cmd *cobra.Command, args []string) error {
 }
 
 // matchRoute builds the route from -x, --cookie, --baggage or --all, which
-// may not be combined; with none of them, the default header.
+// may not be combined (with none of them, the default header), narrowed by
+// --path-prefix, --path-regex and --method.
 func (o *MatchFlags) matchRoute() (route.Route, error) {
+	r, err := o.markerRoute()
+	if err != nil {
+		return route.Route{}, err
+	}
+	if err := o.narrow(&r); err != nil {
+		return route.Route{}, err
+	}
+	return r, nil
+}
+
+// narrow sets what --path-prefix, --path-regex and --method say on r, in
+// the canonical form a sidecar holds.
+func (o *NarrowFlags) narrow(r *route.Route) error {
+	var err error
+	if o.PathPrefix != "" {
+		if r.PathPrefix, err = route.ParsePathPrefix(o.PathPrefix); err != nil {
+			return fmt.Errorf("--path-prefix: %w", err)
+		}
+	}
+	if o.PathRegex != "" {
+		if r.PathRegex, err = route.ParsePathRegex(o.PathRegex); err != nil {
+			return fmt.Errorf("--path-regex: %w", err)
+		}
+	}
+	if len(o.Methods) > 0 {
+		if r.Methods, err = route.ParseMethods(strings.Join(o.Methods, ",")); err != nil {
+			return fmt.Errorf("--method: %w", err)
+		}
+	}
+	return nil
+}
+
+// narrowed says some path or method narrows the route.
+func (o *NarrowFlags) narrowed() bool {
+	return o.PathPrefix != "" || o.PathRegex != "" || len(o.Methods) > 0
+}
+
+// markerRoute is the route of -x, --cookie, --baggage or --all alone.
+func (o *MatchFlags) markerRoute() (route.Route, error) {
 	given := 0
 	for _, set := range []bool{o.Header != "", o.Cookie != "", o.Baggage != "", o.All} {
 		if set {
@@ -383,8 +457,8 @@ func (o *Options) Validate() error {
 	switch o.Tunnel {
 	case local.TunnelBuiltin, "":
 	case local.TunnelNgrok:
-		if o.All {
-			return errors.New("--all sends raw connections, which need the built-in tunnel: leave out --tunnel ngrok")
+		if o.All && !o.narrowed() {
+			return errors.New("--all sends raw connections, which need the built-in tunnel: leave out --tunnel ngrok (or narrow --all to HTTP requests with --path-prefix, --path-regex or --method)")
 		}
 		if o.NgrokAuthtoken == "" && !o.DryRun {
 			return errors.New("--tunnel ngrok needs your ngrok authtoken: set " + ngrok.EnvAuthtoken +

@@ -144,14 +144,15 @@ func (r *runner) run(ctx context.Context) error {
 	st, err := session.Start(ctx, r.f.Client, session.StartOptions{
 		Namespace: r.Namespace, Service: r.Service, Ports: r.remotePorts(),
 		ProxyImage: r.ProxyImage, ReadyTimeout: r.Timeout, DryRun: r.DryRun, Progress: p, Mode: r.mode(),
-		Dynamic:    r.f.Dynamic,
-		AllTraffic: r.Route.All,
+		Dynamic: r.f.Dynamic,
+		// Narrowed, --all reads each HTTP request: the port must carry them.
+		AllTraffic: r.Route.All && !r.Route.Narrowed(),
 	})
 	if err != nil {
 		return err
 	}
 	if r.DryRun {
-		return printDryRun(r.Out, st)
+		return printDryRun(r.Out, st, r.Route)
 	}
 	if !st.Created && r.Decoy != nil && *r.Decoy != st.Record.IsDecoy() {
 		p.Warn(fmt.Sprintf("joined the intercept of service %s that is there, served by %s: --decoy=%t applies to an intercept this command starts",

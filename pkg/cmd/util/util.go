@@ -73,6 +73,70 @@ func HeaderLine(r route.Route) string {
 	return r.Header + ": " + r.Value
 }
 
+// Narrowing says in words what narrows r to some HTTP requests ("path
+// starting with /api, method GET or POST"), empty when nothing does.
+func Narrowing(r route.Route) string {
+	var parts []string
+	if r.PathPrefix != "" {
+		parts = append(parts, "path starting with "+r.PathPrefix)
+	}
+	if r.PathRegex != "" {
+		parts = append(parts, "path matching "+r.PathRegex)
+	}
+	if r.Methods != "" {
+		ms := strings.Split(r.Methods, ",")
+		if len(ms) == 1 {
+			parts = append(parts, "method "+ms[0])
+		} else {
+			parts = append(parts, "method "+strings.Join(ms[:len(ms)-1], ", ")+" or "+ms[len(ms)-1])
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// TryCurl is a curl command line, to paste in a pod, that sends base (a
+// Service's http://NAME.NAMESPACE:PORT/) a request r matches: its marker,
+// and with a narrowed route a path and a method of the route's. It is
+// empty for an --all route that nothing narrows (any connection will do),
+// and when the route or the URL holds what a terminal would act on.
+func TryCurl(r route.Route, base string) string {
+	if r.All && !r.Narrowed() {
+		return ""
+	}
+	path, method := "/", "GET"
+	if r.Narrowed() {
+		path, method = route.SamplePath(r), route.SampleMethod(r)
+	}
+	if !strings.HasPrefix(path, "/") || method == "" {
+		return "" // no path of the route to show
+	}
+	args := []string{"curl"}
+	switch method {
+	case "GET":
+	case "HEAD":
+		args = append(args, "-I")
+	default:
+		args = append(args, "-X", method)
+	}
+	if !r.All {
+		args = append(args, "-H", ShellQuote(HeaderLine(r)))
+	}
+	url := strings.TrimSuffix(base, "/") + path
+	if strings.ContainsFunc(url, func(c rune) bool { return !shellSafe(c) }) {
+		url = ShellQuote(url)
+	}
+	line := strings.Join(append(args, url), " ")
+	if Printable(line) != line {
+		return ""
+	}
+	return line
+}
+
+// shellSafe says c stands for itself in a POSIX shell word.
+func shellSafe(c rune) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("/:.-_~%+,=@", c)
+}
+
 // ShellQuote quotes s for a POSIX shell, for commands printed to paste.
 func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
