@@ -49,7 +49,7 @@ func TestFloodDoesNotEndTheContest(t *testing.T) {
 	if err := contester.Contest(alice); err != nil {
 		t.Fatal(err)
 	}
-	if table.match(aliceMarked) != nil {
+	if table.match("GET", "/", aliceMarked) != nil {
 		t.Fatal("not suspended")
 	}
 	var flood []*tunnel.Client
@@ -78,7 +78,7 @@ func TestFloodDoesNotEndTheContest(t *testing.T) {
 		t.Fatalf("%d bare connections closed the contester's session", tunnel.MaxRoutelessSessions)
 	default:
 	}
-	if r := table.match(aliceMarked); r != nil {
+	if r := table.match("GET", "/", aliceMarked); r != nil {
 		t.Fatalf("after the flood alice's header goes to %q again", r.Owner)
 	}
 }

@@ -37,7 +37,7 @@ func squatted(t *testing.T) *squat {
 	if _, err := s.mallory.Register(route.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop", Client: eveKey}); err != nil {
 		t.Fatal(err)
 	}
-	if s.table.match(aliceMarked) == nil {
+	if s.table.match("GET", "/", aliceMarked) == nil {
 		t.Fatal("before the contest, the look-alike route takes alice's header")
 	}
 	s.alice = route.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop", Client: tunnel.PodKey(aliceKey, "uid-c", 18081)}
@@ -62,10 +62,10 @@ func TestContestSuspendsAnotherKeysRoute(t *testing.T) {
 	if err := s.contester.Contest(s.alice); err != nil {
 		t.Fatalf("contest: %v", err)
 	}
-	if r := s.table.match(aliceMarked); r != nil {
+	if r := s.table.match("GET", "/", aliceMarked); r != nil {
 		t.Fatalf("while contested, alice's header goes to %s, want the app", r.Owner)
 	}
-	if s.table.match(http.Header{"X-Dev": {"eve"}}) == nil {
+	if s.table.match("GET", "/", http.Header{"X-Dev": {"eve"}}) == nil {
 		t.Fatal("the contest suspended a route that does not take alice's requests")
 	}
 	suspended := 0
@@ -83,7 +83,7 @@ func TestContestSuspendsAnotherKeysRoute(t *testing.T) {
 
 	// The contester's session ends: the route matches again.
 	s.contester.Close()
-	waitFor(t, "the route back after the contest ended", func() bool { return s.table.match(aliceMarked) != nil })
+	waitFor(t, "the route back after the contest ended", func() bool { return s.table.match("GET", "/", aliceMarked) != nil })
 
 	// Mallory lets go: alice gets the route.
 	s.mallory.Close()
@@ -132,7 +132,7 @@ func TestContestHoldsRoutesRegisteredAgain(t *testing.T) {
 		if err := again.do(); err != nil {
 			t.Fatalf("%s: %v", again.name, err)
 		}
-		if r := s.table.match(aliceMarked); r != nil {
+		if r := s.table.match("GET", "/", aliceMarked); r != nil {
 			t.Fatalf("registered again (%s), the look-alike takes alice's header again (%s)", again.name, r.Owner)
 		}
 	}
@@ -162,7 +162,7 @@ func TestContestOnlyWhatWasRefused(t *testing.T) {
 	if err := c.Contest(all); !errors.Is(err, tunnel.ErrNotFound) {
 		t.Fatalf("a contest over --all: %v; want it to hold no header route (not found)", err)
 	}
-	if s.table.match(aliceMarked) == nil {
+	if s.table.match("GET", "/", aliceMarked) == nil {
 		t.Fatal("a contest over --all suspended a header route")
 	}
 }

@@ -222,9 +222,10 @@ func (f *fastPath) readHead(br *bufio.Reader) (fastRequest, *liveRoute, error) {
 		return req, nil, nil
 	}
 	to := f.table.matchHead(head)
-	if to != nil && (to.All || to.Remote != "") {
-		// An --all route takes new connections whole; a remote endpoint
-		// needs HTTPS and the route's secret.
+	if to != nil && (to.whole || to.Remote != "") {
+		// An --all route takes new connections whole (one narrowed by path
+		// or method takes requests here); a remote endpoint needs HTTPS
+		// and the route's secret.
 		return fastRequest{}, nil, errNotFast
 	}
 	return req, to, nil

@@ -14,43 +14,57 @@ import (
 // text is a header line: a string from net/http, or bytes of a raw head.
 type text interface{ ~string | ~[]byte }
 
-// matches reports whether a request with header h belongs to r.
-func (r *liveRoute) matches(h http.Header) bool {
-	return r.All ||
+// matches reports whether a request with this method, target (as sent:
+// net/http's RequestURI) and header h belongs to r.
+func (r *liveRoute) matches(method, target string, h http.Header) bool {
+	path := requestPath(target)
+	if !narrowedTo(r, method, path) {
+		return false
+	}
+	marked := r.All ||
 		r.Header != "" && hasValue(h[r.Header], r.Value) ||
 		r.Cookie != "" && hasCookie(h["Cookie"], r.Cookie, r.Value) ||
 		r.Baggage != "" && hasBaggage(h["Baggage"], r.Baggage, r.Value)
+	return marked && (r.re == nil || r.re.MatchString(path))
 }
 
-// matchesHead reports whether a request whose header fields (the lines of
-// its head after the request line) are fields belongs to r.
-func (r *liveRoute) matchesHead(fields []byte) bool {
-	if r.All {
-		return true
+// matchesHead reports whether a request whose request line has this method
+// and path (requestPath) and whose header fields (the lines of its head
+// after the request line) are fields belongs to r.
+func (r *liveRoute) matchesHead(method, path, fields []byte) bool {
+	if !narrowedTo(r, method, path) {
+		return false
 	}
-	found := false
-	eachField(fields, func(name, value []byte) bool {
-		switch {
-		case r.Header != "" && asciiEqualFold(name, r.Header):
-			found = equal(value, r.Value)
-		case r.Cookie != "" && asciiEqualFold(name, "Cookie"):
-			found = cookieIs(value, r.Cookie, r.Value)
-		case r.Baggage != "" && asciiEqualFold(name, "Baggage"):
-			found = baggageIs(value, r.Baggage, r.Value)
-		}
-		return !found
-	})
-	return found
+	found := r.All
+	if !found {
+		eachField(fields, func(name, value []byte) bool {
+			switch {
+			case r.Header != "" && asciiEqualFold(name, r.Header):
+				found = equal(value, r.Value)
+			case r.Cookie != "" && asciiEqualFold(name, "Cookie"):
+				found = cookieIs(value, r.Cookie, r.Value)
+			case r.Baggage != "" && asciiEqualFold(name, "Baggage"):
+				found = baggageIs(value, r.Baggage, r.Value)
+			}
+			return !found
+		})
+	}
+	return found && (r.re == nil || r.re.Match(path))
 }
 
-// matchesFields reports whether a request with these HTTP/2 header fields
-// (names in lower case) belongs to r: the fields of one name are the lines
-// of one header, as net/http reads them, cookies split into crumbs
-// included.
-func (r *liveRoute) matchesFields(fields []hpack.HeaderField) bool {
-	if r.All {
-		return true
+// matchesFields reports whether a request with this :method, path (of its
+// :path, requestPath) and HTTP/2 header fields (names in lower case)
+// belongs to r: the fields of one name are the lines of one header, as
+// net/http reads them, cookies split into crumbs included.
+func (r *liveRoute) matchesFields(method, path string, fields []hpack.HeaderField) bool {
+	if !narrowedTo(r, method, path) {
+		return false
 	}
+	return (r.All || r.markedFields(fields)) && (r.re == nil || r.re.MatchString(path))
+}
+
+// markedFields reports whether HTTP/2 header fields carry r's marker.
+func (r *liveRoute) markedFields(fields []hpack.HeaderField) bool {
 	for _, f := range fields {
 		switch {
 		case r.Header != "" && strings.EqualFold(f.Name, r.Header):
@@ -68,6 +82,57 @@ func (r *liveRoute) matchesFields(fields []hpack.HeaderField) bool {
 		}
 	}
 	return false
+}
+
+// narrowedTo is the cheap half of a narrowed route's test, run before the
+// marker's: the method is one of r's, the path starts with r's prefix. The
+// regex, the costly half, runs last, on requests that pass everything
+// else.
+func narrowedTo[T text](r *liveRoute, method, path T) bool {
+	return (r.Methods == "" || methodIn(method, r.Methods)) &&
+		len(path) >= len(r.PathPrefix) && equal(path[:len(r.PathPrefix)], r.PathPrefix)
+}
+
+// methodIn reports whether method is one of list's comma-separated
+// methods.
+func methodIn[T text](method T, list string) bool {
+	for len(list) > 0 {
+		var m string
+		m, list, _ = cut(list, ',')
+		if equal(method, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// requestPath returns the path of a request target as sent, without its
+// query: the target itself up to '?' (origin-form, and HTTP/2's :path),
+// or, of an absolute-form target (scheme://authority/path?query), what
+// follows the authority; "" when there is nothing there.
+func requestPath[T text](target T) T {
+	if len(target) > 0 && target[0] != '/' {
+		if i := index(target, "://"); i > 0 {
+			rest := target[i+3:]
+			j := 0
+			for j < len(rest) && rest[j] != '/' && rest[j] != '?' {
+				j++
+			}
+			target = rest[j:]
+		}
+	}
+	path, _, _ := cut(target, '?')
+	return path
+}
+
+// index returns where sub first starts in s, or -1.
+func index[T text](s T, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if equal(s[i:i+len(sub)], sub) {
+			return i
+		}
+	}
+	return -1
 }
 
 // hasValue reports whether one of a header's lines is want.

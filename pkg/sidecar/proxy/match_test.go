@@ -269,7 +269,7 @@ func TestMatchHeadAgreesWithHeader(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", fields, err)
 		}
-		want, got := table.match(req.Header), table.matchHead([]byte(head))
+		want, got := table.match(req.Method, req.RequestURI, req.Header), table.matchHead([]byte(head))
 		if got != want {
 			t.Errorf("%q: the raw head goes to %v, net/http's reading to %v", fields, routeName(got), routeName(want))
 		}

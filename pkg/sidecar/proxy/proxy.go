@@ -84,7 +84,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Watches.Observe(r)
-	d := decision{route: h.Table.match(r.Header), h2: h.wantsH2(r)}
+	d := decision{route: h.Table.match(r.Method, r.RequestURI, r.Header), h2: h.wantsH2(r)}
 	h.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, d)))
 }
 

@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
+	"strings"
 	"sync"
 
 	"golang.org/x/net/http2/hpack"
@@ -23,6 +25,12 @@ import (
 // liveRoute is a live route and the way to reach its developer.
 type liveRoute struct {
 	route.Route
+	// re is the route's PathRegex, compiled once, anchored (nil: none).
+	re *regexp.Regexp
+	// whole: an All route that nothing narrows, which takes connections
+	// whole (pipeToRoute); an All route narrowed by path or method takes
+	// HTTP requests, one by one, as a marker's route does.
+	whole     bool
 	dial      tunnel.DialFunc
 	transport http.RoundTripper // HTTP/1.1 to the developer
 	h2        http.RoundTripper // h2c to the developer
@@ -100,7 +108,14 @@ func (t *Table) Add(r route.Route, dial tunnel.DialFunc) (func(), error) {
 		}
 		return c, nil
 	}
-	nr := &liveRoute{Route: r, dial: dial, transport: newTransport(tunnelDial, false), h2: newTransport(tunnelDial, true)}
+	nr := &liveRoute{Route: r, whole: r.All && !r.Narrowed(), dial: dial, transport: newTransport(tunnelDial, false), h2: newTransport(tunnelDial, true)}
+	if r.PathRegex != "" {
+		re, err := route.CompilePathRegex(r.PathRegex)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", tunnel.ErrBadRequest, err)
+		}
+		nr.re = re
+	}
 	if r.Remote != "" {
 		rt := newRemoteTransport(r, t.RemoteTLS)
 		nr.transport, nr.h2 = rt, rt
@@ -113,7 +128,7 @@ func (t *Table) Add(r route.Route, dial tunnel.DialFunc) (func(), error) {
 			continue // the same CLI (it holds the owner key), reconnected: the new registration wins
 		}
 		if old.Conflicts(r) {
-			return nil, fmt.Errorf("%w: %s is intercepted by %s; %s", tunnel.ErrConflict, old.Route, ownerOrSomeone(old.Owner), pickAnother(r))
+			return nil, fmt.Errorf("%w: %s is intercepted by %s; %s", tunnel.ErrConflict, old.Route, ownerOrSomeone(old.Owner), pickAnother(r, old.Route))
 		}
 		kept = append(kept, old)
 	}
@@ -121,9 +136,11 @@ func (t *Table) Add(r route.Route, dial tunnel.DialFunc) (func(), error) {
 	return func() { t.remove(nr) }, nil
 }
 
-// pickAnother says how to ask for a route like r that is free.
-func pickAnother(r route.Route) string {
+// pickAnother says how to ask for a route like r that is free of taken.
+func pickAnother(r, taken route.Route) string {
 	switch {
+	case r.All || taken.All || r.Narrowed() || taken.Narrowed():
+		return "narrow your route to paths (--path-prefix, --path-regex) or methods (--method) that it does not take, or pick another marker"
 	case r.Cookie != "":
 		return "pick another cookie value with --cookie"
 	case r.Baggage != "":
@@ -167,7 +184,7 @@ func (t *Table) Suspend(r route.Route) (resume func(), n int) {
 	for _, x := range t.routes {
 		if t.suspendedBy(x, c) {
 			n++
-			if x.All {
+			if x.whole {
 				piped = append(piped, x)
 			}
 		}
@@ -225,24 +242,39 @@ func (t *Table) ListOwned(key string) []route.Route {
 	return out
 }
 
-// match returns the route a request belongs to, or nil for the app.
-func (t *Table) match(h http.Header) *liveRoute {
+// match returns the route a request belongs to, or nil for the app:
+// net/http's request, its method, its target as sent (RequestURI) and
+// header.
+func (t *Table) match(method, target string, h http.Header) *liveRoute {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
-		if t.live(r) && r.matches(h) {
+		if t.live(r) && r.matches(method, target, h) {
 			return r
 		}
 	}
 	return nil
 }
 
-// matchFields is match for an HTTP/2 request's header fields.
+// matchFields is match for an HTTP/2 request's header fields, its
+// pseudo-headers included.
 func (t *Table) matchFields(fields []hpack.HeaderField) *liveRoute {
+	var method, path string
+	for _, f := range fields {
+		if !strings.HasPrefix(f.Name, ":") {
+			break // the pseudo-headers come first
+		}
+		switch f.Name {
+		case ":method":
+			method = f.Value
+		case ":path":
+			path = requestPath(f.Value)
+		}
+	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
-		if t.live(r) && r.matchesFields(fields) {
+		if t.live(r) && r.matchesFields(method, path, fields) {
 			return r
 		}
 	}
@@ -251,11 +283,14 @@ func (t *Table) matchFields(fields []hpack.HeaderField) *liveRoute {
 
 // matchHead is match for a raw request head, read in place.
 func (t *Table) matchHead(head []byte) *liveRoute {
-	_, fields, _ := bytes.Cut(head, []byte("\r\n"))
+	line, fields, _ := bytes.Cut(head, []byte("\r\n"))
+	method, line, _ := bytes.Cut(line, []byte(" "))
+	target, _, _ := bytes.Cut(line, []byte(" "))
+	path := requestPath(target)
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
-		if t.live(r) && r.matchesHead(fields) {
+		if t.live(r) && r.matchesHead(method, path, fields) {
 			return r
 		}
 	}
@@ -269,12 +304,13 @@ func (t *Table) any() bool {
 	return len(t.routes) > 0
 }
 
-// all returns the route that takes every connection, if there is one.
+// all returns the route that takes every connection whole, if there is
+// one: an All route nothing narrows.
 func (t *Table) all() *liveRoute {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
-		if r.All && t.live(r) {
+		if r.whole && t.live(r) {
 			return r
 		}
 	}

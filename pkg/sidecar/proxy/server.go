@@ -83,9 +83,12 @@ type Config struct {
 const MaxHeaderBytes = 64 << 10
 
 // StaticRoute sends requests whose Header, Cookie or Baggage member (one of
-// the three) equals Value to Addr.
+// the three) equals Value, or, with All, every request, to Addr; a path
+// prefix, a path regex and methods narrow it as they narrow a route.
 type StaticRoute struct {
 	Header, Cookie, Baggage, Value, Addr string
+	All                                  bool
+	PathPrefix, PathRegex, Methods       string
 }
 
 // Run serves until ctx ends, then drains.
@@ -93,7 +96,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	table := &Table{}
 	for _, s := range cfg.Static {
 		addr := s.Addr
-		_, err := table.Add(route.Route{Header: s.Header, Cookie: s.Cookie, Baggage: s.Baggage, Value: s.Value, Owner: "--route " + addr},
+		_, err := table.Add(route.Route{Header: s.Header, Cookie: s.Cookie, Baggage: s.Baggage, Value: s.Value, All: s.All,
+			PathPrefix: s.PathPrefix, PathRegex: s.PathRegex, Methods: s.Methods, Owner: "--route " + addr},
 			func(ctx context.Context) (net.Conn, error) {
 				var d net.Dialer
 				return d.DialContext(ctx, "tcp", addr)

@@ -132,10 +132,10 @@ func TestTunnelCookieRoute(t *testing.T) {
 	if _, err := c.Register(route.Route{Cookie: "dev", Value: "alice", Client: aliceKey}); err != nil {
 		t.Fatal(err)
 	}
-	if r := table.match(http.Header{"Cookie": {"session=1; dev=alice"}}); r == nil || r.Cookie != "dev" {
+	if r := table.match("GET", "/", http.Header{"Cookie": {"session=1; dev=alice"}}); r == nil || r.Cookie != "dev" {
 		t.Fatalf("request with the cookie matched %v", r)
 	}
-	if r := table.match(http.Header{"Cookie": {"session=1; dev=bob"}}); r != nil {
+	if r := table.match("GET", "/", http.Header{"Cookie": {"session=1; dev=bob"}}); r != nil {
 		t.Fatalf("request with another value matched %s", r.Route)
 	}
 }
