@@ -210,10 +210,13 @@ func setGate(ctx context.Context, cs kubernetes.Interface, ns, pod string, statu
 }
 
 // MissingRoutes lists the routes of want that have are without: a route is
-// the same when it matches the same requests for the same owner.
+// the same when it matches the same requests (the same marker, paths and
+// methods) for the same owner. One developer may hold two routes on one
+// marker that differ by path.
 func MissingRoutes(have, want []route.Route) []route.Route {
 	key := func(r route.Route) route.Route {
-		return route.Route{Header: r.Header, Cookie: r.Cookie, Baggage: r.Baggage, Value: r.Value, All: r.All, Owner: r.Owner}
+		return route.Route{Header: r.Header, Cookie: r.Cookie, Baggage: r.Baggage, Value: r.Value, All: r.All,
+			PathPrefix: r.PathPrefix, PathRegex: r.PathRegex, Methods: r.Methods, Owner: r.Owner}
 	}
 	got := map[route.Route]bool{}
 	for _, r := range have {

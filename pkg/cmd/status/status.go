@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -207,9 +208,9 @@ func writeStatus(w io.Writer, st *session.Detail, now time.Time) error {
 			label = "Routes:"
 		}
 		on := 0
-		samePort := func(o route.Route) bool { return o.Port == r.Port && r.Conflicts(o) }
+		same := func(o route.Route) bool { return sameRoute(r, o) }
 		for _, p := range st.Pods {
-			if p.Ready && slices.ContainsFunc(p.Routes, samePort) {
+			if p.Ready && slices.ContainsFunc(p.Routes, same) {
 				on++
 			}
 		}
@@ -239,6 +240,16 @@ func writeStatus(w io.Writer, st *session.Detail, now time.Time) error {
 	return nil
 }
 
+// sameRoute says whether two sidecars' listings show one developer's
+// route: the same marker (a header in any case), paths and methods, owner
+// and port. Two developers may share a marker on different paths.
+func sameRoute(a, b route.Route) bool {
+	return a.All == b.All && http.CanonicalHeaderKey(a.Header) == http.CanonicalHeaderKey(b.Header) &&
+		a.Cookie == b.Cookie && a.Baggage == b.Baggage && a.Value == b.Value &&
+		a.PathPrefix == b.PathPrefix && a.PathRegex == b.PathRegex && a.Methods == b.Methods &&
+		a.Owner == b.Owner && a.Port == b.Port
+}
+
 // routeLabel names a route and, in an intercept of several ports, its port.
 func routeLabel(r route.Route) string {
 	if r.Port != "" {
@@ -254,11 +265,14 @@ func statusHints(st *session.Detail) []string {
 	switch st.Status {
 	case session.StateActive:
 		for _, r := range st.Routes {
-			line := cmdutil.HeaderLine(r)
-			if r.All || st.URL == "" || (r.Port != "" && r.Port != st.Port) || cmdutil.Printable(line) != line || cmdutil.Printable(st.URL) != st.URL {
-				continue // nothing to paste: a crafted route or URL is shown quoted above
+			if st.URL == "" || (r.Port != "" && r.Port != st.Port) || cmdutil.Printable(st.URL) != st.URL {
+				continue
 			}
-			out = append(out, fmt.Sprintf("Try it from inside the cluster: curl -H %s %s", cmdutil.ShellQuote(line), st.URL))
+			// Empty for an --all route (any connection will do), and for a
+			// crafted route, shown quoted above.
+			if curl := cmdutil.TryCurl(r, st.URL); curl != "" {
+				out = append(out, "Try it from inside the cluster: "+curl)
+			}
 		}
 		for _, p := range st.Pods {
 			if p.Ready && len(p.Routes) < len(st.Routes) {
