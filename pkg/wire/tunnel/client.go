@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -57,8 +58,20 @@ func (c *Client) Register(r route.Route) (string, error) {
 }
 
 // RegisterTagged is Register with the owner tag (OwnerTag) of the key r's
-// Client is derived from, by which `routes` marks it Mine.
+// Client is derived from, by which `routes` marks it Mine. A route
+// narrowed by path or method goes as OpRegisterNarrowed, which a sidecar
+// too old to narrow refuses whole.
 func (c *Client) RegisterTagged(r route.Route, tag string) (string, error) {
+	if r.Narrowed() {
+		resp, err := c.call(Request{Op: OpRegisterNarrowed, Route: &r, Tag: tag})
+		if errors.Is(err, ErrUnsupported) {
+			return resp.Pod, fmt.Errorf("%w: the sidecar in pod %s is older than this kubectl-intercept: it can't narrow a route by path or method; "+
+				"run `kubectl intercept close` and intercept again so the copy runs the new sidecar, or drop --path-prefix, --path-regex and --method", ErrUnsupported, resp.Pod)
+		}
+		// A sidecar that knows narrowing knows cookies, baggage and
+		// remote endpoints too: nothing more to check.
+		return resp.Pod, err
+	}
 	resp, err := c.call(Request{Op: "register", Route: &r, Tag: tag})
 	if err != nil || r.All || (r.Header != "" && r.Remote == "") {
 		return resp.Pod, err

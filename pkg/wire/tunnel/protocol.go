@@ -40,9 +40,9 @@ func Config() *yamux.Config {
 
 // Request is one call on the control stream.
 type Request struct {
-	// Op is register, unregister, contest (see contest.go), routes or
-	// probe; and, for `kubectl
-	// intercept doctor`, watch, seen or send (see doctor.go).
+	// Op is register (or OpRegisterNarrowed), unregister, contest (see
+	// contest.go), routes or probe; and, for `kubectl intercept doctor`,
+	// watch, seen or send (see doctor.go).
 	Op    string       `json:"op"`
 	Route *route.Route `json:"route,omitempty"`
 	// URL is what a probe or a send requests, from inside the cluster.
@@ -63,6 +63,13 @@ type Request struct {
 	// Nonce names the watch whose hits seen returns.
 	Nonce string `json:"nonce,omitempty"`
 }
+
+// OpRegisterNarrowed is register for a route narrowed by path or method
+// (route.Route.Narrowed). A sidecar older than narrowing would drop the
+// fields it does not know and install the route whole (an --all route
+// with a path would take every connection); it does not know this
+// operation either, so it installs nothing and answers CodeUnsupported.
+const OpRegisterNarrowed = "registerNarrowed"
 
 // Response answers a Request.
 type Response struct {
