@@ -20,11 +20,13 @@ import (
 var goldenNow = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
 func goldenIntercepts() []session.Intercept {
-	alice := route.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop"}
+	// Alice and carol share a header on different paths.
+	alice := route.Route{Header: "X-Dev", Value: "alice", PathPrefix: "/api", Owner: "alice@laptop"}
 	bob := route.Route{Cookie: "dev", Value: "bob", Owner: "bob@laptop"}
+	carol := route.Route{Header: "X-Dev", Value: "alice", PathRegex: "/web/[0-9]+", Methods: "GET,HEAD", Owner: "carol@laptop"}
 	return []session.Intercept{
 		{Namespace: "shop", Service: "cart", Port: "http", Workload: "cart", Copy: "cart-intercept-b4k9x2", Ready: "2/2",
-			Routes: []route.Route{alice, bob}, Created: goldenNow.Add(-90 * time.Minute), Status: session.StateActive},
+			Routes: []route.Route{alice, bob, carol}, Created: goldenNow.Add(-90 * time.Minute), Status: session.StateActive},
 		{Namespace: "shop", Service: "search", Port: "8080", Workload: "search", Copy: "search-intercept-7hq2zz", Ready: "1/1",
 			Routes: []route.Route{}, Created: goldenNow.Add(-3 * time.Hour), Status: session.StateIdle},
 		{Namespace: "team", Service: "api", Port: "grpc", Workload: "api", Kind: "StatefulSet", Copy: "api-intercept-x2x2x2", Ready: "0/1",
@@ -114,7 +116,7 @@ func TestListJSONIsVersioned(t *testing.T) {
 			Spec             struct{ Ports []string }
 			Status           struct {
 				Phase  string
-				Routes []struct{ Header, Value, Owner string }
+				Routes []struct{ Header, Value, PathPrefix, PathRegex, Methods, Owner string }
 			}
 		}
 	}
@@ -126,8 +128,15 @@ func TestListJSONIsVersioned(t *testing.T) {
 	}
 	cart := l.Items[0]
 	if cart.APIVersion != "intercept.kubectl.dev/v1alpha1" || cart.Kind != "Intercept" || cart.Metadata.Name != "cart" ||
-		cart.Metadata.Namespace != "shop" || cart.Status.Phase != "active" || len(cart.Status.Routes) != 2 || cart.Spec.Ports[0] != "http" {
+		cart.Metadata.Namespace != "shop" || cart.Status.Phase != "active" || len(cart.Status.Routes) != 3 || cart.Spec.Ports[0] != "http" {
 		t.Fatalf("list -o json, first item: %+v", cart)
+	}
+	// What narrows a route is in its fields, as the flags spell it.
+	if r := cart.Status.Routes[0]; r.PathPrefix != "/api" {
+		t.Errorf("list -o json: alice's route %+v, want pathPrefix /api", r)
+	}
+	if r := cart.Status.Routes[2]; r.PathRegex != "/web/[0-9]+" || r.Methods != "GET,HEAD" {
+		t.Errorf("list -o json: carol's route %+v, want pathRegex /web/[0-9]+ and methods GET,HEAD", r)
 	}
 }
 
