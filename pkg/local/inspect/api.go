@@ -24,6 +24,12 @@ type summaryJSON struct {
 	Error        string    `json:"error,omitempty"`
 	Replay       bool      `json:"replay"`
 	ReplayOf     uint64    `json:"replay_of,omitempty"`
+	// Wiretap marks a copy of a request the cluster answered; Differs
+	// says whether the local app's answer differed (absent until
+	// compared), Diff says how in one line.
+	Wiretap bool   `json:"wiretap,omitempty"`
+	Differs *bool  `json:"differs,omitempty"`
+	Diff    string `json:"diff,omitempty"`
 }
 
 // detailJSON is one exchange with its headers and bodies.
@@ -36,6 +42,23 @@ type detailJSON struct {
 	ResponseBody    bodyJSON    `json:"response_body"`
 	// ReplayBlocked says why POST .../replay would be refused.
 	ReplayBlocked string `json:"replay_blocked,omitempty"`
+	// Cluster is a wiretap copy's answer from the cluster, DiffDetail how
+	// the local app's (the response above) differs from it.
+	Cluster    *clusterJSON `json:"cluster,omitempty"`
+	DiffDetail *Diff        `json:"diff_detail,omitempty"`
+}
+
+// clusterJSON is the cluster's answer to a copied request.
+type clusterJSON struct {
+	Marker     string      `json:"route"`
+	Status     int         `json:"status"`
+	Header     http.Header `json:"headers"`
+	Body       bodyJSON    `json:"body"`
+	DurationMS float64     `json:"duration_ms"`
+	// NotSent says why the request did not go to the local app.
+	NotSent string `json:"not_sent,omitempty"`
+	// Dropped counts the copies the sidecar dropped just before this one.
+	Dropped uint64 `json:"dropped,omitempty"`
 }
 
 // bodyJSON is a captured body: text when readable, base64 when binary.
@@ -54,7 +77,19 @@ func summaryOf(ex Exchange) summaryJSON {
 		Route: ex.Route, Status: ex.Status, DurationMS: float64(ex.Duration) / float64(time.Millisecond),
 		RequestSize: ex.RequestSize, ResponseSize: ex.ResponseSize, Done: ex.Done, Error: ex.Error,
 		Replay: ex.Replay, ReplayOf: ex.ReplayOf,
+	}.withWiretap(ex.Wiretap)
+}
+
+func (j summaryJSON) withWiretap(w *WiretapCopy) summaryJSON {
+	if w == nil {
+		return j
 	}
+	j.Wiretap = true
+	if w.Diff != nil {
+		differs := w.Diff.Differs()
+		j.Differs, j.Diff = &differs, w.Diff.Summary()
+	}
+	return j
 }
 
 func bodyOf(b Body, size int64) bodyJSON {
@@ -76,7 +111,25 @@ func detailOf(ex Exchange, canReplay bool) detailJSON {
 		ResponseTrailer: ex.ResponseTrailer,
 		ResponseBody:    bodyOf(ex.ResponseBody, ex.ResponseSize),
 		ReplayBlocked:   replayBlocked(&ex, canReplay),
+	}.withCluster(ex.Wiretap)
+}
+
+func (j detailJSON) withCluster(w *WiretapCopy) detailJSON {
+	if w == nil {
+		return j
 	}
+	j.Cluster = &clusterJSON{
+		Marker: w.Marker, Status: w.Status, Header: w.Header, Body: bodyOf(w.Body, w.Size),
+		DurationMS: float64(w.Duration) / float64(time.Millisecond), NotSent: w.NotSent, Dropped: w.Dropped,
+	}
+	j.DiffDetail = w.Diff
+	return j
+}
+
+// apiWiretap answers the wiretap's totals: copies received, compared,
+// differing, not sent, dropped by the sidecar.
+func (u *ui) apiWiretap(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, u.store.WiretapCounts())
 }
 
 // apiList answers the kept exchanges, newest first, filtered like the page

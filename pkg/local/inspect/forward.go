@@ -122,9 +122,16 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if note != nil {
 		ex.Replay, ex.ReplayOf = true, note.of
 	}
+	tn, _ := r.Context().Value(tapKey{}).(*tapNote)
+	if tn != nil {
+		ex.Wiretap, ex.Route = tn.copy, "wiretap "+tn.copy.Marker
+	}
 	fl.id = f.store.add(ex)
 	if note != nil {
 		note.id = fl.id
+	}
+	if tn != nil {
+		tn.id = fl.id
 	}
 
 	out := r.WithContext(context.WithValue(r.Context(), flightKey{}, fl))
@@ -213,7 +220,11 @@ func (f *forwarder) failed(w http.ResponseWriter, r *http.Request, err error) {
 		fl.err = "the caller went away before the app answered"
 		return
 	}
-	msg := failureMessage(f.local, f.route, err)
+	route := f.route
+	if tn, _ := r.Context().Value(tapKey{}).(*tapNote); tn != nil {
+		route = "" // a copy: no caller was sent here
+	}
+	msg := failureMessage(f.local, route, err)
 	fl.status, fl.err = http.StatusBadGateway, strings.TrimSpace(msg)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

@@ -57,6 +57,30 @@ type Exchange struct {
 	// exchange it copied.
 	Replay   bool
 	ReplayOf uint64
+	// Wiretap is set on a copy of a request the cluster answered
+	// (--wiretap): the cluster's answer and how the local app's differs.
+	Wiretap *WiretapCopy
+}
+
+// WiretapCopy is what the cluster answered a copied request, and the diff
+// with what the local app answered (the Exchange's response).
+type WiretapCopy struct {
+	// Marker is the wiretap route the request matched.
+	Marker string
+	Status int
+	Header http.Header
+	// Body is the start of the cluster's body (BodyCaptureLimit bytes, as
+	// the local one), Size its length.
+	Body Body
+	Size int64
+	// Duration is how long the cluster took to answer.
+	Duration time.Duration
+	// Diff is nil until the local app has answered and been compared, and
+	// stays nil when the request was not sent (NotSent says why).
+	Diff    *Diff
+	NotSent string
+	// Dropped counts the copies the sidecar dropped just before this one.
+	Dropped uint64
 }
 
 // Body is the captured start of a request or response body.
@@ -85,6 +109,35 @@ type Store struct {
 	seq    uint64
 	// next is closed and replaced at every change, waking every waiter.
 	next chan struct{}
+	// taps counts the wiretap's copies, including evicted ones.
+	taps WiretapCounts
+}
+
+// WiretapCounts are a wiretap's totals since the inspector started.
+type WiretapCounts struct {
+	// Copies came from the cluster; Compared were answered by the local
+	// app and compared; Differ of them differed.
+	Copies   uint64 `json:"copies"`
+	Compared uint64 `json:"compared"`
+	Differ   uint64 `json:"differ"`
+	// NotSent could not be sent to the local app (a body copied only in
+	// part); Dropped the sidecar dropped under backpressure.
+	NotSent uint64 `json:"not_sent"`
+	Dropped uint64 `json:"dropped"`
+}
+
+// WiretapCounts returns the wiretap's totals.
+func (s *Store) WiretapCounts() WiretapCounts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.taps
+}
+
+// countTap adds to the wiretap's totals.
+func (s *Store) countTap(fn func(*WiretapCounts)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn(&s.taps)
 }
 
 type entry struct {
@@ -98,7 +151,12 @@ type entry struct {
 func sizeOf(ex *Exchange) int {
 	n := len(ex.Method) + len(ex.Path) + len(ex.Proto) + len(ex.Host) + len(ex.Route) + len(ex.Error) +
 		len(ex.RequestBody.Data) + len(ex.ResponseBody.Data)
-	for _, h := range []http.Header{ex.RequestHeader, ex.ResponseHeader, ex.ResponseTrailer} {
+	headers := []http.Header{ex.RequestHeader, ex.ResponseHeader, ex.ResponseTrailer}
+	if w := ex.Wiretap; w != nil {
+		n += len(w.Marker) + len(w.Body.Data) + len(w.NotSent) + diffSize(w.Diff)
+		headers = append(headers, w.Header)
+	}
+	for _, h := range headers {
 		for k, vs := range h {
 			n += len(k)
 			for _, v := range vs {

@@ -56,6 +56,14 @@ func (u *ui) shown(ex Exchange) Exchange {
 	ex.RequestHeader = redact(ex.RequestHeader)
 	ex.ResponseHeader = redact(ex.ResponseHeader)
 	ex.ResponseTrailer = redact(ex.ResponseTrailer)
+	if w := ex.Wiretap; w != nil {
+		c := *w
+		c.Header = redact(c.Header)
+		if c.Diff != nil {
+			c.Diff = redactDiff(c.Diff)
+		}
+		ex.Wiretap = &c
+	}
 	return ex
 }
 
@@ -86,8 +94,9 @@ func withToken(token string, next http.Handler) http.Handler {
 //
 // Pages: / (the list; ?path= and ?status= filter it), /exchanges/{id}.
 // JSON: GET /api/exchanges, GET /api/exchanges/{id},
-// POST /api/exchanges/{id}/replay, and GET /api/events (server-sent events
-// the page follows).
+// POST /api/exchanges/{id}/replay, GET /api/events (server-sent events
+// the page follows) and GET /api/wiretap (a wiretap's totals: copies,
+// differing answers).
 func NewUI(store *Store, forwarder http.Handler) http.Handler {
 	return NewUIWith(store, forwarder, UIOptions{})
 }
@@ -119,6 +128,7 @@ func NewUIWith(store *Store, forwarder http.Handler, opts UIOptions) http.Handle
 	mux.HandleFunc("GET /api/exchanges/{id}", u.apiGet)
 	mux.HandleFunc("POST /api/exchanges/{id}/replay", u.apiReplay)
 	mux.HandleFunc("GET /api/events", u.events)
+	mux.HandleFunc("GET /api/wiretap", u.apiWiretap)
 	h := securityHeaders(http.NewCrossOriginProtection().Handler(mux))
 	if opts.Token != "" {
 		return withToken(opts.Token, h)
@@ -172,11 +182,13 @@ type pageData struct {
 	Missing string
 	// Preview is the intercept's preview URL, if it has one.
 	Preview string
+	// Taps are the wiretap's totals.
+	Taps WiretapCounts
 }
 
 func (u *ui) page(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	d := pageData{Limit: u.store.Limit()}
+	d := pageData{Limit: u.store.Limit(), Taps: u.store.WiretapCounts()}
 	if u.opts.Preview != nil {
 		d.Preview = u.opts.Preview()
 	}

@@ -99,6 +99,55 @@ type detailView struct {
 	ReqBody, RespBody                     bodyView
 	// ReplayBlocked says why the exchange cannot be replayed ("" if it can).
 	ReplayBlocked string
+	// For a wiretap's copy: the cluster's answer and the diff.
+	ClusterHeaders []headerLine
+	ClusterBody    bodyView
+	DiffLines      []diffLine
+}
+
+// diffLine is one difference as the page lists it.
+type diffLine struct{ What, Cluster, Local string }
+
+func diffLines(d *Diff) []diffLine {
+	if !d.Differs() {
+		return nil
+	}
+	var out []diffLine
+	if d.Status != nil {
+		out = append(out, diffLine{"status", strconv.Itoa(d.Status.Cluster), strconv.Itoa(d.Status.Local)})
+	}
+	absent := func(vs []string) string {
+		if vs == nil {
+			return "(absent)"
+		}
+		return strings.Join(vs, ", ")
+	}
+	for _, h := range d.Headers {
+		out = append(out, diffLine{"header " + h.Name, absent(h.Cluster), absent(h.Local)})
+	}
+	if b := d.Body; b != nil {
+		for _, p := range b.Paths {
+			c, l := p.Cluster, p.Local
+			if c == "" {
+				c = "(absent)"
+			}
+			if l == "" {
+				l = "(absent)"
+			}
+			out = append(out, diffLine{"body " + p.Path, c, l})
+		}
+		if b.More > 0 {
+			out = append(out, diffLine{fmt.Sprintf("and %d more in the body", b.More), "", ""})
+		}
+		if len(b.Paths) == 0 {
+			what := fmt.Sprintf("body, from byte %d", b.Offset)
+			if b.Note != "" {
+				what = "body: " + b.Note
+			}
+			out = append(out, diffLine{what, formatSize(b.ClusterSize), formatSize(b.LocalSize)})
+		}
+	}
+	return out
 }
 
 func newDetailView(ex Exchange, canReplay bool) detailView {
@@ -110,7 +159,18 @@ func newDetailView(ex Exchange, canReplay bool) detailView {
 		ReqBody:       viewBody(ex.RequestBody, ex.RequestSize, ex.RequestHeader.Get("Content-Type")),
 		RespBody:      viewBody(ex.ResponseBody, ex.ResponseSize, ex.ResponseHeader.Get("Content-Type")),
 		ReplayBlocked: replayBlocked(&ex, canReplay),
+	}.withCluster()
+}
+
+func (v detailView) withCluster() detailView {
+	w := v.Wiretap
+	if w == nil {
+		return v
 	}
+	v.ClusterHeaders = headerLines(w.Header)
+	v.ClusterBody = viewBody(w.Body, w.Size, w.Header.Get("Content-Type"))
+	v.DiffLines = diffLines(w.Diff)
+	return v
 }
 
 // replayBlocked says why ex cannot be sent again, or "" when it can.
