@@ -31,16 +31,43 @@ type routeFlags []proxy.StaticRoute
 
 func (r *routeFlags) String() string { return fmt.Sprint(*r) }
 
+// Set parses NAME:VALUE=HOST:PORT, optionally narrowed like an
+// intercept's route: ;path-prefix=P, ;methods=M[,M...] and, last (it takes
+// the rest), ;path-regex=RE.
 func (r *routeFlags) Set(s string) error {
-	match, addr, ok := strings.Cut(s, "=")
+	match, rest, ok := strings.Cut(s, "=")
+	addr, narrowing, _ := strings.Cut(rest, ";")
 	if !ok || addr == "" {
-		return fmt.Errorf("route %q is not NAME:VALUE=HOST:PORT", s)
+		return fmt.Errorf("route %q is not NAME:VALUE=HOST:PORT[;path-prefix=P][;methods=M,...][;path-regex=RE]", s)
 	}
 	name, value, err := route.ParseHeader(match)
 	if err != nil {
 		return err
 	}
-	*r = append(*r, proxy.StaticRoute{Header: name, Value: value, Addr: addr})
+	sr := proxy.StaticRoute{Header: name, Value: value, Addr: addr}
+	for narrowing != "" {
+		var part string
+		if strings.HasPrefix(narrowing, "path-regex=") {
+			part, narrowing = narrowing, ""
+		} else {
+			part, narrowing, _ = strings.Cut(narrowing, ";")
+		}
+		k, v, _ := strings.Cut(part, "=")
+		switch k {
+		case "path-prefix":
+			sr.PathPrefix, err = route.ParsePathPrefix(v)
+		case "path-regex":
+			sr.PathRegex, err = route.ParsePathRegex(v)
+		case "methods":
+			sr.Methods, err = route.ParseMethods(v)
+		default:
+			err = fmt.Errorf("route %q: %q is not path-prefix=, path-regex= or methods=", s, part)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	*r = append(*r, sr)
 	return nil
 }
 
@@ -103,7 +130,7 @@ func main() {
 	flag.BoolVar(&cfg.H2C, "h2c", false, "the app speaks HTTP/2 without TLS: keep HTTP/2 requests HTTP/2 on the way")
 	flag.BoolVar(&cfg.NoFastPath, "no-fast-path", false, "serve every request through net/http, even those for the app (for comparison)")
 	flag.Var(&also, "also", "another port: listen=:PORT,upstream=HOST:PORT,control=HOST:PORT[,h2c][,service-addr=IP:PORT] (repeatable)")
-	flag.Var(&routes, "route", "NAME:VALUE=HOST:PORT: requests with header NAME equal to VALUE go to HOST:PORT (repeatable)")
+	flag.Var(&routes, "route", "NAME:VALUE=HOST:PORT[;path-prefix=P][;methods=M,...][;path-regex=RE]: requests with header NAME equal to VALUE (and a path and method that match) go to HOST:PORT (repeatable)")
 	flag.IntVar(&cpus, "cpus", 0, "cores to run on at once (GOMAXPROCS); 0: one while one is enough, up to every core the container may use under load (unless $GOMAXPROCS is set)")
 	flag.BoolVar(&verbose, "v", false, "log every proxy error and tunnel event")
 	flag.BoolVar(&showVersion, "version", false, "print the version and exit")

@@ -38,6 +38,14 @@ func BenchmarkMatch(b *testing.B) {
 	mixed.Add(route.Route{Header: "x-dev", Value: "alice"}, dial)
 	mixed.Add(route.Route{Cookie: "dev", Value: "bob"}, dial)
 	mixed.Add(route.Route{Baggage: "dev", Value: "carol"}, dial)
+	// The header route narrowed by a path prefix or a path regex (the
+	// requests' path is /products/42).
+	prefix := &Table{}
+	prefix.Add(route.Route{Header: "x-dev", Value: "alice", PathPrefix: "/products/"}, dial)
+	prefix.Add(route.Route{Header: "x-dev", Value: "bob", PathPrefix: "/products/"}, dial)
+	regex := &Table{}
+	regex.Add(route.Route{Header: "x-dev", Value: "alice", PathRegex: "/products/[0-9]+"}, dial)
+	regex.Add(route.Route{Header: "x-dev", Value: "bob", PathRegex: "/products/[0-9]+"}, dial)
 
 	with := func(k, v string) http.Header {
 		h := benchRequest()
@@ -55,11 +63,15 @@ func BenchmarkMatch(b *testing.B) {
 		{"cookie-hit", mixed, with("Cookie", "dev=bob"), true},
 		{"baggage-hit", mixed, with("Baggage", "dev=carol"), true},
 		{"mixed-miss", mixed, benchRequest(), false},
+		{"prefix-hit", prefix, with("X-Dev", "bob"), true},
+		{"prefix-miss", prefix, benchRequest(), false},
+		{"regex-hit", regex, with("X-Dev", "bob"), true},
+		{"regex-miss", regex, benchRequest(), false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if (bc.table.match("GET", "/", bc.h) != nil) != bc.hit {
+				if (bc.table.match("GET", "/products/42?ref=home", bc.h) != nil) != bc.hit {
 					b.Fatal("wrong routing decision")
 				}
 			}
