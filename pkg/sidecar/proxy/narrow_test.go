@@ -273,3 +273,41 @@ func TestNarrowedRegistration(t *testing.T) {
 		t.Errorf("a contest over /api/v2/ holds %d routes, want 1", n)
 	}
 }
+
+// A contest is over the route as it was refused, narrowing included: it
+// suspends the look-alike that overlaps it and no other route of the
+// marker, and a session refused a narrowed route cannot contest the whole
+// marker.
+func TestContestNarrowed(t *testing.T) {
+	table := &Table{}
+	srv := &tunnel.Server{Pod: "web-c", Routes: table}
+	squat := route.Route{Header: "X-Dev", Value: "alice", PathPrefix: "/api/", Owner: "alice@laptop", Client: tunnel.PodKey(eveKey, "uid-c", 18081)}
+	web := route.Route{Header: "X-Dev", Value: "alice", PathPrefix: "/web/", Owner: "bob@b", Client: tunnel.PodKey(eveKey, "web", 1)}
+	for _, r := range []route.Route{squat, web} {
+		if _, err := connectTo(t, srv).Register(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice := squat
+	alice.PathPrefix, alice.Methods = "/api/v2/", "GET"
+	alice.Client = tunnel.PodKey(aliceKey, "uid-c", 18081)
+	c := connectTo(t, srv)
+	if _, err := c.RegisterTagged(alice, tunnel.OwnerTag(aliceKey)); !errors.Is(err, tunnel.ErrConflict) {
+		t.Fatalf("alice's narrowed route over the look-alike: %v, want a conflict", err)
+	}
+	whole := alice
+	whole.PathPrefix, whole.Methods = "", ""
+	if err := c.Contest(whole); !errors.Is(err, tunnel.ErrBadRequest) {
+		t.Fatalf("a contest of the whole marker after a narrowed route was refused: %v, want a bad request", err)
+	}
+	if err := c.Contest(alice); err != nil {
+		t.Fatalf("contest: %v", err)
+	}
+	marked := http.Header{"X-Dev": {"alice"}}
+	if r := table.match("GET", "/api/v2/x", marked); r != nil {
+		t.Errorf("during the contest, alice's requests on /api/ go to %s", r.Owner)
+	}
+	if r := table.match("GET", "/web/x", marked); r == nil || r.Owner != "bob@b" {
+		t.Errorf("during the contest, the marker's route on /web/ went to %s", routeName(r))
+	}
+}

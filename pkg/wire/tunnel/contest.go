@@ -78,10 +78,11 @@ func (s *Server) contest(cs *controlSession, req Request) error {
 	return nil
 }
 
-// sameRoute says whether a and b are one registration: the same match
-// under the same key.
+// sameRoute says whether a and b are one registration: the same match,
+// narrowed alike, under the same key.
 func sameRoute(a, b route.Route) bool {
 	return a.All == b.All && a.Conflicts(b) && b.Conflicts(a) &&
+		a.PathPrefix == b.PathPrefix && a.PathRegex == b.PathRegex && a.Methods == b.Methods &&
 		subtle.ConstantTimeCompare([]byte(a.Client), []byte(b.Client)) == 1
 }
 
