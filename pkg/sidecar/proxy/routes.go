@@ -136,9 +136,12 @@ func (t *Table) Add(r route.Route, dial tunnel.DialFunc) (func(), error) {
 	return func() { t.remove(nr) }, nil
 }
 
-// pickAnother says how to ask for a route like r that is free of taken.
+// pickAnother says how to ask for a route like r that taken does not
+// hold.
 func pickAnother(r, taken route.Route) string {
 	switch {
+	case taken.All && !taken.Narrowed():
+		return "it takes every connection of the port; ask them to narrow it (--path-prefix, --path-regex, --method) or to close it"
 	case r.All || taken.All || r.Narrowed() || taken.Narrowed():
 		return "narrow your route to paths (--path-prefix, --path-regex) or methods (--method) that it does not take, or pick another marker"
 	case r.Cookie != "":
