@@ -88,13 +88,19 @@ func CompilePathRegex(s string) (*regexp.Regexp, error) {
 	case len(s) > MaxPathRegex:
 		return nil, fmt.Errorf("the path regex is longer than %d bytes", MaxPathRegex)
 	}
-	re, err := regexp.Compile(anchored(s))
+	// The expression alone first, so that an error quotes what was
+	// written, not the anchors around it.
+	_, err := regexp.Compile(s)
+	var re *regexp.Regexp
+	if err == nil {
+		re, err = regexp.Compile(anchored(s))
+	}
 	if err != nil {
 		var se *syntax.Error
 		if errors.As(err, &se) {
-			return nil, fmt.Errorf("path regex %q is not an RE2 expression: %s: %q", s, se.Code, se.Expr)
+			return nil, fmt.Errorf("path regex %q is not an RE2 expression (Go's regexp syntax): %s: %q", s, se.Code, se.Expr)
 		}
-		return nil, fmt.Errorf("path regex %q is not an RE2 expression: %w", s, err)
+		return nil, fmt.Errorf("path regex %q is not an RE2 expression (Go's regexp syntax): %w", s, err)
 	}
 	return re, nil
 }
