@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -189,21 +190,38 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 	for _, pod := range sortedKeys(obs.Missed) {
 		p.Warn(fmt.Sprintf("pod %s of the intercept cannot watch (%s): a marker that reaches it goes unseen", cmdutil.Printable(pod), cmdutil.Printable(fmt.Sprint(obs.Missed[pod]))))
 	}
+	rep := doctorReport{Service: o.Service, Entry: strings.TrimSpace(o.Via), Marker: marker, Expect: o.Expect, Waited: o.Wait, Method: http.MethodGet}
 	if routes, err := obs.Routes(); err == nil {
 		for _, r := range routes {
-			if r.All {
+			if r.All && !r.Narrowed() {
 				p.Warn(fmt.Sprintf("an intercept of every connection (--all) is live on svc/%s: its sidecars hand connections to it without reading them, so the marker cannot be seen", o.Service))
 				break
 			}
 		}
+		if r, ok := doctor.RouteFor(routes, marker, o.Expect); ok && r.Narrowed() {
+			rep.Route = &r
+		}
 	}
-
-	rep := doctorReport{Service: o.Service, Entry: strings.TrimSpace(o.Via), Marker: marker, Expect: o.Expect, Waited: o.Wait}
+	path := ""
+	if rep.Route != nil && o.Entry.NoPath {
+		var ok bool
+		if path, rep.Method, ok = doctor.Target(*rep.Route, "/"); !ok {
+			p.Warn(fmt.Sprintf("no path route %s takes could be made up from its regex: the doctor sends GET /", cmdutil.Printable(rep.Route.String())))
+		}
+		rep.RoutePath = true
+	}
 	if o.Entry.URL != "" {
 		rep.Sent = o.Entry.URL
-		rep.Status, rep.SendErr = tunnel.SendMarked(ctx, o.Entry.URL, "", marker)
+		if path != "" {
+			rep.Sent = strings.TrimSuffix(o.Entry.URL, "/") + path
+		}
+		rep.Status, rep.SendErr = doctor.SendMarked(ctx, rep.Method, rep.Sent, "", marker)
 	} else {
-		rep.Sent, rep.From = target, obs.Pods()[0]
+		if path != "" {
+			target = strings.TrimSuffix(target, "/") + path
+		}
+		// A sidecar sends GET only: the path is the route's, the method may not be.
+		rep.Sent, rep.From, rep.Method = target, obs.Pods()[0], http.MethodGet
 		rep.Status, rep.SendErr = obs.Send(target, host)
 	}
 	wait := o.Wait

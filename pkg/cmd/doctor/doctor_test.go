@@ -30,11 +30,11 @@ func TestParseEntry(t *testing.T) {
 		err  string
 	}{
 		{"https://staging.example.com/checkout", DoctorEntry{URL: "https://staging.example.com/checkout"}, ""},
-		{" http://10.0.0.1:8080 ", DoctorEntry{URL: "http://10.0.0.1:8080"}, ""},
-		{"svc/frontend", DoctorEntry{Service: "frontend", Path: "/"}, ""},
+		{" http://10.0.0.1:8080 ", DoctorEntry{URL: "http://10.0.0.1:8080", NoPath: true}, ""},
+		{"svc/frontend", DoctorEntry{Service: "frontend", Path: "/", NoPath: true}, ""},
 		{"svc/frontend:8080/checkout?step=2", DoctorEntry{Service: "frontend", Port: "8080", Path: "/checkout?step=2"}, ""},
-		{"service/frontend:http", DoctorEntry{Service: "frontend", Port: "http", Path: "/"}, ""},
-		{"services/frontend.shop:80/", DoctorEntry{Service: "frontend", Namespace: "shop", Port: "80", Path: "/"}, ""},
+		{"service/frontend:http", DoctorEntry{Service: "frontend", Port: "http", Path: "/", NoPath: true}, ""},
+		{"services/frontend.shop:80/", DoctorEntry{Service: "frontend", Namespace: "shop", Port: "80", Path: "/", NoPath: true}, ""},
 		{"svc/frontend?x=1", DoctorEntry{Service: "frontend", Path: "/?x=1"}, ""},
 		{"svc/front/call?to=http://10.0.0.2/&forward=baggage", DoctorEntry{Service: "front", Path: "/call?to=http://10.0.0.2/&forward=baggage"}, ""},
 		{"", DoctorEntry{}, "say where the request enters with --via"},

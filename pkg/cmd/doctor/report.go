@@ -11,6 +11,8 @@ import (
 
 	cmdutil "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/util"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/doctor"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tunnel"
 )
 
@@ -60,6 +62,14 @@ type doctorReport struct {
 	Hits    []tunnel.Hit
 	// Waited is how long the doctor looked for the marker.
 	Waited time.Duration
+	// Method is the request's method (GET unless set).
+	Method string
+	// Route is the live route narrowed by path or method whose marker the
+	// doctor tests, nil when none; RoutePath says the request went to a
+	// path (and, from this machine, with a method) the route takes, the
+	// entry naming none.
+	Route     *route.Route
+	RoutePath bool
 }
 
 // renderDoctor writes the report for the person at the terminal: what was
@@ -79,7 +89,14 @@ func renderDoctor(w io.Writer, r doctorReport) {
 	for _, c := range r.Marker.Carriers() {
 		carriers = append(carriers, string(c)+" "+r.Marker.Name(c))
 	}
-	fmt.Fprintf(w, "Sent GET %s with %s (marker %s)\n", sent, strings.Join(carriers, ", "), r.Marker.Value())
+	method := r.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	fmt.Fprintf(w, "Sent %s %s with %s (marker %s)\n", method, sent, strings.Join(carriers, ", "), r.Marker.Value())
+	if r.Route != nil && r.RoutePath {
+		fmt.Fprintf(w, "to a path of route %s (by %s), which takes only some paths or methods\n", cmdutil.Printable(r.Route.String()), cmdutil.OrNone(cmdutil.Printable(r.Route.Owner)))
+	}
 	if r.SendErr != nil {
 		fmt.Fprintf(w, "The request failed: %s\n", cmdutil.Printable(r.SendErr.Error()))
 	} else {
@@ -140,7 +157,7 @@ func doctorAdvice(r doctorReport) []string {
 			fmt.Sprintf("Or the entry calls %s on connections it opened before the intercept (a kept-alive pool, a gRPC channel): those stay on the original's pods, "+
 				"where the intercept does not see them. Intercept with --take-over to move them, or restart the entry's pods.", svc)}
 	}
-	var out []string
+	out := untaken(r)
 	for _, c := range missing(r.Marker.Carriers(), r.Hits) {
 		name := r.Marker.Name(c)
 		switch c {
@@ -167,6 +184,27 @@ func doctorAdvice(r doctorReport) []string {
 			describeCarriers(r.Marker, miss), describeCarriers(r.Marker, arrived), svc, flagsFor(r.Marker, arrived[:1]), entry))
 	}
 	return out
+}
+
+// untaken says when the marked request reached the Service as a request
+// the narrowed route does not take (another path or method): such
+// requests go to the app in the cluster, marker or not.
+func untaken(r doctorReport) []string {
+	if r.Route == nil {
+		return nil
+	}
+	for _, h := range r.Hits {
+		if h.Carrier == tunnel.CarrierOther || doctor.Takes(*r.Route, h.Method, h.Path) {
+			continue
+		}
+		what := fmt.Sprintf("The marked request reached svc/%s as %s %s, which route %s does not take: requests like it go to the app in the cluster, marker or not.",
+			r.Service, cmdutil.Printable(h.Method), cmdutil.Printable(h.Path), cmdutil.Printable(r.Route.String()))
+		if !r.RoutePath {
+			what += " Give --via a path that reaches the Service on a path the route takes."
+		}
+		return []string{what}
+	}
+	return nil
 }
 
 func arrivedCarriers(m tunnel.Marker, hits []tunnel.Hit) []tunnel.Carrier {

@@ -28,6 +28,10 @@ type DoctorEntry struct {
 	// name or number; empty: the only one) and Path (with the query) of a
 	// Service entry.
 	Service, Namespace, Port, Path string
+	// NoPath says the entry names no path but "/", and no query: "/" is
+	// sent, or, for a route narrowed by path or method, a path the route
+	// takes.
+	NoPath bool
 }
 
 // parseEntry reads --via: http(s)://HOST[/PATH], or
@@ -50,7 +54,7 @@ func parseEntry(s string) (DoctorEntry, error) {
 		case u.Host == "":
 			return DoctorEntry{}, fmt.Errorf("--via %s names no host", s)
 		}
-		return DoctorEntry{URL: s}, nil
+		return DoctorEntry{URL: s, NoPath: (u.Path == "" || u.Path == "/") && u.RawQuery == "" && !strings.HasSuffix(s, "?")}, nil
 	}
 	return DoctorEntry{}, fmt.Errorf("--via %s is neither a URL (http:// or https://) nor a Service (svc/NAME[:PORT][/PATH])", s)
 }
@@ -88,7 +92,7 @@ func parseServiceEntry(s, rest string) (DoctorEntry, error) {
 	if _, err := url.ParseRequestURI(path); err != nil {
 		return e, fmt.Errorf("--via %s: %q is not a path: %w", s, path, err)
 	}
-	return DoctorEntry{Service: name, Namespace: ns, Port: port, Path: path}, nil
+	return DoctorEntry{Service: name, Namespace: ns, Port: port, Path: path, NoPath: path == "/"}, nil
 }
 
 // entryPort picks the Service port an entry names, by name or number, or
