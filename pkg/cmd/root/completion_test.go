@@ -116,6 +116,7 @@ func TestShellCompletion(t *testing.T) {
 			"help\tHelp about any command",
 			"list\tList the intercepted Services of the namespace and their live routes, or (--services) what can be intercepted",
 			"rbac\tPrint the Role, its binding to a group and the admission policy that confines the group",
+			"replay\tSend the requests a wiretap recorded to a URL and report the answers that differ from the cluster's",
 			"status\tShow your intercepts, or one intercept in detail",
 			"version\tPrint the version of kubectl-intercept and of the sidecar image it uses", "api"}},
 		{[]string{"--kubeconfig", kc, "-n", "shop", "svc/w"}, []string{"svc/web", "svc/worker"}},

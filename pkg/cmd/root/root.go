@@ -15,6 +15,7 @@ import (
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/intercept"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/list"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/rbac"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/replay"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/status"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/version"
 )
@@ -39,6 +40,7 @@ func NewCmdRootFor(f *factory.Factory, streams genericiooptions.IOStreams) *cobr
 		status.NewCmdStatus(f, streams),
 		doctor.NewCmdDoctor(f, streams),
 		rbac.NewCmdRBAC(f, streams),
+		replay.NewCmdReplay(streams),
 		version.NewCmdVersion(streams),
 	)
 	return cmd

@@ -55,7 +55,9 @@ type ReplayResult struct {
 	Status int `json:"status,omitempty"`
 	// Diff is how it differs from the cluster's recorded answer.
 	Diff *Diff `json:"diff,omitempty"`
-	// Error says why the request was not sent or not answered.
+	// NotSent says why the request could not be sent as recorded.
+	NotSent string `json:"notSent,omitempty"`
+	// Error says why the request got no answer: a difference too.
 	Error string `json:"error,omitempty"`
 	// Redacted names the recorded headers left out because the record
 	// holds them redacted (replay -H gives them back).
@@ -63,25 +65,25 @@ type ReplayResult struct {
 }
 
 // Differs says whether the answer differed from the cluster's, or there
-// was none.
+// was none; a request not sent does not differ.
 func (r ReplayResult) Differs() bool { return r.Error != "" || r.Diff.Differs() }
 
 // Send sends one recorded request and compares the answer.
 func (t *ReplayTarget) Send(ctx context.Context, line int, rec Record) ReplayResult {
 	res := ReplayResult{Line: line, Method: rec.Request.Method, Target: rec.Request.Target}
 	if rec.Request.Body.Truncated {
-		res.Error = fmt.Sprintf("not sent: only the first %s of its %s body were recorded", formatSize(int64(len(rec.Request.Body.Data()))), formatSize(rec.Request.Body.Size))
+		res.NotSent = fmt.Sprintf("only the first %s of its %s body were recorded", formatSize(int64(len(rec.Request.Body.Data()))), formatSize(rec.Request.Body.Size))
 		return res
 	}
 	u, err := t.url(rec.Request.Target)
 	if err != nil {
-		res.Error = err.Error()
+		res.NotSent = err.Error()
 		return res
 	}
 	body := rec.Request.Body.Data()
 	req, err := http.NewRequestWithContext(ctx, rec.Request.Method, u.String(), bytes.NewReader(body))
 	if err != nil {
-		res.Error = fmt.Sprintf("not sent: %v", err)
+		res.NotSent = err.Error()
 		return res
 	}
 	if len(body) == 0 {
@@ -168,7 +170,7 @@ func hopByHop(name string) bool {
 func (t *ReplayTarget) url(target string) (*url.URL, error) {
 	ref, err := url.ParseRequestURI(target)
 	if err != nil || !strings.HasPrefix(target, "/") {
-		return nil, fmt.Errorf("not sent: the recorded target %q is not a path", target)
+		return nil, fmt.Errorf("the recorded target %q is not a path", target)
 	}
 	u := *t.base
 	u.Path = strings.TrimSuffix(t.base.Path, "/") + ref.Path
