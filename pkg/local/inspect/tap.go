@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,9 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/httpwire"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tap"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tunnel"
 )
 
@@ -28,7 +31,14 @@ type Tap struct {
 	store        *Store // nil: record nothing
 	h2           *http.Server
 	h2ln         *httpwire.ConnListener
+	// wiretap takes the sidecar's streams of copies (--wiretap); nil:
+	// such a stream is closed unread.
+	wiretap atomic.Pointer[Wiretap]
 }
+
+// SetWiretap makes the tap hand streams of wiretap copies (they start
+// with tap.StreamMagic) to w.
+func (t *Tap) SetWiretap(w *Wiretap) { t.wiretap.Store(w) }
 
 // NewTap returns the tap for connections to local, recording into store
 // (nil: none) under route; forwarder serves HTTP/2 connections.
@@ -48,6 +58,13 @@ const h2Preface = "PRI"
 // ServeConn serves one intercepted connection until either end closes it.
 func (t *Tap) ServeConn(c net.Conn) {
 	br := bufio.NewReaderSize(c, 4<<10)
+	if p, err := br.Peek(1); err == nil && p[0] == tap.StreamMagic[0] {
+		// A stream of a wiretap's copies: never for the local port. Its
+		// first byte starts no HTTP request, so nothing else waits here
+		// for more bytes than a caller sends.
+		t.serveCopies(c, br)
+		return
+	}
 	if p, err := br.Peek(len(h2Preface)); err != nil {
 		c.Close()
 		return
@@ -66,6 +83,21 @@ func (t *Tap) ServeConn(c net.Conn) {
 	}
 	rec := newRecording(t)
 	pipe(c, br, app, rec.up, rec.down)
+}
+
+// serveCopies hands a stream of copies to the wiretap, or closes it when
+// there is none.
+func (t *Tap) serveCopies(c net.Conn, br *bufio.Reader) {
+	defer c.Close()
+	w := t.wiretap.Load()
+	if w == nil {
+		return
+	}
+	magic, err := br.Peek(len(tap.StreamMagic))
+	if err != nil || !tap.IsStream(magic) {
+		return
+	}
+	_ = w.ServeStream(context.Background(), br) // a broken stream ends; the sidecar opens another
 }
 
 // refuse answers the first request with a 502 that says nothing listens

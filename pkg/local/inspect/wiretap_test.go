@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/httpwire"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tap"
 )
 
@@ -275,5 +277,47 @@ func TestReadRecordsRefuses(t *testing.T) {
 				t.Fatalf("ReadRecords: %v, want an error naming line 2", err)
 			}
 		})
+	}
+}
+
+// The tunnel hands the developer's end every stream the sidecar opens: a
+// stream of copies goes to the wiretap, never to the local port, and is
+// closed unread where no wiretap was asked for.
+func TestTapTellsCopiesFromCallers(t *testing.T) {
+	hits := make(chan string, 4)
+	local := app(t, func(w http.ResponseWriter, r *http.Request) {
+		hits <- r.URL.Path
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"price":10}`)
+	})
+	store := NewStore(0)
+	fwd := NewForwarder(local, testRoute, store)
+	serve := func(tp *Tap, path string) {
+		sidecar, cli := net.Pipe()
+		go tp.ServeConn(cli)
+		// A tap that takes no copies closes the stream: the write may fail.
+		_ = tap.NewWriter(sidecar).Write(copied("GET", path, "HTTP/1.1", "", 200, `{"price":10}`))
+		sidecar.Close()
+	}
+
+	without := NewTap(local, testRoute, store, httpwire.NewHTTPServer(fwd))
+	defer without.Close()
+	serve(without, "/without")
+
+	with := NewTap(local, testRoute, store, httpwire.NewHTTPServer(fwd))
+	defer with.Close()
+	with.SetWiretap(NewWiretap(fwd, store, WiretapOptions{}))
+	serve(with, "/copied")
+	if p := <-hits; p != "/copied" {
+		t.Fatalf("the app got %s", p)
+	}
+	ex := waitFor(t, store, "the copy compared", func(exs []Exchange) bool {
+		return len(exs) == 1 && exs[0].Wiretap != nil && exs[0].Wiretap.Diff != nil
+	})
+	if ex[0].Wiretap.Diff.Differs() {
+		t.Fatalf("diff %s", ex[0].Wiretap.Diff.Summary())
+	}
+	if c := store.WiretapCounts(); c.Copies != 1 {
+		t.Fatalf("counts %+v: the tap without a wiretap took a copy", c)
 	}
 }
