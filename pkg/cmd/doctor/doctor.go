@@ -87,7 +87,11 @@ W3C baggage member, and reports which of the three reached the Service.
 
 -x, --cookie and --baggage take the same NAME:VALUE / NAME=VALUE as intercept,
 or a name alone: the value is replaced by the marker. The command fails when
-the carrier you name (the header when you name none) does not arrive.`,
+the carrier you name (the header when you name none) does not arrive.
+
+When the intercept is narrowed by path or method (--path-prefix, --path-regex,
+--method) and --via names no path, the request goes to a path the route takes,
+from this machine with a method it takes.`,
 		Example:           doctorExample,
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completion.ServiceArg(f, true),
