@@ -215,7 +215,8 @@ func (f *fastPath) readHead(br *bufio.Reader) (fastRequest, *liveRoute, error) {
 		return fastRequest{}, nil, err
 	}
 	req, ok := parseRequestHead(head)
-	if !ok || f.watches.Active() {
+	if !ok || f.watches.Active() || f.table.tapsHead(head) {
+		// A wiretap's requests are copied on net/http's path.
 		return fastRequest{}, nil, errNotFast
 	}
 	if !f.table.any() {

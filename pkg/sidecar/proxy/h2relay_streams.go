@@ -109,7 +109,8 @@ func (c *h2conn) legFor(f *http2.MetaHeadersFrame) (*h2leg, http2.ErrCode, *live
 	}
 	h1 := c.wantsH1(f.Fields)
 	switch {
-	case c.f.watches.Active() || r != nil && (r.whole || r.Remote != "") || h1 && f.PseudoValue("method") == "CONNECT":
+	case c.f.watches.Active() || r != nil && (r.whole || r.Remote != "") || h1 && f.PseudoValue("method") == "CONNECT" ||
+		c.f.table.tapsFields(f.Fields): // a wiretap's requests are copied on net/http's path
 		return c.handlerLeg(), http2.ErrCodeRefusedStream, r
 	case h1 && !h1Valid(f):
 		return nil, http2.ErrCodeProtocol, r

@@ -85,6 +85,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Watches.Observe(r)
 	d := decision{route: h.Table.match(r.Method, r.RequestURI, r.Header), h2: h.wantsH2(r)}
+	if taps := h.Table.matchTaps(r.Method, r.RequestURI, r.Header); len(taps) > 0 && tappable(r) {
+		h.serveTapped(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, d)), taps)
+		return
+	}
 	h.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, d)))
 }
 

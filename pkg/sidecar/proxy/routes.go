@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/net/http2/hpack"
 
@@ -85,6 +86,10 @@ type Table struct {
 	// contests are the live contests (see Suspend), each a route under its
 	// contester's key.
 	contests []*route.Route
+	// taps are the wiretap routes (wiretap.go), matched beside routes and
+	// never instead of them; nTaps counts them for a lock-free check.
+	taps  []*tapRoute
+	nTaps atomic.Int32
 	// RemoteTLS, if set, is the TLS configuration for routes with a
 	// Remote endpoint; nil trusts the usual roots.
 	RemoteTLS *tls.Config
@@ -119,6 +124,10 @@ func (t *Table) Add(r route.Route, dial tunnel.DialFunc) (func(), error) {
 	if r.Remote != "" {
 		rt := newRemoteTransport(r, t.RemoteTLS)
 		nr.transport, nr.h2 = rt, rt
+	}
+	if r.Wiretap {
+		nr.whole = false // a copy of requests, never of connections
+		return t.addTap(nr), nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -235,8 +244,12 @@ func (t *Table) List() []route.Route { return t.ListOwned("") }
 func (t *Table) ListOwned(key string) []route.Route {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	out := make([]route.Route, len(t.routes))
-	for i, r := range t.routes {
+	all := t.routes
+	for _, x := range t.taps {
+		all = append(all[:len(all):len(all)], x.lr)
+	}
+	out := make([]route.Route, len(all))
+	for i, r := range all {
 		out[i] = r.Route
 		out[i].Mine = key != "" && subtle.ConstantTimeCompare([]byte(r.Client), []byte(key)) == 1
 		out[i].Suspended = !t.live(r)

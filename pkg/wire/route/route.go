@@ -73,6 +73,12 @@ type Route struct {
 	// holds out of matching on that pod (see the tunnel's contest): their
 	// requests go to the app there.
 	Suspended bool `json:"suspended,omitempty"`
+	// Wiretap makes the route a read-only copy: the requests it matches
+	// go where they would without it (the app, or an intercepting
+	// developer), and once answered the sidecar sends the developer the
+	// request and the answer (pkg/wire/tap). A wiretap route takes no
+	// request from anyone, so it never conflicts with another route.
+	Wiretap bool `json:"wiretap,omitempty"`
 	// Port names the Service port a listed route holds, in the CLI's
 	// listings of an intercept of several ports; a sidecar neither sets
 	// nor reads it (each port has its own routes).
@@ -85,6 +91,9 @@ type Route struct {
 // then what narrows it: "x-dev:alice path /api/v2* GET,POST" for a path
 // prefix and methods, "all traffic path ~/hooks/[a-z]+" for a regex.
 func (r Route) String() string {
+	if r.Wiretap {
+		return r.marker() + r.narrowing() + " (wiretap)"
+	}
 	return r.marker() + r.narrowing()
 }
 
@@ -112,6 +121,9 @@ func (r Route) marker() string {
 // may be said to conflict that no one request reaches both of; never the
 // other way around.
 func (r Route) Conflicts(o Route) bool {
+	if r.Wiretap || o.Wiretap {
+		return false // a copy takes nothing from anyone
+	}
 	sameMarker := r.All || o.All ||
 		http.CanonicalHeaderKey(r.Header) == http.CanonicalHeaderKey(o.Header) &&
 			r.Cookie == o.Cookie && r.Baggage == o.Baggage && r.Value == o.Value
@@ -142,6 +154,9 @@ func (r Route) Validate() error {
 	}
 	if err := r.checkNarrowing(); err != nil {
 		return err
+	}
+	if r.Wiretap && r.Remote != "" {
+		return errors.New("a wiretap's copies travel through the tunnel; a remote endpoint can't take them")
 	}
 	if r.All {
 		if r.Remote != "" && !r.Narrowed() {

@@ -60,8 +60,16 @@ func (c *Client) Register(r route.Route) (string, error) {
 // RegisterTagged is Register with the owner tag (OwnerTag) of the key r's
 // Client is derived from, by which `routes` marks it Mine. A route
 // narrowed by path or method goes as OpRegisterNarrowed, which a sidecar
-// too old to narrow refuses whole.
+// too old to narrow refuses whole; a wiretap route as OpRegisterWiretap.
 func (c *Client) RegisterTagged(r route.Route, tag string) (string, error) {
+	if r.Wiretap {
+		resp, err := c.call(Request{Op: OpRegisterWiretap, Route: &r, Tag: tag})
+		if errors.Is(err, ErrUnsupported) {
+			return resp.Pod, fmt.Errorf("%w: the sidecar in pod %s is older than this kubectl-intercept: it has no wiretap; "+
+				"once nobody else intercepts the Service, run `kubectl intercept close` on it and start again so the copy runs the new sidecar", ErrUnsupported, resp.Pod)
+		}
+		return resp.Pod, err
+	}
 	if r.Narrowed() {
 		resp, err := c.call(Request{Op: OpRegisterNarrowed, Route: &r, Tag: tag})
 		if errors.Is(err, ErrUnsupported) {

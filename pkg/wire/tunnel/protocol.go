@@ -71,6 +71,12 @@ type Request struct {
 // operation either, so it installs nothing and answers CodeUnsupported.
 const OpRegisterNarrowed = "registerNarrowed"
 
+// OpRegisterWiretap is register for a wiretap route (route.Route.Wiretap):
+// a sidecar older than the wiretap would install it as an intercept and
+// take the developer's requests from the app; it does not know this
+// operation either, so it installs nothing and answers CodeUnsupported.
+const OpRegisterWiretap = "registerWiretap"
+
 // Response answers a Request.
 type Response struct {
 	Error string `json:"error,omitempty"`

@@ -343,8 +343,8 @@ func acceptBackoff(ctx context.Context, err error, pause *time.Duration) bool {
 // handle answers one call on the control stream.
 func (s *Server) handle(ctx context.Context, cs *controlSession, req Request) Response {
 	resp := Response{Pod: s.Pod}
-	if req.Op == OpRegisterNarrowed {
-		req.Op = "register" // the route says how it is narrowed; Add checks it
+	if req.Op == OpRegisterNarrowed || req.Op == OpRegisterWiretap {
+		req.Op = "register" // the route says how it is narrowed, or that it is a wiretap; Add checks it
 	}
 	if cs.peerKey != nil && !peerOps[req.Op] {
 		resp.fail(coded(CodeUnsupported, "%s is not for a relay", req.Op))

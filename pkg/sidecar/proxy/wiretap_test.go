@@ -1,0 +1,214 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tap"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tunnel"
+)
+
+const bobKey = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0"
+
+// wiretapper is a developer wiretapping through the sidecar's control
+// port: it collects the copies the sidecar sends, and counts any other
+// stream (which would be a request meant for its local port).
+type wiretapper struct {
+	mu     sync.Mutex
+	copies []*tap.Exchange
+	other  int
+}
+
+func wiretap(t *testing.T, ctrl string, r route.Route) *wiretapper {
+	t.Helper()
+	conn, err := net.Dial("tcp", ctrl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := tunnel.NewClient(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tc.Close() })
+	if _, err := tc.Register(r); err != nil {
+		t.Fatalf("registering %s: %v", r, err)
+	}
+	w := &wiretapper{}
+	go tc.ServeConns(context.Background(), func(c net.Conn) {
+		defer c.Close()
+		tr := tap.NewReader(c)
+		for {
+			ex, err := tr.Read()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					w.mu.Lock()
+					w.other++
+					w.mu.Unlock()
+				}
+				return
+			}
+			w.mu.Lock()
+			w.copies = append(w.copies, ex)
+			w.mu.Unlock()
+		}
+	})
+	return w
+}
+
+// waitCopies waits until w holds n copies.
+func (w *wiretapper) waitCopies(t *testing.T, n int) []*tap.Exchange {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w.mu.Lock()
+		got, other := append([]*tap.Exchange(nil), w.copies...), w.other
+		w.mu.Unlock()
+		if other > 0 {
+			t.Fatalf("%d streams that were not copies", other)
+		}
+		if len(got) >= n || time.Now().After(deadline) {
+			if len(got) != n {
+				t.Fatalf("%d copies, want %d", len(got), n)
+			}
+			return got
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// readingApp answers with the body it read whole (echoApp answers while
+// it reads, which HTTP/1.1 through a proxy does not promise to carry).
+func readingApp(t *testing.T, name string, h2c bool) *httptest.Server {
+	t.Helper()
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Answered-By", name)
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write(b)
+	}))
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(h2c)
+	s.Config.Protocols = &p
+	s.Start()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Two developers wiretap alice's marker while alice intercepts it: every
+// caller gets alice's answer as before, each wiretap gets 20 copies of 20
+// requests with the answer the caller got, and unmarked requests are
+// neither copied nor changed; on the fast path, through net/http and per
+// HTTP/2 stream.
+func TestWiretapCopiesWithoutChangingAnswers(t *testing.T) {
+	for _, mode := range []struct {
+		name   string
+		h2c    bool
+		noFast bool
+	}{
+		{"fast path", false, false},
+		{"net/http", false, true},
+		{"h2c", true, false},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			app, dev := readingApp(t, "app", mode.h2c), readingApp(t, "dev", mode.h2c)
+			ctrl := make(chan string, 1)
+			addr := startProxyReady(t, Config{Upstream: hostOf(app), H2C: mode.h2c, NoFastPath: mode.noFast, Control: "127.0.0.1:0",
+				Static: []StaticRoute{{Header: "x-dev", Value: "alice", Addr: hostOf(dev)}}}, ctrl)
+			ctrlAddr := <-ctrl
+			bob := wiretap(t, ctrlAddr, route.Route{Header: "x-dev", Value: "alice", Wiretap: true, Owner: "bob", Client: bobKey})
+			eve := wiretap(t, ctrlAddr, route.Route{Header: "X-Dev", Value: "alice", Wiretap: true, Owner: "eve", Client: eveKey})
+			c := &http.Client{Timeout: 10 * time.Second}
+			if mode.h2c {
+				c = h2cClient()
+			}
+			send := func(dev, body string) (string, string) {
+				req, _ := http.NewRequest("POST", "http://"+addr+"/orders?n="+body, strings.NewReader(body))
+				if dev != "" {
+					req.Header.Set("X-Dev", dev)
+				}
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				got, _ := io.ReadAll(resp.Body)
+				return resp.Header.Get("X-Answered-By"), string(got)
+			}
+			for i := range 20 {
+				if by, body := send("alice", strconv.Itoa(i)); by != "dev" || body != strconv.Itoa(i) {
+					t.Fatalf("request %d answered by %q with %q, want alice's local build echoing it", i, by, body)
+				}
+			}
+			if by, _ := send("", "x"); by != "app" {
+				t.Fatalf("an unmarked request answered by %q", by)
+			}
+			for name, w := range map[string]*wiretapper{"bob": bob, "eve": eve} {
+				copies := w.waitCopies(t, 20)
+				seen := map[string]bool{}
+				for _, ex := range copies {
+					if ex.Request.Method != "POST" || !strings.HasPrefix(ex.Request.Target, "/orders?n=") ||
+						ex.Response.Status != 200 || ex.Response.Header.Get("X-Answered-By") != "dev" ||
+						string(ex.Request.Body.Data) != string(ex.Response.Body.Data) || ex.Route.Marker != "X-Dev:alice (wiretap)" && ex.Route.Marker != "x-dev:alice (wiretap)" {
+						t.Fatalf("%s's copy %+v", name, ex)
+					}
+					seen[string(ex.Request.Body.Data)] = true
+				}
+				if len(seen) != 20 {
+					t.Fatalf("%s got copies of %d distinct requests", name, len(seen))
+				}
+			}
+		})
+	}
+}
+
+// A developer whose end does not read the copies never slows a caller:
+// the queue drops what does not fit and says how many on the next copy.
+func TestWiretapQueueDropsAndCounts(t *testing.T) {
+	tr := &tapRoute{ch: make(chan *tap.Exchange, tapQueueLen), done: make(chan struct{})}
+	ex := &tap.Exchange{Request: tap.Request{Method: "GET", Target: "/", Proto: "HTTP/1.1"}, Response: tap.Response{Status: 200}}
+	for range tapQueueLen + 5 {
+		tr.offer(ex) // nobody sends: every offer returns at once
+	}
+	if got := tr.dropped.Load(); got != 5 {
+		t.Fatalf("dropped %d, want 5", got)
+	}
+	big := &tap.Exchange{Response: tap.Response{Body: tap.Body{Data: make([]byte, tapQueueBytes)}}}
+	tr2 := &tapRoute{ch: make(chan *tap.Exchange, tapQueueLen), done: make(chan struct{})}
+	tr2.offer(big)
+	if tr2.dropped.Load() != 1 || len(tr2.ch) != 0 {
+		t.Fatal("a copy past the queue's bytes was queued")
+	}
+}
+
+// A wiretap conflicts with nothing: a second developer may wiretap the
+// marker alice intercepts, and alice may intercept it after them.
+func TestWiretapRegistersBesideIntercepts(t *testing.T) {
+	table := &Table{}
+	dial := func(context.Context) (net.Conn, error) { return nil, errors.New("unused") }
+	if _, err := table.Add(route.Route{Header: "x-dev", Value: "alice", Wiretap: true, Client: bobKey}, dial); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := table.Add(route.Route{Header: "x-dev", Value: "alice", Wiretap: true, Client: eveKey}, dial); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := table.Add(route.Route{Header: "x-dev", Value: "alice", Client: aliceKey}, dial); err != nil {
+		t.Fatalf("an intercept beside wiretaps refused: %v", err)
+	}
+	if r := table.match("GET", "/", http.Header{"X-Dev": {"alice"}}); r == nil || r.Wiretap {
+		t.Fatalf("the request matched %v, want alice's intercept", r)
+	}
+	if n := len(table.List()); n != 3 {
+		t.Fatalf("%d routes listed, want 3", n)
+	}
+}
