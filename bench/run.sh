@@ -6,7 +6,10 @@
 # intercept-proxy (standalone mode), nginx and HAProxy, each configured the
 # same way: a request with header `x-dev: alice` goes to a second upstream
 # (the developer's "laptop"), every other request to the app; connections to
-# both upstreams are kept alive and reused.
+# both upstreams are kept alive and reused. "intercept-proxy path-prefix"
+# and "path-regex" are intercept-proxy with the route narrowed by a path
+# prefix (/) or a path regex (/[0-9a-z]*) that every request's path
+# matches: what a path route costs beside the plain one.
 #
 #   HTTP/1.1  wrk, 1/16/64 connections x small/64 KiB body x header set/not set
 #   h2c       h2load (prior knowledge), direct vs the proxies
@@ -30,7 +33,8 @@
 #   BENCH_DURATION=5      seconds per measured run
 #   BENCH_WARMUP=1        seconds of warm-up run before each measured run
 #   BENCH_CONNS="1 16 64" wrk connection counts
-#   BENCH_ROUNDS=3        HTTP/1.1 rounds of intercept-proxy and nginx per
+#   BENCH_ROUNDS=3        HTTP/1.1 rounds of intercept-proxy (plain and
+#                         narrowed) and nginx per
 #                         case, alternating (the other targets run once):
 #                         a drift of the machine's speed over minutes
 #                         weighs on both alike, and the report says in how
@@ -242,6 +246,8 @@ pick_port P_LAPTOP
 pick_port P_OURS
 pick_port P_OURS_H2C
 pick_port P_OURS_SLOW
+pick_port P_OURS_PREFIX
+pick_port P_OURS_REGEX
 pick_port P_NGINX
 pick_port P_NGINX_H2
 pick_port P_HAPROXY
@@ -260,6 +266,12 @@ start ours_h2c "${on_proxy_core[@]}" "$TMP/bin/intercept-proxy" --listen "127.0.
 # The same without the fast path: every request through net/http.
 start ours_slow "${on_proxy_core[@]}" "$TMP/bin/intercept-proxy" --listen "127.0.0.1:$P_OURS_SLOW" \
 	--upstream "127.0.0.1:$P_APP" --route "$ROUTE" --drain-delay 0 --no-fast-path
+# The same route narrowed by a path prefix, and by a path regex, that the
+# requests' paths (/ and /64k) match: what narrowing costs per request.
+start ours_prefix "${on_proxy_core[@]}" "$TMP/bin/intercept-proxy" --listen "127.0.0.1:$P_OURS_PREFIX" \
+	--upstream "127.0.0.1:$P_APP" --route "$ROUTE;path-prefix=/" --drain-delay 0
+start ours_regex "${on_proxy_core[@]}" "$TMP/bin/intercept-proxy" --listen "127.0.0.1:$P_OURS_REGEX" \
+	--upstream "127.0.0.1:$P_APP" --route "$ROUTE;path-regex=/[0-9a-z]*" --drain-delay 0
 
 mkdir -p "$TMP/nginx/logs"
 cat >"$TMP/nginx/nginx.conf" <<EOF
@@ -346,6 +358,8 @@ wait_up up_app "http://127.0.0.1:$P_APP/_count"
 wait_up up_laptop "http://127.0.0.1:$P_LAPTOP/_count"
 wait_up ours "http://127.0.0.1:$P_OURS/"
 wait_up ours_h2c "http://127.0.0.1:$P_OURS_H2C/"
+wait_up ours_prefix "http://127.0.0.1:$P_OURS_PREFIX/"
+wait_up ours_regex "http://127.0.0.1:$P_OURS_REGEX/"
 wait_up nginx "http://127.0.0.1:$P_NGINX/"
 wait_up haproxy "http://127.0.0.1:$P_HAPROXY/"
 
@@ -354,6 +368,8 @@ declare -A URL_PLAIN=(
 	[direct]="http://127.0.0.1:$P_APP"
 	[intercept-proxy]="http://127.0.0.1:$P_OURS"
 	[intercept-proxy --no-fast-path]="http://127.0.0.1:$P_OURS_SLOW"
+	[intercept-proxy path-prefix]="http://127.0.0.1:$P_OURS_PREFIX"
+	[intercept-proxy path-regex]="http://127.0.0.1:$P_OURS_REGEX"
 	[nginx]="http://127.0.0.1:$P_NGINX"
 	[haproxy]="http://127.0.0.1:$P_HAPROXY"
 )
@@ -361,6 +377,8 @@ declare -A URL_HEADER=(
 	[direct]="http://127.0.0.1:$P_LAPTOP" # the client goes where the proxies would send it
 	[intercept-proxy]="http://127.0.0.1:$P_OURS"
 	[intercept-proxy --no-fast-path]="http://127.0.0.1:$P_OURS_SLOW"
+	[intercept-proxy path-prefix]="http://127.0.0.1:$P_OURS_PREFIX"
+	[intercept-proxy path-regex]="http://127.0.0.1:$P_OURS_REGEX"
 	[nginx]="http://127.0.0.1:$P_NGINX"
 	[haproxy]="http://127.0.0.1:$P_HAPROXY"
 )
@@ -376,11 +394,13 @@ declare -A TPIDS=(
 	[intercept-proxy]="${PID[ours]}"
 	[intercept-proxy --h2c]="${PID[ours_h2c]}"
 	[intercept-proxy --no-fast-path]="${PID[ours_slow]}"
+	[intercept-proxy path-prefix]="${PID[ours_prefix]}"
+	[intercept-proxy path-regex]="${PID[ours_regex]}"
 	[nginx]="${PID[nginx]} $(pgrep -P "${PID[nginx]}" | tr '\n' ' ')"
 	[haproxy]="${PID[haproxy]} $(pgrep -P "${PID[haproxy]}" | tr '\n' ' ')"
 )
 UPIDS="${PID[up_app]} ${PID[up_laptop]}"
-WRK_TARGETS=(direct intercept-proxy "intercept-proxy --no-fast-path" nginx haproxy)
+WRK_TARGETS=(direct intercept-proxy "intercept-proxy --no-fast-path" "intercept-proxy path-prefix" "intercept-proxy path-regex" nginx haproxy)
 H2_TARGETS=(direct intercept-proxy "intercept-proxy --h2c" nginx haproxy)
 
 # Routing and bodies checked before measuring anything.
@@ -557,7 +577,7 @@ for placement in $PLACEMENTS; do
 				for ROUND in $(seq "$ROUNDS"); do
 					for t in "${WRK_TARGETS[@]}"; do
 						case $t in
-						intercept-proxy | nginx) ;;
+						intercept-proxy | nginx | "intercept-proxy path-"*) ;;
 						*) [ "$ROUND" -eq 1 ] || continue ;;
 						esac
 						if [ "$header" = yes ]; then
