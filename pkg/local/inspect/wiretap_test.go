@@ -237,7 +237,7 @@ func TestRecordAndReplay(t *testing.T) {
 			rp, _ := url.Parse("http://" + local + r.URL.RequestURI())
 			resp, err := http.Get(rp.String())
 			if err != nil {
-				http.Error(w, err.Error(), 502)
+				http.Error(w, err.Error(), http.StatusBadGateway)
 				return
 			}
 			defer resp.Body.Close()

@@ -245,7 +245,7 @@ func (h *Handler) serveTapped(w http.ResponseWriter, r *http.Request, taps []*ta
 	}
 	for _, tr := range taps {
 		c := *ex
-		c.Route = tap.Route{Owner: tr.lr.Owner, Marker: tr.lr.Route.String()}
+		c.Route = tap.Route{Owner: tr.lr.Owner, Marker: tr.lr.String()}
 		tr.offer(&c)
 	}
 }
@@ -333,7 +333,7 @@ func (w *tapWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // body.
 func (w *tapWriter) final() http.Header {
 	h := w.header.Clone()
-	for name, vs := range w.ResponseWriter.Header() {
+	for name, vs := range w.Header() {
 		if t, ok := strings.CutPrefix(name, http.TrailerPrefix); ok {
 			h[http.CanonicalHeaderKey(t)] = vs
 		} else if _, had := w.header[name]; !had {
