@@ -1,0 +1,289 @@
+package sandbox
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// setUpFiles makes the mount namespace the pod's view: its resolver, its
+// volumes at their mountPaths (read-only), a /proc of the new PID
+// namespace; the rest of the host's filesystem as it is. Nothing mounted
+// here is seen outside, and it all goes with the namespace.
+func setUpFiles(cfg *initConfig) error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return fmt.Errorf("making the sandbox's mounts its own: %w", err)
+	}
+	if err := bindContent("/etc/resolv.conf", cfg.ResolvConf); err != nil {
+		return fmt.Errorf("the sandbox's /etc/resolv.conf: %w", err)
+	}
+	// nss-resolve and nss-myhostname would ask this machine's resolver (a
+	// socket outside the network namespace): names go to DNS, as in a pod.
+	if ns, ok := nsswitch("/etc/nsswitch.conf"); ok {
+		if err := bindContent("/etc/nsswitch.conf", ns); err != nil {
+			return fmt.Errorf("the sandbox's /etc/nsswitch.conf: %w", err)
+		}
+	}
+	if cfg.Hostname != "" {
+		hosts, _ := os.ReadFile("/etc/hosts")
+		content := string(hosts)
+		if content != "" && !strings.HasSuffix(content, "\n") {
+			content += "\n"
+		}
+		content += "# the pod's name, as kubectl-intercept --sandbox gives it\n" + cfg.Address + "\t" + cfg.Hostname + "\n"
+		if err := bindContent("/etc/hosts", content); err != nil {
+			return fmt.Errorf("the sandbox's /etc/hosts: %w", err)
+		}
+	}
+	for _, m := range cfg.Mounts {
+		if err := bindReadOnly(m.Source, m.Target); err != nil {
+			return fmt.Errorf("mounting %s at %s: %w", m.Source, m.Target, err)
+		}
+	}
+	// A /proc of the new PID namespace (ps shows the sandbox's processes);
+	// where the kernel refuses it, the host's stays.
+	_ = unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	if cfg.Dir != "" {
+		_ = os.Chdir(cfg.Dir)
+	}
+	return nil
+}
+
+// nsswitch is the host's nsswitch.conf with hosts looked up in files and
+// DNS alone; ok is false when the host's already does.
+func nsswitch(path string) (string, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", false
+	}
+	var out strings.Builder
+	changed := false
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	for sc.Scan() {
+		line := sc.Text()
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "hosts:" {
+			if strings.Join(f[1:], " ") != "files dns" {
+				line, changed = "hosts: files dns", true
+			}
+		}
+		out.WriteString(line + "\n")
+	}
+	return out.String(), changed
+}
+
+// bindContent shows content at target, read-only: a file on a tmpfs that
+// is mounted nowhere (the new mount API's detached mount), so nothing is
+// written on the host. (A memfd cannot be bind-mounted: it lives on the
+// kernel's internal mount, outside the namespace.)
+func bindContent(target, content string) error {
+	fsfd, err := unix.Fsopen("tmpfs", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("a tmpfs for it: %w", err)
+	}
+	defer unix.Close(fsfd)
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return fmt.Errorf("a tmpfs for it: %w", err)
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	if err != nil {
+		return fmt.Errorf("a tmpfs for it: %w", err)
+	}
+	defer unix.Close(mfd)
+	const name = "content"
+	fd, err := unix.Openat(mfd, name, unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = unix.Write(fd, []byte(content))
+	unix.Close(fd)
+	if err != nil {
+		return err
+	}
+	if err := ensureMountpoint(target, false); err != nil {
+		return err
+	}
+	tree, err := unix.OpenTree(mfd, name, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(tree)
+	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return err
+	}
+	return unix.MountSetattr(unix.AT_FDCWD, target, 0, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
+}
+
+// bindReadOnly bind-mounts source at target, read-only, creating the
+// mountpoint when there is none.
+func bindReadOnly(source, target string) error {
+	fi, err := os.Stat(source)
+	if err != nil {
+		return err
+	}
+	if err := ensureMountpoint(target, fi.IsDir()); err != nil {
+		return err
+	}
+	if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind mount: %w", err)
+	}
+	return unix.MountSetattr(unix.AT_FDCWD, target, unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
+}
+
+// ensureMountpoint makes target exist inside the namespace. When it does
+// not on the host, the deepest directory above it that does is covered
+// with a tmpfs that shows that directory's entries as they are (each
+// bind-mounted from the directory underneath) and the missing ones.
+func ensureMountpoint(target string, dir bool) error {
+	target = filepath.Clean(target)
+	if _, err := os.Stat(target); err == nil {
+		return nil
+	}
+	existing := filepath.Dir(target)
+	for {
+		if fi, err := os.Stat(existing); err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%s is not a directory", existing)
+			}
+			break
+		}
+		existing = filepath.Dir(existing)
+	}
+	resolved, err := filepath.EvalSymlinks(existing)
+	if err != nil {
+		return err
+	}
+	rest, _ := filepath.Rel(existing, target)
+	if resolved == "/" {
+		if err := mirrorRoot(); err != nil {
+			return fmt.Errorf("covering / to create %s: %w", target, err)
+		}
+	} else if err := mirror(resolved); err != nil {
+		return fmt.Errorf("covering %s to create %s: %w", resolved, target, err)
+	}
+	full := filepath.Join(resolved, rest)
+	if dir {
+		return os.MkdirAll(full, 0o755)
+	}
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(full, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// mirror covers dir with a tmpfs holding its entries, each bind-mounted
+// from the directory underneath (reached through a descriptor opened
+// before it was covered).
+func mirror(dir string) error {
+	under, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(under)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("mode=%o", fi.Mode().Perm())); err != nil {
+		return err
+	}
+	return populate(fmt.Sprintf("/proc/self/fd/%d", under), dir, nil)
+}
+
+// populate makes every entry of from appear in to; clones are entries
+// taken (open_tree) before from's mounts changed, moved in as they are.
+func populate(from, to string, clones map[string]int) error {
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		src := filepath.Join(from, e.Name())
+		dst := filepath.Join(to, e.Name())
+		if fd, ok := clones[e.Name()]; ok {
+			if err := os.Mkdir(dst, 0o755); err != nil {
+				return err
+			}
+			if err := unix.MoveMount(fd, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+				return fmt.Errorf("%s: %w", e.Name(), err)
+			}
+			continue
+		}
+		switch t := e.Type(); {
+		case t&fs.ModeSymlink != 0:
+			link, err := os.Readlink(src)
+			if err != nil {
+				return err
+			}
+			if err := os.Symlink(link, dst); err != nil {
+				return err
+			}
+			continue
+		case t.IsDir():
+			if err := os.Mkdir(dst, 0o755); err != nil {
+				return err
+			}
+		default:
+			f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o644)
+			if err != nil {
+				return err
+			}
+			f.Close()
+		}
+		if err := unix.Mount(src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("%s: %w", e.Name(), err)
+		}
+	}
+	return nil
+}
+
+// mirrorRoot does what mirror does for /, which cannot be covered in
+// place: the new root is built on a tmpfs and made the root.
+func mirrorRoot() error {
+	// The new root's tmpfs is mounted on a directory of the old root
+	// whose tree is cloned first, so that its own content still shows.
+	const base = "/tmp"
+	if _, err := os.Stat(base); err != nil {
+		return err
+	}
+	fd, err := unix.OpenTree(unix.AT_FDCWD, base, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	clones := map[string]int{filepath.Base(base): fd}
+	if err := unix.Mount("tmpfs", base, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755"); err != nil {
+		return err
+	}
+	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(root)
+	if err := populate(fmt.Sprintf("/proc/self/fd/%d", root), base, clones); err != nil {
+		return fmt.Errorf("showing / on the new root: %w", err)
+	}
+	old := filepath.Join(base, ".old-root")
+	if err := os.Mkdir(old, 0o700); err != nil {
+		return err
+	}
+	if err := unix.PivotRoot(base, old); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return err
+	}
+	if err := unix.Unmount("/.old-root", unix.MNT_DETACH); err != nil {
+		return errors.Join(errors.New("leaving the old root"), err)
+	}
+	return os.Remove("/.old-root")
+}

@@ -1,0 +1,180 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// netStack is the userspace TCP/IP stack on the sandbox's TUN device: it
+// answers every TCP connection the command opens, to any address, and
+// joins it to a connection dialed from the pod (or, for --local, from
+// this machine); it answers DNS on the nameserver's address.
+type netStack struct {
+	s      *stack.Stack
+	ctx    context.Context
+	cancel context.CancelFunc
+	dial   Dialer
+	dns    *dnsForwarder
+	local  []Local
+	logf   func(string, ...any)
+}
+
+// maxPendingDials bounds the connections the command may have waiting
+// for the pod's answer at once (each a SYN the stack holds).
+const maxPendingDials = 1024
+
+func newNetStack(fd int, cfg Config, local []Local) (*netStack, error) {
+	ep, err := fdbased.New(&fdbased.Options{FDs: []int{fd}, MTU: mtu, RXChecksumOffload: true})
+	if err != nil {
+		return nil, err
+	}
+	s := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
+	})
+	sack := tcpip.TCPSACKEnabled(true)
+	s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack)
+	// Windows as large as a loopback's, so one connection is not held to
+	// gVisor's small defaults.
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4 << 10, Default: 1 << 20, Max: 8 << 20}
+	s.SetTransportProtocolOption(tcp.ProtocolNumber, &rcv)
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: 4 << 10, Default: 1 << 20, Max: 8 << 20}
+	s.SetTransportProtocolOption(tcp.ProtocolNumber, &snd)
+	if terr := s.CreateNIC(1, ep); terr != nil {
+		return nil, fmt.Errorf("%v", terr)
+	}
+	// Every address is the stack's: the command may connect anywhere.
+	s.SetPromiscuousMode(1, true)
+	s.SetSpoofing(1, true)
+	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}, {Destination: header.IPv6EmptySubnet, NIC: 1}})
+	logf := cfg.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &netStack{s: s, ctx: ctx, cancel: cancel, dial: cfg.Dial, local: local, logf: logf,
+		dns: &dnsForwarder{cfg: cfg.DNS, dial: cfg.Dial, local: local, logf: logf}}
+	fwd := tcp.NewForwarder(s, 0, maxPendingDials, n.acceptTCP)
+	s.SetTransportProtocolHandler(tcp.ProtocolNumber, fwd.HandlePacket)
+	ufwd := udp.NewForwarder(s, n.acceptUDP)
+	s.SetTransportProtocolHandler(udp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
+		if n.isDNS(id) {
+			return ufwd.HandlePacket(id, pkt)
+		}
+		// Other UDP goes nowhere: returning false has the stack answer
+		// with ICMP port unreachable, so the client's socket is refused
+		// at once rather than waiting for a timeout.
+		return false
+	})
+	return n, nil
+}
+
+func (n *netStack) close() {
+	n.cancel()
+	n.s.Close()
+}
+
+func addrOf(a tcpip.Address) netip.Addr {
+	ip, _ := netip.AddrFromSlice(a.AsSlice())
+	return ip.Unmap()
+}
+
+func (n *netStack) isDNS(id stack.TransportEndpointID) bool {
+	return id.LocalPort == 53 && addrOf(id.LocalAddress) == n.dns.cfg.Nameserver
+}
+
+// dialTimeout bounds a dial, so a SYN the stack holds is answered.
+const dialTimeout = 30 * time.Second
+
+// acceptTCP takes a connection only once the far end has answered: one
+// the pod cannot make (refused, not allowed by a NetworkPolicy, no such
+// name) is refused to the command with a reset, as it would be in the pod.
+func (n *netStack) acceptTCP(r *tcp.ForwarderRequest) {
+	id := r.ID()
+	dst, port := addrOf(id.LocalAddress), id.LocalPort
+	ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
+	defer cancel()
+	target, err := n.dialFor(ctx, dst, port)
+	if err != nil {
+		n.logf("sandbox: connection to %s: %v", net.JoinHostPort(dst.String(), strconv.Itoa(int(port))), err)
+		r.Complete(true)
+		return
+	}
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		r.Complete(true)
+		target.Close()
+		return
+	}
+	r.Complete(false)
+	ep.SocketOptions().SetKeepAlive(true)
+	pipe(gonet.NewTCPConn(&wq, ep), target)
+}
+
+// dialFor connects to dst:port from where it belongs.
+func (n *netStack) dialFor(ctx context.Context, dst netip.Addr, port uint16) (net.Conn, error) {
+	addr := net.JoinHostPort(dst.String(), strconv.Itoa(int(port)))
+	for _, l := range n.local {
+		if l.matches(dst, port) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}
+	}
+	if dst == n.dns.cfg.Nameserver && port == 53 && n.dns.cfg.Upstream != "" {
+		addr = n.dns.cfg.Upstream
+	}
+	return n.dial(ctx, addr)
+}
+
+// acceptUDP serves one client socket's DNS queries until it goes quiet.
+func (n *netStack) acceptUDP(r *udp.ForwarderRequest) {
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		return
+	}
+	c := gonet.NewUDPConn(&wq, ep)
+	go func() {
+		defer c.Close()
+		buf := make([]byte, 65535)
+		for {
+			_ = c.SetReadDeadline(time.Now().Add(udpIdle))
+			k, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			q := append([]byte(nil), buf[:k]...)
+			go func() {
+				ctx, cancel := context.WithTimeout(n.ctx, dnsTimeout)
+				defer cancel()
+				if a, err := n.dns.answer(ctx, q); err == nil {
+					_, _ = c.Write(a)
+				} else if !errors.Is(err, context.Canceled) {
+					n.logf("sandbox: DNS: %v", err)
+				}
+			}()
+		}
+	}()
+}
+
+// udpIdle is how long a client socket may be quiet before its endpoint
+// goes; a resolver's next query opens another.
+const udpIdle = 30 * time.Second
