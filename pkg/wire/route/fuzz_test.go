@@ -103,6 +103,18 @@ func FuzzNarrowedConflicts(f *testing.F) {
 	f.Add("", "/x/[^/]+/y", "DELETE,GET", "/x/", "/x/.*", "GET", "/x/1/y", true)
 	f.Add("", "\ufffd", "", "", "\xff", "", "\xff", false)
 	f.Fuzz(func(t *testing.T, prefixA, regexA, methodsA, prefixB, regexB, methodsB, path string, all bool) {
+		// Steer the fuzzer to routes a sidecar takes: paths from '/',
+		// methods canonical (none where they do not parse).
+		for _, p := range []*string{&prefixA, &prefixB} {
+			if *p != "" && (*p)[0] != '/' {
+				*p = "/" + *p
+			}
+		}
+		for _, m := range []*string{&methodsA, &methodsB} {
+			if *m != "" {
+				*m, _ = ParseMethods(*m)
+			}
+		}
 		a := Route{Header: "x-dev", Value: "alice", PathPrefix: prefixA, PathRegex: regexA, Methods: methodsA, All: all}
 		b := Route{Header: "x-dev", Value: "alice", PathPrefix: prefixB, PathRegex: regexB, Methods: methodsB}
 		if a.Validate() != nil || b.Validate() != nil {
