@@ -311,3 +311,39 @@ func TestContestNarrowed(t *testing.T) {
 		t.Errorf("during the contest, the marker's route on /web/ went to %s", routeName(r))
 	}
 }
+
+// Whatever narrows a route and whatever request line arrives, the raw
+// head, net/http's reading and HTTP/2's fields decide as the route's own
+// rule says (route.MatchesPath and MethodAllowed on the path as sent).
+func FuzzNarrowedMatch(f *testing.F) {
+	f.Add("/api/", "", "GET", "GET", "/api/x?y")
+	f.Add("", "/v[0-9]+/.*", "", "POST", "/v2/a")
+	f.Add("/h", "(?i)/H.*", "DELETE,GET", "GET", "http://h/hooks?q")
+	f.Add("/", "/[^/]*", "", "OPTIONS", "*")
+	f.Fuzz(func(t *testing.T, prefix, regex, methods, method, target string) {
+		r := route.Route{Header: "x-dev", Value: "alice", PathPrefix: prefix, PathRegex: regex}
+		if methods != "" {
+			r.Methods, _ = route.ParseMethods(methods)
+		}
+		if r.Validate() != nil {
+			return
+		}
+		head := method + " " + target + " HTTP/1.1\r\nHost: h\r\nX-Dev: alice\r\n\r\n"
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(head)))
+		if err != nil || req.Method != method || req.RequestURI != target {
+			return // not a request line net/http reads as sent
+		}
+		table := &Table{}
+		if _, err := table.Add(r, func(context.Context) (net.Conn, error) { return nil, errors.New("unused") }); err != nil {
+			t.Fatalf("%s: %v", r, err)
+		}
+		path := requestPath(target)
+		want := r.MatchesPath(path) && r.MethodAllowed(method)
+		raw := table.matchHead([]byte(head)) != nil
+		viaHTTP := table.match(req.Method, req.RequestURI, req.Header) != nil
+		h2 := table.matchFields([]hpack.HeaderField{{Name: ":method", Value: method}, {Name: ":path", Value: target}, {Name: "x-dev", Value: "alice"}}) != nil
+		if raw != want || viaHTTP != want || h2 != want {
+			t.Fatalf("%s, %s %s (path %q): raw head %v, net/http %v, HTTP/2 %v; the route says %v", r, method, target, path, raw, viaHTTP, h2, want)
+		}
+	})
+}
