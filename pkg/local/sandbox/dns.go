@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/netproxy"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tunnel"
 )
 
@@ -21,7 +22,7 @@ import (
 // --local are answered from this machine's resolver.
 type dnsForwarder struct {
 	cfg   DNS
-	dial  Dialer
+	dial  netproxy.Dialer
 	local []Local
 	logf  func(string, ...any)
 }

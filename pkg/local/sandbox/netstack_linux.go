@@ -20,6 +20,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/netproxy"
 )
 
 // netStack is the userspace TCP/IP stack on the sandbox's TUN device: it
@@ -30,7 +32,7 @@ type netStack struct {
 	s      *stack.Stack
 	ctx    context.Context
 	cancel context.CancelFunc
-	dial   Dialer
+	dial   netproxy.Dialer
 	dns    *dnsForwarder
 	local  []Local
 	logf   func(string, ...any)

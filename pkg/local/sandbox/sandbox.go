@@ -11,18 +11,15 @@
 package sandbox
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
-)
 
-// Dialer connects to HOST:PORT in the cluster's network (netproxy.Dialer's
-// shape).
-type Dialer func(ctx context.Context, addr string) (net.Conn, error)
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/netproxy"
+)
 
 // Config is what the sandbox runs and what it gives the command.
 type Config struct {
@@ -38,7 +35,7 @@ type Config struct {
 	Hostname string
 	// Dial connects from the cluster's side; every TCP connection of the
 	// command that no Local rule keeps on this machine goes through it.
-	Dial Dialer
+	Dial netproxy.Dialer
 	// DNS is the resolver the command is given.
 	DNS DNS
 	// Local are the destinations dialed from this machine instead.
