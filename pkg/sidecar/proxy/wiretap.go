@@ -257,6 +257,7 @@ type tapCapture struct {
 	data []byte
 	n    int64
 	eof  bool
+	err  error // how a request body ended
 }
 
 func (c *tapCapture) note(p []byte, eof bool) {
@@ -267,6 +268,22 @@ func (c *tapCapture) note(p []byte, eof bool) {
 	}
 	c.n += int64(len(p))
 	c.eof = c.eof || eof
+}
+
+// ended is how the body ended: io.EOF, the error that cut it, or nil
+// while it goes on.
+func (c *tapCapture) ended() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *tapCapture) end(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		c.err = err
+	}
 }
 
 // result is the copy of the body; declared is its Content-Length (-1:
@@ -295,9 +312,22 @@ type tapBody struct {
 	c *tapCapture
 }
 
+// Read passes the body on; once it has ended it answers as it ended
+// (io.EOF, or the error that cut it) itself.
+// The transport reads once more after a body's last byte to see that
+// nothing follows, and by then net/http's server may have closed the body
+// it had seen to its end (it tidies a request's body as the answer's head
+// goes out): an error there would make the transport drop the app's
+// connection in the middle of its answer.
 func (b tapBody) Read(p []byte) (int, error) {
+	if err := b.c.ended(); err != nil {
+		return 0, err
+	}
 	n, err := b.ReadCloser.Read(p)
 	b.c.note(p[:n], err != nil)
+	if err != nil {
+		b.c.end(err)
+	}
 	return n, err
 }
 

@@ -91,7 +91,10 @@ func (w *wiretapper) waitCopies(t *testing.T, n int) []*tap.Exchange {
 func readingApp(t *testing.T, name string, h2c bool) *httptest.Server {
 	t.Helper()
 	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.Header().Set("X-Read-Err", err.Error())
+		}
 		w.Header().Set("X-Answered-By", name)
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write(b)
@@ -211,4 +214,109 @@ func TestWiretapRegistersBesideIntercepts(t *testing.T) {
 	if n := len(table.List()); n != 3 {
 		t.Fatalf("%d routes listed, want 3", n)
 	}
+}
+
+// A gRPC unary call is copied with its trailers among the answer's
+// headers (grpc-status is the answer a diff needs).
+func TestWiretapCopiesGRPCTrailers(t *testing.T) {
+	app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status")
+		w.Write([]byte{0, 0, 0, 0, 2, 8, 1})
+		w.Header().Set("Grpc-Status", "0")
+	}))
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	app.Config.Protocols = &p
+	app.Start()
+	t.Cleanup(app.Close)
+	ctrl := make(chan string, 1)
+	addr := startProxyReady(t, Config{Upstream: hostOf(app), H2C: true, Control: "127.0.0.1:0"}, ctrl)
+	bob := wiretap(t, <-ctrl, route.Route{All: true, PathPrefix: "/pkg.Svc/", Wiretap: true, Client: bobKey})
+	req, _ := http.NewRequest("POST", "http://"+addr+"/pkg.Svc/Get", strings.NewReader("\x00\x00\x00\x00\x00"))
+	req.Header.Set("Content-Type", "application/grpc")
+	resp, err := h2cClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.Trailer.Get("Grpc-Status") != "0" {
+		t.Fatalf("the caller's trailers: %v", resp.Trailer)
+	}
+	ex := bob.waitCopies(t, 1)[0]
+	if ex.Request.Proto != "HTTP/2.0" || ex.Response.Header.Get("Grpc-Status") != "0" || len(ex.Response.Body.Data) != 7 || ex.Request.Body.Size != 5 {
+		t.Fatalf("copy %+v", ex)
+	}
+}
+
+// A developer whose end stops reading never holds a caller up: every
+// request is answered while the copies pile up, and those past the queue
+// are dropped; the first copy read afterwards says how many.
+func TestWiretapStalledDeveloperDoesNotHoldCallers(t *testing.T) {
+	for _, noFast := range []bool{false, true} {
+		t.Run("noFastPath="+strconv.FormatBool(noFast), func(t *testing.T) { stalledDeveloper(t, noFast) })
+	}
+}
+
+func stalledDeveloper(t *testing.T, noFast bool) {
+	app := readingApp(t, "app", false)
+	ctrl := make(chan string, 1)
+	addr := startProxyReady(t, Config{Upstream: hostOf(app), Control: "127.0.0.1:0", NoFastPath: noFast}, ctrl)
+	conn, err := net.Dial("tcp", <-ctrl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := tunnel.NewClient(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if _, err := tc.Register(route.Route{Header: "x-dev", Value: "alice", Wiretap: true, Client: bobKey}); err != nil {
+		t.Fatal(err)
+	}
+	streams := make(chan net.Conn, 4)
+	go tc.ServeConns(context.Background(), func(c net.Conn) { streams <- c }) // read by nobody, for now
+
+	c := &http.Client{Timeout: 10 * time.Second}
+	body := strings.Repeat("x", 16<<10)
+	for i := range 300 {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/", strings.NewReader(body))
+		req.Header.Set("X-Dev", "alice")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("request %d while the developer reads nothing: %v", i, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if len(got) != len(body) {
+			t.Fatalf("request %d answered with %d bytes: %v", i, len(got), resp.Header)
+		}
+	}
+	// Read the stream now: the copies that fit, then one that says how
+	// many were dropped before it.
+	tr := tap.NewReader(<-streams)
+	var dropped uint64
+	for n := 0; n < 300 && dropped == 0; n++ {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/", strings.NewReader("last"))
+		req.Header.Set("X-Dev", "alice")
+		if n == 0 {
+			// One more request, whose copy comes after the drops.
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+		ex, err := tr.Read()
+		if err != nil {
+			t.Fatalf("after %d copies: %v", n, err)
+		}
+		dropped = ex.Dropped
+	}
+	if dropped == 0 {
+		t.Fatal("no copy said any was dropped")
+	}
+	t.Logf("dropped %d of 301 copies", dropped)
 }
