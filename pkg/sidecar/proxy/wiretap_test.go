@@ -27,9 +27,12 @@ type wiretapper struct {
 	mu     sync.Mutex
 	copies []*tap.Exchange
 	other  int
+	// count counts the copies; past keep, they are not kept.
+	count int
+	keep  int
 }
 
-func wiretap(t *testing.T, ctrl string, r route.Route) *wiretapper {
+func wiretap(t testing.TB, ctrl string, r route.Route) *wiretapper {
 	t.Helper()
 	conn, err := net.Dial("tcp", ctrl)
 	if err != nil {
@@ -43,7 +46,7 @@ func wiretap(t *testing.T, ctrl string, r route.Route) *wiretapper {
 	if _, err := tc.Register(r); err != nil {
 		t.Fatalf("registering %s: %v", r, err)
 	}
-	w := &wiretapper{}
+	w := &wiretapper{keep: 1000}
 	go tc.ServeConns(context.Background(), func(c net.Conn) {
 		defer c.Close()
 		tr := tap.NewReader(c)
@@ -58,7 +61,9 @@ func wiretap(t *testing.T, ctrl string, r route.Route) *wiretapper {
 				return
 			}
 			w.mu.Lock()
-			w.copies = append(w.copies, ex)
+			if w.count++; len(w.copies) < w.keep {
+				w.copies = append(w.copies, ex)
+			}
 			w.mu.Unlock()
 		}
 	})
