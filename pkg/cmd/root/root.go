@@ -18,6 +18,7 @@ import (
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/replay"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/status"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/version"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/sandbox/initcmd"
 )
 
 // NewCmdRoot builds `kubectl intercept` and its subcommands, with cobra's
@@ -42,6 +43,7 @@ func NewCmdRootFor(f *factory.Factory, streams genericiooptions.IOStreams) *cobr
 		rbac.NewCmdRBAC(f, streams),
 		replay.NewCmdReplay(streams),
 		version.NewCmdVersion(streams),
+		initcmd.NewCmdInit(), // hidden: the --sandbox namespaces' first process
 	)
 	return cmd
 }
