@@ -40,6 +40,11 @@ type FrontOptions struct {
 	// InspectShowSecrets shows credential headers on its page.
 	Inspect            string
 	InspectShowSecrets bool
+	// For a wiretap (Route.Wiretap): Ignore is what the diff leaves out
+	// (--ignore), Record the file the pairs are appended to (--record;
+	// "": none).
+	Ignore []string
+	Record string
 }
 
 // Front is the developer's end of intercepted HTTP: requests arrive from
@@ -65,6 +70,8 @@ type Front struct {
 	// agent is the ngrok session, when the tunnel or the preview use it.
 	agent   *ngrok.Agent
 	servers []*http.Server
+	// record is --record's file, closed with the front.
+	record *inspect.Recorder
 }
 
 // preview is the preview URL for the inspector's page, "" until it serves.
@@ -88,7 +95,7 @@ func OpenFront(ctx context.Context, o FrontOptions) (*Front, error) {
 		}
 		f.agent = a
 	}
-	if o.Route.All && !o.Route.Narrowed() {
+	if o.Route.All && !o.Route.Narrowed() && !o.Route.Wiretap {
 		// Raw connections: nothing to record, nowhere but the tunnel. (A
 		// narrowed --all route carries HTTP requests, as a marker's does.)
 		return f, nil
@@ -101,6 +108,12 @@ func OpenFront(ctx context.Context, o FrontOptions) (*Front, error) {
 	}
 	f.tap = inspect.NewTap(local, o.Route.String(), tapStore, httpwire.NewHTTPServer(f.handler))
 	f.Conn = f.tap.ServeConn
+	if o.Route.Wiretap {
+		if err := f.startWiretap(o, store); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
 	if o.Inspect != InspectOff {
 		ln, err := inspect.Listen(o.Inspect)
 		if err != nil {
@@ -143,6 +156,25 @@ func (f *Front) serve(ln net.Listener, h http.Handler) {
 	}()
 }
 
+// startWiretap makes the front take the sidecar's copies: each goes to
+// the local port and is compared with the cluster's answer, kept in store
+// and, with o.Record, appended to that file.
+func (f *Front) startWiretap(o FrontOptions, store *inspect.Store) error {
+	ig, err := inspect.ParseIgnore(o.Ignore)
+	if err != nil {
+		return err
+	}
+	wo := inspect.WiretapOptions{Ignore: ig}
+	if o.Record != "" {
+		if f.record, err = inspect.OpenRecorder(o.Record, o.InspectShowSecrets); err != nil {
+			return fmt.Errorf("--record %s: %w", o.Record, err)
+		}
+		wo.Record = f.record
+	}
+	f.tap.SetWiretap(inspect.NewWiretap(f.handler, store, wo))
+	return nil
+}
+
 // Close stops the inspector, the endpoints and the ngrok session.
 func (f *Front) Close() {
 	for _, s := range f.servers {
@@ -153,5 +185,8 @@ func (f *Front) Close() {
 	}
 	if f.agent != nil {
 		_ = f.agent.Close()
+	}
+	if f.record != nil {
+		_ = f.record.Close()
 	}
 }
