@@ -17,9 +17,12 @@ type text interface{ ~string | ~[]byte }
 // matches reports whether a request with this method, target (as sent:
 // net/http's RequestURI) and header h belongs to r.
 func (r *liveRoute) matches(method, target string, h http.Header) bool {
-	path := requestPath(target)
-	if !narrowedTo(r, method, path) {
-		return false
+	var path string
+	if r.narrowed {
+		path = requestPath(target)
+		if !narrowedTo(r, method, path) {
+			return false
+		}
 	}
 	marked := r.All ||
 		r.Header != "" && hasValue(h[r.Header], r.Value) ||
@@ -30,9 +33,10 @@ func (r *liveRoute) matches(method, target string, h http.Header) bool {
 
 // matchesHead reports whether a request whose request line has this method
 // and path (requestPath) and whose header fields (the lines of its head
-// after the request line) are fields belongs to r.
+// after the request line) are fields belongs to r. Method and path are
+// read only for a narrowed route.
 func (r *liveRoute) matchesHead(method, path, fields []byte) bool {
-	if !narrowedTo(r, method, path) {
+	if r.narrowed && !narrowedTo(r, method, path) {
 		return false
 	}
 	found := r.All
@@ -55,12 +59,39 @@ func (r *liveRoute) matchesHead(method, path, fields []byte) bool {
 // matchesFields reports whether a request with this :method, path (of its
 // :path, requestPath) and HTTP/2 header fields (names in lower case)
 // belongs to r: the fields of one name are the lines of one header, as
-// net/http reads them, cookies split into crumbs included.
+// net/http reads them, cookies split into crumbs included. Method and
+// path are read only for a narrowed route.
 func (r *liveRoute) matchesFields(method, path string, fields []hpack.HeaderField) bool {
-	if !narrowedTo(r, method, path) {
+	if r.narrowed && !narrowedTo(r, method, path) {
 		return false
 	}
 	return (r.All || r.markedFields(fields)) && (r.re == nil || r.re.MatchString(path))
+}
+
+// requestLine returns the method and the path (requestPath) of an
+// HTTP/1.1 request line.
+func requestLine(line []byte) (method, path []byte) {
+	method, line, _ = cut(line, ' ')
+	target, _, _ := cut(line, ' ')
+	return method, requestPath(target)
+}
+
+// pseudoLine returns the method and the path (requestPath of :path) of an
+// HTTP/2 request's header fields.
+func pseudoLine(fields []hpack.HeaderField) (method, path string) {
+	for _, f := range fields {
+		switch f.Name {
+		case ":method":
+			method = f.Value
+		case ":path":
+			path = requestPath(f.Value)
+		default:
+			if !strings.HasPrefix(f.Name, ":") {
+				return method, path // the pseudo-headers come first
+			}
+		}
+	}
+	return method, path
 }
 
 // markedFields reports whether HTTP/2 header fields carry r's marker.

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -28,13 +27,14 @@ type liveRoute struct {
 	route.Route
 	// re is the route's PathRegex, compiled once, anchored (nil: none).
 	re *regexp.Regexp
+	// narrowed: a path or a method narrows the route (Route.Narrowed).
 	// whole: an All route that nothing narrows, which takes connections
-	// whole (pipeToRoute); an All route narrowed by path or method takes
-	// HTTP requests, one by one, as a marker's route does.
-	whole     bool
-	dial      tunnel.DialFunc
-	transport http.RoundTripper // HTTP/1.1 to the developer
-	h2        http.RoundTripper // h2c to the developer
+	// whole (pipeToRoute); an All route narrowed takes HTTP requests, one
+	// by one, as a marker's route does.
+	narrowed, whole bool
+	dial            tunnel.DialFunc
+	transport       http.RoundTripper // HTTP/1.1 to the developer
+	h2              http.RoundTripper // h2c to the developer
 	// pipes are the connections an All route carries whole, closed when a
 	// contest suspends the route.
 	pipesMu sync.Mutex
@@ -83,6 +83,8 @@ func (r *liveRoute) dialFast(ctx context.Context) (net.Conn, error) {
 type Table struct {
 	mu     sync.RWMutex
 	routes []*liveRoute
+	// narrowed counts the routes a path or a method narrows.
+	narrowed int
 	// contests are the live contests (see Suspend), each a route under its
 	// contester's key.
 	contests []*route.Route
@@ -113,7 +115,7 @@ func (t *Table) Add(r route.Route, dial tunnel.DialFunc) (func(), error) {
 		}
 		return c, nil
 	}
-	nr := &liveRoute{Route: r, whole: r.All && !r.Narrowed(), dial: dial, transport: newTransport(tunnelDial, false), h2: newTransport(tunnelDial, true)}
+	nr := &liveRoute{Route: r, narrowed: r.Narrowed(), whole: r.All && !r.Narrowed(), dial: dial, transport: newTransport(tunnelDial, false), h2: newTransport(tunnelDial, true)}
 	if r.PathRegex != "" {
 		re, err := route.CompilePathRegex(r.PathRegex)
 		if err != nil {
@@ -142,7 +144,18 @@ func (t *Table) Add(r route.Route, dial tunnel.DialFunc) (func(), error) {
 		kept = append(kept, old)
 	}
 	t.routes = append(kept, nr)
+	t.countNarrowed()
 	return func() { t.remove(nr) }, nil
+}
+
+// countNarrowed counts the narrowed routes again; t.mu is held.
+func (t *Table) countNarrowed() {
+	t.narrowed = 0
+	for _, r := range t.routes {
+		if r.narrowed {
+			t.narrowed++
+		}
+	}
 }
 
 // pickAnother says how to ask for a route like r that taken does not
@@ -178,6 +191,7 @@ func (t *Table) remove(r *liveRoute) {
 		}
 	}
 	t.routes = kept
+	t.countNarrowed()
 	r.closeIdle()
 }
 
@@ -275,20 +289,12 @@ func (t *Table) match(method, target string, h http.Header) *liveRoute {
 // matchFields is match for an HTTP/2 request's header fields, its
 // pseudo-headers included.
 func (t *Table) matchFields(fields []hpack.HeaderField) *liveRoute {
-	var method, path string
-	for _, f := range fields {
-		if !strings.HasPrefix(f.Name, ":") {
-			break // the pseudo-headers come first
-		}
-		switch f.Name {
-		case ":method":
-			method = f.Value
-		case ":path":
-			path = requestPath(f.Value)
-		}
-	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	var method, path string
+	if t.narrowed > 0 {
+		method, path = pseudoLine(fields)
+	}
 	for _, r := range t.routes {
 		if t.live(r) && r.matchesFields(method, path, fields) {
 			return r
@@ -300,11 +306,12 @@ func (t *Table) matchFields(fields []hpack.HeaderField) *liveRoute {
 // matchHead is match for a raw request head, read in place.
 func (t *Table) matchHead(head []byte) *liveRoute {
 	line, fields, _ := bytes.Cut(head, []byte("\r\n"))
-	method, line, _ := bytes.Cut(line, []byte(" "))
-	target, _, _ := bytes.Cut(line, []byte(" "))
-	path := requestPath(target)
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	var method, path []byte
+	if t.narrowed > 0 { // the request line is read only for a narrowed route
+		method, path = requestLine(line)
+	}
 	for _, r := range t.routes {
 		if t.live(r) && r.matchesHead(method, path, fields) {
 			return r
