@@ -55,7 +55,7 @@ var (
 
 // testBinary is a copy of the test binary that an ordinary user may run
 // (go test's own is in a directory only its owner reads).
-func testBinary(t *testing.T) string {
+func testBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		binDir, binErr = os.MkdirTemp("", "sandbox-test-") //nolint:usetesting // shared by every test of the run, so not one test's TempDir
@@ -160,6 +160,8 @@ func client(args []string) int {
 			fmt.Fprintf(c, "hello from %s\n", host)
 			c.Close()
 		}
+	case "bench": // bench HOST ...: see benchClient
+		return benchClient(args[1], args[2:])
 	case "sleep":
 		fmt.Println("sleeping")
 		time.Sleep(time.Hour)
