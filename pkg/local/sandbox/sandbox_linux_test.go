@@ -71,6 +71,7 @@ func TestSandboxReachesTheClusterWithoutProxies(t *testing.T) {
 	out, code := run(t, p, Config{Argv: sh(`
 echo "uid=$(id -u)"
 echo "host=$(hostname)"
+echo "processes=$(ls /proc | grep -c '^[0-9][0-9]*$')"
 $T ` + clientCommand + ` dial ` + fakeBackend + `:80
 $T ` + clientCommand + ` resolve backend
 $T ` + clientCommand + ` dial backend:80
@@ -105,6 +106,11 @@ exit 7`)})
 	}
 	if !strings.Contains(out, "->10.96.0.7:9999: read: connection refused") {
 		t.Errorf("UDP other than DNS is not refused at once:\n%s", out)
+	}
+	// /proc is the PID namespace's: the first process, the shell, its
+	// subshell, ls and grep (the host's has many more).
+	if !strings.Contains(out, "processes=5\n") {
+		t.Errorf("/proc inside does not show the sandbox's processes alone:\n%s", out)
 	}
 	dials := strings.Join(p.dials(), " ")
 	for _, want := range []string{"10.96.0.5:80", "10.96.0.10:53", "10.96.0.6:80"} {
