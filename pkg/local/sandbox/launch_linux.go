@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // The sandbox's addresses: from the benchmarking ranges (RFC 2544, RFC
@@ -361,6 +362,17 @@ func (sb *Sandbox) Signal(sig syscall.Signal) error {
 	return sb.ctl.send(message{Op: opSignal, Signal: int(sig)}, -1)
 }
 
+// Stop ends the command: SIGTERM, then after grace the whole sandbox.
+func (sb *Sandbox) Stop(grace time.Duration) {
+	_ = sb.Signal(syscall.SIGTERM)
+	select {
+	case <-sb.done:
+	case <-time.After(grace):
+		sb.Kill()
+		<-sb.done
+	}
+}
+
 // Kill ends the sandbox at once: its first process, and with it every
 // process in it.
 func (sb *Sandbox) Kill() { _ = sb.cmd.Process.Kill() }
@@ -376,6 +388,18 @@ func (sb *Sandbox) Wait() error {
 		sb.stack.close()
 	}
 	return sb.err
+}
+
+// ExitCode is the command's exit code once the sandbox has ended, as a
+// shell gives it: 128+N for a signal N, also when the sandbox itself was
+// killed (Stop, Kill).
+func (sb *Sandbox) ExitCode() int {
+	<-sb.done
+	ps := sb.cmd.ProcessState
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
 }
 
 // InitPid is the first process's id on this machine.

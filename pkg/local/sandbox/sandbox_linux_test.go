@@ -401,3 +401,100 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A signal the plugin passes on reaches the command, whose exit code is
+// the plugin's; Stop ends a command that ignores SIGTERM.
+func TestSandboxSignalsAndStop(t *testing.T) {
+	needSandbox(t)
+	start := func(script string) (*Sandbox, *syncBuffer) {
+		t.Helper()
+		bin := testBinary(t)
+		p := &fakePod{}
+		out := &syncBuffer{}
+		sb, err := Start(context.Background(), Config{
+			Argv: sh(script), Env: []string{"PATH=/usr/bin:/bin"}, Stdout: out, Stderr: out,
+			Hostname: "pod", Dial: p.dial, DNS: testDNS(), InitArgs: []string{bin, InitCommand}, User: ordinaryUser(),
+		})
+		if err != nil {
+			t.Fatalf("starting the sandbox: %v", err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(out.String(), "ready") && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		return sb, out
+	}
+	exitCode := func(sb *Sandbox) int {
+		_ = sb.Wait()
+		return sb.ExitCode()
+	}
+	sb, _ := start(`trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done`)
+	if err := sb.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := exitCode(sb); code != 42 {
+		t.Errorf("after SIGTERM the exit code is %d, want the command's 42", code)
+	}
+	sb, _ = start(`trap '' TERM; echo ready; while :; do sleep 0.05; done`)
+	sb.Stop(200 * time.Millisecond)
+	if code := exitCode(sb); code != 128+int(syscall.SIGKILL) {
+		t.Errorf("a command that ignores SIGTERM, stopped: exit code %d, want %d", code, 128+int(syscall.SIGKILL))
+	}
+}
+
+// IPv6 destinations go through the stack too, and --local CIDR keeps a
+// host address on this machine.
+func TestSandboxIPv6AndLocalCIDR(t *testing.T) {
+	needSandbox(t)
+	hostIP := nonLoopbackIPv4(t)
+	ln, err := net.Listen("tcp", net.JoinHostPort(hostIP.String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "a listener of this machine's network\n")
+			c.Close()
+		}
+	}()
+	local, err := ParseLocal(netip.PrefixFrom(hostIP, 24).Masked().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &fakePod{}
+	out, code := run(t, p, Config{Local: []Local{local}, Argv: sh(`
+$T ` + clientCommand + ` dial [fd00:10:96::5]:80
+$T ` + clientCommand + ` dial ` + ln.Addr().String())})
+	if code != 0 {
+		t.Errorf("exit code %d:\n%s", code, out)
+	}
+	dials := strings.Join(p.dials(), " ")
+	if !strings.Contains(dials, "[fd00:10:96::5]:80") {
+		t.Errorf("the pod was not asked for [fd00:10:96::5]:80 (it dialed %s):\n%s", dials, out)
+	}
+	if strings.Contains(dials, hostIP.String()) {
+		t.Errorf("the pod was asked to dial %s, which --local %s keeps here", hostIP, local)
+	}
+	if !strings.Contains(out, "a listener of this machine's network") {
+		t.Errorf("--local %s did not reach %s:\n%s", local, ln.Addr(), out)
+	}
+}
+
+func nonLoopbackIPv4(t *testing.T) netip.Addr {
+	t.Helper()
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP.To4()); ok && !ip.IsLoopback() && n.IP.To4() != nil {
+				return ip
+			}
+		}
+	}
+	t.Skip("this machine has no IPv4 address but its loopback")
+	return netip.Addr{}
+}
