@@ -102,7 +102,9 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = cfg.Stdin, cfg.Stdout, cfg.Stderr
-	cmd.Env = cfg.Env
+	// The command's environment goes in the configuration: the pod's
+	// variables (GODEBUG, GOMAXPROCS...) are not the first process's.
+	cmd.Env = []string{}
 	cmd.ExtraFiles = []*os.File{child}
 	cmd.SysProcAttr = nsAttr(cfg.User)
 	if err := cmd.Start(); err != nil {

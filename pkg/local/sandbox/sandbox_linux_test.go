@@ -70,6 +70,7 @@ func TestSandboxReachesTheClusterWithoutProxies(t *testing.T) {
 	p := &fakePod{}
 	out, code := run(t, p, Config{Argv: sh(`
 echo "uid=$(id -u)"
+grep CapEff /proc/self/status
 echo "host=$(hostname)"
 echo "processes=$(ls /proc | grep -c '^[0-9][0-9]*$')"
 $T ` + clientCommand + ` dial ` + fakeBackend + `:80
@@ -90,6 +91,7 @@ exit 7`)})
 	for _, want := range []string{
 		fmt.Sprintf("uid=%d\n", wantUID),
 		"host=backend-intercept-7d9f-x2x\n",
+		"CapEff:\t0000000000000000\n", // none of the first process's capabilities
 		`backend got "ping" from the pod, dialed as 10.96.0.5:80`,
 		"\n10.96.0.5\n", // resolve backend, through the search path
 		"connection refused",
