@@ -71,6 +71,27 @@ func (d *dnsForwarder) answer(ctx context.Context, q []byte) ([]byte, error) {
 	return truncateForUDP(a), nil
 }
 
+// serverFailure is the SERVFAIL answer to query q; nil when q is not DNS.
+func serverFailure(q []byte) []byte {
+	var p dnsmessage.Parser
+	h, err := p.Start(q)
+	if err != nil {
+		return nil
+	}
+	qs, _ := p.AllQuestions()
+	h.Response, h.RecursionAvailable, h.RCode = true, true, dnsmessage.RCodeServerFailure
+	b := dnsmessage.NewBuilder(nil, h)
+	_ = b.StartQuestions()
+	for _, qq := range qs {
+		_ = b.Question(qq)
+	}
+	a, err := b.Finish()
+	if err != nil {
+		return nil
+	}
+	return a
+}
+
 // maxUDPAnswer is the size a stub resolver takes over UDP without EDNS;
 // a longer answer is cut to its header with TC set, so the resolver asks
 // again over TCP (which the stack passes to the cluster's DNS as is).

@@ -167,11 +167,20 @@ func (n *netStack) acceptUDP(r *udp.ForwarderRequest) {
 			go func() {
 				ctx, cancel := context.WithTimeout(n.ctx, dnsTimeout)
 				defer cancel()
-				if a, err := n.dns.answer(ctx, q); err == nil {
-					_, _ = c.Write(a)
-				} else if !errors.Is(err, context.Canceled) {
+				a, err := n.dns.answer(ctx, q)
+				if err != nil {
+					if errors.Is(err, context.Canceled) {
+						return
+					}
 					n.logf("sandbox: DNS: %v", err)
+					// SERVFAIL at once: the resolver tries its next
+					// name or says so, rather than waiting out its
+					// timeout.
+					if a = serverFailure(q); a == nil {
+						return
+					}
 				}
+				_, _ = c.Write(a)
 			}()
 		}
 	}()

@@ -104,3 +104,22 @@ func TestTruncateForUDP(t *testing.T) {
 		t.Errorf("truncated answer: TC=%v, %d answers, %d questions", m.Truncated, len(m.Answers), len(m.Questions))
 	}
 }
+
+// A query the cluster's DNS cannot be asked is answered SERVFAIL, with its
+// ID and question, so the resolver does not wait out its timeout.
+func TestServerFailure(t *testing.T) {
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 77, RecursionDesired: true})
+	_ = b.StartQuestions()
+	_ = b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName("backend.shop.svc.cluster.local."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
+	q, _ := b.Finish()
+	var m dnsmessage.Message
+	if err := m.Unpack(serverFailure(q)); err != nil {
+		t.Fatal(err)
+	}
+	if m.ID != 77 || !m.Response || m.RCode != dnsmessage.RCodeServerFailure || len(m.Questions) != 1 {
+		t.Errorf("SERVFAIL answer: %+v", m.Header)
+	}
+	if serverFailure([]byte("not dns")) != nil {
+		t.Errorf("an answer to a query that is not DNS")
+	}
+}
