@@ -37,7 +37,10 @@ func (t routeTunnel) Probe(url string) (string, error) {
 func (r *runner) printActive(p *cmdutil.Progress, st *session.Started, tunnels []portTunnel, pod string, fr *local.Front) {
 	rt := r.Route
 	what := describeRequests(rt)
-	if len(tunnels) == 1 {
+	if rt.Wiretap {
+		p.Infof("Wiretapping service %s/%s: the cluster answers %s as before; a copy of each, with its answer, goes to localhost:%d after it is answered, and the inspector compares the two.",
+			r.Namespace, r.Service, what, tunnels[0].local)
+	} else if len(tunnels) == 1 {
 		p.Infof("Intercepting service %s/%s port %s: %s go to localhost:%d (verified through pod %s).", r.Namespace, r.Service, tunnels[0].entry.Port, what, tunnels[0].local, pod)
 	} else {
 		var ports []string
@@ -93,7 +96,7 @@ func (r *runner) printActive(p *cmdutil.Progress, st *session.Started, tunnels [
 // marker, or every connection, narrowed to some paths and methods.
 func describeRequests(rt route.Route) string {
 	marker := rt
-	marker.PathPrefix, marker.PathRegex, marker.Methods = "", "", ""
+	marker.PathPrefix, marker.PathRegex, marker.Methods, marker.Wiretap = "", "", "", false
 	what := "requests with " + marker.String()
 	switch {
 	case rt.All && rt.Narrowed():

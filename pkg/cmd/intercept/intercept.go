@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/factory"
 	cmdutil "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/util"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/local"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/inspect"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/ngrok"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/preview"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/version"
@@ -86,7 +88,19 @@ type Flags struct {
 	LocalFlags
 	TunnelFlags
 	PreviewFlags
+	WiretapFlags
 	LifeFlags
+}
+
+// WiretapFlags make the route a read-only copy: the requests it matches
+// are answered by the cluster as before, and a copy of each, with the
+// cluster's answer, comes to this machine, where the local port's answer
+// is compared with it (--ignore leaves parts out) and, with --record,
+// kept in a file that replay sends again.
+type WiretapFlags struct {
+	Wiretap bool
+	Record  string
+	Ignore  []string
 }
 
 // PortFlags say which Service ports go to which local ports: -l and -r
@@ -247,6 +261,9 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 	fl.StringVar(&o.PathPrefix, "path-prefix", "", "only requests whose path starts with this (/api/v2): other paths go to the cluster's app even with your marker")
 	fl.StringVar(&o.PathRegex, "path-regex", "", "only requests whose whole path matches this RE2 expression (/users/[0-9]+/orders), without the query")
 	fl.StringArrayVar(&o.Methods, "method", nil, "only requests with this HTTP method; repeatable or a comma list (GET,HEAD)")
+	fl.BoolVar(&o.Wiretap, "wiretap", false, "take nothing: callers keep getting the cluster's answers, and a copy of each request your route matches comes here with the cluster's answer, which the inspector compares with your local port's; any number of developers may wiretap one marker")
+	fl.StringVar(&o.Record, "record", "", "with --wiretap: append each request, the cluster's answer and yours to this file, one JSON object a line ('kubectl intercept replay FILE --against URL' sends them again)")
+	fl.StringArrayVar(&o.Ignore, "ignore", nil, "with --wiretap: leave out of the comparison a JSONPath in JSON bodies ($.a.b, $.items[*].id, $..timestamp) or a response header (header:NAME); repeatable")
 	fl.BoolVarP(&o.Clean, "clean", "c", false, "first end this machine's earlier intercept of the Service and clean up what crashed intercepts left (others' live routes stay unless --force)")
 	fl.BoolVar(&o.Force, "force", false, "with -c: end other developers' live intercepts of the Service too")
 	fl.BoolVarP(&o.Quiet, "quiet", "q", false, "print only errors")
@@ -291,6 +308,14 @@ func (o *Options) Complete(cmd *cobra.Command, args []string) error {
 	}
 	if err := o.f.Complete(); err != nil {
 		return err
+	}
+	if o.Record != "" {
+		// The background process of --detach runs elsewhere.
+		abs, err := filepath.Abs(o.Record)
+		if err != nil {
+			return fmt.Errorf("--record %s: %w", o.Record, err)
+		}
+		o.Record = abs
 	}
 	o.Arg = args[0]
 	if fl := cmd.Flags(); fl.Changed("decoy") {
@@ -428,12 +453,18 @@ func (o *Options) Validate() error {
 	if _, err := o.matchRoute(); err != nil {
 		return err
 	}
+	if err := o.validateWiretap(); err != nil {
+		return err
+	}
 	ports, err := o.portMaps()
 	if err != nil {
 		return err
 	}
 	if len(ports) > 1 && (o.Tunnel == local.TunnelNgrok || o.Preview != "") {
 		return errors.New("--tunnel ngrok and --preview take one port: intercept it alone (-l/-r or a single -p)")
+	}
+	if len(ports) > 1 && o.Wiretap {
+		return errors.New("--wiretap takes one port: wiretap it alone (-l/-r or a single -p)")
 	}
 	if err := o.validatePreview(); err != nil {
 		return err
@@ -556,4 +587,18 @@ func parsePortMap(s string) (portMap, error) {
 		}
 	}
 	return portMap{Local: n, Remote: remote}, nil
+}
+
+// validateWiretap checks --wiretap, --record and --ignore.
+func (o *Options) validateWiretap() error {
+	switch {
+	case !o.Wiretap && (o.Record != "" || len(o.Ignore) > 0):
+		return errors.New("--record and --ignore go with --wiretap: add it, or leave them out")
+	case o.Wiretap && o.Tunnel == local.TunnelNgrok:
+		return errors.New("--wiretap's copies come through the built-in tunnel: leave out --tunnel ngrok")
+	case o.Wiretap && o.Inspect == local.InspectOff && o.Record == "":
+		return errors.New("--wiretap with --inspect=false shows nothing: keep the inspector, or --record FILE")
+	}
+	_, err := inspect.ParseIgnore(o.Ignore)
+	return err
 }

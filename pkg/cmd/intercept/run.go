@@ -60,7 +60,7 @@ type runner struct {
 func newRunner(o *Options) (*runner, error) {
 	r := &runner{f: o.f, IOStreams: o.IOStreams, Flags: o.Flags, Arg: o.Arg, Command: o.Command}
 	var err error
-	if r.Route, err = o.matchRoute(); err != nil {
+	if r.Route, err = o.wiretapRoute(); err != nil {
 		return nil, err
 	}
 	if r.ports, err = o.portMaps(); err != nil {
@@ -82,7 +82,8 @@ func (r *runner) localOptions() local.Options {
 // frontOptions say what the front on this machine serves.
 func (r *runner) frontOptions() local.FrontOptions {
 	return local.FrontOptions{LocalPort: r.ports[0].Local, Route: r.Route, Tunnel: r.Tunnel, PublicPreview: r.publicPreview(),
-		NgrokAuthtoken: r.NgrokAuthtoken, NgrokConnectURL: r.NgrokConnectURL, Inspect: r.Inspect, InspectShowSecrets: r.InspectShowSecrets}
+		NgrokAuthtoken: r.NgrokAuthtoken, NgrokConnectURL: r.NgrokConnectURL, Inspect: r.Inspect, InspectShowSecrets: r.InspectShowSecrets,
+		Ignore: r.Ignore, Record: r.Record}
 }
 
 // previewOptions say where the preview's requests enter the cluster.
@@ -575,4 +576,11 @@ func (r *runner) remotePorts() []string {
 		}
 	}
 	return out
+}
+
+// wiretapRoute is matchRoute, a read-only copy with --wiretap.
+func (o *Options) wiretapRoute() (route.Route, error) {
+	r, err := o.matchRoute()
+	r.Wiretap = o.Wiretap
+	return r, err
 }
