@@ -245,9 +245,18 @@ func (h *Handler) serveTapped(w http.ResponseWriter, r *http.Request, taps []*ta
 	}
 	for _, tr := range taps {
 		c := *ex
-		c.Route = tap.Route{Owner: tr.lr.Owner, Marker: tr.lr.String()}
+		c.Route = tap.Route{Owner: cutTo(tr.lr.Owner, tap.MaxOwner), Marker: cutTo(tr.lr.String(), tap.MaxMarker)}
 		tr.offer(&c)
 	}
+}
+
+// cutTo keeps a name within a bound of the tap's format (a long path
+// regex), rather than have the copy refused.
+func cutTo(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
 }
 
 // tapCapture keeps the first tap.BodyCap bytes of a body and counts them
