@@ -33,6 +33,13 @@ func TestRenderDoctorNarrowed(t *testing.T) {
 			"✓ header X-Dev reached svc/cart (pod cart-intercept-1-abcde) as POST /api/v2\n",
 			"Your header X-Dev gets through",
 		}, []string{"does not take"}},
+		{"a Service entry, sent by a sidecar", doctorReport{Service: "cart", Entry: "svc/cart", Sent: "http://10.96.0.7:80/api/v2", From: "cart-intercept-1-abcde",
+			Method: "GET", Route: rt, RoutePath: true, Marker: m, Expect: []tunnel.Carrier{tunnel.CarrierHeader}, Status: 200,
+			Hits: []tunnel.Hit{hit("GET", "/api/v2")}}, []string{
+			"Sent GET svc/cart (10.96.0.7:80/api/v2) from the sidecar in pod cart-intercept-1-abcde with header X-Dev",
+			"The marked request reached svc/cart as GET /api/v2, which route X-Dev:alice path /api/v2* POST does not take",
+			"A sidecar sends GET only: give --via a URL this machine reaches to have the doctor send POST.",
+		}, []string{"Give --via a path"}},
 		{"the entry's own path, which the route does not take", doctorReport{Service: "cart", Entry: "https://shop.example.com/checkout",
 			Sent: "https://shop.example.com/checkout", Route: rt, Marker: m, Expect: []tunnel.Carrier{tunnel.CarrierHeader}, Status: 200,
 			Hits: []tunnel.Hit{hit("GET", "/checkout/cart")}}, []string{

@@ -82,6 +82,9 @@ func renderDoctor(w io.Writer, r doctorReport) {
 		// A Service entry: the form given, and the address requested.
 		if u, err := url.Parse(r.Sent); err == nil && r.Entry != "" {
 			sent = r.Entry + " (" + u.Host + ")"
+			if r.RoutePath {
+				sent = r.Entry + " (" + u.Host + u.RequestURI() + ")" // the route's path, not the entry's
+			}
 		}
 		sent += " from the sidecar in pod " + cmdutil.Printable(r.From)
 	}
@@ -199,8 +202,11 @@ func untaken(r doctorReport) []string {
 		}
 		what := fmt.Sprintf("The marked request reached svc/%s as %s %s, which route %s does not take: requests like it go to the app in the cluster, marker or not.",
 			r.Service, cmdutil.Printable(h.Method), cmdutil.Printable(h.Path), cmdutil.Printable(r.Route.String()))
-		if !r.RoutePath {
+		switch {
+		case !r.RoutePath:
 			what += " Give --via a path that reaches the Service on a path the route takes."
+		case r.From != "" && !r.Route.MethodAllowed(h.Method):
+			what += fmt.Sprintf(" A sidecar sends GET only: give --via a URL this machine reaches to have the doctor send %s.", route.SampleMethod(*r.Route))
 		}
 		return []string{what}
 	}
