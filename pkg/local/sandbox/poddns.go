@@ -28,21 +28,53 @@ const (
 var placeholderNameserver = netip.MustParseAddr("198.18.0.53")
 
 // ClusterDNS is the ClusterIP of the cluster's DNS Service, when the
-// developer may read it; invalid otherwise (the sandbox then names a
-// placeholder address and the pod resolves the Service by name).
+// developer may read it: kube-system/kube-dns, else the Service there
+// labeled k8s-app=kube-dns (as CoreDNS's charts label theirs under other
+// names), else the one there that serves port 53. Invalid when there is
+// none or it may not be read: the sandbox then names a placeholder
+// address and the pod resolves kube-dns by name, which needs that
+// Service too. (A cluster whose kubelets give pods another nameserver,
+// such as a node-local cache, is not found this way: the copy pod's own
+// resolv.conf would be the exact answer.)
 func ClusterDNS(ctx context.Context, client kubernetes.Interface) (netip.Addr, error) {
 	svc, err := client.CoreV1().Services(dnsNamespace).Get(ctx, dnsService, metav1.GetOptions{})
-	if apierrors.IsForbidden(err) || apierrors.IsNotFound(err) {
+	switch {
+	case err == nil:
+		return clusterIP(svc), nil
+	case apierrors.IsForbidden(err):
 		return netip.Addr{}, nil
-	}
-	if err != nil {
+	case !apierrors.IsNotFound(err):
 		return netip.Addr{}, fmt.Errorf("reading service %s/%s (the cluster's DNS): %w", dnsNamespace, dnsService, err)
 	}
+	list, err := client.CoreV1().Services(dnsNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return netip.Addr{}, nil // not the developer's to list: the placeholder
+	}
+	for i := range list.Items {
+		if list.Items[i].Labels["k8s-app"] == dnsService {
+			if a := clusterIP(&list.Items[i]); a.IsValid() {
+				return a, nil
+			}
+		}
+	}
+	for i := range list.Items {
+		for _, p := range list.Items[i].Spec.Ports {
+			if p.Port == 53 {
+				if a := clusterIP(&list.Items[i]); a.IsValid() {
+					return a, nil
+				}
+			}
+		}
+	}
+	return netip.Addr{}, nil
+}
+
+func clusterIP(svc *corev1.Service) netip.Addr {
 	a, err := netip.ParseAddr(svc.Spec.ClusterIP)
 	if err != nil {
-		return netip.Addr{}, nil
+		return netip.Addr{}
 	}
-	return a, nil
+	return a
 }
 
 // PodDNS is the resolver the pod has, as the kubelet writes its

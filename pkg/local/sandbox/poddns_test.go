@@ -55,6 +55,20 @@ func TestClusterDNS(t *testing.T) {
 	if a, err := ClusterDNS(t.Context(), client); err != nil || a != netip.MustParseAddr("10.96.0.10") {
 		t.Errorf("ClusterDNS = %v, %v", a, err)
 	}
+	coredns := fake.NewClientset(&corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "rke2-coredns", Namespace: "kube-system", Labels: map[string]string{"k8s-app": "kube-dns"}},
+		Spec:       corev1.ServiceSpec{ClusterIP: "10.43.0.10"},
+	})
+	if a, err := ClusterDNS(t.Context(), coredns); err != nil || a != netip.MustParseAddr("10.43.0.10") {
+		t.Errorf("ClusterDNS of a Service labeled k8s-app=kube-dns = %v, %v", a, err)
+	}
+	port53 := fake.NewClientset(&corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "dns", Namespace: "kube-system"},
+		Spec:       corev1.ServiceSpec{ClusterIP: "10.0.0.53", Ports: []corev1.ServicePort{{Port: 53, Protocol: corev1.ProtocolUDP}}},
+	})
+	if a, err := ClusterDNS(t.Context(), port53); err != nil || a != netip.MustParseAddr("10.0.0.53") {
+		t.Errorf("ClusterDNS of a Service on port 53 = %v, %v", a, err)
+	}
 	if a, err := ClusterDNS(t.Context(), fake.NewClientset()); err != nil || a.IsValid() {
 		t.Errorf("ClusterDNS without the Service = %v, %v; want no address and no error", a, err)
 	}
