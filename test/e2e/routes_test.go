@@ -225,3 +225,28 @@ func TestRouteTwoDevelopersOneMarker(t *testing.T) {
 	b.interrupt(t)
 	assertRestored(t, ns, "demo", before)
 }
+
+// doctor, for an intercept narrowed by path, sends its marked request to a
+// path the route takes when the entry names none, and says when the
+// entry's own path is one the route does not take.
+func TestRouteDoctorNarrowed(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t)
+	deployDemo(t, ns, demoOptions{name: "cart"})
+	run := laptopCLI(t)
+	run("svc/cart", "-n", ns, "-l", strconv.Itoa(laptop(t, laptopPod)), "-x", "x-dev:alice", "--path-prefix", "/api/v2", "--detach")
+	defer run("close", "svc/cart", "-n", ns)
+
+	out, code := doctor(t, "svc/cart", "-n", ns, "--via", "svc/cart", "-x", "x-dev")
+	if code != 0 {
+		t.Errorf("doctor --via svc/cart: exit %d", code)
+	}
+	wantLines(t, "an entry without a path", out, "/api/v2) from the sidecar in pod cart-intercept-",
+		"to a path of route X-Dev:alice path /api/v2* (by ", "✓ header x-dev reached svc/cart (pod cart-intercept-", "as GET /api/v2")
+	if strings.Contains(out, "does not take") {
+		t.Errorf("the doctor's request to the route's path is said not to be taken:\n%s", out)
+	}
+	out, _ = doctor(t, "svc/cart", "-n", ns, "--via", "svc/cart/checkout", "-x", "x-dev")
+	wantLines(t, "an entry with a path the route does not take", out, "as GET /checkout",
+		"The marked request reached svc/cart as GET /checkout, which route X-Dev:alice path /api/v2* does not take")
+}
