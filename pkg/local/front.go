@@ -95,7 +95,7 @@ func OpenFront(ctx context.Context, o FrontOptions) (*Front, error) {
 		}
 		f.agent = a
 	}
-	if o.Route.All && !o.Route.Narrowed() && !o.Route.Wiretap {
+	if o.Route.WholeConnections() {
 		// Raw connections: nothing to record, nowhere but the tunnel. (A
 		// narrowed --all route carries HTTP requests, as a marker's does.)
 		return f, nil

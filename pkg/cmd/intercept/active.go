@@ -99,7 +99,7 @@ func describeRequests(rt route.Route) string {
 	marker.PathPrefix, marker.PathRegex, marker.Methods, marker.Wiretap = "", "", "", false
 	what := "requests with " + marker.String()
 	switch {
-	case rt.All && rt.Narrowed():
+	case rt.All && !rt.WholeConnections():
 		what = "every HTTP request, marked or not"
 	case rt.All:
 		what = "every connection"

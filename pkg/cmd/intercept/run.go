@@ -146,8 +146,9 @@ func (r *runner) run(ctx context.Context) error {
 		Namespace: r.Namespace, Service: r.Service, Ports: r.remotePorts(),
 		ProxyImage: r.ProxyImage, ReadyTimeout: r.Timeout, DryRun: r.DryRun, Progress: p, Mode: r.mode(),
 		Dynamic: r.f.Dynamic,
-		// Narrowed, --all reads each HTTP request: the port must carry them.
-		AllTraffic: r.Route.All && !r.Route.Narrowed(),
+		// Narrowed or wiretapped, --all reads each HTTP request: the port
+		// must carry them.
+		AllTraffic: r.Route.WholeConnections(),
 	})
 	if err != nil {
 		return err

@@ -343,7 +343,7 @@ func (f *Follower) hold(ctx context.Context, key, pod, podKey string) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", f.Local)
 	}
-	if f.Conn != nil && (!f.Route.All || f.Route.Narrowed()) { // raw connections go straight to the local port
+	if f.Conn != nil && !f.Route.WholeConnections() { // raw connections go straight to the local port
 		err = c.ServeConns(ctx, f.Conn)
 	} else {
 		err = c.Serve(ctx, dial, func(err error) {
