@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tap"
 )
 
 // Answer is one side of a comparison: a status, headers and the start of
@@ -146,7 +148,8 @@ func Compare(cluster, local Answer, ig Ignore) *Diff {
 
 func compareHeaders(c, l http.Header, ig Ignore) []HeaderDiff {
 	skip := func(name string) bool {
-		return noiseHeaders[name] || ig.Headers[name] || connectionNamed(c, name) || connectionNamed(l, name)
+		// A credential the sidecar redacted in its copy cannot be compared.
+		return noiseHeaders[name] || ig.Headers[name] || connectionNamed(c, name) || connectionNamed(l, name) || tap.AllRedacted(c.Values(name))
 	}
 	names := map[string]bool{}
 	for _, h := range []http.Header{c, l} {

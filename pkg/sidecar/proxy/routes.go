@@ -90,8 +90,9 @@ type Table struct {
 	contests []*route.Route
 	// taps are the wiretap routes (wiretap.go), matched beside routes and
 	// never instead of them; nTaps counts them for a lock-free check.
-	taps  []*tapRoute
-	nTaps atomic.Int32
+	taps      []*tapRoute
+	nTaps     atomic.Int32
+	tapBounds tapBounds // over all wiretaps (wiretap.go)
 	// RemoteTLS, if set, is the TLS configuration for routes with a
 	// Remote endpoint; nil trusts the usual roots.
 	RemoteTLS *tls.Config
@@ -129,7 +130,7 @@ func (t *Table) Add(r route.Route, dial tunnel.DialFunc) (func(), error) {
 	}
 	if r.Wiretap {
 		nr.whole = false // a copy of requests, never of connections
-		return t.addTap(nr), nil
+		return t.addTap(nr)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tap"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tunnel"
 )
 
 // A wiretap route (route.Route.Wiretap) takes no request: the requests it
@@ -37,22 +39,76 @@ const (
 	tapDialWait   = 10 * time.Second
 )
 
+// The sidecar's bounds over all its wiretaps: how many it holds, the bytes
+// all their queues hold together, and the bytes of the copies being made
+// of the requests in flight (a request that gets none is served without a
+// copy, and counted as dropped).
+const (
+	tapMaxRoutes       = 32
+	tapTotalQueueBytes = 64 << 20
+	tapInFlightBytes   = 32 << 20
+)
+
+// tapBounds are a sidecar's bounds over all its wiretaps; a zero limit is
+// the default above (tests set smaller ones).
+type tapBounds struct {
+	inFlight atomic.Int64 // bytes held by the copies of requests in flight
+	queued   atomic.Int64 // bytes held by all queues
+	// maxRoutes, maxQueued and maxInFlight: zero is the default.
+	maxRoutes              int
+	maxQueued, maxInFlight int64
+}
+
+func (b *tapBounds) routes() int {
+	if b.maxRoutes > 0 {
+		return b.maxRoutes
+	}
+	return tapMaxRoutes
+}
+
+func (b *tapBounds) queueLimit() int64 {
+	if b.maxQueued > 0 {
+		return b.maxQueued
+	}
+	return tapTotalQueueBytes
+}
+
+func (b *tapBounds) inFlightLimit() int64 {
+	if b.maxInFlight > 0 {
+		return b.maxInFlight
+	}
+	return tapInFlightBytes
+}
+
+// take reserves n bytes of the in-flight budget, or says there are none.
+func (b *tapBounds) take(n int64) bool {
+	if b.inFlight.Add(n) > b.inFlightLimit() {
+		b.inFlight.Add(-n)
+		return false
+	}
+	return true
+}
+
 // tapRoute is a live wiretap route and its developer's queue of copies.
 type tapRoute struct {
 	lr      *liveRoute
 	ch      chan *tap.Exchange
+	bounds  *tapBounds    // the sidecar's, for the bytes of all queues
 	bytes   atomic.Int64  // held in ch
 	dropped atomic.Uint64 // since the last copy sent
 	done    chan struct{}
-	stop    sync.Once
+	// mu orders offers with close, so that what close drains from ch
+	// no later offer adds to.
+	mu     sync.Mutex
+	closed bool
 }
 
 // addTap installs a wiretap route: no conflict with anything, one queue
 // and sender per route. A registration under the same owner key replaces
-// the earlier one, as for intercepts.
-func (t *Table) addTap(nr *liveRoute) func() {
-	tr := &tapRoute{lr: nr, ch: make(chan *tap.Exchange, tapQueueLen), done: make(chan struct{})}
-	go tr.run()
+// the earlier one, as for intercepts; past tapMaxRoutes others, it is
+// refused.
+func (t *Table) addTap(nr *liveRoute) (func(), error) {
+	tr := &tapRoute{lr: nr, ch: make(chan *tap.Exchange, tapQueueLen), bounds: &t.tapBounds, done: make(chan struct{})}
 	t.mu.Lock()
 	var replaced []*tapRoute
 	kept := make([]*tapRoute, 0, len(t.taps)+1)
@@ -63,13 +119,19 @@ func (t *Table) addTap(nr *liveRoute) func() {
 		}
 		kept = append(kept, old)
 	}
+	if n := t.tapBounds.routes(); len(kept) >= n {
+		t.mu.Unlock()
+		return nil, fmt.Errorf("%w: this pod holds %d wiretaps, the most it takes; "+
+			"wait for one to end, or ask the teammates who wiretap this Service to stop those they no longer need", tunnel.ErrFailed, n)
+	}
 	t.taps = append(kept, tr)
 	t.nTaps.Store(int32(len(t.taps)))
 	t.mu.Unlock()
+	go tr.run()
 	for _, old := range replaced {
 		old.close()
 	}
-	return func() { t.removeTap(tr) }
+	return func() { t.removeTap(tr) }, nil
 }
 
 func (t *Table) removeTap(tr *tapRoute) {
@@ -149,27 +211,57 @@ func (t *Table) matchTaps(method, target string, h http.Header) []*tapRoute {
 	return out
 }
 
-// offer queues a copy, or drops and counts it when the queue is full.
+// offer queues a copy, or drops and counts it when the queue, or all the
+// queues together, hold too much.
 func (tr *tapRoute) offer(ex *tap.Exchange) {
 	n := copySize(ex)
-	if tr.bytes.Add(n) > tapQueueBytes {
-		tr.bytes.Add(-n)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.closed {
+		return
+	}
+	tr.bytes.Add(n)
+	if tr.bounds.queued.Add(n) > tr.bounds.queueLimit() || tr.bytes.Load() > tapQueueBytes {
+		tr.release(n)
 		tr.dropped.Add(1)
 		return
 	}
 	select {
 	case tr.ch <- ex:
 	default:
-		tr.bytes.Add(-n)
+		tr.release(n)
 		tr.dropped.Add(1)
 	}
+}
+
+// release gives back the bytes of a copy that left the queue.
+func (tr *tapRoute) release(n int64) {
+	tr.bytes.Add(-n)
+	tr.bounds.queued.Add(-n)
 }
 
 func copySize(ex *tap.Exchange) int64 {
 	return int64(len(ex.Request.Body.Data)+len(ex.Response.Body.Data)+len(ex.Request.Target)) + 1024
 }
 
-func (tr *tapRoute) close() { tr.stop.Do(func() { close(tr.done) }) }
+// close stops the sender and gives back what its queue held.
+func (tr *tapRoute) close() {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.closed {
+		return
+	}
+	tr.closed = true
+	close(tr.done)
+	for {
+		select {
+		case ex := <-tr.ch:
+			tr.release(copySize(ex))
+		default:
+			return
+		}
+	}
+}
 
 // run sends the queue's copies to the developer, on one stream while it
 // lasts.
@@ -188,7 +280,7 @@ func (tr *tapRoute) run() {
 			return
 		case ex = <-tr.ch:
 		}
-		tr.bytes.Add(-copySize(ex))
+		tr.release(copySize(ex))
 		ex.Dropped = tr.dropped.Swap(0)
 		if conn == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), tapDialWait)
@@ -218,8 +310,16 @@ func tappable(r *http.Request) bool {
 }
 
 // serveTapped serves r as ServeHTTP would, then offers the exchange to
-// the wiretap routes it matched.
+// the wiretap routes it matched. A request a developer's intercept took
+// is copied only to that developer's wiretaps; a request whose copy finds
+// no room in the in-flight budget is served, and counted as dropped.
 func (h *Handler) serveTapped(w http.ResponseWriter, r *http.Request, taps []*tapRoute) {
+	d, _ := r.Context().Value(ctxKey{}).(decision)
+	if taps = tapsOf(d.route, taps); len(taps) == 0 {
+		h.rp.ServeHTTP(w, r)
+		return
+	}
+	bounds := &h.Table.tapBounds
 	start := time.Now()
 	req := tap.Request{Method: r.Method, Target: r.RequestURI, Proto: r.Proto, Header: r.Header.Clone()}
 	if req.Header == nil {
@@ -230,24 +330,49 @@ func (h *Handler) serveTapped(w http.ResponseWriter, r *http.Request, taps []*ta
 	}
 	var body *tapCapture
 	if r.Body != nil && r.Body != http.NoBody {
-		body = &tapCapture{}
+		body = &tapCapture{bounds: bounds}
+		defer body.release()
 		r.Body = tapBody{ReadCloser: r.Body, c: body}
 	}
-	tw := &tapWriter{ResponseWriter: w}
+	tw := &tapWriter{ResponseWriter: w, body: tapCapture{bounds: bounds}}
+	defer tw.body.release()
 	h.rp.ServeHTTP(tw, r)
 	if tw.status == 0 || strings.HasPrefix(tw.header.Get("Content-Type"), "text/event-stream") {
 		return // no answer went out, or an event stream: nothing to compare
 	}
-	req.Body = body.result(r.ContentLength)
-	ex := &tap.Exchange{
-		Time: start, Duration: time.Since(start), Request: req,
-		Response: tap.Response{Status: tw.status, Header: tw.final(), Body: tw.body.whole()},
+	if body.short() || tw.body.short() {
+		for _, tr := range taps {
+			tr.dropped.Add(1)
+		}
+		return
 	}
+	req.Body = body.result(r.ContentLength)
+	tap.Redact(req.Header)
+	resp := tap.Response{Status: tw.status, Header: tw.final(), Body: tw.body.whole()}
+	tap.Redact(resp.Header)
+	ex := &tap.Exchange{Time: start, Duration: time.Since(start), Request: req, Response: resp}
 	for _, tr := range taps {
 		c := *ex
 		c.Route = tap.Route{Owner: cutTo(tr.lr.Owner, tap.MaxOwner), Marker: cutTo(tr.lr.String(), tap.MaxMarker)}
 		tr.offer(&c)
 	}
+}
+
+// tapsOf keeps the wiretaps that may see a request taken by the route
+// took (nil: the app). A request one developer's intercept takes goes to
+// their laptop, and neither it nor the laptop's answer is for a teammate:
+// only the wiretaps under that route's owner key see it.
+func tapsOf(took *liveRoute, taps []*tapRoute) []*tapRoute {
+	if took == nil {
+		return taps
+	}
+	var out []*tapRoute
+	for _, tr := range taps {
+		if took.Client != "" && subtle.ConstantTimeCompare([]byte(tr.lr.Client), []byte(took.Client)) == 1 {
+			out = append(out, tr)
+		}
+	}
+	return out
 }
 
 // cutTo keeps a name within a bound of the tap's format (a long path
@@ -260,23 +385,72 @@ func cutTo(s string, n int) string {
 }
 
 // tapCapture keeps the first tap.BodyCap bytes of a body and counts them
-// all; the transport may read a request body from its own goroutine.
+// all; the transport may read a request body from its own goroutine. What
+// it keeps it holds out of the sidecar's in-flight budget (bounds), and
+// when the budget has no room it keeps nothing (short).
 type tapCapture struct {
-	mu   sync.Mutex
-	data []byte
-	n    int64
-	eof  bool
-	err  error // how a request body ended
+	bounds *tapBounds
+	mu     sync.Mutex
+	data   []byte
+	n      int64
+	eof    bool
+	err    error // how a request body ended
+	held   int64 // of the budget: cap(data)
+	over   bool  // the budget had no room: no copy
+	done   bool  // released: keeps nothing more
 }
+
+// tapGrowFrom is the first buffer a capture takes; it doubles from there.
+const tapGrowFrom = 4 << 10
 
 func (c *tapCapture) note(p []byte, eof bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if room := tap.BodyCap - len(c.data); room > 0 {
-		c.data = append(c.data, p[:min(room, len(p))]...)
-	}
 	c.n += int64(len(p))
 	c.eof = c.eof || eof
+	if c.over || c.done {
+		return
+	}
+	keep := min(tap.BodyCap-len(c.data), len(p))
+	if keep <= 0 {
+		return
+	}
+	if need := len(c.data) + keep; need > cap(c.data) {
+		size := min(tap.BodyCap, max(need, 2*cap(c.data), tapGrowFrom))
+		if c.bounds != nil && !c.bounds.take(int64(size-cap(c.data))) {
+			c.over, c.data = true, nil
+			c.bounds.inFlight.Add(-c.held)
+			c.held = 0
+			return
+		}
+		c.held += int64(size - cap(c.data))
+		grown := make([]byte, len(c.data), size)
+		copy(grown, c.data)
+		c.data = grown
+	}
+	c.data = append(c.data, p[:keep]...)
+}
+
+// short says the budget had no room for the copy.
+func (c *tapCapture) short() bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.over
+}
+
+// release gives back what the capture held of the budget; it keeps
+// nothing after (the copy it made is the queue's to count).
+func (c *tapCapture) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.done = true
+	if c.bounds != nil {
+		c.bounds.inFlight.Add(-c.held)
+	}
+	c.held = 0
 }
 
 // ended is how the body ended: io.EOF, the error that cut it, or nil
@@ -296,7 +470,8 @@ func (c *tapCapture) end(err error) {
 }
 
 // result is the copy of the body; declared is its Content-Length (-1:
-// unknown). A body not read to its end counts as cut short.
+// unknown). A body not read to its end counts as cut short. The copy
+// holds the capture's bytes, which it keeps no more after.
 func (c *tapCapture) result(declared int64) tap.Body {
 	if c == nil {
 		return tap.Body{}
@@ -307,7 +482,9 @@ func (c *tapCapture) result(declared int64) tap.Body {
 	if !c.eof && declared < 0 && size == int64(len(c.data)) {
 		size++ // more may have followed
 	}
-	return tap.CapBody(bytes.Clone(c.data), size)
+	data := c.data[:len(c.data):len(c.data)]
+	c.done = true
+	return tap.CapBody(data, size)
 }
 
 // whole is the copy of a body that went through to its end.
