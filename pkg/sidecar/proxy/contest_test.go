@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2/hpack"
+
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/httpwire"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tunnel"
@@ -199,10 +201,10 @@ func TestContestClosesTheConnectionsOfAnAllRoute(t *testing.T) {
 		return d.DialContext(ctx, "tcp", strings.TrimPrefix(squatter.URL, "http://"))
 	}, func(error) {})
 	kept := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 5 * time.Second}
-	get := func() string {
+	get := func(h http.Header) string {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/", nil)
-		req.Header = aliceMarked.Clone()
+		req.Header = h.Clone()
 		resp, err := kept.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -211,7 +213,7 @@ func TestContestClosesTheConnectionsOfAnAllRoute(t *testing.T) {
 		resp.Body.Close()
 		return resp.Header.Get("X-Answered-By")
 	}
-	if by := get(); by != "mallory" {
+	if by := get(aliceMarked); by != "mallory" {
 		t.Fatalf("before the contest, answered by %q", by)
 	}
 	alice := route.Route{Header: "X-Dev", Value: "alice", Owner: "alice@laptop", Client: tunnel.PodKey(aliceKey, "u", 1)}
@@ -223,8 +225,13 @@ func TestContestClosesTheConnectionsOfAnAllRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		if by := get(); by != "app" {
+		if by := get(aliceMarked); by != "app" {
 			t.Fatalf("request %d with alice's header after the contest answered by %q, want the app", i, by)
+		}
+		// The contest is over alice's header: the --all route keeps the
+		// rest, request by request.
+		if by := get(http.Header{}); by != "mallory" {
+			t.Fatalf("request %d without alice's header after the contest answered by %q, want the --all route", i, by)
 		}
 	}
 }
@@ -237,5 +244,123 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("not within 5s: %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A teammate refused a route on one path alice's route takes, who contests
+// it, takes from alice only that path: her requests on every other path
+// still reach her, those on the contested path go to the app, and the
+// sidecar lists her route as suspended (for those requests).
+func TestContestOverOnePathLeavesTheRestOfTheRoute(t *testing.T) {
+	app, dev := named("app"), named("alice-laptop")
+	defer app.Close()
+	defer dev.Close()
+	ctrl := make(chan string, 1)
+	addr := startProxyReady(t, Config{Upstream: hostOf(app), Control: "127.0.0.1:0"}, ctrl)
+	c := <-ctrl
+	dial := func() *tunnel.Client {
+		conn, err := net.Dial("tcp", c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc, err := tunnel.NewClient(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tc.Close() })
+		return tc
+	}
+	alice, eveC := dial(), dial()
+	if _, err := alice.Register(route.Route{Header: "X-Dev", Value: "alice", Owner: "alice", Client: aliceKey}); err != nil {
+		t.Fatal(err)
+	}
+	go alice.Serve(context.Background(), func(ctx context.Context) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", hostOf(dev))
+	}, func(error) {})
+	hc := &http.Client{Timeout: 10 * time.Second}
+	get := func(path string) string {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+		req.Header.Set("X-Dev", "alice")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.Header.Get("X-Answered-By")
+	}
+	if by := get("/orders"); by != "alice-laptop" {
+		t.Fatalf("before the contest, answered by %q", by)
+	}
+	eve := route.Route{Header: "X-Dev", Value: "alice", PathPrefix: "/nothing-alice-uses/", Owner: "eve", Client: eveKey}
+	if _, err := eveC.Register(eve); !errors.Is(err, tunnel.ErrConflict) {
+		t.Fatalf("eve's narrowed route: %v, want a conflict", err)
+	}
+	if err := eveC.Contest(eve); err != nil {
+		t.Fatalf("contest: %v", err)
+	}
+	if by := get("/orders"); by != "alice-laptop" {
+		t.Errorf("alice's GET /orders answered by %q after a contest over %s only", by, eve.PathPrefix)
+	}
+	if by := get("/nothing-alice-uses/x"); by != "app" {
+		t.Errorf("alice's GET of the contested path answered by %q, want the app", by)
+	}
+	rs, err := alice.Routes()
+	if err != nil || len(rs) != 1 || !rs[0].Suspended {
+		t.Errorf("alice's list after the contest: %+v, %v; want her route, suspended", rs, err)
+	}
+	eveC.Close()
+	waitFor(t, "the contested path back to alice", func() bool { return get("/nothing-alice-uses/x") == "alice-laptop" })
+}
+
+// The same at the route table, for each way the sidecar reads a request:
+// a contest over a narrowed route holds another key's route only for the
+// requests the contested route matches (its marker, paths and methods).
+func TestContestHoldsOnlyTheContestedRequests(t *testing.T) {
+	table := &Table{}
+	dial := func(context.Context) (net.Conn, error) { return nil, errors.New("unused") }
+	if _, err := table.Add(route.Route{Header: "X-Dev", Value: "alice", Owner: "alice", Client: aliceKey}, dial); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := table.Add(route.Route{Header: "X-Dev", Value: "bob", Owner: "bob", Client: bobKey}, dial); err != nil {
+		t.Fatal(err)
+	}
+	resume, n := table.Suspend(route.Route{Header: "x-dev", Value: "alice", PathRegex: `/a/[0-9]+`, Methods: "GET", Client: eveKey})
+	defer resume()
+	if n != 1 {
+		t.Fatalf("the contest holds %d routes, want alice's", n)
+	}
+	for _, c := range []struct {
+		method, path, dev, want string
+	}{
+		{"GET", "/a/1", "alice", ""},
+		{"GET", "/a/x", "alice", "alice"},
+		{"PUT", "/a/1", "alice", "alice"},
+		{"GET", "/b", "alice", "alice"},
+		{"GET", "/a/1", "bob", "bob"},
+		{"GET", "/a/1", "", ""},
+	} {
+		h := http.Header{}
+		head := c.method + " " + c.path + " HTTP/1.1\r\nHost: web\r\n"
+		fields := []hpack.HeaderField{{Name: ":method", Value: c.method}, {Name: ":path", Value: c.path}}
+		if c.dev != "" {
+			h.Set("X-Dev", c.dev)
+			head += "X-Dev: " + c.dev + "\r\n"
+			fields = append(fields, hpack.HeaderField{Name: "x-dev", Value: c.dev})
+		}
+		for how, r := range map[string]*liveRoute{
+			"net/http": table.match(c.method, c.path, h),
+			"raw head": table.matchHead([]byte(head + "\r\n")),
+			"HTTP/2":   table.matchFields(fields),
+		} {
+			got := ""
+			if r != nil {
+				got = r.Owner
+			}
+			if got != c.want {
+				t.Errorf("%s: %s %s with X-Dev %q went to %q, want %q (\"\": the app)", how, c.method, c.path, c.dev, got, c.want)
+			}
+		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 )
 
 // The matchers run on every request: they scan the header lines in place
@@ -28,7 +30,7 @@ func (r *liveRoute) matches(method, target string, h http.Header) bool {
 		r.Header != "" && hasValue(h[r.Header], r.Value) ||
 		r.Cookie != "" && hasCookie(h["Cookie"], r.Cookie, r.Value) ||
 		r.Baggage != "" && hasBaggage(h["Baggage"], r.Baggage, r.Value)
-	return marked && (r.re == nil || r.re.MatchString(path))
+	return marked && (r.re == nil || route.RegexTakes(r.re, path))
 }
 
 // matchesHead reports whether a request whose request line has this method
@@ -53,7 +55,7 @@ func (r *liveRoute) matchesHead(method, path, fields []byte) bool {
 			return !found
 		})
 	}
-	return found && (r.re == nil || r.re.Match(path))
+	return found && (r.re == nil || route.RegexTakes(r.re, path))
 }
 
 // matchesFields reports whether a request with this :method, path (of its
@@ -65,7 +67,7 @@ func (r *liveRoute) matchesFields(method, path string, fields []hpack.HeaderFiel
 	if r.narrowed && !narrowedTo(r, method, path) {
 		return false
 	}
-	return (r.All || r.markedFields(fields)) && (r.re == nil || r.re.MatchString(path))
+	return (r.All || r.markedFields(fields)) && (r.re == nil || route.RegexTakes(r.re, path))
 }
 
 // requestLine returns the method and the path (requestPath) of an
@@ -118,7 +120,7 @@ func (r *liveRoute) markedFields(fields []hpack.HeaderField) bool {
 // narrowedTo is the cheap half of a narrowed route's test, run before the
 // marker's: the method is one of r's, the path starts with r's prefix. The
 // regex, the costly half, runs last, on requests that pass everything
-// else.
+// else, and only on paths of at most route.MaxRegexPath bytes.
 func narrowedTo[T text](r *liveRoute, method, path T) bool {
 	return (r.Methods == "" || methodIn(method, r.Methods)) &&
 		len(path) >= len(r.PathPrefix) && equal(path[:len(r.PathPrefix)], r.PathPrefix)

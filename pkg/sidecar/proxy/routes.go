@@ -85,9 +85,9 @@ type Table struct {
 	routes []*liveRoute
 	// narrowed counts the routes a path or a method narrows.
 	narrowed int
-	// contests are the live contests (see Suspend), each a route under its
-	// contester's key.
-	contests []*route.Route
+	// contests are the live contests (see Suspend), each the contested
+	// route under its contester's key, compiled to match requests.
+	contests []*liveRoute
 	// taps are the wiretap routes (wiretap.go), matched beside routes and
 	// never instead of them; nTaps counts them for a lock-free check.
 	taps      []*tapRoute
@@ -197,14 +197,27 @@ func (t *Table) remove(r *liveRoute) {
 }
 
 // Suspend holds, until resume is called, every route that takes r's
-// requests (route.Takes) under a key other than r's out of matching: the
-// routes there now, and those registered again or under another key while
-// the contest lasts. Their requests go to the app; an All route's
-// connections are closed. It reports how many routes it holds now. A
-// suspended route still conflicts with new registrations: a contest never
-// hands the route to anyone.
+// requests (route.Takes) under a key other than r's out of matching for
+// the requests r matches: the routes there now, and those registered
+// again or under another key while the contest lasts. Those requests go
+// to the app; the route keeps the requests r does not match, and the list
+// marks it Suspended. An All route that takes connections whole has its
+// connections closed and takes HTTP requests one by one while the contest
+// lasts. It reports how many routes it holds now. A suspended route still
+// conflicts with new registrations: a contest never hands the route to
+// anyone.
 func (t *Table) Suspend(r route.Route) (resume func(), n int) {
-	c := &r
+	if !r.All {
+		r.Header = http.CanonicalHeaderKey(r.Header)
+	}
+	c := &liveRoute{Route: r, narrowed: r.Narrowed()}
+	if r.PathRegex != "" {
+		// Validated by the caller; a regex that does not compile holds
+		// every path.
+		if re, err := route.CompilePathRegex(r.PathRegex); err == nil {
+			c.re = re
+		}
+	}
 	t.mu.Lock()
 	t.contests = append(t.contests, c)
 	var piped []*liveRoute
@@ -224,15 +237,16 @@ func (t *Table) Suspend(r route.Route) (resume func(), n int) {
 	return func() {
 		once.Do(func() {
 			t.mu.Lock()
-			t.contests = slices.DeleteFunc(t.contests, func(x *route.Route) bool { return x == c })
+			t.contests = slices.DeleteFunc(t.contests, func(x *liveRoute) bool { return x == c })
 			t.mu.Unlock()
 		})
 	}, n
 }
 
-// suspendedBy says whether contest c holds r out of matching.
-func (t *Table) suspendedBy(r *liveRoute, c *route.Route) bool {
-	return subtle.ConstantTimeCompare([]byte(r.Client), []byte(c.Client)) != 1 && r.Takes(*c)
+// suspendedBy says whether contest c holds r out of matching (for the
+// requests c matches).
+func (t *Table) suspendedBy(r *liveRoute, c *liveRoute) bool {
+	return subtle.ConstantTimeCompare([]byte(r.Client), []byte(c.Client)) != 1 && r.Takes(c.Route)
 }
 
 // liveNow is live for a caller that does not hold t.mu.
@@ -242,7 +256,7 @@ func (t *Table) liveNow(r *liveRoute) bool {
 	return t.live(r)
 }
 
-// live says whether r takes the requests it matches now; t.mu is held.
+// live says whether no contest holds r, for any request; t.mu is held.
 func (t *Table) live(r *liveRoute) bool {
 	for _, c := range t.contests {
 		if t.suspendedBy(r, c) {
@@ -250,6 +264,17 @@ func (t *Table) live(r *liveRoute) bool {
 		}
 	}
 	return true
+}
+
+// held says whether a contest holds r out of matching for a request that
+// contest matches (contested reports whether it does); t.mu is held.
+func (t *Table) held(r *liveRoute, contested func(c *liveRoute) bool) bool {
+	for _, c := range t.contests {
+		if t.suspendedBy(r, c) && contested(c) {
+			return true
+		}
+	}
+	return false
 }
 
 // List returns the live routes.
@@ -267,6 +292,7 @@ func (t *Table) ListOwned(key string) []route.Route {
 	for i, r := range all {
 		out[i] = r.Route
 		out[i].Mine = key != "" && subtle.ConstantTimeCompare([]byte(r.Client), []byte(key)) == 1
+		// Suspended: for the contested route's requests at least.
 		out[i].Suspended = !t.live(r)
 		out[i].Secret, out[i].Client = "", "" // only its own developer knows them
 	}
@@ -280,7 +306,8 @@ func (t *Table) match(method, target string, h http.Header) *liveRoute {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, r := range t.routes {
-		if t.live(r) && r.matches(method, target, h) {
+		if r.matches(method, target, h) &&
+			(len(t.contests) == 0 || !t.held(r, func(c *liveRoute) bool { return c.matches(method, target, h) })) {
 			return r
 		}
 	}
@@ -293,11 +320,12 @@ func (t *Table) matchFields(fields []hpack.HeaderField) *liveRoute {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	var method, path string
-	if t.narrowed > 0 {
+	if t.narrowed > 0 || len(t.contests) > 0 {
 		method, path = pseudoLine(fields)
 	}
 	for _, r := range t.routes {
-		if t.live(r) && r.matchesFields(method, path, fields) {
+		if r.matchesFields(method, path, fields) &&
+			(len(t.contests) == 0 || !t.held(r, func(c *liveRoute) bool { return c.matchesFields(method, path, fields) })) {
 			return r
 		}
 	}
@@ -310,11 +338,12 @@ func (t *Table) matchHead(head []byte) *liveRoute {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	var method, path []byte
-	if t.narrowed > 0 { // the request line is read only for a narrowed route
+	if t.narrowed > 0 || len(t.contests) > 0 { // the request line is read only for a narrowed route or a contest
 		method, path = requestLine(line)
 	}
 	for _, r := range t.routes {
-		if t.live(r) && r.matchesHead(method, path, fields) {
+		if r.matchesHead(method, path, fields) &&
+			(len(t.contests) == 0 || !t.held(r, func(c *liveRoute) bool { return c.matchesHead(method, path, fields) })) {
 			return r
 		}
 	}

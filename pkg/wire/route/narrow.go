@@ -24,6 +24,16 @@ const (
 	MaxPathPrefix = 1024
 	MaxPathRegex  = 1024
 	MaxMethods    = 256
+	// MaxRegexInsts bounds the size of a path regex's compiled program:
+	// matching costs up to its instruction count for every byte of the
+	// path, so counted repetitions (`[a-z]{1,900}`) would make one long
+	// path cost a sidecar seconds. Every reasonable path regex (the
+	// examples of the docs compile to a few dozen) fits.
+	MaxRegexInsts = 500
+	// MaxRegexPath is the longest path a route's regex is run on: a route
+	// narrowed by a regex does not take a request whose path is longer;
+	// the request goes where it would without the route.
+	MaxRegexPath = 2048
 )
 
 // ParsePathPrefix checks the --path-prefix flag's value: a path as callers
@@ -102,7 +112,37 @@ func CompilePathRegex(s string) (*regexp.Regexp, error) {
 		}
 		return nil, fmt.Errorf("path regex %q is not an RE2 expression (Go's regexp syntax): %w", s, err)
 	}
+	if n := regexInsts(s); n > MaxRegexInsts {
+		return nil, fmt.Errorf("path regex %q is too costly to run on every request: it compiles to %d instructions, more than %d (counted repetitions such as {1,900} multiply its size); write it with fewer or smaller counts, for example [a-z]+ instead of [a-z]{1,900}, or narrow by --path-prefix", s, n, MaxRegexInsts)
+	}
 	return re, nil
+}
+
+// regexInsts returns the size of the program the sidecar runs for the
+// path regex s (anchored), which regexp.Compile accepted.
+func regexInsts(s string) int {
+	re, err := syntax.Parse(anchored(s), syntax.Perl)
+	if err != nil {
+		return 0
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return 0
+	}
+	return len(prog.Inst)
+}
+
+// RegexTakes reports whether a route's compiled path regex re takes path:
+// never a path longer than MaxRegexPath.
+func RegexTakes[T ~string | ~[]byte](re *regexp.Regexp, path T) bool {
+	if len(path) > MaxRegexPath {
+		return false
+	}
+	switch p := any(path).(type) {
+	case []byte:
+		return re.Match(p)
+	}
+	return re.MatchString(string(path))
 }
 
 // anchored makes a route's PathRegex match whole paths only.
@@ -297,7 +337,7 @@ func (r Route) MatchesPath(path string) bool {
 		return true
 	}
 	re, err := CompilePathRegex(r.PathRegex)
-	return err == nil && re.MatchString(path)
+	return err == nil && RegexTakes(re, path)
 }
 
 // SamplePath returns a path the route takes, for a request that should

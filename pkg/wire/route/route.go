@@ -70,8 +70,9 @@ type Route struct {
 	// teammates' without anyone seeing a key.
 	Mine bool `json:"mine,omitempty"`
 	// Suspended is set in a sidecar's list of routes on those a contest
-	// holds out of matching on that pod (see the tunnel's contest): their
-	// requests go to the app there.
+	// holds out of matching on that pod (see the tunnel's contest): the
+	// requests the contested route matches go to the app there, the
+	// others still to the route.
 	Suspended bool `json:"suspended,omitempty"`
 	// Wiretap makes the route a read-only copy: the requests it matches
 	// go where they would without it (the app, or an intercepting

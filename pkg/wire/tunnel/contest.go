@@ -14,19 +14,20 @@ import (
 // other pod and has no credentials. So a contest decides nothing about
 // ownership. It suspends: while the contesting session lives, every route
 // that would take the contested route's requests (route.Takes: the same
-// match, or an All route) under another key matches nothing on this pod,
-// whether it is there now or registered again, or under another key,
-// later; their requests go to the app, as if no one intercepted them, and
-// an All route's connections are closed. The sidecar lists such routes as
-// suspended. A suspended route still conflicts with new registrations, so
+// match, or an All route) under another key matches none of the requests
+// the contested route matches on this pod, whether it is there now or
+// registered again, or under another key, later; those requests go to the
+// app, as if no one intercepted them, the route keeps the others (a
+// contest over one path takes no other path from it), and an All route's
+// connections are closed. The sidecar lists such routes as suspended. A suspended route still conflicts with new registrations, so
 // a contest never hands a route to anyone; when its holder lets go, the
 // contester registers it as usual. A session may contest only the route
 // its last register was refused, and a contest over an All route suspends
 // only All routes.
 //
 // Anyone who may port-forward to the control port may contest, and so
-// suspend a teammate's route on one pod for as long as they keep the
-// session open: no more than the Role already lets them do (scale the copy
+// take from a teammate's route on one pod the requests of a route they
+// were refused, for as long as they keep the session open: no more than the Role already lets them do (scale the copy
 // down, delete it, repoint the Service); the sidecar's list shows it.
 
 // Suspender is a RouteTable that can take routes out of matching while
