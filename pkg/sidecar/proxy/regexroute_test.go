@@ -117,3 +117,48 @@ func TestLongPathIsAnsweredByTheAppBesideARegexRoute(t *testing.T) {
 		t.Errorf("GET of a 60 KiB path answered by %q, want the app", by)
 	}
 }
+
+// Requests are matched without the table's lock (a route's regex never
+// holds up a registration): while routes come and go and contests start
+// and end, every request still goes to a route that takes it, or to the
+// app. Run with -race.
+func TestMatchWhileRoutesAndContestsChange(t *testing.T) {
+	table := &Table{}
+	dial := func(context.Context) (net.Conn, error) { return nil, errors.New("unused") }
+	if _, err := table.Add(route.Route{Header: "X-Dev", Value: "alice", PathRegex: `/a/[0-9]+`, Owner: "alice", Client: aliceKey}, dial); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 200 {
+			remove, err := table.Add(route.Route{Header: "X-Dev", Value: "bob", Owner: "bob", Client: bobKey}, dial)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resume, _ := table.Suspend(route.Route{Header: "X-Dev", Value: "alice", PathRegex: `/a/1`, Client: eveKey})
+			resume()
+			remove()
+		}
+	}()
+	h := http.Header{"X-Dev": {"alice"}}
+	head := []byte("GET /a/2 HTTP/1.1\r\nX-Dev: alice\r\n\r\n")
+	fields := []hpack.HeaderField{{Name: ":method", Value: "GET"}, {Name: ":path", Value: "/a/2"}, {Name: "x-dev", Value: "alice"}}
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		for how, r := range map[string]*liveRoute{
+			"net/http": table.match("GET", "/a/2", h),
+			"raw head": table.matchHead(head),
+			"HTTP/2":   table.matchFields(fields),
+		} {
+			if r == nil || r.Owner != "alice" {
+				t.Fatalf("%s: alice's GET /a/2 went to %v while routes changed, want alice's route", how, r)
+			}
+		}
+	}
+}

@@ -222,7 +222,7 @@ func (t *Table) Suspend(r route.Route) (resume func(), n int) {
 	t.contests = append(t.contests, c)
 	var piped []*liveRoute
 	for _, x := range t.routes {
-		if t.suspendedBy(x, c) {
+		if suspendedBy(x, c) {
 			n++
 			if x.whole {
 				piped = append(piped, x)
@@ -237,7 +237,8 @@ func (t *Table) Suspend(r route.Route) (resume func(), n int) {
 	return func() {
 		once.Do(func() {
 			t.mu.Lock()
-			t.contests = slices.DeleteFunc(t.contests, func(x *liveRoute) bool { return x == c })
+			// A new slice: a request may be reading the old one (view).
+			t.contests = slices.DeleteFunc(slices.Clone(t.contests), func(x *liveRoute) bool { return x == c })
 			t.mu.Unlock()
 		})
 	}, n
@@ -245,7 +246,7 @@ func (t *Table) Suspend(r route.Route) (resume func(), n int) {
 
 // suspendedBy says whether contest c holds r out of matching (for the
 // requests c matches).
-func (t *Table) suspendedBy(r *liveRoute, c *liveRoute) bool {
+func suspendedBy(r *liveRoute, c *liveRoute) bool {
 	return subtle.ConstantTimeCompare([]byte(r.Client), []byte(c.Client)) != 1 && r.Takes(c.Route)
 }
 
@@ -259,18 +260,33 @@ func (t *Table) liveNow(r *liveRoute) bool {
 // live says whether no contest holds r, for any request; t.mu is held.
 func (t *Table) live(r *liveRoute) bool {
 	for _, c := range t.contests {
-		if t.suspendedBy(r, c) {
+		if suspendedBy(r, c) {
 			return false
 		}
 	}
 	return true
 }
 
+// view is what matching reads of the table, taken under t.mu and read
+// without it: the table replaces its slices, never changes them in place,
+// and an installed liveRoute does not change. So a route's regex runs with
+// no lock held, and a registration never waits for a request's match.
+type view struct {
+	routes, contests []*liveRoute
+	narrowed         bool
+}
+
+func (t *Table) view() view {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return view{routes: t.routes, contests: t.contests, narrowed: t.narrowed > 0}
+}
+
 // held says whether a contest holds r out of matching for a request that
-// contest matches (contested reports whether it does); t.mu is held.
-func (t *Table) held(r *liveRoute, contested func(c *liveRoute) bool) bool {
-	for _, c := range t.contests {
-		if t.suspendedBy(r, c) && contested(c) {
+// contest matches (contested reports whether it does).
+func (v view) held(r *liveRoute, contested func(c *liveRoute) bool) bool {
+	for _, c := range v.contests {
+		if suspendedBy(r, c) && contested(c) {
 			return true
 		}
 	}
@@ -303,11 +319,10 @@ func (t *Table) ListOwned(key string) []route.Route {
 // net/http's request, its method, its target as sent (RequestURI) and
 // header.
 func (t *Table) match(method, target string, h http.Header) *liveRoute {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	for _, r := range t.routes {
+	v := t.view()
+	for _, r := range v.routes {
 		if r.matches(method, target, h) &&
-			(len(t.contests) == 0 || !t.held(r, func(c *liveRoute) bool { return c.matches(method, target, h) })) {
+			(len(v.contests) == 0 || !v.held(r, func(c *liveRoute) bool { return c.matches(method, target, h) })) {
 			return r
 		}
 	}
@@ -317,15 +332,14 @@ func (t *Table) match(method, target string, h http.Header) *liveRoute {
 // matchFields is match for an HTTP/2 request's header fields, its
 // pseudo-headers included.
 func (t *Table) matchFields(fields []hpack.HeaderField) *liveRoute {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
+	v := t.view()
 	var method, path string
-	if t.narrowed > 0 || len(t.contests) > 0 {
+	if v.narrowed || len(v.contests) > 0 {
 		method, path = pseudoLine(fields)
 	}
-	for _, r := range t.routes {
+	for _, r := range v.routes {
 		if r.matchesFields(method, path, fields) &&
-			(len(t.contests) == 0 || !t.held(r, func(c *liveRoute) bool { return c.matchesFields(method, path, fields) })) {
+			(len(v.contests) == 0 || !v.held(r, func(c *liveRoute) bool { return c.matchesFields(method, path, fields) })) {
 			return r
 		}
 	}
@@ -335,15 +349,14 @@ func (t *Table) matchFields(fields []hpack.HeaderField) *liveRoute {
 // matchHead is match for a raw request head, read in place.
 func (t *Table) matchHead(head []byte) *liveRoute {
 	line, fields, _ := bytes.Cut(head, []byte("\r\n"))
-	t.mu.RLock()
-	defer t.mu.RUnlock()
+	v := t.view()
 	var method, path []byte
-	if t.narrowed > 0 || len(t.contests) > 0 { // the request line is read only for a narrowed route or a contest
+	if v.narrowed || len(v.contests) > 0 { // the request line is read only for a narrowed route or a contest
 		method, path = requestLine(line)
 	}
-	for _, r := range t.routes {
+	for _, r := range v.routes {
 		if r.matchesHead(method, path, fields) &&
-			(len(t.contests) == 0 || !t.held(r, func(c *liveRoute) bool { return c.matchesHead(method, path, fields) })) {
+			(len(v.contests) == 0 || !v.held(r, func(c *liveRoute) bool { return c.matchesHead(method, path, fields) })) {
 			return r
 		}
 	}
