@@ -358,10 +358,10 @@ func (h *Handler) serveTapped(w http.ResponseWriter, r *http.Request, taps []*ta
 	}
 }
 
-// tapsOf keeps the wiretaps that may see a request taken by the route
-// took (nil: the app). A request one developer's intercept takes goes to
-// their laptop, and neither it nor the laptop's answer is for a teammate:
-// only the wiretaps under that route's owner key see it.
+// tapsOf keeps the wiretaps that may see a request the route took has
+// taken (nil: the app has). A request one developer's intercept takes goes
+// to their laptop, and neither it nor the laptop's answer is for a
+// teammate: only the wiretaps under that route's owner key see it.
 func tapsOf(took *liveRoute, taps []*tapRoute) []*tapRoute {
 	if took == nil {
 		return taps
