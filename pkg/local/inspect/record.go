@@ -166,7 +166,7 @@ func redactDiff(d *Diff) *Diff {
 	out := *d
 	out.Headers = nil
 	for _, h := range d.Headers {
-		if secretName(h.Name, secretHeaders) {
+		if secretHeader(h.Name) {
 			h.Cluster, h.Local = redactValues(h.Cluster), redactValues(h.Local)
 		}
 		out.Headers = append(out.Headers, h)

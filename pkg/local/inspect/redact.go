@@ -4,23 +4,13 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tap"
 )
 
 // What the inspector shows redacted unless --inspect-show-secrets: the
 // headers and query parameters that carry credentials. Replays send them
 // as they came.
-
-// secretHeaders carry credentials by their exact name.
-var secretHeaders = map[string]bool{
-	"authorization": true, "proxy-authorization": true, "cookie": true, "set-cookie": true,
-	"apikey": true, "api-key": true, "token": true, "secret": true, "password": true,
-}
-
-// secretSuffixes mark a header or query parameter as a credential by the
-// end of its name: X-Api-Key, X-Auth-Token, X-Amz-Security-Token,
-// X-Client-Secret, X-Hub-Signature, refresh_token, client_secret.
-var secretSuffixes = []string{"-token", "_token", "-key", "_key", "-secret", "_secret", "-signature", "_signature",
-	"-password", "_password", "-credential", "_credential", "-credentials", "_credentials"}
 
 // secretParams are query parameters that carry credentials by their exact
 // name (compared in lower case): OAuth's access_token, signed URLs'
@@ -32,18 +22,13 @@ var secretParams = map[string]bool{
 	"x-goog-signature": true, "x-goog-credential": true,
 }
 
-// secretName tells whether a header or parameter name carries a credential.
-func secretName(name string, exact map[string]bool) bool {
-	n := strings.ToLower(name)
-	if exact[n] {
-		return true
-	}
-	for _, s := range secretSuffixes {
-		if strings.HasSuffix(n, s) {
-			return true
-		}
-	}
-	return false
+// secretHeader tells whether a header carries a credential (the headers
+// a sidecar never copies to a wiretap, pkg/wire/tap).
+func secretHeader(name string) bool { return tap.SecretHeader(name) }
+
+// secretParam tells whether a query parameter carries a credential.
+func secretParam(name string) bool {
+	return secretParams[strings.ToLower(name)] || tap.SecretSuffix(name)
 }
 
 // redactedParam is what a credential's value in a shown path becomes.
@@ -52,7 +37,7 @@ const redactedParam = "[redacted]"
 func redact(h http.Header) http.Header {
 	var out http.Header
 	for name, vs := range h {
-		if !secretName(name, secretHeaders) {
+		if !secretHeader(name) {
 			continue
 		}
 		if out == nil {
@@ -85,7 +70,7 @@ func redactPath(p string) string {
 		if err != nil {
 			name = raw
 		}
-		if hasValue && secretName(name, secretParams) {
+		if hasValue && secretParam(name) {
 			parts[i] = raw + "=" + redactedParam
 			changed = true
 		}

@@ -8,9 +8,8 @@ import (
 // A sidecar never copies a credential: whoever holds a wiretap may not be
 // whoever sent the request. The headers that carry credentials keep their
 // names, and each value becomes Redacted; the developer's end does not
-// compare a header whose cluster values are all Redacted. The names are
-// those the inspector redacts (pkg/local/inspect's redact.go): keep the
-// two in step.
+// compare a header whose cluster values are all Redacted. The inspector
+// redacts the same headers (pkg/local/inspect's redact.go uses these).
 
 // Redacted replaces each value of a credential header in a copy.
 const Redacted = "[redacted by the sidecar]"
@@ -29,10 +28,13 @@ var secretSuffixes = []string{"-token", "_token", "-key", "_key", "-secret", "_s
 
 // SecretHeader says whether a header carries a credential by its name.
 func SecretHeader(name string) bool {
+	return secretHeaders[strings.ToLower(name)] || SecretSuffix(name)
+}
+
+// SecretSuffix says whether a header's or a query parameter's name ends
+// as a credential's does (X-Api-Key, refresh_token, client_secret).
+func SecretSuffix(name string) bool {
 	n := strings.ToLower(name)
-	if secretHeaders[n] {
-		return true
-	}
 	for _, s := range secretSuffixes {
 		if strings.HasSuffix(n, s) {
 			return true
