@@ -151,7 +151,7 @@ func (t *ReplayTarget) Send(ctx context.Context, line int, rec Record) ReplayRes
 
 func allRedacted(vs []string) bool {
 	for _, v := range vs {
-		if v != Redacted {
+		if v != Redacted && v != tap.Redacted {
 			return false
 		}
 	}
