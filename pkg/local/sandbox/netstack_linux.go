@@ -59,13 +59,6 @@ func newNetStack(fd int, cfg Config, local []Local) (*netStack, error) {
 	s.SetTransportProtocolOption(tcp.ProtocolNumber, &rcv)
 	snd := tcpip.TCPSendBufferSizeRangeOption{Min: 4 << 10, Default: 1 << 20, Max: 8 << 20}
 	s.SetTransportProtocolOption(tcp.ProtocolNumber, &snd)
-	if terr := s.CreateNIC(1, ep); terr != nil {
-		return nil, fmt.Errorf("%v", terr)
-	}
-	// Every address is the stack's: the command may connect anywhere.
-	s.SetPromiscuousMode(1, true)
-	s.SetSpoofing(1, true)
-	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}, {Destination: header.IPv6EmptySubnet, NIC: 1}})
 	logf := cfg.Log
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -85,6 +78,17 @@ func newNetStack(fd int, cfg Config, local []Local) (*netStack, error) {
 		// at once rather than waiting for a timeout.
 		return false
 	})
+	// The NIC last: its link starts delivering packets as it is created,
+	// so the handlers above must be in place before.
+	if terr := s.CreateNIC(1, ep); terr != nil {
+		cancel()
+		s.Close()
+		return nil, fmt.Errorf("%v", terr)
+	}
+	// Every address is the stack's: the command may connect anywhere.
+	s.SetPromiscuousMode(1, true)
+	s.SetSpoofing(1, true)
+	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}, {Destination: header.IPv6EmptySubnet, NIC: 1}})
 	return n, nil
 }
 

@@ -32,7 +32,7 @@ func testDNS() DNS {
 func run(t *testing.T, p *fakePod, cfg Config) (string, int) {
 	t.Helper()
 	bin := testBinary(t)
-	var out bytes.Buffer
+	var out syncBuffer
 	cfg.Stdout, cfg.Stderr = &out, &out
 	if cfg.Env == nil {
 		cfg.Env = []string{"PATH=/usr/bin:/bin", "T=" + bin, "GODEBUG=netdns=go"}
@@ -171,7 +171,7 @@ func TestSandboxFilesAtTheirMountPaths(t *testing.T) {
 	}
 	p := &fakePod{}
 	bin := testBinary(t)
-	var out bytes.Buffer
+	var out syncBuffer
 	sb, err := Start(context.Background(), Config{
 		Mounts: []Mount{{Source: cfgDir, Target: targets[0]}, {Source: cfgDir, Target: targets[1]}},
 		Argv: sh(`cat /etc/kubectl-intercept-test-app/settings.yaml /kubectl-intercept-test/config/settings.yaml
