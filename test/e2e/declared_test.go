@@ -143,7 +143,7 @@ func TestNothingListening(t *testing.T) {
 	ln.Close()
 	p := startPlugin(t, "svc/demo", "-n", ns, "-r", "81", "-l", strconv.Itoa(idle), "-x", "x-dev:alice")
 	p.waitOutput(t, "Intercepting service", 2*time.Minute)
-	if !strings.Contains(p.output(), "nothing listens on localhost:"+strconv.Itoa(idle)) {
+	if !p.printsSoon("nothing listens on localhost:" + strconv.Itoa(idle)) {
 		t.Errorf("no warning that nothing listens on the local port:\n%s", p.output())
 	}
 	for _, r := range []struct {

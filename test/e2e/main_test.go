@@ -487,6 +487,19 @@ func (p *pluginProc) waitOutput(t *testing.T, s string, timeout time.Duration) {
 	})
 }
 
+// printsSoon says whether the plugin prints s within 10 s: the lines that
+// follow "Intercepting service" are written a moment after it.
+func (p *pluginProc) printsSoon(s string) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.output(), s) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
+}
+
 // interrupt ends a foreground intercept as Ctrl-C does and waits until it
 // has left.
 func (p *pluginProc) interrupt(t *testing.T) {

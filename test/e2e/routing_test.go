@@ -75,7 +75,7 @@ func TestRemotePortOfTwoPortService(t *testing.T) {
 	port := laptop(t, laptopPod)
 	p := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "-r", "80")
 	p.waitOutput(t, "Intercepting service", 2*time.Minute)
-	if !strings.Contains(p.output(), "all of them move to the copy") {
+	if !p.printsSoon("all of them move to the copy") {
 		t.Errorf("no warning that every port moves to the copy:\n%s", p.output())
 	}
 	if got := routedTo(t, svc, header("X-C6O-INTERCEPT", "yes")); got != laptopPod {
@@ -113,7 +113,7 @@ func TestRevertByAnotherToolIsReported(t *testing.T) {
 	deployDemo(t, ns, demoOptions{})
 	p := startPlugin(t, "svc/demo", "-n", ns, "-l", "1") // nothing listens on port 1
 	p.waitOutput(t, "Intercepting service", 2*time.Minute)
-	if !strings.Contains(p.output(), "nothing listens on localhost:1") {
+	if !p.printsSoon("nothing listens on localhost:1") {
 		t.Errorf("no warning about the empty local port:\n%s", p.output())
 	}
 	patch := `{"spec":{"selector":{"app":"demo","intercept.kubectl.dev/session":null}}}`
@@ -137,7 +137,7 @@ func TestCookieAndBaggageRoutes(t *testing.T) {
 
 	a := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(alice), "--cookie", "dev=alice", "-w")
 	a.waitOutput(t, "Intercepting service", 2*time.Minute)
-	if !strings.Contains(a.output(), `document.cookie = "dev=alice; path=/"`) {
+	if !a.printsSoon(`document.cookie = "dev=alice; path=/"`) {
 		t.Fatalf("no browser instructions for the cookie:\n%s", a.output())
 	}
 	b := startPlugin(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(bob), "--baggage", "dev=bob", "-w")
