@@ -68,6 +68,9 @@ type DNS struct {
 	// Upstream is the HOST:PORT each query is sent to over TCP, dialed from
 	// the pod.
 	Upstream string
+	// Fallback are further HOST:PORTs (the pod's other nameservers), asked
+	// in turn when Upstream cannot be reached.
+	Fallback []string
 	// Search and Options are the pod's search path and resolver options.
 	Search  []string
 	Options []string

@@ -230,6 +230,7 @@ func (cfg *Config) listen() (data, ctrl, peer net.Listener, err error) {
 // sidecars on peer if not nil, until ctx ends.
 func (cfg *Config) serveTunnels(ctx context.Context, table *Table, watches *Watches, ctrl, peer net.Listener) {
 	ts := &tunnel.Server{Pod: cfg.Pod, Routes: table, Probe: probeOnly(cfg.ServiceAddr), Watches: watches, Send: tunnel.SendMarked,
+		ResolvConf: readResolvConf,
 		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "tcp", addr)

@@ -90,6 +90,8 @@ type Response struct {
 	Hits []Hit `json:"hits,omitempty"`
 	// Status is the HTTP status that answered a send.
 	Status int `json:"status,omitempty"`
+	// ResolvConf is the pod's /etc/resolv.conf, for OpResolvConf.
+	ResolvConf string `json:"resolvConf,omitempty"`
 }
 
 // printable makes the names a sidecar answers with safe to print, at the

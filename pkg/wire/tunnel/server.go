@@ -59,6 +59,9 @@ type Server struct {
 	// Admitted holds the pod keys whose relays may register routes
 	// through the peer port (see peer.go); nil: no peer port.
 	Admitted *Admissions
+	// ResolvConf reads the pod's /etc/resolv.conf (see resolvconf.go);
+	// nil: this sidecar cannot.
+	ResolvConf func() ([]byte, error)
 
 	mu       sync.Mutex
 	sessions map[*controlSession]struct{} // live, for routes' Mine by tag
@@ -441,6 +444,8 @@ func (s *Server) handle(ctx context.Context, cs *controlSession, req Request) Re
 			resp.fail(coded(CodeNotFound, "no watch for marker %s%s on this sidecar (a watch ends after %s)", MarkerPrefix, req.Nonce, WatchTTL))
 		}
 		resp.Hits = hits
+	case OpResolvConf:
+		s.resolvConf(&resp)
 	case "send":
 		status, err := s.send(ctx, req)
 		if err != nil {
