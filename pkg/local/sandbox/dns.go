@@ -2,9 +2,7 @@ package sandbox
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -17,14 +15,24 @@ import (
 )
 
 // dnsForwarder answers the sandbox's DNS queries: each is sent over TCP to
-// the cluster's DNS, dialed from the pod, so the answer is the pod's
-// (its search path is in the sandbox's resolv.conf). Names given as
-// --local are answered from this machine's resolver.
+// the cluster's DNS, on a connection dialed from the pod and kept open
+// (dnsPool), so the answer is the pod's (its search path is in the
+// sandbox's resolv.conf). Names given as --local are answered from this
+// machine's resolver.
 type dnsForwarder struct {
 	cfg   DNS
-	dial  netproxy.Dialer
+	pool  *dnsPool
 	local []Local
 	logf  func(string, ...any)
+}
+
+func newDNSForwarder(cfg DNS, dial netproxy.Dialer, local []Local, logf func(string, ...any)) *dnsForwarder {
+	upstream := cfg.Upstream
+	if upstream == "" {
+		upstream = net.JoinHostPort(cfg.Nameserver.String(), "53")
+	}
+	addrs := append([]string{upstream}, cfg.Fallback...)
+	return &dnsForwarder{cfg: cfg, pool: newDNSPool(addrs, dial), local: local, logf: logf}
 }
 
 // dnsTimeout bounds one query, as a stub resolver's retry would.
@@ -42,30 +50,8 @@ func (d *dnsForwarder) answer(ctx context.Context, q []byte) ([]byte, error) {
 			return a, nil
 		}
 	}
-	upstream := d.cfg.Upstream
-	if upstream == "" {
-		upstream = net.JoinHostPort(d.cfg.Nameserver.String(), "53")
-	}
-	c, err := d.dial(ctx, upstream)
+	a, err := d.pool.exchange(ctx, q)
 	if err != nil {
-		return nil, fmt.Errorf("the cluster's DNS at %s: %w", upstream, err)
-	}
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
-	}
-	msg := make([]byte, 2+len(q))
-	binary.BigEndian.PutUint16(msg, uint16(len(q)))
-	copy(msg[2:], q)
-	if _, err := c.Write(msg); err != nil {
-		return nil, err
-	}
-	var n [2]byte
-	if _, err := io.ReadFull(c, n[:]); err != nil {
-		return nil, fmt.Errorf("the cluster's DNS at %s: %w", upstream, err)
-	}
-	a := make([]byte, binary.BigEndian.Uint16(n[:]))
-	if _, err := io.ReadFull(c, a); err != nil {
 		return nil, err
 	}
 	return truncateForUDP(a), nil

@@ -65,7 +65,7 @@ func newNetStack(fd int, cfg Config, local []Local) (*netStack, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &netStack{s: s, ctx: ctx, cancel: cancel, dial: cfg.Dial, local: local, logf: logf,
-		dns: &dnsForwarder{cfg: cfg.DNS, dial: cfg.Dial, local: local, logf: logf}}
+		dns: newDNSForwarder(cfg.DNS, cfg.Dial, local, logf)}
 	fwd := tcp.NewForwarder(s, 0, maxPendingDials, n.acceptTCP)
 	s.SetTransportProtocolHandler(tcp.ProtocolNumber, fwd.HandlePacket)
 	ufwd := udp.NewForwarder(s, n.acceptUDP)
@@ -94,6 +94,7 @@ func newNetStack(fd int, cfg Config, local []Local) (*netStack, error) {
 
 func (n *netStack) close() {
 	n.cancel()
+	n.dns.pool.close()
 	n.s.Close()
 }
 

@@ -63,10 +63,9 @@ func TestResolvConf(t *testing.T) {
 // A --local name is answered from this machine's addresses, never asked
 // of the cluster.
 func TestDNSAnswersLocalNames(t *testing.T) {
-	d := &dnsForwarder{
-		local: []Local{{Prefix: netip.MustParsePrefix("192.168.1.20/32"), Host: "db.lan"}},
-		dial:  nil, // a query that reached the cluster would panic
-	}
+	// A query that reached the cluster would panic: no dialer.
+	d := newDNSForwarder(DNS{Nameserver: netip.MustParseAddr("10.96.0.10")}, nil,
+		[]Local{{Prefix: netip.MustParsePrefix("192.168.1.20/32"), Host: "db.lan"}}, nil)
 	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 9, RecursionDesired: true})
 	_ = b.StartQuestions()
 	_ = b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName("DB.lan."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
