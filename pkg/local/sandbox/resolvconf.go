@@ -32,9 +32,7 @@ const askTimeout = 10 * time.Second
 func ResolveDNS(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, ask func(context.Context) (string, error)) (dns DNS, note string, err error) {
 	why := "no tunnel to ask the copy pod for its resolv.conf"
 	if ask != nil {
-		actx, cancel := context.WithTimeout(ctx, askTimeout)
-		text, err := ask(actx)
-		cancel()
+		text, err := askBounded(ctx, ask)
 		switch {
 		case err == nil:
 			dns, left, ok := FromResolvConf(text)
@@ -61,6 +59,28 @@ func ResolveDNS(ctx context.Context, client kubernetes.Interface, pod *corev1.Po
 		note += "; " + podNote
 	}
 	return dns, note, nil
+}
+
+// askBounded calls ask for at most askTimeout, whether or not ask heeds
+// its context (a control call on the tunnel waits for its answer).
+func askBounded(ctx context.Context, ask func(context.Context) (string, error)) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, askTimeout)
+	defer cancel()
+	type result struct {
+		text string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		text, err := ask(ctx)
+		done <- result{text, err}
+	}()
+	select {
+	case r := <-done:
+		return r.text, r.err
+	case <-ctx.Done():
+		return "", fmt.Errorf("the sidecar did not answer in %s: %w", askTimeout, ctx.Err())
+	}
 }
 
 func dnsGuess(d DNS) string {
