@@ -17,11 +17,12 @@ import (
 // dnsForwarder answers the sandbox's DNS queries: each is sent over TCP to
 // the cluster's DNS, on a connection dialed from the pod and kept open
 // (dnsPool), so the answer is the pod's (its search path is in the
-// sandbox's resolv.conf). Names given as --local are answered from this
-// machine's resolver.
+// sandbox's resolv.conf); answers are kept a few seconds (dnsCache).
+// Names given as --local are answered from this machine's resolver.
 type dnsForwarder struct {
 	cfg   DNS
 	pool  *dnsPool
+	cache *dnsCache
 	local []Local
 	logf  func(string, ...any)
 }
@@ -32,7 +33,7 @@ func newDNSForwarder(cfg DNS, dial netproxy.Dialer, local []Local, logf func(str
 		upstream = net.JoinHostPort(cfg.Nameserver.String(), "53")
 	}
 	addrs := append([]string{upstream}, cfg.Fallback...)
-	return &dnsForwarder{cfg: cfg, pool: newDNSPool(addrs, dial), local: local, logf: logf}
+	return &dnsForwarder{cfg: cfg, pool: newDNSPool(addrs, dial), cache: newDNSCache(), local: local, logf: logf}
 }
 
 // dnsTimeout bounds one query, as a stub resolver's retry would.
@@ -45,15 +46,21 @@ func (d *dnsForwarder) answer(ctx context.Context, q []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("a query that is not DNS: %w", err)
 	}
+	key := ""
 	if qs, err := p.AllQuestions(); err == nil && len(qs) == 1 {
 		if a, ok := d.localAnswer(h, qs[0]); ok {
 			return a, nil
 		}
+		key = cacheKey(h, qs, q)
+	}
+	if a := d.cache.get(key, h.ID); a != nil {
+		return truncateForUDP(a), nil
 	}
 	a, err := d.pool.exchange(ctx, q)
 	if err != nil {
 		return nil, err
 	}
+	d.cache.put(key, a)
 	return truncateForUDP(a), nil
 }
 
