@@ -20,6 +20,9 @@ import (
 // duplicates included, and the sidecar does no per-request work beyond two
 // scans of the head (one while no developer is live).
 //
+// A request a wiretap matches stays here too: the exchange is teed as it
+// is relayed (wiretap_raw.go).
+//
 // An HTTP/2 connection goes to the relay (h2relay.go). Anything else
 // (HTTP/1.0, h2c by upgrade, upgrades, CONNECT, Expect: 100-continue,
 // an odd Transfer-Encoding, a request for a remote endpoint or an --all
@@ -86,6 +89,9 @@ type fastConn struct {
 	body  atomic.Pointer[pacer]
 	// h2 is the relay of an h2c connection, which a drain sends GOAWAY.
 	h2 *h2conn
+	// tap is the copy being made of the exchange in progress, for the
+	// wiretaps that match it; nil for most.
+	tap *fastTap
 }
 
 // A fast connection's wait states.
@@ -128,7 +134,7 @@ func (f *fastPath) serve(c net.Conn) {
 		if f.draining.Load() && served > 0 {
 			return
 		}
-		req, to, err := f.readHead(fc.br)
+		req, to, taps, err := f.readHead(fc.br)
 		c.SetReadDeadline(time.Time{})
 		fc.idle.Store(false)
 		if !fc.wait.CompareAndSwap(waitingHead, busy) {
@@ -157,7 +163,14 @@ func (f *fastPath) serve(c net.Conn) {
 			return // the caller left, was too slow, or sent nothing at all
 		}
 		served++
+		if taps = tapsOf(to, taps); len(taps) > 0 {
+			fc.tap = newFastTap(taps, req, &f.table.tapBounds)
+		}
 		keep, err := f.forward(fc, req, to)
+		if fc.tap != nil {
+			fc.tap.finish()
+			fc.tap = nil
+		}
 		if err != nil {
 			f.log.Debug("fast path", "err", err)
 		}
@@ -207,29 +220,30 @@ func (f *fastPath) drain(ctx context.Context) {
 }
 
 // readHead peeks at the next request's head and returns it, with the route
-// it matches (nil: the app), if the fast path can take the request;
-// errNotFast if net/http must; another error if the connection is done.
-func (f *fastPath) readHead(br *bufio.Reader) (fastRequest, *liveRoute, error) {
+// it matches (nil: the app) and the wiretaps it matches, if the fast path
+// can take the request; errNotFast if net/http must; another error if the
+// connection is done.
+func (f *fastPath) readHead(br *bufio.Reader) (fastRequest, *liveRoute, []*tapRoute, error) {
 	head, err := peekHead(br)
 	if err != nil {
-		return fastRequest{}, nil, err
+		return fastRequest{}, nil, nil, err
 	}
 	req, ok := parseRequestHead(head)
-	if !ok || f.watches.Active() || f.table.tapsHead(head) {
-		// A wiretap's requests are copied on net/http's path.
-		return fastRequest{}, nil, errNotFast
+	if !ok || f.watches.Active() {
+		return fastRequest{}, nil, nil, errNotFast
 	}
+	taps := f.table.tapsHead(head)
 	if !f.table.any() {
-		return req, nil, nil
+		return req, nil, taps, nil
 	}
 	to := f.table.matchHead(head)
 	if to != nil && (to.whole || to.Remote != "") {
 		// An --all route takes new connections whole (one narrowed by path
 		// or method takes requests here); a remote endpoint needs HTTPS
 		// and the route's secret.
-		return fastRequest{}, nil, errNotFast
+		return fastRequest{}, nil, nil, errNotFast
 	}
-	return req, to, nil
+	return req, to, taps, nil
 }
 
 // peekHead returns the bytes up to and including the blank line that ends

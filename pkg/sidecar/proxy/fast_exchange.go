@@ -95,6 +95,7 @@ func (f *fastPath) sendWhole(fc *fastConn, u *upstream, req fastRequest, writeAg
 	if errors.Is(err, errStaleUpstream) {
 		return false, true, nil
 	}
+	fc.tap.requestBody(whole[len(req.head):])
 	fc.br.Discard(len(whole))
 	return keep, false, err
 }
@@ -114,6 +115,7 @@ func (f *fastPath) sendStreaming(fc *fastConn, u *upstream, req fastRequest, wri
 		}
 		return false, false, fmt.Errorf("writing to %s: %w", u.name(), err)
 	}
+	fc.tap.requestBody(first[len(req.head):])
 	fc.br.Discard(len(first))
 	keep, err = f.exchangeBody(fc, u, req, rest)
 	return keep, false, err
@@ -127,12 +129,13 @@ func (f *fastPath) exchangeBody(fc *fastConn, u *upstream, req fastRequest, rest
 	rp := f.paceBody(fc)
 	bodyDone := make(chan error, 1)
 	up := u.conn
+	ft := fc.tap
 	go func() {
 		var err error
 		if req.chunked {
-			err = copyChunked(up, fc.br)
+			err = copyChunked(ft.requestChunks(up), fc.br)
 		} else {
-			err = copyBody(up, fc.br, fc.c, rest)
+			err = teeBody(up, fc.br, fc.c, rest, ft.requestCapture())
 		}
 		if err != nil {
 			// A broken body: the app must not wait for the rest.
@@ -145,15 +148,19 @@ func (f *fastPath) exchangeBody(fc *fastConn, u *upstream, req fastRequest, rest
 	select {
 	case berr = <-bodyDone:
 	default:
-		// Answered before the body was all sent (a 413, say): give
-		// the caller a moment to finish sending, then hang up.
+		// Answered before the body was all sent (a 413, say), or the
+		// body's last write has not returned yet though the app read it:
+		// give the caller a moment to finish sending. A body that went
+		// whole leaves the caller's connection at the next request; the
+		// app's, which may not have read it all, is not used again.
 		until := time.Now().Add(5 * time.Second)
 		if rp != nil {
 			rp.until.Store(until.UnixNano())
 		}
 		fc.c.SetReadDeadline(until)
 		berr = <-bodyDone
-		keep = false
+		fc.c.SetReadDeadline(time.Time{})
+		u.drop()
 	}
 	if rp != nil {
 		pacedOf(fc.c).r = nil
@@ -287,21 +294,25 @@ func (f *fastPath) response(fc *fastConn, u *upstream, req fastRequest, mayRetry
 		if _, err := fc.c.Write(out); err != nil {
 			return false, err
 		}
-		u.br.Discard(consumed)
 		if informational {
+			u.br.Discard(consumed)
 			continue // 100 Continue, 103 Early Hints: the real one follows
 		}
+		tee := fc.tap.responseHead(head, out[len(head):consumed], framing, noBody)
+		u.br.Discard(consumed)
 		switch {
 		case noBody:
 		case framing.chunked:
-			err = copyChunked(fc.c, u.br)
+			err = copyChunked(fc.tap.responseChunks(fc.c), u.br)
 		case framing.length >= 0:
-			err = copyBody(fc.c, u.br, u.conn, rest)
+			err = teeBody(fc.c, u.br, u.conn, rest, tee)
 		default:
 			// Delimited by the upstream closing: so must the caller's end be.
-			err = copyBody(fc.c, u.br, u.conn, -1)
-			u.drop()
-			return false, err
+			err = teeBody(fc.c, u.br, u.conn, -1, tee)
+			framing.close = true
+		}
+		if err == nil && fc.tap != nil {
+			fc.tap.answered = true
 		}
 		if framing.close {
 			u.drop()

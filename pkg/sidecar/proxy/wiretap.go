@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/subtle"
@@ -22,10 +23,12 @@ import (
 
 // A wiretap route (route.Route.Wiretap) takes no request: the requests it
 // matches are served as they would be without it, by the app or an
-// intercepting developer, through net/http (the fast path and the relay
-// hand them over), and once the answer's last byte has gone to the caller
-// the request and the answer are offered to the route's queue, which sends
-// them to its developer on a stream of their own (pkg/wire/tap). The
+// intercepting developer, and once the answer's last byte has gone to the
+// caller the request and the answer are offered to the route's queue,
+// which sends them to its developer on a stream of their own
+// (pkg/wire/tap). On the fast path the bytes are teed as they are relayed
+// and the queue's goroutine parses them (wiretap_raw.go); the relay hands
+// an HTTP/2 stream to net/http, which copies it here (serveTapped). The
 // caller never waits for the queue: a copy that does not fit is dropped
 // and counted. HTTP/1.x and HTTP/2 exchanges are copied; upgrades
 // (WebSocket), CONNECT and event streams are served and not copied.
@@ -92,7 +95,7 @@ func (b *tapBounds) take(n int64) bool {
 // tapRoute is a live wiretap route and its developer's queue of copies.
 type tapRoute struct {
 	lr      *liveRoute
-	ch      chan *tap.Exchange
+	ch      chan *tapItem
 	bounds  *tapBounds    // the sidecar's, for the bytes of all queues
 	bytes   atomic.Int64  // held in ch
 	dropped atomic.Uint64 // since the last copy sent
@@ -108,7 +111,7 @@ type tapRoute struct {
 // the earlier one, as for intercepts; past tapMaxRoutes others, it is
 // refused.
 func (t *Table) addTap(nr *liveRoute) (func(), error) {
-	tr := &tapRoute{lr: nr, ch: make(chan *tap.Exchange, tapQueueLen), bounds: &t.tapBounds, done: make(chan struct{})}
+	tr := newTapRoute(nr, &t.tapBounds)
 	t.mu.Lock()
 	var replaced []*tapRoute
 	kept := make([]*tapRoute, 0, len(t.taps)+1)
@@ -134,6 +137,12 @@ func (t *Table) addTap(nr *liveRoute) (func(), error) {
 	return func() { t.removeTap(tr) }, nil
 }
 
+// newTapRoute is a queue for route lr, within the sidecar's bounds; its
+// sender is not started.
+func newTapRoute(lr *liveRoute, bounds *tapBounds) *tapRoute {
+	return &tapRoute{lr: lr, ch: make(chan *tapItem, tapQueueLen), bounds: bounds, done: make(chan struct{})}
+}
+
 func (t *Table) removeTap(tr *tapRoute) {
 	t.mu.Lock()
 	kept := make([]*tapRoute, 0, len(t.taps))
@@ -148,11 +157,11 @@ func (t *Table) removeTap(tr *tapRoute) {
 	tr.close()
 }
 
-// tapsHead says whether a wiretap route matches a raw request head (which
-// then goes to net/http to be copied).
-func (t *Table) tapsHead(head []byte) bool {
+// tapsHead returns the wiretap routes that match a raw request head (the
+// fast path tees the exchange for them).
+func (t *Table) tapsHead(head []byte) []*tapRoute {
 	if t.nTaps.Load() == 0 {
-		return false
+		return nil
 	}
 	line, fields, _ := bytes.Cut(head, []byte("\r\n"))
 	method, line, _ := bytes.Cut(line, []byte(" "))
@@ -160,15 +169,16 @@ func (t *Table) tapsHead(head []byte) bool {
 	path := requestPath(target)
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	var out []*tapRoute
 	for _, r := range t.taps {
 		if r.lr.matchesHead(method, path, fields) {
-			return true
+			out = append(out, r)
 		}
 	}
-	return false
+	return out
 }
 
-// tapsFields is tapsHead for an HTTP/2 request's header fields.
+// tapsFields says whether a wiretap route matches an HTTP/2 request's header fields.
 func (t *Table) tapsFields(fields []hpack.HeaderField) bool {
 	if t.nTaps.Load() == 0 {
 		return false
@@ -211,10 +221,15 @@ func (t *Table) matchTaps(method, target string, h http.Header) []*tapRoute {
 	return out
 }
 
-// offer queues a copy, or drops and counts it when the queue, or all the
-// queues together, hold too much.
+// offer queues a copy made on net/http's path.
 func (tr *tapRoute) offer(ex *tap.Exchange) {
-	n := copySize(ex)
+	tr.offerItem(&tapItem{ex: ex, size: copySize(ex)})
+}
+
+// offerItem queues a copy, or drops and counts it when the queue, or all
+// the queues together, hold too much.
+func (tr *tapRoute) offerItem(it *tapItem) {
+	n := it.size
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	if tr.closed {
@@ -227,7 +242,7 @@ func (tr *tapRoute) offer(ex *tap.Exchange) {
 		return
 	}
 	select {
-	case tr.ch <- ex:
+	case tr.ch <- it:
 	default:
 		tr.release(n)
 		tr.dropped.Add(1)
@@ -255,8 +270,8 @@ func (tr *tapRoute) close() {
 	close(tr.done)
 	for {
 		select {
-		case ex := <-tr.ch:
-			tr.release(copySize(ex))
+		case it := <-tr.ch:
+			tr.release(it.size)
 		default:
 			return
 		}
@@ -264,42 +279,67 @@ func (tr *tapRoute) close() {
 }
 
 // run sends the queue's copies to the developer, on one stream while it
-// lasts.
+// lasts. Copies go out through a buffer, flushed whenever the queue is
+// empty, so a burst costs the tunnel a write per buffer rather than per
+// copy; a copy the fast path teed is parsed here, off the caller's path.
 func (tr *tapRoute) run() {
 	var conn net.Conn
+	var bw *bufio.Writer
 	var w *tap.Writer
+	var pending uint64 // copies in bw not yet flushed, and the drops they carry
 	defer func() {
 		if conn != nil {
 			conn.Close()
 		}
 	}()
+	route := tap.Route{Owner: cutTo(tr.lr.Owner, tap.MaxOwner), Marker: cutTo(tr.lr.String(), tap.MaxMarker)}
 	for {
-		var ex *tap.Exchange
+		var it *tapItem
 		select {
 		case <-tr.done:
 			return
-		case ex = <-tr.ch:
+		case it = <-tr.ch:
 		}
-		tr.release(copySize(ex))
-		ex.Dropped = tr.dropped.Swap(0)
+		tr.release(it.size)
+		ex, err := it.exchange()
+		if err != nil {
+			tr.dropped.Add(1)
+			continue
+		}
+		c := *ex
+		c.Route, c.Dropped = route, tr.dropped.Swap(0)
 		if conn == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), tapDialWait)
-			c, err := tr.lr.dial(ctx)
+			dc, err := tr.lr.dial(ctx)
 			cancel()
 			if err != nil {
-				tr.dropped.Add(1 + ex.Dropped)
+				tr.dropped.Add(1 + c.Dropped)
 				continue
 			}
-			conn, w = c, tap.NewWriter(c)
+			conn, bw = dc, bufio.NewWriterSize(dc, 64<<10)
+			w, pending = tap.NewWriter(bw), 0
 		}
 		_ = conn.SetWriteDeadline(time.Now().Add(tapWriteWait))
-		if err := w.Write(ex); err != nil {
-			tr.dropped.Add(1 + ex.Dropped)
-			if !errors.Is(err, tap.ErrFormat) { // nothing was written of a copy that breaks the format
-				conn.Close()
-				conn = nil
+		err = w.Write(&c)
+		if errors.Is(err, tap.ErrFormat) { // nothing was written of a copy that breaks the format
+			tr.dropped.Add(1 + c.Dropped)
+			continue
+		}
+		// Until the buffer is flushed, a copy and the count it carries
+		// may still be lost with the stream.
+		pending += 1 + c.Dropped
+		if err == nil {
+			if len(tr.ch) > 0 {
+				continue
+			}
+			if err = bw.Flush(); err == nil {
+				pending = 0
+				continue
 			}
 		}
+		tr.dropped.Add(pending)
+		conn.Close()
+		conn = nil
 	}
 }
 
@@ -351,10 +391,9 @@ func (h *Handler) serveTapped(w http.ResponseWriter, r *http.Request, taps []*ta
 	resp := tap.Response{Status: tw.status, Header: tw.final(), Body: tw.body.whole()}
 	tap.Redact(resp.Header)
 	ex := &tap.Exchange{Time: start, Duration: time.Since(start), Request: req, Response: resp}
+	it := &tapItem{ex: ex, size: copySize(ex)} // each queue names its route as it sends
 	for _, tr := range taps {
-		c := *ex
-		c.Route = tap.Route{Owner: cutTo(tr.lr.Owner, tap.MaxOwner), Marker: cutTo(tr.lr.String(), tap.MaxMarker)}
-		tr.offer(&c)
+		tr.offerItem(it)
 	}
 }
 
@@ -382,115 +421,6 @@ func cutTo(s string, n int) string {
 		return s
 	}
 	return s[:n]
-}
-
-// tapCapture keeps the first tap.BodyCap bytes of a body and counts them
-// all; the transport may read a request body from its own goroutine. What
-// it keeps it holds out of the sidecar's in-flight budget (bounds), and
-// when the budget has no room it keeps nothing (short).
-type tapCapture struct {
-	bounds *tapBounds
-	mu     sync.Mutex
-	data   []byte
-	n      int64
-	eof    bool
-	err    error // how a request body ended
-	held   int64 // of the budget: cap(data)
-	over   bool  // the budget had no room: no copy
-	done   bool  // released: keeps nothing more
-}
-
-// tapGrowFrom is the first buffer a capture takes; it doubles from there.
-const tapGrowFrom = 4 << 10
-
-func (c *tapCapture) note(p []byte, eof bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.n += int64(len(p))
-	c.eof = c.eof || eof
-	if c.over || c.done {
-		return
-	}
-	keep := min(tap.BodyCap-len(c.data), len(p))
-	if keep <= 0 {
-		return
-	}
-	if need := len(c.data) + keep; need > cap(c.data) {
-		size := min(tap.BodyCap, max(need, 2*cap(c.data), tapGrowFrom))
-		if c.bounds != nil && !c.bounds.take(int64(size-cap(c.data))) {
-			c.over, c.data = true, nil
-			c.bounds.inFlight.Add(-c.held)
-			c.held = 0
-			return
-		}
-		c.held += int64(size - cap(c.data))
-		grown := make([]byte, len(c.data), size)
-		copy(grown, c.data)
-		c.data = grown
-	}
-	c.data = append(c.data, p[:keep]...)
-}
-
-// short says the budget had no room for the copy.
-func (c *tapCapture) short() bool {
-	if c == nil {
-		return false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.over
-}
-
-// release gives back what the capture held of the budget; it keeps
-// nothing after (the copy it made is the queue's to count).
-func (c *tapCapture) release() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.done = true
-	if c.bounds != nil {
-		c.bounds.inFlight.Add(-c.held)
-	}
-	c.held = 0
-}
-
-// ended is how the body ended: io.EOF, the error that cut it, or nil
-// while it goes on.
-func (c *tapCapture) ended() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
-}
-
-func (c *tapCapture) end(err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err == nil {
-		c.err = err
-	}
-}
-
-// result is the copy of the body; declared is its Content-Length (-1:
-// unknown). A body not read to its end counts as cut short. The copy
-// holds the capture's bytes, which it keeps no more after.
-func (c *tapCapture) result(declared int64) tap.Body {
-	if c == nil {
-		return tap.Body{}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	size := max(c.n, declared)
-	if !c.eof && declared < 0 && size == int64(len(c.data)) {
-		size++ // more may have followed
-	}
-	data := c.data[:len(c.data):len(c.data)]
-	c.done = true
-	return tap.CapBody(data, size)
-}
-
-// whole is the copy of a body that went through to its end.
-func (c *tapCapture) whole() tap.Body {
-	c.note(nil, true)
-	return c.result(-1)
 }
 
 type tapBody struct {

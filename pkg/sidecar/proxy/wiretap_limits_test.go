@@ -205,7 +205,7 @@ func TestWiretapTableRefusesPastTheBound(t *testing.T) {
 func TestWiretapQueuesShareOneBudget(t *testing.T) {
 	bounds := &tapBounds{maxQueued: 5 << 20}
 	newQueue := func() *tapRoute {
-		return &tapRoute{ch: make(chan *tap.Exchange, tapQueueLen), bounds: bounds, done: make(chan struct{})}
+		return newTapRoute(nil, bounds)
 	}
 	a, b := newQueue(), newQueue()
 	ex := &tap.Exchange{Request: tap.Request{Body: tap.Body{Data: make([]byte, 1<<20)}}}

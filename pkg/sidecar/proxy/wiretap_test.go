@@ -183,7 +183,7 @@ func TestWiretapCopiesWithoutChangingAnswers(t *testing.T) {
 // A developer whose end does not read the copies never slows a caller:
 // the queue drops what does not fit and says how many on the next copy.
 func TestWiretapQueueDropsAndCounts(t *testing.T) {
-	tr := &tapRoute{ch: make(chan *tap.Exchange, tapQueueLen), bounds: &tapBounds{}, done: make(chan struct{})}
+	tr := newTapRoute(nil, &tapBounds{})
 	ex := &tap.Exchange{Request: tap.Request{Method: "GET", Target: "/", Proto: "HTTP/1.1"}, Response: tap.Response{Status: 200}}
 	for range tapQueueLen + 5 {
 		tr.offer(ex) // nobody sends: every offer returns at once
@@ -192,7 +192,7 @@ func TestWiretapQueueDropsAndCounts(t *testing.T) {
 		t.Fatalf("dropped %d, want 5", got)
 	}
 	big := &tap.Exchange{Response: tap.Response{Body: tap.Body{Data: make([]byte, tapQueueBytes)}}}
-	tr2 := &tapRoute{ch: make(chan *tap.Exchange, tapQueueLen), bounds: &tapBounds{}, done: make(chan struct{})}
+	tr2 := newTapRoute(nil, &tapBounds{})
 	tr2.offer(big)
 	if tr2.dropped.Load() != 1 || len(tr2.ch) != 0 {
 		t.Fatal("a copy past the queue's bytes was queued")

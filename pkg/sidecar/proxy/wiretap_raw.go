@@ -1,0 +1,318 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tap"
+)
+
+// A request a wiretap matches stays on the fast path: the heads are
+// copied as they are, the bodies teed into the copy as they are relayed
+// (up to tap.BodyCap each, counted past it), and once the answer's last
+// byte has gone to the caller the raw copy goes to the queues. Parsing the
+// heads into header maps, redacting the credentials and encoding happen
+// in each queue's goroutine (tapItem.exchange), once for all of them, off
+// the caller's path. A body past the cap still moves socket to socket.
+
+// tapItem is one copy in a queue: an exchange made on net/http's path, or
+// the raw bytes the fast path teed, which the first queue to send it
+// parses for all (the result is read only from then on).
+type tapItem struct {
+	size int64 // counted against the queues' bytes
+	ex   *tap.Exchange
+	raw  *rawExchange
+	once sync.Once
+	err  error
+}
+
+// exchange is the copy to send, without its route and drop count.
+func (it *tapItem) exchange() (*tap.Exchange, error) {
+	if it.raw == nil {
+		return it.ex, nil
+	}
+	it.once.Do(func() { it.ex, it.err = it.raw.exchange() })
+	return it.ex, it.err
+}
+
+// rawExchange is what the fast path teed of one exchange.
+type rawExchange struct {
+	start             time.Time
+	took              time.Duration
+	reqHead, respHead []byte // as sent, CRLFs included
+	reqBody, respBody tap.Body
+	trailers          []byte // the answer's trailer lines, each CRLF-ended
+}
+
+var errRawCopy = errors.New("the copy's head is not one the fast path relays")
+
+// exchange parses the raw copy into the tap format, credentials redacted.
+func (r *rawExchange) exchange() (*tap.Exchange, error) {
+	line, fields, _ := bytes.Cut(r.reqHead, []byte("\r\n"))
+	method, rest, ok1 := bytes.Cut(line, []byte(" "))
+	target, proto, ok2 := bytes.Cut(rest, []byte(" "))
+	status, _, ok3 := parseResponseHead(r.respHead)
+	if !ok1 || !ok2 || !ok3 {
+		return nil, errRawCopy
+	}
+	req := tap.Request{Method: string(method), Target: string(target), Proto: string(proto),
+		Header: rawHeader(fields, nil), Body: r.reqBody}
+	_, respFields, _ := bytes.Cut(r.respHead, []byte("\r\n"))
+	resp := tap.Response{Status: status, Header: rawHeader(respFields, r.trailers), Body: r.respBody}
+	tap.Redact(req.Header)
+	tap.Redact(resp.Header)
+	return &tap.Exchange{Time: r.start, Duration: r.took, Request: req, Response: resp}, nil
+}
+
+// rawHeader is a head's fields (and trailer lines after them) as a
+// header: Transfer-Encoding left out, since a copy carries its body
+// decoded, as net/http's path copies it.
+func rawHeader(fields, trailers []byte) http.Header {
+	h := http.Header{}
+	add := func(name, value []byte) bool {
+		if !asciiEqualFold(name, "Transfer-Encoding") {
+			k := http.CanonicalHeaderKey(string(name))
+			h[k] = append(h[k], string(value))
+		}
+		return true
+	}
+	eachField(fields, add)
+	eachField(trailers, add)
+	return h
+}
+
+// fastTap is the copy being made of one exchange on the fast path.
+type fastTap struct {
+	taps    []*tapRoute
+	start   time.Time
+	reqHead []byte
+	req     tapCapture
+	reqLen  int64 // the request's Content-Length; -1: chunked
+	reqTE   dechunk
+	resp    tapCapture
+	respLen int64 // the answer's Content-Length; -1: none
+	respTE  dechunk
+	respHd  []byte
+	// answered: the answer went out whole; skip: it is not copied (an
+	// event stream, which has no end to compare).
+	answered, skip bool
+}
+
+func newFastTap(taps []*tapRoute, req fastRequest, bounds *tapBounds) *fastTap {
+	ft := &fastTap{taps: taps, start: time.Now(), reqHead: bytes.Clone(req.head), reqLen: req.length}
+	if req.chunked {
+		ft.reqLen = -1
+	}
+	ft.req.bounds, ft.resp.bounds = bounds, bounds
+	ft.req.hint = int(min(req.length, tap.BodyCap))
+	ft.reqTE.c, ft.respTE.c = &ft.req, &ft.resp
+	return ft
+}
+
+// requestBody notes a part of the request's body that was sent on; nil
+// ft notes nothing.
+func (ft *fastTap) requestBody(p []byte) {
+	if ft != nil && len(p) > 0 {
+		ft.req.note(p, false)
+	}
+}
+
+// requestChunks is where a chunked request body is copied to: w, teed.
+func (ft *fastTap) requestChunks(w io.Writer) io.Writer {
+	if ft == nil {
+		return w
+	}
+	return chunkTee{w, &ft.reqTE}
+}
+
+// requestCapture is the capture of a request body of known length.
+func (ft *fastTap) requestCapture() *tapCapture {
+	if ft == nil {
+		return nil
+	}
+	return &ft.req
+}
+
+// responseHead notes the head of the final answer, and the start of its
+// body that went out with it. It returns the capture for the rest of the
+// body, nil when the answer is not copied.
+func (ft *fastTap) responseHead(head, bodyStart []byte, fr responseFraming, bodyless bool) *tapCapture {
+	if ft == nil {
+		return nil
+	}
+	ft.respHd, ft.respLen = bytes.Clone(head), fr.length
+	if bodyless {
+		ft.respLen = 0
+	}
+	_, fields, _ := bytes.Cut(head, []byte("\r\n"))
+	eachField(fields, func(name, value []byte) bool {
+		if asciiEqualFold(name, "Content-Type") && strings.HasPrefix(string(value), "text/event-stream") {
+			ft.skip = true
+		}
+		return !ft.skip
+	})
+	if ft.skip {
+		return nil
+	}
+	ft.resp.hint = int(min(max(fr.length, 0), tap.BodyCap))
+	if len(bodyStart) > 0 {
+		ft.resp.note(bodyStart, false)
+	}
+	return &ft.resp
+}
+
+// responseChunks is where a chunked answer is copied to: w, teed.
+func (ft *fastTap) responseChunks(w io.Writer) io.Writer {
+	if ft == nil || ft.skip {
+		return w
+	}
+	return chunkTee{w, &ft.respTE}
+}
+
+// finish offers the copy to the queues once the answer went out whole,
+// or counts it dropped when the in-flight budget had no room for it.
+func (ft *fastTap) finish() {
+	defer ft.req.release()
+	defer ft.resp.release()
+	if !ft.answered || ft.skip || ft.respHd == nil {
+		return
+	}
+	if ft.req.short() || ft.resp.short() {
+		for _, tr := range ft.taps {
+			tr.dropped.Add(1)
+		}
+		return
+	}
+	raw := &rawExchange{start: ft.start, took: time.Since(ft.start), reqHead: ft.reqHead, respHead: ft.respHd,
+		trailers: ft.respTE.trailers}
+	if ft.reqLen != 0 {
+		raw.reqBody = ft.req.result(ft.reqLen)
+	}
+	raw.respBody = ft.resp.result(ft.respLen)
+	it := &tapItem{raw: raw, size: int64(len(raw.reqHead)+len(raw.respHead)+len(raw.reqBody.Data)+len(raw.respBody.Data)+len(raw.trailers)) + 1024}
+	for _, tr := range ft.taps {
+		tr.offerItem(it)
+	}
+}
+
+// teeBody copies n bytes (-1: until EOF) of a body as copyBody does,
+// noting the first tap.BodyCap of them in c (nil: copyBody itself); what
+// is past the cap still moves socket to socket.
+func teeBody(dst net.Conn, src *bufio.Reader, srcConn net.Conn, n int64, c *tapCapture) error {
+	if c == nil {
+		return copyBody(dst, src, srcConn, n)
+	}
+	if n < 0 {
+		err := copyN(teeWriter{dst, c}, src, -1)
+		if err == nil {
+			c.note(nil, true)
+		}
+		return err
+	}
+	first := min(n, max(int64(tap.BodyCap)-c.kept(), 0))
+	if err := copyN(teeWriter{dst, c}, src, first); err != nil {
+		return err
+	}
+	c.count(n-first, true) // counted before the last byte goes, as teeWriter notes
+	return copyBody(dst, src, srcConn, n-first)
+}
+
+// teeWriter writes to the caller or the app and notes what went.
+type teeWriter struct {
+	io.Writer
+	c *tapCapture
+}
+
+// Write notes p first: once the last byte is written the other end may
+// answer, and the exchange must not wait for the copy.
+func (t teeWriter) Write(p []byte) (int, error) {
+	t.c.note(p, false)
+	return t.Writer.Write(p)
+}
+
+// chunkTee writes a chunked body on and has d note it.
+type chunkTee struct {
+	io.Writer
+	d *dechunk
+}
+
+func (t chunkTee) Write(p []byte) (int, error) {
+	t.d.write(p)
+	return t.Writer.Write(p)
+}
+
+// dechunk keeps the data and the trailers of a chunked body from the
+// bytes copyChunked wrote on, which it has checked already.
+type dechunk struct {
+	c        *tapCapture
+	state    int
+	left     uint64 // of the chunk's data
+	line     []byte // a size or trailer line so far
+	trailers []byte
+}
+
+// dechunk's states.
+const (
+	chunkSizeLine = iota
+	chunkData
+	chunkDataEnd
+	chunkTrailers
+	chunkDone
+)
+
+// maxTapTrailers bounds the trailer lines a copy keeps.
+const maxTapTrailers = 16 << 10
+
+func (d *dechunk) write(p []byte) {
+	for len(p) > 0 && d.state != chunkDone {
+		switch d.state {
+		case chunkData:
+			k := min(uint64(len(p)), d.left)
+			d.c.note(p[:k], false)
+			p, d.left = p[k:], d.left-k
+			if d.left == 0 {
+				d.state = chunkDataEnd
+			}
+			continue
+		}
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			if len(d.line) < 8<<10 {
+				d.line = append(d.line, p...)
+			}
+			return
+		}
+		d.line = append(d.line, p[:i]...)
+		p = p[i+1:]
+		line := bytes.TrimSuffix(d.line, []byte("\r"))
+		switch d.state {
+		case chunkDataEnd:
+			d.state = chunkSizeLine
+		case chunkSizeLine:
+			n, err := chunkSize(line)
+			switch {
+			case err != nil:
+				d.state = chunkDone // copyChunked stops too
+			case n == 0:
+				d.state = chunkTrailers
+			default:
+				d.left, d.state = n, chunkData
+			}
+		case chunkTrailers:
+			if len(line) == 0 {
+				d.state = chunkDone
+				d.c.note(nil, true)
+			} else if len(d.trailers)+len(line)+2 <= maxTapTrailers {
+				d.trailers = append(append(d.trailers, line...), "\r\n"...)
+			}
+		}
+		d.line = d.line[:0]
+	}
+}
