@@ -130,6 +130,10 @@ func main() {
 	flag.BoolVar(&cfg.H2C, "h2c", false, "the app speaks HTTP/2 without TLS: keep HTTP/2 requests HTTP/2 on the way")
 	flag.BoolVar(&cfg.NoFastPath, "no-fast-path", false, "serve every request through net/http, even those for the app (for comparison)")
 	flag.Var(&also, "also", "another port: listen=:PORT,upstream=HOST:PORT,control=HOST:PORT[,h2c][,service-addr=IP:PORT] (repeatable)")
+	flag.Func("wiretap", "HOST:PORT: a copy of every HTTP request and its answer goes there as a tap stream (repeatable; for benchmarks)", func(addr string) error {
+		routes = append(routes, proxy.StaticRoute{All: true, Wiretap: true, Addr: addr})
+		return nil
+	})
 	flag.Var(&routes, "route", "NAME:VALUE=HOST:PORT[;path-prefix=P][;methods=M,...][;path-regex=RE]: requests with header NAME equal to VALUE (and a path and method that match) go to HOST:PORT (repeatable)")
 	flag.IntVar(&cpus, "cpus", 0, "cores to run on at once (GOMAXPROCS); 0: one while one is enough, up to every core the container may use under load (unless $GOMAXPROCS is set)")
 	flag.BoolVar(&verbose, "v", false, "log every proxy error and tunnel event")

@@ -84,10 +84,12 @@ const MaxHeaderBytes = 64 << 10
 
 // StaticRoute sends requests whose Header, Cookie or Baggage member (one of
 // the three) equals Value, or, with All, every request, to Addr; a path
-// prefix, a path regex and methods narrow it as they narrow a route.
+// prefix, a path regex and methods narrow it as they narrow a route. With
+// Wiretap it takes nothing: a copy of each request it matches and of its
+// answer goes to Addr, as a tap stream (pkg/wire/tap).
 type StaticRoute struct {
 	Header, Cookie, Baggage, Value, Addr string
-	All                                  bool
+	All, Wiretap                         bool
 	PathPrefix, PathRegex, Methods       string
 }
 
@@ -97,7 +99,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	for _, s := range cfg.Static {
 		addr := s.Addr
 		_, err := table.Add(route.Route{Header: s.Header, Cookie: s.Cookie, Baggage: s.Baggage, Value: s.Value, All: s.All,
-			PathPrefix: s.PathPrefix, PathRegex: s.PathRegex, Methods: s.Methods, Owner: "--route " + addr},
+			PathPrefix: s.PathPrefix, PathRegex: s.PathRegex, Methods: s.Methods, Owner: "--route " + addr, Wiretap: s.Wiretap},
 			func(ctx context.Context) (net.Conn, error) {
 				var d net.Dialer
 				return d.DialContext(ctx, "tcp", addr)
