@@ -66,13 +66,19 @@ func LookCommand(argv []string) error {
 	return nil
 }
 
-// Command is the developer's process, run with the pod's environment.
+// Command is the developer's process, run with the pod's environment:
+// on this machine, or in the sandbox.
 type Command struct {
 	cmd         *exec.Cmd
 	done        chan struct{}
 	err         error
 	interactive bool
 	signals     int
+	// signal and kill reach the command; code is a sandboxed command's
+	// exit code (cmd is nil then).
+	signal func(os.Signal) error
+	kill   func()
+	code   int
 }
 
 // StartCommand starts argv with env, on the plugin's terminal. It stays in
@@ -87,10 +93,8 @@ func StartCommand(argv, env []string, in io.Reader, out, errOut io.Writer) (*Com
 		}
 		return nil, &ExitError{Code: code, Err: fmt.Errorf("starting %s: %w", argv[0], err)}
 	}
-	lc := &Command{cmd: cmd, done: make(chan struct{})}
-	if f, ok := in.(*os.File); ok {
-		lc.interactive = term.IsTerminal(int(f.Fd()))
-	}
+	lc := &Command{cmd: cmd, done: make(chan struct{}), interactive: isTerminal(in), signal: cmd.Process.Signal,
+		kill: func() { _ = cmd.Process.Kill() }}
 	go func() {
 		lc.err = cmd.Wait()
 		close(lc.done)
@@ -105,20 +109,27 @@ func (lc *Command) Signal(sig os.Signal) {
 	lc.signals++
 	switch {
 	case lc.signals > 1:
-		_ = lc.cmd.Process.Kill()
+		lc.kill()
 	case sig == syscall.SIGTERM || !lc.interactive:
-		_ = lc.cmd.Process.Signal(sig)
+		_ = lc.signal(sig)
 	}
+}
+
+// isTerminal says whether in is a terminal, which gives Ctrl-C to the
+// command itself.
+func isTerminal(in io.Reader) bool {
+	f, ok := in.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // Stop ends the command because the intercept ended: SIGTERM, then after
 // 10 s SIGKILL.
 func (lc *Command) Stop() {
-	_ = lc.cmd.Process.Signal(syscall.SIGTERM)
+	_ = lc.signal(syscall.SIGTERM)
 	select {
 	case <-lc.done:
 	case <-time.After(10 * time.Second):
-		_ = lc.cmd.Process.Kill()
+		lc.kill()
 		<-lc.done
 	}
 }
@@ -126,6 +137,9 @@ func (lc *Command) Stop() {
 // Result is the command's exit as the plugin's: nil for 0, an ExitError
 // with the code (128+N for a signal N, as shells say) otherwise.
 func (lc *Command) Result() error {
+	if lc.cmd == nil && lc.code != 0 {
+		return &ExitError{Code: lc.code}
+	}
 	if lc.err == nil {
 		return nil
 	}

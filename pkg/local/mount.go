@@ -36,13 +36,24 @@ func (o mountObjects) Token(ctx context.Context, sa string, req *authv1.TokenReq
 // them in step with their ConfigMaps and Secrets (and renews projected
 // tokens) until lctx ends.
 func (o *Options) mountFiles(ctx, lctx context.Context, log Log, pod *corev1.Pod, c *corev1.Container, ls *Setup) error {
-	tree, err := podfiles.NewTree(o.Mount)
+	dir := o.Mount
+	if dir == "" { // --sandbox alone: a directory of ours
+		var err error
+		if dir, err = privateFilesDir(); err != nil {
+			return err
+		}
+		ls.privateFiles = true
+	}
+	tree, err := podfiles.NewTree(dir)
 	if err != nil {
-		return fmt.Errorf("--mount %s: %w", o.Mount, err)
+		if ls.privateFiles {
+			_ = os.Remove(dir)
+		}
+		return fmt.Errorf("%s %s: %w", o.filesFlag(), dir, err)
 	}
 	if err := rememberMount(o.StateKey, tree); err != nil {
 		_ = tree.Remove()
-		return fmt.Errorf("--mount: %w (without the record, a crash would leave the pod's secrets on disk)", err)
+		return fmt.Errorf("%s: %w (without the record, a crash would leave the pod's secrets on disk)", o.filesFlag(), err)
 	}
 	in := podfiles.Input{Pod: pod, Container: c, Env: ls.podEnv, Objects: mountObjects{objects{o.Client, o.Namespace}}}
 	count := 0
@@ -60,12 +71,23 @@ func (o *Options) mountFiles(ctx, lctx context.Context, log Log, pod *corev1.Pod
 	if err != nil {
 		_ = tree.Remove()
 		forgetMount(o.StateKey)
-		return fmt.Errorf("--mount: the files of container %s: %w", c.Name, err)
+		return fmt.Errorf("%s: the files of container %s: %w", o.filesFlag(), c.Name, err)
 	}
 	ls.Files = tree
 	ls.FilesSummary = fmt.Sprintf("%d files of container %s's volumes under %s (read-only; kept up to date; removed at the end)", count, c.Name, tree.Root)
+	if ls.privateFiles {
+		ls.FilesSummary = fmt.Sprintf("%d files of container %s's volumes, at their mountPaths in the sandbox (read-only; kept up to date; their copy under %s is removed at the end)", count, c.Name, tree.Root)
+	}
 	go o.keepFiles(lctx, log, pod, renew, sync)
 	return nil
+}
+
+// filesFlag names the flag that asked for the files in messages.
+func (o *Options) filesFlag() string {
+	if o.Mount == "" {
+		return "--sandbox"
+	}
+	return "--mount"
 }
 
 // keepFiles watches the ConfigMaps and Secrets the volumes show and writes
@@ -106,7 +128,7 @@ func (o *Options) keepFiles(ctx context.Context, log Log, pod *corev1.Pod, renew
 			sel := fields.OneTermEqualSelector("metadata.name", name).String()
 			if err := w.list(ctx, metav1.ListOptions{FieldSelector: sel}); err != nil {
 				if ctx.Err() == nil {
-					log.Warn(fmt.Sprintf("--mount: %s %s is not watched, its files are not kept up to date: %v (add the optional rule \"list, watch %s\" of docs/rbac.yaml)", w.resource, name, err, w.resource))
+					log.Warn(fmt.Sprintf("%s: %s %s is not watched, its files are not kept up to date: %v (add the optional rule \"list, watch %s\" of docs/rbac.yaml)", o.filesFlag(), w.resource, name, err, w.resource))
 				}
 				continue
 			}
@@ -145,9 +167,9 @@ func (o *Options) keepFiles(ctx context.Context, log Log, pod *corev1.Pod, renew
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			log.Warn(fmt.Sprintf("--mount: updating the files: %v", err))
+			log.Warn(fmt.Sprintf("%s: updating the files: %v", o.filesFlag(), err))
 		case n > 0:
-			log.Infof("--mount: %d file(s) updated from the cluster", n)
+			log.Infof("%s: %d file(s) updated from the cluster", o.filesFlag(), n)
 		}
 	}
 }

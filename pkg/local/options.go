@@ -9,6 +9,8 @@ import (
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/sandbox"
 )
 
 // The local side: what the developer's process gets of the pod it stands
@@ -94,6 +96,12 @@ type Options struct {
 	Command []string
 	// StateKey names this intercept's records on this machine.
 	StateKey string
+	// Sandbox runs Command in the sandbox (--sandbox); Locals are the
+	// destinations it dials from this machine (--local); prep what
+	// PrepareSandbox took.
+	Sandbox bool
+	Locals  []sandbox.Local
+	prep    *sandboxPrep
 }
 
 // Log is where the local side reports: the command's progress.
@@ -108,5 +116,7 @@ func (o *Options) WantsEnv() bool {
 	return len(o.Command) > 0 || o.EnvFile != "" || o.EnvJSON != "" || o.Mount != ""
 }
 
-// WantsNetwork tells whether the local proxy runs.
-func (o *Options) WantsNetwork() bool { return len(o.Command) > 0 || o.Network }
+// WantsNetwork tells whether the local proxy runs: for a command (not one
+// in the sandbox, whose connections reach the cluster without it) or
+// --network.
+func (o *Options) WantsNetwork() bool { return (len(o.Command) > 0 && !o.Sandbox) || o.Network }

@@ -51,6 +51,8 @@ type Side struct {
 	Proxy       string   `json:"proxy,omitempty"`
 	Forwards    []string `json:"forwards,omitempty"`
 	Command     string   `json:"command,omitempty"`
+	// Sandbox is what --sandbox gives the command.
+	Sandbox *SandboxSide `json:"sandbox,omitempty"`
 }
 
 // Of is this machine's live record of the intercept of ns/svc, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -31,12 +32,17 @@ type Setup struct {
 	FilesSummary string
 	Skipped      []podfiles.Skipped
 	stop         func()
+	// privateFiles: Files is the sandbox's own tree, not --mount's;
+	// sandbox is the sandbox planned (--sandbox), ctx ends with Stop.
+	privateFiles bool
+	sandbox      *sandboxPlan
+	ctx          context.Context
 }
 
 // CommandVars are the command's variables: the pod's, and where its files
 // are.
 func (ls *Setup) CommandVars() []podenv.Var {
-	if ls.Files == nil {
+	if ls.Files == nil || ls.privateFiles {
 		return ls.env
 	}
 	return append(append([]podenv.Var(nil), ls.env...), podenv.Var{Name: EnvRoot, Value: ls.Files.Root, From: "--mount"})
@@ -48,6 +54,7 @@ func (ls *Setup) Summary(command []string) *Side {
 	if ls.Files != nil {
 		side.Files = ls.FilesSummary
 	}
+	side.Sandbox = ls.Sandbox()
 	if side.Environment == "" && side.Files == "" && side.Proxy == "" && side.Command == "" && len(side.Forwards) == 0 {
 		return nil
 	}
@@ -62,7 +69,7 @@ const EnvRoot = "KUBECTL_INTERCEPT_ROOT"
 func (o *Options) Start(ctx context.Context, log Log, st *session.Started, f *portforward.Follower, podName string) (*Setup, error) {
 	ls := &Setup{stop: func() {}}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	ls.stop = cancel
+	ls.stop, ls.ctx = cancel, lctx
 	if o.WantsEnv() {
 		pod, c, err := o.resolveEnv(ctx, st, podName, ls)
 		if err != nil {
@@ -73,7 +80,7 @@ func (o *Options) Start(ctx context.Context, log Log, st *session.Started, f *po
 			cancel()
 			return nil, err
 		}
-		if o.Mount != "" {
+		if o.Mount != "" || o.Sandbox {
 			if err := o.mountFiles(ctx, lctx, log, pod, c, ls); err != nil {
 				cancel()
 				return nil, err
@@ -86,6 +93,12 @@ func (o *Options) Start(ctx context.Context, log Log, st *session.Started, f *po
 					return // the record lets close try again
 				}
 				forgetMount(o.StateKey)
+			}
+		}
+		if o.Sandbox {
+			if err := o.planSandbox(ctx, log, f, pod, c, ls); err != nil {
+				ls.Stop()
+				return nil, err
 			}
 		}
 	}
@@ -115,6 +128,16 @@ func (o *Options) Start(ctx context.Context, log Log, st *session.Started, f *po
 		}()
 	}
 	return ls, nil
+}
+
+// StartCommand starts the developer's command with the pod's environment
+// over base (this machine's): in the sandbox with --sandbox (no proxy
+// variables of ours: it needs none), else here with the local proxy's.
+func (ls *Setup) StartCommand(argv, base []string, in io.Reader, out, errOut io.Writer) (*Command, error) {
+	if ls.sandbox != nil {
+		return ls.startSandboxed(ls.ctx, argv, CommandEnv(base, ls.CommandVars(), ""), in, out, errOut)
+	}
+	return StartCommand(argv, CommandEnv(base, ls.CommandVars(), ls.Proxy), in, out, errOut)
 }
 
 // Stop stops the proxy, the forwards and the files' updates, and removes

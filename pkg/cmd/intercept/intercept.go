@@ -85,6 +85,7 @@ type Flags struct {
 	PortFlags
 	MatchFlags
 	LocalFlags
+	SandboxFlags
 	TunnelFlags
 	PreviewFlags
 	WiretapFlags
@@ -185,7 +186,7 @@ puts back what the intercept changed in the Service (its selector and
 targetPort) and keeps any change someone else made meanwhile.
 
 czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
-		Example: interceptExample,
+		Example: interceptExample + sandboxExample,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
 				args = args[:dash]
@@ -247,6 +248,7 @@ czctl's flag names work too: --remotePort, --localPort, -k for --kubeconfig.`,
 	fl.StringVar(&o.PreviewVia, "preview-via", "", "where preview requests enter the cluster: svc/NAME[.NAMESPACE][:PORT] or ingress/NAME (default: the intercepted Service)")
 	fl.IntVar(&o.PreviewPort, "preview-port", 0, "local port of the preview URL (default: any free port)")
 	addHookFlags(fl, o)
+	addSandboxFlags(fl, o)
 	fl.BoolVar(&o.InspectShowSecrets, "inspect-show-secrets", false, "show Authorization, Cookie, Set-Cookie and Proxy-Authorization values on the inspector's page (redacted by default)")
 	fl.StringVar(&o.Inspect, "inspect", "127.0.0.1:4040", "address of the local web page that shows the intercepted requests (the next free port if taken); --inspect=false turns it off")
 	fl.BoolVar(&o.Detached, "detached", false, "")
@@ -412,14 +414,14 @@ func (o *Options) validateLocal() error {
 		if o.Detach || o.Detached {
 			return errors.New("-- CMD runs your command in the foreground and ends the intercept when it exits: leave out --detach")
 		}
-		if o.DryRun {
+		if o.DryRun && !o.Sandbox {
 			return errors.New("--dry-run changes nothing and runs nothing: leave out -- CMD")
 		}
 		if err := local.LookCommand(o.Command); err != nil {
 			return err
 		}
 	}
-	return nil
+	return o.validateSandbox()
 }
 
 // previewLocal is --preview's value for a preview URL on this machine.

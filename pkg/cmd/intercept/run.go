@@ -102,9 +102,10 @@ func (f *Flags) publicPreview() bool {
 // held until interrupted; with --detach, in a background process it hands
 // over to once the intercept is active.
 func (r *runner) run(ctx context.Context) error {
-	if err := r.resolve(ctx); err != nil {
+	if err := r.resolveAndCheck(ctx); err != nil {
 		return err
 	}
+	defer r.side.ReleaseSandbox()
 	if r.Clean && !r.Detached {
 		if err := r.clean(ctx); err != nil {
 			return err
@@ -154,7 +155,7 @@ func (r *runner) run(ctx context.Context) error {
 		return err
 	}
 	if r.DryRun {
-		return printDryRun(r.Out, st, r.Route)
+		return r.dryRun(st)
 	}
 	if !st.Created && r.Decoy != nil && *r.Decoy != st.Record.IsDecoy() {
 		p.Warn(fmt.Sprintf("joined the intercept of service %s that is there, served by %s: --decoy=%t applies to an intercept this command starts",
@@ -225,7 +226,7 @@ func (r *runner) hold(ctx context.Context, p *cmdutil.Progress, ready func(), st
 	if len(r.Command) > 0 {
 		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 		defer signal.Stop(sigs)
-		lc, err = local.StartCommand(r.Command, local.CommandEnv(os.Environ(), ls.CommandVars(), ls.Proxy), r.In, r.Out, r.ErrOut)
+		lc, err = ls.StartCommand(r.Command, os.Environ(), r.In, r.Out, r.ErrOut)
 		if err != nil {
 			return end(err)
 		}
@@ -407,6 +408,7 @@ func (r *runner) printLocal(p *cmdutil.Progress, ls *local.Setup) {
 	for _, fw := range ls.Forwards {
 		p.Infof("Forwarding %s from a copy pod.", fw)
 	}
+	printSandbox(p, r.Command, ls.Sandbox())
 	if len(r.Command) > 0 {
 		p.Infof("Running %s; the intercept ends when it exits.", strings.Join(r.Command, " "))
 	}

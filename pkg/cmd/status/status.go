@@ -164,6 +164,14 @@ func writeLocalSide(w io.Writer, side *local.Side) error {
 	for _, f := range side.Forwards {
 		fmt.Fprintf(tw, "  Forward:\t%s\n", cmdutil.Printable(f))
 	}
+	if sb := side.Sandbox; sb != nil {
+		fmt.Fprintf(tw, "  Sandbox:\tthe command runs in namespaces of its own, hostname %s\n", cmdutil.Printable(sb.Hostname))
+		for _, kv := range [][2]string{{"DNS", sb.DNS}, {"Network", sb.Network}, {"Mounts", sb.MountsLine()}, {"Local", sb.LocalLine()}} {
+			if kv[1] != "" {
+				fmt.Fprintf(tw, "    %s:\t%s\n", kv[0], cmdutil.Printable(kv[1]))
+			}
+		}
+	}
 	return tw.Flush()
 }
 

@@ -106,6 +106,8 @@ type LocalStatus struct {
 	Proxy       string   `json:"proxy,omitempty"`
 	Forwards    []string `json:"forwards,omitempty"`
 	Command     string   `json:"command,omitempty"`
+	// Sandbox is what --sandbox gives the command.
+	Sandbox *local.SandboxSide `json:"sandbox,omitempty"`
 }
 
 // InterceptList is what list prints, and status without an argument with
@@ -209,6 +211,7 @@ func NewLocalStatus(held bool, pid int, side *local.Side) *LocalStatus {
 	if side != nil {
 		st.Environment, st.Files, st.Proxy, st.Command = side.Environment, side.Files, side.Proxy, side.Command
 		st.Forwards = slices.Clone(side.Forwards)
+		st.Sandbox = side.Sandbox
 	}
 	return st
 }
