@@ -119,14 +119,18 @@ func (o *Options) planSandbox(ctx context.Context, log Log, f *portforward.Follo
 	return nil
 }
 
-// sandboxDNS is the resolver the sandbox gives the command: the pod's.
-func sandboxDNS(ctx context.Context, o *Options, _ *portforward.Follower, pod *corev1.Pod) (sandbox.DNS, string, error) {
-	clusterDNS, err := sandbox.ClusterDNS(ctx, o.Client)
-	if err != nil {
-		return sandbox.DNS{}, "", err
+// sandboxDNS is the resolver the sandbox gives the command: the copy
+// pod's own resolv.conf, asked through the tunnel (the guess from the API
+// when the sidecar cannot tell).
+func sandboxDNS(ctx context.Context, o *Options, f *portforward.Follower, pod *corev1.Pod) (sandbox.DNS, string, error) {
+	ask := func(context.Context) (string, error) {
+		c, err := f.AnyClient()
+		if err != nil {
+			return "", err
+		}
+		return c.ResolvConf()
 	}
-	dns, note := sandbox.PodDNS(pod, clusterDNS)
-	return dns, note, nil
+	return sandbox.ResolveDNS(ctx, o.Client, pod, ask)
 }
 
 // podHostname is the hostname the kubelet gives the pod: spec.hostname,
