@@ -255,13 +255,12 @@ func (r Route) paths() pathSet {
 	if r.PathRegex == "" {
 		return s
 	}
-	re, err := syntax.Parse(anchored(r.PathRegex), syntax.Perl)
-	if err != nil {
+	f := factsOf(r.PathRegex)
+	if !f.parsed {
 		return s // an invalid route, refused by Validate: it narrows nothing
 	}
-	lit, exact := literalPrefix(re.Simplify())
-	if exact || len(lit) > len(s.prefix) {
-		return pathSet{prefix: lit, exact: exact}
+	if f.exact || len(f.lit) > len(s.prefix) {
+		return pathSet{prefix: f.lit, exact: f.exact}
 	}
 	return s
 }
@@ -327,8 +326,7 @@ func pathsOverlap(a, b Route) bool {
 }
 
 // MatchesPath reports whether the route's PathPrefix and PathRegex take
-// path, compiling the regex: for conflicts and tests (a sidecar compiles
-// it once).
+// path, the regex compiled once (memo.go): for conflicts and tests.
 func (r Route) MatchesPath(path string) bool {
 	if !strings.HasPrefix(path, r.PathPrefix) {
 		return false
@@ -336,8 +334,8 @@ func (r Route) MatchesPath(path string) bool {
 	if r.PathRegex == "" {
 		return true
 	}
-	re, err := CompilePathRegex(r.PathRegex)
-	return err == nil && RegexTakes(re, path)
+	re := factsOf(r.PathRegex).re
+	return re != nil && RegexTakes(re, path)
 }
 
 // SamplePath returns a path the route takes, for a request that should
