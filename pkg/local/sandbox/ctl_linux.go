@@ -44,6 +44,7 @@ type initConfig struct {
 	Hostname   string   `json:"hostname"`
 	ResolvConf string   `json:"resolvConf"`
 	Mounts     []Mount  `json:"mounts"`
+	Hosts      []string `json:"hosts"`    // /etc/hosts lines for the --local names
 	Loopback   []int    `json:"loopback"` // ports of this machine's loopback to show on the sandbox's
 	Address    string   `json:"address"`  // the sandbox's IPv4 address
 	Address6   string   `json:"address6"` // and IPv6

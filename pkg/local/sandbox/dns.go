@@ -51,6 +51,9 @@ func (d *dnsForwarder) answer(ctx context.Context, q []byte) ([]byte, error) {
 		if a, ok := d.localAnswer(h, qs[0]); ok {
 			return a, nil
 		}
+		if a, ok := d.localSearchAnswer(h, qs[0]); ok {
+			return a, nil
+		}
 		key = cacheKey(h, qs, q)
 	}
 	if a := d.cache.get(key, h.ID); a != nil {
@@ -60,6 +63,7 @@ func (d *dnsForwarder) answer(ctx context.Context, q []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	a = d.withoutRebinding(a)
 	d.cache.put(key, a)
 	return truncateForUDP(a), nil
 }
@@ -129,7 +133,9 @@ func hasEDNS(a []byte) bool {
 		if h.Type == dnsmessage.TypeOPT {
 			return true
 		}
-		_ = p.SkipAdditional()
+		if err := p.SkipAdditional(); err != nil {
+			return false
+		}
 	}
 }
 

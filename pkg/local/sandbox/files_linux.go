@@ -12,38 +12,49 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// setUpFiles makes the mount namespace the pod's view: its resolver, its
-// volumes at their mountPaths (read-only), a /proc of the new PID
+// setUpFiles makes the mount namespace the pod's view: its volumes at
+// their mountPaths (read-only, never programs), this machine's daemons'
+// sockets hidden, its resolver and hosts, a /proc of the new PID
 // namespace; the rest of the host's filesystem as it is. Nothing mounted
 // here is seen outside, and it all goes with the namespace.
 func setUpFiles(cfg *initConfig) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return fmt.Errorf("making the sandbox's mounts its own: %w", err)
 	}
-	if err := bindContent("/etc/resolv.conf", cfg.ResolvConf); err != nil {
+	m := &mounter{ours: map[string]bool{}}
+	for _, v := range cfg.Mounts {
+		if err := m.bindVolume(v.Source, v.Target); err != nil {
+			return fmt.Errorf("mounting %s at %s: %w", v.Source, v.Target, err)
+		}
+	}
+	if err := m.hideDaemons(os.Getuid()); err != nil {
+		return err
+	}
+	// The sandbox's own files last, so that no volume covers them.
+	if err := m.bindContent("/etc/resolv.conf", cfg.ResolvConf); err != nil {
 		return fmt.Errorf("the sandbox's /etc/resolv.conf: %w", err)
 	}
 	// nss-resolve and nss-myhostname would ask this machine's resolver (a
 	// socket outside the network namespace): names go to DNS, as in a pod.
 	if ns, ok := nsswitch("/etc/nsswitch.conf"); ok {
-		if err := bindContent("/etc/nsswitch.conf", ns); err != nil {
+		if err := m.bindContent("/etc/nsswitch.conf", ns); err != nil {
 			return fmt.Errorf("the sandbox's /etc/nsswitch.conf: %w", err)
 		}
 	}
-	if cfg.Hostname != "" {
+	if cfg.Hostname != "" || len(cfg.Hosts) > 0 {
 		hosts, _ := os.ReadFile("/etc/hosts")
 		content := string(hosts)
 		if content != "" && !strings.HasSuffix(content, "\n") {
 			content += "\n"
 		}
-		content += "# the pod's name, as kubectl-intercept --sandbox gives it\n" + cfg.Address + "\t" + cfg.Hostname + "\n"
-		if err := bindContent("/etc/hosts", content); err != nil {
-			return fmt.Errorf("the sandbox's /etc/hosts: %w", err)
+		if cfg.Hostname != "" {
+			content += "# the pod's name, as kubectl-intercept --sandbox gives it\n" + cfg.Address + "\t" + cfg.Hostname + "\n"
 		}
-	}
-	for _, m := range cfg.Mounts {
-		if err := bindReadOnly(m.Source, m.Target); err != nil {
-			return fmt.Errorf("mounting %s at %s: %w", m.Source, m.Target, err)
+		if len(cfg.Hosts) > 0 {
+			content += "# --local names, kept on this machine\n" + strings.Join(cfg.Hosts, "\n") + "\n"
+		}
+		if err := m.bindContent("/etc/hosts", content); err != nil {
+			return fmt.Errorf("the sandbox's /etc/hosts: %w", err)
 		}
 	}
 	// A /proc of the new PID namespace (ps shows the sandbox's processes);
@@ -77,11 +88,18 @@ func nsswitch(path string) (string, bool) {
 	return out.String(), changed
 }
 
+// mounter makes the sandbox's mounts; ours are the directories on tmpfs
+// it made (covers of a host directory and what it created in them), where
+// a mountpoint is made directly rather than by covering once more.
+type mounter struct {
+	ours map[string]bool
+}
+
 // bindContent shows content at target, read-only: a file on a tmpfs that
 // is mounted nowhere (the new mount API's detached mount), so nothing is
 // written on the host. (A memfd cannot be bind-mounted: it lives on the
 // kernel's internal mount, outside the namespace.)
-func bindContent(target, content string) error {
+func (m *mounter) bindContent(target, content string) error {
 	fsfd, err := unix.Fsopen("tmpfs", unix.FSOPEN_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("a tmpfs for it: %w", err)
@@ -105,7 +123,7 @@ func bindContent(target, content string) error {
 	if err != nil {
 		return err
 	}
-	if err := ensureMountpoint(target, false); err != nil {
+	if err := m.mountpoint(target, false); err != nil {
 		return err
 	}
 	tree, err := unix.OpenTree(mfd, name, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
@@ -116,39 +134,94 @@ func bindContent(target, content string) error {
 	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return err
 	}
-	return unix.MountSetattr(unix.AT_FDCWD, target, 0, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
+	return unix.MountSetattr(unix.AT_FDCWD, target, unix.AT_SYMLINK_NOFOLLOW, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
 }
 
-// bindReadOnly bind-mounts source at target, read-only, creating the
+// volumeAttrs make a volume's files data alone: read-only, and nothing
+// in them runs, gains privileges or opens a device.
+const volumeAttrs = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOEXEC | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
+
+// bindVolume bind-mounts source at target with volumeAttrs, creating the
 // mountpoint when there is none.
-func bindReadOnly(source, target string) error {
+func (m *mounter) bindVolume(source, target string) error {
 	fi, err := os.Stat(source)
 	if err != nil {
 		return err
 	}
-	if err := ensureMountpoint(target, fi.IsDir()); err != nil {
+	if err := m.mountpoint(target, fi.IsDir()); err != nil {
 		return err
 	}
 	if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind mount: %w", err)
 	}
-	return unix.MountSetattr(unix.AT_FDCWD, target, unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
+	// The volume's directory is no longer a tmpfs of ours.
+	delete(m.ours, filepath.Clean(target))
+	return unix.MountSetattr(unix.AT_FDCWD, target, unix.AT_RECURSIVE|unix.AT_SYMLINK_NOFOLLOW, &unix.MountAttr{Attr_set: volumeAttrs})
 }
 
-// ensureMountpoint makes target exist inside the namespace. When it does
-// not on the host, the deepest directory above it that does is covered
-// with a tmpfs that shows that directory's entries as they are (each
-// bind-mounted from the directory underneath) and the missing ones.
-func ensureMountpoint(target string, dir bool) error {
+// daemonPaths are where this machine's daemons keep the sockets a process
+// of the developer's may open (the session's D-Bus, systemd --user and
+// its Wayland and ssh-agent sockets, the system bus, systemd, Docker,
+// containerd, Podman, X11): the network namespace hides their abstract
+// sockets, not their files. Each is covered with an empty tmpfs, or an
+// empty read-only file.
+func daemonPaths(uid int) []string {
+	return []string{
+		fmt.Sprintf("/run/user/%d", uid), "/run/dbus", "/run/systemd",
+		"/run/docker.sock", "/var/run/docker.sock", "/run/docker", "/run/containerd", "/run/podman",
+		"/tmp/.X11-unix",
+	}
+}
+
+// hideDaemons covers daemonPaths inside.
+func (m *mounter) hideDaemons(uid int) error {
+	done := map[string]bool{}
+	for _, p := range daemonPaths(uid) {
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil || done[real] {
+			continue
+		}
+		done[real] = true
+		fi, err := os.Stat(real)
+		if err != nil {
+			continue
+		}
+		if !fi.IsDir() {
+			if err := m.bindContent(real, ""); err != nil {
+				return fmt.Errorf("hiding %s from the sandbox: %w", p, err)
+			}
+			continue
+		}
+		if err := unix.Mount("tmpfs", real, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755"); err != nil {
+			return fmt.Errorf("hiding %s from the sandbox: %w", p, err)
+		}
+		m.ours[real] = true
+	}
+	return nil
+}
+
+// mountpoint makes target exist inside, as a file or a directory that is
+// not a symlink, without writing on the host and without following a
+// symlink of the host's: where it does not exist (or is a symlink), the
+// deepest directory above it that does is covered (once) with a tmpfs
+// that shows that directory's entries as they are (each bind-mounted from
+// the directory underneath), and target is made there.
+func (m *mounter) mountpoint(target string, dir bool) error {
 	target = filepath.Clean(target)
-	if _, err := os.Stat(target); err == nil {
+	fi, err := os.Lstat(target)
+	if err == nil && fi.Mode()&fs.ModeSymlink == 0 {
 		return nil
 	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	symlink := err == nil
 	existing := filepath.Dir(target)
 	for {
-		if fi, err := os.Stat(existing); err == nil {
-			if !fi.IsDir() {
-				return fmt.Errorf("%s is not a directory", existing)
+		fi, err := os.Lstat(existing)
+		if err == nil {
+			if fi, err = os.Stat(existing); err != nil || !fi.IsDir() {
+				return fmt.Errorf("%s is not a directory on this machine", existing)
 			}
 			break
 		}
@@ -159,25 +232,44 @@ func ensureMountpoint(target string, dir bool) error {
 		return err
 	}
 	rest, _ := filepath.Rel(existing, target)
-	if resolved == "/" {
+	switch {
+	case m.ours[resolved]:
+	case resolved == "/":
 		if err := mirrorRoot(); err != nil {
 			return fmt.Errorf("covering / to create %s: %w", target, err)
 		}
-	} else if err := mirror(resolved); err != nil {
-		return fmt.Errorf("covering %s to create %s: %w", resolved, target, err)
+	default:
+		if err := mirror(resolved); err != nil {
+			return fmt.Errorf("covering %s to create %s: %w", resolved, target, err)
+		}
 	}
+	m.ours[resolved] = true
 	full := filepath.Join(resolved, rest)
+	if symlink {
+		// The copy of the host's symlink on the tmpfs: replaced, not
+		// followed.
+		if err := os.Remove(full); err != nil {
+			return err
+		}
+	}
+	parent := full
+	if !dir {
+		parent = filepath.Dir(full)
+	}
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return err
+	}
+	for d := parent; d != resolved && len(d) > len(resolved); d = filepath.Dir(d) {
+		m.ours[d] = true
+	}
 	if dir {
-		return os.MkdirAll(full, 0o755)
+		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(full, os.O_CREATE|os.O_WRONLY, 0o644)
+	fd, err := unix.Open(full, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
 	if err != nil {
-		return err
+		return fmt.Errorf("creating the mountpoint %s: %w", target, err)
 	}
-	return f.Close()
+	return unix.Close(fd)
 }
 
 // mirror covers dir with a tmpfs holding its entries, each bind-mounted

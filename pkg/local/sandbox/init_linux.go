@@ -93,6 +93,7 @@ func runInit(c *ctl) int {
 	if err := c.send(message{Op: opStarted, Pid: pid}, -1); err != nil {
 		return 1
 	}
+	quietInit()
 	go serveCtl(c, pid)
 	for {
 		for {
@@ -115,6 +116,23 @@ func runInit(c *ctl) int {
 		default:
 			_ = unix.Kill(pid, sig.(syscall.Signal))
 		}
+	}
+}
+
+// quietInit keeps the command from ending the first process with a
+// signal: the kernel shields a PID namespace's first process only from
+// signals it has no handler for, and the Go runtime handles them all,
+// crashing on SIGABRT, SIGSEGV and the like. Those are ignored when they
+// come from a process (a real fault still crashes), and the first
+// process's own output goes nowhere now that the command has its
+// descriptors, so nothing of it lands on the command's stderr.
+func quietInit() {
+	signal.Ignore(syscall.SIGABRT, syscall.SIGILL, syscall.SIGTRAP, syscall.SIGSYS,
+		syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGFPE, syscall.SIGSTKFLT)
+	if null, err := unix.Open("/dev/null", unix.O_WRONLY|unix.O_CLOEXEC, 0); err == nil {
+		_ = unix.Dup3(null, 1, 0)
+		_ = unix.Dup3(null, 2, 0)
+		unix.Close(null)
 	}
 }
 
@@ -248,8 +266,9 @@ func executable(p string) error {
 	return nil
 }
 
-// probe creates what Start would (a TUN device, a mount) and tells
-// whether it could.
+// probe does what Start does that a kernel may lack (a TUN device, a
+// mount, the new mount API and mount_setattr, sethostname) and tells
+// whether it could; each failure names what the kernel needs.
 func probe() error {
 	fd, err := openTUN("probe0")
 	if err != nil {
@@ -259,5 +278,32 @@ func probe() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return fmt.Errorf("a mount: %w", err)
 	}
+	fsfd, err := unix.Fsopen("tmpfs", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return kernelLacks("fsopen (the new mount API)", "5.2", err)
+	}
+	defer unix.Close(fsfd)
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return kernelLacks("fsconfig (the new mount API)", "5.2", err)
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	if err != nil {
+		return kernelLacks("fsmount (the new mount API)", "5.2", err)
+	}
+	defer unix.Close(mfd)
+	if err := unix.MountSetattr(mfd, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
+		return kernelLacks("mount_setattr", "5.12", err)
+	}
+	if err := unix.Sethostname([]byte("probe")); err != nil {
+		return fmt.Errorf("setting the hostname in the sandbox's namespace: %w", err)
+	}
 	return nil
+}
+
+// kernelLacks is a probe's failure at a system call newer kernels have.
+func kernelLacks(call, version string, err error) error {
+	if errors.Is(err, unix.ENOSYS) {
+		return fmt.Errorf("this kernel has no %s, which the sandbox needs: Linux %s or later has it", call, version)
+	}
+	return fmt.Errorf("%s: %w", call, err)
 }

@@ -80,6 +80,10 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if cfg.Dial == nil {
 		return nil, errors.New("the sandbox needs a way into the cluster's network")
 	}
+	cfg, err := checkConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	loopback, locals, err := splitLocals(ctx, cfg.Local)
 	if err != nil {
 		return nil, err
@@ -142,6 +146,7 @@ func (sb *Sandbox) setUp(ctx context.Context, cfg Config, loopback []Local, loca
 		ResolvConf: cfg.DNS.ResolvConf(), Mounts: cfg.Mounts,
 		Address: sandboxAddr.String(), Address6: sandboxAddr6.String(), MTU: mtu,
 	}
+	ic.Hosts = hostsLines(locals)
 	for _, l := range loopback {
 		ic.Loopback = append(ic.Loopback, int(l.Port))
 	}

@@ -42,10 +42,15 @@ func Check(initArgs []string) error {
 }
 
 func checkSysctls(get sysctls) error {
-	if v, ok := get("user.max_user_namespaces"); ok && v == "0" {
-		return &Unavailable{
-			Reason: "the kernel allows no user namespaces (user.max_user_namespaces = 0)",
-			Remedy: "allow them with `sudo sysctl -w user.max_user_namespaces=15000`, and to keep it after a reboot, `echo user.max_user_namespaces=15000 | sudo tee /etc/sysctl.d/90-userns.conf`",
+	// Each kind of namespace the sandbox makes has its own limit, which
+	// hardening guides set to 0 to forbid it.
+	for _, kind := range []string{"user", "net", "mnt", "pid", "uts", "ipc"} {
+		name := "user.max_" + kind + "_namespaces"
+		if v, ok := get(name); ok && v == "0" {
+			return &Unavailable{
+				Reason: fmt.Sprintf("the kernel allows no %s namespaces (%s = 0)", kind, name),
+				Remedy: fmt.Sprintf("allow them with `sudo sysctl -w %[1]s=15000`, and to keep it after a reboot, `echo %[1]s=15000 | sudo tee /etc/sysctl.d/90-userns.conf`", name),
+			}
 		}
 	}
 	if v, ok := get("kernel.unprivileged_userns_clone"); ok && v == "0" {
@@ -72,6 +77,12 @@ func probeFailure(get sysctls, err error, out string) error {
 				"    abi <abi/4.0>,\n    include <tunables/global>\n    profile kubectl-intercept %s flags=(unconfined) {\n      userns,\n    }\n\n"+
 				"to /etc/apparmor.d/kubectl-intercept and load it with `sudo apparmor_parser -r /etc/apparmor.d/kubectl-intercept`"+
 				" (or, for every program, `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`)", self),
+		}
+	}
+	if strings.Contains(out, "Linux 5.") {
+		return &Unavailable{
+			Reason: out,
+			Remedy: "upgrade the kernel (Debian 12, Ubuntu 22.04 and RHEL 9 have what the sandbox needs), or run the command without --sandbox (it gets the cluster through HTTP_PROXY/ALL_PROXY)",
 		}
 	}
 	reason := fmt.Sprintf("creating the namespaces as %s failed: %v", userName(), err)

@@ -41,8 +41,11 @@ type Config struct {
 	// Local are the destinations dialed from this machine instead.
 	Local []Local
 	// Mounts are bind-mounted read-only inside, Source (a directory or a
-	// file of this machine) at Target.
+	// file of this machine) at Target, as PlanMounts plans them.
 	Mounts []Mount
+	// Cover are the mountPaths the developer lets cover a path of this
+	// machine (--sandbox-cover): PlanMounts leaves the others out.
+	Cover []string
 	// InitArgs re-executes the plugin as the namespaces' first process
 	// (which calls RunInit); by default /proc/self/exe InitCommand.
 	InitArgs []string
