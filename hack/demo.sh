@@ -76,4 +76,33 @@ wait "$CMD_PID" || true
 tail -n 2 "$LOG"
 rm -f "$LOG"
 
+say "8. The same in the sandbox (--sandbox): no proxy variables, cluster names for every client, the pod's hostname"
+LAPTOP3=$((LOCAL_PORT + 2))
+# The preflight alone: a dry run says why this machine cannot, and changes nothing.
+if ! WHY=$("$PLUGIN" svc/demo -n "$NS" --dry-run --sandbox -- true 2>&1); then
+	echo "skipped: ${WHY%%$'\n'*}"
+else
+	echo "kubectl intercept svc/demo -n $NS -l $LAPTOP3 -x x-dev:alice --sandbox -- sh -c 'hostname; getent hosts backend; exec intercept-demo ...'"
+	LOG=$(mktemp)
+	"$PLUGIN" svc/demo -n "$NS" -l "$LAPTOP3" -x x-dev:alice --inspect=false --sandbox -- sh -c \
+		"echo \"hostname: \$(hostname)\"; echo \"getent hosts backend: \$(getent hosts backend)\"; exec ${LAPTOP:-dist/linux_$(go env GOARCH)/intercept-demo} --listen 127.0.0.1:$LAPTOP3 --tcp-listen '' --raw-listen '' --pod alice-sandbox" \
+		>"$LOG" 2>&1 &
+	CMD_PID=$!
+	for _ in $(seq 600); do
+		grep -q "Running " "$LOG" && break
+		kill -0 "$CMD_PID" 2>/dev/null || break
+		sleep 0.2
+	done
+	sleep 1
+	grep -E "^(Intercepting|Sandbox|  (DNS|Network|Files)|Running|hostname|getent)" "$LOG" || cat "$LOG"
+	echo
+	echo "curl -H \"x-dev: alice\" \"http://$IP/call?to=http://backend/\"   (no HTTP_PROXY inside: the short name through the pod's search path)"
+	read -r -a PODS <<<"$(curl -s -H 'x-dev: alice' "http://$IP/call?to=http://backend/" | grep -o '"pod": *"[^"]*"' | cut -d'"' -f4 | tr '\n' ' ')"
+	echo "  -> answered by ${PODS[0]:-nobody}, with the answer it got from ${PODS[1]:-nobody}"
+	kill -INT "$CMD_PID"
+	wait "$CMD_PID" || true
+	tail -n 1 "$LOG"
+	rm -f "$LOG"
+fi
+
 say "The Service is as it was. Remove the demo with: $KUBECTL delete namespace $NS"
