@@ -378,8 +378,13 @@ $T %[1]s dial db.lan:%[3]d`, clientCommand, fakeDNS, port))})
 func TestClusterDNSCannotSteerIntoThisMachine(t *testing.T) {
 	needSandbox(t)
 	hostIP := nonLoopbackIPv4(t)
+	lo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lo.Close()
 	lan, _ := ParseLocal(netip.PrefixFrom(hostIP, 24).Masked().String())
-	loc, _ := ParseLocal("localhost:5")
+	loc, _ := ParseLocal(fmt.Sprintf("localhost:%d", lo.Addr().(*net.TCPAddr).Port))
 	p := &namedPod{names: map[string][4]byte{
 		"backend.shop.svc.cluster.local.":  hostIP.As4(),
 		"payments.shop.svc.cluster.local.": {127, 0, 0, 1},
@@ -475,7 +480,8 @@ func TestCommandCannotKillTheFirstProcess(t *testing.T) {
 	bin := testBinary(t)
 	var out syncBuffer
 	sb, err := Start(context.Background(), Config{
-		Argv: sh(`for s in ABRT SEGV ILL TRAP SYS BUS FPE QUIT USR1 USR2 PIPE ALRM; do kill -$s 1; done
+		Argv: sh(`grep SigIgn /proc/self/status
+for s in ABRT SEGV ILL TRAP SYS BUS FPE STKFLT USR1 USR2 PIPE ALRM; do kill -$s 1; done
 exec $T ` + clientCommand + ` serve 8080`),
 		Env:    []string{"PATH=/usr/bin:/bin", "T=" + bin},
 		Stdout: &out, Stderr: &out, Hostname: "pod", Dial: (&namedPod{}).dial, DNS: testDNS(),
@@ -510,6 +516,9 @@ exec $T ` + clientCommand + ` serve 8080`),
 	}
 	if s := out.String(); strings.Contains(s, "goroutine ") || strings.Contains(s, "SIGABRT") || strings.Contains(s, "PC=") {
 		t.Errorf("a stack of the first process on the command's output:\n%.2000s", s)
+	}
+	if s := out.String(); !strings.Contains(s, "SigIgn:\t0000000000000000\n") {
+		t.Errorf("the command inherits signals ignored:\n%.200s", s)
 	}
 }
 

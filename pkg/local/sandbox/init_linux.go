@@ -85,6 +85,7 @@ func runInit(c *ctl) int {
 	}
 	signals := make(chan os.Signal, 8)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGCHLD)
+	ignoreCrashSignals()
 	pid, code, err := startCommand(cfg)
 	if err != nil {
 		_ = c.send(message{Op: opStarted, Error: err.Error(), Code: code}, -1)
@@ -93,7 +94,7 @@ func runInit(c *ctl) int {
 	if err := c.send(message{Op: opStarted, Pid: pid}, -1); err != nil {
 		return 1
 	}
-	quietInit()
+	quietOutput()
 	go serveCtl(c, pid)
 	for {
 		for {
@@ -119,16 +120,27 @@ func runInit(c *ctl) int {
 	}
 }
 
-// quietInit keeps the command from ending the first process with a
-// signal: the kernel shields a PID namespace's first process only from
-// signals it has no handler for, and the Go runtime handles them all,
-// crashing on SIGABRT, SIGSEGV and the like. Those are ignored when they
-// come from a process (a real fault still crashes), and the first
-// process's own output goes nowhere now that the command has its
-// descriptors, so nothing of it lands on the command's stderr.
-func quietInit() {
-	signal.Ignore(syscall.SIGABRT, syscall.SIGILL, syscall.SIGTRAP, syscall.SIGSYS,
+// ignoreCrashSignals keeps the command from ending the first process
+// with a signal: the kernel shields a PID namespace's first process only
+// from signals it has no handler for, and the Go runtime handles them
+// all, crashing on SIGABRT, SIGSEGV and the like. Those are ignored when
+// they come from a process: taken and dropped (signal.Ignore would leave
+// SIGABRT ignored for the command too, across exec); a real fault still
+// crashes.
+func ignoreCrashSignals() {
+	dropped := make(chan os.Signal, 16)
+	signal.Notify(dropped, syscall.SIGABRT, syscall.SIGILL, syscall.SIGTRAP, syscall.SIGSYS,
 		syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGFPE, syscall.SIGSTKFLT)
+	go func() {
+		for range dropped {
+		}
+	}()
+}
+
+// quietOutput sends the first process's own output nowhere once the
+// command has its descriptors, so that nothing of it (a crash's stacks)
+// lands on the command's stdout or stderr.
+func quietOutput() {
 	if null, err := unix.Open("/dev/null", unix.O_WRONLY|unix.O_CLOEXEC, 0); err == nil {
 		_ = unix.Dup3(null, 1, 0)
 		_ = unix.Dup3(null, 2, 0)
