@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -34,6 +33,7 @@ type netStack struct {
 	cancel context.CancelFunc
 	dial   netproxy.Dialer
 	dns    *dnsForwarder
+	udp    dnsClients
 	local  []Local
 	logf   func(string, ...any)
 }
@@ -133,7 +133,11 @@ func (n *netStack) acceptTCP(r *tcp.ForwarderRequest) {
 	}
 	r.Complete(false)
 	ep.SocketOptions().SetKeepAlive(true)
-	pipe(gonet.NewTCPConn(&wq, ep), target)
+	conn := gonet.NewTCPConn(&wq, ep)
+	// Both ends go with the stack: the pod's side is not left open.
+	stop := context.AfterFunc(n.ctx, func() { conn.Close(); target.Close() })
+	defer stop()
+	pipe(conn, target)
 }
 
 // dialFor connects to dst:port from where it belongs.
@@ -151,46 +155,5 @@ func (n *netStack) dialFor(ctx context.Context, dst netip.Addr, port uint16) (ne
 	return n.dial(ctx, addr)
 }
 
-// acceptUDP serves one client socket's DNS queries until it goes quiet.
-func (n *netStack) acceptUDP(r *udp.ForwarderRequest) {
-	var wq waiter.Queue
-	ep, terr := r.CreateEndpoint(&wq)
-	if terr != nil {
-		return
-	}
-	c := gonet.NewUDPConn(&wq, ep)
-	go func() {
-		defer c.Close()
-		buf := make([]byte, 65535)
-		for {
-			_ = c.SetReadDeadline(time.Now().Add(udpIdle))
-			k, err := c.Read(buf)
-			if err != nil {
-				return
-			}
-			q := append([]byte(nil), buf[:k]...)
-			go func() {
-				ctx, cancel := context.WithTimeout(n.ctx, dnsTimeout)
-				defer cancel()
-				a, err := n.dns.answer(ctx, q)
-				if err != nil {
-					if errors.Is(err, context.Canceled) {
-						return
-					}
-					n.logf("sandbox: DNS: %v", err)
-					// SERVFAIL at once: the resolver tries its next
-					// name or says so, rather than waiting out its
-					// timeout.
-					if a = serverFailure(q); a == nil {
-						return
-					}
-				}
-				_, _ = c.Write(a)
-			}()
-		}
-	}()
-}
-
-// udpIdle is how long a client socket may be quiet before its endpoint
-// goes; a resolver's next query opens another.
-const udpIdle = 30 * time.Second
+// acceptUDP serves one client socket's DNS queries (dnsClients).
+func (n *netStack) acceptUDP(r *udp.ForwarderRequest) { n.udp.serve(n, r) }
