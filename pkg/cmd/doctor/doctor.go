@@ -224,9 +224,10 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 		if path != "" {
 			target = strings.TrimSuffix(target, "/") + path
 		}
-		// A sidecar sends GET only: the path is the route's, the method may not be.
-		rep.Sent, rep.From, rep.Method = target, obs.Pods()[0], http.MethodGet
-		rep.Status, rep.SendErr = obs.Send(target, host)
+		// The sidecar sends the route's method too (one older than that
+		// sends GET, which the hits then show).
+		rep.Sent, rep.From = target, obs.Pods()[0]
+		rep.Status, rep.SendErr = obs.Send(rep.Method, target, host)
 	}
 	wait := o.Wait
 	if rep.SendErr != nil {

@@ -206,7 +206,8 @@ func untaken(r doctorReport) []string {
 		case !r.RoutePath:
 			what += " Give --via a path that reaches the Service on a path the route takes."
 		case r.From != "" && !r.Route.MethodAllowed(h.Method):
-			what += fmt.Sprintf(" A sidecar sends GET only: give --via a URL this machine reaches to have the doctor send %s.", route.SampleMethod(*r.Route))
+			what += fmt.Sprintf(" The sidecar in pod %s sent %s, not %s: its image is older than this CLI; close and intercept again to run the current sidecar, or give --via a URL this machine reaches to have the doctor send %s.",
+				cmdutil.Printable(r.From), cmdutil.Printable(h.Method), r.Method, route.SampleMethod(*r.Route))
 		}
 		return []string{what}
 	}

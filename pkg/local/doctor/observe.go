@@ -121,11 +121,11 @@ func (o *Observer) Pods() []string {
 	return out
 }
 
-// Send has a watching sidecar GET url (Host host) with the marker from
-// inside the cluster, and returns the answer's status.
-func (o *Observer) Send(url, host string) (int, error) {
+// Send has a watching sidecar request url with method (Host host) and the
+// marker from inside the cluster, and returns the answer's status.
+func (o *Observer) Send(method, url, host string) (int, error) {
 	w := o.watching[0]
-	status, err := w.c.Send(url, host, o.Marker)
+	status, err := w.c.Send(method, url, host, o.Marker)
 	if err != nil {
 		return status, fmt.Errorf("from the sidecar in pod %s: %w", w.pod, err)
 	}

@@ -127,7 +127,7 @@ func TestSendMarked(t *testing.T) {
 	}))
 	defer srv.Close()
 	m := tunnel.Marker{Nonce: "0123456789abcdef", Header: "X-C6O-INTERCEPT", Cookie: "x-intercept", Baggage: "x-intercept"}
-	status, err := tunnel.SendMarked(context.Background(), srv.URL+"/checkout", "web.shop.svc", m)
+	status, err := tunnel.SendMarked(context.Background(), "GET", srv.URL+"/checkout", "web.shop.svc", m)
 	if err != nil || status != http.StatusFound {
 		t.Fatalf("status %d, %v; want the redirect itself", status, err)
 	}

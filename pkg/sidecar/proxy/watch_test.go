@@ -204,7 +204,7 @@ func TestWatchThroughSidecar(t *testing.T) {
 	if pod, err := c.Watch(m); err != nil || pod != "web-copy-1" {
 		t.Fatalf("watch: %q, %v", pod, err)
 	}
-	status, err := tunnel.SendMarked(context.Background(), "http://"+a[0]+"/checkout", "", m)
+	status, err := tunnel.SendMarked(context.Background(), "GET", "http://"+a[0]+"/checkout", "", m)
 	if err != nil || status != http.StatusOK {
 		t.Fatalf("marked request: %d, %v", status, err)
 	}

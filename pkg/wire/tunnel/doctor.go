@@ -174,26 +174,50 @@ func (c *Client) Seen(nonce string) ([]Hit, error) {
 	return resp.Hits, err
 }
 
-// Send asks the sidecar to GET url with Host host (when set) and the marker
-// m from inside the cluster, and returns the answer's status.
-func (c *Client) Send(url, host string, m Marker) (int, error) {
-	resp, err := c.call(Request{Op: "send", URL: url, Host: host, Marker: &m})
+// Send asks the sidecar to request url with method (GET when empty), Host
+// host (when set) and the marker m from inside the cluster, and returns
+// the answer's status. A sidecar older than methods sends GET.
+func (c *Client) Send(method, url, host string, m Marker) (int, error) {
+	if method == http.MethodGet {
+		method = "" // what every sidecar reads as GET
+	}
+	resp, err := c.call(Request{Op: "send", Method: method, URL: url, Host: host, Marker: &m})
 	return resp.Status, err
+}
+
+// sendMethod is the method a sidecar sends for the doctor: GET, or one a
+// live route of this sidecar is narrowed to (--method), so that a route
+// that takes only POST can be tested through a Service too. Any other is
+// refused: a send requests what a route here could take, nothing else.
+func sendMethod(method string, routes RouteTable) (string, error) {
+	if method == "" || method == http.MethodGet {
+		return http.MethodGet, nil
+	}
+	if m, err := route.ParseMethods(method); err != nil || m != method {
+		return "", coded(CodeBadRequest, "send with method %q: not one method in upper case", method)
+	}
+	if routes != nil {
+		for _, r := range routes.List() {
+			if r.Methods != "" && r.MethodAllowed(method) {
+				return method, nil
+			}
+		}
+	}
+	return "", coded(CodeBadRequest, "send with method %s: no route on this sidecar is narrowed to it; the doctor sends GET, or a method a route here takes", method)
 }
 
 // SendTimeout bounds one send: a doctor's request should be answered by
 // then.
 const SendTimeout = 15 * time.Second
 
-// SendMarked GETs url with the marker m, Host host when set, on a new
-// connection, and returns the answer's status. It follows no redirect: the
-// doctor tests the entry it was given, and says so when that redirects.
-// The sidecar runs it for a send; the CLI for an entry URL it reaches
-// itself.
-func SendMarked(ctx context.Context, url, host string, m Marker) (int, error) {
+// SendMarked sends a bodiless request of method to url with the marker m,
+// Host host when set, on a new connection, and returns the answer's
+// status. It follows no redirect: the doctor tests the entry it was
+// given, and says so when that redirects. The sidecar runs it for a send.
+func SendMarked(ctx context.Context, method, url, host string, m Marker) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, SendTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
 		return 0, fmt.Errorf("requesting %s: %w", url, err)
 	}

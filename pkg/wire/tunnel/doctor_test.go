@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
+
 	"github.com/hashicorp/yamux"
 )
 
@@ -73,12 +75,13 @@ func connect(t *testing.T, srv *Server) *Client {
 func TestDoctorOps(t *testing.T) {
 	w := &fakeWatcher{pod: "p1"}
 	var sent struct {
-		url, host string
-		m         Marker
+		method, url, host string
+		m                 Marker
 	}
-	srv := &Server{Pod: "p1", Routes: &fakeTable{routes: map[string]DialFunc{}}, Watches: w,
-		Send: func(_ context.Context, url, host string, m Marker) (int, error) {
-			sent.url, sent.host, sent.m = url, host, m
+	table := &fakeTable{routes: map[string]DialFunc{}}
+	srv := &Server{Pod: "p1", Routes: table, Watches: w,
+		Send: func(_ context.Context, method, url, host string, m Marker) (int, error) {
+			sent.method, sent.url, sent.host, sent.m = method, url, host, m
 			return http.StatusTeapot, nil
 		}}
 	c := connect(t, srv)
@@ -94,12 +97,27 @@ func TestDoctorOps(t *testing.T) {
 	if _, err := c.Seen("00000000deadbeef"); err == nil || !strings.Contains(err.Error(), "no watch for marker doctor-00000000deadbeef") {
 		t.Fatalf("seen of an unknown nonce: %v", err)
 	}
-	status, err := c.Send("http://10.0.0.1:8080/checkout", "web.shop.svc", m)
-	if err != nil || status != http.StatusTeapot || sent.url != "http://10.0.0.1:8080/checkout" || sent.host != "web.shop.svc" || sent.m != m {
+	status, err := c.Send("GET", "http://10.0.0.1:8080/checkout", "web.shop.svc", m)
+	if err != nil || status != http.StatusTeapot || sent.method != "GET" || sent.url != "http://10.0.0.1:8080/checkout" || sent.host != "web.shop.svc" || sent.m != m {
 		t.Fatalf("send: %d, %v; the sidecar got %+v", status, err, sent)
 	}
-	if _, err := c.Send("https://example.com/", "", m); err == nil {
+	if _, err := c.Send("GET", "https://example.com/", "", m); err == nil {
 		t.Fatal("a send to an https URL was made")
+	}
+	// Another method only when a route here is narrowed to it.
+	if _, err := c.Send("POST", "http://10.0.0.1:8080/checkout", "", m); err == nil || !strings.Contains(err.Error(), "no route on this sidecar is narrowed to it") {
+		t.Fatalf("a POST with no route narrowed to POST: %v", err)
+	}
+	if _, err := table.Add(route.Route{Header: "X-Dev", Value: "alice", Methods: "POST,PUT"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if status, err := c.Send("POST", "http://10.0.0.1:8080/checkout", "", m); err != nil || status != http.StatusTeapot || sent.method != "POST" {
+		t.Fatalf("a POST for a route narrowed to POST: %d, %v; the sidecar sent %s", status, err, sent.method)
+	}
+	for _, bad := range []string{"DELETE", "post", "POST,PUT", "GET /"} {
+		if _, err := c.Send(bad, "http://10.0.0.1:8080/checkout", "", m); err == nil {
+			t.Fatalf("a send with method %q was made", bad)
+		}
 	}
 	if _, err := c.Watch(Marker{Nonce: "zz"}); err == nil {
 		t.Fatal("a watch with a bad marker was accepted")

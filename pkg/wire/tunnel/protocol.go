@@ -50,6 +50,9 @@ type Request struct {
 	// Host is the Host header of a send (the Service's DNS name; URL
 	// holds its ClusterIP, which needs no cluster DNS).
 	Host string `json:"host,omitempty"`
+	// Method is a send's method: GET when empty (a sidecar older than it
+	// sends GET whatever it says).
+	Method string `json:"method,omitempty"`
 	// Marker is what a watch looks for and what a send carries.
 	Marker *Marker `json:"marker,omitempty"`
 	// Key is the asking CLI's owner tag (OwnerTag of its owner key), for

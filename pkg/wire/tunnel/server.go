@@ -49,7 +49,7 @@ type Server struct {
 	Watches Watcher
 	// Send requests url with a doctor's marker from inside the cluster
 	// and returns the answer's status; nil: this sidecar cannot send.
-	Send func(ctx context.Context, url, host string, m Marker) (int, error)
+	Send func(ctx context.Context, method, url, host string, m Marker) (int, error)
 	// Dial connects to HOST:PORT from the pod for a developer who holds a
 	// live route here (see dial.go); nil: this sidecar cannot dial.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
@@ -484,7 +484,11 @@ func (s *Server) send(ctx context.Context, req Request) (int, error) {
 	if s.Send == nil {
 		return 0, coded(CodeUnsupported, "this sidecar cannot send")
 	}
-	return s.Send(ctx, req.URL, req.Host, *req.Marker)
+	method, err := sendMethod(req.Method, s.Routes)
+	if err != nil {
+		return 0, err
+	}
+	return s.Send(ctx, method, req.URL, req.Host, *req.Marker)
 }
 
 // sendable says whether the doctor's send may request raw from inside the
