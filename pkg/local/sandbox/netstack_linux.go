@@ -43,7 +43,11 @@ type netStack struct {
 const maxPendingDials = 1024
 
 func newNetStack(fd int, cfg Config, local []Local) (*netStack, error) {
-	ep, err := fdbased.New(&fdbased.Options{FDs: []int{fd}, MTU: mtu, RXChecksumOffload: true})
+	// One processor goroutine for the device's one queue: each packet
+	// read is handed to it, and a second one (the default on two cores)
+	// was more wake-ups for no more throughput (docs/architecture.md,
+	// "The sandbox").
+	ep, err := fdbased.New(&fdbased.Options{FDs: []int{fd}, MTU: mtu, RXChecksumOffload: true, ProcessorsPerChannel: 1})
 	if err != nil {
 		return nil, err
 	}
