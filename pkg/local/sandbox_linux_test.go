@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
@@ -165,6 +167,31 @@ func TestSandboxedCommandGetsCtrlC(t *testing.T) {
 	}
 	if code := ExitCode(lc.Result()); code != 130 {
 		t.Errorf("exit code %d, want 130 (SIGINT)", code)
+	}
+}
+
+// Before the command listens inside, a request that arrives here is
+// answered 502 with the reason, as the front answers when nothing
+// listens on this machine.
+func TestSandboxNothingListens(t *testing.T) {
+	port := freePort(t)
+	_, out := startInSandbox(t, port, "sleep")
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "sleeping") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the command did not start: %q", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), fmt.Sprintf("nothing answers on 127.0.0.1:%d inside the sandbox", port)) {
+		t.Errorf("a request before the command listens: %d %q", resp.StatusCode, body)
 	}
 }
 
