@@ -154,6 +154,7 @@ fuzz:
 	$(GO) test ./pkg/sidecar/proxy -run '^$$' -fuzz '^FuzzParseRequestHead$$' -fuzztime 15s
 	$(GO) test ./pkg/sidecar/proxy -run '^$$' -fuzz '^FuzzCopyChunked$$' -fuzztime 15s
 	$(GO) test ./pkg/sidecar/proxy -run '^$$' -fuzz '^FuzzParseResponseHead$$' -fuzztime 10s
+	$(GO) test ./pkg/local/sandbox -run '^$$' -fuzz '^FuzzDNSAnswer$$' -fuzztime 10s
 
 test: vet unit fuzz cross no-test-hooks e2e
 
