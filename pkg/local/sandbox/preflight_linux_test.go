@@ -74,3 +74,35 @@ func TestCheckPassesHere(t *testing.T) {
 		t.Errorf("Check: %v", err)
 	}
 }
+
+// Each kind of namespace the sandbox makes has a limit of its own: the one
+// set to 0 is named, with its remedy, before anything changes.
+func TestCheckSysctlsNamesEachNamespaceLimit(t *testing.T) {
+	for _, kind := range []string{"user", "net", "mnt", "pid", "uts", "ipc"} {
+		name := "user.max_" + kind + "_namespaces"
+		get := func(n string) (string, bool) {
+			if n == name {
+				return "0", true
+			}
+			if strings.HasPrefix(n, "user.max_") {
+				return "63000", true
+			}
+			return "", false
+		}
+		err := checkSysctls(get)
+		if err == nil || !strings.Contains(err.Error(), name+" = 0") || !strings.Contains(err.Error(), "sudo sysctl -w "+name+"=") {
+			t.Errorf("%s = 0: %v", name, err)
+		}
+	}
+}
+
+// A kernel without the new mount API is told what it needs.
+func TestProbeFailureOldKernel(t *testing.T) {
+	none := func(string) (string, bool) { return "", false }
+	err := probeFailure(none, errors.New("exit status 1"), "this kernel has no mount_setattr, which the sandbox needs: Linux 5.12 or later has it")
+	for _, w := range []string{"mount_setattr", "Linux 5.12", "upgrade the kernel", "without --sandbox"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%q lacks %q", err, w)
+		}
+	}
+}
