@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -53,6 +54,9 @@ func (o *Options) PrepareSandbox(ports []int, dryRun bool) error {
 	if err := sandbox.Check(nil); err != nil {
 		return err
 	}
+	if err := resolveLocals(o.Locals); err != nil {
+		return err
+	}
 	if dryRun {
 		return nil
 	}
@@ -67,6 +71,23 @@ func (o *Options) PrepareSandbox(ports []int, dryRun bool) error {
 		prep.listeners[port] = ln
 	}
 	o.prep = prep
+	return nil
+}
+
+// resolveLocals checks that each --local name resolves on this machine
+// (the sandbox resolves them again as it starts).
+func resolveLocals(locals []sandbox.Local) error {
+	for _, l := range locals {
+		if l.Host == "" || l.Host == "localhost" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := net.DefaultResolver.LookupNetIP(ctx, "ip", l.Host)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("--local %s: resolving %s on this machine: %w; give a name this machine resolves, or an IP or CIDR. Nothing was changed in the cluster", l, l.Host, err)
+		}
+	}
 	return nil
 }
 

@@ -216,4 +216,12 @@ func TestPrepareSandboxPortTaken(t *testing.T) {
 	if err := (&Options{}).PrepareSandbox([]int{port}, false); err != nil {
 		t.Errorf("without --sandbox: %v", err)
 	}
+	unknown, err := sandbox.ParseLocal("no-such-host.invalid:5432")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = (&Options{Sandbox: true, Locals: []sandbox.Local{unknown}}).PrepareSandbox(nil, true)
+	if err == nil || !strings.Contains(err.Error(), "--local no-such-host.invalid:5432: resolving no-such-host.invalid on this machine") {
+		t.Errorf("a --local name this machine cannot resolve: %v", err)
+	}
 }

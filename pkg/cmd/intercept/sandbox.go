@@ -59,6 +59,9 @@ func (o *Options) validateSandbox() error {
 		return err
 	}
 	for _, l := range locals {
+		if isLoopback(l) && l.Port == 0 {
+			return fmt.Errorf("--local %s: this machine's loopback needs a port (--local localhost:5432): the sandbox has a loopback of its own, where that port of this machine is shown", l)
+		}
 		for _, pm := range ports {
 			if l.Port != 0 && int(l.Port) == pm.Local && isLoopback(l) {
 				return fmt.Errorf("--local %s: port %d is the -l port, where your command listens inside the sandbox; this machine's port %d cannot be shown there too: pick another -l port", l, pm.Local, pm.Local)

@@ -35,6 +35,7 @@ func TestValidateSandbox(t *testing.T) {
 			o.PortMaps = []string{"3000:http", "3001:grpc"}
 			o.Sandbox, o.Command, o.Locals = true, []string{"true"}, []string{"localhost:3001"}
 		}, "port 3001 is the -l port"},
+		{"--local localhost without a port", func(o *Options) { o.Sandbox, o.Command, o.Locals = true, []string{"true"}, []string{"localhost"} }, "this machine's loopback needs a port"},
 		{"another machine on the -l port's number", func(o *Options) { o.Sandbox, o.Command, o.Locals = true, []string{"true"}, []string{"db.lan:3000"} }, ""},
 		{"a dry run of the sandbox", func(o *Options) { o.DryRun, o.Sandbox, o.Command = true, true, []string{"true"} }, ""},
 		{"a dry run of a command without the sandbox", func(o *Options) { o.DryRun, o.Command = true, []string{"true"} }, "leave out -- CMD"},
