@@ -46,6 +46,8 @@ type initConfig struct {
 	Mounts     []Mount  `json:"mounts"`
 	Hosts      []string `json:"hosts"`    // /etc/hosts lines for the --local names
 	Loopback   []int    `json:"loopback"` // ports of this machine's loopback to show on the sandbox's
+	// LoopbackAddrs are the addresses of those ports (127.0.0.1 when empty).
+	LoopbackAddrs []string `json:"loopbackAddrs"`
 	Address    string   `json:"address"`  // the sandbox's IPv4 address
 	Address6   string   `json:"address6"` // and IPv6
 	MTU        int      `json:"mtu"`

@@ -197,9 +197,8 @@ func splitLocals(ctx context.Context, locals []Local) (loopback, other []Local, 
 		if err != nil {
 			return nil, nil, fmt.Errorf("--local %s: resolving %s on this machine: %w", l, l.Host, err)
 		}
-		for _, a := range addrs {
-			a = a.Unmap()
-			other = append(other, Local{Prefix: netip.PrefixFrom(a, a.BitLen()), Host: l.Host, Port: l.Port})
+		if loopback, other, err = sortResolved(l, addrs, loopback, other); err != nil {
+			return nil, nil, err
 		}
 	}
 	return loopback, other, nil

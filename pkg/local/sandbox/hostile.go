@@ -285,6 +285,45 @@ func checkConfig(cfg Config) (Config, error) {
 	return cfg, nil
 }
 
+// sortResolved adds what this machine's resolver gave the --local name l:
+// a loopback address (this machine's name for itself, 127.0.1.1 on
+// Debian and Ubuntu) is this machine's loopback, shown at that address on
+// the sandbox's own (so it needs a port) and given to the name inside; the
+// IPv6 loopback is left to the IPv4 one; any other address is dialed from
+// this machine.
+func sortResolved(l Local, addrs []netip.Addr, loopback, other []Local) ([]Local, []Local, error) {
+	for _, a := range addrs {
+		a = a.Unmap()
+		one := Local{Prefix: netip.PrefixFrom(a, a.BitLen()), Host: l.Host, Port: l.Port}
+		if a.IsLoopback() {
+			if !a.Is4() {
+				continue
+			}
+			if l.Port == 0 {
+				return nil, nil, fmt.Errorf("--local %s: %s is %s on this machine, its loopback, which needs a port (--local %s:5432): the sandbox has a loopback of its own, where the port is shown", l, l.Host, a, l.Host)
+			}
+			dup := false
+			for _, lb := range loopback {
+				dup = dup || lb.Prefix == one.Prefix && lb.Port == one.Port
+			}
+			if !dup {
+				loopback = append(loopback, one)
+			}
+		}
+		other = append(other, one)
+	}
+	return loopback, other, nil
+}
+
+// loopbackAddr is where a loopback --local is listened on inside and
+// dialed on this machine.
+func loopbackAddr(l Local) string {
+	if l.Prefix.IsValid() && l.Prefix.Addr().Is4() && l.Prefix.Addr().IsLoopback() {
+		return l.Prefix.Addr().String()
+	}
+	return "127.0.0.1"
+}
+
 // hostsLines are the lines /etc/hosts inside gives each --local name: the
 // addresses this machine's resolver gave when the sandbox started, read
 // before DNS (hosts: files dns), so no search path sends the name to the

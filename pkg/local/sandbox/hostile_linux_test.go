@@ -616,3 +616,38 @@ func TestPodConnectionsEndWithTheSandbox(t *testing.T) {
 		t.Errorf("the pod's end of the connection is still open 10 s after the sandbox ended")
 	}
 }
+
+// --local NAME:PORT where this machine's resolver gives NAME a loopback
+// address (its own hostname: 127.0.1.1 on Debian and Ubuntu) reaches this
+// machine's service there, not the sandbox's own loopback.
+func TestLocalNameOnThisMachinesLoopback(t *testing.T) {
+	needSandbox(t)
+	ln, err := net.Listen("tcp", "127.0.1.1:0")
+	if err != nil {
+		t.Skipf("no 127.0.1.1 here: %v", err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "this machine's database answered\n")
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	withHostResolver(t, map[string][4]byte{"devbox.": {127, 0, 1, 1}})
+	local, err := ParseLocal(fmt.Sprintf("devbox:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runIn(t, (&namedPod{}).dial, Config{Local: []Local{local}, Argv: sh(fmt.Sprintf(`$T %s dial devbox:%d`, clientCommand, port))})
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "this machine's database answered") {
+		t.Errorf("--local %s (127.0.1.1 on this machine): %s", local, out)
+	}
+}

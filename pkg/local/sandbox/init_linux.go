@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -66,10 +67,14 @@ func runInit(c *ctl) int {
 		return 1
 	}
 	unix.Close(tun)
-	for _, port := range cfg.Loopback {
-		fd, err := loopbackListener(port)
+	for i, port := range cfg.Loopback {
+		addr := "127.0.0.1"
+		if i < len(cfg.LoopbackAddrs) && cfg.LoopbackAddrs[i] != "" {
+			addr = cfg.LoopbackAddrs[i]
+		}
+		fd, err := loopbackListener(addr, port)
 		if err != nil {
-			return fail(fmt.Errorf("--local localhost:%d: %w (does the port's number clash with the -l port?)", port, err))
+			return fail(fmt.Errorf("--local %s:%d: %w (does the port's number clash with the -l port?)", addr, port, err))
 		}
 		err = c.send(message{Op: opListen, Port: port}, fd)
 		unix.Close(fd)
@@ -193,8 +198,8 @@ func dialLoopback(port int) (int, error) {
 	return unix.Dup(int(f.Fd()))
 }
 
-func loopbackListener(port int) (int, error) {
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+func loopbackListener(addr string, port int) (int, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
 	if err != nil {
 		return -1, err
 	}

@@ -149,6 +149,7 @@ func (sb *Sandbox) setUp(ctx context.Context, cfg Config, loopback []Local, loca
 	ic.Hosts = hostsLines(locals)
 	for _, l := range loopback {
 		ic.Loopback = append(ic.Loopback, int(l.Port))
+		ic.LoopbackAddrs = append(ic.LoopbackAddrs, loopbackAddr(l))
 	}
 	if err := sb.ctl.send(message{Op: opConfig, Config: ic}, -1); err != nil {
 		return sb.failed(fmt.Errorf("configuring the sandbox: %w", err))
@@ -195,7 +196,7 @@ func (sb *Sandbox) setUp(ctx context.Context, cfg Config, loopback []Local, loca
 				return errors.New("setting up the sandbox: no network device came back")
 			}
 			for i, ln := range listeners {
-				go serveLoopback(ln, int(loopback[i].Port), cfg.Log)
+				go serveLoopback(ln, loopbackAddr(loopback[i]), int(loopback[i].Port), cfg.Log)
 			}
 			go func() { <-sb.done; closeAll() }()
 			if err := sb.ctl.send(message{Op: opGo}, -1); err != nil {
@@ -240,18 +241,19 @@ func (sb *Sandbox) failed(err error) error {
 	return fmt.Errorf("setting up the sandbox: %w", err)
 }
 
-// serveLoopback makes this machine's 127.0.0.1:port answer the sandbox's.
-func serveLoopback(ln net.Listener, port int, logf func(string, ...any)) {
+// serveLoopback makes this machine's addr:port (on its loopback) answer
+// the sandbox's.
+func serveLoopback(ln net.Listener, addr string, port int, logf func(string, ...any)) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
 		go func() {
-			t, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", fmt.Sprint(port)))
+			t, err := net.Dial("tcp", net.JoinHostPort(addr, fmt.Sprint(port)))
 			if err != nil {
 				if logf != nil {
-					logf("sandbox: --local localhost:%d: %v", port, err)
+					logf("sandbox: --local %s:%d: %v", addr, port, err)
 				}
 				c.Close()
 				return
