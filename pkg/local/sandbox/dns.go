@@ -177,7 +177,10 @@ func (d *dnsForwarder) localAnswer(h dnsmessage.Header, q dnsmessage.Question) (
 // splitLocals sorts --local destinations: this machine's loopback ports
 // (shown on the sandbox's loopback) and the rest (dialed from here), with
 // names resolved now, by this machine's resolver.
-func splitLocals(ctx context.Context, locals []Local) (loopback, other []Local, err error) {
+func splitLocals(ctx context.Context, resolver *net.Resolver, locals []Local) (loopback, other []Local, err error) {
+	if resolver == nil {
+		resolver = net.DefaultResolver
+	}
 	for _, l := range locals {
 		isLoopback := l.Host == "localhost" || l.Host == "" && l.Prefix.IsSingleIP() && l.Prefix.Addr().IsLoopback()
 		if isLoopback {
@@ -192,7 +195,7 @@ func splitLocals(ctx context.Context, locals []Local) (loopback, other []Local, 
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, dnsTimeout)
-		addrs, err := net.DefaultResolver.LookupNetIP(rctx, "ip", l.Host)
+		addrs, err := resolver.LookupNetIP(rctx, "ip", l.Host)
 		cancel()
 		if err != nil {
 			return nil, nil, fmt.Errorf("--local %s: resolving %s on this machine: %w", l, l.Host, err)

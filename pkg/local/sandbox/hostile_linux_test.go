@@ -204,17 +204,14 @@ func runIn(t *testing.T, dial func(context.Context, string) (net.Conn, error), c
 	return out.String(), sb.ExitCode(), nil
 }
 
-// withHostResolver makes this machine's resolver (which resolves --local
-// names) answer names as a LAN's DNS would.
-func withHostResolver(t *testing.T, names map[string][4]byte) {
-	t.Helper()
-	old := net.DefaultResolver
-	net.DefaultResolver = &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+// hostResolver is this machine's resolver (which resolves --local names)
+// answering names as a LAN's DNS would.
+func hostResolver(names map[string][4]byte) *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
 		a, b := net.Pipe()
 		go serveNames(b, names)
 		return a, nil
 	}}
-	t.Cleanup(func() { net.DefaultResolver = old })
 }
 
 // A pod's volume at a program's path of this machine does not replace it:
@@ -352,13 +349,12 @@ func TestLocalNameStaysOnThisMachine(t *testing.T) {
 		}
 	}()
 	port := ln.Addr().(*net.TCPAddr).Port
-	withHostResolver(t, map[string][4]byte{"db.lan.": hostIP.As4()})
 	local, err := ParseLocal(fmt.Sprintf("db.lan:%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &namedPod{names: map[string][4]byte{"db.lan.shop.svc.cluster.local.": {10, 96, 0, 66}}}
-	out, _, err := runIn(t, p.dial, Config{Local: []Local{local}, Argv: sh(fmt.Sprintf(`
+	out, _, err := runIn(t, p.dial, Config{Local: []Local{local}, Resolver: hostResolver(map[string][4]byte{"db.lan.": hostIP.As4()}), Argv: sh(fmt.Sprintf(`
 echo "go: $($T %[1]s resolve db.lan)"
 echo "getent: $(getent hosts db.lan)"
 echo "search: $($T %[1]s dns-udp %[2]s:53 db.lan.shop.svc.cluster.local.)"
@@ -638,12 +634,11 @@ func TestLocalNameOnThisMachinesLoopback(t *testing.T) {
 		}
 	}()
 	port := ln.Addr().(*net.TCPAddr).Port
-	withHostResolver(t, map[string][4]byte{"devbox.": {127, 0, 1, 1}})
 	local, err := ParseLocal(fmt.Sprintf("devbox:%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, _, err := runIn(t, (&namedPod{}).dial, Config{Local: []Local{local}, Argv: sh(fmt.Sprintf(`$T %s dial devbox:%d`, clientCommand, port))})
+	out, _, err := runIn(t, (&namedPod{}).dial, Config{Local: []Local{local}, Resolver: hostResolver(map[string][4]byte{"devbox.": {127, 0, 1, 1}}), Argv: sh(fmt.Sprintf(`$T %s dial devbox:%d`, clientCommand, port))})
 	if err != nil {
 		t.Fatalf("start: %v\n%s", err, out)
 	}

@@ -84,7 +84,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	loopback, locals, err := splitLocals(ctx, cfg.Local)
+	loopback, locals, err := splitLocals(ctx, cfg.Resolver, cfg.Local)
 	if err != nil {
 		return nil, err
 	}

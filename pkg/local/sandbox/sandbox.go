@@ -40,6 +40,9 @@ type Config struct {
 	DNS DNS
 	// Local are the destinations dialed from this machine instead.
 	Local []Local
+	// Resolver resolves Local's names on this machine when the sandbox
+	// starts (net.DefaultResolver when nil).
+	Resolver *net.Resolver
 	// Mounts are bind-mounted read-only inside, Source (a directory or a
 	// file of this machine) at Target, as PlanMounts plans them.
 	Mounts []Mount
