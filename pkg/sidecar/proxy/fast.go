@@ -163,7 +163,7 @@ func (f *fastPath) serve(c net.Conn) {
 			return // the caller left, was too slow, or sent nothing at all
 		}
 		served++
-		if taps = tapsOf(to, taps); len(taps) > 0 {
+		if taps = withRoom(tapsOf(to, taps)); len(taps) > 0 {
 			fc.tap = newFastTap(taps, req, &f.table.tapBounds)
 		}
 		keep, err := f.forward(fc, req, to)

@@ -1,11 +1,9 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -233,12 +231,14 @@ func (tr *tapRoute) offerItem(it *tapItem) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	if tr.closed {
+		it.unref()
 		return
 	}
 	tr.bytes.Add(n)
 	if tr.bounds.queued.Add(n) > tr.bounds.queueLimit() || tr.bytes.Load() > tapQueueBytes {
 		tr.release(n)
 		tr.dropped.Add(1)
+		it.unref()
 		return
 	}
 	select {
@@ -246,6 +246,7 @@ func (tr *tapRoute) offerItem(it *tapItem) {
 	default:
 		tr.release(n)
 		tr.dropped.Add(1)
+		it.unref()
 	}
 }
 
@@ -272,6 +273,7 @@ func (tr *tapRoute) close() {
 		select {
 		case it := <-tr.ch:
 			tr.release(it.size)
+			it.unref()
 		default:
 			return
 		}
@@ -279,31 +281,56 @@ func (tr *tapRoute) close() {
 }
 
 // run sends the queue's copies to the developer, on one stream while it
-// lasts. Copies go out through a buffer, flushed whenever the queue is
-// empty, so a burst costs the tunnel a write per buffer rather than per
-// copy; a copy the fast path teed is parsed here, off the caller's path.
+// lasts. A copy the fast path teed is parsed here, off the caller's path.
+// Copies are encoded one after the other into one buffer, written when it
+// holds tapBatchBytes or tapFlushDelay after its first copy: under load
+// the stream costs a write per batch rather than per copy, and a copy
+// reaches the developer that much later at most.
 func (tr *tapRoute) run() {
 	var conn net.Conn
-	var bw *bufio.Writer
-	var w *tap.Writer
-	var pending uint64 // copies in bw not yet flushed, and the drops they carry
+	var batch []byte
+	var pending uint64 // copies in batch, and the drops they carry
+	flush := time.NewTimer(time.Hour)
+	flush.Stop()
+	var flushDue <-chan time.Time
 	defer func() {
+		flush.Stop()
 		if conn != nil {
 			conn.Close()
 		}
 	}()
+	send := func() {
+		flushDue = nil
+		if len(batch) == 0 {
+			return
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(tapWriteWait))
+		if _, err := conn.Write(batch); err != nil {
+			tr.dropped.Add(pending)
+			conn.Close()
+			conn = nil
+		}
+		batch, pending = batch[:0], 0
+		if cap(batch) > tapBatchKeep {
+			batch = nil // a large copy's buffer is not kept
+		}
+	}
 	route := tap.Route{Owner: cutTo(tr.lr.Owner, tap.MaxOwner), Marker: cutTo(tr.lr.String(), tap.MaxMarker)}
 	for {
 		var it *tapItem
 		select {
 		case <-tr.done:
 			return
+		case <-flushDue:
+			send()
+			continue
 		case it = <-tr.ch:
 		}
 		tr.release(it.size)
 		ex, err := it.exchange()
 		if err != nil {
 			tr.dropped.Add(1)
+			it.unref()
 			continue
 		}
 		c := *ex
@@ -314,34 +341,35 @@ func (tr *tapRoute) run() {
 			cancel()
 			if err != nil {
 				tr.dropped.Add(1 + c.Dropped)
+				it.unref()
 				continue
 			}
-			conn, bw = dc, bufio.NewWriterSize(dc, 64<<10)
-			w, pending = tap.NewWriter(bw), 0
+			conn, batch = dc, append(batch[:0], tap.StreamMagic...)
 		}
-		_ = conn.SetWriteDeadline(time.Now().Add(tapWriteWait))
-		err = w.Write(&c)
-		if errors.Is(err, tap.ErrFormat) { // nothing was written of a copy that breaks the format
-			tr.dropped.Add(1 + c.Dropped)
+		batch, err = tap.AppendFrame(batch, &c)
+		it.unref() // its bodies are copied into the batch, or refused
+		if err != nil {
+			tr.dropped.Add(1 + c.Dropped) // nothing of a copy that breaks the format was kept
 			continue
 		}
-		// Until the buffer is flushed, a copy and the count it carries
-		// may still be lost with the stream.
 		pending += 1 + c.Dropped
-		if err == nil {
-			if len(tr.ch) > 0 {
-				continue
-			}
-			if err = bw.Flush(); err == nil {
-				pending = 0
-				continue
-			}
+		switch {
+		case len(batch) >= tapBatchBytes:
+			send()
+		case flushDue == nil:
+			flush.Reset(tapFlushDelay)
+			flushDue = flush.C
 		}
-		tr.dropped.Add(pending)
-		conn.Close()
-		conn = nil
 	}
 }
+
+// A queue's batches: written at this size, or this long after their first
+// copy; a buffer grown past tapBatchKeep by a large copy is let go.
+const (
+	tapBatchBytes = 64 << 10
+	tapFlushDelay = 2 * time.Millisecond
+	tapBatchKeep  = 256 << 10
+)
 
 // tappable says whether a request's exchange can be copied: not an
 // upgrade or CONNECT, whose bytes after the head are no HTTP exchange.

@@ -21,6 +21,62 @@ type tapCapture struct {
 	over   bool  // the budget had no room: no copy
 	done   bool  // released: keeps nothing more
 	hint   int   // the body's length where known: the buffer to take at once
+	// pooled: data is from the pool of buffers (getTapBuf), to go back
+	// once the copy was encoded (the fast path's; net/http's copies are
+	// let go to the collector)
+	pooled bool
+	handed bool // result handed data over
+}
+
+// recycle gives back a pooled buffer that was not handed over.
+func (c *tapCapture) recycle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pooled && !c.handed && c.data != nil {
+		putTapBuf(c.data)
+	}
+	c.data = nil
+}
+
+// The buffers of the fast path's copies are pooled by size, powers of two
+// from tapGrowFrom to tap.BodyCap: under load, every copied request would
+// otherwise allocate its bodies anew.
+var tapBufs [tapBufClasses]sync.Pool
+
+const tapBufClasses = 9 // 4 KiB ... 1 MiB
+
+func tapBufClass(size int) (int, bool) {
+	for i, n := 0, tapGrowFrom; i < tapBufClasses; i, n = i+1, n*2 {
+		if size == n {
+			return i, true
+		}
+		if size < n {
+			return i, false
+		}
+	}
+	return 0, false
+}
+
+// getTapBuf returns an empty buffer of at least size bytes.
+func getTapBuf(size int) []byte {
+	i, exact := tapBufClass(size)
+	if size < tapGrowFrom || size > tap.BodyCap {
+		return make([]byte, 0, size)
+	}
+	if !exact {
+		size = tapGrowFrom << i
+	}
+	if b, ok := tapBufs[i].Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, size)
+}
+
+// putTapBuf gives a buffer from getTapBuf back.
+func putTapBuf(b []byte) {
+	if i, exact := tapBufClass(cap(b)); exact {
+		tapBufs[i].Put(&b)
+	}
 }
 
 // tapGrowFrom is the first buffer a capture takes; it doubles from there.
@@ -39,7 +95,11 @@ func (c *tapCapture) note(p []byte, eof bool) {
 		return
 	}
 	if need := len(c.data) + keep; need > cap(c.data) {
-		size := min(tap.BodyCap, max(need, 2*cap(c.data), tapGrowFrom, c.hint))
+		first := tapGrowFrom
+		if c.hint > 0 {
+			first = c.hint
+		}
+		size := min(tap.BodyCap, max(need, 2*cap(c.data), first))
 		if c.bounds != nil && !c.bounds.take(int64(size-cap(c.data))) {
 			c.over, c.data = true, nil
 			c.bounds.inFlight.Add(-c.held)
@@ -47,9 +107,12 @@ func (c *tapCapture) note(p []byte, eof bool) {
 			return
 		}
 		c.held += int64(size - cap(c.data))
-		grown := make([]byte, len(c.data), size)
+		grown := getTapBuf(size)[:len(c.data)]
 		copy(grown, c.data)
-		c.data = grown
+		if c.pooled {
+			putTapBuf(c.data)
+		}
+		c.data, c.pooled = grown, true
 	}
 	c.data = append(c.data, p[:keep]...)
 }
@@ -106,7 +169,7 @@ func (c *tapCapture) result(declared int64) tap.Body {
 		size++ // more may have followed
 	}
 	data := c.data[:len(c.data):len(c.data)]
-	c.done = true
+	c.done, c.handed = true, true
 	return tap.CapBody(data, size)
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tap"
@@ -31,6 +32,18 @@ type tapItem struct {
 	raw  *rawExchange
 	once sync.Once
 	err  error
+	// refs counts the queues a raw copy was offered to that are not done
+	// with it; the last gives its pooled buffers back.
+	refs atomic.Int32
+}
+
+// unref says a queue is done with the copy (sent, dropped or drained).
+func (it *tapItem) unref() {
+	if it.raw != nil && it.refs.Add(-1) == 0 {
+		for _, b := range it.raw.bufs {
+			putTapBuf(b)
+		}
+	}
 }
 
 // exchange is the copy to send, without its route and drop count.
@@ -48,7 +61,8 @@ type rawExchange struct {
 	took              time.Duration
 	reqHead, respHead []byte // as sent, CRLFs included
 	reqBody, respBody tap.Body
-	trailers          []byte // the answer's trailer lines, each CRLF-ended
+	trailers          []byte   // the answer's trailer lines, each CRLF-ended
+	bufs              [][]byte // the bodies' pooled buffers
 }
 
 var errRawCopy = errors.New("the copy's head is not one the fast path relays")
@@ -103,6 +117,22 @@ type fastTap struct {
 	// answered: the answer went out whole; skip: it is not copied (an
 	// event stream, which has no end to compare).
 	answered, skip bool
+}
+
+// withRoom keeps, of the wiretaps a request matched, those whose queue
+// has room for a copy; a full one drops (and counts) this request's copy
+// at once, so a developer who does not keep up costs callers no tee.
+// taps is filtered in place.
+func withRoom(taps []*tapRoute) []*tapRoute {
+	kept := taps[:0]
+	for _, tr := range taps {
+		if len(tr.ch) >= cap(tr.ch) || tr.bytes.Load() >= tapQueueBytes || tr.bounds.queued.Load() >= tr.bounds.queueLimit() {
+			tr.dropped.Add(1)
+			continue
+		}
+		kept = append(kept, tr)
+	}
+	return kept
 }
 
 func newFastTap(taps []*tapRoute, req fastRequest, bounds *tapBounds) *fastTap {
@@ -179,6 +209,8 @@ func (ft *fastTap) responseChunks(w io.Writer) io.Writer {
 // finish offers the copy to the queues once the answer went out whole,
 // or counts it dropped when the in-flight budget had no room for it.
 func (ft *fastTap) finish() {
+	defer ft.req.recycle()
+	defer ft.resp.recycle()
 	defer ft.req.release()
 	defer ft.resp.release()
 	if !ft.answered || ft.skip || ft.respHd == nil {
@@ -196,7 +228,13 @@ func (ft *fastTap) finish() {
 		raw.reqBody = ft.req.result(ft.reqLen)
 	}
 	raw.respBody = ft.resp.result(ft.respLen)
+	for _, c := range []*tapCapture{&ft.req, &ft.resp} {
+		if c.handed && c.pooled && c.data != nil {
+			raw.bufs = append(raw.bufs, c.data)
+		}
+	}
 	it := &tapItem{raw: raw, size: int64(len(raw.reqHead)+len(raw.respHead)+len(raw.reqBody.Data)+len(raw.respBody.Data)+len(raw.trailers)) + 1024}
+	it.refs.Store(int32(len(ft.taps)))
 	for _, tr := range ft.taps {
 		tr.offerItem(it)
 	}

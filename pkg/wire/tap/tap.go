@@ -121,7 +121,23 @@ func formatErr(format string, args ...any) error {
 // Marshal encodes ex as one frame's payload. It refuses what a reader
 // would refuse: a field past its bound, a header that is not valid HTTP.
 func Marshal(ex *Exchange) ([]byte, error) {
-	var b []byte
+	return appendExchange(nil, ex)
+}
+
+// AppendFrame appends ex to dst as one frame, its length and its payload,
+// refusing what Marshal refuses (dst is then returned as it was). A
+// writer that batches frames, or reuses its buffer, copies each once.
+func AppendFrame(dst []byte, ex *Exchange) ([]byte, error) {
+	start := len(dst)
+	b, err := appendExchange(append(dst, 0, 0, 0, 0), ex)
+	if err != nil {
+		return dst[:start], err
+	}
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
+	return b, nil
+}
+
+func appendExchange(b []byte, ex *Exchange) ([]byte, error) {
 	b = binary.AppendVarint(b, ex.Time.UnixNano())
 	if ex.Duration < 0 {
 		return nil, formatErr("negative duration %v", ex.Duration)
@@ -426,16 +442,14 @@ func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 
 // Write sends ex as one frame (after the stream's magic, the first time).
 func (w *Writer) Write(ex *Exchange) error {
-	p, err := Marshal(ex)
-	if err != nil {
-		return err
-	}
 	var buf []byte
 	if !w.started {
 		buf = append(buf, StreamMagic...)
 	}
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(p)))
-	buf = append(buf, p...)
+	buf, err := AppendFrame(buf, ex)
+	if err != nil {
+		return err
+	}
 	if _, err := w.w.Write(buf); err != nil {
 		return err
 	}

@@ -184,3 +184,31 @@ func TestIsStream(t *testing.T) {
 		t.Error("the magic itself not recognized")
 	}
 }
+
+// Frames appended one after the other to one buffer read back as a
+// stream; one the format refuses leaves the buffer as it was.
+func TestAppendFrameBatches(t *testing.T) {
+	buf := []byte(StreamMagic)
+	for range 3 {
+		var err error
+		if buf, err = AppendFrame(buf, sample()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := len(buf)
+	bad := sample()
+	bad.Response.Status = 42
+	if got, err := AppendFrame(buf, bad); err == nil || len(got) != before {
+		t.Fatalf("a refused exchange: %v, the buffer went from %d to %d bytes", err, before, len(got))
+	}
+	r := NewReader(bytes.NewReader(buf))
+	for i := range 3 {
+		ex, err := r.Read()
+		if err != nil || ex.Request.Target != sample().Request.Target {
+			t.Fatalf("frame %d: %+v, %v", i, ex, err)
+		}
+	}
+	if _, err := r.Read(); err != io.EOF {
+		t.Fatalf("after the frames: %v, want EOF", err)
+	}
+}
