@@ -48,9 +48,9 @@ type initConfig struct {
 	Loopback   []int    `json:"loopback"` // ports of this machine's loopback to show on the sandbox's
 	// LoopbackAddrs are the addresses of those ports (127.0.0.1 when empty).
 	LoopbackAddrs []string `json:"loopbackAddrs"`
-	Address    string   `json:"address"`  // the sandbox's IPv4 address
-	Address6   string   `json:"address6"` // and IPv6
-	MTU        int      `json:"mtu"`
+	Address       string   `json:"address"`  // the sandbox's IPv4 address
+	Address6      string   `json:"address6"` // and IPv6
+	MTU           int      `json:"mtu"`
 }
 
 // ctl is one end of the socketpair.
