@@ -112,8 +112,8 @@ type sandboxPlan struct {
 	side      SandboxSide
 }
 
-// planSandbox makes the sandbox's configuration for the copy pod pod and
-// its container c, whose files the tree holds.
+// planSandbox makes the sandbox's configuration for the copy pod (pod)
+// and its container c, whose files the tree holds.
 func (o *Options) planSandbox(ctx context.Context, log Log, f *portforward.Follower, pod *corev1.Pod, c *corev1.Container, ls *Setup) error {
 	dns, note, err := sandboxDNS(ctx, o, f, pod)
 	if err != nil {

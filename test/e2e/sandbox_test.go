@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -88,7 +89,7 @@ func newSandboxKit(t *testing.T) *sandboxKit {
 // nobodyDir is a new directory nobody owns.
 func (k *sandboxKit) nobodyDir(t *testing.T) string {
 	t.Helper()
-	d, err := os.MkdirTemp(k.dir, "nobody-")
+	d, err := os.MkdirTemp(k.dir, "nobody-") //nolint:usetesting // in the kit's directory, which nobody may traverse
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +159,7 @@ func children(pid int) []int {
 			continue
 		}
 		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
-		fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
 		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
 			out = append(out, n)
 		}
@@ -183,7 +184,7 @@ func alive(pids []int) []int {
 		if err != nil {
 			continue
 		}
-		if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); len(f) > 0 && f[0] == "Z" {
+		if f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])); len(f) > 0 && f[0] == "Z" {
 			continue
 		}
 		out = append(out, p)
