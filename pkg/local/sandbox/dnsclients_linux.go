@@ -2,11 +2,15 @@ package sandbox
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
+	"net"
 	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
@@ -98,4 +102,71 @@ func (d *dnsClients) answer(n *netStack, c *gonet.UDPConn, q []byte) {
 		}
 	}
 	_, _ = c.Write(a)
+}
+
+// dnsTCPIdle is how long a DNS client's TCP connection may be quiet.
+const dnsTCPIdle = 10 * time.Second
+
+// serveTCP answers DNS over TCP on the nameserver's address (a resolver's
+// retry of a long answer, or use-vc) in the plugin, as UDP is answered:
+// --local names and the rebinding guard hold there too, rather than the
+// connection going to the cluster's DNS as it is.
+func (d *dnsClients) serveTCP(n *netStack, r *tcp.ForwarderRequest) {
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		r.Complete(true)
+		return
+	}
+	r.Complete(false)
+	c := gonet.NewTCPConn(&wq, ep)
+	stop := context.AfterFunc(n.ctx, func() { c.Close() })
+	defer stop()
+	defer c.Close()
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(dnsTCPIdle))
+		var size [2]byte
+		if _, err := io.ReadFull(c, size[:]); err != nil {
+			return
+		}
+		k := int(binary.BigEndian.Uint16(size[:]))
+		if k > maxDNSQuery {
+			return
+		}
+		q := make([]byte, k)
+		if _, err := io.ReadFull(c, q); err != nil {
+			return
+		}
+		if d.inFlight.Add(1) > maxDNSInFlight {
+			d.inFlight.Add(-1)
+			if !writeTCPMessage(c, serverFailure(q)) {
+				return
+			}
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, dnsTimeout)
+		a, err := n.dns.answerFull(ctx, q)
+		cancel()
+		d.inFlight.Add(-1)
+		if err != nil {
+			n.logf("sandbox: DNS over TCP: %v", err)
+			a = serverFailure(q)
+		}
+		if !writeTCPMessage(c, a) {
+			return
+		}
+	}
+}
+
+// writeTCPMessage writes a DNS message with its length; false when it
+// could not (or there is none).
+func writeTCPMessage(c net.Conn, a []byte) bool {
+	if a == nil || len(a) > 0xffff {
+		return false
+	}
+	b := make([]byte, 2+len(a))
+	binary.BigEndian.PutUint16(b, uint16(len(a)))
+	copy(b[2:], a)
+	_, err := c.Write(b)
+	return err == nil
 }

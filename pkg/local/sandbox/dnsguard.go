@@ -1,7 +1,9 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 
@@ -149,6 +151,29 @@ func addResource(b *dnsmessage.Builder, r dnsmessage.Resource) error {
 		return b.UnknownResource(r.Header, *body)
 	}
 	return errors.New("a record the sandbox cannot rebuild")
+}
+
+// answerFull is the reply to query q as TCP carries it: answered as
+// answer does (--local names, the rebinding guard), not cut for UDP.
+func (d *dnsForwarder) answerFull(ctx context.Context, q []byte) ([]byte, error) {
+	var p dnsmessage.Parser
+	h, err := p.Start(q)
+	if err != nil {
+		return nil, fmt.Errorf("a query that is not DNS: %w", err)
+	}
+	if qs, err := p.AllQuestions(); err == nil && len(qs) == 1 {
+		if a, ok := d.localAnswer(h, qs[0]); ok {
+			return a, nil
+		}
+		if a, ok := d.localSearchAnswer(h, qs[0]); ok {
+			return a, nil
+		}
+	}
+	a, err := d.pool.exchange(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return d.withoutRebinding(a), nil
 }
 
 // localSearchAnswer answers NXDOMAIN for a --local name with the pod's

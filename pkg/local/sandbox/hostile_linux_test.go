@@ -386,14 +386,21 @@ func TestClusterDNSCannotSteerIntoThisMachine(t *testing.T) {
 		"payments.shop.svc.cluster.local.": {127, 0, 0, 1},
 		"orders.shop.svc.cluster.local.":   {10, 96, 0, 8},
 	}}
-	out, _, err := runIn(t, p.dial, Config{Local: []Local{lan, loc}, Argv: sh(fmt.Sprintf(`
+	// Over UDP, and over TCP (where a resolver goes for a long answer).
+	for _, tcp := range []bool{false, true} {
+		dns := testDNS()
+		if tcp {
+			dns.Options = append(dns.Options, "use-vc")
+		}
+		out, _, err := runIn(t, p.dial, Config{Local: []Local{lan, loc}, DNS: dns, Argv: sh(fmt.Sprintf(`
 for n in backend payments orders; do echo "$n: $($T %s resolve $n)"; done`, clientCommand))})
-	if err != nil {
-		t.Fatalf("start: %v\n%s", err, out)
-	}
-	for _, want := range []string{"backend: error", "payments: error", "orders: 10.96.0.8"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
+		if err != nil {
+			t.Fatalf("start: %v\n%s", err, out)
+		}
+		for _, want := range []string{"backend: error", "payments: error", "orders: 10.96.0.8"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("over TCP %v: output lacks %q:\n%s", tcp, want, out)
+			}
 		}
 	}
 }

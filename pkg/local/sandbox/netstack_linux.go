@@ -33,9 +33,10 @@ type netStack struct {
 	cancel context.CancelFunc
 	dial   netproxy.Dialer
 	dns    *dnsForwarder
-	udp    dnsClients
-	local  []Local
-	logf   func(string, ...any)
+	// clients serves the command's DNS clients, over UDP and TCP.
+	clients dnsClients
+	local   []Local
+	logf    func(string, ...any)
 }
 
 // maxPendingDials bounds the connections the command may have waiting
@@ -120,6 +121,10 @@ const dialTimeout = 30 * time.Second
 func (n *netStack) acceptTCP(r *tcp.ForwarderRequest) {
 	id := r.ID()
 	dst, port := addrOf(id.LocalAddress), id.LocalPort
+	if dst == n.dns.cfg.Nameserver && port == 53 {
+		n.clients.serveTCP(n, r)
+		return
+	}
 	ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
 	defer cancel()
 	target, err := n.dialFor(ctx, dst, port)
@@ -160,4 +165,4 @@ func (n *netStack) dialFor(ctx context.Context, dst netip.Addr, port uint16) (ne
 }
 
 // acceptUDP serves one client socket's DNS queries (dnsClients).
-func (n *netStack) acceptUDP(r *udp.ForwarderRequest) { n.udp.serve(n, r) }
+func (n *netStack) acceptUDP(r *udp.ForwarderRequest) { n.clients.serve(n, r) }
