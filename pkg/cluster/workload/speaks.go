@@ -71,6 +71,10 @@ func PortSpeaks(p *corev1.ServicePort) (Speech, string) {
 	return SpeaksHTTP, ""
 }
 
+// readsRequests names the flags that make even -a read each HTTP request
+// (route.Route.WholeConnections): a port that carries none refuses them.
+const readsRequests = "--path-prefix, --path-regex, --method or --wiretap (they read HTTP requests, which this port does not carry)"
+
 // HeaderRoutable refuses a port whose declared protocol hides the headers
 // an intercept by header (or cookie, or baggage) routes on, and says what
 // to do instead.
@@ -78,9 +82,9 @@ func HeaderRoutable(svc *corev1.Service, p *corev1.ServicePort) error {
 	s, from := PortSpeaks(p)
 	switch s {
 	case SpeaksTLS:
-		return fmt.Errorf("port %s of service %s is TLS (its %s says so): the sidecar cannot read headers inside TLS; intercept every connection instead with -a, and serve TLS on your local port", portName(p), svc.Name, from)
+		return fmt.Errorf("port %s of service %s is TLS (its %s says so): the sidecar cannot read headers inside TLS; intercept every connection instead with -a, without %s, and serve TLS on your local port", portName(p), svc.Name, from, readsRequests)
 	case SpeaksOther:
-		return fmt.Errorf("port %s of service %s speaks %s (its %s says so): there are no headers to route on; intercept every connection instead with -a", portName(p), svc.Name, s, from)
+		return fmt.Errorf("port %s of service %s speaks %s (its %s says so): there are no headers to route on; intercept every connection instead with -a, without %s", portName(p), svc.Name, s, from, readsRequests)
 	}
 	return nil
 }

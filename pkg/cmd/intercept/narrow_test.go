@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/workload"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/factory"
 	cmdutil "github.com/kubectl-intercept/kubectl-intercept/pkg/cmd/util"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/local"
@@ -194,5 +195,31 @@ func TestDryRunSaysTheNarrowing(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "# route:") {
 		t.Errorf("the dry run of a route that is not narrowed speaks of it:\n%s", out.String())
+	}
+}
+
+// -a narrowed by path or method reads each HTTP request: on a port that
+// declares another protocol it is refused before anything changes, and
+// the refusal names the flags that make it so, not just -a.
+func TestNarrowedAllNeedsAnHTTPPort(t *testing.T) {
+	svc := &corev1.Service{Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "tcp-db", Port: 5432}, {Name: "https", Port: 443}}}}
+	svc.Name = "db"
+	for _, o := range []*Options{
+		opts(func(o *Options) { o.All = true; o.PathPrefix = "/x" }),
+		opts(func(o *Options) { o.All = true; o.Methods = []string{"POST"} }),
+	} {
+		r, err := o.matchRoute()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.WholeConnections() {
+			t.Fatalf("%v takes whole connections: the port's protocol would not be checked", r)
+		}
+		for i := range svc.Spec.Ports {
+			err := workload.HeaderRoutable(svc, &svc.Spec.Ports[i])
+			if err == nil || !strings.Contains(err.Error(), "with -a, without --path-prefix, --path-regex, --method or --wiretap") {
+				t.Errorf("port %s for %v: %v", svc.Spec.Ports[i].Name, r, err)
+			}
+		}
 	}
 }
