@@ -177,25 +177,25 @@ func daemonPaths(uid int) []string {
 func (m *mounter) hideDaemons(uid int) error {
 	done := map[string]bool{}
 	for _, p := range daemonPaths(uid) {
-		real, err := filepath.EvalSymlinks(p)
-		if err != nil || done[real] {
+		dest, err := filepath.EvalSymlinks(p)
+		if err != nil || done[dest] {
 			continue
 		}
-		done[real] = true
-		fi, err := os.Stat(real)
+		done[dest] = true
+		fi, err := os.Stat(dest)
 		if err != nil {
 			continue
 		}
 		if !fi.IsDir() {
-			if err := m.bindContent(real, ""); err != nil {
+			if err := m.bindContent(dest, ""); err != nil {
 				return fmt.Errorf("hiding %s from the sandbox: %w", p, err)
 			}
 			continue
 		}
-		if err := unix.Mount("tmpfs", real, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755"); err != nil {
+		if err := unix.Mount("tmpfs", dest, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755"); err != nil {
 			return fmt.Errorf("hiding %s from the sandbox: %w", p, err)
 		}
-		m.ours[real] = true
+		m.ours[dest] = true
 	}
 	return nil
 }
@@ -218,9 +218,8 @@ func (m *mounter) mountpoint(target string, dir bool) error {
 	symlink := err == nil
 	existing := filepath.Dir(target)
 	for {
-		fi, err := os.Lstat(existing)
-		if err == nil {
-			if fi, err = os.Stat(existing); err != nil || !fi.IsDir() {
+		if _, err := os.Lstat(existing); err == nil {
+			if fi, err := os.Stat(existing); err != nil || !fi.IsDir() {
 				return fmt.Errorf("%s is not a directory on this machine", existing)
 			}
 			break

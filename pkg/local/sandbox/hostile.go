@@ -176,9 +176,8 @@ const maxHostname = 63
 func CheckHostname(h string) error {
 	ok := h != "" && len(h) <= maxHostname && h[0] != '-' && h[len(h)-1] != '-'
 	for _, c := range []byte(h) {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			ok = false
-		}
+		lower, digit := c >= 'a' && c <= 'z', c >= '0' && c <= '9'
+		ok = ok && (lower || digit || c == '-')
 	}
 	if !ok {
 		return fmt.Errorf("the pod's hostname %q is not a DNS label (at most %d characters of a-z, 0-9 and '-', starting and ending with a letter or digit), so the sandbox does not start with it; nothing of the sandbox was created", printable(h, 80), maxHostname)
