@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tap"
@@ -159,4 +160,49 @@ func shorten(s string) string {
 		return s[:300] + "..."
 	}
 	return s
+}
+
+// However copyChunked's writes split a chunked body (each size line,
+// piece of data, CRLF and trailer line as it comes, or the bytes cut
+// anywhere), the copy holds the body decoded, its length and its
+// trailers, as net/http decodes the same bytes.
+func TestDechunkFollowsTheFraming(t *testing.T) {
+	body := strings.Repeat("abcdefghij", 700) // 7000 bytes
+	var wire strings.Builder
+	for rest := body; rest != ""; {
+		n := min(len(rest), 1+len(rest)%1500)
+		wire.WriteString(strconv.FormatInt(int64(n), 16) + ";ext=a\r\n" + rest[:n] + "\r\n")
+		rest = rest[n:]
+	}
+	wire.WriteString("0\r\nX-Sum: 42\r\nX-Other: b\r\n\r\n")
+	raw := wire.String()
+	want, err := io.ReadAll(httpChunkedReader(raw))
+	if err != nil || string(want) != body {
+		t.Fatalf("net/http reads %d bytes: %v", len(want), err)
+	}
+	for _, step := range []int{1, 2, 3, 7, 64, 1000, len(raw)} {
+		c := &tapCapture{}
+		d := &dechunk{c: c}
+		for p := raw; p != ""; {
+			n := min(step, len(p))
+			d.write([]byte(p[:n]))
+			p = p[n:]
+		}
+		got := c.result(-1)
+		if string(got.Data) != body || got.Size != int64(len(body)) || got.Truncated {
+			t.Fatalf("in writes of %d bytes: %d bytes kept of %d, truncated %v", step, len(got.Data), got.Size, got.Truncated)
+		}
+		if h := rawHeader(nil, d.trailers); h.Get("X-Sum") != "42" || h.Get("X-Other") != "b" {
+			t.Fatalf("in writes of %d bytes: trailers %q", step, d.trailers)
+		}
+	}
+}
+
+// httpChunkedReader decodes a chunked body as net/http's client does.
+func httpChunkedReader(raw string) io.Reader {
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"+raw)), nil)
+	if err != nil {
+		return iotest.ErrReader(err)
+	}
+	return resp.Body
 }
