@@ -12,9 +12,13 @@ import (
 const resolvConfPath = "/etc/resolv.conf"
 
 // readResolvConf reads the pod's resolv.conf for a developer's sandbox
-// (tunnel.OpResolvConf), no more of it than a CLI takes.
-func readResolvConf() ([]byte, error) {
-	f, err := os.Open(resolvConfPath)
+// (tunnel.OpResolvConf).
+func readResolvConf() ([]byte, error) { return readResolvConfAt(resolvConfPath) }
+
+// readResolvConfAt reads no more of path than a CLI takes (the tunnel
+// cuts the rest at a line's end).
+func readResolvConfAt(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
