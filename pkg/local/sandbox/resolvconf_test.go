@@ -135,3 +135,36 @@ func TestResolveDNS(t *testing.T) {
 		})
 	}
 }
+
+// Whatever a pod's resolv.conf holds, what the sandbox takes from it is a
+// resolv.conf of at most three nameservers it dials, six search names and
+// eight options, in printable ASCII on four lines, and what was left out
+// is said in printable text.
+func FuzzFromResolvConf(f *testing.F) {
+	f.Add("nameserver 10.96.0.10\nsearch ns.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n")
+	f.Add("nameserver fd00::a\nnameserver 127.0.0.1\ndomain x\noptions rotate timeout:1 attempts:2\n")
+	f.Add("search a\x00b \xff.example\nnameserver 1.2.3.4%eth0\noptions ndots:05\n")
+	f.Fuzz(func(t *testing.T, conf string) {
+		dns, left, ok := FromResolvConf(conf)
+		for _, r := range left {
+			if r < ' ' || r == 0x7f {
+				t.Fatalf("left %q holds a control character", left)
+			}
+		}
+		if !ok {
+			return
+		}
+		if !usableNameserver(dns.Nameserver) || len(dns.Fallback) > maxNameservers-1 || len(dns.Search) > maxSearch || len(dns.Options) > maxOptions {
+			t.Fatalf("took %+v", dns)
+		}
+		out := dns.ResolvConf()
+		if strings.Count(out, "\n") > 4 {
+			t.Fatalf("a resolv.conf of more than four lines:\n%s", out)
+		}
+		for _, r := range out {
+			if r != '\n' && (r < ' ' || r > '~') {
+				t.Fatalf("%q in the sandbox's resolv.conf:\n%s", r, out)
+			}
+		}
+	})
+}
