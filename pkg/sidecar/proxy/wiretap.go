@@ -327,32 +327,26 @@ func (tr *tapRoute) run() {
 		case it = <-tr.ch:
 		}
 		tr.release(it.size)
-		ex, err := it.exchange()
-		if err != nil {
-			tr.dropped.Add(1)
-			it.unref()
-			continue
-		}
-		c := *ex
-		c.Route, c.Dropped = route, tr.dropped.Swap(0)
+		dropped := tr.dropped.Swap(0)
 		if conn == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), tapDialWait)
 			dc, err := tr.lr.dial(ctx)
 			cancel()
 			if err != nil {
-				tr.dropped.Add(1 + c.Dropped)
+				tr.dropped.Add(1 + dropped)
 				it.unref()
 				continue
 			}
 			conn, batch = dc, append(batch[:0], tap.StreamMagic...)
 		}
-		batch, err = tap.AppendFrame(batch, &c)
+		var err error
+		batch, err = it.appendTo(batch, route, dropped)
 		it.unref() // its bodies are copied into the batch, or refused
 		if err != nil {
-			tr.dropped.Add(1 + c.Dropped) // nothing of a copy that breaks the format was kept
+			tr.dropped.Add(1 + dropped) // nothing of a copy that breaks the format was kept
 			continue
 		}
-		pending += 1 + c.Dropped
+		pending += 1 + dropped
 		switch {
 		case len(batch) >= tapBatchBytes:
 			send()

@@ -3,12 +3,9 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"io"
 	"net"
-	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,20 +15,18 @@ import (
 // A request a wiretap matches stays on the fast path: the heads are
 // copied as they are, the bodies teed into the copy as they are relayed
 // (up to tap.BodyCap each, counted past it), and once the answer's last
-// byte has gone to the caller the raw copy goes to the queues. Parsing the
-// heads into header maps, redacting the credentials and encoding happen
-// in each queue's goroutine (tapItem.exchange), once for all of them, off
-// the caller's path. A body past the cap still moves socket to socket.
+// byte has gone to the caller the raw copy goes to the queues. Reading
+// the heads, redacting the credentials and encoding happen in each
+// queue's goroutine (tap.AppendRawFrame), off the caller's path. A body
+// past the cap still moves socket to socket.
 
 // tapItem is one copy in a queue: an exchange made on net/http's path, or
-// the raw bytes the fast path teed, which the first queue to send it
-// parses for all (the result is read only from then on).
+// the raw heads and bodies the fast path teed, which each queue encodes
+// as it is (tap.AppendRawFrame), without header maps.
 type tapItem struct {
 	size int64 // counted against the queues' bytes
 	ex   *tap.Exchange
 	raw  *rawExchange
-	once sync.Once
-	err  error
 	// refs counts the queues a raw copy was offered to that are not done
 	// with it; the last gives its pooled buffers back.
 	refs atomic.Int32
@@ -46,60 +41,24 @@ func (it *tapItem) unref() {
 	}
 }
 
-// exchange is the copy to send, without its route and drop count.
-func (it *tapItem) exchange() (*tap.Exchange, error) {
-	if it.raw == nil {
-		return it.ex, nil
+// appendTo encodes the copy into a queue's batch, naming its route and
+// the copies dropped before it.
+func (it *tapItem) appendTo(batch []byte, route tap.Route, dropped uint64) ([]byte, error) {
+	if it.raw != nil {
+		r := it.raw.RawExchange
+		r.Route, r.Dropped = route, dropped
+		return tap.AppendRawFrame(batch, &r)
 	}
-	it.once.Do(func() { it.ex, it.err = it.raw.exchange() })
-	return it.ex, it.err
+	c := *it.ex
+	c.Route, c.Dropped = route, dropped
+	return tap.AppendFrame(batch, &c)
 }
 
-// rawExchange is what the fast path teed of one exchange.
+// rawExchange is what the fast path teed of one exchange, and the pooled
+// buffers its bodies are in.
 type rawExchange struct {
-	start             time.Time
-	took              time.Duration
-	reqHead, respHead []byte // as sent, CRLFs included
-	reqBody, respBody tap.Body
-	trailers          []byte   // the answer's trailer lines, each CRLF-ended
-	bufs              [][]byte // the bodies' pooled buffers
-}
-
-var errRawCopy = errors.New("the copy's head is not one the fast path relays")
-
-// exchange parses the raw copy into the tap format, credentials redacted.
-func (r *rawExchange) exchange() (*tap.Exchange, error) {
-	line, fields, _ := bytes.Cut(r.reqHead, []byte("\r\n"))
-	method, rest, ok1 := bytes.Cut(line, []byte(" "))
-	target, proto, ok2 := bytes.Cut(rest, []byte(" "))
-	status, _, ok3 := parseResponseHead(r.respHead)
-	if !ok1 || !ok2 || !ok3 {
-		return nil, errRawCopy
-	}
-	req := tap.Request{Method: string(method), Target: string(target), Proto: string(proto),
-		Header: rawHeader(fields, nil), Body: r.reqBody}
-	_, respFields, _ := bytes.Cut(r.respHead, []byte("\r\n"))
-	resp := tap.Response{Status: status, Header: rawHeader(respFields, r.trailers), Body: r.respBody}
-	tap.Redact(req.Header)
-	tap.Redact(resp.Header)
-	return &tap.Exchange{Time: r.start, Duration: r.took, Request: req, Response: resp}, nil
-}
-
-// rawHeader is a head's fields (and trailer lines after them) as a
-// header: Transfer-Encoding left out, since a copy carries its body
-// decoded, as net/http's path copies it.
-func rawHeader(fields, trailers []byte) http.Header {
-	h := http.Header{}
-	add := func(name, value []byte) bool {
-		if !asciiEqualFold(name, "Transfer-Encoding") {
-			k := http.CanonicalHeaderKey(string(name))
-			h[k] = append(h[k], string(value))
-		}
-		return true
-	}
-	eachField(fields, add)
-	eachField(trailers, add)
-	return h
+	tap.RawExchange
+	bufs [][]byte
 }
 
 // fastTap is the copy being made of one exchange on the fast path.
@@ -222,18 +181,18 @@ func (ft *fastTap) finish() {
 		}
 		return
 	}
-	raw := &rawExchange{start: ft.start, took: time.Since(ft.start), reqHead: ft.reqHead, respHead: ft.respHd,
-		trailers: ft.respTE.trailers}
+	raw := &rawExchange{RawExchange: tap.RawExchange{Time: ft.start, Duration: time.Since(ft.start),
+		RequestHead: ft.reqHead, ResponseHead: ft.respHd, Trailers: ft.respTE.trailers}}
 	if ft.reqLen != 0 {
-		raw.reqBody = ft.req.result(ft.reqLen)
+		raw.RequestBody = ft.req.result(ft.reqLen)
 	}
-	raw.respBody = ft.resp.result(ft.respLen)
+	raw.ResponseBody = ft.resp.result(ft.respLen)
 	for _, c := range []*tapCapture{&ft.req, &ft.resp} {
 		if c.handed && c.pooled && c.data != nil {
 			raw.bufs = append(raw.bufs, c.data)
 		}
 	}
-	it := &tapItem{raw: raw, size: int64(len(raw.reqHead)+len(raw.respHead)+len(raw.reqBody.Data)+len(raw.respBody.Data)+len(raw.trailers)) + 1024}
+	it := &tapItem{raw: raw, size: int64(len(raw.RequestHead)+len(raw.ResponseHead)+len(raw.RequestBody.Data)+len(raw.ResponseBody.Data)+len(raw.Trailers)) + 1024}
 	it.refs.Store(int32(len(ft.taps)))
 	for _, tr := range ft.taps {
 		tr.offerItem(it)
