@@ -271,6 +271,18 @@ func (li Intercept) Held() bool {
 	return ok && checkProcess(id).Verdict == procid.Ours
 }
 
+// Ended tells whether the process that held li is proven to have ended:
+// no process has its pid, or another one has it since. What it left on
+// this machine may then be removed.
+func (li Intercept) Ended() bool {
+	id, ok := li.identity()
+	if !ok {
+		return true
+	}
+	v := checkProcess(id).Verdict
+	return v == procid.Gone || v == procid.Other
+}
+
 // identity is the recorded holder of li: its Identity, or, in a record of
 // an older version, only its pid.
 func (li Intercept) identity() (procid.Identity, bool) {

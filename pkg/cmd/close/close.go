@@ -123,12 +123,29 @@ func (o *CloseOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	o.forgetCrashed()
 	if left.Stayed() {
 		p.Infof("Service %s stays switched: %s. Nothing was restored; use --force to restore it anyway.", o.Service, cmdutil.WhyStayed(left))
 		return nil
 	}
 	o.report(p, o.Service, left.Closed, stopped)
 	return nil
+}
+
+// forgetCrashed removes this machine's record of the intercept of the
+// Service once its process is proven to have ended (a crash or kill -9
+// left it), and with it the files --mount or --sandbox wrote: the pod's
+// Secrets among them. A record whose process may still run is left alone.
+func (o *CloseOptions) forgetCrashed() {
+	mine, err := local.List(o.f.Context)
+	if err != nil {
+		return
+	}
+	for _, li := range mine {
+		if li.Namespace == o.Namespace && li.Service == o.Service && li.Ended() {
+			local.Forget(li.Key())
+		}
+	}
 }
 
 // closeMine ends every intercept this machine started in the current

@@ -249,10 +249,40 @@ func TestPidFileOfAStranger(t *testing.T) {
 
 var recordedAt = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
-// An intercept with --mount crashed: its files (a token among them) stay
-// on disk with their record. `close` without an argument, which cleans up
-// after crashed intercepts, removes them.
+// An intercept with --mount (or --sandbox, whose files go to a private
+// directory recorded the same way) crashed: its files (a token among
+// them) stay on disk with their record. `close` without an argument,
+// which cleans up after crashed intercepts, removes them, and so does
+// `close svc/NAME`.
 func TestCloseRemovesACrashedMount(t *testing.T) {
+	for _, service := range []string{"", "web"} {
+		name := "close"
+		if service != "" {
+			name += " svc/" + service
+		}
+		t.Run(name, func(t *testing.T) {
+			root, mountRecord := crashedMount(t)
+			var out, errOut bytes.Buffer
+			o := &CloseOptions{f: &factory.Factory{Context: "dev", Namespace: "shop", Client: fake.NewClientset()},
+				IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}, Timeout: 5 * time.Second,
+				Namespace: "shop", Service: service}
+			if err := o.Run(context.Background()); err != nil {
+				t.Fatalf("%s: %v\n%s%s", name, err, out.String(), errOut.String())
+			}
+			if _, err := os.Stat(root); !os.IsNotExist(err) {
+				t.Errorf("%s left the crashed intercept's files at %s (%v)\n%s%s", name, root, err, out.String(), errOut.String())
+			}
+			if _, err := os.Stat(mountRecord); !os.IsNotExist(err) {
+				t.Errorf("%s left the mount record: %v", name, err)
+			}
+		})
+	}
+}
+
+// crashedMount leaves what a crashed intercept of shop/web with --mount
+// leaves: its record, its files and the files' record.
+func crashedMount(t *testing.T) (root, mountRecord string) {
+	t.Helper()
 	t.Setenv("XDG_STATE_HOME", t.TempDir())
 	crashed := exec.Command("sh", "-c", "exit 0")
 	if err := crashed.Run(); err != nil {
@@ -263,7 +293,7 @@ func TestCloseRemovesACrashedMount(t *testing.T) {
 	if err := local.Remember(li.Key(), li); err != nil {
 		t.Fatal(err)
 	}
-	root := filepath.Join(t.TempDir(), "mnt")
+	root = filepath.Join(t.TempDir(), "mnt")
 	tree, err := podfiles.NewTree(root)
 	if err != nil {
 		t.Fatal(err)
@@ -273,24 +303,12 @@ func TestCloseRemovesACrashedMount(t *testing.T) {
 	}
 	// What the crashed process wrote next to its record: where its tree
 	// is, the tree's mark and its pid, not this one's.
-	mountRecord := filepath.Join(local.StateDir(), li.Key()+".mount")
+	mountRecord = filepath.Join(local.StateDir(), li.Key()+".mount")
 	b := fmt.Appendf(nil, `{"root":%q,"mark":%q,"pid":%d}`, tree.Root, tree.Mark, pid)
 	if err := os.WriteFile(mountRecord, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-
-	var out, errOut bytes.Buffer
-	o := &CloseOptions{f: &factory.Factory{Context: "dev", Namespace: "shop", Client: fake.NewClientset()},
-		IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}, Timeout: 5 * time.Second}
-	if err := o.Run(context.Background()); err != nil {
-		t.Fatalf("close: %v\n%s%s", err, out.String(), errOut.String())
-	}
-	if _, err := os.Stat(root); !os.IsNotExist(err) {
-		t.Errorf("close left the crashed intercept's files at %s (%v)\n%s%s", root, err, out.String(), errOut.String())
-	}
-	if _, err := os.Stat(mountRecord); !os.IsNotExist(err) {
-		t.Errorf("close left the mount record: %v", err)
-	}
+	return root, mountRecord
 }
 
 func TestCloseValidate(t *testing.T) {
