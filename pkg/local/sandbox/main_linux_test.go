@@ -215,14 +215,6 @@ type fakePod struct {
 	dialed []string
 }
 
-// The fake cluster: one Service, one DNS.
-const (
-	fakeDNS     = "10.96.0.10"
-	fakeBackend = "10.96.0.5"
-	fakeRefused = "10.96.0.6"
-	fakeNS      = "shop"
-)
-
 func (p *fakePod) dial(_ context.Context, addr string) (net.Conn, error) {
 	p.mu.Lock()
 	p.dialed = append(p.dialed, addr)
