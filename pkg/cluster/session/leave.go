@@ -233,10 +233,19 @@ type LeaveOptions struct {
 	// caller holds none.
 	Key string
 	// Force restores the Service even while others may be live.
-	Force    bool
+	Force bool
+	// Crashed says the process that held the session is proven to have
+	// ended without leaving (a crash, kill -9): its route stays on the
+	// sidecars until they miss its heartbeat, so when others are found
+	// they are asked about once more after that window.
+	Crashed  bool
 	Timeout  time.Duration
 	Progress Progress
 }
+
+// crashedRouteLinger is how long a sidecar keeps the route of a CLI that
+// ended without leaving: until it misses the heartbeat, with a margin.
+const crashedRouteLinger = tunnel.KeepAliveInterval + tunnel.KeepAliveTimeout + time.Second
 
 // Left says what Leave did.
 type Left struct {
@@ -310,6 +319,17 @@ func (c Cluster) Leave(ctx context.Context, o LeaveOptions) (*Left, error) {
 			var others *Others
 			others, gone = c.othersIn(ctx, o.Namespace, rec, o.Key, self)
 			done(nil)
+			if !others.Nobody() && o.Crashed {
+				done = p.Step(fmt.Sprintf("asking again in %s: a crashed intercept's route stays on the sidecars until they miss its heartbeat", crashedRouteLinger))
+				select {
+				case <-ctx.Done():
+					done(ctx.Err())
+					return nil, ctx.Err()
+				case <-time.After(crashedRouteLinger):
+				}
+				others, gone = c.othersIn(ctx, o.Namespace, rec, o.Key, self)
+				done(nil)
+			}
 			if !others.Nobody() {
 				return (&Left{}).set(others), nil
 			}

@@ -412,3 +412,51 @@ func TestLeaveStaysForOneWhoArrivesAtTheClaim(t *testing.T) {
 		t.Fatalf("the claim was not given back: %+v, %v", l, err)
 	}
 }
+
+// The CLI that held the session was killed (kill -9): its route stays on
+// the sidecar until the heartbeat is missed. Closing after the crash
+// waits that window once and restores the Service; a teammate's route,
+// still there after it, keeps the Service switched.
+func TestLeaveAfterACrashWaitsOutTheDeadRoute(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		vanishes bool
+	}{{"the crashed CLI's route", true}, {"a teammate's route", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cs, rec, f, c := sharedSession(t, "shop-a")
+			f.set("shop-a", devRoute("dave"))
+			if tc.vanishes {
+				first := make(chan struct{})
+				var once sync.Once
+				dial := c.Dial
+				c.Dial = func(ctx context.Context, ns, pod string, port int) (io.ReadWriteCloser, error) {
+					conn, err := dial(ctx, ns, pod, port)
+					once.Do(func() { close(first) })
+					return conn, err
+				}
+				go func() {
+					<-first
+					time.Sleep(tunnel.KeepAliveInterval + tunnel.KeepAliveTimeout)
+					f.set("shop-a")
+				}()
+			}
+			left, err := c.Leave(context.Background(), LeaveOptions{Namespace: "ns", Service: "shop", ID: rec.ID, Crashed: true, Timeout: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.vanishes {
+				if left.Stayed() {
+					t.Fatalf("left = %+v, want the Service restored once the crashed CLI's route is gone", left)
+				}
+				restored(t, cs)
+				return
+			}
+			if len(left.Others) != 1 {
+				t.Fatalf("left = %+v, want the teammate's route to keep the Service", left)
+			}
+			stillSwitched(t, cs, rec)
+		})
+	}
+}

@@ -119,7 +119,7 @@ func (o *CloseOptions) Run(ctx context.Context) error {
 		p.Infof("Ended the background intercept of %s.", o.Service)
 	}
 	left, err := cmdutil.ClusterOf(o.f).Leave(ctx, session.LeaveOptions{Namespace: o.Namespace, Service: o.Service,
-		Force: o.Force, Timeout: o.Timeout, Progress: p})
+		Force: o.Force, Crashed: !stopped && o.crashedHere(), Timeout: o.Timeout, Progress: p})
 	if err != nil {
 		return err
 	}
@@ -130,6 +130,21 @@ func (o *CloseOptions) Run(ctx context.Context) error {
 	}
 	o.report(p, o.Service, left.Closed, stopped)
 	return nil
+}
+
+// crashedHere tells whether this machine started an intercept of the
+// Service whose process ended without leaving.
+func (o *CloseOptions) crashedHere() bool {
+	mine, err := local.List(o.f.Context)
+	if err != nil {
+		return false
+	}
+	for _, li := range mine {
+		if li.Namespace == o.Namespace && li.Service == o.Service && li.Ended() {
+			return true
+		}
+	}
+	return false
 }
 
 // forgetCrashed removes this machine's record of the intercept of the
@@ -175,7 +190,7 @@ func (o *CloseOptions) closeMine(ctx context.Context, p *cmdutil.Progress) error
 			continue
 		}
 		left, err := cmdutil.ClusterOf(o.f).Leave(ctx, session.LeaveOptions{Namespace: li.Namespace, Service: li.Service,
-			ID: li.Session, Force: o.Force, Timeout: o.Timeout, Progress: p})
+			ID: li.Session, Force: o.Force, Crashed: gone && !stopped, Timeout: o.Timeout, Progress: p})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("service %s: %w", name, err))
 			continue
