@@ -23,9 +23,9 @@ import (
 
 // Bounds of the kept connections.
 const (
-	// maxDNSConns is how many connections are kept: a server such as
-	// CoreDNS answers one connection's queries in turn, so a second one
-	// is dialed when every connection has a query waiting.
+	// maxDNSConns is how many connections are kept: a server may answer
+	// one connection's queries in turn, so a second one is dialed when
+	// every connection has a query waiting.
 	maxDNSConns = 4
 	// maxDNSPending bounds the queries waiting on one connection; past it
 	// on every connection a query fails at once (SERVFAIL to the client).
