@@ -29,10 +29,13 @@ type cachedAnswer struct {
 	expires time.Time
 }
 
-// Bounds of the cache.
+// Bounds of the cache: 1024 answers of at most 4 KiB (a Service's A
+// record is under 100 bytes; a longer answer is asked again), 4 MiB at
+// most whatever the cluster's DNS sends.
 const (
-	dnsCacheTTL     = 5 * time.Second
-	dnsCacheEntries = 1024
+	dnsCacheTTL       = 5 * time.Second
+	dnsCacheEntries   = 1024
+	dnsCacheMaxAnswer = 4 << 10
 )
 
 func newDNSCache() *dnsCache {
@@ -88,7 +91,7 @@ func (c *dnsCache) get(key string, id uint16) []byte {
 // put keeps answer a for key for as long as its TTL says, at most
 // dnsCacheTTL.
 func (c *dnsCache) put(key string, a []byte) {
-	if key == "" {
+	if key == "" || len(a) > dnsCacheMaxAnswer {
 		return
 	}
 	ttl := answerTTL(a)

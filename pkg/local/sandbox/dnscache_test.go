@@ -131,7 +131,7 @@ func TestDNSCache(t *testing.T) {
 }
 
 // The cache holds at most dnsCacheEntries answers, whatever names a
-// command asks for.
+// command asks for, and none longer than dnsCacheMaxAnswer.
 func TestDNSCacheIsBounded(t *testing.T) {
 	c := newDNSCache()
 	a := answerWith(t, query(t, 1, "x.test."), dnsmessage.RCodeSuccess, 30, 0)
@@ -140,5 +140,11 @@ func TestDNSCacheIsBounded(t *testing.T) {
 	}
 	if n := len(c.entries); n > dnsCacheEntries {
 		t.Errorf("%d entries, want at most %d", n, dnsCacheEntries)
+	}
+	big := make([]byte, dnsCacheMaxAnswer+1)
+	copy(big, a)
+	c.put("big", big)
+	if _, kept := c.entries["big"]; kept {
+		t.Errorf("an answer of %d bytes was kept", len(big))
 	}
 }
