@@ -14,7 +14,7 @@ import (
 
 // setUpFiles makes the mount namespace the pod's view: its volumes at
 // their mountPaths (read-only, never programs), this machine's daemons'
-// sockets hidden, its resolver and hosts, a /proc of the new PID
+// sockets hidden (an empty /tmp of its own among them), its resolver and hosts, a /proc of the new PID
 // namespace; the rest of the host's filesystem as it is. Nothing mounted
 // here is seen outside, and it all goes with the namespace.
 func setUpFiles(cfg *initConfig) error {
@@ -22,8 +22,25 @@ func setUpFiles(cfg *initConfig) error {
 		return fmt.Errorf("making the sandbox's mounts its own: %w", err)
 	}
 	m := &mounter{ours: map[string]bool{}}
-	for _, v := range cfg.Mounts {
-		if err := m.bindVolume(v.Source, v.Target); err != nil {
+	// The volumes' files are taken before /tmp is covered: their copy may
+	// be under this machine's /tmp.
+	trees := make([]int, len(cfg.Mounts))
+	for i, v := range cfg.Mounts {
+		fd, err := unix.OpenTree(unix.AT_FDCWD, v.Source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+		if err != nil {
+			return fmt.Errorf("mounting %s at %s: %w", v.Source, v.Target, err)
+		}
+		defer unix.Close(fd)
+		trees[i] = fd
+	}
+	// A /tmp of its own, empty, as a container's: this machine's holds
+	// sockets (ssh-agent's, tmux's) a process of the developer's may open.
+	if err := unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
+		return fmt.Errorf("a /tmp of the sandbox's own: %w", err)
+	}
+	m.ours["/tmp"] = true
+	for i, v := range cfg.Mounts {
+		if err := m.bindVolume(trees[i], v.Source, v.Target); err != nil {
 			return fmt.Errorf("mounting %s at %s: %w", v.Source, v.Target, err)
 		}
 	}
@@ -141,17 +158,17 @@ func (m *mounter) bindContent(target, content string) error {
 // in them runs, gains privileges or opens a device.
 const volumeAttrs = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOEXEC | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
 
-// bindVolume bind-mounts source at target with volumeAttrs, creating the
-// mountpoint when there is none.
-func (m *mounter) bindVolume(source, target string) error {
-	fi, err := os.Stat(source)
-	if err != nil {
+// bindVolume mounts tree (source's clone) at target with volumeAttrs,
+// creating the mountpoint when there is none.
+func (m *mounter) bindVolume(tree int, source, target string) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(tree, &st); err != nil {
+		return fmt.Errorf("%s: %w", source, err)
+	}
+	if err := m.mountpoint(target, st.Mode&unix.S_IFMT == unix.S_IFDIR); err != nil {
 		return err
 	}
-	if err := m.mountpoint(target, fi.IsDir()); err != nil {
-		return err
-	}
-	if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return fmt.Errorf("bind mount: %w", err)
 	}
 	// The volume's directory is no longer a tmpfs of ours.

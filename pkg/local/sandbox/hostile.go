@@ -47,6 +47,9 @@ func (s SkippedMount) String() string {
 // them (nor the devices the sandbox needs).
 var kernelDirs = []string{"/dev", "/proc", "/sys"}
 
+// privateTmp is the sandbox's own empty /tmp (setUpFiles).
+const privateTmp = "/tmp"
+
 // ownFiles are the files the sandbox writes itself (the pod's resolver,
 // hostname and the --local names).
 var ownFiles = []string{"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf"}
@@ -61,7 +64,8 @@ var ownFiles = []string{"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf"}
 // directory of this machine (where /etc/profile.d/*.sh, Python's .pth
 // files or a PATH directory would pick it up), unless cover names that
 // mountPath (--sandbox-cover PATH); a new directory, and anything under
-// it, is mounted. Paths under /dev, /proc and /sys, / itself and the
+// it, is mounted; so is anything under /tmp, the sandbox's own and empty
+// (setUpFiles). Paths under /dev, /proc and /sys, / itself and the
 // sandbox's own /etc/resolv.conf, /etc/hosts and /etc/nsswitch.conf are
 // never covered.
 func PlanMounts(mounts []Mount, cover []string) (kept []Mount, skipped []SkippedMount) {
@@ -97,6 +101,12 @@ func planMounts(mounts []Mount, cover []string, root string) (kept []Mount, skip
 		src, err := os.Stat(m.Source)
 		if err != nil {
 			skip("its files are not on this machine")
+			continue
+		}
+		if target == privateTmp || strings.HasPrefix(target, privateTmp+"/") {
+			// The sandbox's /tmp is its own and empty: nothing of this
+			// machine's is there to cover.
+			kept = append(kept, Mount{Source: m.Source, Target: target})
 			continue
 		}
 		fi, err := os.Lstat(host(target))
