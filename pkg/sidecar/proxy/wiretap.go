@@ -330,7 +330,7 @@ func (tr *tapRoute) run() {
 		dropped := tr.dropped.Swap(0)
 		if conn == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), tapDialWait)
-			dc, err := tr.lr.dial(ctx)
+			dc, err := tr.lr.dialFast(ctx) // raw writes on TCP, as the fast path's legs
 			cancel()
 			if err != nil {
 				tr.dropped.Add(1 + dropped)

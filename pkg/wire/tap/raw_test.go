@@ -83,3 +83,31 @@ func TestAppendRawFrameRefuses(t *testing.T) {
 		t.Errorf("%.0f allocations a frame into a batch with room", allocs)
 	}
 }
+
+// Whatever heads a sidecar relays, AppendRawFrame either refuses them or
+// writes a frame every reader takes, holding no credential's value.
+func FuzzAppendRawFrame(f *testing.F) {
+	f.Add("GET / HTTP/1.1\r\nHost: x\r\nCookie: a=b\r\n\r\n", "HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n", "X-Sum: 1\r\n")
+	f.Add("POST /a?b HTTP/1.0\r\nx-api-key:  k \r\n\r\n", "HTTP/1.0 404\r\n\r\n", "")
+	f.Add("GET / HTTP/1.1\r\n:\r\n\r\n", "HTTP/1.1 200 OK\r\n\r\n", "Set-Cookie: s\r\n")
+	f.Fuzz(func(t *testing.T, req, resp, trailers string) {
+		frame, err := AppendRawFrame(nil, &RawExchange{RequestHead: []byte(req), ResponseHead: []byte(resp), Trailers: []byte(trailers)})
+		if err != nil {
+			if len(frame) != 0 {
+				t.Fatalf("refused (%v) but wrote %d bytes", err, len(frame))
+			}
+			return
+		}
+		ex, err := NewReader(bytes.NewReader(append([]byte(StreamMagic), frame...))).Read()
+		if err != nil {
+			t.Fatalf("a frame the reader refuses: %v", err)
+		}
+		for _, h := range []http.Header{ex.Request.Header, ex.Response.Header} {
+			for name, vs := range h {
+				if SecretHeader(name) && !AllRedacted(vs) {
+					t.Fatalf("credential %s copied: %q", name, vs)
+				}
+			}
+		}
+	})
+}
