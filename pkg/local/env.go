@@ -16,6 +16,7 @@ import (
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/session"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/cluster/workload"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/podenv"
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/sandbox"
 )
 
 // objects reads ConfigMaps and Secrets for podenv, with errors that say
@@ -91,6 +92,11 @@ func (o *Options) CheckEnv(ctx context.Context) error {
 	}
 	pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
 	pod.Namespace = o.Namespace
+	if o.Sandbox && pod.Spec.Hostname != "" {
+		if err := sandbox.CheckHostname(podHostname(pod)); err != nil {
+			return fmt.Errorf("--sandbox: %w; nothing was changed in the cluster", err)
+		}
+	}
 	_, err = podenv.Resolve(ctx, podenv.Input{Pod: pod, Container: c, Allocatable: corev1.ResourceList{}, Objects: objects{o.Client, o.Namespace}})
 	if err != nil {
 		return fmt.Errorf("the environment of the intercepted container: %w; nothing was changed", err)

@@ -101,7 +101,10 @@ type Options struct {
 	// PrepareSandbox took.
 	Sandbox bool
 	Locals  []sandbox.Local
-	prep    *sandboxPrep
+	// Cover are the mountPaths whose volumes may cover a path of this
+	// machine (--sandbox-cover).
+	Cover []string
+	prep  *sandboxPrep
 }
 
 // Log is where the local side reports: the command's progress.

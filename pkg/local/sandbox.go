@@ -30,8 +30,13 @@ type SandboxSide struct {
 	DNS string `json:"dns,omitempty"`
 	// Network says where the command's connections leave from.
 	Network string `json:"network,omitempty"`
-	// Mounts are the container's volume mounts at their paths.
-	Mounts []string `json:"mounts,omitempty"`
+	// Mounts are the container's volume mounts at their paths; Skipped
+	// says which are left out and why (sandbox.SkippedMount).
+	Mounts  []string `json:"mounts,omitempty"`
+	Skipped []string `json:"skipped,omitempty"`
+	// HiddenEnv are this machine's variables left out of the command's
+	// environment (sandboxBaseEnv).
+	HiddenEnv []string `json:"hiddenEnv,omitempty"`
 	// Local are the --local destinations dialed from this machine.
 	Local []string `json:"local,omitempty"`
 }
@@ -52,6 +57,9 @@ func (o *Options) PrepareSandbox(ports []int, dryRun bool) error {
 		return nil
 	}
 	if err := sandbox.Check(nil); err != nil {
+		return err
+	}
+	if err := checkOutsideTmp(o.Command); err != nil {
 		return err
 	}
 	if err := resolveLocals(o.Locals); err != nil {
@@ -110,11 +118,18 @@ type sandboxPlan struct {
 	cfg       sandbox.Config
 	listeners map[int]net.Listener
 	side      SandboxSide
+	// envAllow are the --env-allow names, which take in this machine's
+	// session variables too.
+	envAllow []string
 }
 
 // planSandbox makes the sandbox's configuration for the copy pod (pod)
 // and its container c, whose files the tree holds.
 func (o *Options) planSandbox(ctx context.Context, log Log, f *portforward.Follower, pod *corev1.Pod, c *corev1.Container, ls *Setup) error {
+	hostname := podHostname(pod)
+	if err := sandbox.CheckHostname(hostname); err != nil {
+		return fmt.Errorf("--sandbox: %w", err)
+	}
 	dns, note, err := sandboxDNS(ctx, o, f, pod)
 	if err != nil {
 		return err
@@ -122,20 +137,33 @@ func (o *Options) planSandbox(ctx context.Context, log Log, f *portforward.Follo
 	if note != "" {
 		log.Warn("--sandbox: " + note)
 	}
+	dns, dropped, err := sandbox.SanitizeDNS(dns)
+	if err != nil {
+		return fmt.Errorf("--sandbox: %w", err)
+	}
+	if len(dropped) > 0 {
+		log.Warn("--sandbox: left out of the pod's DNS configuration, as resolv.conf cannot carry them: " + strings.Join(dropped, ", "))
+	}
 	plan := &sandboxPlan{cfg: sandbox.Config{
-		Hostname: podHostname(pod),
+		Hostname: hostname,
 		Dial:     clusterDialer(f),
 		DNS:      dns,
 		Local:    o.Locals,
+		Cover:    o.Cover,
 		Log:      func(format string, args ...any) { log.Infof(format, args...) },
-	}}
+	}, envAllow: o.EnvAllow}
 	if o.prep != nil {
 		plan.listeners = o.prep.listeners
 	}
+	var skipped []sandbox.SkippedMount
 	if ls.Files != nil {
-		plan.cfg.Mounts = sandbox.VolumeMounts(ls.Files.Root, c)
+		plan.cfg.Mounts, skipped = sandbox.PlanMounts(sandbox.VolumeMounts(ls.Files.Root, c), o.Cover)
 	}
 	plan.side = describeSandbox(plan.cfg, pod.Name)
+	for _, sk := range skipped {
+		plan.side.Skipped = append(plan.side.Skipped, sk.String())
+	}
+	_, plan.side.HiddenEnv = sandboxBaseEnv(os.Environ(), o.EnvAllow)
 	ls.sandbox = plan
 	return nil
 }
@@ -167,7 +195,8 @@ func podHostname(pod *corev1.Pod) string {
 	return h
 }
 
-// describeSandbox says what the sandbox gives, for the messages and status.
+// describeSandbox says what the sandbox gives, for the messages and status:
+// cfg.Mounts are the mounts PlanMounts kept.
 func describeSandbox(cfg sandbox.Config, pod string) SandboxSide {
 	side := SandboxSide{Hostname: cfg.Hostname}
 	dns := "nameserver " + cfg.DNS.Nameserver.String()
@@ -197,6 +226,15 @@ func (s *SandboxSide) MountsLine() string {
 		return "1 mount at its path, read-only and kept up to date: " + s.Mounts[0]
 	}
 	return fmt.Sprintf("%d mounts at their paths, read-only and kept up to date: %s", len(s.Mounts), strings.Join(s.Mounts, ", "))
+}
+
+// HiddenEnvLine says which of this machine's variables the command does
+// not get, or "".
+func (s *SandboxSide) HiddenEnvLine() string {
+	if len(s.HiddenEnv) == 0 {
+		return ""
+	}
+	return "this machine's " + strings.Join(s.HiddenEnv, ", ") + " left out: they lead to this machine's session, its daemons' sockets and its /tmp, which the sandbox hides (take one in with --env-allow NAME)"
 }
 
 // LocalLine says which destinations stay on this machine.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,10 +90,7 @@ func startInSandbox(t *testing.T, port int, args ...string) (*Command, *syncBuff
 		DNS:      sandbox.DNS{Nameserver: netip.MustParseAddr("198.18.0.53"), Upstream: "dns.test:53"},
 	}}}
 	t.Cleanup(func() { ls.Stop(); o.ReleaseSandbox() })
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	self := binaryOutsideTmp(t)
 	out := &syncBuffer{}
 	lc, err := ls.StartCommand(append([]string{self, insideCommand}, args...), []string{"PATH=/usr/bin:/bin"}, nil, out, out)
 	if err != nil {
@@ -103,6 +101,30 @@ func startInSandbox(t *testing.T, port int, args ...string) (*Command, *syncBuff
 		<-lc.Done()
 	})
 	return lc, out
+}
+
+// binaryOutsideTmp is a copy of the test binary outside /tmp (where go
+// test builds it), which the sandbox replaces with an empty one.
+func binaryOutsideTmp(t *testing.T) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("/var/tmp", "local-test-") //nolint:usetesting // t.TempDir is under /tmp
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "local.test")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }
 
 func freePort(t *testing.T) int {

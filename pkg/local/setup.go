@@ -135,6 +135,7 @@ func (o *Options) Start(ctx context.Context, log Log, st *session.Started, f *po
 // variables of ours: it needs none), else here with the local proxy's.
 func (ls *Setup) StartCommand(argv, base []string, in io.Reader, out, errOut io.Writer) (*Command, error) {
 	if ls.sandbox != nil {
+		base, _ = sandboxBaseEnv(base, ls.sandbox.envAllow)
 		return ls.startSandboxed(ls.ctx, argv, CommandEnv(base, ls.CommandVars(), ""), in, out, errOut)
 	}
 	return StartCommand(argv, CommandEnv(base, ls.CommandVars(), ls.Proxy), in, out, errOut)

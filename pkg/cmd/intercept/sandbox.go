@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -20,6 +21,9 @@ import (
 type SandboxFlags struct {
 	Sandbox bool
 	Locals  []string
+	// Cover are the mountPaths whose volumes may cover a path of this
+	// machine (--sandbox-cover).
+	Cover []string
 }
 
 const sandboxExample = `
@@ -37,6 +41,8 @@ func addSandboxFlags(fl *pflag.FlagSet, o *Options) {
 		"intercepted requests reach CMD's listener on the -l port inside")
 	fl.StringArrayVar(&o.Locals, "local", nil, "HOST|CIDR[:PORT]: with --sandbox, connect to this destination from this machine instead of the pod "+
 		"(a database on your laptop: --local localhost:5432; a LAN: --local 192.168.1.0/24); repeatable")
+	fl.StringArrayVar(&o.Cover, "sandbox-cover", nil, "PATH: with --sandbox, mount the pod's volume at PATH although this machine has PATH (or PATH is a new file in one of its directories): "+
+		"inside the sandbox it then replaces this machine's for every program the command runs; repeatable")
 }
 
 // validateSandbox checks --sandbox and --local without the network.
@@ -44,8 +50,16 @@ func (o *Options) validateSandbox() error {
 	if len(o.Locals) > 0 && !o.Sandbox {
 		return errors.New("--local keeps destinations of the sandbox on this machine: it goes with --sandbox (without it, your command reaches the cluster only through HTTP_PROXY/ALL_PROXY and keeps this machine's network for the rest)")
 	}
+	if len(o.Cover) > 0 && !o.Sandbox {
+		return errors.New("--sandbox-cover lets a volume of the sandbox cover a path of this machine: it goes with --sandbox")
+	}
 	if !o.Sandbox {
 		return nil
+	}
+	for _, c := range o.Cover {
+		if !filepath.IsAbs(c) || filepath.Clean(c) != c || c == "/" {
+			return fmt.Errorf("--sandbox-cover %q: give the volume's mountPath as the pod spells it, an absolute path without a trailing slash, . or .. (e.g. --sandbox-cover /etc/app/config.yaml)", c)
+		}
 	}
 	if len(o.Command) == 0 {
 		return errors.New("--sandbox runs your command in the sandbox: give it after --, e.g. kubectl intercept svc/my-service -l 3000 --sandbox -- ./my-service")
@@ -104,7 +118,7 @@ func (r *runner) resolveAndCheck(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.side.Sandbox, r.side.Locals = true, locals
+	r.side.Sandbox, r.side.Locals, r.side.Cover = true, locals, r.Cover
 	ports := make([]int, len(r.ports))
 	for i, pm := range r.ports {
 		ports[i] = pm.Local
@@ -141,6 +155,12 @@ func printSandbox(p *cmdutil.Progress, command []string, sb *local.SandboxSide) 
 	p.Infof("  DNS: %s", sb.DNS)
 	p.Infof("  Network: %s", sb.Network)
 	p.Infof("  Files: %s", sb.MountsLine())
+	for _, s := range sb.Skipped {
+		p.Infof("    %s", cmdutil.Printable(s))
+	}
+	if h := sb.HiddenEnvLine(); h != "" {
+		p.Infof("  Environment: %s", h)
+	}
 	if l := sb.LocalLine(); l != "" {
 		p.Infof("  Local: %s", l)
 	}

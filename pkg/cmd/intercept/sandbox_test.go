@@ -39,6 +39,14 @@ func TestValidateSandbox(t *testing.T) {
 		{"another machine on the -l port's number", func(o *Options) { o.Sandbox, o.Command, o.Locals = true, []string{"true"}, []string{"db.lan:3000"} }, ""},
 		{"a dry run of the sandbox", func(o *Options) { o.DryRun, o.Sandbox, o.Command = true, true, []string{"true"} }, ""},
 		{"a dry run of a command without the sandbox", func(o *Options) { o.DryRun, o.Command = true, []string{"true"} }, "leave out -- CMD"},
+		{"--sandbox-cover without the sandbox", func(o *Options) { o.Cover, o.Command = []string{"/etc/app.conf"}, []string{"true"} }, "--sandbox-cover lets a volume"},
+		{"--sandbox-cover paths", func(o *Options) {
+			o.Sandbox, o.Command, o.Cover = true, []string{"true"}, []string{"/etc/app.conf", "/usr/local/etc/app"}
+		}, ""},
+		{"a relative --sandbox-cover", func(o *Options) { o.Sandbox, o.Command, o.Cover = true, []string{"true"}, []string{"etc/app.conf"} }, `--sandbox-cover "etc/app.conf": give the volume's mountPath`},
+		{"an unclean --sandbox-cover", func(o *Options) { o.Sandbox, o.Command, o.Cover = true, []string{"true"}, []string{"/etc/app/"} }, "without a trailing slash"},
+		{"--sandbox-cover with ..", func(o *Options) { o.Sandbox, o.Command, o.Cover = true, []string{"true"}, []string{"/etc/../bin/sh"} }, "--sandbox-cover"},
+		{"--sandbox-cover /", func(o *Options) { o.Sandbox, o.Command, o.Cover = true, []string{"true"}, []string{"/"} }, "--sandbox-cover"},
 		{"the sandbox in the background", func(o *Options) { o.Detach, o.Sandbox, o.Command = true, true, []string{"true"} }, "leave out --detach"},
 	} {
 		o := opts(base, tc.set)
@@ -54,7 +62,7 @@ func TestValidateSandbox(t *testing.T) {
 func TestSandboxFlags(t *testing.T) {
 	streams, _, _, _ := genericiooptions.NewTestIOStreams()
 	cmd := NewCmdIntercept(factory.NewFor(fake.NewClientset(), nil, "default"), streams)
-	for _, name := range []string{"sandbox", "local"} {
+	for _, name := range []string{"sandbox", "local", "sandbox-cover"} {
 		if cmd.Flags().Lookup(name) == nil {
 			t.Errorf("--%s is not registered", name)
 		}
@@ -69,7 +77,9 @@ func TestSandboxFlags(t *testing.T) {
 func TestPrintSandbox(t *testing.T) {
 	var out bytes.Buffer
 	sb := &local.SandboxSide{Hostname: "web-intercept-1", DNS: "nameserver 10.96.0.10, search shop.svc.cluster.local svc.cluster.local cluster.local, options ndots:5",
-		Network: "every TCP connection leaves from pod web-intercept-1", Mounts: []string{"/etc/config", "/var/run/secrets/token"}, Local: []string{"localhost:5432"}}
+		Network: "every TCP connection leaves from pod web-intercept-1", Mounts: []string{"/etc/config", "/var/run/secrets/token"}, Local: []string{"localhost:5432"},
+		Skipped:   []string{"the volume at /etc/hostname is not in the sandbox: that file exists on this machine: ...; to mount the volume over it anyway, --sandbox-cover /etc/hostname", "the volume at /x\x1b]0;t\x07 is not in the sandbox: ..."},
+		HiddenEnv: []string{"SSH_AUTH_SOCK", "DISPLAY"}}
 	printSandbox(cmdutil.NewProgress(&out, &out, false), []string{"./web", "--debug"}, sb)
 	for _, want := range []string{
 		"Sandbox: ./web --debug runs as you in namespaces of its own, hostname web-intercept-1",
@@ -77,10 +87,16 @@ func TestPrintSandbox(t *testing.T) {
 		"Network: every TCP connection leaves from pod web-intercept-1",
 		"Files: 2 mounts at their paths, read-only and kept up to date: /etc/config, /var/run/secrets/token",
 		"Local: localhost:5432 (dialed from this machine, not the pod)",
+		"    the volume at /etc/hostname is not in the sandbox: that file exists on this machine: ...; to mount the volume over it anyway, --sandbox-cover /etc/hostname\n",
+		"Environment: this machine's SSH_AUTH_SOCK, DISPLAY left out",
+		"--env-allow NAME",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the sandbox's lines lack %q:\n%s", want, out.String())
 		}
+	}
+	if strings.ContainsAny(out.String(), "\x1b\x07") {
+		t.Errorf("a skipped mountPath is printed raw: %q", out.String())
 	}
 	out.Reset()
 	printSandbox(cmdutil.NewProgress(&out, &out, false), []string{"./web"}, nil)

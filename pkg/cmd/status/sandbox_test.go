@@ -17,7 +17,8 @@ func sandboxSide() *local.Side {
 		Sandbox: &local.SandboxSide{Hostname: "cart-intercept-b4k9x2-5d8f-abcde",
 			DNS:     "nameserver 10.96.0.10, search shop.svc.cluster.local svc.cluster.local cluster.local, options ndots:5 (queries answered by the cluster's DNS, asked from pod cart-intercept-b4k9x2-5d8f-abcde)",
 			Network: "every TCP connection leaves from pod cart-intercept-b4k9x2-5d8f-abcde (its NetworkPolicies apply); other UDP is refused",
-			Mounts:  []string{"/etc/cart", "/var/run/secrets/kubernetes.io/serviceaccount"}, Local: []string{"localhost:5432", "192.168.1.0/24"}}}
+			Mounts:  []string{"/etc/cart", "/var/run/secrets/kubernetes.io/serviceaccount"}, Local: []string{"localhost:5432", "192.168.1.0/24"},
+			Skipped: []string{"the volume at /etc/hostname is not in the sandbox: that file exists on this machine: inside the sandbox the pod's volume would replace it for every program the command runs; to mount the volume over it anyway, --sandbox-cover /etc/hostname"}}}
 }
 
 // status says what the sandbox gives the command: its hostname, DNS,

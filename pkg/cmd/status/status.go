@@ -166,7 +166,11 @@ func writeLocalSide(w io.Writer, side *local.Side) error {
 	}
 	if sb := side.Sandbox; sb != nil {
 		fmt.Fprintf(tw, "  Sandbox:\tthe command runs in namespaces of its own, hostname %s\n", cmdutil.Printable(sb.Hostname))
-		for _, kv := range [][2]string{{"DNS", sb.DNS}, {"Network", sb.Network}, {"Mounts", sb.MountsLine()}, {"Local", sb.LocalLine()}} {
+		rows := [][2]string{{"DNS", sb.DNS}, {"Network", sb.Network}, {"Mounts", sb.MountsLine()}}
+		for _, s := range sb.Skipped {
+			rows = append(rows, [2]string{"Skipped", s})
+		}
+		for _, kv := range append(rows, [2]string{"Local", sb.LocalLine()}) {
 			if kv[1] != "" {
 				fmt.Fprintf(tw, "    %s:\t%s\n", kv[0], cmdutil.Printable(kv[1]))
 			}

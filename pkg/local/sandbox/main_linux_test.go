@@ -58,7 +58,8 @@ var (
 func testBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "sandbox-test-") //nolint:usetesting // shared by every test of the run, so not one test's TempDir
+		// Outside /tmp: the sandbox has an empty /tmp of its own.
+		binDir, binErr = os.MkdirTemp("/var/tmp", "sandbox-test-") //nolint:usetesting // shared by every test of the run, so not one test's TempDir
 		if binErr != nil {
 			return
 		}
