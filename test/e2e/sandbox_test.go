@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -38,8 +39,9 @@ type sandboxKit struct {
 
 func newSandboxKit(t *testing.T) *sandboxKit {
 	t.Helper()
-	// Not t.TempDir(): its parent is for its owner alone.
-	dir, err := os.MkdirTemp("", "e2e-sandbox-") //nolint:usetesting // nobody must traverse its parent
+	// Not t.TempDir(): its parent is for its owner alone; not under /tmp,
+	// which the sandbox replaces with an empty one of its own.
+	dir, err := os.MkdirTemp("/var/tmp", "e2e-sandbox-") //nolint:usetesting // nobody must traverse its parent
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,14 +205,23 @@ var privateTree = regexp.MustCompile(`their copy under (\S+) is removed at the e
 // refused, the ConfigMap at its mountPath and its update, --local reaching
 // this machine's loopback, the pod's hostname; intercepted requests reach
 // the command's server inside; Ctrl-C reaches the command and its exit
-// code is the plugin's; nothing stays on the host. Then the plugin is
-// killed with SIGKILL: nothing of the sandbox runs on, and close (of this
-// machine's intercepts) cleans up. (NetworkPolicy: the local cluster's bridge CNI does not enforce
+// code is the plugin's; nothing stays on the host; a volume at a path
+// this machine has is left out, with what mounts it. Then the plugin is
+// killed with SIGKILL (the volume now covered with --sandbox-cover):
+// nothing of the sandbox runs on, and close (of this machine's
+// intercepts) cleans up and restores the Service without --force. (NetworkPolicy: the local cluster's bridge CNI does not enforce
 // them; a dial the pod cannot make is refused inside the sandbox as this
 // test's closed port is, and pkg/local/sandbox tests the refusal path.)
 func TestSandbox(t *testing.T) {
 	t.Parallel()
 	ns, svc := localWorld(t)
+	// A volume at a path this machine has: a directory made here.
+	covered := "/var/tmp/e2e-cover-" + ns
+	if err := os.Mkdir(covered, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(covered) })
+	mountAt(t, ns, "demo", "config", covered)
 	before := takeSnapshot(t, ns, "demo")
 	k := newSandboxKit(t)
 
@@ -269,6 +280,10 @@ while :; do cat /etc/demo/config.yaml > %[1]s/config.new 2>&1; mv %[1]s/config.n
 	p := k.start(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "--sandbox", "--local", fmt.Sprintf("localhost:%d", hostPort),
 		"--", "sh", "-c", script)
 	p.waitOutput(t, "the intercept ends when it exits", 2*time.Minute)
+	if want := "the volume at " + covered + " is not in the sandbox: that directory exists on this machine"; !strings.Contains(p.output(), want) ||
+		!strings.Contains(p.output(), "--sandbox-cover "+covered) {
+		t.Errorf("the start does not say %q, with --sandbox-cover:\n%s", want, p.output())
+	}
 	waitFor(t, 60*time.Second, "the command's checks", func() bool {
 		_, err := os.Stat(filepath.Join(out, "checked"))
 		return err == nil
@@ -311,6 +326,8 @@ while :; do cat /etc/demo/config.yaml > %[1]s/config.new 2>&1; mv %[1]s/config.n
 	}
 
 	inPart(t, "files", func(t *testing.T) {
+		// The command's loop writes it after its checks.
+		waitFor(t, 20*time.Second, "the command's first read of /etc/demo/config.yaml", func() bool { return read("config") != "" })
 		if got := read("config"); got != "feature: on" {
 			t.Errorf("/etc/demo/config.yaml inside: %q", got)
 		}
@@ -334,7 +351,7 @@ while :; do cat /etc/demo/config.yaml > %[1]s/config.new 2>&1; mv %[1]s/config.n
 	})
 	inPart(t, "status", func(t *testing.T) {
 		b, err := k.cmd("status", "svc/demo", "-n", ns).CombinedOutput()
-		for _, want := range []string{"Sandbox:", "DNS:", "Network:", "Mounts:", "Local:"} {
+		for _, want := range []string{"Sandbox:", "DNS:", "Network:", "Mounts:", "Skipped:", covered, "Local:"} {
 			if err != nil || !strings.Contains(string(b), want) {
 				t.Errorf("status lacks %q (%v):\n%s", want, err, b)
 			}
@@ -367,9 +384,21 @@ while :; do cat /etc/demo/config.yaml > %[1]s/config.new 2>&1; mv %[1]s/config.n
 	assertRestored(t, ns, "demo", before)
 
 	// kill -9 of the plugin: the sandbox ends with it; close restores the
-	// Service and removes the files.
-	p = k.start(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "--sandbox", "--", "sh", "-c", "sleep 600")
+	// Service and removes the files. This time --sandbox-cover mounts the
+	// volume over this machine's directory.
+	p = k.start(t, "svc/demo", "-n", ns, "-l", strconv.Itoa(port), "--sandbox", "--sandbox-cover", covered,
+		"--", "sh", "-c", fmt.Sprintf("cat %s/config.yaml > %s/covered 2>&1; sleep 600", covered, out))
 	p.waitOutput(t, "the intercept ends when it exits", 2*time.Minute)
+	if strings.Contains(p.output(), "the volume at "+covered+" is not in the sandbox") || !p.printsSoon("Files: 3 mounts at their paths") {
+		t.Errorf("with --sandbox-cover %s the volume is not mounted:\n%s", covered, p.output())
+	}
+	waitFor(t, 20*time.Second, "the covered volume read inside", func() bool { return read("covered") != "" })
+	if got := read("covered"); got != "feature: on" {
+		t.Errorf("%s/config.yaml inside, with --sandbox-cover: %q", covered, got)
+	}
+	if entries, _ := os.ReadDir(covered); len(entries) != 0 {
+		t.Errorf("the covered directory on this machine changed: %v", entries)
+	}
 	init = sandboxInit(t, p.cmd.Process.Pid)
 	waitFor(t, 10*time.Second, "the command in the sandbox", func() bool {
 		procs = tree(init)
@@ -383,7 +412,9 @@ while :; do cat /etc/demo/config.yaml > %[1]s/config.new 2>&1; mv %[1]s/config.n
 	p.cmd.Wait()
 	waitFor(t, 10*time.Second, "the sandbox's processes to end with the plugin", func() bool { return len(alive(procs)) == 0 })
 	// close without an argument ends what this machine's crashed
-	// intercepts left, their files included.
+	// intercepts left, their files included, and, the crashed plugin's
+	// route gone from the sidecars after the heartbeat window, restores
+	// the Service: no --force.
 	b, err := k.cmd("close").CombinedOutput()
 	if err != nil {
 		t.Fatalf("close after kill -9: %v\n%s", err, b)
@@ -391,13 +422,31 @@ while :; do cat /etc/demo/config.yaml > %[1]s/config.new 2>&1; mv %[1]s/config.n
 	if _, err := os.Stat(m[1]); !os.IsNotExist(err) {
 		t.Errorf("close left the sandbox's files %s: %v", m[1], err)
 	}
-	if strings.Contains(string(b), "stays switched") {
-		// The killed plugin's route may still count as live on the
-		// sidecars; close says to use --force, as a user would.
-		t.Logf("close after kill -9 kept the Service switched:\n%s", b)
-		if b, err := k.cmd("close", "svc/demo", "-n", ns, "--force").CombinedOutput(); err != nil {
-			t.Fatalf("close --force after kill -9: %v\n%s", err, b)
-		}
+	if strings.Contains(string(b), "stays switched") || strings.Contains(string(b), "--force") {
+		t.Errorf("close after kill -9 kept the Service switched:\n%s", b)
 	}
 	assertRestored(t, ns, "demo", before)
+}
+
+// mountAt adds a mount of the deployment's volume at path to its first
+// container and waits until the rollout is done.
+func mountAt(t *testing.T, ns, name, volume, path string) {
+	t.Helper()
+	d, err := cs.AppsV1().Deployments(ns).Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &d.Spec.Template.Spec.Containers[0]
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: volume, MountPath: path, ReadOnly: true})
+	if _, err := cs.AppsV1().Deployments(ns).Update(t.Context(), d, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Minute, "deployment "+name+" rolled out with a volume at "+path, func() bool {
+		d, err := cs.AppsV1().Deployments(ns).Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil || d.Spec.Replicas == nil {
+			return false
+		}
+		st, want := d.Status, *d.Spec.Replicas
+		return st.ObservedGeneration >= d.Generation && st.UpdatedReplicas == want && st.Replicas == want && st.AvailableReplicas == want
+	})
 }
