@@ -54,7 +54,8 @@ command -v curl >/dev/null || die "curl is missing (apt-get install curl)"
 [ -x "$PLUGIN" ] || die "no plugin at $PLUGIN (make build)"
 "$KUBECTL" get --raw /readyz >/dev/null 2>&1 || die "the cluster in $KUBECONFIG does not answer (make cluster-up)"
 
-TMP=$(mktemp -d /tmp/intercept-bench-sandbox.XXXXXX)
+# Not under /tmp: the sandbox has an empty /tmp of its own.
+TMP=$(mktemp -d /var/tmp/intercept-bench-sandbox.XXXXXX)
 chmod 755 "$TMP"
 export XDG_STATE_HOME=$TMP/state
 NS=bench-sandbox-$RANDOM
