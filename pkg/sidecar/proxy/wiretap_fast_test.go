@@ -126,6 +126,7 @@ func TestWiretapTeesOnTheFastPath(t *testing.T) {
 			t.Fatalf("answer %d: %v", i, err)
 		}
 		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
 		if err != nil || string(body) != want.body || resp.Header.Get("X-Answered-By") != "app" || resp.Trailer.Get("X-Sum") != want.trailer {
 			t.Fatalf("answer %d: %v %q (%v), trailer %v", i, resp.Status, shorten(string(body)), err, resp.Trailer)
 		}
@@ -204,5 +205,10 @@ func httpChunkedReader(raw string) io.Reader {
 	if err != nil {
 		return iotest.ErrReader(err)
 	}
-	return resp.Body
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return iotest.ErrReader(err)
+	}
+	return bytes.NewReader(b)
 }

@@ -41,6 +41,7 @@ func TestAppendRawFrameReadsAsTheParsedExchange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	resp.Body.Close()
 	wantResp := resp.Header.Clone()
 	wantResp.Set("X-Sum", "42")
 	Redact(wantResp)

@@ -208,7 +208,7 @@ func TestAppendFrameBatches(t *testing.T) {
 			t.Fatalf("frame %d: %+v, %v", i, ex, err)
 		}
 	}
-	if _, err := r.Read(); err != io.EOF {
+	if _, err := r.Read(); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the frames: %v, want EOF", err)
 	}
 }
