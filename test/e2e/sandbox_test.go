@@ -429,7 +429,7 @@ while :; do cat /etc/demo/config.yaml > %[1]s/config.new 2>&1; mv %[1]s/config.n
 }
 
 // mountAt adds a mount of the deployment's volume at path to its first
-// container and waits until the rollout is done.
+// container and waits until the rollout is done, the old pods gone.
 func mountAt(t *testing.T, ns, name, volume, path string) {
 	t.Helper()
 	d, err := cs.AppsV1().Deployments(ns).Get(t.Context(), name, metav1.GetOptions{})
@@ -447,6 +447,10 @@ func mountAt(t *testing.T, ns, name, volume, path string) {
 			return false
 		}
 		st, want := d.Status, *d.Spec.Replicas
-		return st.ObservedGeneration >= d.Generation && st.UpdatedReplicas == want && st.Replicas == want && st.AvailableReplicas == want
+		if st.ObservedGeneration < d.Generation || st.UpdatedReplicas != want || st.Replicas != want || st.AvailableReplicas != want {
+			return false
+		}
+		pods, err := cs.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: metav1.FormatLabelSelector(d.Spec.Selector)})
+		return err == nil && len(pods.Items) == int(want)
 	})
 }
