@@ -39,7 +39,7 @@ type table struct {
 	suspended map[string]int
 }
 
-func (t *table) Suspend(r route.Route) (func(), int) {
+func (t *table) Suspend(r route.Route) (func(), int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
@@ -60,7 +60,7 @@ func (t *table) Suspend(r route.Route) (func(), int) {
 		for _, k := range keys {
 			t.suspended[k]--
 		}
-	}, n
+	}, n, nil
 }
 
 // contested says whether a contest ever held the route of key.

@@ -326,7 +326,7 @@ func TestContestHoldsOnlyTheContestedRequests(t *testing.T) {
 	if _, err := table.Add(route.Route{Header: "X-Dev", Value: "bob", Owner: "bob", Client: bobKey}, dial); err != nil {
 		t.Fatal(err)
 	}
-	resume, n := table.Suspend(route.Route{Header: "x-dev", Value: "alice", PathRegex: `/a/[0-9]+`, Methods: "GET", Client: eveKey})
+	resume, n, _ := table.Suspend(route.Route{Header: "x-dev", Value: "alice", PathRegex: `/a/[0-9]+`, Methods: "GET", Client: eveKey})
 	defer resume()
 	if n != 1 {
 		t.Fatalf("the contest holds %d routes, want alice's", n)

@@ -267,7 +267,7 @@ func TestNarrowedRegistration(t *testing.T) {
 		t.Errorf("%d routes live, want 3", got)
 	}
 	// A contest over ann's route suspends ann's alone.
-	resume, n := table.Suspend(route.Route{Header: "x-dev", Value: "alice", PathPrefix: "/api/v2/", Client: strings.Repeat("k", 32)})
+	resume, n, _ := table.Suspend(route.Route{Header: "x-dev", Value: "alice", PathPrefix: "/api/v2/", Client: strings.Repeat("k", 32)})
 	defer resume()
 	if n != 1 {
 		t.Errorf("a contest over /api/v2/ holds %d routes, want 1", n)

@@ -137,7 +137,7 @@ func TestMatchWhileRoutesAndContestsChange(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			resume, _ := table.Suspend(route.Route{Header: "X-Dev", Value: "alice", PathRegex: `/a/1`, Client: eveKey})
+			resume, _, _ := table.Suspend(route.Route{Header: "X-Dev", Value: "alice", PathRegex: `/a/1`, Client: eveKey})
 			resume()
 			remove()
 		}

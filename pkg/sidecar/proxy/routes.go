@@ -25,6 +25,10 @@ import (
 // liveRoute is a live route and the way to reach its developer.
 type liveRoute struct {
 	route.Route
+	// facts is the route compiled once, when it is added or contested:
+	// what Conflicts and Takes read of it, so a request's contest check
+	// parses and compiles nothing.
+	facts *route.Compiled
 	// re is the route's PathRegex, compiled once, anchored (nil: none).
 	re *regexp.Regexp
 	// narrowed: a path or a method narrows the route (Route.Narrowed).
@@ -116,14 +120,8 @@ func (t *Table) Add(r route.Route, dial tunnel.DialFunc) (func(), error) {
 		}
 		return c, nil
 	}
-	nr := &liveRoute{Route: r, narrowed: r.Narrowed(), whole: r.All && !r.Narrowed(), dial: dial, transport: newTransport(tunnelDial, false), h2: newTransport(tunnelDial, true)}
-	if r.PathRegex != "" {
-		re, err := route.CompilePathRegex(r.PathRegex)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", tunnel.ErrBadRequest, err)
-		}
-		nr.re = re
-	}
+	nr := &liveRoute{Route: r, facts: route.Compile(r), narrowed: r.Narrowed(), whole: r.All && !r.Narrowed(), dial: dial, transport: newTransport(tunnelDial, false), h2: newTransport(tunnelDial, true)}
+	nr.re = nr.facts.Regex() // Validate compiled it
 	if r.Remote != "" {
 		rt := newRemoteTransport(r, t.RemoteTLS)
 		nr.transport, nr.h2 = rt, rt
@@ -139,7 +137,7 @@ func (t *Table) Add(r route.Route, dial tunnel.DialFunc) (func(), error) {
 		if r.Client != "" && subtle.ConstantTimeCompare([]byte(old.Client), []byte(r.Client)) == 1 {
 			continue // the same CLI (it holds the owner key), reconnected: the new registration wins
 		}
-		if old.Conflicts(r) {
+		if old.facts.Conflicts(nr.facts) {
 			return nil, fmt.Errorf("%w: %s is intercepted by %s; %s", tunnel.ErrConflict, old.Route, ownerOrSomeone(old.Owner), pickAnother(r, old.Route))
 		}
 		kept = append(kept, old)
@@ -206,19 +204,22 @@ func (t *Table) remove(r *liveRoute) {
 // lasts. It reports how many routes it holds now. A suspended route still
 // conflicts with new registrations: a contest never hands the route to
 // anyone.
-func (t *Table) Suspend(r route.Route) (resume func(), n int) {
+//
+// A table holds at most MaxContests contests: every request of a
+// contested route is checked against each; past it Suspend refuses.
+func (t *Table) Suspend(r route.Route) (resume func(), n int, err error) {
 	if !r.All {
 		r.Header = http.CanonicalHeaderKey(r.Header)
 	}
-	c := &liveRoute{Route: r, narrowed: r.Narrowed()}
-	if r.PathRegex != "" {
-		// Validated by the caller; a regex that does not compile holds
-		// every path.
-		if re, err := route.CompilePathRegex(r.PathRegex); err == nil {
-			c.re = re
-		}
-	}
+	// Validated by the caller; a regex that does not compile holds every
+	// path.
+	c := &liveRoute{Route: r, facts: route.Compile(r), narrowed: r.Narrowed()}
+	c.re = c.facts.Regex()
 	t.mu.Lock()
+	if len(t.contests) >= MaxContests {
+		t.mu.Unlock()
+		return nil, 0, fmt.Errorf("%w: this pod holds %d contests already, the most it takes; the developers who contested routes here end theirs when they close their sessions (kubectl intercept list shows the suspended routes)", tunnel.ErrFailed, MaxContests)
+	}
 	t.contests = append(t.contests, c)
 	var piped []*liveRoute
 	for _, x := range t.routes {
@@ -241,13 +242,18 @@ func (t *Table) Suspend(r route.Route) (resume func(), n int) {
 			t.contests = slices.DeleteFunc(slices.Clone(t.contests), func(x *liveRoute) bool { return x == c })
 			t.mu.Unlock()
 		})
-	}, n
+	}, n, nil
 }
+
+// MaxContests bounds the contests one table holds at once, whoever holds
+// them: a control port holds at most tunnel.MaxControlSessions sessions of
+// at most 8 contests each, far more than a race between teammates leaves.
+const MaxContests = 64
 
 // suspendedBy says whether contest c holds r out of matching (for the
 // requests c matches).
 func suspendedBy(r *liveRoute, c *liveRoute) bool {
-	return subtle.ConstantTimeCompare([]byte(r.Client), []byte(c.Client)) != 1 && r.Takes(c.Route)
+	return subtle.ConstantTimeCompare([]byte(r.Client), []byte(c.Client)) != 1 && r.facts.Takes(c.facts)
 }
 
 // liveNow is live for a caller that does not hold t.mu.

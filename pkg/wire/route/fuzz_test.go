@@ -125,7 +125,7 @@ func FuzzNarrowedConflicts(f *testing.F) {
 		}
 		var paths []string
 		for _, r := range []Route{a, b} {
-			p := r.paths()
+			p := Compile(r).paths()
 			paths = append(paths, r.PathPrefix, SamplePath(r), p.prefix, p.prefix+path, r.PathPrefix+path)
 		}
 		paths = append(paths, path)

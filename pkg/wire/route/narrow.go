@@ -250,17 +250,13 @@ type pathSet struct {
 // paths returns the route's pathSet: the longer of its PathPrefix and its
 // PathRegex's literal prefix (when neither is a prefix of the other, the
 // route takes no path at all, and any answer is right).
-func (r Route) paths() pathSet {
-	s := pathSet{prefix: r.PathPrefix}
-	if r.PathRegex == "" {
-		return s
+func (c *Compiled) paths() pathSet {
+	s := pathSet{prefix: c.PathPrefix}
+	if c.PathRegex == "" || !c.parsed {
+		return s // none, or an invalid route, refused by Validate: it narrows nothing
 	}
-	f := factsOf(r.PathRegex)
-	if !f.parsed {
-		return s // an invalid route, refused by Validate: it narrows nothing
-	}
-	if f.exact || len(f.lit) > len(s.prefix) {
-		return pathSet{prefix: f.lit, exact: f.exact}
+	if c.exact || len(c.lit) > len(s.prefix) {
+		return pathSet{prefix: c.lit, exact: c.exact}
 	}
 	return s
 }
@@ -308,7 +304,7 @@ func literalPrefix(re *syntax.Regexp) (prefix string, exact bool) {
 // pathsOverlap reports whether one path could be taken by both routes:
 // conservatively, yes unless their literal prefixes part (neither is a
 // prefix of the other), or one takes a single path the other does not.
-func pathsOverlap(a, b Route) bool {
+func pathsOverlap(a, b *Compiled) bool {
 	if a.PathPrefix == "" && a.PathRegex == "" || b.PathPrefix == "" && b.PathRegex == "" {
 		return true
 	}
@@ -326,16 +322,10 @@ func pathsOverlap(a, b Route) bool {
 }
 
 // MatchesPath reports whether the route's PathPrefix and PathRegex take
-// path, the regex compiled once (memo.go): for conflicts and tests.
+// path, the regex compiled on each call: for the CLI and tests (a sidecar
+// asks Compiled.MatchesPath).
 func (r Route) MatchesPath(path string) bool {
-	if !strings.HasPrefix(path, r.PathPrefix) {
-		return false
-	}
-	if r.PathRegex == "" {
-		return true
-	}
-	re := factsOf(r.PathRegex).re
-	return re != nil && RegexTakes(re, path)
+	return Compile(r).MatchesPath(path)
 }
 
 // SamplePath returns a path the route takes, for a request that should
@@ -357,8 +347,9 @@ func SamplePath(r Route) string {
 	var b strings.Builder
 	sample(&b, re.Simplify())
 	// A regex that leaves the prefix's rest free: try the sample after it.
+	c := Compile(r)
 	for _, p := range []string{b.String(), r.PathPrefix + b.String()} {
-		if r.MatchesPath(p) {
+		if c.MatchesPath(p) {
 			return p
 		}
 	}

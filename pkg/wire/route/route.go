@@ -122,13 +122,22 @@ func (r Route) marker() string {
 // may be said to conflict that no one request reaches both of; never the
 // other way around.
 func (r Route) Conflicts(o Route) bool {
+	if !r.sameRequests(o) {
+		return false
+	}
+	return pathsOverlap(Compile(r), Compile(o))
+}
+
+// sameRequests is Conflicts but for paths: neither is a wiretap, they
+// share a marker (or one is All) and a method.
+func (r Route) sameRequests(o Route) bool {
 	if r.Wiretap || o.Wiretap {
 		return false // a copy takes nothing from anyone
 	}
 	sameMarker := r.All || o.All ||
 		http.CanonicalHeaderKey(r.Header) == http.CanonicalHeaderKey(o.Header) &&
 			r.Cookie == o.Cookie && r.Baggage == o.Baggage && r.Value == o.Value
-	return sameMarker && methodsOverlap(r.Methods, o.Methods) && pathsOverlap(r, o)
+	return sameMarker && methodsOverlap(r.Methods, o.Methods)
 }
 
 // Takes says whether r takes requests that contested would match, so
@@ -136,10 +145,7 @@ func (r Route) Conflicts(o Route) bool {
 // contest over an All route suspends only All routes, never every route
 // of the pod.
 func (r Route) Takes(contested Route) bool {
-	if contested.All && !r.All {
-		return false
-	}
-	return r.Conflicts(contested)
+	return Compile(r).Takes(Compile(contested))
 }
 
 // Validate reports what makes a route one a sidecar cannot match: it must

@@ -35,8 +35,8 @@ import (
 type Suspender interface {
 	// Suspend holds the routes that take r's requests under a key other
 	// than r.Client out of matching until resume; n is how many it holds
-	// now.
-	Suspend(r route.Route) (resume func(), n int)
+	// now. It refuses (err) a contest past what it can hold.
+	Suspend(r route.Route) (resume func(), n int, err error)
 }
 
 // maxContests bounds the contests one session holds.
@@ -68,7 +68,10 @@ func (s *Server) contest(cs *controlSession, req Request) error {
 	if refused == nil || !sameRoute(*refused, *req.Route) {
 		return coded(CodeBadRequest, "contest: only the route this session's last register was refused, as it was refused, may be contested")
 	}
-	resume, n := sus.Suspend(*req.Route)
+	resume, n, err := sus.Suspend(*req.Route)
+	if err != nil {
+		return err
+	}
 	if n == 0 {
 		resume()
 		return coded(CodeNotFound, "no route of another key takes the requests of %s on this pod", req.Route)
