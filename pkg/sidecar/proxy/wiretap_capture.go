@@ -20,7 +20,10 @@ type tapCapture struct {
 	held   int64 // of the budget: cap(data)
 	over   bool  // the budget had no room: no copy
 	done   bool  // released: keeps nothing more
-	hint   int   // the body's length where known: the buffer to take at once
+	// hint is the body's length where known: the buffer grows to it, and
+	// no further, from at most tapHintFirst (a length is what a caller
+	// declares, not what it sends).
+	hint int
 	// pooled: data is from the pool of buffers (getTapBuf), to go back
 	// once the copy was encoded (the fast path's; net/http's copies are
 	// let go to the collector)
@@ -72,6 +75,14 @@ func getTapBuf(size int) []byte {
 	return make([]byte, 0, size)
 }
 
+// tapBufSize is the capacity getTapBuf returns for size.
+func tapBufSize(size int) int {
+	if i, exact := tapBufClass(size); !exact && size >= tapGrowFrom && size <= tap.BodyCap {
+		return tapGrowFrom << i
+	}
+	return size
+}
+
 // putTapBuf gives a buffer from getTapBuf back.
 func putTapBuf(b []byte) {
 	if i, exact := tapBufClass(cap(b)); exact {
@@ -80,7 +91,13 @@ func putTapBuf(b []byte) {
 }
 
 // tapGrowFrom is the first buffer a capture takes; it doubles from there.
-const tapGrowFrom = 4 << 10
+// tapHintFirst is the most it takes at first for a body of known length:
+// a caller that declares 1 MiB and sends one byte holds 64 KiB of the
+// in-flight budget, not 1 MiB.
+const (
+	tapGrowFrom  = 4 << 10
+	tapHintFirst = 64 << 10
+)
 
 func (c *tapCapture) note(p []byte, eof bool) {
 	c.mu.Lock()
@@ -97,9 +114,13 @@ func (c *tapCapture) note(p []byte, eof bool) {
 	if need := len(c.data) + keep; need > cap(c.data) {
 		first := tapGrowFrom
 		if c.hint > 0 {
-			first = c.hint
+			first = min(c.hint, tapHintFirst)
 		}
-		size := min(tap.BodyCap, max(need, 2*cap(c.data), first))
+		size := max(need, 2*cap(c.data), first)
+		if c.hint >= need {
+			size = min(size, c.hint)
+		}
+		size = tapBufSize(min(tap.BodyCap, size)) // what getTapBuf takes: the budget counts it all
 		if c.bounds != nil && !c.bounds.take(int64(size-cap(c.data))) {
 			c.over, c.data = true, nil
 			c.bounds.inFlight.Add(-c.held)

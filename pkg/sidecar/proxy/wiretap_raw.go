@@ -73,6 +73,12 @@ type fastTap struct {
 	respLen int64 // the answer's Content-Length; -1: none
 	respTE  dechunk
 	respHd  []byte
+	// bounds is the sidecar's in-flight budget, which the heads are
+	// held out of (heads bytes) as the bodies are; headsOver: it had no
+	// room for them, and no copy is made.
+	bounds    *tapBounds
+	heads     int64
+	headsOver bool
 	// answered: the answer went out whole; skip: it is not copied (an
 	// event stream, which has no end to compare).
 	answered, skip bool
@@ -95,14 +101,28 @@ func withRoom(taps []*tapRoute) []*tapRoute {
 }
 
 func newFastTap(taps []*tapRoute, req fastRequest, bounds *tapBounds) *fastTap {
-	ft := &fastTap{taps: taps, start: time.Now(), reqHead: bytes.Clone(req.head), reqLen: req.length}
+	ft := &fastTap{taps: taps, start: time.Now(), reqLen: req.length, bounds: bounds}
 	if req.chunked {
 		ft.reqLen = -1
+	}
+	if ft.holdHead(len(req.head)) {
+		ft.reqHead = bytes.Clone(req.head)
 	}
 	ft.req.bounds, ft.resp.bounds = bounds, bounds
 	ft.req.hint = int(min(req.length, tap.BodyCap))
 	ft.reqTE.c, ft.respTE.c = &ft.req, &ft.resp
 	return ft
+}
+
+// holdHead takes n bytes of a head's copy out of the in-flight budget,
+// or says (and notes) that it has no room for them.
+func (ft *fastTap) holdHead(n int) bool {
+	if ft.headsOver || ft.bounds != nil && !ft.bounds.take(int64(n)) {
+		ft.headsOver = true
+		return false
+	}
+	ft.heads += int64(n)
+	return true
 }
 
 // requestBody notes a part of the request's body that was sent on; nil
@@ -134,6 +154,10 @@ func (ft *fastTap) requestCapture() *tapCapture {
 // body, nil when the answer is not copied.
 func (ft *fastTap) responseHead(head, bodyStart []byte, fr responseFraming, bodyless bool) *tapCapture {
 	if ft == nil {
+		return nil
+	}
+	if !ft.holdHead(len(head)) {
+		ft.skip = true // counted dropped in finish
 		return nil
 	}
 	ft.respHd, ft.respLen = bytes.Clone(head), fr.length
@@ -172,6 +196,13 @@ func (ft *fastTap) finish() {
 	defer ft.resp.recycle()
 	defer ft.req.release()
 	defer ft.resp.release()
+	defer ft.releaseHeads()
+	if ft.headsOver {
+		for _, tr := range ft.taps {
+			tr.dropped.Add(1)
+		}
+		return
+	}
 	if !ft.answered || ft.skip || ft.respHd == nil {
 		return
 	}
@@ -197,6 +228,15 @@ func (ft *fastTap) finish() {
 	for _, tr := range ft.taps {
 		tr.offerItem(it)
 	}
+}
+
+// releaseHeads gives back what the heads' copies held of the budget (the
+// copy made of them is the queues' to count).
+func (ft *fastTap) releaseHeads() {
+	if ft.bounds != nil {
+		ft.bounds.inFlight.Add(-ft.heads)
+	}
+	ft.heads = 0
 }
 
 // teeBody copies n bytes (-1: until EOF) of a body as copyBody does,
