@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/podenv"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/local/sandbox"
 )
 
@@ -41,6 +42,10 @@ func inside(args []string) int {
 		fmt.Fprintf(c, "hello from %s\n", host)
 		c.Close()
 		return 3
+	case "env": // print the environment, one variable a line
+		for _, kv := range os.Environ() {
+			fmt.Println(kv)
+		}
 	case "sleep":
 		fmt.Println("sleeping")
 		time.Sleep(time.Minute)
@@ -245,5 +250,43 @@ func TestPrepareSandboxPortTaken(t *testing.T) {
 	err = (&Options{Sandbox: true, Locals: []sandbox.Local{unknown}}).PrepareSandbox(nil, true)
 	if err == nil || !strings.Contains(err.Error(), "--local no-such-host.invalid:5432: resolving no-such-host.invalid on this machine") {
 		t.Errorf("a --local name this machine cannot resolve: %v", err)
+	}
+}
+
+// The command in the sandbox does not get this machine's session
+// variables, unless --env-allow names them, nor a TMPDIR in its /tmp; the
+// pod's own variables of those names are the pod's.
+func TestSandboxCommandEnvironment(t *testing.T) {
+	needSandbox(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	ls := &Setup{ctx: ctx, stop: cancel, env: []podenv.Var{{Name: "TMUX", Value: "the-pod's"}}, sandbox: &sandboxPlan{envAllow: []string{"DISPLAY"}, cfg: sandbox.Config{
+		Hostname: "web-intercept-1",
+		Dial:     func(context.Context, string) (net.Conn, error) { return nil, errors.New("no cluster in this test") },
+		DNS:      sandbox.DNS{Nameserver: netip.MustParseAddr("198.18.0.53"), Upstream: "dns.test:53"},
+	}}}
+	t.Cleanup(ls.Stop)
+	out := &syncBuffer{}
+	base := []string{"PATH=/usr/bin:/bin", "SSH_AUTH_SOCK=/tmp/ssh-XXXXabcd/agent.42", "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/1000/bus",
+		"TMUX=/tmp/tmux-1000/default,1,0", "DISPLAY=:0", "TMPDIR=/tmp/user-1000"}
+	lc, err := ls.StartCommand([]string{binaryOutsideTmp(t), insideCommand, "env"}, base, nil, out, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lc.Done():
+	case <-time.After(30 * time.Second):
+		lc.kill()
+		t.Fatal("the command did not end")
+	}
+	env := "\n" + out.String()
+	for _, want := range []string{"\nPATH=/usr/bin:/bin\n", "\nDISPLAY=:0\n", "\nTMUX=the-pod's\n"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("the command's environment lacks %q:%s", strings.TrimSpace(want), env)
+		}
+	}
+	for _, name := range []string{"SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS", "TMPDIR"} {
+		if strings.Contains(env, "\n"+name+"=") {
+			t.Errorf("the command got this machine's %s:%s", name, env)
+		}
 	}
 }
