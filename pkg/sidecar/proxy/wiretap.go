@@ -256,8 +256,30 @@ func (tr *tapRoute) release(n int64) {
 	tr.bounds.queued.Add(-n)
 }
 
+// copySize is what a copy made on net/http's path is counted as against
+// the queues: its bodies, its target and its parsed headers.
 func copySize(ex *tap.Exchange) int64 {
-	return int64(len(ex.Request.Body.Data)+len(ex.Response.Body.Data)+len(ex.Request.Target)) + 1024
+	return int64(len(ex.Request.Body.Data)+len(ex.Response.Body.Data)+len(ex.Request.Target)) + 1024 +
+		headerWeight(ex.Request.Header) + headerWeight(ex.Response.Header)
+}
+
+// tapFieldWeight is what a header line weighs in a parsed copy beyond its
+// bytes: its map slot, its strings' and its slice's headers (net/http's
+// parse of a 64 KiB head of empty fields keeps about 100 bytes a line).
+// A head of many short lines weighs far more parsed than sent.
+const tapFieldWeight = 112
+
+// headerWeight is what a parsed header holds in memory, as the queues
+// count it.
+func headerWeight(h http.Header) int64 {
+	var n int64
+	for k, vs := range h {
+		n += int64(len(k))
+		for _, v := range vs {
+			n += int64(len(v)) + tapFieldWeight
+		}
+	}
+	return n
 }
 
 // close stops the sender and gives back what its queue held.

@@ -218,12 +218,17 @@ func (ft *fastTap) finish() {
 		raw.RequestBody = ft.req.result(ft.reqLen)
 	}
 	raw.ResponseBody = ft.resp.result(ft.respLen)
-	for _, c := range []*tapCapture{&ft.req, &ft.resp} {
+	// Counted as held: a pooled buffer whole, whatever of it a body fills.
+	size := int64(len(raw.RequestHead)+len(raw.ResponseHead)+len(raw.Trailers)) + 1024
+	for i, c := range []*tapCapture{&ft.req, &ft.resp} {
 		if c.handed && c.pooled && c.data != nil {
 			raw.bufs = append(raw.bufs, c.data)
+			size += int64(cap(c.data))
+		} else {
+			size += int64(len([]tap.Body{raw.RequestBody, raw.ResponseBody}[i].Data))
 		}
 	}
-	it := &tapItem{raw: raw, size: int64(len(raw.RequestHead)+len(raw.ResponseHead)+len(raw.RequestBody.Data)+len(raw.ResponseBody.Data)+len(raw.Trailers)) + 1024}
+	it := &tapItem{raw: raw, size: size}
 	it.refs.Store(int32(len(ft.taps)))
 	for _, tr := range ft.taps {
 		tr.offerItem(it)
