@@ -70,8 +70,8 @@ func checkOutsideTmp(command []string) error {
 
 // inHostTmp says whether p is this machine's /tmp or under it.
 func inHostTmp(p string) bool {
-	if real, err := filepath.EvalSymlinks(p); err == nil {
-		p = real
+	if resolved, err := filepath.EvalSymlinks(p); err == nil {
+		p = resolved
 	}
 	return p == sandboxTmp || strings.HasPrefix(p, sandboxTmp+"/")
 }

@@ -19,7 +19,7 @@ func TestSandboxTmpIsItsOwn(t *testing.T) {
 	if u := ordinaryUser(); u != nil {
 		uid = int(u.UID)
 	}
-	agentDir, err := os.MkdirTemp("/tmp", "ssh-test-")
+	agentDir, err := os.MkdirTemp("/tmp", "ssh-test-") //nolint:usetesting // in /tmp itself, as the agent keeps it, whatever TMPDIR says
 	if err != nil {
 		t.Skipf("a directory in /tmp: %v", err)
 	}
@@ -50,6 +50,8 @@ func TestSandboxTmpIsItsOwn(t *testing.T) {
 		t.Fatal(err)
 	}
 	const target = "/tmp/app-cache"
+	// A name of this test's alone: others use this machine's /tmp too.
+	scratch := agentDir + "-scratch"
 	out, _, err := runIn(t, (&namedPod{}).dial, Config{
 		Mounts: []Mount{{Source: volume, Target: target}},
 		Argv: sh(`python3 -c "
@@ -62,7 +64,7 @@ except OSError as e:
 ls -A /tmp | tr '\n' ' '; echo
 stat -c 'mode=%a' /tmp
 cat ` + target + `/seed.txt
-echo scratch > /tmp/scratch && echo tmp-writable`)})
+echo scratch > ` + scratch + ` && echo tmp-writable`)})
 	if err != nil {
 		t.Fatalf("start: %v\n%s", err, out)
 	}
@@ -77,7 +79,8 @@ echo scratch > /tmp/scratch && echo tmp-writable`)})
 			t.Errorf("inside, want %q:\n%s", want, out)
 		}
 	}
-	if _, err := os.Stat("/tmp/scratch"); err == nil {
+	if _, err := os.Stat(scratch); err == nil {
+		os.Remove(scratch)
 		t.Errorf("a file the command wrote in its /tmp is in this machine's")
 	}
 }
