@@ -6,18 +6,20 @@ import (
 	"net"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tunnel"
 )
 
 // What a wiretap costs the requests it copies, beside the same requests
-// without it in the same run: a developer's header route on the fast path,
-// the same with a wiretap on its marker (the route, a static one under no
-// owner key, takes the requests, so the wiretap matches them and copies
-// none: the cost of matching), and a wiretap alone (the requests go to
-// the app, each teed on the fast path and copied to a developer's end
-// that reads the copies). The developer's end only counts the bytes of
+// without it in the same run: a developer's header route on the fast path
+// (registered through the tunnel under the developer's owner key, its
+// connections dialed by the developer's end), the same with the
+// developer's own wiretap on its marker (under the same key, so each
+// request the route takes is copied, the laptop's answer with it), and a
+// wiretap alone (the requests go to the app, each teed on the fast path
+// and copied to a developer's end that reads the copies). The developer's end only counts the bytes of
 // the copies, but it runs in the benchmark's process, through the
 // tunnel's session, so ns/op holds its reading too; bench/wiretap.sh
 // measures the sidecar's process alone.
@@ -34,12 +36,12 @@ func BenchmarkWiretap(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			app, dev := fixedApp(b, 0), fixedApp(b, 0)
 			cfg := Config{Upstream: app, Control: "127.0.0.1:0"}
-			if bc.route {
-				cfg.Static = []StaticRoute{{Header: "x-dev", Value: "alice", Addr: dev}}
-			}
 			ctrl := make(chan string, 1)
 			addr := startProxyReady(b, cfg, ctrl)
 			ctrlAddr := <-ctrl
+			if bc.route {
+				intercept(b, ctrlAddr, dev)
+			}
 			var copied atomic.Int64
 			if bc.wiretap {
 				countCopies(b, ctrlAddr, &copied)
@@ -47,10 +49,37 @@ func BenchmarkWiretap(b *testing.B) {
 			keptAlive(b, addr, "GET /api/v2/orders/42?expand=items HTTP/1.1\r\nHost: x\r\nX-Dev: alice\r\n", 0)
 			b.StopTimer()
 			if bc.wiretap {
+				// Copies go out in batches, after the answers: wait for one.
+				for deadline := time.Now().Add(10 * time.Second); copied.Load() == 0; time.Sleep(10 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						b.Fatal("the wiretap received no copy")
+					}
+				}
 				b.ReportMetric(float64(copied.Load())/float64(b.N), "copy-bytes/op")
 			}
 		})
 	}
+}
+
+// intercept registers x-dev:alice under bobKey through the tunnel, its
+// connections dialed to dev.
+func intercept(b *testing.B, ctrl, dev string) {
+	b.Helper()
+	conn, err := net.Dial("tcp", ctrl)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tc, err := tunnel.NewClient(conn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { tc.Close() })
+	if _, err := tc.Register(route.Route{Header: "x-dev", Value: "alice", Owner: "bob", Client: bobKey}); err != nil {
+		b.Fatal(err)
+	}
+	go tc.Serve(context.Background(), func(ctx context.Context) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", dev)
+	}, func(error) {})
 }
 
 // countCopies wiretaps x-dev:alice and counts the bytes of the copies.
