@@ -201,11 +201,43 @@ func (z *zone) answer(msg []byte) []byte {
 			_ = b.AAAAResource(hdr, dnsmessage.AAAAResource{AAAA: a.As16()})
 		}
 	}
+	if !answered(q.Type, addrs) && strings.HasSuffix(strings.ToLower(q.Name.String()), "."+z.domain) {
+		z.authority(&b)
+	}
 	out, err := b.Finish()
 	if err != nil {
 		return nil
 	}
 	return out
+}
+
+// answered tells whether addrs hold a record of type typ.
+func answered(typ dnsmessage.Type, addrs []netip.Addr) bool {
+	for _, a := range addrs {
+		if (typ == dnsmessage.TypeA && a.Is4()) || (typ == dnsmessage.TypeAAAA && a.Is6() && !a.Is4In6()) {
+			return true
+		}
+	}
+	return false
+}
+
+// authority puts the zone's SOA in an answer with no record for a name of
+// the zone (one that does not exist, or without a record of the type
+// asked), as CoreDNS does: a resolver may then keep the negative answer (RFC 2308) for the
+// SOA's minimum, the records' TTL.
+func (z *zone) authority(b *dnsmessage.Builder) {
+	origin, err := dnsmessage.NewName(z.domain)
+	if err != nil {
+		return
+	}
+	ns, err1 := dnsmessage.NewName("ns.dns." + z.domain)
+	mbox, err2 := dnsmessage.NewName("hostmaster." + z.domain)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	_ = b.StartAuthorities()
+	_ = b.SOAResource(dnsmessage.ResourceHeader{Name: origin, Class: dnsmessage.ClassINET, TTL: ttl},
+		dnsmessage.SOAResource{NS: ns, MBox: mbox, Serial: 1, Refresh: 7200, Retry: 1800, Expire: 86400, MinTTL: ttl})
 }
 
 // probeServer asks addr for Service kubernetes until it answers (5 s).
