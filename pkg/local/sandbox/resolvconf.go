@@ -231,12 +231,18 @@ func validDomain(d string) bool {
 			return false
 		}
 		for _, c := range []byte(label) {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			if !domainByte(c) {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+// domainByte tells whether c may be in a search domain's label: a letter,
+// a digit, '-' or '_'.
+func domainByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
 
 // validOption says whether o is a resolver option glibc knows: a flag, or
