@@ -46,7 +46,7 @@ func (c *Compiled) Regex() *regexp.Regexp { return c.re }
 
 // Conflicts is Route.Conflicts of two compiled routes.
 func (c *Compiled) Conflicts(o *Compiled) bool {
-	if !c.Route.sameRequests(o.Route) {
+	if !c.sameRequests(o.Route) {
 		return false
 	}
 	return pathsOverlap(c, o)
