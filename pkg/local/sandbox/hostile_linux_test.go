@@ -339,16 +339,7 @@ func TestLocalNameStaysOnThisMachine(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "this machine's database answered\n")
-			c.Close()
-		}
-	}()
+	go answerEach(ln, "this machine's database answered\n")
 	port := ln.Addr().(*net.TCPAddr).Port
 	local, err := ParseLocal(fmt.Sprintf("db.lan:%d", port))
 	if err != nil {
@@ -452,16 +443,7 @@ func TestHostDaemonSocketsHidden(t *testing.T) {
 	}
 	defer ln.Close()
 	_ = os.Chown(path, uid, uid)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "a daemon of this machine answered\n")
-			c.Close()
-		}
-	}()
+	go answerEach(ln, "a daemon of this machine answered\n")
 	out, _, err := runIn(t, (&namedPod{}).dial, Config{Argv: sh(`python3 -c "
 import socket,sys
 s=socket.socket(socket.AF_UNIX)
@@ -652,16 +634,7 @@ func TestLocalNameOnThisMachinesLoopback(t *testing.T) {
 		t.Skipf("no 127.0.1.1 here: %v", err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "this machine's database answered\n")
-			c.Close()
-		}
-	}()
+	go answerEach(ln, "this machine's database answered\n")
 	port := ln.Addr().(*net.TCPAddr).Port
 	local, err := ParseLocal(fmt.Sprintf("devbox:%d", port))
 	if err != nil {

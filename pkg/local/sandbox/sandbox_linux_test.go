@@ -236,16 +236,7 @@ func TestSandboxLoopbackAndLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hostOnly.Close()
-	go func() {
-		for {
-			c, err := hostOnly.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "this machine's own listener\n")
-			c.Close()
-		}
-	}()
+	go answerEach(hostOnly, "this machine's own listener\n")
 	hostPort := hostOnly.Addr().(*net.TCPAddr).Port
 	local, err := ParseLocal(fmt.Sprintf("localhost:%d", hostPort))
 	if err != nil {
@@ -454,16 +445,7 @@ func TestSandboxIPv6AndLocalCIDR(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "a listener of this machine's network\n")
-			c.Close()
-		}
-	}()
+	go answerEach(ln, "a listener of this machine's network\n")
 	local, err := ParseLocal(netip.PrefixFrom(hostIP, 24).Masked().String())
 	if err != nil {
 		t.Fatal(err)
@@ -499,4 +481,18 @@ func nonLoopbackIPv4(t *testing.T) netip.Addr {
 	}
 	t.Skip("this machine has no IPv4 address but its loopback")
 	return netip.Addr{}
+}
+
+// answerEach writes line to each connection ln accepts, then closes it,
+// until ln is closed: a service of this machine for the sandbox to reach,
+// or not.
+func answerEach(ln net.Listener, line string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		fmt.Fprint(c, line)
+		c.Close()
+	}
 }

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -32,16 +31,7 @@ func TestSandboxTmpIsItsOwn(t *testing.T) {
 	}
 	defer ln.Close()
 	_ = os.Chown(sock, uid, uid)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "this machine's agent answered\n")
-			c.Close()
-		}
-	}()
+	go answerEach(ln, "this machine's agent answered\n")
 	volume := filepath.Join(readableDir(t), "cache")
 	if err := os.Mkdir(volume, 0o755); err != nil {
 		t.Fatal(err)
