@@ -131,7 +131,8 @@ func (p *namedPod) dial(_ context.Context, addr string) (net.Conn, error) {
 	return halfCloser{a}, nil
 }
 
-// serveNames answers DNS over TCP: A records for names, NXDOMAIN else.
+// serveNames answers DNS over TCP: A records for names (lower case,
+// fully qualified), NXDOMAIN else.
 func serveNames(c net.Conn, names map[string][4]byte) {
 	defer c.Close()
 	for {

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -224,7 +223,7 @@ func (p *fakePod) dial(_ context.Context, addr string) (net.Conn, error) {
 	switch host {
 	case fakeDNS:
 		a, b := net.Pipe()
-		go serveFakeDNS(b)
+		go serveNames(b, map[string][4]byte{"backend." + fakeNS + ".svc.cluster.local.": {10, 96, 0, 5}})
 		return a, nil
 	case fakeBackend:
 		a, b := net.Pipe()
@@ -249,48 +248,6 @@ func (p *fakePod) dials() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string(nil), p.dialed...)
-}
-
-// serveFakeDNS answers over TCP: backend.shop.svc.cluster.local is the
-// Service; every other name does not exist.
-func serveFakeDNS(c net.Conn) {
-	defer c.Close()
-	for {
-		var n [2]byte
-		if _, err := io.ReadFull(c, n[:]); err != nil {
-			return
-		}
-		q := make([]byte, binary.BigEndian.Uint16(n[:]))
-		if _, err := io.ReadFull(c, q); err != nil {
-			return
-		}
-		var p dnsmessage.Parser
-		h, err := p.Start(q)
-		if err != nil {
-			return
-		}
-		qs, _ := p.AllQuestions()
-		h.Response, h.RecursionAvailable = true, true
-		known := len(qs) == 1 && qs[0].Name.String() == "backend."+fakeNS+".svc.cluster.local."
-		if !known {
-			h.RCode = dnsmessage.RCodeNameError
-		}
-		b := dnsmessage.NewBuilder(nil, h)
-		_ = b.StartQuestions()
-		for _, q := range qs {
-			_ = b.Question(q)
-		}
-		_ = b.StartAnswers()
-		if known && qs[0].Type == dnsmessage.TypeA {
-			_ = b.AResource(dnsmessage.ResourceHeader{Name: qs[0].Name, Class: dnsmessage.ClassINET, TTL: 30},
-				dnsmessage.AResource{A: [4]byte{10, 96, 0, 5}})
-		}
-		a, _ := b.Finish()
-		binary.BigEndian.PutUint16(n[:], uint16(len(a)))
-		if _, err := c.Write(append(n[:], a...)); err != nil {
-			return
-		}
-	}
 }
 
 // standInPlugin starts a sandbox that sleeps and prints the process ids
