@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# bench/lib.sh: what bench/run.sh, bench/tunnel.sh and bench/local.sh share. Sourced; the
+# bench/lib.sh: what bench/run.sh, bench/tunnel.sh, bench/local.sh,
+# bench/sandbox.sh and bench/wiretap.sh share. Sourced; the
 # caller defines TMP and the arrays PID (associative) and STARTED.
 
 # start NAME CMD...: runs CMD in the background, output to $TMP/NAME.log.
@@ -83,4 +84,27 @@ pick_port() {
 		fi
 	done
 	die "no free port found"
+}
+
+# need_cluster: the benchmarks through the local cluster need its kubectl,
+# the plugin and the cluster answering (the caller defines KUBECTL, PLUGIN
+# and die).
+need_cluster() {
+	[ -x "$KUBECTL" ] || die "no kubectl at $KUBECTL (make cluster-up builds it)"
+	[ -x "$PLUGIN" ] || die "no plugin at $PLUGIN (make build)"
+	"$KUBECTL" get --raw /readyz >/dev/null 2>&1 || die "the cluster in $KUBECONFIG does not answer (make cluster-up)"
+}
+
+# deploy_demo_and_backend: the demo and a backend (one replica each, the
+# demo's image) in namespace $NS, through the caller's k; sets BACKEND to
+# the backend Service's ClusterIP.
+deploy_demo_and_backend() {
+	log "deploying the demo and a backend (1 replica each) in namespace $NS"
+	"$KUBECTL" create namespace "$NS" >/dev/null
+	sed -e "s|DEMO_IMAGE|$DEMO_IMAGE|" -e "s|replicas: 2|replicas: 1|" "$ROOT/hack/demo-app.yaml" | k apply -f - >/dev/null
+	sed -e "s|\bdemo\b|backend|g" -e "s|DEMO_IMAGE|$DEMO_IMAGE|" -e "s|replicas: 2|replicas: 1|" "$ROOT/hack/demo-app.yaml" | k apply -f - >/dev/null
+	k rollout status deployment/demo --timeout=120s >/dev/null
+	k rollout status deployment/backend --timeout=120s >/dev/null
+	# shellcheck disable=SC2034 # read by the caller
+	BACKEND=$(k get svc backend -o jsonpath='{.spec.clusterIP}')
 }

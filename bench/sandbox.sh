@@ -50,9 +50,7 @@ die() {
 
 command -v wrk >/dev/null || die "wrk is missing (apt-get install wrk)"
 command -v curl >/dev/null || die "curl is missing (apt-get install curl)"
-[ -x "$KUBECTL" ] || die "no kubectl at $KUBECTL (make cluster-up builds it)"
-[ -x "$PLUGIN" ] || die "no plugin at $PLUGIN (make build)"
-"$KUBECTL" get --raw /readyz >/dev/null 2>&1 || die "the cluster in $KUBECONFIG does not answer (make cluster-up)"
+need_cluster
 
 # Not under /tmp: the sandbox has an empty /tmp of its own.
 TMP=$(mktemp -d /var/tmp/intercept-bench-sandbox.XXXXXX)
@@ -72,13 +70,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "deploying the demo and a backend (1 replica each) in namespace $NS"
-"$KUBECTL" create namespace "$NS" >/dev/null
-sed -e "s|DEMO_IMAGE|$DEMO_IMAGE|" -e "s|replicas: 2|replicas: 1|" "$ROOT/hack/demo-app.yaml" | k apply -f - >/dev/null
-sed -e "s|\bdemo\b|backend|g" -e "s|DEMO_IMAGE|$DEMO_IMAGE|" -e "s|replicas: 2|replicas: 1|" "$ROOT/hack/demo-app.yaml" | k apply -f - >/dev/null
-k rollout status deployment/demo --timeout=120s >/dev/null
-k rollout status deployment/backend --timeout=120s >/dev/null
-BACKEND=$(k get svc backend -o jsonpath='{.spec.clusterIP}')
+deploy_demo_and_backend
 
 # measure.sh BASE_BY_NAME BASE_BY_IP: the measurements of one point, one
 # line each: "rps CONNS SIZE REQUESTS DURATION_US ERRORS" and "ttfb HOW

@@ -59,9 +59,7 @@ die() {
 
 command -v wrk >/dev/null || die "wrk is missing (make bench installs it, or: apt-get install wrk)"
 command -v ss >/dev/null || die "ss is missing (apt-get install iproute2)"
-[ -x "$KUBECTL" ] || die "no kubectl at $KUBECTL (make cluster-up builds it)"
-[ -x "$PLUGIN" ] || die "no plugin at $PLUGIN (make build)"
-"$KUBECTL" get --raw /readyz >/dev/null 2>&1 || die "the cluster in $KUBECONFIG does not answer (make cluster-up)"
+need_cluster
 
 TMP=$(mktemp -d /tmp/intercept-bench-tunnel.XXXXXX)
 export XDG_STATE_HOME=$TMP/state
