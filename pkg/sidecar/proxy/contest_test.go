@@ -258,18 +258,7 @@ func TestContestOverOnePathLeavesTheRestOfTheRoute(t *testing.T) {
 	ctrl := make(chan string, 1)
 	addr := startProxyReady(t, Config{Upstream: hostOf(app), Control: "127.0.0.1:0"}, ctrl)
 	c := <-ctrl
-	dial := func() *tunnel.Client {
-		conn, err := net.Dial("tcp", c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tc, err := tunnel.NewClient(conn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { tc.Close() })
-		return tc
-	}
+	dial := func() *tunnel.Client { return controlClient(t, c) }
 	alice, eveC := dial(), dial()
 	if _, err := alice.Register(route.Route{Header: "X-Dev", Value: "alice", Owner: "alice", Client: aliceKey}); err != nil {
 		t.Fatal(err)

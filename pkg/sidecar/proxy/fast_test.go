@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tunnel"
 )
 
 // rawApp is an app that records each request head byte for byte and
@@ -383,15 +382,7 @@ func TestFastPathHandsMatchingRequestsToTheRoute(t *testing.T) {
 	if got := answeredBy(t, c, "http://"+proxyAddr+"/", map[string]string{"X-Dev": "alice"}); got != "app" {
 		t.Fatalf("before the route: %q", got)
 	}
-	conn, err := net.Dial("tcp", <-ctrl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc, err := tunnel.NewClient(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
+	tc := controlClient(t, <-ctrl)
 	if _, err := tc.Register(route.Route{Header: "x-dev", Value: "alice", Client: aliceKey}); err != nil {
 		t.Fatal(err)
 	}

@@ -24,15 +24,7 @@ func TestCostlyPathRegexIsRefusedWhenRegistered(t *testing.T) {
 	defer app.Close()
 	ctrl := make(chan string, 1)
 	startProxyReady(t, Config{Upstream: hostOf(app), Control: "127.0.0.1:0"}, ctrl)
-	conn, err := net.Dial("tcp", <-ctrl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc, err := tunnel.NewClient(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
+	tc := controlClient(t, <-ctrl)
 	for _, re := range []string{`.*(?:[a-y]{1,990}z)`, `.*(?:[a-y]{1,999}z|[b-z]{1,999}a|[a-x]{1,999}[yz]|[c-z]{1,999}[ab])`} {
 		_, err := tc.Register(route.Route{All: true, PathRegex: re, Owner: "eve", Client: eveKey})
 		if !errors.Is(err, tunnel.ErrBadRequest) || !strings.Contains(err.Error(), "too costly") {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/route"
-	"github.com/kubectl-intercept/kubectl-intercept/pkg/wire/tunnel"
 )
 
 // What a wiretap costs the requests it copies, beside the same requests
@@ -65,15 +64,7 @@ func BenchmarkWiretap(b *testing.B) {
 // connections dialed to dev.
 func intercept(b *testing.B, ctrl, dev string) {
 	b.Helper()
-	conn, err := net.Dial("tcp", ctrl)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tc, err := tunnel.NewClient(conn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { tc.Close() })
+	tc := controlClient(b, ctrl)
 	if _, err := tc.Register(route.Route{Header: "x-dev", Value: "alice", Owner: "bob", Client: bobKey}); err != nil {
 		b.Fatal(err)
 	}
@@ -85,15 +76,7 @@ func intercept(b *testing.B, ctrl, dev string) {
 // countCopies wiretaps x-dev:alice and counts the bytes of the copies.
 func countCopies(b *testing.B, ctrl string, n *atomic.Int64) {
 	b.Helper()
-	conn, err := net.Dial("tcp", ctrl)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tc, err := tunnel.NewClient(conn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { tc.Close() })
+	tc := controlClient(b, ctrl)
 	if _, err := tc.Register(route.Route{Header: "x-dev", Value: "alice", Wiretap: true, Client: bobKey}); err != nil {
 		b.Fatal(err)
 	}

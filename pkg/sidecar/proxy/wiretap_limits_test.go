@@ -71,15 +71,7 @@ func TestWiretapNeverCopiesWhatATeammatesInterceptTakes(t *testing.T) {
 	ctrl := make(chan string, 1)
 	addr := startProxyReady(t, Config{Upstream: hostOf(app), Control: "127.0.0.1:0"}, ctrl)
 	c := <-ctrl
-	conn, err := net.Dial("tcp", c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice, err := tunnel.NewClient(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { alice.Close() })
+	alice := controlClient(t, c)
 	if _, err := alice.Register(route.Route{Header: "X-Dev", Value: "alice", Owner: "alice", Client: aliceKey}); err != nil {
 		t.Fatal(err)
 	}
@@ -130,18 +122,7 @@ func TestWiretapsPerPodAreBounded(t *testing.T) {
 	ctrl := make(chan string, 1)
 	startProxyReady(t, Config{Upstream: hostOf(app), Control: "127.0.0.1:0"}, ctrl)
 	c := <-ctrl
-	session := func() *tunnel.Client {
-		conn, err := net.Dial("tcp", c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tc, err := tunnel.NewClient(conn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { tc.Close() })
-		return tc
-	}
+	session := func() *tunnel.Client { return controlClient(t, c) }
 	key := func(i int) string { return fmt.Sprintf("%064x", i+1) }
 	var sessions []*tunnel.Client
 	accepted := 0

@@ -34,15 +34,7 @@ type wiretapper struct {
 
 func wiretap(t testing.TB, ctrl string, r route.Route) *wiretapper {
 	t.Helper()
-	conn, err := net.Dial("tcp", ctrl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc, err := tunnel.NewClient(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tc.Close() })
+	tc := controlClient(t, ctrl)
 	if _, err := tc.Register(r); err != nil {
 		t.Fatalf("registering %s: %v", r, err)
 	}
@@ -269,15 +261,7 @@ func stalledDeveloper(t *testing.T, noFast bool) {
 	app := readingApp(t, "app", false)
 	ctrl := make(chan string, 1)
 	addr := startProxyReady(t, Config{Upstream: hostOf(app), Control: "127.0.0.1:0", NoFastPath: noFast}, ctrl)
-	conn, err := net.Dial("tcp", <-ctrl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc, err := tunnel.NewClient(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
+	tc := controlClient(t, <-ctrl)
 	if _, err := tc.Register(route.Route{Header: "x-dev", Value: "alice", Wiretap: true, Client: bobKey}); err != nil {
 		t.Fatal(err)
 	}
@@ -324,4 +308,20 @@ func stalledDeveloper(t *testing.T, noFast bool) {
 		t.Fatal("no copy said any was dropped")
 	}
 	t.Logf("dropped %d of 301 copies", dropped)
+}
+
+// controlClient is a CLI's control session with the sidecar at addr,
+// closed at the test's end.
+func controlClient(t testing.TB, addr string) *tunnel.Client {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tunnel.NewClient(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
