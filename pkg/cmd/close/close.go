@@ -118,12 +118,15 @@ func (o *CloseOptions) Run(ctx context.Context) error {
 	if stopped {
 		p.Infof("Ended the background intercept of %s.", o.Service)
 	}
+	crashed := o.crashedHere()
 	left, err := cmdutil.ClusterOf(o.f).Leave(ctx, session.LeaveOptions{Namespace: o.Namespace, Service: o.Service,
-		Force: o.Force, Crashed: !stopped && o.crashedHere(), Timeout: o.Timeout, Progress: p})
+		Force: o.Force, Crashed: !stopped && len(crashed) > 0, Timeout: o.Timeout, Progress: p})
 	if err != nil {
 		return err
 	}
-	o.forgetCrashed()
+	for _, li := range crashed {
+		local.Forget(li.Key())
+	}
 	if left.Stayed() {
 		p.Infof("Service %s stays switched: %s. Nothing was restored; use --force to restore it anyway.", o.Service, cmdutil.WhyStayed(left))
 		return nil
@@ -132,35 +135,23 @@ func (o *CloseOptions) Run(ctx context.Context) error {
 	return nil
 }
 
-// crashedHere tells whether this machine started an intercept of the
-// Service whose process ended without leaving.
-func (o *CloseOptions) crashedHere() bool {
+// crashedHere is this machine's records of intercepts of the Service whose
+// process is proven to have ended without leaving (a crash, kill -9): what
+// they left here, the files --mount or --sandbox wrote (the pod's Secrets
+// among them), goes once the cluster side is closed. A record whose
+// process may still run is not among them.
+func (o *CloseOptions) crashedHere() []local.Intercept {
 	mine, err := local.List(o.f.Context)
 	if err != nil {
-		return false
+		return nil
 	}
+	var crashed []local.Intercept
 	for _, li := range mine {
 		if li.Namespace == o.Namespace && li.Service == o.Service && li.Ended() {
-			return true
+			crashed = append(crashed, li)
 		}
 	}
-	return false
-}
-
-// forgetCrashed removes this machine's record of the intercept of the
-// Service once its process is proven to have ended (a crash or kill -9
-// left it), and with it the files --mount or --sandbox wrote: the pod's
-// Secrets among them. A record whose process may still run is left alone.
-func (o *CloseOptions) forgetCrashed() {
-	mine, err := local.List(o.f.Context)
-	if err != nil {
-		return
-	}
-	for _, li := range mine {
-		if li.Namespace == o.Namespace && li.Service == o.Service && li.Ended() {
-			local.Forget(li.Key())
-		}
-	}
+	return crashed
 }
 
 // closeMine ends every intercept this machine started in the current
